@@ -1,0 +1,27 @@
+#pragma once
+// One engine step's work, flattened: what the model's forward pass consumes.
+#include <cstdint>
+#include <vector>
+
+namespace tpinfer {
+
+struct BatchLayout {
+  int block_size = 16;
+  // Per token (n_tokens entries): the token, its position in its sequence, and
+  // the KV-cache slot (block * block_size + offset) where its K and V go.
+  std::vector<int32_t> token_ids;
+  std::vector<int32_t> positions;
+  std::vector<int32_t> slot_mapping;
+  // Per sequence (n_seqs entries; tokens of one sequence are consecutive):
+  std::vector<int32_t> query_start;   // n_seqs + 1 prefix offsets into the tokens
+  std::vector<int32_t> context_len;   // tokens in the cache after this step (last position + 1)
+  int32_t max_blocks_per_seq = 0;     // row stride of block_tables
+  std::vector<int32_t> block_tables;  // n_seqs x max_blocks_per_seq, padded with -1
+  // Tokens whose logits are needed, in order (one per sequence that samples).
+  std::vector<int32_t> logit_rows;
+
+  int32_t num_tokens() const { return static_cast<int32_t>(token_ids.size()); }
+  int32_t num_seqs() const { return static_cast<int32_t>(context_len.size()); }
+};
+
+}  // namespace tpinfer

@@ -1,0 +1,37 @@
+#pragma once
+// A request and its result, as the engine sees them (no file format here).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tpinfer {
+
+struct SamplingParams {
+  int64_t max_new_tokens = 128;
+  float temperature = 0.0f;  // 0 = greedy
+  int64_t top_k = 0;         // 0 = off
+  float top_p = 1.0f;        // 1 = off
+  uint64_t seed = 0;         // per request; the reader derives it from --seed and the id when absent
+  std::vector<int32_t> stop_token_ids;
+  bool logprobs = false;
+};
+
+struct Request {
+  std::string id_json;  // the id exactly as JSON text ("\"abc\"" or "42"): opaque to the engine
+  int64_t line = 0;     // 1-based line in the input file
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+};
+
+struct Result {
+  std::string id_json;  // empty for a line without a usable id
+  int64_t line = 0;
+  std::vector<int32_t> tokens;   // generated tokens
+  std::vector<float> logprobs;   // per generated token, when asked
+  std::string finish_reason;     // "stop" (EOS or stop token) | "length"
+  int64_t prompt_tokens = 0;
+  std::string error;             // non-empty: the line was rejected
+  bool duplicate_id = false;     // error for a repeated id: written as "duplicate_id", not "id"
+};
+
+}  // namespace tpinfer

@@ -1,0 +1,76 @@
+#pragma once
+// The HDF5 weight file, format version 1 (docs/WEIGHT_FORMAT.md): root
+// attributes format="tpinfer", format_version=1, config=<JSON>; one dataset per
+// tensor under its Hugging Face name, full shape; float32 stored as IEEE f32,
+// bfloat16/float16 stored as uint16 bit patterns; every dataset carries a
+// `dtype` attribute. Every rank reads only its own hyperslab.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tpinfer/model_config.hpp"
+#include "tpinfer/sharding.hpp"
+
+namespace tpinfer {
+
+// Writes a model file tensor by tensor (memory stays at one tensor).
+class WeightWriter {
+ public:
+  // Creates (truncates) `path` and writes the root attributes.
+  WeightWriter(const std::string& path, const ModelConfig& config);
+  ~WeightWriter();
+  WeightWriter(const WeightWriter&) = delete;
+  WeightWriter& operator=(const WeightWriter&) = delete;
+  // Stores fp32 `data` of `shape` as config.dtype (round to nearest even for 16-bit).
+  void write(const std::string& name, const std::vector<int64_t>& shape, const float* data);
+  // Stores tokenizer.json bytes in the /tokenizer dataset.
+  void write_tokenizer(const std::string& tokenizer_json);
+  void close();  // flushes and closes; throws on failure (a full disk shows here)
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class WeightReader {
+ public:
+  // Opens `path`, checks format and version, parses the config. Throws ModelError.
+  explicit WeightReader(const std::string& path);
+  ~WeightReader();
+  WeightReader(const WeightReader&) = delete;
+  WeightReader& operator=(const WeightReader&) = delete;
+
+  const ModelConfig& config() const;
+  // Checks every expected tensor is present with the right shape and a known
+  // dtype, and that tp_size can shard the config. Throws ModelError naming the
+  // tensor (or config field) and the rule. Cheap: reads metadata only.
+  void validate(int tp_size) const;
+  // Reads one hyperslab as fp32 (converting from the stored dtype).
+  std::vector<float> read(const TensorShard& shard) const;
+  // The stored dtype of one tensor.
+  DType tensor_dtype(const std::string& name) const;
+  bool has_tokenizer() const;
+  std::string tokenizer_json() const;  // empty when absent
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Writes a model with seeded random weights: linear weights and embeddings
+// N(0, initializer_range^2), biases N(0, 0.02^2), norm weights 1 + N(0, 0.05^2)
+// (so tests notice a norm weight being ignored). Each value is a pure function
+// of (seed, tensor name, element index) via Philox, so a GPU can reproduce it.
+void write_random_model(const ModelConfig& config, const std::string& path, uint64_t seed);
+// The same values as write_random_model for one tensor's hyperslab.
+std::vector<float> random_tensor_values(const ModelConfig& config, const TensorShard& shard,
+                                        uint64_t seed);
+
+// bf16/fp16 <-> fp32 conversions used by the store (round to nearest even).
+uint16_t float_to_bf16(float f);
+float bf16_to_float(uint16_t h);
+uint16_t float_to_fp16(float f);
+float fp16_to_float(uint16_t h);
+
+}  // namespace tpinfer
