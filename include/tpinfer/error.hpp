@@ -15,6 +15,7 @@ enum ExitCode : int {
 
 struct Error : std::runtime_error {
   int exit_code;
+  bool agreed = false;  // every rank has this same error (only rank 0 prints it)
   Error(const std::string& what, int code) : std::runtime_error(what), exit_code(code) {}
 };
 // Bad command line or option values.

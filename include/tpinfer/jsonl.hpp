@@ -74,7 +74,7 @@ class OutputWriter {
   // Writes `line` + '\n' as one unit; throws Error (exit 1) naming the path and
   // errno text (ENOSPC, EFBIG) if it cannot, leaving earlier lines intact.
   void write_line(const std::string& line);
-  // fflush + fsync; throws like write_line.
+  // fdatasync; throws like write_line.
   void sync();
   // sync() when at least `interval_s` passed since the last one.
   void maybe_sync(double interval_s);

@@ -1,0 +1,545 @@
+// The fp32 reference backend. Each op is written to be read side by side with
+// its comment in backend.hpp: the cuda backend is checked against this one, so
+// clarity wins over speed wherever the two disagree. GEMMs go to OpenBLAS; the
+// rest are plain loops parallelised with OpenMP over rows (or token x head).
+//
+// All shape and batch checks run before any parallel region: an exception must
+// never leave an OpenMP region.
+#include <cblas.h>
+#include <mpi.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "tpinfer/backend.hpp"
+#include "tpinfer/error.hpp"
+
+namespace tpinfer {
+namespace {
+
+constexpr size_t kAlignment = 64;
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+std::string shape_str(const Tensor& t) { return shape_str(t.shape); }
+
+// Shape errors are bugs in the caller (model or engine), not bad input: a
+// restart would not help, so they carry kExitOther.
+[[noreturn]] void fail(const char* op, const std::string& msg) {
+  throw Error(std::string("cpu backend: ") + op + ": " + msg, kExitOther);
+}
+
+// The message is only built when the check fails: these run on every op call.
+#define CPU_CHECK(cond, op, msg)     \
+  do {                               \
+    if (!(cond)) fail((op), (msg));  \
+  } while (0)
+
+float* f32(const Tensor& t, const char* op, const char* name) {
+  CPU_CHECK(t.dtype == DType::f32, op,
+            std::string(name) + " has dtype " + dtype_name(t.dtype) + ", expected float32");
+  CPU_CHECK(t.data != nullptr || t.numel() == 0, op, std::string(name) + " has no storage");
+  return static_cast<float*>(t.data);
+}
+
+// [rows, cols] of a tensor read as a matrix of rows (shape[0]) by everything else.
+void check_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* name) {
+  CPU_CHECK(!t.shape.empty() && t.rows() == rows && t.cols() == cols, op,
+            std::string(name) + " is " + shape_str(t) + ", expected " + std::to_string(rows) +
+                " rows of " + std::to_string(cols));
+}
+
+void check_attention_shape(const AttentionShape& a, const char* op) {
+  CPU_CHECK(a.q_heads > 0 && a.kv_heads > 0 && a.head_dim > 0 && a.q_heads % a.kv_heads == 0,
+            op,
+            "bad attention shape: q_heads " + std::to_string(a.q_heads) + ", kv_heads " +
+                std::to_string(a.kv_heads) + ", head_dim " + std::to_string(a.head_dim) +
+                " (need positive sizes and q_heads a multiple of kv_heads)");
+}
+
+// Returns the number of blocks of a [num_blocks, block_size, kv_heads, head_dim] cache.
+int64_t check_cache(const Tensor& c, int block_size, const AttentionShape& a, const char* op,
+                    const char* name) {
+  CPU_CHECK(c.shape.size() == 4 && c.shape[1] == block_size && c.shape[2] == a.kv_heads &&
+                c.shape[3] == a.head_dim,
+            op,
+            std::string(name) + " is " + shape_str(c) + ", expected [num_blocks, " +
+                std::to_string(block_size) + ", " + std::to_string(a.kv_heads) + ", " +
+                std::to_string(a.head_dim) + "]");
+  return c.shape[0];
+}
+
+// x / sqrt(mean(x^2) + eps) * w, as Hugging Face's LlamaRMSNorm: the sum of
+// squares in double so that wide rows of large values lose nothing.
+void rmsnorm_row(const float* x, const float* w, float eps, int64_t h, float* out) {
+  double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t i = 0; i < h; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(h) + eps));
+  for (int64_t i = 0; i < h; ++i) out[i] = (x[i] * inv) * w[i];
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Below this many elements an OpenMP fork costs more than the loop.
+constexpr int64_t kParallelMin = 1 << 14;
+// linear splits out's columns over threads only when each slice stays a real GEMM.
+constexpr int64_t kMinSliceCols = 32;
+constexpr int64_t kMinSliceFlops = 1 << 18;
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(MPI_Comm tp_comm, int threads) {
+    // OpenBLAS runs inside the OpenMP threads (see linear), so it gets one thread.
+    openblas_set_num_threads(1);
+    if (threads > 0) omp_set_num_threads(threads);
+    TPINFER_MPI_CHECK(MPI_Comm_dup(tp_comm, &comm_.c));
+    TPINFER_MPI_CHECK(MPI_Comm_size(comm_.c, &tp_size_));
+  }
+
+  std::string name() const override { return "cpu"; }
+  DType compute_dtype() const override { return DType::f32; }
+
+  Tensor alloc(const std::vector<int64_t>& shape, DType dtype) override {
+    if (dtype != DType::f32)
+      throw Error(std::string("cpu backend: alloc: dtype ") + dtype_name(dtype) +
+                      " is not supported (the cpu backend stores and computes float32 only)",
+                  kExitUsage);
+    int64_t n = 1;
+    for (int64_t s : shape) {
+      CPU_CHECK(s >= 0 && (s == 0 || n <= std::numeric_limits<int64_t>::max() / 4 / s), "alloc",
+                "bad shape " + shape_str(shape));
+      n *= s;
+    }
+    // aligned_alloc wants a multiple of the alignment; a zero-sized tensor still
+    // gets a distinct non-null pointer.
+    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) +
+                          kAlignment - 1) / kAlignment * kAlignment;
+    void* p = std::aligned_alloc(kAlignment, bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    std::memset(p, 0, bytes);
+    blocks_.emplace_back(p);
+    Tensor t;
+    t.data = p;
+    t.dtype = DType::f32;
+    t.shape = shape;
+    return t;
+  }
+
+  void upload(const Tensor& dst, const float* src) override {
+    float* d = f32(dst, "upload", "dst");
+    CPU_CHECK(src != nullptr || dst.numel() == 0, "upload", "null source");
+    if (dst.numel() > 0) std::memcpy(d, src, static_cast<size_t>(dst.numel()) * sizeof(float));
+  }
+
+  void download(const Tensor& src, float* dst) override {
+    const float* s = f32(src, "download", "src");
+    CPU_CHECK(dst != nullptr || src.numel() == 0, "download", "null destination");
+    if (src.numel() > 0) std::memcpy(dst, s, static_cast<size_t>(src.numel()) * sizeof(float));
+  }
+
+  void set_batch(const BatchLayout& b) override {
+    validate_batch(b);
+    batch_ = b;
+    // Which sequence each token belongs to: attention needs it per (token, head).
+    token_seq_.assign(b.token_ids.size(), 0);
+    for (int32_t s = 0; s < b.num_seqs(); ++s)
+      for (int32_t t = b.query_start[s]; t < b.query_start[s + 1]; ++t) token_seq_[t] = s;
+  }
+
+  void embed(const Tensor& table, int64_t vocab_offset, Tensor& out) override {
+    const char* op = "embed";
+    const float* tab = f32(table, op, "table");
+    float* o = f32(out, op, "out");
+    CPU_CHECK(table.shape.size() == 2, op, "table is " + shape_str(table) + ", expected 2-D");
+    const int64_t rows = table.shape[0], h = table.shape[1];
+    const int64_t n = batch_.num_tokens();
+    check_matrix(out, n, h, op, "out");
+    const int32_t* ids = batch_.token_ids.data();
+#pragma omp parallel for schedule(static) if (n * h >= kParallelMin)
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t r = static_cast<int64_t>(ids[t]) - vocab_offset;
+      if (r >= 0 && r < rows)
+        std::memcpy(o + t * h, tab + r * h, static_cast<size_t>(h) * sizeof(float));
+      else
+        std::fill_n(o + t * h, h, 0.0f);  // another rank's shard: the all-reduce adds it
+    }
+  }
+
+  // out may alias x (each row is read in full before it is written).
+  void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override {
+    const char* op = "rmsnorm";
+    const float* xp = f32(x, op, "x");
+    const float* wp = f32(w, op, "w");
+    float* o = f32(out, op, "out");
+    const int64_t n = x.rows(), h = x.cols();
+    CPU_CHECK(!x.shape.empty() && w.numel() == h, op,
+              "x is " + shape_str(x) + ", w is " + shape_str(w));
+    check_matrix(out, n, h, op, "out");
+#pragma omp parallel for schedule(static) if (n * h >= kParallelMin)
+    for (int64_t t = 0; t < n; ++t) rmsnorm_row(xp + t * h, wp, eps, h, o + t * h);
+  }
+
+  // out may alias x (x's row is consumed into residual before out's row is written).
+  void add_rmsnorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
+                   Tensor& out) override {
+    const char* op = "add_rmsnorm";
+    float* r = f32(residual, op, "residual");
+    const float* xp = f32(x, op, "x");
+    const float* wp = f32(w, op, "w");
+    float* o = f32(out, op, "out");
+    const int64_t n = residual.rows(), h = residual.cols();
+    CPU_CHECK(!residual.shape.empty() && w.numel() == h, op,
+              "residual is " + shape_str(residual) + ", w is " + shape_str(w));
+    check_matrix(x, n, h, op, "x");
+    check_matrix(out, n, h, op, "out");
+    CPU_CHECK(out.data != residual.data || n * h == 0, op, "out must not alias residual");
+#pragma omp parallel for schedule(static) if (n * h >= kParallelMin)
+    for (int64_t t = 0; t < n; ++t) {
+      float* rr = r + t * h;
+      const float* xr = xp + t * h;
+#pragma omp simd
+      for (int64_t i = 0; i < h; ++i) rr[i] += xr[i];
+      rmsnorm_row(rr, wp, eps, h, o + t * h);
+    }
+  }
+
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override {
+    const char* op = "linear";
+    const float* xp = f32(x, op, "x");
+    const float* wp = f32(w, op, "w");
+    float* o = f32(out, op, "out");
+    CPU_CHECK(w.shape.size() == 2 && !x.shape.empty() && x.cols() == w.shape[1], op,
+              "x is " + shape_str(x) + ", w is " + shape_str(w) + " (expected x [n, k], w [m, k])");
+    const int64_t n = x.rows(), k = w.shape[1], m = w.shape[0];
+    check_matrix(out, n, m, op, "out");
+    const float* bp = nullptr;
+    if (bias != nullptr) {
+      bp = f32(*bias, op, "bias");
+      CPU_CHECK(bias->numel() == m, op,
+                "bias is " + shape_str(*bias) + ", w is " + shape_str(w));
+    }
+    CPU_CHECK(out.data != x.data || n == 0, op, "out must not alias x");
+    CPU_CHECK(n <= INT_MAX && m <= INT_MAX && k <= INT_MAX, op,
+              "sizes beyond the BLAS integer range: x " + shape_str(x) + ", w " + shape_str(w));
+    if (n == 0 || m == 0) return;
+    if (k == 0) {  // an empty sum; BLAS would reject the leading dimension 0
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < m; ++j) o[t * m + j] = bp ? bp[j] : 0.0f;
+      return;
+    }
+    float beta = 0.0f;
+    if (bp != nullptr) {  // out = bias, then out += x w^T
+      for (int64_t t = 0; t < n; ++t) std::memcpy(o + t * m, bp, m * sizeof(float));
+      beta = 1.0f;
+    }
+    // One single-threaded sgemm per OpenMP thread, each on a slice of w's rows
+    // (out's columns). OpenBLAS's own pthreads spin-wait between calls and fight
+    // the OpenMP threads of the other ops for the cores: on 2 busy cores that
+    // made a decode step several times slower than this.
+    const double flops = static_cast<double>(n) * static_cast<double>(m) * static_cast<double>(k);
+    const int64_t slices = std::clamp<int64_t>(
+        std::min<int64_t>(m / kMinSliceCols, static_cast<int64_t>(std::min(flops / kMinSliceFlops,
+                                                                            1e6))),
+        1, omp_get_max_threads());
+#pragma omp parallel num_threads(static_cast<int>(slices))
+    {
+      const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+      // Slice bounds on 16-column (one cache line of out) boundaries.
+      auto bound = [&](int64_t i) { return std::min(m, (m * i / parts + 15) / 16 * 16); };
+      const int64_t j0 = bound(part), j1 = bound(part + 1);
+      if (j1 > j0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(n),
+                    static_cast<blasint>(j1 - j0), static_cast<blasint>(k), 1.0f, xp,
+                    static_cast<blasint>(k), wp + j0 * k, static_cast<blasint>(k), beta, o + j0,
+                    static_cast<blasint>(m));
+    }
+  }
+
+  void rope_write_kv(Tensor& qkv, const Tensor& inv_freq, const AttentionShape& a,
+                     Tensor& k_cache, Tensor& v_cache) override {
+    const char* op = "rope_write_kv";
+    check_attention_shape(a, op);
+    CPU_CHECK(a.head_dim % 2 == 0, op,
+              "head_dim " + std::to_string(a.head_dim) + " is odd (rotate-half needs pairs)");
+    float* x = f32(qkv, op, "qkv");
+    const float* inv = f32(inv_freq, op, "inv_freq");
+    float* kc = f32(k_cache, op, "k_cache");
+    float* vc = f32(v_cache, op, "v_cache");
+    const int64_t n = batch_.num_tokens(), hd = a.head_dim, half = hd / 2;
+    const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
+    check_matrix(qkv, n, row, op, "qkv");
+    CPU_CHECK(inv_freq.numel() == half, op,
+              "inv_freq is " + shape_str(inv_freq) + ", expected head_dim/2 = " +
+                  std::to_string(half) + " values");
+    const int64_t blocks = check_cache(k_cache, batch_.block_size, a, op, "k_cache");
+    check_cache(v_cache, batch_.block_size, a, op, "v_cache");
+    CPU_CHECK(k_cache.shape == v_cache.shape, op,
+              "k_cache " + shape_str(k_cache) + " and v_cache " + shape_str(v_cache) + " differ");
+    const int64_t slots = blocks * batch_.block_size;
+    for (int64_t t = 0; t < n; ++t)
+      CPU_CHECK(batch_.slot_mapping[t] >= 0 && batch_.slot_mapping[t] < slots, op,
+                "token " + std::to_string(t) + " has slot " +
+                    std::to_string(batch_.slot_mapping[t]) + " outside the cache's " +
+                    std::to_string(slots) + " slots");
+
+    const int64_t rotated_heads = a.q_heads + a.kv_heads;  // q heads then k heads, adjacent
+    const int64_t kv_width = a.kv_heads * hd;
+    const int32_t* pos = batch_.positions.data();
+    const int32_t* slot = batch_.slot_mapping.data();
+#pragma omp parallel for schedule(static) if (n * row >= kParallelMin)
+    for (int64_t t = 0; t < n; ++t) {
+      float* xr = x + t * row;
+      // The angle is rounded to fp32 before cos/sin, as Hugging Face computes
+      // position * inv_freq in fp32; a backend that kept more precision would
+      // drift from the reference at large positions.
+      const float p = static_cast<float>(pos[t]);
+      for (int64_t i = 0; i < half; ++i) {
+        const float angle = p * inv[i];
+        const float c = std::cos(angle), s = std::sin(angle);
+        for (int64_t h = 0; h < rotated_heads; ++h) {
+          float* head = xr + h * hd;
+          const float x1 = head[i], x2 = head[i + half];
+          head[i] = x1 * c - x2 * s;
+          head[i + half] = x2 * c + x1 * s;
+        }
+      }
+      const float* k = xr + a.q_heads * hd;
+      const float* v = k + kv_width;
+      std::memcpy(kc + slot[t] * kv_width, k, static_cast<size_t>(kv_width) * sizeof(float));
+      std::memcpy(vc + slot[t] * kv_width, v, static_cast<size_t>(kv_width) * sizeof(float));
+    }
+  }
+
+  void attention(const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
+                 const AttentionShape& a, Tensor& out) override {
+    const char* op = "attention";
+    check_attention_shape(a, op);
+    const float* x = f32(qkv, op, "qkv");
+    const float* kc = f32(k_cache, op, "k_cache");
+    const float* vc = f32(v_cache, op, "v_cache");
+    float* o = f32(out, op, "out");
+    const int64_t n = batch_.num_tokens(), hd = a.head_dim;
+    const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
+    check_matrix(qkv, n, row, op, "qkv");
+    check_matrix(out, n, a.q_heads * hd, op, "out");
+    const int64_t blocks = check_cache(k_cache, batch_.block_size, a, op, "k_cache");
+    check_cache(v_cache, batch_.block_size, a, op, "v_cache");
+    CPU_CHECK(k_cache.shape == v_cache.shape, op,
+              "k_cache " + shape_str(k_cache) + " and v_cache " + shape_str(v_cache) + " differ");
+
+    const int bs = batch_.block_size;
+    const int64_t stride = batch_.max_blocks_per_seq;
+    // Every block a sequence's context touches must be in the cache; set_batch
+    // has checked positions < context_len <= stride * block_size.
+    int64_t max_ctx = 0;
+    for (int32_t s = 0; s < batch_.num_seqs(); ++s) {
+      const int64_t ctx = batch_.context_len[s];
+      max_ctx = std::max(max_ctx, ctx);
+      for (int64_t b = 0; b < (ctx + bs - 1) / bs; ++b) {
+        const int32_t blk = batch_.block_tables[s * stride + b];
+        CPU_CHECK(blk >= 0 && blk < blocks, op,
+                  "sequence " + std::to_string(s) + " block " + std::to_string(b) + " is " +
+                      std::to_string(blk) + ", outside the cache's " + std::to_string(blocks) +
+                      " blocks");
+      }
+    }
+
+    const int64_t q_heads = a.q_heads, kv_heads = a.kv_heads, group = q_heads / kv_heads;
+    const float scale = a.scale;
+    const int threads = omp_get_max_threads();
+    scores_.resize(static_cast<size_t>(threads) * static_cast<size_t>(max_ctx));
+    float* scores_all = scores_.data();
+    const int32_t* pos = batch_.positions.data();
+    const int32_t* seq_of = token_seq_.data();
+    const int32_t* tables = batch_.block_tables.data();
+
+    // Work per (token, head) grows with the position: dynamic scheduling keeps a
+    // long prefill sequence from landing on one thread.
+#pragma omp parallel for collapse(2) schedule(dynamic, 4) if (n * q_heads > 1)
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t h = 0; h < q_heads; ++h) {
+        float* sc = scores_all + static_cast<size_t>(omp_get_thread_num()) * max_ctx;
+        const int32_t* table = tables + seq_of[t] * stride;
+        const int64_t p = pos[t];
+        const int64_t kvh = h / group;
+        const float* q = x + t * row + h * hd;
+        // The cache row of key position j of this token's sequence, for kv head kvh.
+        auto slot_row = [&](int64_t j) {
+          return (((static_cast<int64_t>(table[j / bs]) * bs + j % bs) * kv_heads) + kvh) * hd;
+        };
+
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j <= p; ++j) {
+          sc[j] = dot(q, kc + slot_row(j), hd) * scale;
+          mx = std::max(mx, sc[j]);
+        }
+        float sum = 0.0f;
+        for (int64_t j = 0; j <= p; ++j) {
+          sc[j] = std::exp(sc[j] - mx);
+          sum += sc[j];
+        }
+        float* oh = o + t * q_heads * hd + h * hd;
+        std::fill_n(oh, hd, 0.0f);
+        for (int64_t j = 0; j <= p; ++j) {
+          const float* v = vc + slot_row(j);
+          const float wj = sc[j];
+#pragma omp simd
+          for (int64_t d = 0; d < hd; ++d) oh[d] += wj * v[d];
+        }
+        const float inv_sum = 1.0f / sum;
+        for (int64_t d = 0; d < hd; ++d) oh[d] *= inv_sum;
+      }
+    }
+  }
+
+  void silu_mul(const Tensor& gate_up, Tensor& out) override {
+    const char* op = "silu_mul";
+    const float* g = f32(gate_up, op, "gate_up");
+    float* o = f32(out, op, "out");
+    const int64_t n = gate_up.rows(), two_i = gate_up.cols(), i = two_i / 2;
+    CPU_CHECK(!gate_up.shape.empty() && two_i % 2 == 0, op,
+              "gate_up is " + shape_str(gate_up) + ", expected [n, 2*i]");
+    check_matrix(out, n, i, op, "out");
+#pragma omp parallel for schedule(static) if (n * i >= kParallelMin)
+    for (int64_t t = 0; t < n; ++t) {
+      const float* gate = g + t * two_i;
+      const float* up = gate + i;
+      float* orow = o + t * i;
+      // gate / (1 + e^-gate) is silu; for gate << 0 e^-gate overflows to inf and
+      // the quotient is a correct -0 rather than NaN.
+      for (int64_t j = 0; j < i; ++j) orow[j] = gate[j] / (1.0f + std::exp(-gate[j])) * up[j];
+    }
+  }
+
+  void gather_rows(const Tensor& x, Tensor& out) override {
+    const char* op = "gather_rows";
+    const float* xp = f32(x, op, "x");
+    float* o = f32(out, op, "out");
+    const auto& rows = batch_.logit_rows;
+    const int64_t m = static_cast<int64_t>(rows.size()), c = x.cols();
+    CPU_CHECK(!x.shape.empty(), op, "x has no shape");
+    check_matrix(out, m, c, op, "out");
+    for (int64_t j = 0; j < m; ++j) {
+      CPU_CHECK(rows[j] >= 0 && rows[j] < x.rows(), op,
+                "logit row " + std::to_string(rows[j]) + " outside x " + shape_str(x));
+      std::memcpy(o + j * c, xp + rows[j] * c, static_cast<size_t>(c) * sizeof(float));
+    }
+  }
+
+  void all_reduce_sum(Tensor& x) override {
+    float* p = f32(x, "all_reduce_sum", "x");
+    // MPI counts are int: reduce a huge tensor in pieces.
+    constexpr int64_t kChunk = int64_t{1} << 30;
+    for (int64_t off = 0; off < x.numel(); off += kChunk) {
+      const int count = static_cast<int>(std::min(kChunk, x.numel() - off));
+      TPINFER_MPI_CHECK(
+          MPI_Allreduce(MPI_IN_PLACE, p + off, count, MPI_FLOAT, MPI_SUM, comm_.c));
+    }
+  }
+
+  void all_gather(const Tensor& local, Tensor& out) override {
+    const char* op = "all_gather";
+    const float* l = f32(local, op, "local");
+    float* o = f32(out, op, "out");
+    std::vector<int64_t> want{tp_size_};
+    want.insert(want.end(), local.shape.begin(), local.shape.end());
+    CPU_CHECK(out.shape == want, op,
+              "out is " + shape_str(out) + ", expected " + shape_str(want) + " for local " +
+                  shape_str(local));
+    CPU_CHECK(local.numel() <= INT_MAX, op, "local " + shape_str(local) + " exceeds an MPI count");
+    CPU_CHECK(l != o || local.numel() == 0, op, "out must not alias local");
+    TPINFER_MPI_CHECK(MPI_Allgather(l, static_cast<int>(local.numel()), MPI_FLOAT, o,
+                                    static_cast<int>(local.numel()), MPI_FLOAT, comm_.c));
+  }
+
+ private:
+  // The backend's own duplicate of the TP communicator, so its collectives
+  // cannot match messages of the caller's.
+  struct DupComm {
+    MPI_Comm c = MPI_COMM_NULL;
+    DupComm() = default;
+    DupComm(const DupComm&) = delete;
+    DupComm& operator=(const DupComm&) = delete;
+    ~DupComm() {
+      int finalized = 0;
+      MPI_Finalized(&finalized);
+      if (c != MPI_COMM_NULL && !finalized) MPI_Comm_free(&c);
+    }
+  };
+
+  static void validate_batch(const BatchLayout& b) {
+    const char* op = "set_batch";
+    const size_t n = b.token_ids.size();
+    const int32_t seqs = b.num_seqs();
+    CPU_CHECK(b.block_size > 0, op, "block_size " + std::to_string(b.block_size));
+    CPU_CHECK(b.positions.size() == n && b.slot_mapping.size() == n, op,
+              std::to_string(n) + " tokens but " + std::to_string(b.positions.size()) +
+                  " positions and " + std::to_string(b.slot_mapping.size()) + " slots");
+    CPU_CHECK(b.query_start.size() == static_cast<size_t>(seqs) + 1 && b.query_start[0] == 0 &&
+                  b.query_start[seqs] == static_cast<int32_t>(n),
+              op,
+              "query_start has " + std::to_string(b.query_start.size()) + " entries for " +
+                  std::to_string(seqs) + " sequences of " + std::to_string(n) +
+                  " tokens (expected n_seqs + 1 prefix offsets from 0 to n_tokens)");
+    CPU_CHECK(b.max_blocks_per_seq >= 0 &&
+                  b.block_tables.size() == static_cast<size_t>(seqs) * b.max_blocks_per_seq,
+              op,
+              "block_tables has " + std::to_string(b.block_tables.size()) + " entries for " +
+                  std::to_string(seqs) + " sequences x " + std::to_string(b.max_blocks_per_seq));
+    for (int32_t s = 0; s < seqs; ++s)
+      CPU_CHECK(b.query_start[s] <= b.query_start[s + 1], op,
+                "query_start decreases at sequence " + std::to_string(s));
+    for (int32_t s = 0; s < seqs; ++s) {
+      const int64_t ctx = b.context_len[s];
+      CPU_CHECK(ctx >= 0 && ctx <= static_cast<int64_t>(b.max_blocks_per_seq) * b.block_size, op,
+                "sequence " + std::to_string(s) + " context_len " + std::to_string(ctx) +
+                    " does not fit " + std::to_string(b.max_blocks_per_seq) + " blocks of " +
+                    std::to_string(b.block_size));
+      for (int32_t t = b.query_start[s]; t < b.query_start[s + 1]; ++t)
+        CPU_CHECK(b.positions[t] >= 0 && b.positions[t] < ctx, op,
+                  "token " + std::to_string(t) + " at position " +
+                      std::to_string(b.positions[t]) + " outside its sequence's context of " +
+                      std::to_string(ctx));
+    }
+    for (int32_t r : b.logit_rows)
+      CPU_CHECK(r >= 0 && static_cast<size_t>(r) < n, op,
+                "logit row " + std::to_string(r) + " outside " + std::to_string(n) + " tokens");
+  }
+
+  DupComm comm_;
+  int tp_size_ = 1;
+  std::vector<std::unique_ptr<void, FreeDeleter>> blocks_;
+  BatchLayout batch_;
+  std::vector<int32_t> token_seq_;
+  std::vector<float> scores_;  // attention scratch: one row of max context per thread
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(MPI_Comm tp_comm, int threads) {
+  return std::make_unique<CpuBackend>(tp_comm, threads);
+}
+
+}  // namespace tpinfer

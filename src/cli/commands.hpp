@@ -1,0 +1,21 @@
+#pragma once
+// Subcommands of the tpinfer binary.
+#include <functional>
+#include <string>
+
+namespace tpinfer {
+
+// Runs body; maps an escaping exception to its exit code after printing one
+// line (on rank 0 only for errors every rank agreed on; otherwise MPI_Abort).
+int run_reporting_errors(const std::function<int()>& body);
+
+int cli_main(int argc, char** argv);
+int run_command(int argc, char** argv);         // tpinfer run
+int make_model_command(int argc, char** argv);  // tpinfer make-model
+int info_command(int argc, char** argv);        // tpinfer info
+
+// Reads a Hugging Face config.json; throws InputError / ModelError naming the file.
+struct ModelConfig;
+ModelConfig read_hf_config_file(const std::string& path);
+
+}  // namespace tpinfer

@@ -1,0 +1,62 @@
+// tpinfer make-model: a model file with seeded random weights, for tests and
+// the demo until a trained model ships.
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/options.hpp"
+#include "tpinfer/error.hpp"
+#include "tpinfer/weight_store.hpp"
+
+namespace tpinfer {
+
+ModelConfig read_hf_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError("cannot open config file " + path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError("config file " + path + " is not valid JSON: " + e.what());
+  }
+  try {
+    return config_from_hf_json(j);
+  } catch (const ModelError& e) {
+    throw ModelError(path + ": " + e.what());
+  }
+}
+
+int make_model_command(int argc, char** argv) {
+  std::string config_path, output, dtype;
+  uint64_t seed = 0;
+  po::options_description desc("tpinfer make-model options");
+  desc.add_options()
+      ("model-config", po::value(&config_path), "Hugging Face-style config.json")
+      ("output", po::value(&output), "model file to write (HDF5)")
+      ("seed", po::value(&seed)->default_value(0), "weights are a pure function of this seed")
+      ("dtype", po::value(&dtype), "storage dtype: float32 | bfloat16 | float16 "
+                                   "(default: the config's torch_dtype, else bfloat16)");
+  // --config is the options file of every subcommand, so the model config is
+  // --model-config; the spelling `make-model --config X.json` is accepted
+  // when X ends in .json.
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--config" && std::string(argv[i + 1]).ends_with(".json"))
+      argv[i] = const_cast<char*>("--model-config");
+  auto vm = parse_options(
+      "usage: tpinfer make-model --config CONFIG.json --output M.h5 [--seed N] [--dtype D]", desc,
+      argc, argv);
+  if (!vm) return kExitOk;
+  require(*vm, "model-config");
+  require(*vm, "output");
+  ModelConfig c = read_hf_config_file(config_path);
+  if (!dtype.empty()) c.dtype = dtype_from_name(dtype);
+  write_random_model(c, output, seed);
+  std::printf("wrote %s: %s, %lld layers, hidden %lld, vocab %lld, %s, seed %llu\n",
+              output.c_str(), c.architecture.c_str(), static_cast<long long>(c.num_layers),
+              static_cast<long long>(c.hidden_size), static_cast<long long>(c.vocab_size),
+              dtype_name(c.dtype), static_cast<unsigned long long>(seed));
+  return kExitOk;
+}
+
+}  // namespace tpinfer

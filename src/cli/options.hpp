@@ -1,0 +1,21 @@
+#pragma once
+#include <boost/program_options.hpp>
+#include <optional>
+#include <string>
+
+namespace tpinfer {
+
+namespace po = boost::program_options;
+
+// Parses a subcommand's options from, in order of precedence, the command line,
+// `--config FILE` (INI style: `max-new-tokens = 64`) and TPINFER_* environment
+// variables (TPINFER_MAX_NEW_TOKENS=64). Adds --help and --config to `desc`.
+// Returns nullopt after printing help. Throws UsageError on bad options.
+std::optional<po::variables_map> parse_options(const std::string& usage,
+                                               po::options_description& desc, int argc,
+                                               char** argv);
+
+// Throws UsageError "--name is required" when a required option is missing.
+void require(const po::variables_map& vm, const char* name);
+
+}  // namespace tpinfer

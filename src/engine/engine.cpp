@@ -1,0 +1,222 @@
+#include "tpinfer/engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <span>
+#include <stdexcept>
+#include <string>
+
+#include "engine/scheduler.hpp"
+#include "tpinfer/error.hpp"
+#include "tpinfer/sampler.hpp"
+
+namespace tpinfer {
+namespace {
+
+SchedulerConfig scheduler_config(const EngineOptions& o) {
+  if (o.vocab_size < 1) throw UsageError("engine: vocab_size must be >= 1");
+  if (o.max_context < 1 || o.max_context > std::numeric_limits<int32_t>::max())
+    throw UsageError("engine: max_context must be in [1, 2^31)");
+  if (o.block_size < 1 || o.num_blocks < 1)
+    throw UsageError("engine: the KV cache needs block_size >= 1 and num_blocks >= 1, got " +
+                     std::to_string(o.block_size) + " and " + std::to_string(o.num_blocks));
+  // Slots are int32 in the batch layout.
+  if (static_cast<int64_t>(o.num_blocks) * o.block_size > std::numeric_limits<int32_t>::max())
+    throw UsageError("engine: num_blocks x block_size exceeds 2^31 slots");
+  if (o.max_running < 1 || o.max_step_tokens < 1)
+    throw UsageError("engine: max_running and max_step_tokens must be >= 1");
+  return {o.block_size, o.num_blocks, o.max_running, o.max_step_tokens};
+}
+
+std::string describe(const Request& r) {
+  return "request " + r.id_json + " (line " + std::to_string(r.line) + ")";
+}
+
+bool contains(const std::vector<int32_t>& v, int64_t x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+bool contains(const std::vector<int64_t>& v, int64_t x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  EngineOptions options;
+  ForwardFn forward;
+  Scheduler scheduler;
+  EngineStats stats;
+  std::vector<Result> ready;  // finished at add() (nothing to generate), returned by next step()
+  BatchLayout batch;
+  std::vector<float> logits;
+
+  Impl(EngineOptions o, ForwardFn f)
+      : options(std::move(o)), forward(std::move(f)), scheduler(scheduler_config(options)) {
+    if (!forward) throw UsageError("engine: no forward function");
+  }
+
+  void build_batch(const StepSchedule& step);
+  Result make_result(Sequence&& s, const char* finish_reason);
+};
+
+void Engine::Impl::build_batch(const StepSchedule& step) {
+  BatchLayout& b = batch;
+  const int bs = options.block_size;
+  b.block_size = bs;
+  b.token_ids.clear();
+  b.positions.clear();
+  b.slot_mapping.clear();
+  b.query_start.assign(1, 0);
+  b.context_len.clear();
+  b.logit_rows.clear();
+  int64_t max_blocks = 0;
+  for (const ScheduledChunk& c : step.chunks)
+    max_blocks = std::max(max_blocks, scheduler.blocks_for(c.start + c.count));
+  b.max_blocks_per_seq = static_cast<int32_t>(max_blocks);
+  b.block_tables.assign(step.chunks.size() * static_cast<size_t>(max_blocks), -1);
+
+  for (size_t i = 0; i < step.chunks.size(); ++i) {
+    const ScheduledChunk& c = step.chunks[i];
+    const Sequence& s = scheduler.sequence(c.seq_id);
+    for (int64_t pos = c.start; pos < c.start + c.count; ++pos) {
+      b.token_ids.push_back(s.tokens[pos]);
+      b.positions.push_back(static_cast<int32_t>(pos));
+      b.slot_mapping.push_back(s.blocks[pos / bs] * bs + static_cast<int32_t>(pos % bs));
+    }
+    b.query_start.push_back(b.num_tokens());
+    const int64_t context = c.start + c.count;
+    b.context_len.push_back(static_cast<int32_t>(context));
+    // Only the blocks the context covers: a sequence in prefill already holds
+    // blocks for the rest of its prompt, which the kernels must not read yet.
+    std::copy_n(s.blocks.begin(), scheduler.blocks_for(context),
+                b.block_tables.begin() + static_cast<int64_t>(i) * max_blocks);
+    if (c.samples) b.logit_rows.push_back(b.num_tokens() - 1);
+  }
+}
+
+Result Engine::Impl::make_result(Sequence&& s, const char* finish_reason) {
+  Result r;
+  r.id_json = std::move(s.request.id_json);
+  r.line = s.request.line;
+  r.tokens.assign(s.tokens.begin() + s.prompt_len, s.tokens.end());
+  if (s.request.sampling.logprobs) r.logprobs = std::move(s.logprobs);
+  r.finish_reason = finish_reason;
+  r.prompt_tokens = s.prompt_len;
+  stats.prompt_tokens += s.prompt_len;
+  return r;
+}
+
+Engine::Engine(EngineOptions options, ForwardFn forward)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(forward))) {}
+
+Engine::~Engine() = default;
+
+void Engine::add(Request request) {
+  const EngineOptions& o = impl_->options;
+  const SamplingParams& sp = request.sampling;
+  const int64_t n = static_cast<int64_t>(request.prompt.size());
+  auto reject = [&](const std::string& why) { throw InputError(describe(request) + ": " + why); };
+  if (n == 0) reject("empty prompt");
+  if (n > o.max_context)
+    reject("prompt of " + std::to_string(n) + " tokens exceeds the model's context of " +
+           std::to_string(o.max_context));
+  for (int32_t t : request.prompt)
+    if (t < 0 || t >= o.vocab_size)
+      reject("prompt token " + std::to_string(t) + " outside the vocabulary [0, " +
+             std::to_string(o.vocab_size) + ")");
+  if (sp.max_new_tokens < 0) reject("max_new_tokens must be >= 0");
+  if (!(sp.temperature >= 0.0f) || !std::isfinite(sp.temperature))
+    reject("temperature must be a finite number >= 0");
+  if (sp.top_k < 0) reject("top_k must be >= 0");
+  if (!(sp.top_p > 0.0f && sp.top_p <= 1.0f)) reject("top_p must be in (0, 1]");
+
+  Sequence s;
+  s.prompt_len = n;
+  s.max_len = n + std::min(sp.max_new_tokens, o.max_context - n);
+  s.tokens = std::move(request.prompt);
+  s.request = std::move(request);
+  if (s.max_len == n) {
+    // No room to generate (max_new_tokens 0, or the prompt fills the context).
+    impl_->ready.push_back(impl_->make_result(std::move(s), "length"));
+    return;
+  }
+  impl_->scheduler.add(std::move(s));
+}
+
+int64_t Engine::num_unfinished() const {
+  return impl_->scheduler.num_waiting() + impl_->scheduler.num_running() +
+         static_cast<int64_t>(impl_->ready.size());
+}
+
+int64_t Engine::num_waiting() const { return impl_->scheduler.num_waiting(); }
+
+const EngineStats& Engine::stats() const { return impl_->stats; }
+
+std::vector<Result> Engine::step() {
+  Impl& m = *impl_;
+  std::vector<Result> finished = std::move(m.ready);
+  m.ready.clear();
+
+  const StepSchedule step = m.scheduler.schedule();
+  m.stats.preemptions += step.preempted;
+  if (step.chunks.empty()) {
+    if (m.scheduler.num_waiting() + m.scheduler.num_running() > 0)
+      throw std::logic_error("engine: the scheduler made no progress with work pending");
+    return finished;
+  }
+
+  m.build_batch(step);
+  const int64_t vocab = m.options.vocab_size;
+  const size_t rows = m.batch.logit_rows.size();
+  m.forward(m.batch, m.logits);
+  if (m.logits.size() != rows * static_cast<size_t>(vocab))
+    throw std::runtime_error("engine: forward returned " + std::to_string(m.logits.size()) +
+                             " logits for " + std::to_string(rows) + " rows of vocab " +
+                             std::to_string(vocab));
+  m.scheduler.commit(step);
+  ++m.stats.steps;
+  m.stats.computed_tokens += step.num_tokens;
+
+  std::vector<Sequence*> samplers;
+  samplers.reserve(rows);
+  for (const ScheduledChunk& c : step.chunks)
+    if (c.samples) samplers.push_back(&m.scheduler.sequence(c.seq_id));
+
+  // Rows are independent and each draw depends only on its own logits, seed and
+  // position, so sampling them in parallel gives the same tokens on every rank.
+  std::vector<SampledToken> drawn(rows);
+  std::vector<std::exception_ptr> errors(rows);
+#pragma omp parallel for schedule(dynamic) if (rows > 1)
+  for (size_t r = 0; r < rows; ++r) {
+    try {
+      const Sequence& s = *samplers[r];
+      drawn[r] = sample_token(std::span<const float>(m.logits.data() + r * vocab, vocab),
+                              s.request.sampling, static_cast<int64_t>(s.tokens.size()));
+    } catch (...) {
+      errors[r] = std::current_exception();
+    }
+  }
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+
+  for (size_t r = 0; r < rows; ++r) {
+    Sequence& s = *samplers[r];
+    const int32_t token = drawn[r].token;
+    s.tokens.push_back(token);
+    if (s.request.sampling.logprobs) s.logprobs.push_back(drawn[r].logprob);
+    ++m.stats.generated_tokens;
+    // The stop token stays in the output, as Hugging Face generate() returns it.
+    const char* reason = nullptr;
+    if (contains(m.options.eos_token_ids, token) ||
+        contains(s.request.sampling.stop_token_ids, token))
+      reason = "stop";
+    else if (static_cast<int64_t>(s.tokens.size()) >= s.max_len)
+      reason = "length";
+    if (reason) finished.push_back(m.make_result(m.scheduler.finish(s.id), reason));
+  }
+  return finished;
+}
+
+}  // namespace tpinfer

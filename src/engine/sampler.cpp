@@ -1,0 +1,128 @@
+#include "tpinfer/sampler.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "tpinfer/philox.hpp"
+
+namespace tpinfer {
+namespace {
+
+struct Candidate {
+  float logit;
+  int32_t id;
+};
+
+// The one order every rank and every batching agrees on: logit descending, id ascending.
+bool before(const Candidate& a, const Candidate& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+}
+
+// Candidates sorted lazily: most of the probability mass of a trained model sits
+// in a few tokens, so sorting a growing prefix (nth_element + sort, doubling) is
+// usually O(vocab) where a full sort of 128k tokens would cost ~10x more.
+struct SortedPrefix {
+  std::vector<Candidate>& c;
+  int64_t n;            // candidates considered (the top-k set, or all)
+  int64_t sorted = 0;   // c[0, sorted) holds the best `sorted` candidates in order
+  float max_logit;
+  float temperature;
+  std::vector<double> cum;  // cum[i]: weight of c[0..i]
+
+  double weight(float logit) const {
+    // Dividing the difference (not multiplying by 1/T) keeps T -> 0 finite:
+    // the best token weighs exp(0) = 1 and the others underflow to 0.
+    return std::exp((logit - max_logit) / temperature);
+  }
+  void sort_to(int64_t m) {
+    m = std::min(m, n);
+    if (m <= sorted) return;
+    auto first = c.begin() + sorted, mid = c.begin() + m, last = c.begin() + n;
+    if (mid < last) std::nth_element(first, mid, last, before);
+    std::sort(first, mid, before);
+    sorted = m;
+  }
+  // Cumulative weight through candidate i (i < n), extending the sorted prefix.
+  double cum_at(int64_t i) {
+    while (static_cast<int64_t>(cum.size()) <= i) {
+      const int64_t j = static_cast<int64_t>(cum.size());
+      if (j >= sorted) sort_to(std::max<int64_t>(64, 2 * sorted));
+      cum.push_back((j ? cum.back() : 0.0) + weight(c[j].logit));
+    }
+    return cum[i];
+  }
+};
+
+}  // namespace
+
+SampledToken sample_token(std::span<const float> logits, const SamplingParams& params,
+                          int64_t position) {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  if (vocab == 0) throw std::invalid_argument("sample_token: empty logits");
+
+  // NaN compares false, so it never wins and is treated as -inf throughout.
+  float max_logit = -std::numeric_limits<float>::infinity();
+  int32_t argmax = -1;
+  for (int64_t i = 0; i < vocab; ++i)
+    if (logits[i] > max_logit) max_logit = logits[i], argmax = static_cast<int32_t>(i);
+  if (argmax < 0 || !std::isfinite(max_logit))
+    throw std::runtime_error("sampler: logits have no finite maximum (NaN or overflow in the "
+                             "model?)");
+
+  double sum = 0.0;
+  for (int64_t i = 0; i < vocab; ++i)
+    if (logits[i] == logits[i]) sum += std::exp(logits[i] - max_logit);
+  const double log_z = std::log(sum);
+  auto result = [&](int32_t token) {
+    const double lp = static_cast<double>(logits[token]) - max_logit - log_z;
+    return SampledToken{token, static_cast<float>(lp)};
+  };
+
+  // top_k == 1 is greedy by definition of the order, so it skips the draw.
+  if (!(params.temperature > 0.0f) || params.top_k == 1) return result(argmax);
+
+  std::vector<Candidate> c(static_cast<size_t>(vocab));
+  for (int64_t i = 0; i < vocab; ++i) {
+    const float x = logits[i];
+    c[i] = {x == x ? x : -std::numeric_limits<float>::infinity(), static_cast<int32_t>(i)};
+  }
+  const int64_t k = params.top_k > 0 && params.top_k < vocab ? params.top_k : vocab;
+  // Top-k: the k best go to the front, and only they are candidates from here on.
+  if (k < vocab) std::nth_element(c.begin(), c.begin() + k, c.end(), before);
+  SortedPrefix p{c, k, 0, max_logit, params.temperature, {}};
+
+  double total = 0.0;
+  if (k < vocab) {
+    p.sort_to(k);
+    total = p.cum_at(k - 1);
+  } else {
+    // Summed in id order; with no top-p the draw may need only a short prefix.
+    for (int64_t i = 0; i < vocab; ++i) total += p.weight(c[i].logit);
+  }
+
+  // Nucleus: the shortest prefix whose weight reaches top_p of the total.
+  int64_t keep = k;
+  double mass = total;
+  if (params.top_p < 1.0f) {
+    const double threshold = static_cast<double>(params.top_p) * total;
+    keep = 1;
+    while (keep < k && p.cum_at(keep - 1) < threshold) ++keep;
+    mass = p.cum_at(keep - 1);
+  }
+
+  // Inverse CDF over the kept candidates in order.
+  const uint32_t bits = philox4x32(params.seed, 0, static_cast<uint64_t>(position))[0];
+  const double target = static_cast<double>(philox_uniform(bits)) * mass;
+  for (int64_t i = 0; i < keep; ++i)
+    if (p.cum_at(i) > target) return result(c[i].id);
+  // Only reachable through rounding between `total` (summed in id order) and the
+  // prefix sums: the last kept candidate that has any weight takes the rest.
+  for (int64_t i = keep - 1; i > 0; --i)
+    if (p.weight(c[i].logit) > 0.0) return result(c[i].id);
+  return result(c[0].id);
+}
+
+}  // namespace tpinfer

@@ -1,0 +1,103 @@
+#pragma once
+// Continuous batching over a paged KV cache, with chunked prefill and
+// preemption by recompute. The schedule is a pure function of the calls made
+// (no clocks, no hashing of pointers), so the TP ranks of a group, each running
+// its own copy, agree on every step without talking.
+//
+// One sequence's life: waiting (FIFO) -> admitted to running, which allocates
+// blocks for all its current tokens at once -> prefill in chunks within the
+// step budget -> one decode token per step -> finished. A sequence whose next
+// token needs a block when none is free makes the scheduler preempt the most
+// recently admitted running sequence: its blocks are freed, it goes back to the
+// front of the waiting queue, and on re-admission its prompt and the tokens it
+// already generated are recomputed as one prefill (they are kept, not re-sampled).
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <vector>
+
+#include "engine/kv_blocks.hpp"
+#include "tpinfer/request.hpp"
+
+namespace tpinfer {
+
+struct SchedulerConfig {
+  int block_size = 16;
+  int num_blocks = 0;
+  int max_running = 64;
+  int max_step_tokens = 512;
+};
+
+struct Sequence {
+  int64_t id = 0;                // given by Scheduler::add, increasing in arrival order
+  std::vector<int32_t> tokens;   // prompt, then generated tokens
+  int64_t prompt_len = 0;
+  int64_t max_len = 0;           // tokens.size() never exceeds it; the sequence ends there
+  int64_t num_computed = 0;      // leading tokens whose K/V are in the cache
+  std::vector<int32_t> blocks;   // blocks[i] holds positions [i*block_size, (i+1)*block_size)
+  Request request;               // id, line and sampling params (the prompt lives in tokens)
+  std::vector<float> logprobs;   // per generated token, when asked
+};
+
+// Tokens [start, start + count) of one sequence go through this step's forward.
+struct ScheduledChunk {
+  int64_t seq_id = 0;
+  int64_t start = 0;
+  int64_t count = 0;
+  bool samples = false;  // the chunk ends at the last token: its logits give the next token
+};
+
+struct StepSchedule {
+  std::vector<ScheduledChunk> chunks;  // decodes, then continued prefills, then admissions
+  int64_t num_tokens = 0;
+  int64_t preempted = 0;
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(SchedulerConfig config);
+
+  // Queues a sequence (tokens non-empty, max_len > tokens.size(), no blocks) and
+  // returns its id. Throws InputError, leaving the scheduler unchanged, when the
+  // sequence could not fit even in the whole cache at its longest: it would
+  // otherwise wait or thrash forever.
+  int64_t add(Sequence seq);
+
+  // Picks this step's work and allocates its blocks. Non-empty whenever a
+  // sequence is unfinished (the oldest running one always fits, see add()).
+  StepSchedule schedule();
+  // After the forward ran: the scheduled tokens are now cached.
+  void commit(const StepSchedule& step);
+  // Removes a running sequence that is done and frees its blocks.
+  Sequence finish(int64_t seq_id);
+
+  Sequence& sequence(int64_t seq_id);
+  const Sequence& sequence(int64_t seq_id) const;
+
+  int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
+  int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
+  const std::deque<int64_t>& waiting() const { return waiting_; }
+  const std::vector<int64_t>& running() const { return running_; }
+  int free_blocks() const { return alloc_.free_count(); }
+  const SchedulerConfig& config() const { return config_; }
+  int64_t blocks_for(int64_t tokens) const;
+
+  // Throws std::logic_error when a block is leaked or shared, or a sequence's
+  // blocks do not match its state.
+  void check_invariants() const;
+
+ private:
+  void preempt_newest();
+  void allocate_to(Sequence& s, int64_t n_blocks);
+
+  SchedulerConfig config_;
+  int max_running_ = 0;  // config.max_running capped by the step budget
+  int watermark_ = 0;    // blocks kept free at admission so decodes do not preempt at once
+  KvBlockAllocator alloc_;
+  std::map<int64_t, Sequence> seqs_;
+  std::deque<int64_t> waiting_;
+  std::vector<int64_t> running_;  // in admission order, oldest first
+  int64_t next_id_ = 0;
+};
+
+}  // namespace tpinfer

@@ -1,0 +1,146 @@
+#include <cmath>
+#include <numbers>
+
+#include "tpinfer/error.hpp"
+#include "tpinfer/model.hpp"
+
+namespace tpinfer {
+
+std::vector<float> rope_inv_freq(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> inv(half);
+  const auto& rs = c.rope_scaling;
+  for (int64_t i = 0; i < half; ++i) {
+    double f = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / c.head_dim);
+    if (rs.type == "linear") {
+      f /= rs.factor;
+    } else if (rs.type == "llama3") {
+      // Llama 3.1: keep high frequencies, divide low ones by `factor`, blend between.
+      const double old_len = static_cast<double>(rs.original_max_position_embeddings);
+      const double low_wavelen = old_len / rs.low_freq_factor;
+      const double high_wavelen = old_len / rs.high_freq_factor;
+      const double wavelen = 2.0 * std::numbers::pi / f;
+      if (wavelen > low_wavelen) {
+        f /= rs.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth =
+            (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+        f = (1.0 - smooth) * f / rs.factor + smooth * f;
+      }
+    }
+    inv[i] = static_cast<float>(f);
+  }
+  return inv;
+}
+
+namespace {
+
+Tensor upload_new(Backend& b, const std::vector<int64_t>& shape, const std::vector<float>& host,
+                  DType dtype) {
+  Tensor t = b.alloc(shape, dtype);
+  b.upload(t, host.data());
+  return t;
+}
+
+// Concatenates row blocks (fused QKV, gate|up).
+std::vector<float> concat(std::initializer_list<const std::vector<float>*> parts) {
+  std::vector<float> out;
+  for (const auto* p : parts) out.insert(out.end(), p->begin(), p->end());
+  return out;
+}
+
+}  // namespace
+
+Model load_model(Backend& b, const ModelConfig& c, int tp_rank, int tp_size,
+                 const ShardReader& read) {
+  Model m;
+  m.config = c;
+  m.shard = shard_layout(c, tp_rank, tp_size);
+  const ShardLayout& s = m.shard;
+  const DType dt = b.compute_dtype();
+  const int64_t h = c.hidden_size, d = c.head_dim;
+  auto get = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    return read(shard_of(c, TensorSpec{name, shape}, tp_rank, tp_size));
+  };
+
+  // Vocab slices are padded to vocab_per_rank rows so all ranks' logits have one shape.
+  auto vocab_slice = [&](const std::string& name) {
+    std::vector<float> rows = get(name, {c.vocab_size, h});
+    rows.resize(static_cast<size_t>(s.vocab_per_rank * h), 0.0f);
+    return upload_new(b, {s.vocab_per_rank, h}, rows, dt);
+  };
+  m.embed = vocab_slice("model.embed_tokens.weight");
+  m.lm_head = c.tie_word_embeddings ? m.embed : vocab_slice("lm_head.weight");
+  m.final_norm = upload_new(b, {h}, get("model.norm.weight", {h}), dt);
+  m.inv_freq = upload_new(b, {d / 2}, rope_inv_freq(c), DType::f32);
+
+  const int64_t qkv_rows = (s.q_heads + 2 * s.kv_heads) * d;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights L;
+    L.input_norm = upload_new(b, {h}, get(p + "input_layernorm.weight", {h}), dt);
+    {
+      auto q = get(p + "self_attn.q_proj.weight", {c.num_heads * d, h});
+      auto k = get(p + "self_attn.k_proj.weight", {c.num_kv_heads * d, h});
+      auto v = get(p + "self_attn.v_proj.weight", {c.num_kv_heads * d, h});
+      L.qkv = upload_new(b, {qkv_rows, h}, concat({&q, &k, &v}), dt);
+    }
+    if (c.attention_bias) {
+      auto q = get(p + "self_attn.q_proj.bias", {c.num_heads * d});
+      auto k = get(p + "self_attn.k_proj.bias", {c.num_kv_heads * d});
+      auto v = get(p + "self_attn.v_proj.bias", {c.num_kv_heads * d});
+      L.qkv_bias = upload_new(b, {qkv_rows}, concat({&q, &k, &v}), dt);
+    }
+    L.o_proj = upload_new(b, {h, s.q_heads * d}, get(p + "self_attn.o_proj.weight", {h, c.num_heads * d}), dt);
+    L.post_norm = upload_new(b, {h}, get(p + "post_attention_layernorm.weight", {h}), dt);
+    {
+      auto g = get(p + "mlp.gate_proj.weight", {c.intermediate_size, h});
+      auto u = get(p + "mlp.up_proj.weight", {c.intermediate_size, h});
+      L.gate_up = upload_new(b, {2 * s.intermediate, h}, concat({&g, &u}), dt);
+    }
+    L.down = upload_new(b, {h, s.intermediate}, get(p + "mlp.down_proj.weight", {h, c.intermediate_size}), dt);
+    m.layers.push_back(std::move(L));
+  }
+  return m;
+}
+
+int64_t kv_bytes_per_block(const ModelConfig& c, const ShardLayout& s, int block_size, DType dt) {
+  return 2 * c.num_layers * block_size * s.kv_heads * c.head_dim * dtype_bytes(dt);
+}
+
+void allocate_kv_cache(Model& m, Backend& b, int num_blocks, int block_size) {
+  if (num_blocks < 1) throw Error("KV cache needs at least one block", kExitUsage);
+  m.cache.block_size = block_size;
+  m.cache.num_blocks = num_blocks;
+  m.cache.k.clear();
+  m.cache.v.clear();
+  const std::vector<int64_t> shape{num_blocks, block_size, m.shard.kv_heads, m.config.head_dim};
+  for (int64_t l = 0; l < m.config.num_layers; ++l) {
+    m.cache.k.push_back(b.alloc(shape, b.compute_dtype()));
+    m.cache.v.push_back(b.alloc(shape, b.compute_dtype()));
+  }
+}
+
+void allocate_workspace(Model& m, Backend& b, int64_t T, int64_t S) {
+  const auto& c = m.config;
+  const auto& s = m.shard;
+  const DType dt = b.compute_dtype();
+  const int64_t h = c.hidden_size, d = c.head_dim;
+  Workspace& w = m.ws;
+  w.max_tokens = T;
+  w.max_seqs = S;
+  w.residual = b.alloc({T, h}, dt);
+  w.normed = b.alloc({T, h}, dt);
+  w.qkv = b.alloc({T, (s.q_heads + 2 * s.kv_heads) * d}, dt);
+  w.attn = b.alloc({T, s.q_heads * d}, dt);
+  w.proj = b.alloc({T, h}, dt);
+  w.gate_up = b.alloc({T, 2 * s.intermediate}, dt);
+  w.act = b.alloc({T, s.intermediate}, dt);
+  w.mlp_out = b.alloc({T, h}, dt);
+  w.last_hidden = b.alloc({S, h}, dt);
+  w.logits_local = b.alloc({S, s.vocab_per_rank}, dt);
+  w.logits_all = b.alloc({s.tp_size, S, s.vocab_per_rank}, dt);
+  w.host_logits.resize(static_cast<size_t>(s.tp_size * S * s.vocab_per_rank));
+}
+
+}  // namespace tpinfer

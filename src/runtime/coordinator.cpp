@@ -1,0 +1,257 @@
+#include "runtime/coordinator.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "tpinfer/error.hpp"
+
+namespace tpinfer {
+
+namespace {
+
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) {
+    out += l;
+    out += '\n';
+  }
+  return out;
+}
+
+template <typename T, typename F>
+std::vector<T> split_lines(const std::string& payload, F parse) {
+  std::vector<T> out;
+  size_t start = 0;
+  while (start < payload.size()) {
+    size_t end = payload.find('\n', start);
+    if (end == std::string::npos) end = payload.size();
+    if (end > start) out.push_back(parse(std::string_view(payload).substr(start, end - start)));
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string receive_string(MPI_Comm comm, const MPI_Status& probed) {
+  int n = 0;
+  TPINFER_MPI_CHECK(MPI_Get_count(&probed, MPI_CHAR, &n));
+  std::string s(static_cast<size_t>(n), '\0');
+  TPINFER_MPI_CHECK(MPI_Recv(s.data(), n, MPI_CHAR, probed.MPI_SOURCE, probed.MPI_TAG, comm,
+                             MPI_STATUS_IGNORE));
+  return s;
+}
+
+int64_t count_nonblank_lines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line))
+    if (line.find_first_not_of(" \t\r") != std::string::npos) ++n;
+  return n;
+}
+
+void check_output_is_new(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (in && in.tellg() > 0)
+    throw UsageError("output file " + path +
+                     " already exists and is not empty; refusing to overwrite results (move it "
+                     "away or choose another --output)");
+}
+
+}  // namespace
+
+std::string pack_requests(const std::vector<Request>& rs) {
+  std::vector<std::string> lines;
+  for (const auto& r : rs) lines.push_back(request_to_wire(r));
+  return join_lines(lines);
+}
+std::vector<Request> unpack_requests(const std::string& p) {
+  return split_lines<Request>(p, request_from_wire);
+}
+std::string pack_results(const std::vector<Result>& rs) {
+  std::vector<std::string> lines;
+  for (const auto& r : rs) lines.push_back(result_to_wire(r));
+  return join_lines(lines);
+}
+std::vector<Result> unpack_results(const std::string& p) {
+  return split_lines<Result>(p, result_from_wire);
+}
+
+void PendingSends::send(MPI_Comm comm, int dest, int tag, std::string payload) {
+  sends_.push_back({std::move(payload), MPI_REQUEST_NULL});
+  Send& s = sends_.back();
+  TPINFER_MPI_CHECK(MPI_Isend(s.payload.data(), static_cast<int>(s.payload.size()), MPI_CHAR, dest,
+                              tag, comm, &s.request));
+}
+
+void PendingSends::poll() {
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    int flag = 0;
+    TPINFER_MPI_CHECK(MPI_Test(&it->request, &flag, MPI_STATUS_IGNORE));
+    it = flag ? sends_.erase(it) : std::next(it);
+  }
+}
+
+void PendingSends::wait_all() {
+  for (auto& s : sends_) TPINFER_MPI_CHECK(MPI_Wait(&s.request, MPI_STATUS_IGNORE));
+  sends_.clear();
+}
+
+Coordinator::Coordinator(MPI_Comm comm, Options options)
+    : comm_(comm),
+      opt_(std::move(options)),
+      reader_((check_output_is_new(opt_.output), opt_.input), opt_.rules),
+      writer_(opt_.output),
+      total_lines_(count_nonblank_lines(opt_.input)),
+      progress_(total_lines_, opt_.progress_interval_s) {
+  if (opt_.strict) {
+    // --strict: every line must be good before any work starts.
+    RequestReader scan(opt_.input, opt_.rules);
+    int64_t bad = 0;
+    std::string first;
+    while (auto parsed = scan.next()) {
+      if (parsed->error) {
+        if (bad++ == 0) first = parsed->error->error;
+      }
+    }
+    if (bad > 0)
+      throw InputError("input " + opt_.input + " has " + std::to_string(bad) +
+                       " bad line(s) and --strict is set; first: " + first);
+  }
+}
+
+double Coordinator::elapsed_s() const { return progress_.elapsed_s(); }
+
+std::vector<Request> Coordinator::take(int64_t n) {
+  std::vector<Request> out;
+  while (!exhausted_ && static_cast<int64_t>(out.size()) < n) {
+    auto parsed = reader_.next();
+    if (!parsed) {
+      exhausted_ = true;
+      break;
+    }
+    ++lines_read_;
+    if (parsed->request)
+      out.push_back(std::move(*parsed->request));
+    else
+      write({std::move(*parsed->error)});
+  }
+  return out;
+}
+
+void Coordinator::write(const std::vector<Result>& results) {
+  for (const auto& r : results) {
+    writer_.write_line(result_to_json(r));
+    ++tally_.done;
+    if (!r.error.empty()) {
+      ++tally_.errors;
+    } else {
+      tally_.prompt_tokens += r.prompt_tokens;
+      tally_.generated_tokens += static_cast<int64_t>(r.tokens.size());
+    }
+  }
+  sync_and_report(false);
+}
+
+void Coordinator::sync_and_report(bool force) {
+  if (force)
+    writer_.sync();
+  else
+    writer_.maybe_sync(opt_.checkpoint_interval_s);
+  progress_.update(tally_.done, tally_.errors, tally_.generated_tokens);
+}
+
+void Coordinator::handle(const MPI_Status& st) {
+  std::string payload = receive_string(comm_, st);
+  switch (st.MPI_TAG) {
+    case kTagWant: {
+      const int64_t want = std::stoll(payload);
+      // Smaller chunks near the end keep groups finishing together.
+      const int64_t left = std::max<int64_t>(0, total_lines_ - lines_read_);
+      const int64_t fair = std::max<int64_t>(1, left / (2 * opt_.num_groups));
+      sends_.send(comm_, st.MPI_SOURCE, kTagWork, pack_requests(take(std::min(want, fair))));
+      break;
+    }
+    case kTagResult:
+      write(unpack_results(payload));
+      break;
+    case kTagDone:
+      ++groups_done_;
+      break;
+    default:
+      throw Error("coordinator: unexpected message tag " + std::to_string(st.MPI_TAG) +
+                      " from rank " + std::to_string(st.MPI_SOURCE),
+                  kExitOther);
+  }
+}
+
+void Coordinator::serve() {
+  sends_.poll();
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    TPINFER_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, &st));
+    if (!flag) break;
+    handle(st);
+  }
+  progress_.update(tally_.done, tally_.errors, tally_.generated_tokens);
+}
+
+void Coordinator::finish() {
+  while (groups_done_ < opt_.num_groups - 1) {
+    MPI_Status st;
+    TPINFER_MPI_CHECK(MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &st));
+    handle(st);
+  }
+  sends_.wait_all();
+  sync_and_report(true);
+  progress_.finish(tally_.done, tally_.errors, tally_.generated_tokens);
+}
+
+WorkSource::WorkSource(MPI_Comm comm, Coordinator* local) : comm_(comm), local_(local) {}
+
+void WorkSource::ask(int64_t n) {
+  if (outstanding_ || exhausted_ || n < 1) return;
+  if (local_) {
+    local_taken_ = local_->take(n);
+    if (local_taken_.empty()) exhausted_ = true;
+    return;
+  }
+  sends_.send(comm_, 0, kTagWant, std::to_string(n));
+  outstanding_ = true;
+}
+
+std::vector<Request> WorkSource::receive(bool wait) {
+  sends_.poll();
+  if (local_) return std::exchange(local_taken_, {});
+  if (!outstanding_) return {};
+  int flag = 0;
+  MPI_Status st;
+  if (wait) {
+    TPINFER_MPI_CHECK(MPI_Probe(0, kTagWork, comm_, &st));
+    flag = 1;
+  } else {
+    TPINFER_MPI_CHECK(MPI_Iprobe(0, kTagWork, comm_, &flag, &st));
+  }
+  if (!flag) return {};
+  outstanding_ = false;
+  auto requests = unpack_requests(receive_string(comm_, st));
+  if (requests.empty()) exhausted_ = true;
+  return requests;
+}
+
+void WorkSource::send_results(const std::vector<Result>& results) {
+  if (results.empty()) return;
+  if (local_)
+    local_->write(results);
+  else
+    sends_.send(comm_, 0, kTagResult, pack_results(results));
+}
+
+void WorkSource::done() {
+  if (!local_) sends_.send(comm_, 0, kTagDone, "");
+  sends_.wait_all();
+}
+
+}  // namespace tpinfer

@@ -1,0 +1,113 @@
+#pragma once
+// Rank 0's coordinator and the DP-group leaders' side of the work protocol.
+// Rank 0 reads requests lazily, hands chunks to group leaders on demand, and is
+// the only writer of the output. Its own group takes work by direct call; the
+// others by messages that rank 0 answers between its own steps (non-blocking),
+// so coordination never stalls rank 0's compute for long.
+#include <mpi.h>
+
+#include <chrono>
+#include <deque>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/progress.hpp"
+#include "tpinfer/jsonl.hpp"
+
+namespace tpinfer {
+
+enum CoordinatorTag : int { kTagWant = 101, kTagWork = 102, kTagResult = 103, kTagDone = 104 };
+
+// Requests or results packed as newline-separated wire JSON.
+std::string pack_requests(const std::vector<Request>& rs);
+std::vector<Request> unpack_requests(const std::string& payload);
+std::string pack_results(const std::vector<Result>& rs);
+std::vector<Result> unpack_results(const std::string& payload);
+
+struct Tally {
+  int64_t done = 0, errors = 0, prompt_tokens = 0, generated_tokens = 0;
+};
+
+// Sends that must stay alive until MPI has them.
+class PendingSends {
+ public:
+  void send(MPI_Comm comm, int dest, int tag, std::string payload);
+  void poll();      // completes finished sends
+  void wait_all();
+
+ private:
+  struct Send {
+    std::string payload;
+    MPI_Request request;
+  };
+  std::list<Send> sends_;
+};
+
+class Coordinator {
+ public:
+  struct Options {
+    std::string input, output;
+    RequestRules rules;
+    bool strict = false;
+    double checkpoint_interval_s = 10.0;
+    double progress_interval_s = 10.0;
+    int num_groups = 1;
+  };
+  Coordinator(MPI_Comm comm, Options options);
+
+  // Up to `n` requests for a group; empty once the input is exhausted. Bad
+  // lines met on the way are written as error results.
+  std::vector<Request> take(int64_t n);
+  // Answers other leaders' messages that have arrived; never blocks.
+  void serve();
+  // Records finished results (from any group).
+  void write(const std::vector<Result>& results);
+  // Serves until every other group has reported done, then flushes.
+  void finish();
+  const Tally& tally() const { return tally_; }
+  double elapsed_s() const;
+
+ private:
+  void handle(const MPI_Status& status);
+  void sync_and_report(bool force);
+
+  MPI_Comm comm_;
+  Options opt_;
+  RequestReader reader_;
+  OutputWriter writer_;
+  PendingSends sends_;
+  int64_t total_lines_ = 0;  // non-blank input lines, for the ETA
+  Progress progress_;
+  Tally tally_;
+  bool exhausted_ = false;
+  int64_t lines_read_ = 0;
+  int groups_done_ = 0;
+};
+
+// A group leader's view of the work queue: the coordinator itself on rank 0,
+// messages to rank 0 elsewhere.
+class WorkSource {
+ public:
+  WorkSource(MPI_Comm comm, Coordinator* local);
+  // Asks for up to n more requests unless an ask is already outstanding.
+  void ask(int64_t n);
+  // Requests that have arrived (blocking when `wait` and an ask is outstanding).
+  std::vector<Request> receive(bool wait);
+  bool exhausted() const { return exhausted_; }
+  bool asking() const { return outstanding_; }
+  void send_results(const std::vector<Result>& results);
+  void done();  // no more results from this group
+
+ private:
+  MPI_Comm comm_;
+  Coordinator* local_;
+  PendingSends sends_;
+  bool outstanding_ = false;
+  bool exhausted_ = false;
+  std::vector<Request> local_taken_;
+};
+
+}  // namespace tpinfer

@@ -1,0 +1,16 @@
+#pragma once
+#include "runtime/coordinator.hpp"
+#include "tpinfer/engine.hpp"
+#include "tpinfer/world.hpp"
+
+namespace tpinfer {
+
+// The step loop of one rank: the group leader fetches work and forwards it to
+// its TP peers once per step (with a stop flag); every rank steps its Engine in
+// lockstep; the leader returns finished results. `coordinator` is non-null on
+// rank 0 only. `refill_below`: the leader asks for more work when fewer
+// requests than this are waiting.
+void run_group(const World& world, Engine& engine, Coordinator* coordinator,
+               int64_t refill_below);
+
+}  // namespace tpinfer

@@ -1,0 +1,228 @@
+// Whole jobs under mpirun: layouts agree, bad input is reported per line,
+// bad setups fail with one line and exit code 2, the demo runs.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "job_helpers.hpp"
+
+namespace tpinfer::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A model whose heads allow TP 1, 2, 4 with KV heads split (tp<=2) and replicated (tp=4),
+// a vocab that TP 4 does not divide, and q/k/v bias.
+constexpr const char* kConfig = R"({
+  "architectures": ["Qwen2ForCausalLM"], "hidden_size": 128, "intermediate_size": 256,
+  "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2,
+  "vocab_size": 1001, "max_position_embeddings": 256, "rope_theta": 10000.0,
+  "rms_norm_eps": 1e-6, "tie_word_embeddings": true, "attention_bias": true,
+  "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"})";
+
+class Jobs : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    fs::create_directories(TPINFER_TEST_TMP);
+    std::ofstream(tmp_path("jobs-config.json")) << kConfig;
+    model_ = tmp_path("jobs-model.h5");
+    auto r = tpinfer_cli("make-model --config " + tmp_path("jobs-config.json") + " --output " +
+                         model_ + " --seed 3");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    // Prompts of mixed lengths, greedy and seeded sampling, per-request limits.
+    std::ofstream in(tmp_path("jobs-input.jsonl"));
+    for (int i = 0; i < 24; ++i) {
+      nlohmann::json j;
+      j["id"] = "r" + std::to_string(i);
+      std::vector<int> prompt;
+      for (int t = 0; t < 3 + (i * 37) % 90; ++t) prompt.push_back(3 + (i * 131 + t * 17) % 990);
+      j["prompt_tokens"] = prompt;
+      j["max_new_tokens"] = 4 + (i * 7) % 20;
+      if (i % 3 == 1) {
+        j["temperature"] = 0.9;
+        j["top_p"] = 0.95;
+        j["seed"] = 100 + i;
+      }
+      if (i % 5 == 2) {
+        j["temperature"] = 1.2;
+        j["top_k"] = 20;
+      }
+      in << j.dump() << "\n";
+    }
+  }
+
+  // Runs one layout and returns its results by id.
+  static std::map<std::string, nlohmann::json> run_layout(int np, int tp, const std::string& tag,
+                                                          const std::string& extra = "") {
+    const std::string out = tmp_path("jobs-out-" + tag + ".jsonl");
+    fs::remove(out);
+    auto r = mpirun_tpinfer(np, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
+                                    " --output " + out + " --tp " + std::to_string(tp) + " " + extra);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("tpinfer: done: 24 requests (0 errors)"), std::string::npos) << r.output;
+    return results_by_id(out);
+  }
+
+  static void expect_same(const std::map<std::string, nlohmann::json>& a,
+                          const std::map<std::string, nlohmann::json>& b) {
+    ASSERT_EQ(a.size(), 24u);
+    ASSERT_EQ(b.size(), a.size());
+    for (const auto& [id, ra] : a) {
+      ASSERT_TRUE(b.count(id)) << id;
+      const auto& rb = b.at(id);
+      EXPECT_EQ(ra["tokens"], rb["tokens"]) << id;
+      EXPECT_EQ(ra["finish_reason"], rb["finish_reason"]) << id;
+      EXPECT_EQ(ra["prompt_tokens"], rb["prompt_tokens"]) << id;
+      EXPECT_EQ(ra["completion_tokens"], rb["completion_tokens"]) << id;
+    }
+  }
+
+  static std::map<std::string, nlohmann::json>& reference() {
+    static std::map<std::string, nlohmann::json> ref = run_layout(1, 1, "ref");
+    return ref;
+  }
+
+  static std::string model_;
+};
+std::string Jobs::model_;
+
+TEST_F(Jobs, OneRankResultsAreComplete) {
+  const auto& ref = reference();
+  ASSERT_EQ(ref.size(), 24u);
+  for (const auto& [id, r] : ref) {
+    EXPECT_GE(r["completion_tokens"].get<int>(), 1) << id;
+    EXPECT_EQ(r["tokens"].size(), r["completion_tokens"].get<size_t>());
+    const int cap = r["completion_tokens"].get<int>();
+    EXPECT_TRUE(r["finish_reason"] == "length" || r["finish_reason"] == "stop") << id;
+    if (r["finish_reason"] == "length") {
+      const int i = std::stoi(id.substr(2));
+      EXPECT_EQ(cap, 4 + (i * 7) % 20) << id;
+    }
+  }
+}
+
+TEST_F(Jobs, TensorParallelTwoMatchesOneRank) { expect_same(reference(), run_layout(2, 2, "tp2")); }
+TEST_F(Jobs, TensorParallelFourMatchesOneRank) { expect_same(reference(), run_layout(4, 4, "tp4")); }
+TEST_F(Jobs, DataParallelTwoMatchesOneRank) { expect_same(reference(), run_layout(2, 1, "dp2")); }
+TEST_F(Jobs, DataParallelTwoByTensorParallelTwoMatchesOneRank) {
+  expect_same(reference(), run_layout(4, 2, "dp2tp2"));
+}
+TEST_F(Jobs, SmallBatchesAndStepsMatch) {
+  // Other batch neighbours, chunked prefill: the same results.
+  expect_same(reference(), run_layout(1, 1, "small", "--max-batch 3 --max-step-tokens 16"));
+}
+TEST_F(Jobs, PreemptionUnderATinyKvCacheMatches) {
+  // 40 blocks of 4 tokens hold the longest request (29 blocks) but not the batch:
+  // sequences are preempted and recomputed.
+  const std::string out = tmp_path("jobs-out-tiny.jsonl");
+  fs::remove(out);
+  auto r = mpirun_tpinfer(2, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
+                                 " --output " + out + " --tp 2 --block-size 4 --kv-blocks 40 --max-batch 8");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find(" 0 preemptions"), std::string::npos) << r.output;
+  const auto got = results_by_id(out);
+  expect_same(reference(), got);
+}
+
+TEST_F(Jobs, BadLinesBecomeErrorResultsAndTheJobGoesOn) {
+  const std::string in = tmp_path("jobs-bad.jsonl"), out = tmp_path("jobs-bad-out.jsonl");
+  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6, 7], "max_new_tokens": 3})" "\n"
+                    << "not json\n"
+                    << R"({"prompt_tokens": [1]})" "\n"
+                    << R"({"id": "b", "prompt": "hello"})" "\n"
+                    << R"({"id": "a", "prompt_tokens": [1]})" "\n"
+                    << R"({"id": "c", "prompt_tokens": [1, 99999]})" "\n"
+                    << "\n"
+                    << R"({"id": 7, "prompt_tokens": [9], "max_new_tokens": 2})" "\n";
+  fs::remove(out);
+  auto r = mpirun_tpinfer(2, "run --model " + model_ + " --input " + in + " --output " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("7 requests (5 errors)"), std::string::npos) << r.output;
+  auto res = results_by_id(out);
+  ASSERT_EQ(res.size(), 7u);
+  EXPECT_EQ(res.at("\"a\"")["completion_tokens"], 3);
+  EXPECT_EQ(res.at("7")["completion_tokens"], 2);
+  EXPECT_EQ(res.at("line:2")["line"], 2);
+  EXPECT_NE(res.at("line:2")["error"].get<std::string>().find("JSON"), std::string::npos);
+  EXPECT_EQ(res.at("line:3")["line"], 3);
+  EXPECT_NE(res.at("\"b\"")["error"].get<std::string>().find("this model has no tokenizer"),
+            std::string::npos);
+  EXPECT_EQ(res.at("\"c\"")["line"], 6);
+  // The repeated id is reported by line, so "a" keeps exactly one result.
+  EXPECT_EQ(res.at("line:5")["duplicate_id"], "a");
+}
+
+TEST_F(Jobs, StrictFailsBeforeAnyWork) {
+  const std::string in = tmp_path("jobs-strict.jsonl"), out = tmp_path("jobs-strict-out.jsonl");
+  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5]})" "\n" << "{oops\n";
+  fs::remove(out);
+  auto r = mpirun_tpinfer(2, "run --strict --model " + model_ + " --input " + in + " --output " + out);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--strict"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("line 2"), std::string::npos) << r.output;
+  EXPECT_TRUE(!fs::exists(out) || fs::file_size(out) == 0);
+}
+
+TEST_F(Jobs, TpNotDividingTheWorldIsAUsageError) {
+  auto r = mpirun_tpinfer(3, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
+                                 " --output " + tmp_path("jobs-never.jsonl") + " --tp 2");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--tp 2 does not divide the world size 3"), std::string::npos) << r.output;
+}
+
+TEST_F(Jobs, TpNotDividingTheHeadsIsAModelError) {
+  auto r = mpirun_tpinfer(3, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
+                                 " --output " + tmp_path("jobs-never.jsonl") + " --tp 3");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("num_attention_heads"), std::string::npos) << r.output;
+  // Printed once (by rank 0), not once per rank.
+  size_t lines = 0;
+  for (size_t at = r.output.find("tpinfer: error"); at != std::string::npos;
+       at = r.output.find("tpinfer: error", at + 1))
+    ++lines;
+  EXPECT_EQ(lines, 1u) << r.output;
+}
+
+TEST_F(Jobs, MissingModelFileIsOneClearLine) {
+  auto r = mpirun_tpinfer(2, "run --model /nonexistent.h5 --input " + tmp_path("jobs-input.jsonl") +
+                                 " --output " + tmp_path("jobs-never.jsonl"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("/nonexistent.h5"), std::string::npos) << r.output;
+}
+
+TEST_F(Jobs, ExistingOutputIsNeverOverwritten) {
+  const std::string out = tmp_path("jobs-existing.jsonl");
+  std::ofstream(out) << "{\"id\": \"keep\"}\n";
+  auto r = mpirun_tpinfer(2, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
+                                 " --output " + out);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("refusing to overwrite"), std::string::npos) << r.output;
+  EXPECT_EQ(read_jsonl(out).size(), 1u);
+}
+
+TEST_F(Jobs, InfoReportsPerRankBytes) {
+  auto r = tpinfer_cli("info --model " + model_ + " --tp 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // 8 heads of 16 over 2 ranks: 4 q heads and 1 kv head each.
+  EXPECT_NE(r.output.find("rank 1:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("4 q heads, 1 kv heads"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("vocab rows [501, 1001)"), std::string::npos) << r.output;
+}
+
+TEST(Demo, TheReadmeDemoJobRuns) {
+  const std::string out = tmp_path("demo.jsonl");
+  auto r = run_shell("BUILD_DIR=" + fs::path(TPINFER_BIN).parent_path().string() + " bash " +
+                     TPINFER_SOURCE_DIR + "/tools/run-demo.sh " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto res = results_by_id(out);
+  EXPECT_EQ(res.size(), 48u);
+  for (const auto& [id, j] : res) {
+    EXPECT_FALSE(j.contains("error")) << j.dump();
+    EXPECT_GE(j["completion_tokens"].get<int>(), 1);
+  }
+  EXPECT_NE(r.output.find("tpinfer: done: 48 requests (0 errors)"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace tpinfer::test

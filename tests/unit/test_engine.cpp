@@ -1,0 +1,469 @@
+// The engine against a direct reference, with a fake model that sees each
+// sequence's history only through the paged cache: a wrong block table, slot
+// or context length changes the logits and so the tokens.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "tpinfer/engine.hpp"
+#include "tpinfer/error.hpp"
+#include "tpinfer/philox.hpp"
+#include "tpinfer/sampler.hpp"
+
+namespace tpinfer {
+namespace {
+
+constexpr int kVocab = 64;
+
+// Logits as a pure function of the whole context: a spread of values plus a peak
+// whose place depends on a hash of every token, so sampling has choices and
+// greedy decoding is not constant.
+std::vector<float> context_logits(const std::vector<int32_t>& context) {
+  const uint64_t h = fnv1a64(context.data(), context.size() * sizeof(int32_t));
+  std::vector<float> l(kVocab);
+  for (int j = 0; j < kVocab; ++j) l[j] = 3.0f * philox_uniform(philox4x32(h, 1, j)[0]);
+  l[h % kVocab] += 2.0f;
+  return l;
+}
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::runtime_error("test forward: " + what);
+}
+
+// The fake model: a token per cache slot, written at slot_mapping and read back
+// through the block tables.
+struct PagedModel {
+  EngineOptions options;
+  std::vector<int32_t> slots;
+  int64_t steps = 0;
+  int64_t partial_prefill_chunks = 0;  // chunks of several tokens that did not sample
+  int64_t max_seqs = 0;
+
+  explicit PagedModel(const EngineOptions& o)
+      : options(o), slots(static_cast<size_t>(o.num_blocks) * o.block_size, -1) {}
+
+  void forward(const BatchLayout& b, std::vector<float>& logits) {
+    const int bs = options.block_size;
+    const int32_t n = b.num_tokens(), n_seqs = b.num_seqs(), stride = b.max_blocks_per_seq;
+    ++steps;
+    max_seqs = std::max<int64_t>(max_seqs, n_seqs);
+    require(b.block_size == bs, "block size");
+    require(n >= 1 && n <= options.max_step_tokens, "token count outside the step budget");
+    require(n_seqs >= 1 && n_seqs <= options.max_running, "sequence count above max_running");
+    require(b.positions.size() == b.token_ids.size() && b.slot_mapping.size() == b.token_ids.size(),
+            "per-token arrays differ in length");
+    require(b.query_start.size() == static_cast<size_t>(n_seqs) + 1 && b.query_start[0] == 0 &&
+                b.query_start.back() == n,
+            "query_start");
+    require(b.block_tables.size() == static_cast<size_t>(n_seqs) * stride, "block table size");
+
+    std::set<int32_t> used;  // no block in two sequences' tables
+    for (int32_t s = 0; s < n_seqs; ++s) {
+      const int32_t q0 = b.query_start[s], q1 = b.query_start[s + 1];
+      require(q1 > q0, "empty sequence in batch");
+      require(b.context_len[s] == b.positions[q1 - 1] + 1, "context_len is not last position + 1");
+      const int32_t covered = (b.context_len[s] + bs - 1) / bs;
+      require(covered <= stride, "context longer than the table row");
+      for (int32_t j = 0; j < stride; ++j) {
+        const int32_t blk = b.block_tables[s * stride + j];
+        if (j >= covered) {
+          require(blk == -1, "table row not padded with -1");
+          continue;
+        }
+        require(blk >= 0 && blk < options.num_blocks, "block id out of range");
+        require(used.insert(blk).second, "block " + std::to_string(blk) + " shared");
+      }
+      for (int32_t i = q0; i < q1; ++i) {
+        const int32_t pos = b.positions[i];
+        require(i == q0 || pos == b.positions[i - 1] + 1, "positions not consecutive");
+        require(b.slot_mapping[i] == b.block_tables[s * stride + pos / bs] * bs + pos % bs,
+                "slot does not match the block table");
+        require(b.token_ids[i] >= 0 && b.token_ids[i] < kVocab, "token id");
+        slots[b.slot_mapping[i]] = b.token_ids[i];
+      }
+      const bool samples =
+          std::find(b.logit_rows.begin(), b.logit_rows.end(), q1 - 1) != b.logit_rows.end();
+      if (!samples && q1 - q0 > 1) ++partial_prefill_chunks;
+    }
+
+    logits.clear();
+    for (size_t r = 0; r < b.logit_rows.size(); ++r) {
+      const int32_t row = b.logit_rows[r];
+      require(r == 0 || row > b.logit_rows[r - 1], "logit rows out of order");
+      const int32_t s = static_cast<int32_t>(
+          std::upper_bound(b.query_start.begin(), b.query_start.end(), row) -
+          b.query_start.begin() - 1);
+      require(s >= 0 && s < n_seqs && row == b.query_start[s + 1] - 1,
+              "logit row is not the last token of its sequence");
+      std::vector<int32_t> context;
+      for (int32_t pos = 0; pos < b.context_len[s]; ++pos) {
+        const int32_t t = slots[b.block_tables[s * stride + pos / bs] * bs + pos % bs];
+        require(t >= 0, "context reads a slot never written");
+        context.push_back(t);
+      }
+      const std::vector<float> l = context_logits(context);
+      logits.insert(logits.end(), l.begin(), l.end());
+    }
+  }
+};
+
+// What the engine must produce, computed one request at a time with no cache.
+Result reference(const Request& r, const EngineOptions& o) {
+  Result res;
+  res.id_json = r.id_json;
+  res.line = r.line;
+  res.prompt_tokens = static_cast<int64_t>(r.prompt.size());
+  std::vector<int32_t> seq = r.prompt;
+  const int64_t max_len = std::min<int64_t>(res.prompt_tokens + r.sampling.max_new_tokens,
+                                            o.max_context);
+  res.finish_reason = "length";
+  while (static_cast<int64_t>(seq.size()) < max_len) {
+    const SampledToken t =
+        sample_token(context_logits(seq), r.sampling, static_cast<int64_t>(seq.size()));
+    seq.push_back(t.token);
+    res.tokens.push_back(t.token);
+    if (r.sampling.logprobs) res.logprobs.push_back(t.logprob);
+    const auto& stop = r.sampling.stop_token_ids;
+    if (std::count(o.eos_token_ids.begin(), o.eos_token_ids.end(), t.token) ||
+        std::count(stop.begin(), stop.end(), t.token)) {
+      res.finish_reason = "stop";
+      break;
+    }
+  }
+  return res;
+}
+
+std::vector<Request> make_requests(int n, uint32_t seed, int max_prompt = 60, int max_new = 30) {
+  std::mt19937 rng(seed);
+  std::vector<Request> out;
+  for (int i = 0; i < n; ++i) {
+    Request r;
+    r.id_json = "\"r" + std::to_string(i) + "\"";
+    r.line = i + 1;
+    const int len = 1 + static_cast<int>(rng() % max_prompt);
+    for (int j = 0; j < len; ++j) r.prompt.push_back(static_cast<int32_t>(rng() % kVocab));
+    r.sampling.max_new_tokens = 1 + rng() % max_new;
+    r.sampling.seed = 1000 + i;
+    r.sampling.logprobs = i % 2 == 0;
+    if (i % 3 == 1) {
+      r.sampling.temperature = 1.0f;
+      r.sampling.top_k = 8;
+    } else if (i % 3 == 2) {
+      r.sampling.temperature = 0.8f;
+      r.sampling.top_p = 0.9f;
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+EngineOptions options(int block_size, int num_blocks, int max_running, int max_step_tokens) {
+  EngineOptions o;
+  o.vocab_size = kVocab;
+  o.max_context = 128;
+  o.block_size = block_size;
+  o.num_blocks = num_blocks;
+  o.max_running = max_running;
+  o.max_step_tokens = max_step_tokens;
+  return o;
+}
+
+struct EngineRun {
+  std::map<std::string, Result> results;
+  EngineStats stats;
+  int64_t partial_prefill_chunks = 0;
+  int64_t max_seqs = 0;
+};
+
+// Adds `initial` requests, then `per_step` more before each step, in the given order.
+EngineRun run_engine(const EngineOptions& o, const std::vector<Request>& requests, size_t initial,
+               size_t per_step = 0) {
+  PagedModel model(o);
+  Engine engine(o, [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); });
+  EngineRun run;
+  size_t next = 0;
+  auto add_upto = [&](size_t n) {
+    for (; next < std::min(n, requests.size()); ++next) engine.add(requests[next]);
+  };
+  add_upto(initial);
+  int64_t guard = 0;
+  while (engine.num_unfinished() > 0 || next < requests.size()) {
+    if (engine.num_unfinished() == 0) add_upto(next + 1);
+    for (Result& r : engine.step()) {
+      EXPECT_TRUE(run.results.emplace(r.id_json, r).second) << r.id_json << " returned twice";
+    }
+    add_upto(next + per_step);
+    if (++guard > 100000) throw std::runtime_error("engine does not finish");
+  }
+  run.stats = engine.stats();
+  run.partial_prefill_chunks = model.partial_prefill_chunks;
+  run.max_seqs = model.max_seqs;
+  EXPECT_EQ(run.stats.steps, model.steps);
+  return run;
+}
+
+void expect_matches_reference(const EngineRun& run, const std::vector<Request>& requests,
+                              const EngineOptions& o, const std::string& label) {
+  ASSERT_EQ(run.results.size(), requests.size()) << label;
+  for (const Request& req : requests) {
+    const Result want = reference(req, o);
+    auto it = run.results.find(req.id_json);
+    ASSERT_NE(it, run.results.end()) << label << " " << req.id_json;
+    const Result& got = it->second;
+    EXPECT_EQ(got.tokens, want.tokens) << label << " " << req.id_json;
+    EXPECT_EQ(got.logprobs, want.logprobs) << label << " " << req.id_json;
+    EXPECT_EQ(got.finish_reason, want.finish_reason) << label << " " << req.id_json;
+    EXPECT_EQ(got.prompt_tokens, want.prompt_tokens) << label;
+    EXPECT_EQ(got.line, req.line) << label;
+    EXPECT_TRUE(got.error.empty()) << label;
+  }
+}
+
+TEST(Engine, ResultsDoNotDependOnBatching) {
+  const std::vector<Request> reqs = make_requests(16, 1);
+  std::vector<Request> reversed(reqs.rbegin(), reqs.rend());
+  struct Case {
+    std::string label;
+    EngineOptions o;
+    const std::vector<Request>* order;
+    size_t initial, per_step;
+  };
+  const std::vector<Case> cases = {
+      {"all at once", options(16, 4096, 64, 512), &reqs, reqs.size(), 0},
+      {"3 running, 8 tokens", options(4, 4096, 3, 8), &reqs, reqs.size(), 0},
+      {"block 1, 7 tokens", options(1, 4096, 5, 7), &reqs, reqs.size(), 0},
+      {"1 token per step", options(7, 4096, 64, 1), &reqs, reqs.size(), 0},
+      {"reversed", options(4, 4096, 6, 40), &reversed, reqs.size(), 0},
+      {"staggered arrivals", options(8, 4096, 64, 64), &reqs, 2, 1},
+  };
+  for (const Case& c : cases) {
+    const EngineRun run = run_engine(c.o, *c.order, c.initial, c.per_step);
+    expect_matches_reference(run, reqs, c.o, c.label);
+    EXPECT_EQ(run.stats.preemptions, 0) << c.label;
+  }
+  // Sampling really happened: some sampled request differs from its greedy decode.
+  int differ = 0;
+  const EngineOptions o = options(16, 4096, 64, 512);
+  for (const Request& r : reqs) {
+    Request g = r;
+    g.sampling.temperature = 0.0f;
+    differ += reference(g, o).tokens != reference(r, o).tokens;
+  }
+  EXPECT_GE(differ, 5);
+}
+
+TEST(Engine, StatsCountTokensExactly) {
+  const std::vector<Request> reqs = make_requests(10, 2);
+  const EngineOptions o = options(4, 4096, 4, 16);
+  const EngineRun run = run_engine(o, reqs, reqs.size());
+  int64_t prompt = 0, generated = 0;
+  for (const auto& [id, r] : run.results) {
+    prompt += r.prompt_tokens;
+    generated += static_cast<int64_t>(r.tokens.size());
+  }
+  EXPECT_EQ(run.stats.prompt_tokens, prompt);
+  EXPECT_EQ(run.stats.generated_tokens, generated);
+  // Without preemption each token runs once, except each sequence's final one.
+  EXPECT_EQ(run.stats.computed_tokens, prompt + generated - static_cast<int64_t>(reqs.size()));
+  EXPECT_EQ(run.stats.preemptions, 0);
+  EXPECT_LE(run.max_seqs, 4);
+  EXPECT_GT(run.partial_prefill_chunks, 0);
+}
+
+TEST(Engine, TinyCachePreemptsAndGivesSameTokens) {
+  const std::vector<Request> reqs = make_requests(16, 3);
+  // The longest request caches at most 60 + 30 - 1 tokens: 23 blocks of 4.
+  for (int num_blocks : {23, 30, 45}) {
+    EngineOptions o = options(4, num_blocks, 16, 64);
+    o.max_context = 256;  // room for the whole-cache request at the end
+    PagedModel model(o);
+    Engine engine(o, [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); });
+    for (const Request& r : reqs) engine.add(r);
+    EXPECT_EQ(engine.num_unfinished(), 16);
+    std::map<std::string, Result> results;
+    while (engine.num_unfinished() > 0)
+      for (Result& r : engine.step()) results.emplace(r.id_json, r);
+    EngineRun run{results, engine.stats(), 0, 0};
+    const std::string label = "num_blocks " + std::to_string(num_blocks);
+    expect_matches_reference(run, reqs, o, label);
+    EXPECT_GT(run.stats.preemptions, 0) << label;
+    int64_t prompt = 0, generated = 0;
+    for (const auto& [id, r] : results) {
+      prompt += r.prompt_tokens;
+      generated += static_cast<int64_t>(r.tokens.size());
+    }
+    EXPECT_EQ(run.stats.generated_tokens, generated) << "a generated token was re-sampled";
+    EXPECT_GT(run.stats.computed_tokens, prompt + generated - 16) << "nothing recomputed";
+
+    // Every block came back: a request needing the whole cache still runs.
+    Request whole;
+    whole.id_json = "\"whole\"";
+    for (int i = 0; i < num_blocks * 4 - 1; ++i) whole.prompt.push_back(i % kVocab);
+    whole.sampling.max_new_tokens = 2;
+    engine.add(whole);
+    std::vector<Result> last;
+    for (int i = 0; i < 100 && engine.num_unfinished() > 0; ++i) last = engine.step();
+    ASSERT_EQ(last.size(), 1u) << label;
+    EXPECT_EQ(last[0].tokens, reference(whole, o).tokens) << label;
+  }
+}
+
+TEST(Engine, ChunkedPrefillOfLongPrompts) {
+  std::vector<Request> reqs = make_requests(6, 4, 200, 10);
+  EngineOptions o = options(16, 4096, 8, 16);
+  o.max_context = 256;
+  const EngineRun run = run_engine(o, reqs, reqs.size());
+  expect_matches_reference(run, reqs, o, "budget 16");
+  EXPECT_GT(run.partial_prefill_chunks, 10);
+  // The same with one step per prompt.
+  o.max_step_tokens = 4096;
+  const EngineRun whole = run_engine(o, reqs, reqs.size());
+  expect_matches_reference(whole, reqs, o, "budget 4096");
+  EXPECT_EQ(whole.partial_prefill_chunks, 0);
+  EXPECT_LT(whole.stats.steps, run.stats.steps);
+}
+
+TEST(Engine, StopsOnEosAndStopTokensIncludingThem) {
+  std::vector<Request> reqs = make_requests(4, 5);
+  for (Request& r : reqs) r.sampling.max_new_tokens = 40;
+  EngineOptions o = options(4, 4096, 8, 64);
+  const Result free_run = reference(reqs[0], o);
+  ASSERT_EQ(free_run.tokens.size(), 40u);
+  // A token whose first occurrence is at index k >= 3: stopping on it keeps k + 1 tokens.
+  size_t k = 3;
+  while (std::find(free_run.tokens.begin(), free_run.tokens.begin() + k, free_run.tokens[k]) !=
+         free_run.tokens.begin() + k)
+    ++k;
+  ASSERT_LT(k, 40u);
+  const int32_t stop = free_run.tokens[k];
+  const std::vector<int32_t> prefix(free_run.tokens.begin(), free_run.tokens.begin() + k + 1);
+
+  // As a request stop token: only that request stops early.
+  std::vector<Request> with_stop = reqs;
+  with_stop[0].sampling.stop_token_ids = {99, stop};
+  EngineRun run = run_engine(o, with_stop, with_stop.size());
+  EXPECT_EQ(run.results.at(reqs[0].id_json).tokens, prefix);
+  EXPECT_EQ(run.results.at(reqs[0].id_json).finish_reason, "stop");
+  expect_matches_reference(run, with_stop, o, "stop token");
+
+  // As EOS: applies to every request.
+  o.eos_token_ids = {stop, 98};
+  run = run_engine(o, reqs, reqs.size());
+  EXPECT_EQ(run.results.at(reqs[0].id_json).tokens, prefix);
+  EXPECT_EQ(run.results.at(reqs[0].id_json).finish_reason, "stop");
+  expect_matches_reference(run, reqs, o, "eos");
+}
+
+TEST(Engine, StopsAtMaxNewTokensAndMaxContext) {
+  EngineOptions o = options(4, 4096, 8, 64);
+  o.max_context = 32;
+  std::vector<Request> reqs = make_requests(4, 6, 20, 1);
+  reqs[0].sampling.max_new_tokens = 5;
+  reqs[1].prompt.resize(20);
+  reqs[1].sampling.max_new_tokens = 100;   // the context allows 12 more
+  reqs[2].sampling.max_new_tokens = 0;     // nothing to generate
+  reqs[3].prompt.assign(32, 3);            // the prompt fills the context
+  const EngineRun run = run_engine(o, reqs, reqs.size());
+  expect_matches_reference(run, reqs, o, "limits");
+  EXPECT_EQ(run.results.at(reqs[0].id_json).tokens.size(), 5u);
+  EXPECT_EQ(run.results.at(reqs[1].id_json).tokens.size(), 12u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(run.results.at(reqs[i].id_json).finish_reason, "length");
+  EXPECT_TRUE(run.results.at(reqs[2].id_json).tokens.empty());
+  EXPECT_EQ(run.results.at(reqs[3].id_json).prompt_tokens, 32);
+
+  // Only requests with nothing to generate: returned without calling forward.
+  int calls = 0;
+  Engine engine(o, [&](const BatchLayout&, std::vector<float>&) { ++calls; });
+  engine.add(reqs[2]);
+  EXPECT_EQ(engine.num_unfinished(), 1);
+  const std::vector<Result> done = engine.step();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].finish_reason, "length");
+  EXPECT_EQ(engine.num_unfinished(), 0);
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(Engine, RejectsBadRequestsAndStaysUsable) {
+  EngineOptions o = options(4, 8, 8, 64);  // 32 cached tokens at most
+  o.max_context = 64;
+  PagedModel model(o);
+  Engine engine(o, [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); });
+  Request good = make_requests(1, 7, 10, 5)[0];
+  auto bad = [&](auto change) {
+    Request r = good;
+    change(r);
+    return r;
+  };
+  EXPECT_THROW(engine.add(bad([](Request& r) { r.prompt.clear(); })), InputError);
+  EXPECT_THROW(engine.add(bad([](Request& r) { r.prompt.assign(65, 1); })), InputError);
+  EXPECT_THROW(engine.add(bad([](Request& r) { r.prompt[0] = kVocab; })), InputError);
+  EXPECT_THROW(engine.add(bad([](Request& r) { r.prompt[0] = -1; })), InputError);
+  EXPECT_THROW(engine.add(bad([](Request& r) { r.sampling.max_new_tokens = -1; })), InputError);
+  EXPECT_THROW(engine.add(bad([](Request& r) { r.sampling.temperature = -1.0f; })), InputError);
+  EXPECT_THROW(engine.add(bad([](Request& r) { r.sampling.top_p = 0.0f; })), InputError);
+  EXPECT_THROW(engine.add(bad([](Request& r) { r.sampling.top_k = -2; })), InputError);
+  // Fits the context but never the cache: 30 + 10 - 1 cached tokens > 32.
+  EXPECT_THROW(engine.add(bad([](Request& r) {
+                 r.prompt.assign(30, 1);
+                 r.sampling.max_new_tokens = 10;
+               })),
+               InputError);
+  EXPECT_EQ(engine.num_unfinished(), 0);
+  // Exactly the whole cache is fine.
+  Request edge = bad([](Request& r) {
+    r.id_json = "\"edge\"";
+    r.prompt.assign(30, 1);
+    r.sampling.max_new_tokens = 3;
+  });
+  engine.add(good);
+  engine.add(edge);
+  EXPECT_EQ(engine.num_unfinished(), 2);
+  std::map<std::string, Result> results;
+  while (engine.num_unfinished() > 0)
+    for (Result& r : engine.step()) results.emplace(r.id_json, r);
+  EngineRun run{results, engine.stats(), 0, 0};
+  expect_matches_reference(run, {good, edge}, o, "after rejections");
+  EXPECT_EQ(engine.stats().prompt_tokens, static_cast<int64_t>(good.prompt.size()) + 30);
+}
+
+TEST(Engine, RejectsBadOptions) {
+  auto forward = [](const BatchLayout&, std::vector<float>&) {};
+  EXPECT_THROW(Engine(options(0, 8, 8, 8), forward), UsageError);
+  EXPECT_THROW(Engine(options(4, 0, 8, 8), forward), UsageError);
+  EXPECT_THROW(Engine(options(4, 8, 0, 8), forward), UsageError);
+  EXPECT_THROW(Engine(options(4, 8, 8, 0), forward), UsageError);
+  EngineOptions o = options(4, 8, 8, 8);
+  o.vocab_size = 0;
+  EXPECT_THROW(Engine(o, forward), UsageError);
+  EXPECT_THROW(Engine(options(4, 8, 8, 8), ForwardFn{}), UsageError);
+}
+
+TEST(Engine, ForwardReturningTheWrongLogitCountIsAnError) {
+  const EngineOptions o = options(4, 64, 8, 64);
+  Engine engine(o, [](const BatchLayout&, std::vector<float>& l) { l.assign(kVocab - 1, 0.0f); });
+  engine.add(make_requests(1, 8)[0]);
+  EXPECT_THROW(engine.step(), std::runtime_error);
+}
+
+TEST(Engine, NumWaitingCountsQueuedRequests) {
+  const EngineOptions o = options(4, 4096, 2, 512);
+  PagedModel model(o);
+  Engine engine(o, [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); });
+  for (Request r : make_requests(5, 9)) {
+    r.sampling.max_new_tokens = 10;
+    engine.add(r);
+  }
+  EXPECT_EQ(engine.num_waiting(), 5);
+  engine.step();
+  EXPECT_EQ(engine.num_waiting(), 3);  // two admitted (max_running)
+  EXPECT_EQ(engine.num_unfinished(), 5);
+}
+
+}  // namespace
+}  // namespace tpinfer

@@ -1,0 +1,239 @@
+// KV block allocator and scheduler: invariants under random load, exact
+// schedules for chunked prefill and preemption, determinism.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <vector>
+
+#include "engine/kv_blocks.hpp"
+#include "engine/scheduler.hpp"
+#include "tpinfer/error.hpp"
+
+namespace tpinfer {
+namespace {
+
+TEST(KvBlocks, HandsOutEveryBlockOnceInOrder) {
+  KvBlockAllocator a(5);
+  EXPECT_EQ(a.free_count(), 5);
+  std::vector<int32_t> got;
+  for (int i = 0; i < 5; ++i) got.push_back(a.allocate());
+  EXPECT_EQ(got, (std::vector<int32_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(a.free_count(), 0);
+  EXPECT_THROW(a.allocate(), std::logic_error);
+  for (int32_t b : got) EXPECT_TRUE(a.is_allocated(b));
+  a.free(3);
+  a.free(1);
+  EXPECT_FALSE(a.is_allocated(3));
+  EXPECT_EQ(a.free_count(), 2);
+  // LIFO: the same calls give the same ids on every rank.
+  EXPECT_EQ(a.allocate(), 1);
+  EXPECT_EQ(a.allocate(), 3);
+}
+
+TEST(KvBlocks, RejectsDoubleFreeAndBadIds) {
+  KvBlockAllocator a(3);
+  const int32_t b = a.allocate();
+  a.free(b);
+  EXPECT_THROW(a.free(b), std::logic_error);
+  EXPECT_THROW(a.free(2), std::logic_error);  // never allocated
+  EXPECT_THROW(a.free(-1), std::logic_error);
+  EXPECT_THROW(a.free(3), std::logic_error);
+  EXPECT_EQ(a.free_count(), 3);
+}
+
+Sequence make_seq(int64_t prompt, int64_t max_len) {
+  Sequence s;
+  for (int64_t i = 0; i < prompt; ++i) s.tokens.push_back(static_cast<int32_t>(i % 50));
+  s.prompt_len = prompt;
+  s.max_len = max_len;
+  s.request.id_json = "\"s\"";
+  return s;
+}
+
+// What the engine does after a forward: commit, then append a token to every
+// sequence that sampled and finish the ones at max_len.
+std::vector<int64_t> complete_step(Scheduler& s, const StepSchedule& step) {
+  s.commit(step);
+  std::vector<int64_t> done;
+  for (const ScheduledChunk& c : step.chunks) {
+    if (!c.samples) continue;
+    Sequence& q = s.sequence(c.seq_id);
+    q.tokens.push_back(7);
+    if (static_cast<int64_t>(q.tokens.size()) == q.max_len) done.push_back(c.seq_id);
+  }
+  for (int64_t id : done) s.finish(id);
+  return done;
+}
+
+TEST(Scheduler, RejectsSequencesThatCanNeverFit) {
+  Scheduler s({4, 2, 8, 64});  // 8 cached tokens at most
+  // max_len 9: 8 tokens are ever cached (the last one is only sampled).
+  EXPECT_NO_THROW(s.add(make_seq(3, 9)));
+  EXPECT_THROW(s.add(make_seq(3, 10)), InputError);
+  EXPECT_THROW(s.add(make_seq(9, 12)), InputError);
+  EXPECT_EQ(s.num_waiting(), 1);
+  s.check_invariants();
+  // The one that fits exactly runs to the end alone.
+  int steps = 0;
+  while (s.num_running() + s.num_waiting() > 0) {
+    complete_step(s, s.schedule());
+    s.check_invariants();
+    ASSERT_LT(++steps, 20);
+  }
+  EXPECT_EQ(s.free_blocks(), 2);
+}
+
+TEST(Scheduler, ChunkedPrefillWithinTheBudget) {
+  Scheduler s({4, 100, 8, 4});
+  const int64_t a = s.add(make_seq(10, 20));
+  StepSchedule st = s.schedule();
+  ASSERT_EQ(st.chunks.size(), 1u);
+  EXPECT_EQ(st.chunks[0].start, 0);
+  EXPECT_EQ(st.chunks[0].count, 4);
+  EXPECT_FALSE(st.chunks[0].samples);
+  EXPECT_EQ(s.sequence(a).blocks.size(), 3u);  // the whole prompt's blocks at admission
+  complete_step(s, st);
+  const int64_t b = s.add(make_seq(3, 20));
+  st = s.schedule();
+  ASSERT_EQ(st.chunks.size(), 1u);  // the budget went to a's second chunk; b waits
+  EXPECT_EQ(st.chunks[0].start, 4);
+  EXPECT_EQ(st.chunks[0].count, 4);
+  complete_step(s, st);
+  st = s.schedule();
+  ASSERT_EQ(st.chunks.size(), 2u);  // a's last 2 prompt tokens (samples), then 2 of b's 3
+  EXPECT_EQ(st.chunks[0].seq_id, a);
+  EXPECT_EQ(st.chunks[0].count, 2);
+  EXPECT_TRUE(st.chunks[0].samples);
+  EXPECT_EQ(st.chunks[1].seq_id, b);
+  EXPECT_EQ(st.chunks[1].count, 2);
+  EXPECT_FALSE(st.chunks[1].samples);
+  complete_step(s, st);
+  st = s.schedule();
+  ASSERT_EQ(st.chunks.size(), 2u);  // a's decode first, then the rest of b
+  EXPECT_EQ(st.chunks[0].seq_id, a);
+  EXPECT_EQ(st.chunks[0].start, 10);
+  EXPECT_EQ(st.chunks[0].count, 1);
+  EXPECT_TRUE(st.chunks[0].samples);
+  EXPECT_EQ(st.chunks[1].seq_id, b);
+  EXPECT_EQ(st.chunks[1].start, 2);
+  EXPECT_EQ(st.chunks[1].count, 1);
+  EXPECT_TRUE(st.chunks[1].samples);
+  EXPECT_EQ(st.num_tokens, 2);
+  s.check_invariants();
+}
+
+TEST(Scheduler, PreemptsNewestAndRecomputesWithoutResampling) {
+  Scheduler s({2, 4, 8, 64});
+  const int64_t a = s.add(make_seq(3, 9));
+  const int64_t b = s.add(make_seq(3, 8));
+  StepSchedule st = s.schedule();  // both admitted: 2 blocks each, cache full
+  ASSERT_EQ(st.chunks.size(), 2u);
+  EXPECT_EQ(s.free_blocks(), 0);
+  complete_step(s, st);  // 4 tokens each
+  st = s.schedule();     // decode position 3 fits the second block
+  EXPECT_EQ(st.preempted, 0);
+  ASSERT_EQ(st.chunks.size(), 2u);
+  complete_step(s, st);  // 5 tokens each
+  const int64_t c = s.add(make_seq(1, 3));
+  // a's position 4 needs a third block: b, the newest, is preempted to the
+  // front of the queue (ahead of c) and nobody is admitted this step.
+  st = s.schedule();
+  EXPECT_EQ(st.preempted, 1);
+  ASSERT_EQ(st.chunks.size(), 1u);
+  EXPECT_EQ(st.chunks[0].seq_id, a);
+  EXPECT_EQ(s.waiting(), (std::deque<int64_t>{b, c}));
+  EXPECT_TRUE(s.sequence(b).blocks.empty());
+  EXPECT_EQ(s.sequence(b).num_computed, 0);
+  EXPECT_EQ(s.sequence(b).tokens.size(), 5u);  // its generated tokens are kept
+  s.check_invariants();
+  complete_step(s, st);
+  // b needs 3 blocks to come back; only 1 is free until a finishes.
+  while (s.num_running() > 0 && s.running()[0] == a) {
+    st = s.schedule();
+    for (const ScheduledChunk& ch : st.chunks) EXPECT_EQ(ch.seq_id, a);
+    complete_step(s, st);
+    s.check_invariants();
+  }
+  st = s.schedule();
+  ASSERT_GE(st.chunks.size(), 1u);
+  EXPECT_EQ(st.chunks[0].seq_id, b);  // recomputed as one prefill of prompt + generated
+  EXPECT_EQ(st.chunks[0].start, 0);
+  EXPECT_EQ(st.chunks[0].count, 5);
+  EXPECT_TRUE(st.chunks[0].samples);
+}
+
+TEST(Scheduler, SelfPreemptionWhenNewestNeedsABlock) {
+  // Only the newest sequence needs a new block, so it gives its own blocks up.
+  Scheduler s({2, 3, 8, 64});
+  const int64_t a = s.add(make_seq(3, 7));  // 2 blocks
+  const int64_t b = s.add(make_seq(2, 6));  // 1 block
+  complete_step(s, s.schedule());           // a: 4 tokens, b: 3 tokens; 0 free
+  StepSchedule st = s.schedule();  // a decodes pos 3 in place; b's pos 2 needs a block
+  EXPECT_EQ(st.preempted, 1);
+  ASSERT_EQ(st.chunks.size(), 1u);
+  EXPECT_EQ(st.chunks[0].seq_id, a);
+  EXPECT_EQ(s.waiting().front(), b);
+  s.check_invariants();
+}
+
+// Random arrivals and lengths; the invariants hold after every call, and two
+// schedulers fed the same calls make the same schedule with the same blocks.
+TEST(Scheduler, RandomLoadKeepsInvariantsAndIsDeterministic) {
+  for (int trial = 0; trial < 6; ++trial) {
+    const int bs = 1 + trial % 4, nb = 6 + 5 * trial, max_running = 2 + trial,
+              budget = 3 + 7 * trial;
+    Scheduler s1({bs, nb, max_running, budget}), s2({bs, nb, max_running, budget});
+    std::mt19937 rng(trial);
+    int64_t preemptions = 0, added = 0, finished = 0;
+    for (int step = 0; step < 3000 && (added < 60 || s1.num_running() + s1.num_waiting()); ++step) {
+      while (added < 60 && rng() % 3 == 0) {
+        const int64_t cap = static_cast<int64_t>(nb) * bs;
+        const int64_t prompt = 1 + rng() % std::max<int64_t>(1, cap - 1);
+        const int64_t max_len = std::min<int64_t>(prompt + 1 + rng() % 12, cap + 1);
+        s1.add(make_seq(prompt, max_len));
+        s2.add(make_seq(prompt, max_len));
+        ++added;
+      }
+      if (s1.num_running() + s1.num_waiting() == 0) continue;
+      const StepSchedule st = s1.schedule();
+      const StepSchedule st2 = s2.schedule();
+      ASSERT_FALSE(st.chunks.empty()) << "no progress";
+      s1.check_invariants();
+      ASSERT_LE(st.num_tokens, budget);
+      ASSERT_LE(s1.num_running(), max_running);
+      ASSERT_EQ(st.chunks.size(), st2.chunks.size());
+      std::set<int64_t> seen;
+      int64_t tokens = 0;
+      for (size_t i = 0; i < st.chunks.size(); ++i) {
+        const ScheduledChunk& c = st.chunks[i];
+        const Sequence& q = s1.sequence(c.seq_id);
+        ASSERT_TRUE(seen.insert(c.seq_id).second) << "sequence scheduled twice";
+        ASSERT_EQ(c.start, q.num_computed);
+        ASSERT_GE(c.count, 1);
+        ASSERT_EQ(c.samples, c.start + c.count == static_cast<int64_t>(q.tokens.size()));
+        ASSERT_GE(static_cast<int64_t>(q.blocks.size()), s1.blocks_for(c.start + c.count));
+        ASSERT_EQ(c.seq_id, st2.chunks[i].seq_id);
+        ASSERT_EQ(c.start, st2.chunks[i].start);
+        ASSERT_EQ(c.count, st2.chunks[i].count);
+        ASSERT_EQ(q.blocks, s2.sequence(c.seq_id).blocks);
+        tokens += c.count;
+      }
+      ASSERT_EQ(tokens, st.num_tokens);
+      preemptions += st.preempted;
+      finished += complete_step(s1, st).size();
+      complete_step(s2, st2);
+      s1.check_invariants();
+    }
+    EXPECT_EQ(finished, 60);
+    EXPECT_EQ(s1.free_blocks(), nb);  // nothing leaked
+    if (trial < 3) {
+      EXPECT_GT(preemptions, 0) << "trial " << trial << " never preempted";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tpinfer
