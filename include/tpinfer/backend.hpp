@@ -7,6 +7,10 @@
 // Face layout); activations are [tokens, features]. The fused QKV row of a
 // token is [q heads | k heads | v heads], each head head_dim wide. The KV cache
 // of a layer is [num_blocks, block_size, kv_heads, head_dim] for K and for V.
+// Aliasing: rmsnorm/add_rmsnorm may write `out` over `x`; nothing else may
+// write over an input (linear's out != x, all_gather's out != local,
+// add_rmsnorm's out != residual). alloc throws std::bad_alloc when memory runs
+// out, so a caller can retry with a smaller KV cache.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -51,6 +55,10 @@ class Backend {
 
   // Memory. Tensors live as long as the backend.
   virtual Tensor alloc(const std::vector<int64_t>& shape, DType dtype) = 0;
+  // Bytes allocated so far, and bytes still allocatable (-1: bounded only by
+  // the host, as on the cpu backend). The run sizes the KV cache from these.
+  virtual int64_t bytes_used() const = 0;
+  virtual int64_t bytes_free() const = 0;
   virtual void upload(const Tensor& dst, const float* src) = 0;  // host fp32 -> dst's dtype
   virtual void download(const Tensor& src, float* dst) = 0;      // src's dtype -> host fp32
 
@@ -68,6 +76,8 @@ class Backend {
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) = 0;
   // Rotates the q and k parts of qkv in place (rotate-half RoPE at batch positions,
   // inv_freq [head_dim/2] fp32) and writes k and v into the caches at slot_mapping.
+  // The angle position * inv_freq[i] is rounded to fp32 before cos/sin, as
+  // Hugging Face computes it; every backend must do the same.
   virtual void rope_write_kv(Tensor& qkv, const Tensor& inv_freq, const AttentionShape& a,
                              Tensor& k_cache, Tensor& v_cache) = 0;
   // Causal attention of each token's q heads over its sequence's cached K/V

@@ -42,11 +42,17 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Queues a request (FIFO). The prompt must be non-empty and fit max_context.
+  // Queues a request (FIFO). Throws InputError, leaving the engine unchanged,
+  // for an empty prompt, a prompt longer than max_context, a token outside the
+  // vocabulary, bad sampling settings, or a request whose prompt plus
+  // max_new_tokens can never fit the KV cache (rejected rather than clamped, so
+  // results never depend on the cache size). A request with nothing to generate
+  // finishes at the next step() as "length" with no tokens.
   void add(Request request);
   // Requests added and not yet returned by step().
   int64_t num_unfinished() const;
-  // Requests waiting that have not started (the coordinator refills below a threshold).
+  // Requests waiting to be scheduled, preempted ones included (the group leader
+  // refills below a threshold).
   int64_t num_waiting() const;
   // One forward over the scheduled batch; returns the requests that finished.
   // Call only when num_unfinished() > 0.

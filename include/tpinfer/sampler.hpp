@@ -11,7 +11,9 @@ namespace tpinfer {
 
 struct SampledToken {
   int32_t token = 0;
-  float logprob = 0.0f;  // log-softmax of the raw logits (before temperature/top-k/top-p)
+  // log-softmax of the raw logits (before temperature/top-k/top-p); computed
+  // only when params.logprobs is set (a full pass over the vocabulary), else 0.
+  float logprob = 0.0f;
 };
 
 // `position` is the position the sampled token will occupy in its sequence.

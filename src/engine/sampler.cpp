@@ -1,6 +1,7 @@
 #include "tpinfer/sampler.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -11,23 +12,33 @@
 namespace tpinfer {
 namespace {
 
-struct Candidate {
-  float logit;
-  int32_t id;
-};
+// The one order every rank and every batching agrees on is (logit descending,
+// id ascending). Packed into one integer per candidate, so sorting is a plain
+// integer sort, about twice as fast as comparing (float, id) pairs.
+using Key = uint64_t;
 
-// The one order every rank and every batching agrees on: logit descending, id ascending.
-bool before(const Candidate& a, const Candidate& b) {
-  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+// Flips negative floats entirely and positive ones' sign bit, branch-free (signs
+// are a coin toss in logits). Adding +0 turns -0 into +0 so they tie.
+uint32_t ascending_bits(float x) {
+  const uint32_t b = std::bit_cast<uint32_t>(x + 0.0f);
+  return b ^ (static_cast<uint32_t>(static_cast<int32_t>(b) >> 31) | 0x80000000u);
 }
+float from_ascending_bits(uint32_t o) {
+  return std::bit_cast<float>((o & 0x80000000u) ? (o & 0x7fffffffu) : ~o);
+}
+Key make_key(float logit, int64_t id) {
+  return (static_cast<Key>(~ascending_bits(logit)) << 32) | static_cast<uint32_t>(id);
+}
+float key_logit(Key k) { return from_ascending_bits(~static_cast<uint32_t>(k >> 32)); }
+int32_t key_id(Key k) { return static_cast<int32_t>(static_cast<uint32_t>(k)); }
 
 // Candidates sorted lazily: most of the probability mass of a trained model sits
-// in a few tokens, so sorting a growing prefix (nth_element + sort, doubling) is
-// usually O(vocab) where a full sort of 128k tokens would cost ~10x more.
+// in a few tokens, so sorting a growing prefix (nth_element + sort, doubling)
+// usually costs O(vocab) where a full sort of 128k tokens costs ~10x more.
 struct SortedPrefix {
-  std::vector<Candidate>& c;
-  int64_t n;            // candidates considered (the top-k set, or all)
-  int64_t sorted = 0;   // c[0, sorted) holds the best `sorted` candidates in order
+  std::vector<Key>& c;
+  int64_t n;           // candidates considered (the top-k set, or all)
+  int64_t sorted = 0;  // c[0, sorted) holds the best `sorted` candidates in order
   float max_logit;
   float temperature;
   std::vector<double> cum;  // cum[i]: weight of c[0..i]
@@ -41,8 +52,8 @@ struct SortedPrefix {
     m = std::min(m, n);
     if (m <= sorted) return;
     auto first = c.begin() + sorted, mid = c.begin() + m, last = c.begin() + n;
-    if (mid < last) std::nth_element(first, mid, last, before);
-    std::sort(first, mid, before);
+    if (mid < last) std::nth_element(first, mid, last);
+    std::sort(first, mid);
     sorted = m;
   }
   // Cumulative weight through candidate i (i < n), extending the sorted prefix.
@@ -50,7 +61,7 @@ struct SortedPrefix {
     while (static_cast<int64_t>(cum.size()) <= i) {
       const int64_t j = static_cast<int64_t>(cum.size());
       if (j >= sorted) sort_to(std::max<int64_t>(64, 2 * sorted));
-      cum.push_back((j ? cum.back() : 0.0) + weight(c[j].logit));
+      cum.push_back((j ? cum.back() : 0.0) + weight(key_logit(c[j])));
     }
     return cum[i];
   }
@@ -72,26 +83,52 @@ SampledToken sample_token(std::span<const float> logits, const SamplingParams& p
     throw std::runtime_error("sampler: logits have no finite maximum (NaN or overflow in the "
                              "model?)");
 
-  double sum = 0.0;
-  for (int64_t i = 0; i < vocab; ++i)
-    if (logits[i] == logits[i]) sum += std::exp(logits[i] - max_logit);
-  const double log_z = std::log(sum);
+  // The normaliser is a pass of vocab exps, as costly as all of greedy decoding
+  // besides it: done only for requests that asked for logprobs.
   auto result = [&](int32_t token) {
-    const double lp = static_cast<double>(logits[token]) - max_logit - log_z;
-    return SampledToken{token, static_cast<float>(lp)};
+    SampledToken t{token, 0.0f};
+    if (params.logprobs) {
+      double sum = 0.0;
+      for (int64_t i = 0; i < vocab; ++i)
+        if (logits[i] == logits[i]) sum += std::exp(logits[i] - max_logit);
+      t.logprob = static_cast<float>(static_cast<double>(logits[token]) - max_logit -
+                                     std::log(sum));
+    }
+    return t;
   };
 
   // top_k == 1 is greedy by definition of the order, so it skips the draw.
   if (!(params.temperature > 0.0f) || params.top_k == 1) return result(argmax);
 
-  std::vector<Candidate> c(static_cast<size_t>(vocab));
-  for (int64_t i = 0; i < vocab; ++i) {
+  auto key_of = [&](int64_t i) {
     const float x = logits[i];
-    c[i] = {x == x ? x : -std::numeric_limits<float>::infinity(), static_cast<int32_t>(i)};
-  }
+    return make_key(x == x ? x : -std::numeric_limits<float>::infinity(), i);
+  };
   const int64_t k = params.top_k > 0 && params.top_k < vocab ? params.top_k : vocab;
-  // Top-k: the k best go to the front, and only they are candidates from here on.
-  if (k < vocab) std::nth_element(c.begin(), c.begin() + k, c.end(), before);
+  std::vector<Key> c;
+  if (k <= vocab / 16) {
+    // Small top-k: one pass keeping the k best in a heap (worst on top); nearly
+    // every token loses the one comparison with the heap's top.
+    c.reserve(static_cast<size_t>(k));
+    for (int64_t i = 0; i < k; ++i) c.push_back(key_of(i));
+    std::make_heap(c.begin(), c.end());
+    float worst = key_logit(c.front());
+    for (int64_t i = k; i < vocab; ++i) {
+      if (!(logits[i] >= worst)) continue;  // the common case: one float compare
+      const Key key = key_of(i);
+      if (key < c.front()) {
+        std::pop_heap(c.begin(), c.end());
+        c.back() = key;
+        std::push_heap(c.begin(), c.end());
+        worst = key_logit(c.front());
+      }
+    }
+  } else {
+    c.resize(static_cast<size_t>(vocab));
+    for (int64_t i = 0; i < vocab; ++i) c[i] = key_of(i);
+    // Top-k: the k best go to the front, and only they are candidates from here on.
+    if (k < vocab) std::nth_element(c.begin(), c.begin() + k, c.end());
+  }
   SortedPrefix p{c, k, 0, max_logit, params.temperature, {}};
 
   double total = 0.0;
@@ -100,7 +137,7 @@ SampledToken sample_token(std::span<const float> logits, const SamplingParams& p
     total = p.cum_at(k - 1);
   } else {
     // Summed in id order; with no top-p the draw may need only a short prefix.
-    for (int64_t i = 0; i < vocab; ++i) total += p.weight(c[i].logit);
+    for (int64_t i = 0; i < vocab; ++i) total += p.weight(key_logit(c[i]));
   }
 
   // Nucleus: the shortest prefix whose weight reaches top_p of the total.
@@ -117,12 +154,12 @@ SampledToken sample_token(std::span<const float> logits, const SamplingParams& p
   const uint32_t bits = philox4x32(params.seed, 0, static_cast<uint64_t>(position))[0];
   const double target = static_cast<double>(philox_uniform(bits)) * mass;
   for (int64_t i = 0; i < keep; ++i)
-    if (p.cum_at(i) > target) return result(c[i].id);
+    if (p.cum_at(i) > target) return result(key_id(c[i]));
   // Only reachable through rounding between `total` (summed in id order) and the
   // prefix sums: the last kept candidate that has any weight takes the rest.
   for (int64_t i = keep - 1; i > 0; --i)
-    if (p.weight(c[i].logit) > 0.0) return result(c[i].id);
-  return result(c[0].id);
+    if (p.weight(key_logit(c[i])) > 0.0) return result(key_id(c[i]));
+  return result(key_id(c[0]));
 }
 
 }  // namespace tpinfer

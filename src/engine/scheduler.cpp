@@ -1,6 +1,7 @@
 #include "engine/scheduler.hpp"
 
 #include <algorithm>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -59,7 +60,7 @@ void Scheduler::preempt_newest() {
   s.blocks.clear();
   s.num_computed = 0;
   // Preempted sequences go first, oldest in front: they have waited longest.
-  waiting_.push_back(victim);
+  waiting_.push_front(victim);
 }
 
 StepSchedule Scheduler::schedule() {
@@ -145,9 +146,13 @@ Sequence& Scheduler::sequence(int64_t seq_id) { return seqs_.at(seq_id); }
 const Sequence& Scheduler::sequence(int64_t seq_id) const { return seqs_.at(seq_id); }
 
 void Scheduler::check_invariants() const {
-  auto fail = [](const std::string& what) { throw std::logic_error("scheduler invariant: " + what); };
-  if (waiting_.size() + running_.size() != seqs_.size())
-    fail("sequences neither waiting nor running");
+  auto fail = [](const std::string& what) {
+    throw std::logic_error("scheduler invariant: " + what);
+  };
+  std::set<int64_t> queued(waiting_.begin(), waiting_.end());
+  queued.insert(running_.begin(), running_.end());
+  if (queued.size() != seqs_.size() || waiting_.size() + running_.size() != seqs_.size())
+    fail("a sequence is not exactly once waiting or running");
   if (static_cast<int64_t>(running_.size()) > max_running_) fail("too many running");
   std::vector<int64_t> owner(static_cast<size_t>(config_.num_blocks), -1);
   int64_t owned = 0;

@@ -45,7 +45,9 @@ uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>(rounded >> 16);
 }
 
-float bf16_to_float(uint16_t h) { return bits_float(static_cast<uint32_t>(h) << 16); }
+float bf16_to_float(uint16_t h) {
+  return bits_float(static_cast<uint32_t>(h) << 16);
+}
 
 uint16_t float_to_fp16(float f) {
   const uint32_t u = float_bits(f);
@@ -59,7 +61,7 @@ uint16_t float_to_fp16(float f) {
   }
   if (exp == 0) return sign;  // zero or fp32 subnormal: far below fp16's smallest subnormal
   const int e = static_cast<int>(exp) - 127 + 15;  // fp16 biased exponent
-  if (e >= 31) return sign | 0x7C00u;               // overflow
+  if (e >= 31) return sign | 0x7C00u;              // overflow
   if (e <= 0) {
     // fp16 subnormal: the value is m * 2^(exp - 150) with the implicit bit in
     // m, and the result counts units of 2^-24, so shift by 126 - exp.

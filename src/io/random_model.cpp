@@ -41,9 +41,12 @@ Distribution distribution_of(const ModelConfig& c, const std::string& name) {
 
 float round_to(DType d, float v) {
   switch (d) {
-    case DType::f32: return v;
-    case DType::bf16: return bf16_to_float(float_to_bf16(v));
-    case DType::f16: return fp16_to_float(float_to_fp16(v));
+    case DType::f32:
+      return v;
+    case DType::bf16:
+      return bf16_to_float(float_to_bf16(v));
+    case DType::f16:
+      return fp16_to_float(float_to_fp16(v));
   }
   return v;
 }
@@ -78,7 +81,8 @@ std::vector<float> random_tensor_values(const ModelConfig& config, const TensorS
   for (size_t d = rank; d-- > 1;) stride[d - 1] = stride[d] * shard.full_shape[d];
   const int64_t inner = rank == 0 ? 1 : shard.count[rank - 1];
   const int64_t rows = n / inner;
-#pragma omp parallel for schedule(static)
+  // Threads only pay off on big tensors; small ones would mostly wait on the team.
+#pragma omp parallel for schedule(static) if (n >= (int64_t{1} << 18))
   for (int64_t row = 0; row < rows; ++row) {
     // Decompose the row number over the outer dims of the shard.
     int64_t base = 0, rest = row;

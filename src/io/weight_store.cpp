@@ -7,12 +7,11 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "tpinfer/error.hpp"
 
@@ -140,18 +139,18 @@ void write_string_attr(hid_t obj, const char* name, const std::string& value) {
   TPINFER_H5_CHECK(H5Tset_strpad(type.get(), H5T_STR_NULLTERM));
   TPINFER_H5_CHECK(H5Tset_cset(type.get(), H5T_CSET_UTF8));
   H5Obj space = simple_space({});
-  H5Obj attr(TPINFER_H5_CHECK(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT,
-                                         H5P_DEFAULT)),
-             H5Aclose);
+  H5Obj attr(
+      TPINFER_H5_CHECK(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT)),
+      H5Aclose);
   TPINFER_H5_CHECK(H5Awrite(attr.get(), type.get(), value.c_str()));
   attr.close();
 }
 
 void write_int_attr(hid_t obj, const char* name, long long value) {
   H5Obj space = simple_space({});
-  H5Obj attr(TPINFER_H5_CHECK(H5Acreate2(obj, name, H5T_STD_I32LE, space.get(), H5P_DEFAULT,
-                                         H5P_DEFAULT)),
-             H5Aclose);
+  H5Obj attr(
+      TPINFER_H5_CHECK(H5Acreate2(obj, name, H5T_STD_I32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT)),
+      H5Aclose);
   TPINFER_H5_CHECK(H5Awrite(attr.get(), H5T_NATIVE_LLONG, &value));
   attr.close();
 }
@@ -222,13 +221,16 @@ std::string describe_type(hid_t type) {
   const H5T_class_t cls = TPINFER_H5_CHECK(H5Tget_class(type));
   const size_t bits = H5Tget_size(type) * 8;
   switch (cls) {
-    case H5T_FLOAT: return std::to_string(bits) + "-bit float";
+    case H5T_FLOAT:
+      return std::to_string(bits) + "-bit float";
     case H5T_INTEGER:
       return std::to_string(bits) + "-bit " +
              (TPINFER_H5_CHECK(H5Tget_sign(type)) == H5T_SGN_NONE ? "unsigned" : "signed") +
              " integer";
-    case H5T_STRING: return "a string";
-    default: return "a non-numeric HDF5 type";
+    case H5T_STRING:
+      return "a string";
+    default:
+      return "a non-numeric HDF5 type";
   }
 }
 
@@ -289,7 +291,9 @@ void widen(DType d, const uint16_t* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = table[src[i]];
 }
 
-void widen(DType, const float* src, float* dst, size_t n) { std::copy(src, src + n, dst); }
+void widen(DType, const float* src, float* dst, size_t n) {
+  std::copy(src, src + n, dst);
+}
 
 // Reads rows [row0, row0 + rows) x columns [col0, col0 + cols) of a 2-D
 // dataset with `width` columns. The file is read as whole rows, a block at a
@@ -354,9 +358,9 @@ WeightWriter::WeightWriter(const std::string& path, const ModelConfig& config)
     // Lock while writing, but do not fail on file systems without flock (Lustre, NFS).
     TPINFER_H5_CHECK(H5Pset_file_locking(fapl.get(), true, true));
 #endif
-    impl_->file = H5Obj(
-        TPINFER_H5_CHECK(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get())),
-        H5Fclose);
+    impl_->file =
+        H5Obj(TPINFER_H5_CHECK(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get())),
+              H5Fclose);
     write_string_attr(impl_->file.get(), "format", kFormatName);
     write_int_attr(impl_->file.get(), "format_version", kFormatVersion);
     write_string_attr(impl_->file.get(), "config", config_to_json(config).dump());
@@ -375,7 +379,8 @@ void WeightWriter::write(const std::string& name, const std::vector<int64_t>& sh
   std::vector<hsize_t> dims;
   int64_t numel = 1;
   for (int64_t d : shape) {
-    if (d < 0) throw StoreError(path + ": tensor " + name + " has negative shape " + shape_str(shape));
+    if (d < 0)
+      throw StoreError(path + ": tensor " + name + " has negative shape " + shape_str(shape));
     dims.push_back(static_cast<hsize_t>(d));
     numel *= d;
   }
@@ -482,12 +487,11 @@ struct WeightReader::Impl {
     t.dtype = *dtype;
     H5Obj type(TPINFER_H5_CHECK(H5Dget_type(t.dataset.get())), H5Tclose);
     if (!storage_matches(type.get(), t.dtype))
-      throw StoreError(what + " has dtype " + *attr + " but is stored as " +
-                       describe_type(type.get()) +
-                       (t.dtype == DType::f32
-                            ? " (rule: float32 is stored as 32-bit IEEE float)"
-                            : " (rule: bfloat16 and float16 are stored as 16-bit unsigned "
-                              "integer bit patterns)"));
+      throw StoreError(
+          what + " has dtype " + *attr + " but is stored as " + describe_type(type.get()) +
+          (t.dtype == DType::f32 ? " (rule: float32 is stored as 32-bit IEEE float)"
+                                 : " (rule: bfloat16 and float16 are stored as 16-bit unsigned "
+                                   "integer bit patterns)"));
     return t;
   }
 };
@@ -553,7 +557,9 @@ WeightReader::WeightReader(const std::string& path) : impl_(std::make_unique<Imp
 
 WeightReader::~WeightReader() = default;
 
-const ModelConfig& WeightReader::config() const { return impl_->config; }
+const ModelConfig& WeightReader::config() const {
+  return impl_->config;
+}
 
 void WeightReader::validate(int tp_size) const {
   const std::string& path = impl_->path;
@@ -570,8 +576,7 @@ void WeightReader::validate(int tp_size) const {
                          ", expected " + shape_str(spec.shape));
     });
   }
-  h5_guard(path + ": cannot read the tokenizer",
-           [&] { open_tokenizer(impl_->file.get(), path); });
+  h5_guard(path + ": cannot read the tokenizer", [&] { open_tokenizer(impl_->file.get(), path); });
 }
 
 std::vector<float> WeightReader::read(const TensorShard& shard) const {
@@ -585,14 +590,12 @@ std::vector<float> WeightReader::read(const TensorShard& shard) const {
     const size_t rank = t.shape.size();
     if (shard.offset.size() != rank || shard.count.size() != rank)
       throw StoreError(what + ": hyperslab offset " + shape_str(shard.offset) + " / count " +
-                       shape_str(shard.count) + " does not match its rank " +
-                       std::to_string(rank));
+                       shape_str(shard.count) + " does not match its rank " + std::to_string(rank));
     for (size_t d = 0; d < rank; ++d) {
       if (shard.offset[d] < 0 || shard.count[d] < 0 ||
           shard.offset[d] + shard.count[d] > t.shape[d])
         throw StoreError(what + ": hyperslab offset " + shape_str(shard.offset) + " count " +
-                         shape_str(shard.count) + " lies outside its shape " +
-                         shape_str(t.shape));
+                         shape_str(shard.count) + " lies outside its shape " + shape_str(t.shape));
     }
     std::vector<float> out(static_cast<size_t>(shard.numel()));
     if (out.empty()) return out;
@@ -604,8 +607,7 @@ std::vector<float> WeightReader::read(const TensorShard& shard) const {
       const int64_t width = t.shape[1];
       if (f32 && shard.count[1] == width) {  // whole rows of fp32: straight into `out`
         read_slab(ds, mem_type, {static_cast<hsize_t>(shard.offset[0]), 0},
-                  {static_cast<hsize_t>(shard.count[0]), static_cast<hsize_t>(width)},
-                  out.data());
+                  {static_cast<hsize_t>(shard.count[0]), static_cast<hsize_t>(width)}, out.data());
       } else if (f32) {
         read_rows<float>(ds, mem_type, t.dtype, shard.offset[0], shard.count[0], width,
                          shard.offset[1], shard.count[1], out.data());

@@ -1,6 +1,9 @@
 #include "runtime/job.hpp"
 
+#include <iterator>
 #include <optional>
+
+#include "tpinfer/error.hpp"
 
 namespace tpinfer {
 
@@ -23,12 +26,28 @@ void run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
       control = (stop ? "S" : "C") + pack_requests(fresh);
     }
     if (w.tp > 1) tp.broadcast(control, 0);
-    for (auto& r : unpack_requests(control.substr(1))) engine.add(std::move(r));
+    // A request the engine refuses (say, one that can never fit the KV cache)
+    // becomes its error result; every TP rank refuses it alike, so they stay in step.
+    std::vector<Result> finished;
+    for (auto& r : unpack_requests(control.substr(1))) {
+      try {
+        engine.add(r);
+      } catch (const InputError& e) {
+        Result refused;
+        refused.id_json = r.id_json;
+        refused.line = r.line;
+        refused.prompt_tokens = static_cast<int64_t>(r.prompt.size());
+        refused.error = e.what();
+        finished.push_back(std::move(refused));
+      }
+    }
     if (control[0] == 'S') break;
     if (engine.num_unfinished() > 0) {
-      std::vector<Result> finished = engine.step();
-      if (leader) source->send_results(finished);
+      std::vector<Result> stepped = engine.step();
+      finished.insert(finished.end(), std::make_move_iterator(stepped.begin()),
+                      std::make_move_iterator(stepped.end()));
     }
+    if (leader) source->send_results(finished);
   }
   if (leader) source->done();
   if (coord) coord->finish();

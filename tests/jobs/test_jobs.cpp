@@ -153,6 +153,25 @@ TEST_F(Jobs, BadLinesBecomeErrorResultsAndTheJobGoesOn) {
   EXPECT_EQ(res.at("line:5")["duplicate_id"], "a");
 }
 
+TEST_F(Jobs, ARequestThatCanNeverFitTheCacheIsAnErrorResult) {
+  const std::string in = tmp_path("jobs-big.jsonl"), out = tmp_path("jobs-big-out.jsonl");
+  std::vector<int> long_prompt(20, 5);
+  std::ofstream(in) << nlohmann::json{{"id", "big"}, {"prompt_tokens", long_prompt},
+                                      {"max_new_tokens", 30}}.dump()
+                    << "\n" << R"({"id": "small", "prompt_tokens": [5, 6, 7], "max_new_tokens": 4})"
+                    << "\n";
+  fs::remove(out);
+  // 8 blocks of 4 tokens: 32 tokens of cache, the first request needs 49.
+  auto r = mpirun_tpinfer(2, "run --model " + model_ + " --input " + in + " --output " + out +
+                                 " --tp 2 --block-size 4 --kv-blocks 8");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto res = results_by_id(out);
+  ASSERT_EQ(res.size(), 2u);
+  EXPECT_NE(res.at("\"big\"")["error"].get<std::string>().find("cache"), std::string::npos)
+      << res.at("\"big\"").dump();
+  EXPECT_EQ(res.at("\"small\"")["completion_tokens"], 4);
+}
+
 TEST_F(Jobs, StrictFailsBeforeAnyWork) {
   const std::string in = tmp_path("jobs-strict.jsonl"), out = tmp_path("jobs-strict-out.jsonl");
   std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5]})" "\n" << "{oops\n";

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -256,6 +257,43 @@ TEST(Engine, ResultsDoNotDependOnBatching) {
     differ += reference(g, o).tokens != reference(r, o).tokens;
   }
   EXPECT_GE(differ, 5);
+}
+
+// Two engines fed the same calls, as the TP ranks of a group are, build the same
+// batches step for step (same blocks, same slots) and return the same results.
+TEST(Engine, LockstepCopiesBuildIdenticalBatches) {
+  const std::vector<Request> reqs = make_requests(12, 10);
+  const EngineOptions o = options(4, 40, 6, 24);
+  std::vector<BatchLayout> seen[2];
+  PagedModel models[2] = {PagedModel(o), PagedModel(o)};
+  auto make = [&](int i) {
+    return std::make_unique<Engine>(o, [&, i](const BatchLayout& b, std::vector<float>& l) {
+      seen[i].push_back(b);
+      models[i].forward(b, l);
+    });
+  };
+  auto a = make(0), b = make(1);
+  size_t next = 0;
+  while (next < reqs.size() || a->num_unfinished() > 0) {
+    for (int i = 0; i < 2 && next < reqs.size(); ++i, ++next) {
+      a->add(reqs[next]);
+      b->add(reqs[next]);
+    }
+    const std::vector<Result> ra = a->step(), rb = b->step();
+    ASSERT_EQ(ra.size(), rb.size());
+    for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].tokens, rb[i].tokens);
+    ASSERT_EQ(seen[0].size(), seen[1].size());
+    const BatchLayout &x = seen[0].back(), &y = seen[1].back();
+    ASSERT_EQ(x.token_ids, y.token_ids);
+    ASSERT_EQ(x.positions, y.positions);
+    ASSERT_EQ(x.slot_mapping, y.slot_mapping);
+    ASSERT_EQ(x.query_start, y.query_start);
+    ASSERT_EQ(x.context_len, y.context_len);
+    ASSERT_EQ(x.block_tables, y.block_tables);
+    ASSERT_EQ(x.logit_rows, y.logit_rows);
+  }
+  EXPECT_EQ(a->stats().preemptions, b->stats().preemptions);
+  EXPECT_GT(a->stats().preemptions, 0);
 }
 
 TEST(Engine, StatsCountTokensExactly) {

@@ -98,17 +98,34 @@ TEST(Sampler, LogprobIsLogSoftmaxOfRawLogits) {
   const std::vector<float> logits = {1.0f, 2.0f, 3.0f};
   // log(e + e^2 + e^3) = 3 + log(1 + e^-1 + e^-2) = 3.40760596444438
   const double log_z = 3.40760596444438;
-  SampledToken t = sample_token(logits, SamplingParams{}, 0);
+  SamplingParams greedy;
+  greedy.logprobs = true;
+  SampledToken t = sample_token(logits, greedy, 0);
   EXPECT_EQ(t.token, 2);
   EXPECT_NEAR(t.logprob, 3.0 - log_z, 1e-6);
   // Temperature and top-k change the draw, not the reported logprob.
-  t = sample_token(logits, sampled(0.25f, 1), 0);
+  SamplingParams p = sampled(0.25f, 1);
+  p.logprobs = true;
+  t = sample_token(logits, p, 0);
   EXPECT_EQ(t.token, 2);
   EXPECT_NEAR(t.logprob, 3.0 - log_z, 1e-6);
+  p = sampled(5.0f);
+  p.logprobs = true;
+  std::set<int32_t> seen;
   for (int pos = 0; pos < 50; ++pos) {
-    t = sample_token(logits, sampled(5.0f), pos);
+    t = sample_token(logits, p, pos);
+    seen.insert(t.token);
     EXPECT_NEAR(t.logprob, logits[t.token] - log_z, 1e-6);
   }
+  EXPECT_EQ(seen.size(), 3u);
+  // A large vocabulary with -inf and NaN entries (both weigh nothing).
+  std::vector<float> big(50000, -1.0f);
+  big[123] = 2.0f;
+  big[7] = -std::numeric_limits<float>::infinity();
+  big[8] = std::numeric_limits<float>::quiet_NaN();
+  t = sample_token(big, greedy, 0);
+  EXPECT_EQ(t.token, 123);
+  EXPECT_NEAR(t.logprob, -std::log(1.0 + 49997.0 * std::exp(-3.0)), 1e-5);
 }
 
 TEST(Sampler, TopKOneEqualsGreedy) {
@@ -194,6 +211,11 @@ TEST(Sampler, TopPBreaksTiesByLowerId) {
   EXPECT_GT(f[0], 0.4);
   // The same tie under top-k 2.
   EXPECT_EQ(frequencies(logits, sampled(1.0f, 2), 5000)[5], 0.0);
+  // -0 and +0 tie too: the lower id comes first.
+  const std::vector<float> zeros = {-1.0f, -0.0f, 0.0f, -1.0f, 0.0f};
+  const std::vector<double> fz = frequencies(zeros, sampled(1.0f, 0, 0.01f), 200);
+  EXPECT_EQ(fz[0] + fz[2] + fz[3] + fz[4], 0.0);
+  EXPECT_EQ(frequencies(zeros, sampled(1.0f, 2), 2000)[4], 0.0);
 }
 
 TEST(Sampler, TemperatureToZeroBecomesGreedy) {
@@ -215,10 +237,13 @@ TEST(Sampler, MatchesFullSortReferenceOnLargeVocab) {
     std::vector<float> logits(v);
     for (int i = 0; i < v; ++i) logits[i] = scale * philox_normal2(5, 1, i)[0];
     logits[17] = logits[4000];  // a tie
+    logits[20] = 0.0f;  // and a -0 / +0 tie
+    logits[21] = -0.0f;
+    // top_k 50 and 300 take the heap path, 1000 the nth_element one.
     for (const SamplingParams& p :
          {sampled(1.0f), sampled(0.7f, 0, 0.95f), sampled(1.3f, 50), sampled(1.0f, 300, 0.5f),
-          sampled(2.0f, 0, 0.999f), sampled(0.0f)}) {
-      for (int pos = 0; pos < 300; ++pos)
+          sampled(1.0f, 1000, 0.9f), sampled(2.0f, 0, 0.999f), sampled(0.0f)}) {
+      for (int pos = 0; pos < 120; ++pos)
         ASSERT_EQ(sample_token(logits, p, pos).token, reference_sample(logits, p, pos))
             << "scale " << scale << " T " << p.temperature << " k " << p.top_k << " p "
             << p.top_p << " pos " << pos;

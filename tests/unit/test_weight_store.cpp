@@ -8,10 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "tpinfer/error.hpp"
 #include "tpinfer/philox.hpp"
@@ -72,7 +71,8 @@ void expect_model_error(F&& fn, const std::vector<std::string>& parts) {
   } catch (const ModelError& e) {
     const std::string msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
   } catch (const std::exception& e) {
     ADD_FAILURE() << "expected a ModelError, got: " << e.what();
   }
@@ -192,14 +192,14 @@ TEST(HalfConversion, Fp16KnownValues) {
   EXPECT_EQ(float_to_fp16(65520.0f), 0x7C00);  // halfway to 2^16: ties to even = infinity
   EXPECT_EQ(float_to_fp16(1e6f), 0x7C00);
   EXPECT_EQ(float_to_fp16(-std::numeric_limits<float>::infinity()), 0xFC00);
-  EXPECT_EQ(float_to_fp16(1.0f + 0x1p-11f), 0x3C00);  // tie, even stays
+  EXPECT_EQ(float_to_fp16(1.0f + 0x1p-11f), 0x3C00);      // tie, even stays
   EXPECT_EQ(float_to_fp16(1.0f + 3 * 0x1p-11f), 0x3C02);  // tie, rounds up to even
   // Subnormals count units of 2^-24.
   EXPECT_EQ(float_to_fp16(0x1p-24f), 0x0001);
   EXPECT_EQ(float_to_fp16(-0x1p-24f), 0x8001);
-  EXPECT_EQ(float_to_fp16(0x1p-25f), 0x0000);         // half a unit: tie to even zero
-  EXPECT_EQ(float_to_fp16(0x1.8p-25f), 0x0001);       // 0.75 units
-  EXPECT_EQ(float_to_fp16(3 * 0x1p-25f), 0x0002);     // 1.5 units: tie to even 2
+  EXPECT_EQ(float_to_fp16(0x1p-25f), 0x0000);            // half a unit: tie to even zero
+  EXPECT_EQ(float_to_fp16(0x1.8p-25f), 0x0001);          // 0.75 units
+  EXPECT_EQ(float_to_fp16(3 * 0x1p-25f), 0x0002);        // 1.5 units: tie to even 2
   EXPECT_EQ(float_to_fp16(1023.5f * 0x1p-24f), 0x0400);  // rounds up into the smallest normal
   EXPECT_EQ(float_to_fp16(0x1p-14f), 0x0400);
   EXPECT_EQ(float_to_fp16(1e-10f), 0x0000);
@@ -261,9 +261,11 @@ TEST(RandomModel, ShardsAreSlicesOfTheFullTensor) {
         if (spec.shape.size() == 1) {
           expected.assign(full.begin() + s.offset[0], full.begin() + s.offset[0] + s.count[0]);
         } else {
-          expected = slice_2d(full, spec.shape[1], s.offset[0], s.count[0], s.offset[1], s.count[1]);
+          expected =
+              slice_2d(full, spec.shape[1], s.offset[0], s.count[0], s.offset[1], s.count[1]);
         }
-        ASSERT_EQ(random_tensor_values(c, s, 5), expected) << spec.name << " tp " << tp << " rank " << r;
+        ASSERT_EQ(random_tensor_values(c, s, 5), expected)
+            << spec.name << " tp " << tp << " rank " << r;
       }
     }
   }
@@ -288,9 +290,12 @@ TEST(RandomModel, DistributionsPerTensorKind) {
   for (const TensorSpec& spec : expected_tensors(c)) {
     const std::vector<float> v = random_tensor_values(c, full_shard(spec), 11);
     const std::string& n = spec.name;
-    if (n.ends_with("norm.weight")) norm.add(v);
-    else if (n.ends_with("_proj.bias")) bias.add(v);
-    else linear.add(v);
+    if (n.ends_with("norm.weight"))
+      norm.add(v);
+    else if (n.ends_with("_proj.bias"))
+      bias.add(v);
+    else
+      linear.add(v);
   }
   EXPECT_NEAR(linear.mean(), 0.0, 0.003);
   EXPECT_NEAR(linear.stddev(), 0.1, 0.003);
@@ -330,7 +335,11 @@ TEST_P(WeightStoreRoundTrip, EveryShardOfEveryTensorAtTp124) {
   EXPECT_TRUE(r.config().attention_bias);
   EXPECT_FALSE(r.has_tokenizer());
   EXPECT_EQ(r.tokenizer_json(), "");
-  bool f32_only_value = false;  // f32 files must keep bits that bf16 would lose
+  // 16-bit files hold values of their dtype; f32 files keep bits 16-bit types lose.
+  bool f32_only_value = false;
+  auto round_trip = [](DType d, float v) {
+    return d == DType::bf16 ? bf16_to_float(float_to_bf16(v)) : fp16_to_float(float_to_fp16(v));
+  };
   for (int tp : {1, 2, 4}) {
     r.validate(tp);
     for (const TensorSpec& spec : expected_tensors(c)) {
@@ -340,7 +349,12 @@ TEST_P(WeightStoreRoundTrip, EveryShardOfEveryTensorAtTp124) {
         const std::vector<float> got = r.read(s);
         ASSERT_EQ(got, random_tensor_values(c, s, seed))
             << spec.name << " tp " << tp << " rank " << rank;
-        for (float v : got) f32_only_value |= bf16_to_float(float_to_bf16(v)) != v;
+        for (float v : got) {
+          if (GetParam() != DType::f32) {
+            ASSERT_EQ(round_trip(GetParam(), v), v);
+          }
+          f32_only_value |= round_trip(DType::bf16, v) != v && round_trip(DType::f16, v) != v;
+        }
       }
     }
   }
@@ -366,7 +380,8 @@ TEST(WeightStore, ExplicitValuesRowAndColumnSlices) {
     WeightReader r(path);
     EXPECT_EQ(r.read({"t", {3, 4}, {0, 0}, {3, 4}}), t);
     EXPECT_EQ(r.read({"t", {3, 4}, {0, 1}, {3, 2}}), (std::vector<float>{1, 2, 5, 6, 9, 10}));
-    EXPECT_EQ(r.read({"t", {3, 4}, {1, 0}, {2, 4}}), (std::vector<float>{4, 5, 6, 7, 8, 9, 10, 11}));
+    EXPECT_EQ(r.read({"t", {3, 4}, {1, 0}, {2, 4}}),
+              (std::vector<float>{4, 5, 6, 7, 8, 9, 10, 11}));
     EXPECT_EQ(r.read({"t", {3, 4}, {2, 3}, {1, 1}}), (std::vector<float>{11}));
     EXPECT_EQ(r.read({"t", {3, 4}, {1, 0}, {0, 4}}), (std::vector<float>{}));
     std::vector<float> expected = tricky;
@@ -505,8 +520,11 @@ TEST(WeightStoreBadFile, MissingTensor) {
   } catch (const ModelError& e) {
     EXPECT_EQ(std::string(e.what()), path + ": tensor lm_head.weight is missing");
   }
-  expect_model_error([&] { r.read({"lm_head.weight", {99, 64}, {0, 0}, {99, 64}}); },
-                     {path, "tensor lm_head.weight is missing"});
+  expect_model_error(
+      [&] {
+        r.read({"lm_head.weight", {99, 64}, {0, 0}, {99, 64}});
+      },
+      {path, "tensor lm_head.weight is missing"});
   fs::remove(path);
 }
 
@@ -522,8 +540,11 @@ TEST(WeightStoreBadFile, WrongShape) {
     EXPECT_EQ(std::string(e.what()),
               path + ": tensor " + name + " has shape [64, 64], expected [128, 64]");
   }
-  expect_model_error([&] { r.read(shard_of(c, {name, {128, 64}}, 0, 2)); },
-                     {path, name, "[64, 64]", "expected [128, 64]"});
+  expect_model_error(
+      [&] {
+        r.read(shard_of(c, {name, {128, 64}}, 0, 2));
+      },
+      {path, name, "[64, 64]", "expected [128, 64]"});
   fs::remove(path);
 }
 
@@ -594,7 +615,8 @@ TEST(WeightStoreBadFile, WrongFormatAttributes) {
 
   const std::string other = "safetensors";
   edit_string_attr(path, "/", "format", &other);
-  expect_model_error([&] { WeightReader r(path); }, {path, "not a tpinfer model file", "safetensors"});
+  expect_model_error([&] { WeightReader r(path); },
+                     {path, "not a tpinfer model file", "safetensors"});
   edit_string_attr(path, "/", "format", nullptr);
   expect_model_error([&] { WeightReader r(path); }, {path, "'format' is missing"});
   fs::remove(path);
@@ -631,7 +653,11 @@ TEST(WeightStoreBadFile, HyperslabOutsideTheTensor) {
   const std::string n = "model.norm.weight";
   expect_model_error([&] { r.read({n, {64}, {60}, {8}}); }, {path, n, "outside"});
   expect_model_error([&] { r.read({n, {64}, {0, 0}, {64, 1}}); }, {path, n, "rank"});
-  expect_model_error([&] { r.read({n, {32}, {0}, {32}}); }, {path, n, "has shape [64], expected [32]"});
+  expect_model_error(
+      [&] {
+        r.read({n, {32}, {0}, {32}});
+      },
+      {path, n, "has shape [64], expected [32]"});
   fs::remove(path);
 }
 

@@ -33,7 +33,9 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
 }
-std::string shape_str(const Tensor& t) { return shape_str(t.shape); }
+std::string shape_str(const Tensor& t) {
+  return shape_str(t.shape);
+}
 
 // Shape errors are bugs in the caller (model or engine), not bad input: a
 // restart would not help, so they carry kExitOther.
@@ -42,9 +44,9 @@ std::string shape_str(const Tensor& t) { return shape_str(t.shape); }
 }
 
 // The message is only built when the check fails: these run on every op call.
-#define CPU_CHECK(cond, op, msg)     \
-  do {                               \
-    if (!(cond)) fail((op), (msg));  \
+#define CPU_CHECK(cond, op, msg)    \
+  do {                              \
+    if (!(cond)) fail((op), (msg)); \
   } while (0)
 
 float* f32(const Tensor& t, const char* op, const char* name) {
@@ -62,8 +64,7 @@ void check_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op, c
 }
 
 void check_attention_shape(const AttentionShape& a, const char* op) {
-  CPU_CHECK(a.q_heads > 0 && a.kv_heads > 0 && a.head_dim > 0 && a.q_heads % a.kv_heads == 0,
-            op,
+  CPU_CHECK(a.q_heads > 0 && a.kv_heads > 0 && a.head_dim > 0 && a.q_heads % a.kv_heads == 0, op,
             "bad attention shape: q_heads " + std::to_string(a.q_heads) + ", kv_heads " +
                 std::to_string(a.kv_heads) + ", head_dim " + std::to_string(a.head_dim) +
                 " (need positive sizes and q_heads a multiple of kv_heads)");
@@ -114,12 +115,17 @@ class CpuBackend final : public Backend {
     // OpenBLAS runs inside the OpenMP threads (see linear), so it gets one thread.
     openblas_set_num_threads(1);
     if (threads > 0) omp_set_num_threads(threads);
+    // Every parallel region names its thread count: omp_set_num_threads only
+    // sets it for the calling thread, and the ops may run on another one.
+    threads_ = threads > 0 ? threads : omp_get_max_threads();
     TPINFER_MPI_CHECK(MPI_Comm_dup(tp_comm, &comm_.c));
     TPINFER_MPI_CHECK(MPI_Comm_size(comm_.c, &tp_size_));
   }
 
   std::string name() const override { return "cpu"; }
   DType compute_dtype() const override { return DType::f32; }
+  int64_t bytes_used() const override { return bytes_used_; }
+  int64_t bytes_free() const override { return -1; }
 
   Tensor alloc(const std::vector<int64_t>& shape, DType dtype) override {
     if (dtype != DType::f32)
@@ -134,12 +140,14 @@ class CpuBackend final : public Backend {
     }
     // aligned_alloc wants a multiple of the alignment; a zero-sized tensor still
     // gets a distinct non-null pointer.
-    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) +
-                          kAlignment - 1) / kAlignment * kAlignment;
+    const size_t bytes =
+        (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) + kAlignment - 1) /
+        kAlignment * kAlignment;
     void* p = std::aligned_alloc(kAlignment, bytes);
     if (p == nullptr) throw std::bad_alloc();
     std::memset(p, 0, bytes);
     blocks_.emplace_back(p);
+    bytes_used_ += static_cast<int64_t>(bytes);
     Tensor t;
     t.data = p;
     t.dtype = DType::f32;
@@ -177,7 +185,7 @@ class CpuBackend final : public Backend {
     const int64_t n = batch_.num_tokens();
     check_matrix(out, n, h, op, "out");
     const int32_t* ids = batch_.token_ids.data();
-#pragma omp parallel for schedule(static) if (n * h >= kParallelMin)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (n * h >= kParallelMin)
     for (int64_t t = 0; t < n; ++t) {
       const int64_t r = static_cast<int64_t>(ids[t]) - vocab_offset;
       if (r >= 0 && r < rows)
@@ -197,7 +205,7 @@ class CpuBackend final : public Backend {
     CPU_CHECK(!x.shape.empty() && w.numel() == h, op,
               "x is " + shape_str(x) + ", w is " + shape_str(w));
     check_matrix(out, n, h, op, "out");
-#pragma omp parallel for schedule(static) if (n * h >= kParallelMin)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (n * h >= kParallelMin)
     for (int64_t t = 0; t < n; ++t) rmsnorm_row(xp + t * h, wp, eps, h, o + t * h);
   }
 
@@ -215,7 +223,7 @@ class CpuBackend final : public Backend {
     check_matrix(x, n, h, op, "x");
     check_matrix(out, n, h, op, "out");
     CPU_CHECK(out.data != residual.data || n * h == 0, op, "out must not alias residual");
-#pragma omp parallel for schedule(static) if (n * h >= kParallelMin)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (n * h >= kParallelMin)
     for (int64_t t = 0; t < n; ++t) {
       float* rr = r + t * h;
       const float* xr = xp + t * h;
@@ -237,8 +245,7 @@ class CpuBackend final : public Backend {
     const float* bp = nullptr;
     if (bias != nullptr) {
       bp = f32(*bias, op, "bias");
-      CPU_CHECK(bias->numel() == m, op,
-                "bias is " + shape_str(*bias) + ", w is " + shape_str(w));
+      CPU_CHECK(bias->numel() == m, op, "bias is " + shape_str(*bias) + ", w is " + shape_str(w));
     }
     CPU_CHECK(out.data != x.data || n == 0, op, "out must not alias x");
     CPU_CHECK(n <= INT_MAX && m <= INT_MAX && k <= INT_MAX, op,
@@ -255,15 +262,15 @@ class CpuBackend final : public Backend {
       beta = 1.0f;
     }
     // One single-threaded sgemm per OpenMP thread, each on a slice of w's rows
-    // (out's columns). OpenBLAS's own pthreads spin-wait between calls and fight
-    // the OpenMP threads of the other ops for the cores: on 2 busy cores that
-    // made a decode step several times slower than this.
+    // (out's columns), so the backend has one pool of threads. OpenBLAS's own
+    // pthreads busy-wait after each call and compete with the next op's OpenMP
+    // threads for the cores: with both pools a decode step on 2 cores ran
+    // several times slower than on one thread.
     const double flops = static_cast<double>(n) * static_cast<double>(m) * static_cast<double>(k);
-    const int64_t slices = std::clamp<int64_t>(
-        std::min<int64_t>(m / kMinSliceCols, static_cast<int64_t>(std::min(flops / kMinSliceFlops,
-                                                                            1e6))),
-        1, omp_get_max_threads());
-#pragma omp parallel num_threads(static_cast<int>(slices))
+    const int64_t by_size = std::min<int64_t>(
+        m / kMinSliceCols, static_cast<int64_t>(std::min(flops / kMinSliceFlops, 1e6)));
+    const int slices = static_cast<int>(std::clamp<int64_t>(by_size, 1, threads_));
+#pragma omp parallel num_threads(slices)
     {
       const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
       // Slice bounds on 16-column (one cache line of out) boundaries.
@@ -277,8 +284,8 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void rope_write_kv(Tensor& qkv, const Tensor& inv_freq, const AttentionShape& a,
-                     Tensor& k_cache, Tensor& v_cache) override {
+  void rope_write_kv(Tensor& qkv, const Tensor& inv_freq, const AttentionShape& a, Tensor& k_cache,
+                     Tensor& v_cache) override {
     const char* op = "rope_write_kv";
     check_attention_shape(a, op);
     CPU_CHECK(a.head_dim % 2 == 0, op,
@@ -291,8 +298,8 @@ class CpuBackend final : public Backend {
     const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
     check_matrix(qkv, n, row, op, "qkv");
     CPU_CHECK(inv_freq.numel() == half, op,
-              "inv_freq is " + shape_str(inv_freq) + ", expected head_dim/2 = " +
-                  std::to_string(half) + " values");
+              "inv_freq is " + shape_str(inv_freq) +
+                  ", expected head_dim/2 = " + std::to_string(half) + " values");
     const int64_t blocks = check_cache(k_cache, batch_.block_size, a, op, "k_cache");
     check_cache(v_cache, batch_.block_size, a, op, "v_cache");
     CPU_CHECK(k_cache.shape == v_cache.shape, op,
@@ -308,7 +315,7 @@ class CpuBackend final : public Backend {
     const int64_t kv_width = a.kv_heads * hd;
     const int32_t* pos = batch_.positions.data();
     const int32_t* slot = batch_.slot_mapping.data();
-#pragma omp parallel for schedule(static) if (n * row >= kParallelMin)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (n * row >= kParallelMin)
     for (int64_t t = 0; t < n; ++t) {
       float* xr = x + t * row;
       // The angle is rounded to fp32 before cos/sin, as Hugging Face computes
@@ -368,8 +375,7 @@ class CpuBackend final : public Backend {
 
     const int64_t q_heads = a.q_heads, kv_heads = a.kv_heads, group = q_heads / kv_heads;
     const float scale = a.scale;
-    const int threads = omp_get_max_threads();
-    scores_.resize(static_cast<size_t>(threads) * static_cast<size_t>(max_ctx));
+    scores_.resize(static_cast<size_t>(threads_) * static_cast<size_t>(max_ctx));
     float* scores_all = scores_.data();
     const int32_t* pos = batch_.positions.data();
     const int32_t* seq_of = token_seq_.data();
@@ -377,7 +383,8 @@ class CpuBackend final : public Backend {
 
     // Work per (token, head) grows with the position: dynamic scheduling keeps a
     // long prefill sequence from landing on one thread.
-#pragma omp parallel for collapse(2) schedule(dynamic, 4) if (n * q_heads > 1)
+    const bool parallel = n * q_heads > 1;
+#pragma omp parallel for num_threads(threads_) collapse(2) schedule(dynamic, 4) if (parallel)
     for (int64_t t = 0; t < n; ++t) {
       for (int64_t h = 0; h < q_heads; ++h) {
         float* sc = scores_all + static_cast<size_t>(omp_get_thread_num()) * max_ctx;
@@ -422,7 +429,7 @@ class CpuBackend final : public Backend {
     CPU_CHECK(!gate_up.shape.empty() && two_i % 2 == 0, op,
               "gate_up is " + shape_str(gate_up) + ", expected [n, 2*i]");
     check_matrix(out, n, i, op, "out");
-#pragma omp parallel for schedule(static) if (n * i >= kParallelMin)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (n * i >= kParallelMin)
     for (int64_t t = 0; t < n; ++t) {
       const float* gate = g + t * two_i;
       const float* up = gate + i;
@@ -454,8 +461,7 @@ class CpuBackend final : public Backend {
     constexpr int64_t kChunk = int64_t{1} << 30;
     for (int64_t off = 0; off < x.numel(); off += kChunk) {
       const int count = static_cast<int>(std::min(kChunk, x.numel() - off));
-      TPINFER_MPI_CHECK(
-          MPI_Allreduce(MPI_IN_PLACE, p + off, count, MPI_FLOAT, MPI_SUM, comm_.c));
+      TPINFER_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + off, count, MPI_FLOAT, MPI_SUM, comm_.c));
     }
   }
 
@@ -519,9 +525,8 @@ class CpuBackend final : public Backend {
                     std::to_string(b.block_size));
       for (int32_t t = b.query_start[s]; t < b.query_start[s + 1]; ++t)
         CPU_CHECK(b.positions[t] >= 0 && b.positions[t] < ctx, op,
-                  "token " + std::to_string(t) + " at position " +
-                      std::to_string(b.positions[t]) + " outside its sequence's context of " +
-                      std::to_string(ctx));
+                  "token " + std::to_string(t) + " at position " + std::to_string(b.positions[t]) +
+                      " outside its sequence's context of " + std::to_string(ctx));
     }
     for (int32_t r : b.logit_rows)
       CPU_CHECK(r >= 0 && static_cast<size_t>(r) < n, op,
@@ -530,6 +535,8 @@ class CpuBackend final : public Backend {
 
   DupComm comm_;
   int tp_size_ = 1;
+  int threads_ = 1;
+  int64_t bytes_used_ = 0;
   std::vector<std::unique_ptr<void, FreeDeleter>> blocks_;
   BatchLayout batch_;
   std::vector<int32_t> token_seq_;
