@@ -14,6 +14,7 @@ struct SamplingParams {
   uint64_t seed = 0;         // per request; the reader derives it from --seed and the id when absent
   std::vector<int32_t> stop_token_ids;
   bool logprobs = false;
+  bool ignore_eos = false;  // generate max_new_tokens even past EOS (benchmarks)
 };
 
 struct Request {

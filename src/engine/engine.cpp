@@ -209,7 +209,7 @@ std::vector<Result> Engine::step() {
     ++m.stats.generated_tokens;
     // The stop token stays in the output, as Hugging Face generate() returns it.
     const char* reason = nullptr;
-    if (contains(m.options.eos_token_ids, token) ||
+    if ((!s.request.sampling.ignore_eos && contains(m.options.eos_token_ids, token)) ||
         contains(s.request.sampling.stop_token_ids, token))
       reason = "stop";
     else if (static_cast<int64_t>(s.tokens.size()) >= s.max_len)

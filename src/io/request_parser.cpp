@@ -258,6 +258,12 @@ Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
     }
     s.logprobs = v->get<bool>();
   }
+  if (const json* v = optional_field(obj, "ignore_eos")) {
+    if (!v->is_boolean()) {
+      reject("\"ignore_eos\" must be true or false, not " + describe(*v));
+    }
+    s.ignore_eos = v->get<bool>();
+  }
   return req;
 }
 

@@ -141,7 +141,8 @@ std::string request_to_wire(const Request& r) {
             {"top_p", float_to_wire(s.top_p)},
             {"seed", s.seed},
             {"stop", s.stop_token_ids},
-            {"logprobs", s.logprobs}};
+            {"logprobs", s.logprobs},
+            {"ignore_eos", s.ignore_eos}};
   return dump(j);
 }
 
@@ -160,6 +161,7 @@ Request request_from_wire(std::string_view text) {
     s.seed = j.at("seed").get<uint64_t>();
     s.stop_token_ids = j.at("stop").get<std::vector<int32_t>>();
     s.logprobs = j.at("logprobs").get<bool>();
+    s.ignore_eos = j.at("ignore_eos").get<bool>();
     return r;
   } catch (const json::exception& e) {
     throw Error(std::string("malformed request on the wire: ") + e.what(), kExitOther);

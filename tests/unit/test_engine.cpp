@@ -396,6 +396,17 @@ TEST(Engine, StopsOnEosAndStopTokensIncludingThem) {
   EXPECT_EQ(run.results.at(reqs[0].id_json).tokens, prefix);
   EXPECT_EQ(run.results.at(reqs[0].id_json).finish_reason, "stop");
   expect_matches_reference(run, reqs, o, "eos");
+
+  // ignore_eos: the request runs to max_new_tokens through the EOS token.
+  // The other requests still honour EOS.
+  const EngineRun with_eos = run;
+  std::vector<Request> ignoring = reqs;
+  ignoring[0].sampling.ignore_eos = true;
+  run = run_engine(o, ignoring, ignoring.size());
+  EXPECT_EQ(run.results.at(reqs[0].id_json).tokens, free_run.tokens);
+  EXPECT_EQ(run.results.at(reqs[0].id_json).finish_reason, "length");
+  for (size_t i = 1; i < reqs.size(); ++i)
+    EXPECT_EQ(run.results.at(reqs[i].id_json).tokens, with_eos.results.at(reqs[i].id_json).tokens);
 }
 
 TEST(Engine, StopsAtMaxNewTokensAndMaxContext) {

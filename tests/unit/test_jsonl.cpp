@@ -112,7 +112,7 @@ TEST(JsonlRequest, EveryFieldIsRead) {
   const Request r = parse_ok(
       R"({"extra":{"x":[1]},"id":42,"prompt_tokens":[0,999],"max_new_tokens":5,)"
       R"("temperature":0.7,"top_k":40,"top_p":0.9,"seed":18446744073709551615,)"
-      R"("stop":[2,5],"logprobs":true})");
+      R"("stop":[2,5],"logprobs":true,"ignore_eos":true})");
   EXPECT_EQ(r.id_json, "42");
   EXPECT_EQ(r.prompt, (std::vector<int32_t>{0, 999}));
   EXPECT_EQ(r.sampling.max_new_tokens, 5);
@@ -122,6 +122,8 @@ TEST(JsonlRequest, EveryFieldIsRead) {
   EXPECT_EQ(r.sampling.seed, std::numeric_limits<uint64_t>::max());
   EXPECT_EQ(r.sampling.stop_token_ids, (std::vector<int32_t>{2, 5}));
   EXPECT_TRUE(r.sampling.logprobs);
+  EXPECT_TRUE(r.sampling.ignore_eos);
+  EXPECT_FALSE(parse_ok(R"({"id":1,"prompt_tokens":[4]})").sampling.ignore_eos);
 }
 
 TEST(JsonlRequest, NullFieldsTakeTheDefaults) {
