@@ -120,6 +120,7 @@ int kv_blocks(const RunOptions& o, const Model& m, const World& w, DType dt) {
 }
 
 int run_job(const RunOptions& o) {
+  const double t_start = MPI_Wtime();
   World w;
   agree_on(MPI_COMM_WORLD, [&] { w = make_world(o.tp); });
 
@@ -166,11 +167,12 @@ int run_job(const RunOptions& o) {
   if (w.rank == 0)
     std::fprintf(stderr,
                  "tpinfer: %d ranks = dp %d x tp %d, backend %s, %d threads/rank, model %s "
-                 "(%lld layers, hidden %lld), KV cache %d blocks of %d tokens per rank\n",
+                 "(%lld layers, hidden %lld) loaded in %.2f s, KV cache %d blocks of %d tokens "
+                 "per rank\n",
                  w.size, w.dp, w.tp, backend->name().c_str(), threads, o.model.c_str(),
                  static_cast<long long>(config.num_layers),
-                 static_cast<long long>(config.hidden_size), model.cache.num_blocks,
-                 o.block_size);
+                 static_cast<long long>(config.hidden_size), MPI_Wtime() - t_start,
+                 model.cache.num_blocks, o.block_size);
 
   EngineOptions eo;
   eo.vocab_size = config.vocab_size;
@@ -184,6 +186,7 @@ int run_job(const RunOptions& o) {
     forward(model, *backend, batch, logits);
   });
 
+  if (coord) coord->start_clock();
   run_group(w, engine, coord.get(), o.max_batch);
 
   // Sum the groups' engine counters on rank 0 (leaders only, so TP copies count once).
@@ -198,7 +201,7 @@ int run_job(const RunOptions& o) {
     const double s = coord->elapsed_s();
     std::fprintf(stderr,
                  "tpinfer: done: %lld requests (%lld errors), %lld prompt tokens, %lld generated "
-                 "tokens in %.2f s: %.1f generated tokens/s, %.1f tokens/s computed, %lld steps, "
+                 "tokens in %.2f s of generation: %.1f generated tokens/s, %.1f tokens/s computed, %lld steps, "
                  "%lld preemptions. Results: %s\n",
                  static_cast<long long>(t.done), static_cast<long long>(t.errors),
                  static_cast<long long>(t.prompt_tokens),

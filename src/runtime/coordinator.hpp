@@ -68,6 +68,8 @@ class Coordinator {
   // Serves until every other group has reported done, then flushes.
   void finish();
   const Tally& tally() const { return tally_; }
+  // Starts the clocks of the progress report and summary (after the model load).
+  void start_clock() { progress_.restart(); }
   double elapsed_s() const;
 
  private:

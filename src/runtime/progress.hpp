@@ -15,6 +15,8 @@ class Progress {
   // Final state (ends the live bar's line).
   void finish(int64_t done, int64_t errors, int64_t generated_tokens);
   double elapsed_s() const;
+  // Restarts the clock (when generation begins, after the model load).
+  void restart();
 
  private:
   std::string line(int64_t done, int64_t errors, int64_t generated_tokens) const;
