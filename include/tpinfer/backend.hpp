@@ -20,6 +20,7 @@
 
 #include "tpinfer/batch.hpp"
 #include "tpinfer/model_config.hpp"
+#include "tpinfer/random_fill.hpp"
 
 namespace tpinfer {
 
@@ -37,6 +38,8 @@ struct Tensor {
   int64_t cols() const { return shape.empty() ? 0 : numel() / shape[0]; }
   // The first `n` rows (a view; shares memory). Used for the tokens of one step.
   Tensor first_rows(int64_t n) const;
+  // Rows [first, first + n) (a view; shares memory). Used to fill fused weights part by part.
+  Tensor rows(int64_t first, int64_t n) const;
 };
 
 struct AttentionShape {
@@ -61,6 +64,10 @@ class Backend {
   virtual int64_t bytes_free() const = 0;
   virtual void upload(const Tensor& dst, const float* src) = 0;  // host fp32 -> dst's dtype
   virtual void download(const Tensor& src, float* dst) = 0;      // src's dtype -> host fp32
+  // dst = the seeded random block `f` describes (random_fill.hpp), rounded to
+  // f.round_to and then stored in dst's dtype. The default computes it on the
+  // host and uploads; a device backend overrides it to make weights in place.
+  virtual void fill_random(const Tensor& dst, const RandomFill& f);
 
   // Step metadata, set once before each forward; the ops below read it.
   virtual void set_batch(const BatchLayout& batch) = 0;

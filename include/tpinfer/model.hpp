@@ -48,13 +48,22 @@ struct Model {
   Workspace ws;
 };
 
-// Reads one tensor's hyperslab as fp32 (the io module provides it; the model
-// does not know files).
+// Writes one tensor's hyperslab into `dst` (a view of the destination rows on
+// the backend). The caller decides where values come from: a weight file's
+// shards (upload_from), or seeded random values made by the backend itself.
+// The model does not know files.
+using ShardFiller = std::function<void(Backend& backend, const Tensor& dst, const TensorShard&)>;
+// Reads one tensor's hyperslab as host fp32.
 using ShardReader = std::function<std::vector<float>(const TensorShard&)>;
+ShardFiller upload_from(ShardReader read);
 
 // Loads rank tp_rank's shards of every tensor onto the backend.
 Model load_model(Backend& backend, const ModelConfig& config, int tp_rank, int tp_size,
-                 const ShardReader& read);
+                 const ShardFiller& fill);
+inline Model load_model(Backend& backend, const ModelConfig& config, int tp_rank, int tp_size,
+                        const ShardReader& read) {
+  return load_model(backend, config, tp_rank, tp_size, upload_from(read));
+}
 // Sizes of what the engine needs to plan memory.
 int64_t kv_bytes_per_block(const ModelConfig& c, const ShardLayout& s, int block_size,
                            DType dtype);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tpinfer/model_config.hpp"
+#include "tpinfer/random_fill.hpp"
 #include "tpinfer/sharding.hpp"
 
 namespace tpinfer {
@@ -63,9 +64,13 @@ class WeightReader {
 // (so tests notice a norm weight being ignored). Each value is a pure function
 // of (seed, tensor name, element index) via Philox, so a GPU can reproduce it.
 void write_random_model(const ModelConfig& config, const std::string& path, uint64_t seed);
-// The same values as write_random_model for one tensor's hyperslab.
+// The same values as write_random_model for one tensor's hyperslab (1-D or 2-D).
 std::vector<float> random_tensor_values(const ModelConfig& config, const TensorShard& shard,
                                         uint64_t seed);
+// The formula behind those values for one hyperslab, for a backend to evaluate.
+RandomFill random_fill_of(const ModelConfig& config, const TensorShard& shard, uint64_t seed);
+// v rounded to the nearest value representable in d.
+float round_to_dtype(DType d, float v);
 
 // bf16/fp16 <-> fp32 conversions used by the store (round to nearest even).
 uint16_t float_to_bf16(float f);

@@ -1,20 +1,36 @@
 #include <string>
+#include <vector>
 
 #include "tpinfer/backend.hpp"
 #include "tpinfer/error.hpp"
+#include "tpinfer/weight_store.hpp"
 
 namespace tpinfer {
 
-Tensor Tensor::first_rows(int64_t n) const {
-  if (shape.empty() || n < 0 || n > shape[0])
-    throw Error("Tensor::first_rows(" + std::to_string(n) + ") of a tensor with " +
+Tensor Tensor::first_rows(int64_t n) const { return rows(0, n); }
+
+Tensor Tensor::rows(int64_t first, int64_t n) const {
+  if (shape.empty() || first < 0 || n < 0 || first + n > shape[0])
+    throw Error("Tensor::rows(" + std::to_string(first) + ", " + std::to_string(n) +
+                    ") of a tensor with " +
                     (shape.empty() ? std::string("no shape") : std::to_string(shape[0]) + " rows"),
                 kExitOther);
-  // Rows are the outermost dimension of a row-major tensor, so the first n rows
-  // start where the tensor starts: only the shape changes.
+  // Rows are the outermost dimension of a row-major tensor, so a run of rows is
+  // contiguous: the view only moves the start and changes the shape.
   Tensor view = *this;
   view.shape[0] = n;
+  view.data = static_cast<char*>(data) + first * cols() * dtype_bytes(dtype);
   return view;
+}
+
+void Backend::fill_random(const Tensor& dst, const RandomFill& f) {
+  const int64_t rows = dst.rows(), cols = dst.shape.size() > 1 ? dst.cols() : 1;
+  std::vector<float> host(static_cast<size_t>(rows * cols));
+#pragma omp parallel for schedule(static) if (rows * cols >= (int64_t{1} << 18))
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      host[i * cols + j] = round_to_dtype(f.round_to, random_fill_value(f, i, j));
+  upload(dst, host.data());
 }
 
 }  // namespace tpinfer

@@ -1,6 +1,7 @@
 // Seeded random models for tests and benchmarks. Every element is a pure
 // function of (seed, tensor name, flat index in the full tensor), so any rank,
-// any TP size and a GPU kernel can regenerate exactly the values in the file:
+// any TP size and a GPU kernel can regenerate exactly the values in the file
+// (the formula is random_fill.hpp's):
 //   key    = fnv1a64(name bytes, then the 8 little-endian bytes of seed)
 //   z      = philox_normal2(key, 0, index / 2)[index % 2]
 //   value  = mean + stddev * z, rounded to the config's storage dtype
@@ -39,18 +40,6 @@ Distribution distribution_of(const ModelConfig& c, const std::string& name) {
   return {0.0f, static_cast<float>(c.initializer_range)};
 }
 
-float round_to(DType d, float v) {
-  switch (d) {
-    case DType::f32:
-      return v;
-    case DType::bf16:
-      return bf16_to_float(float_to_bf16(v));
-    case DType::f16:
-      return fp16_to_float(float_to_fp16(v));
-  }
-  return v;
-}
-
 void check_shard(const TensorShard& s) {
   const size_t rank = s.full_shape.size();
   if (s.offset.size() != rank || s.count.size() != rank)
@@ -65,39 +54,44 @@ void check_shard(const TensorShard& s) {
 
 }  // namespace
 
+float round_to_dtype(DType d, float v) {
+  switch (d) {
+    case DType::f32:
+      return v;
+    case DType::bf16:
+      return bf16_to_float(float_to_bf16(v));
+    case DType::f16:
+      return fp16_to_float(float_to_fp16(v));
+  }
+  return v;
+}
+
+RandomFill random_fill_of(const ModelConfig& config, const TensorShard& shard, uint64_t seed) {
+  check_shard(shard);
+  if (shard.full_shape.empty() || shard.full_shape.size() > 2)
+    throw ModelError("tensor " + shard.name + ": random weights are defined for 1-D and 2-D tensors");
+  const Distribution dist = distribution_of(config, shard.name);
+  RandomFill f;
+  f.key = tensor_key(shard.name, seed);
+  f.mean = dist.mean;
+  f.stddev = dist.stddev;
+  f.round_to = config.dtype;
+  f.row0 = shard.offset[0];
+  f.col0 = shard.full_shape.size() == 2 ? shard.offset[1] : 0;
+  f.full_cols = shard.full_shape.size() == 2 ? shard.full_shape[1] : 1;
+  return f;
+}
+
 std::vector<float> random_tensor_values(const ModelConfig& config, const TensorShard& shard,
                                         uint64_t seed) {
-  check_shard(shard);
-  const size_t rank = shard.full_shape.size();
-  const int64_t n = shard.numel();
-  std::vector<float> out(static_cast<size_t>(n));
-  if (n == 0) return out;
-  const uint64_t key = tensor_key(shard.name, seed);
-  const Distribution dist = distribution_of(config, shard.name);
-  const DType dtype = config.dtype;
-  // Row-major strides of the full tensor; the shard is walked as rows of its
-  // innermost dim, each row a run of consecutive full-tensor indices.
-  std::vector<int64_t> stride(rank, 1);
-  for (size_t d = rank; d-- > 1;) stride[d - 1] = stride[d] * shard.full_shape[d];
-  const int64_t inner = rank == 0 ? 1 : shard.count[rank - 1];
-  const int64_t rows = n / inner;
+  const RandomFill f = random_fill_of(config, shard, seed);
+  const int64_t rows = shard.count[0], cols = shard.count.size() == 2 ? shard.count[1] : 1;
+  std::vector<float> out(static_cast<size_t>(rows * cols));
   // Threads only pay off on big tensors; small ones would mostly wait on the team.
-#pragma omp parallel for schedule(static) if (n >= (int64_t{1} << 18))
-  for (int64_t row = 0; row < rows; ++row) {
-    // Decompose the row number over the outer dims of the shard.
-    int64_t base = 0, rest = row;
-    for (size_t d = rank; d-- > 1;) {
-      base += (shard.offset[d - 1] + rest % shard.count[d - 1]) * stride[d - 1];
-      rest /= shard.count[d - 1];
-    }
-    if (rank > 0) base += shard.offset[rank - 1];
-    float* dst = out.data() + row * inner;
-    for (int64_t i = 0; i < inner; ++i) {
-      const uint64_t index = static_cast<uint64_t>(base + i);
-      const float z = philox_normal2(key, 0, index / 2)[index % 2];
-      dst[i] = round_to(dtype, dist.mean + dist.stddev * z);
-    }
-  }
+#pragma omp parallel for schedule(static) if (rows * cols >= (int64_t{1} << 18))
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      out[i * cols + j] = round_to_dtype(f.round_to, random_fill_value(f, i, j));
   return out;
 }
 

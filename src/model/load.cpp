@@ -33,72 +33,66 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
   return inv;
 }
 
-namespace {
-
-Tensor upload_new(Backend& b, const std::vector<int64_t>& shape, const std::vector<float>& host,
-                  DType dtype) {
-  Tensor t = b.alloc(shape, dtype);
-  b.upload(t, host.data());
-  return t;
+ShardFiller upload_from(ShardReader read) {
+  return [read = std::move(read)](Backend& b, const Tensor& dst, const TensorShard& shard) {
+    const std::vector<float> values = read(shard);
+    if (static_cast<int64_t>(values.size()) != shard.numel() || dst.numel() != shard.numel())
+      throw ModelError("tensor " + shard.name + ": read " + std::to_string(values.size()) +
+                       " values for a shard of " + std::to_string(shard.numel()));
+    b.upload(dst, values.data());
+  };
 }
-
-// Concatenates row blocks (fused QKV, gate|up).
-std::vector<float> concat(std::initializer_list<const std::vector<float>*> parts) {
-  std::vector<float> out;
-  for (const auto* p : parts) out.insert(out.end(), p->begin(), p->end());
-  return out;
-}
-
-}  // namespace
 
 Model load_model(Backend& b, const ModelConfig& c, int tp_rank, int tp_size,
-                 const ShardReader& read) {
+                 const ShardFiller& fill) {
   Model m;
   m.config = c;
   m.shard = shard_layout(c, tp_rank, tp_size);
   const ShardLayout& s = m.shard;
   const DType dt = b.compute_dtype();
   const int64_t h = c.hidden_size, d = c.head_dim;
-  auto get = [&](const std::string& name, const std::vector<int64_t>& shape) {
-    return read(shard_of(c, TensorSpec{name, shape}, tp_rank, tp_size));
+  // A weight on the backend made of row blocks: one tensor's shard, or several
+  // shards stacked (fused q|k|v and gate|up). Blocks are filled in place.
+  auto weight = [&](std::vector<int64_t> shape, std::initializer_list<TensorSpec> parts) {
+    Tensor t = b.alloc(shape, dt);
+    int64_t row = 0;
+    for (const TensorSpec& spec : parts) {
+      const TensorShard shard = shard_of(c, spec, tp_rank, tp_size);
+      fill(b, t.rows(row, shard.count[0]), shard);
+      row += shard.count[0];
+    }
+    return t;
   };
 
-  // Vocab slices are padded to vocab_per_rank rows so all ranks' logits have one shape.
-  auto vocab_slice = [&](const std::string& name) {
-    std::vector<float> rows = get(name, {c.vocab_size, h});
-    rows.resize(static_cast<size_t>(s.vocab_per_rank * h), 0.0f);
-    return upload_new(b, {s.vocab_per_rank, h}, rows, dt);
-  };
-  m.embed = vocab_slice("model.embed_tokens.weight");
-  m.lm_head = c.tie_word_embeddings ? m.embed : vocab_slice("lm_head.weight");
-  m.final_norm = upload_new(b, {h}, get("model.norm.weight", {h}), dt);
-  m.inv_freq = upload_new(b, {d / 2}, rope_inv_freq(c), DType::f32);
+  // Vocab slices have vocab_per_rank rows so that all ranks' logits have one
+  // shape; the last rank's rows past the vocab are never looked up, and their
+  // logits are dropped in forward().
+  m.embed = weight({s.vocab_per_rank, h}, {{"model.embed_tokens.weight", {c.vocab_size, h}}});
+  m.lm_head = c.tie_word_embeddings
+                  ? m.embed
+                  : weight({s.vocab_per_rank, h}, {{"lm_head.weight", {c.vocab_size, h}}});
+  m.final_norm = weight({h}, {{"model.norm.weight", {h}}});
+  m.inv_freq = b.alloc({d / 2}, DType::f32);
+  b.upload(m.inv_freq, rope_inv_freq(c).data());
 
   const int64_t qkv_rows = (s.q_heads + 2 * s.kv_heads) * d;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
-    L.input_norm = upload_new(b, {h}, get(p + "input_layernorm.weight", {h}), dt);
-    {
-      auto q = get(p + "self_attn.q_proj.weight", {c.num_heads * d, h});
-      auto k = get(p + "self_attn.k_proj.weight", {c.num_kv_heads * d, h});
-      auto v = get(p + "self_attn.v_proj.weight", {c.num_kv_heads * d, h});
-      L.qkv = upload_new(b, {qkv_rows, h}, concat({&q, &k, &v}), dt);
-    }
-    if (c.attention_bias) {
-      auto q = get(p + "self_attn.q_proj.bias", {c.num_heads * d});
-      auto k = get(p + "self_attn.k_proj.bias", {c.num_kv_heads * d});
-      auto v = get(p + "self_attn.v_proj.bias", {c.num_kv_heads * d});
-      L.qkv_bias = upload_new(b, {qkv_rows}, concat({&q, &k, &v}), dt);
-    }
-    L.o_proj = upload_new(b, {h, s.q_heads * d}, get(p + "self_attn.o_proj.weight", {h, c.num_heads * d}), dt);
-    L.post_norm = upload_new(b, {h}, get(p + "post_attention_layernorm.weight", {h}), dt);
-    {
-      auto g = get(p + "mlp.gate_proj.weight", {c.intermediate_size, h});
-      auto u = get(p + "mlp.up_proj.weight", {c.intermediate_size, h});
-      L.gate_up = upload_new(b, {2 * s.intermediate, h}, concat({&g, &u}), dt);
-    }
-    L.down = upload_new(b, {h, s.intermediate}, get(p + "mlp.down_proj.weight", {h, c.intermediate_size}), dt);
+    L.input_norm = weight({h}, {{p + "input_layernorm.weight", {h}}});
+    L.qkv = weight({qkv_rows, h}, {{p + "self_attn.q_proj.weight", {c.num_heads * d, h}},
+                                   {p + "self_attn.k_proj.weight", {c.num_kv_heads * d, h}},
+                                   {p + "self_attn.v_proj.weight", {c.num_kv_heads * d, h}}});
+    if (c.attention_bias)
+      L.qkv_bias = weight({qkv_rows}, {{p + "self_attn.q_proj.bias", {c.num_heads * d}},
+                                       {p + "self_attn.k_proj.bias", {c.num_kv_heads * d}},
+                                       {p + "self_attn.v_proj.bias", {c.num_kv_heads * d}}});
+    L.o_proj = weight({h, s.q_heads * d}, {{p + "self_attn.o_proj.weight", {h, c.num_heads * d}}});
+    L.post_norm = weight({h}, {{p + "post_attention_layernorm.weight", {h}}});
+    L.gate_up = weight({2 * s.intermediate, h},
+                       {{p + "mlp.gate_proj.weight", {c.intermediate_size, h}},
+                        {p + "mlp.up_proj.weight", {c.intermediate_size, h}}});
+    L.down = weight({h, s.intermediate}, {{p + "mlp.down_proj.weight", {h, c.intermediate_size}}});
     m.layers.push_back(std::move(L));
   }
   return m;
