@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -186,6 +187,44 @@ TEST_F(ModelReference, Qwen2BiasTiedMqa) {
     "num_key_value_heads": 1, "vocab_size": 70, "max_position_embeddings": 64,
     "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": true,
     "torch_dtype": "float32"})");
+}
+
+}  // namespace
+}  // namespace tpinfer
+
+namespace tpinfer {
+namespace {
+
+// Weights made by the backend from the seed equal the file's (random_tensor_values),
+// shard by shard, at TP 2 (column slices, fused q|k|v).
+TEST_F(ModelReference, BackendRandomFillEqualsTheFileValues) {
+  const ModelConfig c = config_from_hf_json(nlohmann::json::parse(R"({
+    "architectures": ["Qwen2ForCausalLM"], "hidden_size": 32, "intermediate_size": 48,
+    "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+    "vocab_size": 37, "torch_dtype": "bfloat16"})"));
+  auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  for (int rank = 0; rank < 2; ++rank) {
+    Model from_reader = load_model(*backend, c, rank, 2, [&](const TensorShard& s) {
+      return random_tensor_values(c, s, 9);
+    });
+    Model from_fill = load_model(*backend, c, rank, 2,
+                                 [&](Backend& b, const Tensor& dst, const TensorShard& s) {
+                                   b.fill_random(dst, random_fill_of(c, s, 9));
+                                 });
+    auto host = [&](const Tensor& t) {
+      std::vector<float> v(static_cast<size_t>(t.numel()));
+      backend->download(t, v.data());
+      return v;
+    };
+    EXPECT_EQ(host(from_reader.layers[0].qkv), host(from_fill.layers[0].qkv));
+    EXPECT_EQ(host(from_reader.layers[0].qkv_bias), host(from_fill.layers[0].qkv_bias));
+    EXPECT_EQ(host(from_reader.layers[0].o_proj), host(from_fill.layers[0].o_proj));
+    EXPECT_EQ(host(from_reader.layers[0].down), host(from_fill.layers[0].down));
+    EXPECT_EQ(host(from_reader.embed), host(from_fill.embed));
+    // Not all equal to one value: the fill really wrote random numbers.
+    const auto qkv = host(from_fill.layers[0].qkv);
+    EXPECT_NE(*std::min_element(qkv.begin(), qkv.end()), *std::max_element(qkv.begin(), qkv.end()));
+  }
 }
 
 }  // namespace
