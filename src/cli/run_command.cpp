@@ -1,14 +1,13 @@
 // tpinfer run: one request's path through the modules, in order: options ->
 // MPI world -> weights -> backend + model -> engine -> coordinator -> output.
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <optional>
-#include <thread>
 
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
+#include "cli/replica.hpp"
 #include "runtime/coordinator.hpp"
 #include "runtime/job.hpp"
 #include "tpinfer/backend.hpp"
@@ -29,17 +28,12 @@ constexpr const char* kRunUsage =
     "completion order. N ranks form N/T data-parallel groups of T tensor-parallel ranks.";
 
 struct RunOptions {
-  std::string model, input, output, backend;
+  std::string model, input, output;
   int tp = 1;
   SamplingParams defaults;
   uint64_t seed = 0;
   bool strict = false;
-  int block_size = 16;
-  int max_batch = 64;
-  int max_step_tokens = 512;
-  int64_t kv_cache_mb = 0;
-  int64_t kv_blocks = 0;
-  int threads = 0;
+  ReplicaOptions replica;
   double checkpoint_interval = 10.0;
   double progress_interval = 10.0;
 };
@@ -52,7 +46,6 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
       ("input", po::value(&o.input), "requests, one JSON object a line")
       ("output", po::value(&o.output), "results file (JSON lines, appended in completion order)")
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size; world size = dp x tp")
-      ("backend", po::value(&o.backend)->default_value("auto"), "cpu | auto (auto: cpu on this build)")
       ("max-new-tokens", po::value(&o.defaults.max_new_tokens)->default_value(128),
        "default tokens to generate per request")
       ("temperature", po::value(&o.defaults.temperature)->default_value(0.0f),
@@ -62,61 +55,22 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
       ("seed", po::value(&o.seed)->default_value(0),
        "job seed: a request without its own seed samples with hash(seed, id)")
       ("strict", po::bool_switch(&o.strict), "fail before any work if any input line is bad")
-      ("block-size", po::value(&o.block_size)->default_value(16), "KV-cache block size in tokens")
-      ("max-batch", po::value(&o.max_batch)->default_value(64),
-       "sequences in flight per data-parallel group")
-      ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(512),
-       "tokens per forward step (prefill chunks + decodes)")
-      ("kv-cache-mb", po::value(&o.kv_cache_mb)->default_value(0),
-       "KV-cache size per rank in MiB (0 = what --max-batch full-length sequences need, at "
-       "most a quarter of this node's memory share)")
-      ("kv-blocks", po::value(&o.kv_blocks)->default_value(0),
-       "KV-cache size per rank in blocks (overrides --kv-cache-mb; for tests and tuning)")
-      ("threads", po::value(&o.threads)->default_value(0),
-       "cpu backend threads per rank (0 = cores / ranks on this node)")
       ("checkpoint-interval", po::value(&o.checkpoint_interval)->default_value(10.0),
        "seconds between fsyncs of the output")
       ("progress-interval", po::value(&o.progress_interval)->default_value(10.0),
        "seconds between progress lines when stderr is not a terminal");
+  add_replica_options(desc, o.replica);
   auto vm = parse_options(kRunUsage, desc, argc, argv);
   if (!vm) return std::nullopt;
   require(*vm, "model");
   require(*vm, "input");
   require(*vm, "output");
-  if (o.backend != "cpu" && o.backend != "auto")
-    throw UsageError("--backend " + o.backend + " is not available in this build (cpu, auto)");
-  if (o.block_size < 1 || o.max_batch < 1 || o.max_step_tokens < 1)
-    throw UsageError("--block-size, --max-batch and --max-step-tokens must be >= 1");
+  check_replica_options(o.replica);
   if (o.defaults.max_new_tokens < 1) throw UsageError("--max-new-tokens must be >= 1");
   if (o.defaults.temperature < 0) throw UsageError("--temperature must be >= 0");
   if (o.defaults.top_k < 0) throw UsageError("--top-k must be >= 0");
   if (!(o.defaults.top_p > 0 && o.defaults.top_p <= 1)) throw UsageError("--top-p must be in (0, 1]");
   return o;
-}
-
-int default_threads(const World& w) {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, cores / w.local_size);
-}
-
-// KV blocks per rank: enough for max_batch full-length sequences unless memory says less.
-int kv_blocks(const RunOptions& o, const Model& m, const World& w, DType dt) {
-  if (o.kv_blocks > 0) return static_cast<int>(std::min<int64_t>(o.kv_blocks, 1 << 30));
-  const int64_t per_block = kv_bytes_per_block(m.config, m.shard, o.block_size, dt);
-  const int64_t blocks_per_seq =
-      (m.config.max_position_embeddings + o.block_size - 1) / o.block_size;
-  int64_t want = blocks_per_seq * o.max_batch;
-  int64_t budget = o.kv_cache_mb * (int64_t{1} << 20);
-  if (budget == 0) {
-    const int64_t node = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
-    budget = node / 4 / w.local_size;
-  }
-  const int64_t fit = budget / per_block;
-  const int64_t blocks = o.kv_cache_mb > 0 ? fit : std::min(want, fit);
-  if (blocks < 1)
-    throw UsageError("--kv-cache-mb " + std::to_string(o.kv_cache_mb) +
-                     " holds no KV block of " + std::to_string(per_block) + " bytes");
-  return static_cast<int>(std::min<int64_t>(blocks, 1 << 30));
 }
 
 int run_job(const RunOptions& o) {
@@ -152,42 +106,38 @@ int run_job(const RunOptions& o) {
     coord = std::make_unique<Coordinator>(w.world.get(), co);
   });
 
-  const int threads = o.threads > 0 ? o.threads : default_threads(w);
-  std::unique_ptr<Backend> backend = make_cpu_backend(w.tp_comm.get(), threads);
-  Model model;
+  Replica r;
   agree_on(w.world.get(), [&] {
-    model = load_model(*backend, config, w.tp_rank, w.tp,
-                       [&](const TensorShard& s) { return weights->read(s); });
-    const int blocks = kv_blocks(o, model, w, backend->compute_dtype());
-    allocate_kv_cache(model, *backend, blocks, o.block_size);
-    allocate_workspace(model, *backend, o.max_step_tokens, o.max_batch);
+    r = make_replica(w, config, upload_from([&](const TensorShard& s) { return weights->read(s); }),
+                     o.replica);
   });
   weights.reset();
+  const Model& model = r.model;
+  Backend& backend = *r.backend;
 
   if (w.rank == 0)
     std::fprintf(stderr,
-                 "tpinfer: %d ranks = dp %d x tp %d, backend %s, %d threads/rank, model %s "
-                 "(%lld layers, hidden %lld) loaded in %.2f s, KV cache %d blocks of %d tokens "
-                 "per rank\n",
-                 w.size, w.dp, w.tp, backend->name().c_str(), threads, o.model.c_str(),
+                 "tpinfer: %d ranks = dp %d x tp %d, backend %s, model %s (%lld layers, hidden "
+                 "%lld) loaded in %.2f s, KV cache %d blocks of %d tokens per rank\n",
+                 w.size, w.dp, w.tp, r.description.c_str(), o.model.c_str(),
                  static_cast<long long>(config.num_layers),
                  static_cast<long long>(config.hidden_size), MPI_Wtime() - t_start,
-                 model.cache.num_blocks, o.block_size);
+                 model.cache.num_blocks, o.replica.block_size);
 
   EngineOptions eo;
   eo.vocab_size = config.vocab_size;
   eo.max_context = config.max_position_embeddings;
   eo.eos_token_ids = config.eos_token_ids;
-  eo.block_size = o.block_size;
+  eo.block_size = o.replica.block_size;
   eo.num_blocks = model.cache.num_blocks;
-  eo.max_running = o.max_batch;
-  eo.max_step_tokens = o.max_step_tokens;
+  eo.max_running = o.replica.max_batch;
+  eo.max_step_tokens = o.replica.max_step_tokens;
   Engine engine(eo, [&](const BatchLayout& batch, std::vector<float>& logits) {
-    forward(model, *backend, batch, logits);
+    forward(r.model, backend, batch, logits);
   });
 
   if (coord) coord->start_clock();
-  run_group(w, engine, coord.get(), o.max_batch);
+  run_group(w, engine, coord.get(), o.replica.max_batch);
 
   // Sum the groups' engine counters on rank 0 (leaders only, so TP copies count once).
   const EngineStats& es = engine.stats();

@@ -1,0 +1,157 @@
+#include "cli/replica.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include "tpinfer/error.hpp"
+#if TPINFER_HAVE_CUDA
+#include "tpinfer/cuda_backend.hpp"
+#endif
+
+namespace tpinfer {
+
+void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
+  desc.add_options()
+      ("backend", po::value(&o.backend)->default_value("auto"),
+       "cpu | cuda | auto (cuda when this build has it and a GPU is visible)")
+      ("collectives", po::value(&o.collectives)->default_value("auto"),
+       "cuda TP collectives: nccl | mpi (host-staged) | auto (mpi exactly when a TP group's "
+       "ranks share a GPU)")
+      ("memory-fraction", po::value(&o.memory_fraction)->default_value(0.9),
+       "cuda: share of free GPU memory to take (split among ranks on one GPU)")
+      ("threads", po::value(&o.threads)->default_value(0),
+       "cpu backend threads per rank (0 = cores / ranks on this node)")
+      ("block-size", po::value(&o.block_size)->default_value(16), "KV-cache block size in tokens")
+      ("max-batch", po::value(&o.max_batch)->default_value(64),
+       "sequences in flight per data-parallel group")
+      ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(512),
+       "tokens per forward step (prefill chunks + decodes)")
+      ("kv-cache-mb", po::value(&o.kv_cache_mb)->default_value(0),
+       "cpu: KV-cache size per rank in MiB (0 = what --max-batch full-length sequences need, at "
+       "most a quarter of this node's memory share)")
+      ("kv-blocks", po::value(&o.kv_blocks)->default_value(0),
+       "KV-cache size per rank in blocks (overrides the sizing; for tests and tuning)");
+}
+
+void check_replica_options(const ReplicaOptions& o) {
+  if (o.backend != "cpu" && o.backend != "cuda" && o.backend != "auto")
+    throw UsageError("--backend " + o.backend + " is not one of cpu, cuda, auto");
+  if (o.collectives != "nccl" && o.collectives != "mpi" && o.collectives != "auto")
+    throw UsageError("--collectives " + o.collectives + " is not one of nccl, mpi, auto");
+  if (!(o.memory_fraction > 0 && o.memory_fraction <= 1))
+    throw UsageError("--memory-fraction must be in (0, 1]");
+  if (o.block_size < 1 || o.max_batch < 1 || o.max_step_tokens < 1)
+    throw UsageError("--block-size, --max-batch and --max-step-tokens must be >= 1");
+#if !TPINFER_HAVE_CUDA
+  if (o.backend == "cuda")
+    throw UsageError("--backend cuda: this build has no CUDA backend (configure with CUDA and "
+                     "NCCL installed, -DTPINFER_CUDA=ON)");
+#endif
+}
+
+namespace {
+
+int default_threads(const World& w) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / w.local_size);
+}
+
+// KV blocks: enough for max_batch full-length sequences unless memory says less.
+int kv_blocks(const ReplicaOptions& o, const Replica& r, const World& w) {
+  if (o.kv_blocks > 0) return static_cast<int>(std::min<int64_t>(o.kv_blocks, 1 << 30));
+  const Model& m = r.model;
+  const int64_t per_block =
+      kv_bytes_per_block(m.config, m.shard, o.block_size, r.backend->compute_dtype());
+  const int64_t blocks_per_seq =
+      (m.config.max_position_embeddings + o.block_size - 1) / o.block_size;
+  const int64_t want = blocks_per_seq * o.max_batch;
+  int64_t budget = r.backend->bytes_free();
+  if (budget >= 0) {
+    // Device arena: keep a little for what the backend allocates lazily.
+    budget = std::max<int64_t>(0, budget - (int64_t{64} << 20));
+  } else if (o.kv_cache_mb > 0) {
+    budget = o.kv_cache_mb * (int64_t{1} << 20);
+  } else {
+    const int64_t node = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+    budget = node / 4 / w.local_size;
+  }
+  const int64_t fit = budget / per_block;
+  const int64_t blocks = o.kv_cache_mb > 0 && r.backend->bytes_free() < 0 ? fit : std::min(want, fit);
+  if (blocks < 1)
+    throw UsageError("no memory left for the KV cache: one block is " + std::to_string(per_block) +
+                     " bytes and " + std::to_string(budget) + " are available");
+  return static_cast<int>(std::min<int64_t>(blocks, 1 << 30));
+}
+
+#if TPINFER_HAVE_CUDA
+// The node-local rank picks the GPU (CUDA_VISIBLE_DEVICES has already renumbered
+// them); under srun SLURM_LOCALID is that same index. Several ranks may share one.
+std::unique_ptr<Backend> make_cuda(const World& w, const ReplicaOptions& o, int gpus,
+                                   std::string& description) {
+  const char* slurm_local = std::getenv("SLURM_LOCALID");
+  const int local = slurm_local ? std::atoi(slurm_local) : w.local_rank;
+  CudaBackendOptions co;
+  co.device = local % gpus;
+  // Ranks of this node on the same GPU split its memory.
+  std::vector<int> devices(static_cast<size_t>(w.local_size));
+  TPINFER_MPI_CHECK(MPI_Allgather(&co.device, 1, MPI_INT, devices.data(), 1, MPI_INT,
+                                  w.node_comm.get()));
+  const auto sharing = std::count(devices.begin(), devices.end(), co.device);
+  co.memory_fraction = o.memory_fraction / static_cast<double>(sharing);
+  // NCCL refuses two ranks of one communicator on one GPU: then stage through MPI.
+  int shared_in_tp = 0;
+  {
+    // (node, device) pairs of the TP group; a repeat means a shared GPU.
+    char name[MPI_MAX_PROCESSOR_NAME] = {0};
+    int len = 0;
+    TPINFER_MPI_CHECK(MPI_Get_processor_name(name, &len));
+    long long mine[2] = {static_cast<long long>(std::hash<std::string>{}(std::string(name, len))),
+                         co.device};
+    std::vector<long long> all(2 * static_cast<size_t>(w.tp));
+    TPINFER_MPI_CHECK(MPI_Allgather(mine, 2, MPI_LONG_LONG, all.data(), 2, MPI_LONG_LONG,
+                                    w.tp_comm.get()));
+    for (int i = 0; i < w.tp; ++i)
+      for (int j = i + 1; j < w.tp; ++j)
+        if (all[2 * i] == all[2 * j] && all[2 * i + 1] == all[2 * j + 1]) shared_in_tp = 1;
+  }
+  if (o.collectives == "nccl" && shared_in_tp)
+    throw UsageError("--collectives nccl: ranks of one TP group share a GPU, which NCCL refuses "
+                     "(use --collectives mpi or auto, or one rank per GPU)");
+  const bool use_mpi = o.collectives == "mpi" || (o.collectives == "auto" && shared_in_tp);
+  co.collectives = use_mpi ? CudaBackendOptions::Collectives::mpi
+                           : CudaBackendOptions::Collectives::nccl;
+  description = "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +
+                (sharing > 1 ? ", shared by " + std::to_string(sharing) + " ranks" : "") +
+                (w.tp > 1 ? std::string(", ") + (use_mpi ? "MPI" : "NCCL") + " collectives" : "") +
+                ")";
+  return make_cuda_backend(w.tp_comm.get(), co);
+}
+#endif
+
+}  // namespace
+
+Replica make_replica(const World& w, const ModelConfig& config, const ShardFiller& fill,
+                     const ReplicaOptions& o) {
+  Replica r;
+#if TPINFER_HAVE_CUDA
+  const int gpus = o.backend == "cpu" ? 0 : cuda_device_count();
+  if (o.backend == "cuda" && gpus == 0)
+    throw UsageError("--backend cuda: no GPU is visible to this process");
+  if (gpus > 0) r.backend = make_cuda(w, o, gpus, r.description);
+#endif
+  if (!r.backend) {
+    const int threads = o.threads > 0 ? o.threads : default_threads(w);
+    r.backend = make_cpu_backend(w.tp_comm.get(), threads);
+    r.description = "cpu (" + std::to_string(threads) + " threads/rank)";
+  }
+  r.model = load_model(*r.backend, config, w.tp_rank, w.tp, fill);
+  allocate_workspace(r.model, *r.backend, o.max_step_tokens, std::min(o.max_batch, o.max_step_tokens));
+  allocate_kv_cache(r.model, *r.backend, kv_blocks(o, r, w), o.block_size);
+  return r;
+}
+
+}  // namespace tpinfer

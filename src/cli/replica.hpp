@@ -1,0 +1,42 @@
+#pragma once
+// One rank's share of a model replica: the backend it computes on and its
+// model shard with KV cache and workspace. Shared by `run` and `bench`.
+#include <memory>
+#include <string>
+
+#include "cli/options.hpp"
+#include "tpinfer/backend.hpp"
+#include "tpinfer/model.hpp"
+#include "tpinfer/world.hpp"
+
+namespace tpinfer {
+
+struct ReplicaOptions {
+  std::string backend = "auto";      // cpu | cuda | auto (cuda when a GPU is visible)
+  std::string collectives = "auto";  // auto | nccl | mpi (cuda only)
+  double memory_fraction = 0.9;      // of free GPU memory, split among ranks sharing a GPU
+  int threads = 0;                   // cpu: per rank, 0 = cores / ranks on this node
+  int block_size = 16;
+  int max_batch = 64;
+  int max_step_tokens = 512;
+  int64_t kv_cache_mb = 0;
+  int64_t kv_blocks = 0;
+};
+
+void add_replica_options(po::options_description& desc, ReplicaOptions& o);
+void check_replica_options(const ReplicaOptions& o);  // throws UsageError
+
+struct Replica {
+  std::unique_ptr<Backend> backend;
+  Model model;
+  std::string description;  // backend, device and threads, for the start-up line
+};
+
+// Collective over the world: picks and builds the backend (GPU = node-local
+// rank modulo visible GPUs; collectives over MPI where TP ranks share a GPU),
+// loads this rank's shards through `fill`, then sizes the KV cache from what is
+// left (cuda) or from --kv-cache-mb / the node's memory (cpu).
+Replica make_replica(const World& w, const ModelConfig& config, const ShardFiller& fill,
+                     const ReplicaOptions& o);
+
+}  // namespace tpinfer
