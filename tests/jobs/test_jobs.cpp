@@ -245,3 +245,32 @@ TEST(Demo, TheReadmeDemoJobRuns) {
 
 }  // namespace
 }  // namespace tpinfer::test
+
+namespace tpinfer::test {
+namespace {
+
+// bench runs on the cpu backend from a config with random weights and reports
+// every scenario with a positive value and a roofline ratio.
+TEST(Bench, ReportsEveryScenarioFromRandomWeights) {
+  const std::string json = tmp_path("bench.json");
+  std::filesystem::remove(json);
+  auto r = mpirun_tpinfer(2, std::string("bench --tp 2 --model-config ") + TPINFER_SOURCE_DIR +
+                                 "/inputs/demo-config.json --random-weights --fixed 32/8 "
+                                 "--requests 8 --repeats 2 --offline-repeats 1 --max-step-tokens "
+                                 "1024 --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(std::ifstream(json));
+  std::vector<std::string> names;
+  for (const auto& res : j["results"]) {
+    names.push_back(res["scenario"]);
+    EXPECT_GT(res["value"].get<double>(), 0) << res.dump();
+    EXPECT_GT(res["ratio_to_roofline"].get<double>(), 0) << res.dump();
+    EXPECT_EQ(res["samples"].size(), res["scenario"] == "offline 32/8 x8" ? 1u : 2u) << res.dump();
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"decode batch 1", "decode batch 64", "prefill 1023",
+                                             "offline 32/8 x8"}));
+  EXPECT_EQ(j["tp"], 2);
+}
+
+}  // namespace
+}  // namespace tpinfer::test

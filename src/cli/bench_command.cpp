@@ -1,0 +1,331 @@
+// tpinfer bench: the engine's speed on one model replica (one TP group), each
+// figure a median over repeats with its ratio to the roofline of the device's
+// measured ceilings (--hbm-gbs, --peak-tflops; defaults: one H200).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "cli/options.hpp"
+#include "cli/replica.hpp"
+#include "tpinfer/engine.hpp"
+#include "tpinfer/error.hpp"
+#include "tpinfer/jsonl.hpp"
+#include "tpinfer/philox.hpp"
+#include "tpinfer/weight_store.hpp"
+
+namespace tpinfer {
+
+namespace {
+
+struct BenchOptions {
+  std::string model, model_config, json_out;
+  bool random_weights = false;
+  uint64_t seed = 0;
+  int tp = 1;
+  std::string scenarios = "decode1,decode64,prefill2048,offline";
+  std::string fixed = "128/128,1000/1000,2048/128";
+  std::vector<std::string> workloads;
+  int requests = 256;
+  int repeats = 5;
+  int offline_repeats = 3;
+  double hbm_gbs = 4300;
+  double peak_tflops = 800;
+  ReplicaOptions replica;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::vector<int32_t> random_prompt(int64_t len, int64_t vocab, uint64_t key) {
+  std::vector<int32_t> p(static_cast<size_t>(len));
+  for (int64_t i = 0; i < len; ++i)
+    p[i] = static_cast<int32_t>(3 + philox4x32(key, 1, static_cast<uint64_t>(i))[0] % (vocab - 3));
+  return p;
+}
+
+Request bench_request(int64_t i, int64_t prompt_len, int64_t new_tokens, int64_t vocab) {
+  Request r;
+  r.id_json = std::to_string(i);
+  r.prompt = random_prompt(prompt_len, vocab, 0xbe7c4 + static_cast<uint64_t>(i));
+  r.sampling.max_new_tokens = new_tokens;
+  r.sampling.ignore_eos = true;  // fixed output lengths, whatever the random model says
+  return r;
+}
+
+struct Bench {
+  const World& w;
+  const BenchOptions& o;
+  const ModelConfig& c;
+  Replica& r;
+  int64_t weight_bytes_streamed = 0;  // per rank, per forward (embedding rows excluded)
+  int64_t flops_per_token = 0;        // per rank, 2 x streamed parameters
+  int64_t kv_bytes_per_token = 0;     // per rank
+  nlohmann::json results = nlohmann::json::array();
+
+  std::unique_ptr<Engine> engine(int max_running) {
+    EngineOptions eo;
+    eo.vocab_size = c.vocab_size;
+    eo.max_context = c.max_position_embeddings;
+    eo.eos_token_ids = c.eos_token_ids;
+    eo.block_size = o.replica.block_size;
+    eo.num_blocks = r.model.cache.num_blocks;
+    eo.max_running = max_running;
+    eo.max_step_tokens = o.replica.max_step_tokens;
+    return std::make_unique<Engine>(eo, [this](const BatchLayout& b, std::vector<float>& l) {
+      forward(r.model, *r.backend, b, l);
+    });
+  }
+
+  void report(const std::string& name, double value, const std::string& unit, double roofline,
+              const std::string& roofline_what, const std::vector<double>& samples) {
+    const double ratio = roofline > 0 ? (unit == "ms/token" ? roofline / value : value / roofline) : 0;
+    results.push_back({{"scenario", name}, {"value", value}, {"unit", unit},
+                       {"roofline", roofline}, {"roofline_basis", roofline_what},
+                       {"ratio_to_roofline", ratio}, {"samples", samples}});
+    if (w.rank == 0) {
+      std::printf("%-28s %12.2f %-20s roofline %10.2f (%s)  ratio %.3f\n", name.c_str(), value,
+                  unit.c_str(), roofline, roofline_what.c_str(), ratio);
+      std::fflush(stdout);
+    }
+  }
+
+  // Decode at batch B after 128-token prompts: time each pure decode step.
+  void decode(int batch) {
+    const int64_t prompt = 128, warmup = 4, timed = 32;
+    std::vector<double> per_repeat;
+    for (int rep = 0; rep < o.repeats; ++rep) {
+      auto e = engine(batch);
+      for (int i = 0; i < batch; ++i) e->add(bench_request(i, prompt, 1 + warmup + timed, c.vocab_size));
+      while (e->stats().generated_tokens < batch) e->step();  // every sequence past prefill
+      for (int i = 0; i < warmup; ++i) e->step();
+      std::vector<double> steps;
+      for (int i = 0; i < timed; ++i) {
+        const double t0 = now_s();
+        e->step();
+        steps.push_back(now_s() - t0);
+      }
+      per_repeat.push_back(median(steps));
+      while (e->num_unfinished() > 0) e->step();
+    }
+    const double step_s = median(per_repeat);
+    const double ctx = prompt + 1 + warmup + timed / 2.0;
+    const double floor_s =
+        (weight_bytes_streamed + batch * ctx * kv_bytes_per_token) / (o.hbm_gbs * 1e9);
+    std::vector<double> ms;
+    for (double s : per_repeat) ms.push_back(batch == 1 ? s * 1e3 : batch / s);
+    if (batch == 1)
+      report("decode batch 1", step_s * 1e3, "ms/token", floor_s * 1e3, "weights+KV / HBM", ms);
+    else
+      report("decode batch " + std::to_string(batch), batch / step_s, "tokens/s", batch / floor_s,
+             "weights+KV / HBM", ms);
+  }
+
+  void prefill(int64_t len) {
+    std::vector<double> times;
+    for (int rep = 0; rep < o.repeats + 1; ++rep) {
+      auto e = engine(1);
+      e->add(bench_request(rep, len, 1, c.vocab_size));
+      const double t0 = now_s();
+      while (e->num_unfinished() > 0) e->step();
+      if (rep > 0) times.push_back(now_s() - t0);  // the first is a warm-up
+    }
+    const double t = median(times);
+    // Linear layers plus causal attention (QK^T and PV over half the square on average).
+    const double attn = 2.0 * 2.0 * c.num_layers * (len * len / 2.0) * r.model.shard.q_heads * c.head_dim;
+    const double floor_s = (static_cast<double>(flops_per_token) * len + attn) / (o.peak_tflops * 1e12);
+    std::vector<double> tps;
+    for (double s : times) tps.push_back(len / s);
+    report("prefill " + std::to_string(len), len / t, "tokens/s", len / floor_s, "FLOPs / peak", tps);
+  }
+
+  void offline(const std::string& name, const std::vector<Request>& reqs) {
+    int64_t prompt_tokens = 0, output_tokens = 0;
+    for (const auto& q : reqs) {
+      prompt_tokens += static_cast<int64_t>(q.prompt.size());
+      output_tokens += q.sampling.max_new_tokens;
+    }
+    std::vector<double> tps;
+    for (int rep = 0; rep < o.offline_repeats; ++rep) {
+      auto e = engine(o.replica.max_batch);
+      const double t0 = now_s();
+      for (const auto& q : reqs) e->add(q);
+      int64_t generated = 0;
+      while (e->num_unfinished() > 0)
+        for (const auto& res : e->step()) generated += static_cast<int64_t>(res.tokens.size());
+      tps.push_back(generated / (now_s() - t0));
+    }
+    const double floor_s =
+        static_cast<double>(flops_per_token) * (prompt_tokens + output_tokens) / (o.peak_tflops * 1e12);
+    report("offline " + name, median(tps), "output tokens/s", output_tokens / floor_s,
+           "FLOPs / peak", tps);
+  }
+};
+
+std::vector<Request> read_workload(const std::string& path, const ModelConfig& c) {
+  RequestRules rules;
+  rules.vocab_size = c.vocab_size;
+  rules.max_context = c.max_position_embeddings;
+  RequestReader reader(path, rules);
+  std::vector<Request> out;
+  while (auto line = reader.next()) {
+    if (line->error) throw InputError("workload " + path + ": " + line->error->error);
+    out.push_back(std::move(*line->request));
+  }
+  return out;
+}
+
+int bench_job(const BenchOptions& o) {
+  World w;
+  agree_on(MPI_COMM_WORLD, [&] { w = make_world(o.tp); });
+  if (w.dp != 1)
+    throw UsageError("bench runs one replica: start it with as many ranks as --tp");
+  ModelConfig config;
+  std::unique_ptr<WeightReader> weights;
+  ShardFiller fill;
+  agree_on(w.world.get(), [&] {
+    if (o.random_weights) {
+      config = read_hf_config_file(o.model_config);
+      check_tp_size(config, o.tp);
+      fill = [&config, seed = o.seed](Backend& b, const Tensor& dst, const TensorShard& s) {
+        b.fill_random(dst, random_fill_of(config, s, seed));
+      };
+    } else {
+      weights = std::make_unique<WeightReader>(o.model);
+      weights->validate(o.tp);
+      config = weights->config();
+      fill = upload_from([&](const TensorShard& s) { return weights->read(s); });
+    }
+  });
+  const double t0 = MPI_Wtime();
+  Replica r;
+  agree_on(w.world.get(), [&] { r = make_replica(w, config, fill, o.replica); });
+  weights.reset();
+
+  Bench b{w, o, config, r};
+  const int bytes = dtype_bytes(r.backend->compute_dtype());
+  int64_t params = 0;
+  for (const auto& t : expected_tensors(config))
+    if (t.name != "model.embed_tokens.weight" || config.tie_word_embeddings)
+      params += shard_of(config, t, w.tp_rank, w.tp).numel();
+  b.weight_bytes_streamed = params * bytes;
+  b.flops_per_token = 2 * params;
+  b.kv_bytes_per_token = kv_bytes_per_block(config, r.model.shard, 1, r.backend->compute_dtype());
+  if (w.rank == 0)
+    std::printf("tpinfer bench: %s, tp %d, backend %s, %s weights, loaded in %.1f s; %.2f GB of "
+                "weights streamed per rank per step; KV cache %d blocks of %d; ceilings %.0f GB/s, "
+                "%.0f TFLOP/s\n",
+                config.architecture.c_str(), w.tp, r.description.c_str(),
+                o.random_weights ? "random" : "file", MPI_Wtime() - t0,
+                b.weight_bytes_streamed / 1e9, r.model.cache.num_blocks, o.replica.block_size,
+                o.hbm_gbs, o.peak_tflops);
+
+  std::stringstream scenarios(o.scenarios);
+  for (std::string s; std::getline(scenarios, s, ',');) {
+    if (s == "decode1") {
+      b.decode(1);
+    } else if (s == "decode64") {
+      b.decode(64);
+    } else if (s == "prefill2048") {
+      b.prefill(std::min<int64_t>(2048, config.max_position_embeddings - 1));
+    } else if (s == "offline") {
+      std::stringstream shapes(o.fixed);
+      for (std::string shape; std::getline(shapes, shape, ',');) {
+        const auto slash = shape.find('/');
+        if (slash == std::string::npos) throw UsageError("--fixed " + shape + ": expected ISL/OSL");
+        const int64_t isl = std::stoll(shape.substr(0, slash)), osl = std::stoll(shape.substr(slash + 1));
+        if (isl + osl > config.max_position_embeddings) {
+          if (w.rank == 0)
+            std::printf("offline %s: skipped, longer than the model's context %lld\n",
+                        shape.c_str(), static_cast<long long>(config.max_position_embeddings));
+          continue;
+        }
+        std::vector<Request> reqs;
+        for (int i = 0; i < o.requests; ++i) reqs.push_back(bench_request(i, isl, osl, config.vocab_size));
+        b.offline(shape + " x" + std::to_string(o.requests), reqs);
+      }
+      for (const auto& path : o.workloads) b.offline(path, read_workload(path, config));
+    } else if (!s.empty()) {
+      throw UsageError("--scenarios: unknown scenario '" + s +
+                       "' (decode1, decode64, prefill2048, offline)");
+    }
+  }
+  if (w.rank == 0 && !o.json_out.empty()) {
+    std::ofstream out(o.json_out);
+    out << nlohmann::json{{"config", config_to_json(config)},
+                          {"backend", r.description},
+                          {"tp", w.tp},
+                          {"hbm_gbs", o.hbm_gbs},
+                          {"peak_tflops", o.peak_tflops},
+                          {"results", b.results}}
+               .dump(2)
+        << "\n";
+    if (!out) throw Error("cannot write " + o.json_out, kExitOther);
+  }
+  return kExitOk;
+}
+
+std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
+  BenchOptions o;
+  o.replica.max_batch = 256;
+  o.replica.max_step_tokens = 8192;
+  po::options_description desc("tpinfer bench options");
+  desc.add_options()
+      ("model", po::value(&o.model), "model file (HDF5)")
+      ("model-config", po::value(&o.model_config), "Hugging Face config.json (with --random-weights)")
+      ("random-weights", po::bool_switch(&o.random_weights),
+       "make seeded random weights on the device instead of reading a file")
+      ("seed", po::value(&o.seed)->default_value(0), "seed of the random weights")
+      ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (= ranks)")
+      ("scenarios", po::value(&o.scenarios)->default_value(o.scenarios),
+       "comma list of decode1, decode64, prefill2048, offline")
+      ("fixed", po::value(&o.fixed)->default_value(o.fixed),
+       "offline fixed-length workloads, ISL/OSL comma list")
+      ("workload", po::value(&o.workloads)->composing(),
+       "offline workload JSONL (tools/make_workload.py); repeatable")
+      ("requests", po::value(&o.requests)->default_value(256), "requests per fixed workload")
+      ("repeats", po::value(&o.repeats)->default_value(5), "repeats of decode and prefill")
+      ("offline-repeats", po::value(&o.offline_repeats)->default_value(3), "repeats of offline runs")
+      ("hbm-gbs", po::value(&o.hbm_gbs)->default_value(4300), "memory-bandwidth ceiling, GB/s")
+      ("peak-tflops", po::value(&o.peak_tflops)->default_value(800), "matrix ceiling, TFLOP/s")
+      ("json", po::value(&o.json_out), "also write the results as JSON here");
+  add_replica_options(desc, o.replica);
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--config" && std::string(argv[i + 1]).ends_with(".json"))
+      argv[i] = const_cast<char*>("--model-config");
+  auto vm = parse_options(
+      "usage: [mpirun -np T] tpinfer bench (--model M.h5 | --model-config CONFIG.json "
+      "--random-weights) [--tp T] [options]",
+      desc, argc, argv);
+  if (!vm) return std::nullopt;
+  if (o.random_weights != o.model.empty() || (o.random_weights && o.model_config.empty()))
+    throw UsageError("give either --model M.h5 or --model-config CONFIG.json --random-weights");
+  check_replica_options(o.replica);
+  if (o.repeats < 1 || o.offline_repeats < 1 || o.requests < 1)
+    throw UsageError("--repeats, --offline-repeats and --requests must be >= 1");
+  return o;
+}
+
+}  // namespace
+
+int bench_command(int argc, char** argv) {
+  MpiSession mpi(&argc, &argv);
+  return run_reporting_errors([&] {
+    std::optional<BenchOptions> options;
+    agree_on(MPI_COMM_WORLD, [&] { options = parse_bench_options(argc, argv); });
+    return options ? bench_job(*options) : static_cast<int>(kExitOk);
+  });
+}
+
+}  // namespace tpinfer
