@@ -274,3 +274,37 @@ TEST(Bench, ReportsEveryScenarioFromRandomWeights) {
 
 }  // namespace
 }  // namespace tpinfer::test
+
+namespace tpinfer::test {
+namespace {
+
+// Options come from the command line, then --config FILE, then TPINFER_* variables.
+TEST(Options, ConfigFileAndEnvironmentWithCommandLinePrecedence) {
+  const std::string model = tmp_path("opts-model.h5"), in = tmp_path("opts-in.jsonl");
+  ASSERT_EQ(tpinfer_cli(std::string("make-model --config ") + TPINFER_SOURCE_DIR +
+                        "/inputs/demo-config.json --output " + model + " --dtype float32")
+                .exit_code,
+            0);
+  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6, 7], "ignore_eos": true})" "\n";
+  std::ofstream(tmp_path("opts.ini")) << "# run options\nmax-new-tokens = 3\ntp = 2\n";
+  auto completion = [&](const std::string& env, const std::string& extra) {
+    const std::string out = tmp_path("opts-out.jsonl");
+    std::filesystem::remove(out);
+    auto r = run_shell(env + " " + TPINFER_MPIRUN + " -np 2 " + TPINFER_BIN + " run --model " +
+                       model + " --input " + in + " --output " + out + " " + extra);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    auto res = results_by_id(out);
+    return res.empty() ? -1 : res.begin()->second["completion_tokens"].get<int>();
+  };
+  EXPECT_EQ(completion("", "--config " + tmp_path("opts.ini")), 3);
+  EXPECT_EQ(completion("", "--config " + tmp_path("opts.ini") + " --max-new-tokens 5"), 5);
+  EXPECT_EQ(completion("TPINFER_MAX_NEW_TOKENS=4", ""), 4);
+  EXPECT_EQ(completion("TPINFER_MAX_NEW_TOKENS=4", "--config " + tmp_path("opts.ini")), 3);
+  // A bad value names the option.
+  auto r = tpinfer_cli("run --model " + model + " --input " + in + " --output x --max-new-tokens lots");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("max-new-tokens"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace tpinfer::test
