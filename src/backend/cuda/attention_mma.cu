@@ -1,0 +1,512 @@
+// Paged causal attention on the tensor cores (mma.sync m16n8k16, bf16 inputs,
+// fp32 accumulators), flash-attention style: scores, online softmax and P.V stay
+// in registers; K/V tiles come from the paged cache into shared memory with
+// cp.async, double-buffered.
+//
+// A "row" is one (query token, q head) pair of one kv head: row r of sequence s
+// is token r / G, head r % G (G = q_heads / kv_heads). Stacking the G heads of a
+// kv head as rows makes GQA read each K/V tile once for all of them, and turns
+// a decode token (one query) into a G-row matrix problem.
+//
+// Two kernels share the per-warp tile step:
+//  - prefill: 64 rows (4 warps x 16) share 64-key tiles; no split.
+//  - decode: up to 16 rows (one warp tile); the block's 4 warps take turns over
+//    16-key tiles of the block's key range, then merge their softmax states in
+//    shared memory. Long contexts are also split across blocks (gridDim.z);
+//    a second kernel merges the splits (flash-decoding).
+// Softmax runs in base 2 on scores pre-multiplied by scale * log2(e).
+#include <cmath>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_utils.cuh"
+#include "backend/cuda/kernels.hpp"
+
+namespace tpinfer::cuda {
+namespace {
+
+constexpr int kPad = 8;  // bf16 per smem row of padding: rows 16 bytes apart in banks
+constexpr int kThreads = 128;
+constexpr int kPrefillKeys = 64;  // keys per prefill tile (shared by the 4 warps)
+constexpr int kDecodeKeys = 16;   // keys per decode tile (one warp's own)
+constexpr float kNegInf = -INFINITY;
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, bypassing L1; zero-filled when !valid (src unread).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// d += a * b: A 16x16 row-major, B 16x8 column-major, fp32 accumulators.
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four transposed 8x8 b16 matrices; lane l gives the address of row l % 8 of matrix l / 8.
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p))
+               : "memory");
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__device__ __forceinline__ uint32_t ld_u32(const bf16* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+
+// The cache slot of key k0 when the tile [k0, k0 + kKeys) lies in one cache
+// block (k0 is a multiple of kKeys, so it does when the block size is too), else
+// -1: the loader then looks each key up. Computed ahead of the copy, so that
+// the table load's latency is not paid right before the copy is issued.
+template <int kKeys>
+__device__ __forceinline__ int64_t tile_first_slot(const AttentionParams& p, const int32_t* table,
+                                                   int k0, int kend) {
+  if (p.block_size % kKeys != 0 || k0 >= kend) return -1;
+  return static_cast<int64_t>(table[k0 / p.block_size]) * p.block_size + k0 % p.block_size;
+}
+
+// Copies keys [k0, k0 + kKeys) of kv head h of one sequence into ks / vs (rows
+// of D + kPad); keys >= kend become zeros, so masked keys never bring NaN or
+// garbage from slots nobody wrote into P.V. first_slot: see tile_first_slot.
+template <int D, int kKeys, int kLanes>
+__device__ __forceinline__ void load_tile(bf16* ks, bf16* vs, const AttentionParams& p,
+                                          const int32_t* table, int h, int k0, int kend,
+                                          int64_t first_slot, int tid) {
+  constexpr int kChunks = D / 8;
+#pragma unroll 4
+  for (int c = tid; c < kKeys * kChunks; c += kLanes) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    const int key = k0 + r;
+    const bool valid = key < kend;
+    int64_t off = 0;
+    if (valid) {
+      const int64_t slot =
+          first_slot >= 0
+              ? first_slot + r
+              : static_cast<int64_t>(table[key / p.block_size]) * p.block_size + key % p.block_size;
+      off = (slot * p.kv_heads + h) * D + col;
+    }
+    cp_async16(ks + r * (D + kPad) + col, p.k_cache + off, valid);
+    cp_async16(vs + r * (D + kPad) + col, p.v_cache + off, valid);
+  }
+}
+
+// One warp's 16 rows: q as mma A fragments, the running output (C fragments of
+// D/8 n-tiles), and the softmax state of rows lane/4 and lane/4 + 8.
+template <int D>
+struct WarpRows {
+  uint32_t q[D / 16][4];
+  float o[D / 8][4];
+  float m[2];  // running max (base-2 scores); -inf before any key
+  float l[2];  // running sum of this lane's share of the row (quad-reduced at the end)
+  int pos[2];  // the row's query position; -1 for padding rows (attend nothing)
+  int64_t tok[2];
+  int head[2];
+};
+
+// Rows [row_base, row_base + 16) of the sequence whose tokens start at tok0;
+// rows >= row_end are padding.
+template <int D>
+__device__ __forceinline__ void load_rows(WarpRows<D>& w, const AttentionParams& p, int tok0,
+                                          int row_base, int row_end, int h, int group, int lane) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row_base + (lane >> 2) + 8 * r;
+    const bool valid = row < row_end;
+    w.tok[r] = tok0 + row / group;
+    w.head[r] = h * group + row % group;
+    w.pos[r] = valid ? p.positions[w.tok[r]] : -1;
+    w.m[r] = kNegInf;
+    w.l[r] = 0.0f;
+    const bf16* q =
+        p.qkv + w.tok[r] * p.qkv_stride + static_cast<int64_t>(w.head[r]) * D + (lane & 3) * 2;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      w.q[kk][r] = valid ? ld_u32(q + kk * 16) : 0u;          // a0 / a1: columns k..k+1
+      w.q[kk][r + 2] = valid ? ld_u32(q + kk * 16 + 8) : 0u;  // a2 / a3: columns k+8..k+9
+    }
+  }
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) w.o[n][e] = 0.0f;
+}
+
+// Attends the warp's rows over one smem tile of kKeys keys starting at key k0.
+template <int D, int kKeys>
+__device__ __forceinline__ void attend_tile(WarpRows<D>& w, const bf16* ks, const bf16* vs, int k0,
+                                            int kend, float scale_log2, int lane) {
+  constexpr int kStride = D + kPad;
+  constexpr int kN = kKeys / 8;
+  float s[kN][4];
+#pragma unroll
+  for (int j = 0; j < kN; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[j][e] = 0.0f;
+      // S = Q K^T: B[k = dim][n = key] is K's row-major rows, two dims per 32-bit load.
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+    for (int j = 0; j < kN; ++j) {
+      const bf16* kp = ks + (j * 8 + (lane >> 2)) * kStride + kk * 16 + (lane & 3) * 2;
+      mma16816(s[j], w.q[kk], ld_u32(kp), ld_u32(kp + 8));
+    }
+  }
+  // Scale, causal mask, tile row max (over the quad that shares a row).
+  float tmax[2] = {kNegInf, kNegInf};
+#pragma unroll
+  for (int j = 0; j < kN; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
+      const int r = e >> 1;
+      const float v = (key <= w.pos[r] && key < kend) ? s[j][e] * scale_log2 : kNegInf;
+      s[j][e] = v;
+      tmax[r] = fmaxf(tmax[r], v);
+    }
+  float alpha[2], base[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 1));
+    tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 2));
+    const float m_new = fmaxf(w.m[r], tmax[r]);
+    // A row with no key yet keeps m = -inf: subtract 0 instead (exp2(-inf) = 0).
+    base[r] = m_new == kNegInf ? 0.0f : m_new;
+    alpha[r] = exp2f(w.m[r] - base[r]);
+    w.m[r] = m_new;
+  }
+  float rsum[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int j = 0; j < kN; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float pe = exp2f(s[j][e] - base[e >> 1]);
+      s[j][e] = pe;
+      rsum[e >> 1] += pe;
+    }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) w.l[r] = w.l[r] * alpha[r] + rsum[r];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) {
+    w.o[n][0] *= alpha[0];
+    w.o[n][1] *= alpha[0];
+    w.o[n][2] *= alpha[1];
+    w.o[n][3] *= alpha[1];
+  }
+  // O += P V: the S accumulators of two adjacent key n-tiles are exactly the A
+  // fragment of one 16-key k-step; V's B fragments come transposed by ldmatrix.
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    const uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
+                           pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                           pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                           pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+    const bf16* vrow =
+        vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kStride + (lane >> 4) * 8;
+#pragma unroll
+    for (int nn = 0; nn < D / 16; ++nn) {
+      uint32_t b[4];
+      ldsm_x4_trans(b, vrow + nn * 16);
+      mma16816(w.o[2 * nn], a, b[0], b[1]);
+      mma16816(w.o[2 * nn + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// The complete row sums (each lane holds a quarter of its rows' terms).
+template <int D>
+__device__ __forceinline__ void reduce_row_sums(WarpRows<D>& w) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    w.l[r] += __shfl_xor_sync(0xffffffffu, w.l[r], 1);
+    w.l[r] += __shfl_xor_sync(0xffffffffu, w.l[r], 2);
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void store_rows(const WarpRows<D>& w, const AttentionParams& p,
+                                           int lane) {
+  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * D;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (w.pos[r] < 0) continue;
+    const float inv = 1.0f / w.l[r];
+    bf16* o = p.out + w.tok[r] * out_stride + static_cast<int64_t>(w.head[r]) * D + (lane & 3) * 2;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+      *reinterpret_cast<uint32_t*>(o + n * 8) =
+          pack_bf16(w.o[n][2 * r] * inv, w.o[n][2 * r + 1] * inv);
+  }
+}
+
+template <int D>
+constexpr size_t tile_smem_bytes() {
+  // prefill: 2 stages x (K, V) x 64 keys; decode: 4 warps x 2 stages x (K, V) x 16 keys.
+  return 2 * 2 * kPrefillKeys * (D + kPad) * sizeof(bf16);
+}
+static_assert(2 * 2 * kPrefillKeys == 4 * 2 * 2 * kDecodeKeys, "both kernels use one smem size");
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attn_prefill_kernel(AttentionParams p, const AttnItem* items) {
+  extern __shared__ uint4 smem_raw[];
+  bf16* smem = reinterpret_cast<bf16*>(smem_raw);
+  constexpr int kTile = kPrefillKeys * (D + kPad);
+  const AttnItem it = items[blockIdx.x];
+  const int h = blockIdx.y, group = p.q_heads / p.kv_heads;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int tok0 = p.query_start[it.seq];
+  const int32_t* table = p.block_tables + static_cast<int64_t>(it.seq) * p.table_stride;
+
+  WarpRows<D> w;
+  load_rows(w, p, tok0, it.row0 + warp * 16, it.row0 + it.nrows, h, group, lane);
+  // The warp skips tiles past its last row's position (causal), but keeps to the barriers.
+  int wmax = max(w.pos[0], w.pos[1]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
+
+  const int kend = it.kv_end;
+  const int tiles = (kend + kPrefillKeys - 1) / kPrefillKeys;
+  load_tile<D, kPrefillKeys, kThreads>(smem, smem + kTile, p, table, h, 0, kend,
+                                       tile_first_slot<kPrefillKeys>(p, table, 0, kend),
+                                       threadIdx.x);
+  cp_async_commit();
+  for (int i = 0; i < tiles; ++i) {
+    if (i + 1 < tiles) {
+      bf16* next = smem + ((i + 1) & 1) * 2 * kTile;
+      const int k0 = (i + 1) * kPrefillKeys;
+      load_tile<D, kPrefillKeys, kThreads>(next, next + kTile, p, table, h, k0, kend,
+                                           tile_first_slot<kPrefillKeys>(p, table, k0, kend),
+                                           threadIdx.x);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const bf16* cur = smem + (i & 1) * 2 * kTile;
+    if (i * kPrefillKeys <= wmax)
+      attend_tile<D, kPrefillKeys>(w, cur, cur + kTile, i * kPrefillKeys, kend, p.scale_log2, lane);
+    __syncthreads();  // the next iteration's copy overwrites this stage
+  }
+  reduce_row_sums(w);
+  store_rows(w, p, lane);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attn_decode_kernel(AttentionParams p, AttentionPlan plan) {
+  extern __shared__ uint4 smem_raw[];
+  bf16* smem = reinterpret_cast<bf16*>(smem_raw);
+  constexpr int kTile = kDecodeKeys * (D + kPad);
+  constexpr int kWarps = kThreads / 32;
+  const AttnItem it = plan.decode_items[blockIdx.x];
+  const int h = blockIdx.y, split = blockIdx.z, group = p.q_heads / p.kv_heads;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int tok0 = p.query_start[it.seq];
+  const int32_t* table = p.block_tables + static_cast<int64_t>(it.seq) * p.table_stride;
+
+  // This block's keys; warp k takes tiles k, k + 4, ... of them. The first
+  // copy goes out before the q loads, so the two latencies overlap; each
+  // tile's table entry is read one iteration ahead of its copy.
+  const int k_begin = split * plan.chunk;
+  const int k_end = min(it.kv_end, k_begin + plan.chunk);
+  const int first = k_begin + warp * kDecodeKeys, step = kWarps * kDecodeKeys;
+  const int tiles = first < k_end ? (k_end - first + step - 1) / step : 0;
+  bf16* mine = smem + warp * 4 * kTile;  // two stages of (K, V)
+  if (tiles > 0) {
+    load_tile<D, kDecodeKeys, 32>(mine, mine + kTile, p, table, h, first, k_end,
+                                  tile_first_slot<kDecodeKeys>(p, table, first, k_end), lane);
+    cp_async_commit();
+  }
+  int64_t next_slot = tile_first_slot<kDecodeKeys>(p, table, first + step, k_end);
+
+  WarpRows<D> w;
+  load_rows(w, p, tok0, it.row0, it.row0 + it.nrows, h, group, lane);
+
+  for (int i = 0; i < tiles; ++i) {
+    if (i + 1 < tiles) {
+      bf16* next = mine + ((i + 1) & 1) * 2 * kTile;
+      load_tile<D, kDecodeKeys, 32>(next, next + kTile, p, table, h, first + (i + 1) * step, k_end,
+                                    next_slot, lane);
+      cp_async_commit();
+      next_slot = tile_first_slot<kDecodeKeys>(p, table, first + (i + 2) * step, k_end);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncwarp();  // every lane's copies of this stage have landed
+    const bf16* cur = mine + (i & 1) * 2 * kTile;
+    attend_tile<D, kDecodeKeys>(w, cur, cur + kTile, first + i * step, k_end, p.scale_log2, lane);
+    __syncwarp();  // before the next copy overwrites it
+  }
+  reduce_row_sums(w);
+
+  // Merge the four warps' states of each row through shared memory (the tile
+  // buffers are free now): [warp][row][D] outputs, then [warp][row] max and sum.
+  __syncthreads();
+  float* so = reinterpret_cast<float*>(smem);
+  float* sm = so + kWarps * 16 * D;
+  float* sl = sm + kWarps * 16;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = (lane >> 2) + 8 * r;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      float* dst = so + (warp * 16 + row) * D + n * 8 + (lane & 3) * 2;
+      dst[0] = w.o[n][2 * r];
+      dst[1] = w.o[n][2 * r + 1];
+    }
+    if ((lane & 3) == 0) {
+      sm[warp * 16 + row] = w.m[r];
+      sl[warp * 16 + row] = w.l[r];
+    }
+  }
+  __syncthreads();
+  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * D;
+  for (int idx = threadIdx.x; idx < it.nrows * D; idx += kThreads) {
+    const int row = idx / D, d = idx % D;
+    float mx = kNegInf;
+#pragma unroll
+    for (int k = 0; k < kWarps; ++k) mx = fmaxf(mx, sm[k * 16 + row]);
+    float num = 0.0f, den = 0.0f;
+    if (mx != kNegInf) {
+#pragma unroll
+      for (int k = 0; k < kWarps; ++k) {
+        const float f = exp2f(sm[k * 16 + row] - mx);
+        num += f * so[(k * 16 + row) * D + d];
+        den += f * sl[k * 16 + row];
+      }
+    }
+    if (plan.splits == 1) {
+      const int r = it.row0 + row;
+      const int64_t tok = tok0 + r / group;
+      const int head = h * group + r % group;
+      p.out[tok * out_stride + static_cast<int64_t>(head) * D + d] = __float2bfloat16(num / den);
+    } else {
+      // A split with no keys for this row (a sequence shorter than the split's
+      // start) leaves lse = -inf: the merge gives it weight 0.
+      const int64_t part =
+          ((static_cast<int64_t>(blockIdx.x) * p.kv_heads + h) * kDecodeRows + row) * plan.splits +
+          split;
+      plan.partial_o[part * D + d] = den > 0.0f ? num / den : 0.0f;
+      if (d == 0) plan.partial_lse[part] = den > 0.0f ? mx + log2f(den) : kNegInf;
+    }
+  }
+}
+
+// Merges the splits of each decode row: out = sum_z 2^(lse_z - M) o_z / sum_z 2^(lse_z - M).
+// The weights of a row's splits go to shared memory first (one warp a row), so
+// the per-element loop is a plain dot over splits with loads kept in flight.
+__global__ void attn_merge_splits_kernel(AttentionParams p, AttentionPlan plan) {
+  __shared__ float weight[kDecodeRows][kMaxSplits];
+  const AttnItem it = plan.decode_items[blockIdx.x];
+  const int h = blockIdx.y, group = p.q_heads / p.kv_heads, d_all = p.head_dim;
+  const int splits = plan.splits;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  // Row r's splits are at base + r * splits + z (see the decode kernel).
+  const int64_t base = (static_cast<int64_t>(blockIdx.x) * p.kv_heads + h) * kDecodeRows * splits;
+  for (int row = warp; row < it.nrows; row += warps) {
+    const float* lse = plan.partial_lse + base + static_cast<int64_t>(row) * splits;
+    float mx = kNegInf;
+    for (int z = lane; z < splits; z += 32) mx = fmaxf(mx, lse[z]);
+    mx = warp_max(mx);  // finite: split 0 holds key 0, which every row attends
+    float den = 0.0f;
+    for (int z = lane; z < splits; z += 32) den += exp2f(lse[z] - mx);  // -inf -> 0
+    den = warp_sum(den);
+    for (int z = lane; z < splits; z += 32) weight[row][z] = exp2f(lse[z] - mx) / den;
+  }
+  __syncthreads();
+  const int tok0 = p.query_start[it.seq];
+  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * d_all;
+  for (int idx = threadIdx.x; idx < it.nrows * d_all; idx += blockDim.x) {
+    const int row = idx / d_all, d = idx % d_all;
+    const float* po = plan.partial_o + (base + static_cast<int64_t>(row) * splits) * d_all + d;
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int z = 0; z < splits; ++z) acc += weight[row][z] * po[static_cast<int64_t>(z) * d_all];
+    const int r = it.row0 + row;
+    const int64_t tok = tok0 + r / group;
+    const int head = h * group + r % group;
+    p.out[tok * out_stride + static_cast<int64_t>(head) * d_all + d] = __float2bfloat16(acc);
+  }
+}
+
+template <int D>
+void init_for() {
+  constexpr size_t smem = tile_smem_bytes<D>();
+  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+}
+
+template <int D>
+void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream) {
+  constexpr size_t smem = tile_smem_bytes<D>();
+  const unsigned kvh = static_cast<unsigned>(p.kv_heads);
+  if (plan.n_prefill > 0) {
+    attn_prefill_kernel<D>
+        <<<dim3(plan.n_prefill, kvh), kThreads, smem, stream>>>(p, plan.prefill_items);
+    TPINFER_CUDA_CHECK_LAUNCH();
+  }
+  if (plan.n_decode > 0) {
+    attn_decode_kernel<D>
+        <<<dim3(plan.n_decode, kvh, plan.splits), kThreads, smem, stream>>>(p, plan);
+    TPINFER_CUDA_CHECK_LAUNCH();
+    if (plan.splits > 1) {
+      attn_merge_splits_kernel<<<dim3(plan.n_decode, kvh), kThreads, 0, stream>>>(p, plan);
+      TPINFER_CUDA_CHECK_LAUNCH();
+    }
+  }
+}
+
+}  // namespace
+
+bool attention_mma_supported(int head_dim) {
+  return head_dim == 64 || head_dim == 128;
+}
+
+void attention_init() {
+  init_for<64>();
+  init_for<128>();
+}
+
+void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan,
+                          cudaStream_t stream) {
+  switch (p.head_dim) {
+    case 64:
+      launch_for<64>(p, plan, stream);
+      break;
+    case 128:
+      launch_for<128>(p, plan, stream);
+      break;
+    default:
+      throw_cuda_error(static_cast<int>(cudaErrorInvalidValue), "launch_attention_mma(head_dim)",
+                       __FILE__, __LINE__);
+  }
+}
+
+}  // namespace tpinfer::cuda

@@ -1,0 +1,161 @@
+#include "backend/cuda/batch_state.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "tpinfer/error.hpp"
+
+namespace tpinfer::cuda {
+namespace {
+
+// A malformed batch is a bug in the engine, not bad input: kExitOther.
+[[noreturn]] void fail(const std::string& msg) {
+  throw Error("cuda backend: set_batch: " + msg, kExitOther);
+}
+
+#define BATCH_CHECK(cond, msg) \
+  do {                         \
+    if (!(cond)) fail(msg);    \
+  } while (0)
+
+// The same rules as the cpu backend's set_batch.
+void validate(const BatchLayout& b) {
+  const size_t n = b.token_ids.size();
+  const int32_t seqs = b.num_seqs();
+  BATCH_CHECK(b.block_size > 0, "block_size " + std::to_string(b.block_size));
+  BATCH_CHECK(b.positions.size() == n && b.slot_mapping.size() == n,
+              std::to_string(n) + " tokens but " + std::to_string(b.positions.size()) +
+                  " positions and " + std::to_string(b.slot_mapping.size()) + " slots");
+  BATCH_CHECK(b.query_start.size() == static_cast<size_t>(seqs) + 1 && b.query_start[0] == 0 &&
+                  b.query_start[seqs] == static_cast<int32_t>(n),
+              "query_start has " + std::to_string(b.query_start.size()) + " entries for " +
+                  std::to_string(seqs) + " sequences of " + std::to_string(n) +
+                  " tokens (expected n_seqs + 1 prefix offsets from 0 to n_tokens)");
+  BATCH_CHECK(b.max_blocks_per_seq >= 0 &&
+                  b.block_tables.size() == static_cast<size_t>(seqs) * b.max_blocks_per_seq,
+              "block_tables has " + std::to_string(b.block_tables.size()) + " entries for " +
+                  std::to_string(seqs) + " sequences x " + std::to_string(b.max_blocks_per_seq));
+  for (int32_t s = 0; s < seqs; ++s)
+    BATCH_CHECK(b.query_start[s] <= b.query_start[s + 1],
+                "query_start decreases at sequence " + std::to_string(s));
+  for (int32_t s = 0; s < seqs; ++s) {
+    const int64_t ctx = b.context_len[s];
+    BATCH_CHECK(ctx >= 0 && ctx <= static_cast<int64_t>(b.max_blocks_per_seq) * b.block_size,
+                "sequence " + std::to_string(s) + " context_len " + std::to_string(ctx) +
+                    " does not fit " + std::to_string(b.max_blocks_per_seq) + " blocks of " +
+                    std::to_string(b.block_size));
+    for (int32_t t = b.query_start[s]; t < b.query_start[s + 1]; ++t)
+      BATCH_CHECK(b.positions[t] >= 0 && b.positions[t] < ctx,
+                  "token " + std::to_string(t) + " at position " + std::to_string(b.positions[t]) +
+                      " outside its sequence's context of " + std::to_string(ctx));
+  }
+  for (int32_t r : b.logit_rows)
+    BATCH_CHECK(r >= 0 && static_cast<size_t>(r) < n,
+                "logit row " + std::to_string(r) + " outside " + std::to_string(n) + " tokens");
+}
+
+}  // namespace
+
+void BatchState::set(const BatchLayout& b) {
+  validate(b);
+  b_ = b;
+  work_ = AttentionWork{};
+
+  const int32_t n = b.num_tokens(), seqs = b.num_seqs();
+  max_slot_ = -1;
+  for (int32_t s : b.slot_mapping) max_slot_ = std::max<int64_t>(max_slot_, s);
+  // The smallest slot must not be negative either: fold it into the check the
+  // ops make against the cache size by reporting a huge value.
+  for (int32_t s : b.slot_mapping)
+    if (s < 0) max_slot_ = INT64_MAX;
+  max_block_ = -1;
+  for (int32_t s = 0; s < seqs; ++s) {
+    const int64_t used = (static_cast<int64_t>(b.context_len[s]) + b.block_size - 1) / b.block_size;
+    for (int64_t i = 0; i < used; ++i) {
+      const int32_t blk = b.block_tables[s * static_cast<int64_t>(b.max_blocks_per_seq) + i];
+      max_block_ = blk < 0 ? INT64_MAX : std::max<int64_t>(max_block_, blk);
+    }
+  }
+  max_logit_row_ = -1;
+  for (int32_t r : b.logit_rows) max_logit_row_ = std::max<int64_t>(max_logit_row_, r);
+
+  PackedBatch& p = packed_;
+  p.data.clear();
+  auto put = [&](const std::vector<int32_t>& v) {
+    const int64_t off = static_cast<int64_t>(p.data.size());
+    p.data.insert(p.data.end(), v.begin(), v.end());
+    // Each array starts on 16 bytes, so every device pointer is aligned.
+    p.data.resize((p.data.size() + 3) / 4 * 4, 0);
+    return off;
+  };
+  p.token_ids = put(b.token_ids);
+  p.positions = put(b.positions);
+  p.slot_mapping = put(b.slot_mapping);
+  p.query_start = put(b.query_start);
+  p.context_len = put(b.context_len);
+  p.block_tables = put(b.block_tables);
+  p.logit_rows = put(b.logit_rows);
+  std::vector<int32_t> token_seq(static_cast<size_t>(n), 0);
+  for (int32_t s = 0; s < seqs; ++s)
+    for (int32_t t = b.query_start[s]; t < b.query_start[s + 1]; ++t) token_seq[t] = s;
+  p.token_seq = put(token_seq);
+}
+
+const AttentionWork& BatchState::attention_work(int group) {
+  if (work_.group == group) return work_;
+  work_ = AttentionWork{};
+  work_.group = group;
+  const BatchLayout& b = b_;
+  std::vector<AttnItem> prefill;
+  // Highest position among tokens [t0, t1) of a sequence (positions are
+  // normally increasing, but nothing here relies on it).
+  auto max_pos = [&](int32_t t0, int32_t t1) {
+    int32_t m = -1;
+    for (int32_t t = t0; t < t1; ++t) m = std::max(m, b.positions[t]);
+    return m;
+  };
+  for (int32_t s = 0; s < b.num_seqs(); ++s) {
+    const int32_t t0 = b.query_start[s], nq = b.query_start[s + 1] - t0;
+    if (nq == 0) continue;
+    const int64_t rows = static_cast<int64_t>(nq) * group;
+    if (rows <= kDecodeRows) {
+      const int32_t kv_end = max_pos(t0, t0 + nq) + 1;
+      work_.items.push_back({s, 0, kv_end, static_cast<int32_t>(rows)});
+      work_.max_decode_kv = std::max(work_.max_decode_kv, kv_end);
+      continue;
+    }
+    for (int64_t r0 = 0; r0 < rows; r0 += kPrefillRows) {
+      const int64_t nr = std::min<int64_t>(kPrefillRows, rows - r0);
+      const int32_t first = static_cast<int32_t>(r0 / group);
+      const int32_t last = static_cast<int32_t>((r0 + nr - 1) / group);
+      prefill.push_back({s, static_cast<int32_t>(r0), max_pos(t0 + first, t0 + last + 1) + 1,
+                         static_cast<int32_t>(nr)});
+    }
+  }
+  work_.n_decode = static_cast<int>(work_.items.size());
+  work_.n_prefill = static_cast<int>(prefill.size());
+  work_.items.insert(work_.items.end(), prefill.begin(), prefill.end());
+  return work_;
+}
+
+DecodeSplit choose_decode_split(int n_decode, int kv_heads, int max_kv, int sms) {
+  // A decode block holds ~3 blocks an SM; aim for ~4 waves of them, so the
+  // last, partial wave costs little, but give every split at least 256 keys
+  // (4 tiles a warp) so the prologue and the merge stay small next to it.
+  constexpr int64_t kMinKeys = 256;
+  DecodeSplit d;
+  const int64_t base = static_cast<int64_t>(n_decode) * kv_heads;
+  if (base > 0 && max_kv > kMinKeys) {
+    const int64_t want = (12LL * sms + base - 1) / base;
+    const int64_t by_length = (max_kv + kMinKeys - 1) / kMinKeys;
+    d.splits = static_cast<int>(std::clamp<int64_t>(std::min(want, by_length), 1, kMaxSplits));
+  }
+  const int64_t per = (static_cast<int64_t>(max_kv) + d.splits - 1) / d.splits;
+  d.chunk =
+      static_cast<int>(std::max<int64_t>(1, (per + kSplitAlign - 1) / kSplitAlign)) * kSplitAlign;
+  d.splits = static_cast<int>(std::max<int64_t>(1, (max_kv + d.chunk - 1) / d.chunk));
+  return d;
+}
+
+}  // namespace tpinfer::cuda

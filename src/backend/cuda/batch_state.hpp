@@ -1,0 +1,56 @@
+#pragma once
+// One step's BatchLayout on the host side of the cuda backend: validated,
+// packed into one int32 array for a single upload, with the bounds the ops
+// check (largest slot, block id and logit row referenced), and the attention
+// work list (tensor-core items, decode splits) built once per step and group.
+#include <cstdint>
+#include <vector>
+
+#include "backend/cuda/kernels.hpp"
+#include "tpinfer/batch.hpp"
+
+namespace tpinfer::cuda {
+
+// Offsets (in int32 elements) of each array inside the packed upload.
+struct PackedBatch {
+  std::vector<int32_t> data;
+  int64_t token_ids = 0, positions = 0, slot_mapping = 0, query_start = 0, context_len = 0,
+          block_tables = 0, logit_rows = 0, token_seq = 0;
+};
+
+struct AttentionWork {
+  int group = 0;                // q heads per kv head the items were built for (0: none yet)
+  std::vector<AttnItem> items;  // decode items first, then prefill items
+  int n_decode = 0, n_prefill = 0;
+  int max_decode_kv = 0;  // longest key range of a decode item
+};
+
+class BatchState {
+ public:
+  // Validates `b` (throws Error naming the field and rule) and packs it.
+  void set(const BatchLayout& b);
+  const BatchLayout& layout() const { return b_; }
+  const PackedBatch& packed() const { return packed_; }
+  int64_t max_slot() const { return max_slot_; }    // -1 when no tokens
+  int64_t max_block() const { return max_block_; }  // over blocks that contexts touch
+  int64_t max_logit_row() const { return max_logit_row_; }
+  // Items for G = group: a sequence with nq * G <= kDecodeRows rows is one
+  // decode item; longer ones are cut into kPrefillRows-row prefill items.
+  const AttentionWork& attention_work(int group);
+
+ private:
+  BatchLayout b_;
+  PackedBatch packed_;
+  AttentionWork work_;
+  int64_t max_slot_ = -1, max_block_ = -1, max_logit_row_ = -1;
+};
+
+// Splits of each decode item's keys over blocks (flash-decoding): about four
+// waves of blocks on `sms` multiprocessors, at least 256 keys a split, at most
+// kMaxSplits. Returns {splits, chunk}, chunk a multiple of kSplitAlign.
+struct DecodeSplit {
+  int splits = 1, chunk = kSplitAlign;
+};
+DecodeSplit choose_decode_split(int n_decode, int kv_heads, int max_kv, int sms);
+
+}  // namespace tpinfer::cuda

@@ -1,0 +1,112 @@
+#include "backend/cuda/collectives.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <string>
+
+#include "backend/cuda/host_convert.hpp"
+#include "tpinfer/error.hpp"
+
+namespace tpinfer::cuda {
+namespace {
+
+ncclDataType_t nccl_type(DType d) {
+  switch (d) {
+    case DType::f32:
+      return ncclFloat32;
+    case DType::bf16:
+      return ncclBfloat16;
+    case DType::f16:
+      return ncclFloat16;
+  }
+  return ncclFloat32;
+}
+
+// MPI counts are int: a collective bigger than that goes in pieces.
+constexpr int64_t kMpiChunk = int64_t{1} << 30;
+
+}  // namespace
+
+Collectives::Collectives(MPI_Comm comm, CudaBackendOptions::Collectives kind, cudaStream_t stream)
+    : comm_(comm), kind_(kind), stream_(stream) {
+  TPINFER_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  TPINFER_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  if (kind_ != CudaBackendOptions::Collectives::nccl) return;
+  // Rank 0 makes the id; its status travels with it so that a failure there
+  // fails every rank instead of leaving the others waiting in ncclCommInitRank.
+  struct {
+    int status;
+    ncclUniqueId id;
+  } msg{};
+  if (rank_ == 0) msg.status = static_cast<int>(ncclGetUniqueId(&msg.id));
+  TPINFER_MPI_CHECK(MPI_Bcast(&msg, sizeof msg, MPI_BYTE, 0, comm_));
+  TPINFER_NCCL_CHECK(msg.status);
+  ncclComm_t c = nullptr;
+  TPINFER_NCCL_CHECK(ncclCommInitRank(&c, size_, msg.id, rank_));
+  nccl_ = NcclComm(c);
+}
+
+void Collectives::stage_down(const void* src, size_t bytes) {
+  pinned_.reserve(bytes);
+  TPINFER_CUDA_CHECK(cudaMemcpyAsync(pinned_.data(), src, bytes, cudaMemcpyDeviceToHost, stream_));
+  TPINFER_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void Collectives::all_reduce_sum(void* data, int64_t count, DType dtype) {
+  if (count == 0) return;
+  if (kind_ == CudaBackendOptions::Collectives::nccl) {
+    TPINFER_NCCL_CHECK(ncclAllReduce(data, data, static_cast<size_t>(count), nccl_type(dtype),
+                                     ncclSum, nccl_.get(), stream_));
+    return;
+  }
+  const size_t bytes = static_cast<size_t>(count) * dtype_bytes(dtype);
+  stage_down(data, bytes);
+  const size_t n = static_cast<size_t>(count);
+  float* sum = static_cast<float*>(pinned_.data());
+  if (dtype != DType::f32) {
+    wide_.resize(n);
+    auto* half = static_cast<uint16_t*>(pinned_.data());
+    if (dtype == DType::bf16)
+      bf16_to_floats(half, wide_.data(), n);
+    else
+      f16_to_floats(half, wide_.data(), n);
+    sum = wide_.data();
+  }
+  for (int64_t off = 0; off < count; off += kMpiChunk) {
+    const int c = static_cast<int>(std::min(kMpiChunk, count - off));
+    TPINFER_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sum + off, c, MPI_FLOAT, MPI_SUM, comm_));
+  }
+  if (dtype == DType::bf16)
+    floats_to_bf16(wide_.data(), static_cast<uint16_t*>(pinned_.data()), n);
+  else if (dtype == DType::f16)
+    floats_to_f16(wide_.data(), static_cast<uint16_t*>(pinned_.data()), n);
+  // pinned_ is not touched again before the next collective's stage_down,
+  // which the stream orders after this copy.
+  TPINFER_CUDA_CHECK(cudaMemcpyAsync(data, pinned_.data(), bytes, cudaMemcpyHostToDevice, stream_));
+}
+
+void Collectives::all_gather(const void* local, void* out, int64_t count, DType dtype) {
+  if (count == 0) return;
+  if (kind_ == CudaBackendOptions::Collectives::nccl) {
+    TPINFER_NCCL_CHECK(ncclAllGather(local, out, static_cast<size_t>(count), nccl_type(dtype),
+                                     nccl_.get(), stream_));
+    return;
+  }
+  const int64_t bytes = count * dtype_bytes(dtype);
+  if (bytes > INT_MAX)
+    throw Error("cuda backend: all_gather of " + std::to_string(bytes) +
+                    " bytes a rank exceeds an MPI count",
+                kExitOther);
+  stage_down(local, static_cast<size_t>(bytes));
+  const size_t total = static_cast<size_t>(bytes) * static_cast<size_t>(size_);
+  // The previous gather's copy up from pinned_out_ must be done before it is
+  // overwritten: stage_down synchronised the stream, which covers it.
+  pinned_out_.reserve(total);
+  TPINFER_MPI_CHECK(MPI_Allgather(pinned_.data(), static_cast<int>(bytes), MPI_BYTE,
+                                  pinned_out_.data(), static_cast<int>(bytes), MPI_BYTE, comm_));
+  TPINFER_CUDA_CHECK(
+      cudaMemcpyAsync(out, pinned_out_.data(), total, cudaMemcpyHostToDevice, stream_));
+}
+
+}  // namespace tpinfer::cuda

@@ -1,0 +1,596 @@
+// The cuda backend: the Backend interface on one GPU in bf16 with fp32
+// accumulation. This file holds the checks (the same rules as the cpu backend,
+// so a bad call fails the same way on both) and the plumbing: memory arena,
+// staging, per-step metadata, dispatch to the kernels, cuBLASLt and the
+// collectives. Everything runs asynchronously on the backend's one stream;
+// download is the only op that waits for the GPU.
+#include "tpinfer/cuda_backend.hpp"
+
+#include <cuda_runtime.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <numbers>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/arena.hpp"
+#include "backend/cuda/batch_state.hpp"
+#include "backend/cuda/collectives.hpp"
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/gemm.hpp"
+#include "backend/cuda/host_convert.hpp"
+#include "backend/cuda/kernels.hpp"
+#include "backend/cuda/resources.hpp"
+#include "tpinfer/backend.hpp"
+#include "tpinfer/error.hpp"
+
+namespace tpinfer {
+namespace {
+
+using cuda::AttnItem;
+using cuda::bf16;
+
+constexpr size_t kStagingBytes = size_t{32} << 20;   // two halves, double-buffered
+constexpr size_t kGemmWorkspace = size_t{32} << 20;  // what cuBLASLt asks for on Hopper
+constexpr size_t kMaxReserve = size_t{256} << 20;    // per-step scratch headroom
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+std::string shape_str(const Tensor& t) {
+  return shape_str(t.shape);
+}
+
+// Shape errors are bugs in the caller (model or engine): kExitOther, as on cpu.
+[[noreturn]] void fail(const char* op, const std::string& msg) {
+  throw Error(std::string("cuda backend: ") + op + ": " + msg, kExitOther);
+}
+
+#define CUDA_BE_CHECK(cond, op, msg) \
+  do {                               \
+    if (!(cond)) fail((op), (msg));  \
+  } while (0)
+
+void check_storage(const Tensor& t, const char* op, const char* name) {
+  CUDA_BE_CHECK(t.data != nullptr || t.numel() == 0, op, std::string(name) + " has no storage");
+}
+
+bf16* bf(const Tensor& t, const char* op, const char* name) {
+  CUDA_BE_CHECK(t.dtype == DType::bf16, op,
+                std::string(name) + " has dtype " + dtype_name(t.dtype) +
+                    ", expected bfloat16 (the cuda backend computes in bf16)");
+  check_storage(t, op, name);
+  return static_cast<bf16*>(t.data);
+}
+
+void check_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* name) {
+  CUDA_BE_CHECK(!t.shape.empty() && t.rows() == rows && t.cols() == cols, op,
+                std::string(name) + " is " + shape_str(t) + ", expected " + std::to_string(rows) +
+                    " rows of " + std::to_string(cols));
+}
+
+void check_attention_shape(const AttentionShape& a, const char* op) {
+  CUDA_BE_CHECK(a.q_heads > 0 && a.kv_heads > 0 && a.head_dim > 0 && a.q_heads % a.kv_heads == 0,
+                op,
+                "bad attention shape: q_heads " + std::to_string(a.q_heads) + ", kv_heads " +
+                    std::to_string(a.kv_heads) + ", head_dim " + std::to_string(a.head_dim) +
+                    " (need positive sizes and q_heads a multiple of kv_heads)");
+  CUDA_BE_CHECK(a.head_dim % 2 == 0, op,
+                "head_dim " + std::to_string(a.head_dim) + " is odd (rotate-half needs pairs)");
+  CUDA_BE_CHECK(a.q_heads <= INT_MAX / 2 && a.head_dim <= 4096, op, "attention shape too large");
+}
+
+// Returns the number of blocks of a [num_blocks, block_size, kv_heads, head_dim] cache.
+int64_t check_cache(const Tensor& c, int block_size, const AttentionShape& a, const char* op,
+                    const char* name) {
+  bf(c, op, name);
+  CUDA_BE_CHECK(c.shape.size() == 4 && c.shape[1] == block_size && c.shape[2] == a.kv_heads &&
+                    c.shape[3] == a.head_dim,
+                op,
+                std::string(name) + " is " + shape_str(c) + ", expected [num_blocks, " +
+                    std::to_string(block_size) + ", " + std::to_string(a.kv_heads) + ", " +
+                    std::to_string(a.head_dim) + "]");
+  return c.shape[0];
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(MPI_Comm tp_comm, const CudaBackendOptions& o) {
+    const int devices = cuda_device_count();
+    if (o.device < 0 || o.device >= devices)
+      throw Error("cuda backend: device " + std::to_string(o.device) + " requested but " +
+                      std::to_string(devices) + " CUDA device(s) are visible",
+                  kExitUsage);
+    if (!(o.memory_fraction > 0.0 && o.memory_fraction <= 1.0))
+      throw Error("cuda backend: memory_fraction " + std::to_string(o.memory_fraction) +
+                      " is outside (0, 1]",
+                  kExitUsage);
+    TPINFER_CUDA_CHECK(cudaSetDevice(o.device));
+    TPINFER_MPI_CHECK(MPI_Comm_dup(tp_comm, &comm_.c));
+    TPINFER_MPI_CHECK(MPI_Comm_size(comm_.c, &tp_size_));
+    cudaDeviceProp prop{};
+    TPINFER_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
+    sms_ = prop.multiProcessorCount;
+    stream_ = cuda::make_stream();
+    // Everything that takes device memory of its own (NCCL's buffers, the
+    // cuBLASLt handle, kernel attributes) comes before the arena measures what
+    // is free.
+    if (tp_size_ > 1)
+      collectives_ = std::make_unique<cuda::Collectives>(comm_.c, o.collectives, stream_.get());
+    gemm_ = std::make_unique<cuda::Gemm>();
+    cuda::attention_init();
+    size_t free_bytes = 0, total_bytes = 0;
+    TPINFER_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const auto want = static_cast<size_t>(static_cast<double>(free_bytes) * o.memory_fraction);
+    const size_t bytes = want / (size_t{2} << 20) * (size_t{2} << 20);  // whole 2 MiB pages
+    const size_t reserve = std::min(kMaxReserve, bytes / 8) / 256 * 256;
+    arena_ = std::make_unique<cuda::DeviceArena>(bytes, reserve);
+    gemm_->set_workspace(arena_->allocate_internal(kGemmWorkspace), kGemmWorkspace);
+    staging_.reserve(kStagingBytes);
+    for (auto& e : staging_done_) e = cuda::make_event();
+    meta_copied_ = cuda::make_event();
+    work_copied_ = cuda::make_event();
+  }
+
+  ~CudaBackend() override {
+    // Nothing may still run on memory the members are about to free.
+    if (stream_) (void)cudaStreamSynchronize(stream_.get());
+  }
+
+  std::string name() const override { return "cuda"; }
+  DType compute_dtype() const override { return DType::bf16; }
+  int64_t bytes_used() const override { return static_cast<int64_t>(arena_->used()); }
+  int64_t bytes_free() const override { return static_cast<int64_t>(arena_->available()); }
+
+  Tensor alloc(const std::vector<int64_t>& shape, DType dtype) override {
+    int64_t n = 1;
+    for (int64_t s : shape) {
+      CUDA_BE_CHECK(s >= 0 && (s == 0 || n <= std::numeric_limits<int64_t>::max() / 4 / s), "alloc",
+                    "bad shape " + shape_str(shape));
+      n *= s;
+    }
+    const size_t bytes = static_cast<size_t>(n) * static_cast<size_t>(dtype_bytes(dtype));
+    void* p = arena_->allocate(bytes);  // std::bad_alloc when the arena is full
+    // Zeroed, as on the cpu backend: a cache slot never written reads as 0.
+    if (bytes > 0) TPINFER_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_.get()));
+    Tensor t;
+    t.data = p;
+    t.dtype = dtype;
+    t.shape = shape;
+    return t;
+  }
+
+  // Host fp32 -> dst's dtype: converted on the host into one half of the
+  // pinned staging buffer while the other half's copy runs.
+  void upload(const Tensor& dst, const float* src) override {
+    check_storage(dst, "upload", "dst");
+    CUDA_BE_CHECK(src != nullptr || dst.numel() == 0, "upload", "null source");
+    const size_t esz = static_cast<size_t>(dtype_bytes(dst.dtype));
+    const size_t n = static_cast<size_t>(dst.numel());
+    const size_t chunk = kStagingBytes / 2 / sizeof(float);
+    char* d = static_cast<char*>(dst.data);
+    for (size_t off = 0, i = 0; off < n; off += chunk, ++i) {
+      const size_t c = std::min(chunk, n - off);
+      const int half = static_cast<int>(i & 1);
+      TPINFER_CUDA_CHECK(cudaEventSynchronize(staging_done_[half].get()));
+      void* buf = staging_half(half);
+      switch (dst.dtype) {
+        case DType::f32:
+          std::memcpy(buf, src + off, c * sizeof(float));
+          break;
+        case DType::bf16:
+          cuda::floats_to_bf16(src + off, static_cast<uint16_t*>(buf), c);
+          break;
+        case DType::f16:
+          cuda::floats_to_f16(src + off, static_cast<uint16_t*>(buf), c);
+          break;
+      }
+      TPINFER_CUDA_CHECK(
+          cudaMemcpyAsync(d + off * esz, buf, c * esz, cudaMemcpyHostToDevice, stream_.get()));
+      TPINFER_CUDA_CHECK(cudaEventRecord(staging_done_[half].get(), stream_.get()));
+    }
+  }
+
+  // src's dtype -> host fp32. Chunk i+1 is copied while chunk i is converted;
+  // returns after the stream has drained (so it also surfaces kernel faults).
+  void download(const Tensor& src, float* dst) override {
+    check_storage(src, "download", "src");
+    CUDA_BE_CHECK(dst != nullptr || src.numel() == 0, "download", "null destination");
+    const size_t esz = static_cast<size_t>(dtype_bytes(src.dtype));
+    const size_t n = static_cast<size_t>(src.numel());
+    const size_t chunk = kStagingBytes / 2 / sizeof(float);
+    const char* s = static_cast<const char*>(src.data);
+    auto convert = [&](size_t off, int half) {
+      const size_t c = std::min(chunk, n - off);
+      TPINFER_CUDA_CHECK(cudaEventSynchronize(staging_done_[half].get()));
+      const void* buf = staging_half(half);
+      switch (src.dtype) {
+        case DType::f32:
+          std::memcpy(dst + off, buf, c * sizeof(float));
+          break;
+        case DType::bf16:
+          cuda::bf16_to_floats(static_cast<const uint16_t*>(buf), dst + off, c);
+          break;
+        case DType::f16:
+          cuda::f16_to_floats(static_cast<const uint16_t*>(buf), dst + off, c);
+          break;
+      }
+    };
+    size_t i = 0;
+    for (size_t off = 0; off < n; off += chunk, ++i) {
+      const size_t c = std::min(chunk, n - off);
+      const int half = static_cast<int>(i & 1);
+      // The stream orders this copy after any upload still reading the half.
+      TPINFER_CUDA_CHECK(cudaMemcpyAsync(staging_half(half), s + off * esz, c * esz,
+                                         cudaMemcpyDeviceToHost, stream_.get()));
+      TPINFER_CUDA_CHECK(cudaEventRecord(staging_done_[half].get(), stream_.get()));
+      if (i > 0) convert(off - chunk, static_cast<int>((i - 1) & 1));
+    }
+    if (i > 0) convert((i - 1) * chunk, static_cast<int>((i - 1) & 1));
+    TPINFER_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  }
+
+  // One upload of the packed int arrays. The pinned copy is reused only after
+  // its previous upload finished; the device copy grows from the arena's
+  // reserve when a batch outgrows it (the old one is abandoned: kernels of the
+  // previous step may still read it).
+  void set_batch(const BatchLayout& b) override {
+    batch_.set(b);
+    const auto& packed = batch_.packed();
+    const size_t bytes = std::max<size_t>(packed.data.size(), 1) * sizeof(int32_t);
+    TPINFER_CUDA_CHECK(cudaEventSynchronize(meta_copied_.get()));
+    meta_host_.reserve(bytes);
+    std::memcpy(meta_host_.data(), packed.data.data(), packed.data.size() * sizeof(int32_t));
+    int32_t* dev = static_cast<int32_t*>(grow(meta_dev_, meta_cap_, bytes));
+    TPINFER_CUDA_CHECK(
+        cudaMemcpyAsync(dev, meta_host_.data(), bytes, cudaMemcpyHostToDevice, stream_.get()));
+    TPINFER_CUDA_CHECK(cudaEventRecord(meta_copied_.get(), stream_.get()));
+    d_.token_ids = dev + packed.token_ids;
+    d_.positions = dev + packed.positions;
+    d_.slot_mapping = dev + packed.slot_mapping;
+    d_.query_start = dev + packed.query_start;
+    d_.context_len = dev + packed.context_len;
+    d_.block_tables = dev + packed.block_tables;
+    d_.logit_rows = dev + packed.logit_rows;
+    d_.token_seq = dev + packed.token_seq;
+    work_group_ = 0;
+    have_batch_ = true;
+  }
+
+  void embed(const Tensor& table, int64_t vocab_offset, Tensor& out) override {
+    const char* op = "embed";
+    require_batch(op);
+    const bf16* tab = bf(table, op, "table");
+    bf16* o = bf(out, op, "out");
+    CUDA_BE_CHECK(table.shape.size() == 2, op, "table is " + shape_str(table) + ", expected 2-D");
+    const int64_t rows = table.shape[0], h = table.shape[1];
+    const int64_t n = batch_.layout().num_tokens();
+    check_matrix(out, n, h, op, "out");
+    cuda::launch_embed(tab, rows, h, vocab_offset, d_.token_ids, n, o, stream_.get());
+  }
+
+  void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override {
+    const char* op = "rmsnorm";
+    const bf16* xp = bf(x, op, "x");
+    const bf16* wp = bf(w, op, "w");
+    bf16* o = bf(out, op, "out");
+    const int64_t n = x.rows(), h = x.cols();
+    CUDA_BE_CHECK(!x.shape.empty() && w.numel() == h, op,
+                  "x is " + shape_str(x) + ", w is " + shape_str(w));
+    check_matrix(out, n, h, op, "out");
+    cuda::launch_rmsnorm(xp, wp, eps, n, h, o, stream_.get());
+  }
+
+  void add_rmsnorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
+                   Tensor& out) override {
+    const char* op = "add_rmsnorm";
+    bf16* r = bf(residual, op, "residual");
+    const bf16* xp = bf(x, op, "x");
+    const bf16* wp = bf(w, op, "w");
+    bf16* o = bf(out, op, "out");
+    const int64_t n = residual.rows(), h = residual.cols();
+    CUDA_BE_CHECK(!residual.shape.empty() && w.numel() == h, op,
+                  "residual is " + shape_str(residual) + ", w is " + shape_str(w));
+    check_matrix(x, n, h, op, "x");
+    check_matrix(out, n, h, op, "out");
+    CUDA_BE_CHECK(out.data != residual.data || n * h == 0, op, "out must not alias residual");
+    cuda::launch_add_rmsnorm(r, xp, wp, eps, n, h, o, stream_.get());
+  }
+
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override {
+    const char* op = "linear";
+    const bf16* xp = bf(x, op, "x");
+    const bf16* wp = bf(w, op, "w");
+    bf16* o = bf(out, op, "out");
+    CUDA_BE_CHECK(
+        w.shape.size() == 2 && !x.shape.empty() && x.cols() == w.shape[1], op,
+        "x is " + shape_str(x) + ", w is " + shape_str(w) + " (expected x [n, k], w [m, k])");
+    const int64_t n = x.rows(), k = w.shape[1], m = w.shape[0];
+    check_matrix(out, n, m, op, "out");
+    const bf16* bp = nullptr;
+    if (bias != nullptr) {
+      bp = bf(*bias, op, "bias");
+      CUDA_BE_CHECK(bias->numel() == m, op,
+                    "bias is " + shape_str(*bias) + ", w is " + shape_str(w));
+    }
+    CUDA_BE_CHECK(out.data != x.data || n == 0, op, "out must not alias x");
+    if (n == 0 || m == 0) return;
+    if (k == 0) {  // an empty sum: cuBLASLt rejects a zero inner dimension
+      cuda::launch_fill_rows(bp, n, m, o, stream_.get());
+      return;
+    }
+    gemm_->run(xp, wp, bp, o, n, k, m, stream_.get());
+  }
+
+  void rope_write_kv(Tensor& qkv, const Tensor& inv_freq, const AttentionShape& a, Tensor& k_cache,
+                     Tensor& v_cache) override {
+    const char* op = "rope_write_kv";
+    require_batch(op);
+    check_attention_shape(a, op);
+    bf16* x = bf(qkv, op, "qkv");
+    CUDA_BE_CHECK(
+        inv_freq.dtype == DType::f32, op,
+        std::string("inv_freq has dtype ") + dtype_name(inv_freq.dtype) + ", expected float32");
+    check_storage(inv_freq, op, "inv_freq");
+    const int64_t n = batch_.layout().num_tokens(), hd = a.head_dim;
+    const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
+    check_matrix(qkv, n, row, op, "qkv");
+    CUDA_BE_CHECK(inv_freq.numel() == hd / 2, op,
+                  "inv_freq is " + shape_str(inv_freq) +
+                      ", expected head_dim/2 = " + std::to_string(hd / 2) + " values");
+    const int bs = batch_.layout().block_size;
+    const int64_t blocks = check_cache(k_cache, bs, a, op, "k_cache");
+    check_cache(v_cache, bs, a, op, "v_cache");
+    CUDA_BE_CHECK(
+        k_cache.shape == v_cache.shape, op,
+        "k_cache " + shape_str(k_cache) + " and v_cache " + shape_str(v_cache) + " differ");
+    const int64_t slots = blocks * bs;
+    CUDA_BE_CHECK(batch_.max_slot() < slots, op,
+                  "a token's slot lies outside the cache's " + std::to_string(slots) + " slots");
+    cuda::RopeParams p{};
+    p.qkv = x;
+    p.inv_freq = static_cast<const float*>(inv_freq.data);
+    p.k_cache = static_cast<bf16*>(k_cache.data);
+    p.v_cache = static_cast<bf16*>(v_cache.data);
+    p.positions = d_.positions;
+    p.slot_mapping = d_.slot_mapping;
+    p.n_tokens = n;
+    p.q_heads = static_cast<int>(a.q_heads);
+    p.kv_heads = static_cast<int>(a.kv_heads);
+    p.head_dim = static_cast<int>(a.head_dim);
+    cuda::launch_rope_write_kv(p, stream_.get());
+  }
+
+  void attention(const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
+                 const AttentionShape& a, Tensor& out) override {
+    const char* op = "attention";
+    require_batch(op);
+    check_attention_shape(a, op);
+    const bf16* x = bf(qkv, op, "qkv");
+    bf16* o = bf(out, op, "out");
+    const BatchLayout& b = batch_.layout();
+    const int64_t n = b.num_tokens(), hd = a.head_dim;
+    const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
+    check_matrix(qkv, n, row, op, "qkv");
+    check_matrix(out, n, a.q_heads * hd, op, "out");
+    CUDA_BE_CHECK(out.data != qkv.data || n == 0, op, "out must not alias qkv");
+    const int64_t blocks = check_cache(k_cache, b.block_size, a, op, "k_cache");
+    check_cache(v_cache, b.block_size, a, op, "v_cache");
+    CUDA_BE_CHECK(
+        k_cache.shape == v_cache.shape, op,
+        "k_cache " + shape_str(k_cache) + " and v_cache " + shape_str(v_cache) + " differ");
+    CUDA_BE_CHECK(batch_.max_block() < blocks, op,
+                  "a block table entry within a context lies outside the cache's " +
+                      std::to_string(blocks) + " blocks");
+    const bool mma = cuda::attention_mma_supported(static_cast<int>(hd));
+    CUDA_BE_CHECK(mma || hd <= 256, op,
+                  "head_dim " + std::to_string(hd) + " is not supported (at most 256)");
+    if (n == 0) return;
+
+    cuda::AttentionParams p{};
+    p.qkv = x;
+    p.qkv_stride = row;
+    p.k_cache = static_cast<const bf16*>(k_cache.data);
+    p.v_cache = static_cast<const bf16*>(v_cache.data);
+    p.out = o;
+    p.positions = d_.positions;
+    p.query_start = d_.query_start;
+    p.block_tables = d_.block_tables;
+    p.token_seq = d_.token_seq;
+    p.n_tokens = n;
+    p.table_stride = b.max_blocks_per_seq;
+    p.block_size = b.block_size;
+    p.q_heads = static_cast<int>(a.q_heads);
+    p.kv_heads = static_cast<int>(a.kv_heads);
+    p.head_dim = static_cast<int>(hd);
+    p.scale_log2 = a.scale * std::numbers::log2e_v<float>;
+    if (!mma) {
+      cuda::launch_attention_generic(p, stream_.get());
+      return;
+    }
+    cuda::launch_attention_mma(p,
+                               attention_plan(static_cast<int>(a.q_heads / a.kv_heads),
+                                              static_cast<int>(a.kv_heads), static_cast<int>(hd)),
+                               stream_.get());
+  }
+
+  void silu_mul(const Tensor& gate_up, Tensor& out) override {
+    const char* op = "silu_mul";
+    const bf16* g = bf(gate_up, op, "gate_up");
+    bf16* o = bf(out, op, "out");
+    const int64_t n = gate_up.rows(), two_i = gate_up.cols(), i = two_i / 2;
+    CUDA_BE_CHECK(!gate_up.shape.empty() && two_i % 2 == 0, op,
+                  "gate_up is " + shape_str(gate_up) + ", expected [n, 2*i]");
+    check_matrix(out, n, i, op, "out");
+    cuda::launch_silu_mul(g, n, i, o, stream_.get());
+  }
+
+  void gather_rows(const Tensor& x, Tensor& out) override {
+    const char* op = "gather_rows";
+    require_batch(op);
+    const bf16* xp = bf(x, op, "x");
+    bf16* o = bf(out, op, "out");
+    const int64_t m = static_cast<int64_t>(batch_.layout().logit_rows.size()), c = x.cols();
+    CUDA_BE_CHECK(!x.shape.empty(), op, "x has no shape");
+    check_matrix(out, m, c, op, "out");
+    CUDA_BE_CHECK(
+        batch_.max_logit_row() < x.rows(), op,
+        "logit row " + std::to_string(batch_.max_logit_row()) + " outside x " + shape_str(x));
+    cuda::launch_gather_rows(xp, c, d_.logit_rows, m, o, stream_.get());
+  }
+
+  void all_reduce_sum(Tensor& x) override {
+    check_storage(x, "all_reduce_sum", "x");
+    if (tp_size_ == 1) return;
+    collectives_->all_reduce_sum(x.data, x.numel(), x.dtype);
+  }
+
+  void all_gather(const Tensor& local, Tensor& out) override {
+    const char* op = "all_gather";
+    check_storage(local, op, "local");
+    check_storage(out, op, "out");
+    std::vector<int64_t> want{tp_size_};
+    want.insert(want.end(), local.shape.begin(), local.shape.end());
+    CUDA_BE_CHECK(out.shape == want, op,
+                  "out is " + shape_str(out) + ", expected " + shape_str(want) + " for local " +
+                      shape_str(local));
+    CUDA_BE_CHECK(
+        out.dtype == local.dtype, op,
+        std::string("out is ") + dtype_name(out.dtype) + ", local " + dtype_name(local.dtype));
+    CUDA_BE_CHECK(local.data != out.data || local.numel() == 0, op, "out must not alias local");
+    if (tp_size_ == 1) {
+      const size_t bytes = static_cast<size_t>(local.numel()) * dtype_bytes(local.dtype);
+      if (bytes > 0)
+        TPINFER_CUDA_CHECK(
+            cudaMemcpyAsync(out.data, local.data, bytes, cudaMemcpyDeviceToDevice, stream_.get()));
+      return;
+    }
+    collectives_->all_gather(local.data, out.data, local.numel(), local.dtype);
+  }
+
+ private:
+  struct DupComm {
+    MPI_Comm c = MPI_COMM_NULL;
+    DupComm() = default;
+    DupComm(const DupComm&) = delete;
+    DupComm& operator=(const DupComm&) = delete;
+    ~DupComm() {
+      int finalized = 0;
+      MPI_Finalized(&finalized);
+      if (c != MPI_COMM_NULL && !finalized) MPI_Comm_free(&c);
+    }
+  };
+  // Device copies of the current batch's arrays.
+  struct DeviceBatch {
+    const int32_t *token_ids = nullptr, *positions = nullptr, *slot_mapping = nullptr,
+                  *query_start = nullptr, *context_len = nullptr, *block_tables = nullptr,
+                  *logit_rows = nullptr, *token_seq = nullptr;
+  };
+
+  void* staging_half(int half) const {
+    return static_cast<char*>(staging_.data()) + static_cast<size_t>(half) * (kStagingBytes / 2);
+  }
+
+  void require_batch(const char* op) const {
+    CUDA_BE_CHECK(have_batch_, op, "called before set_batch");
+  }
+
+  // A scratch buffer of at least `bytes` from the arena's reserve, doubling.
+  void* grow(void*& ptr, size_t& cap, size_t bytes) {
+    if (bytes > cap) {
+      const size_t want = std::max(bytes, 2 * cap);
+      ptr = arena_->allocate_internal(want);
+      cap = want;
+    }
+    return ptr;
+  }
+
+  // The tensor-core work of this step for `group` q heads per kv head: built
+  // and uploaded at the step's first attention call, reused by the other layers.
+  cuda::AttentionPlan attention_plan(int group, int kv_heads, int head_dim) {
+    if (work_group_ != group || work_kv_heads_ != kv_heads || work_head_dim_ != head_dim) {
+      const cuda::AttentionWork& w = batch_.attention_work(group);
+      const cuda::DecodeSplit split =
+          cuda::choose_decode_split(w.n_decode, kv_heads, w.max_decode_kv, sms_);
+      const size_t item_bytes = std::max<size_t>(w.items.size(), 1) * sizeof(AttnItem);
+      TPINFER_CUDA_CHECK(cudaEventSynchronize(work_copied_.get()));
+      work_host_.reserve(item_bytes);
+      std::memcpy(work_host_.data(), w.items.data(), w.items.size() * sizeof(AttnItem));
+      auto* dev = static_cast<AttnItem*>(grow(work_dev_, work_cap_, item_bytes));
+      TPINFER_CUDA_CHECK(cudaMemcpyAsync(dev, work_host_.data(), item_bytes, cudaMemcpyHostToDevice,
+                                         stream_.get()));
+      TPINFER_CUDA_CHECK(cudaEventRecord(work_copied_.get(), stream_.get()));
+      plan_ = cuda::AttentionPlan{};
+      plan_.decode_items = dev;
+      plan_.n_decode = w.n_decode;
+      plan_.prefill_items = dev + w.n_decode;
+      plan_.n_prefill = w.n_prefill;
+      plan_.splits = split.splits;
+      plan_.chunk = split.chunk;
+      if (split.splits > 1) {
+        const size_t rows = static_cast<size_t>(w.n_decode) * kv_heads * cuda::kDecodeRows *
+                            static_cast<size_t>(split.splits);
+        auto* part = static_cast<float*>(
+            grow(partial_dev_, partial_cap_, rows * (static_cast<size_t>(head_dim) + 1) * 4));
+        plan_.partial_o = part;
+        plan_.partial_lse = part + rows * static_cast<size_t>(head_dim);
+      }
+      work_group_ = group;
+      work_kv_heads_ = kv_heads;
+      work_head_dim_ = head_dim;
+    }
+    return plan_;
+  }
+
+  DupComm comm_;
+  int tp_size_ = 1;
+  int sms_ = 1;
+  cuda::Stream stream_;
+  std::unique_ptr<cuda::Collectives> collectives_;
+  std::unique_ptr<cuda::Gemm> gemm_;
+  std::unique_ptr<cuda::DeviceArena> arena_;
+  cuda::PinnedBuffer staging_;
+  cuda::Event staging_done_[2];
+
+  cuda::BatchState batch_;
+  bool have_batch_ = false;
+  cuda::PinnedBuffer meta_host_;
+  cuda::Event meta_copied_;
+  void* meta_dev_ = nullptr;
+  size_t meta_cap_ = 0;
+  DeviceBatch d_;
+
+  cuda::PinnedBuffer work_host_;
+  cuda::Event work_copied_;
+  void* work_dev_ = nullptr;
+  size_t work_cap_ = 0;
+  void* partial_dev_ = nullptr;
+  size_t partial_cap_ = 0;
+  int work_group_ = 0, work_kv_heads_ = 0, work_head_dim_ = 0;
+  cuda::AttentionPlan plan_{};
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(MPI_Comm tp_comm, const CudaBackendOptions& options) {
+  return std::make_unique<CudaBackend>(tp_comm, options);
+}
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // no driver / no device: not an error here
+    return 0;
+  }
+  return n;
+}
+
+}  // namespace tpinfer

@@ -1,0 +1,94 @@
+#pragma once
+// Host-side launchers of the backend's kernels (each defined in a .cu file of
+// this folder). Arguments are device pointers already checked by the backend
+// (shapes, dtypes, ranges); every launcher enqueues on `stream` and checks the
+// launch. Sizes are int64_t where a tensor may exceed 2^31 elements.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace tpinfer::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// ---------------------------------------------------------------- elementwise
+// out[t] = table[token_ids[t] - vocab_offset] when that row exists, else zeros.
+void launch_embed(const bf16* table, int64_t rows, int64_t h, int64_t vocab_offset,
+                  const int32_t* token_ids, int64_t n, bf16* out, cudaStream_t stream);
+// out = x / sqrt(mean(x^2) + eps) * w per row; out may alias x.
+void launch_rmsnorm(const bf16* x, const bf16* w, float eps, int64_t n, int64_t h, bf16* out,
+                    cudaStream_t stream);
+// residual += x (rounded to bf16 as stored), then out = rmsnorm(residual) * w; out may alias x.
+void launch_add_rmsnorm(bf16* residual, const bf16* x, const bf16* w, float eps, int64_t n,
+                        int64_t h, bf16* out, cudaStream_t stream);
+// out[t, j] = silu(gate_up[t, j]) * gate_up[t, i + j]
+void launch_silu_mul(const bf16* gate_up, int64_t n, int64_t i, bf16* out, cudaStream_t stream);
+// out[j] = x[rows[j]] for j < m; rows of `cols` bf16 values.
+void launch_gather_rows(const bf16* x, int64_t cols, const int32_t* rows, int64_t m, bf16* out,
+                        cudaStream_t stream);
+// out[t, j] = bias[j] (or 0 when bias is null): linear with an empty inner dimension.
+void launch_fill_rows(const bf16* bias, int64_t n, int64_t m, bf16* out, cudaStream_t stream);
+
+// ---------------------------------------------------------------- rope
+struct RopeParams {
+  bf16* qkv;              // [n, (q_heads + 2 kv_heads) * head_dim]
+  const float* inv_freq;  // [head_dim / 2]
+  bf16* k_cache;          // [slots, kv_heads * head_dim]
+  bf16* v_cache;
+  const int32_t* positions;
+  const int32_t* slot_mapping;
+  int64_t n_tokens;
+  int q_heads, kv_heads, head_dim;
+};
+void launch_rope_write_kv(const RopeParams& p, cudaStream_t stream);
+
+// ---------------------------------------------------------------- attention
+// One unit of tensor-core attention work: rows [row0, row0 + nrows) of sequence
+// `seq`, where row r is (query token r / G, q head r % G of the kv head) and G =
+// q_heads / kv_heads; keys [0, kv_end) of the sequence may be needed.
+struct alignas(16) AttnItem {
+  int32_t seq, row0, kv_end, nrows;
+};
+
+constexpr int kDecodeRows = 16;   // rows of one decode item (one mma tile)
+constexpr int kPrefillRows = 64;  // rows of one prefill item (four warps x 16)
+constexpr int kSplitAlign = 64;   // a split's key range starts on this multiple
+constexpr int kMaxSplits = 64;    // splits of one decode item, at most
+
+struct AttentionParams {
+  const bf16* qkv;
+  int64_t qkv_stride;  // elements per token row: (q_heads + 2 kv_heads) * head_dim
+  const bf16* k_cache;
+  const bf16* v_cache;
+  bf16* out;  // [n, q_heads * head_dim]
+  const int32_t* positions;
+  const int32_t* query_start;
+  const int32_t* block_tables;
+  const int32_t* token_seq;  // sequence of each token (the generic kernel)
+  int64_t n_tokens;
+  int table_stride, block_size;
+  int q_heads, kv_heads, head_dim;
+  float scale_log2;  // scale * log2(e): softmax runs in base 2
+};
+
+struct AttentionPlan {
+  const AttnItem* decode_items;  // rows <= kDecodeRows each
+  int n_decode;
+  int splits;                     // key-range splits of each decode item (1: no partials)
+  int chunk;                      // keys per split, a multiple of kSplitAlign
+  float* partial_o;               // [n_decode, kv_heads, kDecodeRows, splits, head_dim]
+  float* partial_lse;             // [n_decode, kv_heads, kDecodeRows, splits]
+  const AttnItem* prefill_items;  // rows <= kPrefillRows each
+  int n_prefill;
+};
+
+// Whether the tensor-core kernels are built for this head_dim (else: generic).
+bool attention_mma_supported(int head_dim);
+// Sets the kernels' shared-memory limits; once per device, before the first launch.
+void attention_init();
+void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream);
+// Any even head_dim <= 256; one warp per (token, q head).
+void launch_attention_generic(const AttentionParams& p, cudaStream_t stream);
+
+}  // namespace tpinfer::cuda

@@ -1,0 +1,103 @@
+// Host-side planning of the cuda backend (no GPU needed, so these run in CI
+// too): the attention work list covers every (token, q head) row of a batch
+// exactly once, with the right key ranges; decode splits cover the longest
+// context; bad batches are rejected as on the cpu backend.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <tuple>
+#include <vector>
+
+#include "backend/cuda/batch_state.hpp"
+#include "gpu_test_util.hpp"
+#include "tpinfer/error.hpp"
+
+namespace tpinfer::gputest {
+namespace {
+
+using cuda::AttnItem;
+
+TEST(CudaBatchPlan, AttentionItemsCoverEveryRowOnce) {
+  std::mt19937_64 rng(3);
+  const std::vector<SeqSpec> seqs = {{0, 37},   {19, 1},  {0, 1}, {2999, 1}, {50, 2},
+                                     {100, 70}, {0, 200}, {5, 0}, {2000, 33}};
+  Paging paging = make_paging(seqs, 16, rng);
+  const BatchLayout b = make_batch(seqs, paging);
+  for (int group : {1, 2, 4, 8, 16, 32}) {
+    cuda::BatchState st;
+    st.set(b);
+    const cuda::AttentionWork& w = st.attention_work(group);
+    ASSERT_EQ(w.group, group);
+    ASSERT_EQ(static_cast<size_t>(w.n_decode + w.n_prefill), w.items.size());
+    std::map<std::pair<int, int>, int> seen;  // (token, head in group) -> count
+    for (size_t i = 0; i < w.items.size(); ++i) {
+      const AttnItem& it = w.items[i];
+      const bool decode = static_cast<int>(i) < w.n_decode;
+      EXPECT_LE(it.nrows, decode ? cuda::kDecodeRows : cuda::kPrefillRows);
+      EXPECT_GT(it.nrows, 0);
+      if (decode) {
+        EXPECT_EQ(it.row0, 0);
+      }
+      const int t0 = b.query_start[it.seq];
+      int max_pos = -1;
+      for (int r = it.row0; r < it.row0 + it.nrows; ++r) {
+        const int tok = t0 + r / group;
+        ASSERT_LT(tok, b.query_start[it.seq + 1]) << "row past the sequence's tokens";
+        ++seen[{tok, r % group}];
+        max_pos = std::max(max_pos, b.positions[tok]);
+      }
+      EXPECT_EQ(it.kv_end, max_pos + 1);
+      if (decode) {
+        EXPECT_LE(it.kv_end, w.max_decode_kv);
+      }
+    }
+    EXPECT_EQ(seen.size(), static_cast<size_t>(b.num_tokens()) * group);
+    for (const auto& [row, count] : seen) EXPECT_EQ(count, 1);
+  }
+}
+
+TEST(CudaBatchPlan, DecodeSplitsCoverTheLongestContext) {
+  for (int n_decode : {1, 3, 64, 256})
+    for (int kv_heads : {1, 8})
+      for (int max_kv : {1, 64, 129, 256, 257, 1000, 3000, 131072}) {
+        const auto d = cuda::choose_decode_split(n_decode, kv_heads, max_kv, 132);
+        EXPECT_GE(d.splits, 1);
+        EXPECT_LE(d.splits, cuda::kMaxSplits);
+        EXPECT_EQ(d.chunk % cuda::kSplitAlign, 0);
+        EXPECT_GE(static_cast<int64_t>(d.splits) * d.chunk, max_kv);
+        EXPECT_LT(static_cast<int64_t>(d.splits - 1) * d.chunk, max_kv) << "an empty split";
+        if (n_decode * kv_heads >= 12 * 132 || max_kv <= 256) {
+          EXPECT_EQ(d.splits, 1);
+        }
+      }
+  // One long sequence alone gets many splits.
+  EXPECT_GE(cuda::choose_decode_split(1, 8, 3000, 132).splits, 8);
+}
+
+TEST(CudaBatchPlan, RejectsInconsistentLayouts) {
+  std::mt19937_64 rng(4);
+  const std::vector<SeqSpec> seqs = {{0, 3}, {5, 1}};
+  Paging paging = make_paging(seqs, 4, rng);
+  const BatchLayout good = make_batch(seqs, paging);
+  cuda::BatchState st;
+  EXPECT_NO_THROW(st.set(good));
+  EXPECT_EQ(st.max_logit_row(), 3);
+  EXPECT_EQ(st.max_slot(), *std::max_element(good.slot_mapping.begin(), good.slot_mapping.end()));
+  BatchLayout b = good;
+  b.slot_mapping.pop_back();
+  EXPECT_THROW(st.set(b), Error);
+  b = good;
+  b.positions[3] = 6;
+  EXPECT_THROW(st.set(b), Error);
+  b = good;
+  b.block_tables.pop_back();
+  EXPECT_THROW(st.set(b), Error);
+  b = good;
+  b.block_tables[0] = -1;  // inside seq 0's context: attention must refuse it
+  st.set(b);
+  EXPECT_GT(st.max_block(), int64_t{1} << 40);
+}
+
+}  // namespace
+}  // namespace tpinfer::gputest

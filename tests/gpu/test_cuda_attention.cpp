@@ -1,0 +1,163 @@
+// Paged attention on the GPU against the cpu backend: mixed prefill + decode
+// batches over shuffled block tables, GQA ratios 1 to 8, block sizes 16 and 32,
+// head dims 64 and 128 (tensor-core kernels) and 12, 16, 96, 256 (generic
+// kernel), contexts up to 3000 tokens (split decode), and scores in the
+// hundreds (the softmax must subtract its running maximum).
+//
+// The cache holds bf16-exact values at every context position and NaN in every
+// other slot, and the k / v parts of qkv are NaN: reading anything but the
+// sequence's own cached keys poisons the output.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu_test_util.hpp"
+#include "tpinfer/error.hpp"
+
+namespace tpinfer::gputest {
+namespace {
+
+constexpr double kTol = 1e-2;
+
+struct AttentionCase {
+  int q_heads, kv_heads, head_dim, block_size;
+};
+
+std::string case_name(const AttentionCase& c) {
+  return "q" + std::to_string(c.q_heads) + "kv" + std::to_string(c.kv_heads) + "d" +
+         std::to_string(c.head_dim) + "bs" + std::to_string(c.block_size);
+}
+
+class CudaAttention : public ::testing::TestWithParam<AttentionCase> {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_GPU();
+    be_ = std::make_unique<BackendPair>();
+  }
+
+  // Runs attention over `seqs` on both backends and compares. Sequences at
+  // index >= `big_from` get q values in [-300, 300].
+  void run(const AttentionCase& c, const std::vector<SeqSpec>& seqs, size_t big_from,
+           const std::string& what) {
+    Backend& cpu = *be_->cpu;
+    Backend& gpu = *be_->gpu;
+    const int qh = c.q_heads, kvh = c.kv_heads, hd = c.head_dim, bs = c.block_size;
+    // Not 1/sqrt(hd): the op must use a.scale.
+    const AttentionShape a{qh, kvh, hd, 0.7f / std::sqrt(static_cast<float>(hd))};
+    Paging paging = make_paging(seqs, bs, rng_);
+    const BatchLayout b = make_batch(seqs, paging);
+    cpu.set_batch(b);
+    gpu.set_batch(b);
+
+    const int64_t kvw = static_cast<int64_t>(kvh) * hd;
+    const int64_t slots = static_cast<int64_t>(paging.num_blocks) * bs;
+    std::vector<float> kcache(slots * kvw, kNaN), vcache(slots * kvw, kNaN);
+    for (size_t s = 0; s < seqs.size(); ++s)
+      for (int j = 0; j < seqs[s].context(); ++j) {
+        const int64_t slot = paging.slot(static_cast<int>(s), j);
+        const auto kh = random_bf16(rng_, kvw), vh = random_bf16(rng_, kvw, -3.0f, 3.0f);
+        std::copy(kh.begin(), kh.end(), kcache.begin() + slot * kvw);
+        std::copy(vh.begin(), vh.end(), vcache.begin() + slot * kvw);
+      }
+    const std::vector<int64_t> cache_shape = {paging.num_blocks, bs, kvh, hd};
+    Tensor kc = put(cpu, cache_shape, kcache, DType::f32);
+    Tensor vc = put(cpu, cache_shape, vcache, DType::f32);
+    Tensor kg = put(gpu, cache_shape, kcache, DType::bf16);
+    Tensor vg = put(gpu, cache_shape, vcache, DType::bf16);
+
+    const int64_t n = b.num_tokens(), row = static_cast<int64_t>(qh + 2 * kvh) * hd;
+    std::vector<float> xh(n * row, kNaN);
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      const float range = s >= big_from ? 300.0f : 4.0f;
+      for (int t = b.query_start[s]; t < b.query_start[s + 1]; ++t) {
+        const auto q = random_bf16(rng_, static_cast<size_t>(qh) * hd, -range, range);
+        std::copy(q.begin(), q.end(), xh.begin() + t * row);
+      }
+    }
+    Tensor xc = put(cpu, {n, row}, xh, DType::f32), xg = put(gpu, {n, row}, xh, DType::bf16);
+    Tensor oc = poisoned(cpu, {n, qh * hd}, DType::f32);
+    Tensor og = poisoned(gpu, {n, qh * hd}, DType::bf16);
+    cpu.attention(xc, kc, vc, a, oc);
+    gpu.attention(xg, kg, vg, a, og);
+    const auto want = get(cpu, oc), got = get(gpu, og);
+    // Per sequence, so that a failure names the one that broke.
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      const size_t from = static_cast<size_t>(b.query_start[s]) * qh * hd;
+      const size_t to = static_cast<size_t>(b.query_start[s + 1]) * qh * hd;
+      expect_close(std::vector<float>(got.begin() + from, got.begin() + to),
+                   std::vector<float>(want.begin() + from, want.begin() + to), kTol,
+                   what + " sequence " + std::to_string(s) + " (start " +
+                       std::to_string(seqs[s].start) + ", " + std::to_string(seqs[s].n_query) +
+                       " queries)");
+    }
+  }
+
+  std::unique_ptr<BackendPair> be_;
+  std::mt19937_64 rng_{424242};
+};
+
+// Prefill from 0, decodes at contexts 1..3000 (one long enough to split),
+// two-token and chunked prefills continuing cached prefixes, a 200-token
+// prefill (several row tiles), a chunk deep into a long context, and a last
+// sequence with huge scores.
+TEST_P(CudaAttention, MixedPrefillAndDecodeMatchesCpu) {
+  const std::vector<SeqSpec> seqs = {{0, 37},  {19, 1},    {0, 1},   {2999, 1}, {50, 2}, {100, 70},
+                                     {0, 200}, {2000, 33}, {511, 1}, {15, 17},  {40, 1}};
+  run(GetParam(), seqs, seqs.size() - 2, "mixed");
+}
+
+// Decode only, as in steady state: many sequences, one token each; contexts up
+// to 1100 (split over blocks) and up to 256 (one split: no merge kernel).
+TEST_P(CudaAttention, DecodeBatchMatchesCpu) {
+  for (int longest : {1100, 256}) {
+    std::vector<SeqSpec> seqs;
+    std::uniform_int_distribution<int> len(1, longest);
+    for (int s = 0; s < 48; ++s) seqs.push_back({len(rng_) - 1, 1});
+    run(GetParam(), seqs, seqs.size(), "decode batch up to " + std::to_string(longest));
+  }
+}
+
+// One long decode alone: the most splits (every block of the GPU on one sequence).
+TEST_P(CudaAttention, SingleLongDecodeMatchesCpu) {
+  run(GetParam(), {{2999, 1}}, 1, "single decode");
+  run(GetParam(), {{2999, 1}}, 0, "single decode, huge scores");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, CudaAttention,
+    ::testing::Values(AttentionCase{8, 8, 128, 16}, AttentionCase{8, 4, 128, 32},
+                      AttentionCase{16, 4, 128, 16}, AttentionCase{32, 4, 128, 32},
+                      AttentionCase{8, 2, 64, 16}, AttentionCase{8, 1, 64, 32},
+                      AttentionCase{4, 2, 16, 16}, AttentionCase{6, 3, 12, 32},
+                      AttentionCase{4, 1, 96, 16}, AttentionCase{2, 1, 256, 16}),
+    [](const auto& info) { return case_name(info.param); });
+
+TEST(CudaAttentionChecks, RejectsBadLayouts) {
+  SKIP_WITHOUT_GPU();
+  BackendPair be;
+  Backend& gpu = *be.gpu;
+  std::mt19937_64 rng(5);
+  const AttentionShape a{4, 2, 8, 0.35f};
+  const std::vector<SeqSpec> seqs = {{0, 3}, {5, 1}};
+  Paging paging = make_paging(seqs, 4, rng);
+  BatchLayout b = make_batch(seqs, paging);
+  gpu.set_batch(b);
+  const std::vector<int64_t> cache_shape = {paging.num_blocks, 4, 2, 8};
+  Tensor kc = poisoned(gpu, cache_shape, DType::bf16), vc = poisoned(gpu, cache_shape, DType::bf16);
+  Tensor qkv = put(gpu, {4, 64}, random_bf16(rng, 256), DType::bf16);
+  Tensor out = poisoned(gpu, {4, 32}, DType::bf16);
+  const AttentionShape bad_gqa{4, 3, 8, 0.35f};
+  EXPECT_THROW(gpu.attention(qkv, kc, vc, bad_gqa, out), Error);
+  Tensor out_bad = poisoned(gpu, {4, 31}, DType::bf16);
+  EXPECT_THROW(gpu.attention(qkv, kc, vc, a, out_bad), Error);
+  b.block_tables[paging.max_blocks] = paging.num_blocks;  // past the end of the cache
+  gpu.set_batch(b);
+  EXPECT_THROW(gpu.attention(qkv, kc, vc, a, out), Error);
+}
+
+}  // namespace
+}  // namespace tpinfer::gputest
