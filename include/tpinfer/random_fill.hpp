@@ -22,7 +22,7 @@ struct RandomFill {
 };
 
 // The unrounded value (the caller rounds to round_to).
-inline float random_fill_value(const RandomFill& f, int64_t i, int64_t j) {
+TPINFER_HD inline float random_fill_value(const RandomFill& f, int64_t i, int64_t j) {
   const uint64_t index = static_cast<uint64_t>((f.row0 + i) * f.full_cols + f.col0 + j);
   const float z = philox_normal2(f.key, 0, index / 2)[index % 2];
   return f.mean + f.stddev * z;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <new>
@@ -14,6 +15,7 @@
 
 #include "gpu_test_util.hpp"
 #include "tpinfer/error.hpp"
+#include "tpinfer/weight_store.hpp"
 
 namespace tpinfer::gputest {
 namespace {
@@ -418,6 +420,40 @@ TEST_F(CudaOps, SetBatchRejectsInconsistentLayouts) {
   b = good;
   b.logit_rows = {4};
   EXPECT_THROW(gpu().set_batch(b), Error);
+}
+
+}  // namespace
+}  // namespace tpinfer::gputest
+
+namespace tpinfer::gputest {
+namespace {
+
+// The device-made random weights equal the host formula (random_tensor_values)
+// for a column slice of a bf16 tensor, stored in bf16 and in f32.
+TEST_F(CudaOps, FillRandomMatchesTheHostFormula) {
+  ModelConfig c;
+  c.dtype = DType::bf16;
+  c.initializer_range = 0.02;
+  const TensorShard shard{"model.layers.3.mlp.down_proj.weight", {96, 640}, {0, 160}, {96, 320}};
+  const RandomFill f = random_fill_of(c, shard, 42);
+  const std::vector<float> want = random_tensor_values(c, shard, 42);
+  for (DType dt : {DType::bf16, DType::f32}) {
+    Tensor t = poisoned(gpu(), {96, 320}, dt);
+    gpu().fill_random(t, f);
+    const std::vector<float> got = get(gpu(), t);
+    ASSERT_EQ(got.size(), want.size());
+    // Double-precision log/cos on the device may differ from the host's by an
+    // ulp, which can move a bf16 rounding: allow a handful of one-ulp changes.
+    size_t differ = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(got[i])) << i;
+      if (got[i] != want[i]) {
+        ++differ;
+        EXPECT_NEAR(got[i], want[i], std::fabs(want[i]) * 1e-2) << i;
+      }
+    }
+    EXPECT_LE(differ, want.size() / 1000) << dtype_name(dt);
+  }
 }
 
 }  // namespace

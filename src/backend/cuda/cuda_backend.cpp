@@ -199,6 +199,12 @@ class CudaBackend final : public Backend {
     }
   }
 
+  void fill_random(const Tensor& dst, const RandomFill& f) override {
+    check_storage(dst, "fill_random", "dst");
+    const int64_t rows = dst.rows(), cols = dst.shape.size() > 1 ? dst.cols() : 1;
+    cuda::launch_fill_random(dst.data, dst.dtype, rows, cols, f, stream_.get());
+  }
+
   // src's dtype -> host fp32. Chunk i+1 is copied while chunk i is converted;
   // returns after the stream has drained (so it also surfaces kernel faults).
   void download(const Tensor& src, float* dst) override {

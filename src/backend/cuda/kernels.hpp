@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "tpinfer/random_fill.hpp"
+
 namespace tpinfer::cuda {
 
 using bf16 = __nv_bfloat16;
@@ -29,6 +31,10 @@ void launch_gather_rows(const bf16* x, int64_t cols, const int32_t* rows, int64_
                         cudaStream_t stream);
 // out[t, j] = bias[j] (or 0 when bias is null): linear with an empty inner dimension.
 void launch_fill_rows(const bf16* bias, int64_t n, int64_t m, bf16* out, cudaStream_t stream);
+
+// dst[i, j] (rows x cols, dtype) = the seeded random value of random_fill.hpp.
+void launch_fill_random(void* out, DType dtype, int64_t rows, int64_t cols, const RandomFill& f,
+                        cudaStream_t stream);
 
 // ---------------------------------------------------------------- rope
 struct RopeParams {

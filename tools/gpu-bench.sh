@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# On the GPU machine (kind nvidia-h200, with .gpu-kit carried), from the checkout
+# root: builds tpinfer, runs the gpu tests, then `tpinfer bench` and the
+# transformers peer (tools/hf_baseline.py) on the same model config and the same
+# workloads, one after the other in this one command. Logs and JSON go to $OUT.
+#   bash tools/gpu-bench.sh [CONFIG.json] [SCENARIOS]
+# SCENARIOS: comma list of decode1,decode64,prefill2048,offline (default: all).
+# Env: FIXED (ISL/OSL list), REQUESTS, REPEATS, OFFLINE_REPEATS, SKIP_TESTS=1, SKIP_PEER=1.
+set -uo pipefail
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+config=${1:-tools/configs/llama-3-8b.json}
+scenarios=${2:-decode1,decode64,prefill2048,offline}
+fixed=${FIXED:-128/128,1000/1000,2048/128}
+requests=${REQUESTS:-256}
+source .gpu-kit/env.sh
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader
+
+t0=$(date +%s)
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+  -DBoost_DIR="$BOOST_KIT_DIR" -DTPINFER_CUDA=ON >"$OUT/configure.log" 2>&1 ||
+  { tail -30 "$OUT/configure.log"; exit 1; }
+cmake --build build-gpu -j 16 >"$OUT/build.log" 2>&1 ||
+  { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+echo "build: $(( $(date +%s) - t0 )) s"
+
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  (cd build-gpu && ctest -L gpu --output-on-failure >"$OUT/gpu_tests.log" 2>&1)
+  grep -E "tests passed|Failed|FAILED" "$OUT/gpu_tests.log" | head -20
+fi
+
+# The mixed workload both engines run.
+python3 tools/make_workload.py --n "$requests" --isl 64-2048 --osl 32-512 --seed 0 \
+  >"$OUT/mixed.jsonl"
+workload=()
+[[ $scenarios == *offline* ]] && workload=(--workload "$OUT/mixed.jsonl")
+
+echo "== tpinfer bench"
+./build-gpu/tpinfer bench --model-config "$config" --random-weights --scenarios "$scenarios" \
+  --fixed "$fixed" --requests "$requests" --repeats "${REPEATS:-5}" \
+  --offline-repeats "${OFFLINE_REPEATS:-1}" "${workload[@]}" --json "$OUT/tpinfer.json" \
+  2>&1 | tee "$OUT/tpinfer.log"
+
+if [ "${SKIP_PEER:-0}" != 1 ]; then
+  echo "== transformers (static cache + torch.compile)"
+  PYTHONUNBUFFERED=1 python3 tools/hf_baseline.py --model-config "$config" \
+    --scenarios "$scenarios" --fixed "$fixed" --requests "$requests" \
+    --repeats "${REPEATS:-5}" --offline-repeats "${OFFLINE_REPEATS:-1}" "${workload[@]}" \
+    --json "$OUT/hf.json" 2>&1 | grep -v Warning | tee "$OUT/hf.log"
+fi
+rm -f "$OUT/mixed.jsonl"  # large; regenerated from the seed
