@@ -95,6 +95,11 @@ class Backend {
   virtual void silu_mul(const Tensor& gate_up, Tensor& out) = 0;
   // out[j] = x[logit_rows[j]]
   virtual void gather_rows(const Tensor& x, Tensor& out) = 0;
+  // Per row of logits [n, >= valid_cols]: out[r] = (max value, col_offset + its
+  // column) over the first valid_cols columns, as fp32 [n, 2]; NaN counts as
+  // -inf and ties go to the lowest column (the sampler's greedy rule).
+  virtual void argmax_rows(const Tensor& logits, int64_t valid_cols, int64_t col_offset,
+                           Tensor& out) = 0;
 
   // Collectives over the TP group (no-ops when it has one rank).
   virtual void all_reduce_sum(Tensor& x) = 0;

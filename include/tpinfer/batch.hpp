@@ -19,9 +19,21 @@ struct BatchLayout {
   std::vector<int32_t> block_tables;  // n_seqs x max_blocks_per_seq, padded with -1
   // Tokens whose logits are needed, in order (one per sequence that samples).
   std::vector<int32_t> logit_rows;
+  // Per logit row: 1 when the sampler needs the whole row (sampling, logprobs),
+  // 0 when the greedy token is enough. Empty: every row is needed whole.
+  std::vector<uint8_t> full_logits;
 
   int32_t num_tokens() const { return static_cast<int32_t>(token_ids.size()); }
   int32_t num_seqs() const { return static_cast<int32_t>(context_len.size()); }
+  bool needs_full(size_t row) const { return full_logits.empty() || full_logits[row] != 0; }
+};
+
+// What one forward returns to the sampler. Greedy rows need only their argmax,
+// which the backend finds where the logits are, so the whole vocab-wide row
+// never crosses to the host.
+struct StepLogits {
+  std::vector<int32_t> greedy;  // per logit row: the argmax token (lowest id on ties)
+  std::vector<float> full;      // the rows needs_full() marks, in order, vocab floats each
 };
 
 }  // namespace tpinfer

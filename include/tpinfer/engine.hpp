@@ -13,9 +13,12 @@
 
 namespace tpinfer {
 
-// Runs the model over a step: fills `logits` with batch.logit_rows.size() rows
-// of vocab_size floats, in the order of logit_rows.
-using ForwardFn = std::function<void(const BatchLayout& batch, std::vector<float>& logits)>;
+// Runs the model over a step (model/forward): the greedy token of every
+// logit row, and the whole rows batch.needs_full() marks.
+using ForwardFn = std::function<void(const BatchLayout& batch, StepLogits& out)>;
+// The plain form: batch.logit_rows.size() whole rows of vocab_size floats (the
+// engine then finds greedy tokens on the host). Tests use it.
+using LogitsFn = std::function<void(const BatchLayout& batch, std::vector<float>& logits)>;
 
 struct EngineOptions {
   int64_t vocab_size = 0;
@@ -38,6 +41,7 @@ struct EngineStats {
 class Engine {
  public:
   Engine(EngineOptions options, ForwardFn forward);
+  Engine(EngineOptions options, LogitsFn forward);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;

@@ -33,7 +33,9 @@ struct Workspace {
   Tensor last_hidden;   // [max_seqs, h]
   Tensor logits_local;  // [max_seqs, vocab_per_rank]
   Tensor logits_all;    // [tp, max_seqs, vocab_per_rank]
-  std::vector<float> host_logits;
+  Tensor argmax_local;  // [max_seqs, 2] fp32 (value, token)
+  Tensor argmax_all;    // [tp, max_seqs, 2] fp32
+  std::vector<float> host_logits, host_argmax;
 };
 
 struct Model {
@@ -73,8 +75,11 @@ void allocate_workspace(Model& m, Backend& backend, int64_t max_tokens, int64_t 
 // RoPE inverse frequencies [d/2], with llama3 or linear scaling applied.
 std::vector<float> rope_inv_freq(const ModelConfig& c);
 
-// One forward over a flattened step: fills `logits` with one row of
-// config.vocab_size floats per batch.logit_rows entry, identical on every TP rank.
+// One forward over a flattened step: the greedy token of every batch.logit_rows
+// entry, and the whole rows (config.vocab_size floats) that batch.needs_full()
+// marks; identical on every TP rank.
+void forward(Model& m, Backend& backend, const BatchLayout& batch, StepLogits& out);
+// Every logit row whole (batch.full_logits must be empty).
 void forward(Model& m, Backend& backend, const BatchLayout& batch, std::vector<float>& logits);
 
 }  // namespace tpinfer

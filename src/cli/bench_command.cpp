@@ -83,9 +83,9 @@ struct Bench {
     eo.num_blocks = r.model.cache.num_blocks;
     eo.max_running = max_running;
     eo.max_step_tokens = o.replica.max_step_tokens;
-    return std::make_unique<Engine>(eo, [this](const BatchLayout& b, std::vector<float>& l) {
+    return std::make_unique<Engine>(eo, ForwardFn([this](const BatchLayout& b, StepLogits& l) {
       forward(r.model, *r.backend, b, l);
-    });
+    }));
   }
 
   void report(const std::string& name, double value, const std::string& unit, double roofline,

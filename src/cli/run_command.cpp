@@ -132,9 +132,9 @@ int run_job(const RunOptions& o) {
   eo.num_blocks = model.cache.num_blocks;
   eo.max_running = o.replica.max_batch;
   eo.max_step_tokens = o.replica.max_step_tokens;
-  Engine engine(eo, [&](const BatchLayout& batch, std::vector<float>& logits) {
+  Engine engine(eo, ForwardFn([&](const BatchLayout& batch, StepLogits& logits) {
     forward(r.model, backend, batch, logits);
-  });
+  }));
 
   if (coord) coord->start_clock();
   run_group(w, engine, coord.get(), o.replica.max_batch);

@@ -50,7 +50,7 @@ struct Engine::Impl {
   EngineStats stats;
   std::vector<Result> ready;  // finished at add() (nothing to generate), returned by next step()
   BatchLayout batch;
-  std::vector<float> logits;
+  StepLogits logits;
 
   Impl(EngineOptions o, ForwardFn f)
       : options(std::move(o)), forward(std::move(f)), scheduler(scheduler_config(options)) {
@@ -71,6 +71,7 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
   b.query_start.assign(1, 0);
   b.context_len.clear();
   b.logit_rows.clear();
+  b.full_logits.clear();
   int64_t max_blocks = 0;
   for (const ScheduledChunk& c : step.chunks)
     max_blocks = std::max(max_blocks, scheduler.blocks_for(c.start + c.count));
@@ -92,7 +93,11 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
     // blocks for the rest of its prompt, which the kernels must not read yet.
     std::copy_n(s.blocks.begin(), scheduler.blocks_for(context),
                 b.block_tables.begin() + static_cast<int64_t>(i) * max_blocks);
-    if (c.samples) b.logit_rows.push_back(b.num_tokens() - 1);
+    if (c.samples) {
+      b.logit_rows.push_back(b.num_tokens() - 1);
+      const SamplingParams& p = s.request.sampling;
+      b.full_logits.push_back(p.temperature > 0 || p.logprobs ? 1 : 0);
+    }
   }
 }
 
@@ -110,6 +115,16 @@ Result Engine::Impl::make_result(Sequence&& s, const char* finish_reason) {
 
 Engine::Engine(EngineOptions options, ForwardFn forward)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(forward))) {}
+
+Engine::Engine(EngineOptions options, LogitsFn forward)
+    : Engine(std::move(options), ForwardFn([f = std::move(forward)](const BatchLayout& b,
+                                                                    StepLogits& out) {
+        // Every row whole: the sampler reads the greedy ones from it too.
+        BatchLayout all = b;
+        all.full_logits.clear();
+        f(all, out.full);
+        out.greedy.clear();
+      })) {}
 
 Engine::~Engine() = default;
 
@@ -171,10 +186,20 @@ std::vector<Result> Engine::step() {
   const int64_t vocab = m.options.vocab_size;
   const size_t rows = m.batch.logit_rows.size();
   m.forward(m.batch, m.logits);
-  if (m.logits.size() != rows * static_cast<size_t>(vocab))
-    throw std::runtime_error("engine: forward returned " + std::to_string(m.logits.size()) +
-                             " logits for " + std::to_string(rows) + " rows of vocab " +
+  // Whole rows come back for the rows that need them, or for all (LogitsFn).
+  const bool all_full = m.logits.greedy.empty();
+  size_t want_full = 0;
+  for (size_t r = 0; r < rows; ++r) want_full += all_full || m.batch.needs_full(r) ? 1 : 0;
+  if (m.logits.full.size() != want_full * static_cast<size_t>(vocab) ||
+      (!all_full && m.logits.greedy.size() != rows))
+    throw std::runtime_error("engine: forward returned " + std::to_string(m.logits.full.size()) +
+                             " logits and " + std::to_string(m.logits.greedy.size()) +
+                             " greedy tokens for " + std::to_string(rows) + " rows of vocab " +
                              std::to_string(vocab));
+  // Where each row's whole logits start (-1: greedy token only).
+  std::vector<int64_t> full_at(rows, -1);
+  for (size_t r = 0, k = 0; r < rows; ++r)
+    if (all_full || m.batch.needs_full(r)) full_at[r] = static_cast<int64_t>(k++) * vocab;
   m.scheduler.commit(step);
   ++m.stats.steps;
   m.stats.computed_tokens += step.num_tokens;
@@ -192,8 +217,11 @@ std::vector<Result> Engine::step() {
   for (size_t r = 0; r < rows; ++r) {
     try {
       const Sequence& s = *samplers[r];
-      drawn[r] = sample_token(std::span<const float>(m.logits.data() + r * vocab, vocab),
-                              s.request.sampling, static_cast<int64_t>(s.tokens.size()));
+      if (full_at[r] < 0)
+        drawn[r].token = m.logits.greedy[r];
+      else
+        drawn[r] = sample_token(std::span<const float>(m.logits.full.data() + full_at[r], vocab),
+                                s.request.sampling, static_cast<int64_t>(s.tokens.size()));
     } catch (...) {
       errors[r] = std::current_exception();
     }

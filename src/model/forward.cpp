@@ -2,13 +2,14 @@
 // Two all-reduces per layer: after the row-parallel o_proj and down_proj.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "tpinfer/error.hpp"
 #include "tpinfer/model.hpp"
 
 namespace tpinfer {
 
-void forward(Model& m, Backend& b, const BatchLayout& batch, std::vector<float>& logits) {
+void forward(Model& m, Backend& b, const BatchLayout& batch, StepLogits& out) {
   const ModelConfig& c = m.config;
   const ShardLayout& s = m.shard;
   Workspace& w = m.ws;
@@ -51,14 +52,49 @@ void forward(Model& m, Backend& b, const BatchLayout& batch, std::vector<float>&
   }
   b.add_rmsnorm(x, mlp_out, m.final_norm, eps, normed);
 
-  logits.resize(static_cast<size_t>(n_out * c.vocab_size));
+  out.greedy.assign(static_cast<size_t>(n_out), 0);
+  out.full.clear();
   if (n_out == 0) return;
   Tensor last = w.last_hidden.first_rows(n_out);
   Tensor local = w.logits_local.first_rows(n_out);
   b.gather_rows(normed, last);
   b.linear(last, m.lm_head, nullptr, local);  // vocab-parallel LM head
 
-  // Every rank gets every slice, so each samples the same token from the same logits.
+  // Greedy tokens: each rank's best of its slice, then the best of the ranks'
+  // (ranks hold ascending vocab slices, so the first of equals is the lowest id).
+  Tensor best_local = w.argmax_local.first_rows(n_out);
+  if (s.vocab_local > 0) {
+    b.argmax_rows(local, s.vocab_local, s.vocab_offset, best_local);
+  } else {  // a tiny vocab can leave the last rank no rows
+    std::vector<float> none(static_cast<size_t>(2 * n_out));
+    for (int64_t j = 0; j < n_out; ++j) none[2 * j] = -std::numeric_limits<float>::infinity();
+    b.upload(best_local, none.data());
+  }
+  Tensor best_all{w.argmax_all.data, DType::f32, {s.tp_size, n_out, 2}};
+  if (s.tp_size > 1)
+    b.all_gather(best_local, best_all);
+  else
+    best_all = best_local;
+  b.download(best_all, w.host_argmax.data());
+  for (int64_t j = 0; j < n_out; ++j) {
+    float best = -std::numeric_limits<float>::infinity();
+    int32_t token = 0;  // all -inf or NaN: token 0, as the host sampler decides
+    for (int64_t r = 0; r < s.tp_size; ++r) {
+      const float v = w.host_argmax[(r * n_out + j) * 2];
+      if (v > best) {
+        best = v;
+        token = static_cast<int32_t>(w.host_argmax[(r * n_out + j) * 2 + 1]);
+      }
+    }
+    out.greedy[j] = token;
+  }
+
+  // Whole rows, only when some row samples or wants logprobs. Every rank gets
+  // every slice, so each samples the same token from the same logits.
+  std::vector<int64_t> wanted;
+  for (int64_t j = 0; j < n_out; ++j)
+    if (batch.needs_full(static_cast<size_t>(j))) wanted.push_back(j);
+  if (wanted.empty()) return;
   const int64_t vpr = s.vocab_per_rank;
   Tensor all{w.logits_all.data, w.logits_all.dtype, {s.tp_size, n_out, vpr}};
   if (s.tp_size > 1)
@@ -66,13 +102,22 @@ void forward(Model& m, Backend& b, const BatchLayout& batch, std::vector<float>&
   else
     all = local;
   b.download(all, w.host_logits.data());
+  out.full.resize(wanted.size() * static_cast<size_t>(c.vocab_size));
   for (int64_t r = 0; r < s.tp_size; ++r) {
     const int64_t v0 = r * vpr;
     const int64_t cols = std::max<int64_t>(0, std::min(vpr, c.vocab_size - v0));
-    for (int64_t j = 0; j < n_out; ++j)
-      std::copy_n(w.host_logits.data() + (r * n_out + j) * vpr, cols,
-                  logits.data() + j * c.vocab_size + v0);
+    for (size_t k = 0; k < wanted.size(); ++k)
+      std::copy_n(w.host_logits.data() + (r * n_out + wanted[k]) * vpr, cols,
+                  out.full.data() + static_cast<int64_t>(k) * c.vocab_size + v0);
   }
+}
+
+void forward(Model& m, Backend& b, const BatchLayout& batch, std::vector<float>& logits) {
+  if (!batch.full_logits.empty())
+    throw Error("forward: whole logits asked for a batch that marks rows greedy", kExitOther);
+  StepLogits out;
+  forward(m, b, batch, out);
+  logits = std::move(out.full);
 }
 
 }  // namespace tpinfer

@@ -458,3 +458,22 @@ TEST_F(CudaOps, FillRandomMatchesTheHostFormula) {
 
 }  // namespace
 }  // namespace tpinfer::gputest
+
+namespace tpinfer::gputest {
+namespace {
+
+TEST_F(CudaOps, ArgmaxRowsMatchesCpu) {
+  const int64_t n = 5, cols = 50000, valid = 49990;
+  std::vector<float> host = random_bf16(rng_, n * cols, -8.0f, 8.0f);
+  host[2 * cols + 7] = host[2 * cols + 9000] = 100.0f;  // a tie: the lower column wins
+  host[3 * cols + valid + 3] = 1000.0f;                 // past valid_cols: ignored
+  auto [lc, lg] = both({n, cols}, host);
+  Tensor oc = poisoned(cpu(), {n, 2}, DType::f32), og = poisoned(gpu(), {n, 2}, DType::f32);
+  cpu().argmax_rows(lc, valid, 1000, oc);
+  gpu().argmax_rows(lg, valid, 1000, og);
+  EXPECT_EQ(get(cpu(), oc), get(gpu(), og));
+  EXPECT_EQ(get(gpu(), og)[5], 1007.0f);
+}
+
+}  // namespace
+}  // namespace tpinfer::gputest

@@ -280,3 +280,39 @@ TEST(WeightFile, ShardedLoadFromOneFileMatchesRandomValues) {
 
 }  // namespace
 }  // namespace tpinfer
+
+namespace tpinfer {
+namespace {
+
+// The greedy fast path (argmax per vocab shard, gathered pairs) gives the
+// argmax of the whole gathered row, and whole rows come back only where asked.
+TEST_P(TensorParallel, GreedyTokensEqualTheArgmaxOfWholeRows) {
+  const int tp = GetParam();
+  if (world_size() % tp != 0) GTEST_SKIP();
+  MPI_Comm group;
+  MPI_Comm_split(MPI_COMM_WORLD, world_rank() / tp, world_rank(), &group);
+  Comm owned(group);
+  for (const ModelConfig& c : {config_gqa_llama3(), config_qwen2_replicated_kv()}) {
+    Replica whole(c, group, 12, 4), fast(c, group, 12, 4);
+    for (BatchLayout step : two_steps(4)) {
+      std::vector<float> rows;
+      forward(whole.model, *whole.backend, step, rows);
+      step.full_logits.assign(step.logit_rows.size(), 0);
+      step.full_logits.back() = 1;
+      StepLogits out;
+      forward(fast.model, *fast.backend, step, out);
+      ASSERT_EQ(out.greedy.size(), step.logit_rows.size());
+      for (size_t j = 0; j < out.greedy.size(); ++j) {
+        const float* row = rows.data() + j * c.vocab_size;
+        const auto best = std::max_element(row, row + c.vocab_size) - row;
+        EXPECT_EQ(out.greedy[j], best) << "row " << j;
+      }
+      ASSERT_EQ(out.full.size(), static_cast<size_t>(c.vocab_size));
+      EXPECT_TRUE(std::equal(out.full.begin(), out.full.end(),
+                             rows.end() - c.vocab_size));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tpinfer

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -225,6 +226,28 @@ TEST_F(ModelReference, BackendRandomFillEqualsTheFileValues) {
     const auto qkv = host(from_fill.layers[0].qkv);
     EXPECT_NE(*std::min_element(qkv.begin(), qkv.end()), *std::max_element(qkv.begin(), qkv.end()));
   }
+}
+
+}  // namespace
+}  // namespace tpinfer
+
+namespace tpinfer {
+namespace {
+
+TEST_F(ModelReference, CpuArgmaxRowsTakesTheLowestColumnOfTiesAndSkipsNaN) {
+  auto b = make_cpu_backend(MPI_COMM_SELF, 1);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  // Row 3's last column is past valid_cols and must be ignored.
+  const std::vector<float> host = {1, 5, 5, 2, nan, 0.5f, nan, -1, -inf, -inf, -inf, -inf,
+                                   0, 1, 2, 99};
+  Tensor l = b->alloc({4, 4}, DType::f32);
+  b->upload(l, host.data());
+  Tensor out = b->alloc({4, 2}, DType::f32);
+  b->argmax_rows(l, 3, 100, out);
+  std::vector<float> got(8);
+  b->download(out, got.data());
+  EXPECT_EQ(got, (std::vector<float>{5, 101, 0.5f, 101, -inf, 100, 2, 102}));
 }
 
 }  // namespace

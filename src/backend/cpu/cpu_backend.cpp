@@ -455,6 +455,29 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void argmax_rows(const Tensor& logits, int64_t valid_cols, int64_t col_offset,
+                   Tensor& out) override {
+    const char* op = "argmax_rows";
+    const float* l = f32(logits, op, "logits");
+    float* o = f32(out, op, "out");
+    const int64_t n = logits.rows(), c = logits.cols();
+    CPU_CHECK(valid_cols >= 1 && valid_cols <= c, op,
+              "valid_cols " + std::to_string(valid_cols) + " outside logits " + shape_str(logits));
+    check_matrix(out, n, 2, op, "out");
+    for (int64_t r = 0; r < n; ++r) {
+      const float* row = l + r * c;
+      float best = -std::numeric_limits<float>::infinity();
+      int64_t at = 0;
+      for (int64_t j = 0; j < valid_cols; ++j)
+        if (row[j] > best) {  // strict: the lowest column wins ties; NaN never wins
+          best = row[j];
+          at = j;
+        }
+      o[2 * r] = best;
+      o[2 * r + 1] = static_cast<float>(col_offset + at);
+    }
+  }
+
   void all_reduce_sum(Tensor& x) override {
     float* p = f32(x, "all_reduce_sum", "x");
     // MPI counts are int: reduce a huge tensor in pieces.

@@ -453,6 +453,20 @@ class CudaBackend final : public Backend {
     cuda::launch_gather_rows(xp, c, d_.logit_rows, m, o, stream_.get());
   }
 
+  void argmax_rows(const Tensor& logits, int64_t valid_cols, int64_t col_offset,
+                   Tensor& out) override {
+    const char* op = "argmax_rows";
+    const bf16* l = bf(logits, op, "logits");
+    check_storage(out, op, "out");
+    CUDA_BE_CHECK(out.dtype == DType::f32, op, "out must be float32");
+    const int64_t n = logits.rows(), c = logits.cols();
+    CUDA_BE_CHECK(valid_cols >= 1 && valid_cols <= c, op,
+                  "valid_cols " + std::to_string(valid_cols) + " outside " + shape_str(logits));
+    check_matrix(out, n, 2, op, "out");
+    cuda::launch_argmax_rows(l, n, c, valid_cols, col_offset, static_cast<float*>(out.data),
+                             stream_.get());
+  }
+
   void all_reduce_sum(Tensor& x) override {
     check_storage(x, "all_reduce_sum", "x");
     if (tp_size_ == 1) return;

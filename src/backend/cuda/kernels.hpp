@@ -29,6 +29,9 @@ void launch_silu_mul(const bf16* gate_up, int64_t n, int64_t i, bf16* out, cudaS
 // out[j] = x[rows[j]] for j < m; rows of `cols` bf16 values.
 void launch_gather_rows(const bf16* x, int64_t cols, const int32_t* rows, int64_t m, bf16* out,
                         cudaStream_t stream);
+// out[r] = (max, col_offset + argmax) of row r's first valid_cols values, fp32 pairs.
+void launch_argmax_rows(const bf16* logits, int64_t n, int64_t cols, int64_t valid_cols,
+                        int64_t col_offset, float* out, cudaStream_t stream);
 // out[t, j] = bias[j] (or 0 when bias is null): linear with an empty inner dimension.
 void launch_fill_rows(const bf16* bias, int64_t n, int64_t m, bf16* out, cudaStream_t stream);
 
