@@ -5,7 +5,8 @@
 # workloads, one after the other in this one command. Logs and JSON go to $OUT.
 #   bash tools/gpu-bench.sh [CONFIG.json] [SCENARIOS]
 # SCENARIOS: comma list of decode1,decode64,prefill2048,offline (default: all).
-# Env: FIXED (ISL/OSL list), REQUESTS, REPEATS, OFFLINE_REPEATS, SKIP_TESTS=1, SKIP_PEER=1.
+# Env: FIXED (ISL/OSL list), REQUESTS, REPEATS, OFFLINE_REPEATS, SKIP_TESTS=1, SKIP_PEER=1,
+# PEER_SCENARIOS (the peer's scenarios when they differ, e.g. to fit the call's time limit).
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
@@ -44,7 +45,7 @@ echo "== tpinfer bench"
 if [ "${SKIP_PEER:-0}" != 1 ]; then
   echo "== transformers (static cache + torch.compile)"
   PYTHONUNBUFFERED=1 python3 tools/hf_baseline.py --model-config "$config" \
-    --scenarios "$scenarios" --fixed "$fixed" --requests "$requests" \
+    --scenarios "${PEER_SCENARIOS:-$scenarios}" --fixed "$fixed" --requests "$requests" \
     --repeats "${REPEATS:-5}" --offline-repeats "${OFFLINE_REPEATS:-1}" "${workload[@]}" \
     --json "$OUT/hf.json" 2>&1 | grep -v Warning | tee "$OUT/hf.log"
 fi
