@@ -47,6 +47,6 @@ if [ "${SKIP_PEER:-0}" != 1 ]; then
   PYTHONUNBUFFERED=1 python3 tools/hf_baseline.py --model-config "$config" \
     --scenarios "${PEER_SCENARIOS:-$scenarios}" --fixed "$fixed" --requests "$requests" \
     --repeats "${REPEATS:-5}" --offline-repeats "${OFFLINE_REPEATS:-1}" "${workload[@]}" \
-    --json "$OUT/hf.json" 2>&1 | grep -v Warning | tee "$OUT/hf.log"
+    --json "$OUT/hf.json" 2>&1 | grep --line-buffered -v Warning | tee "$OUT/hf.log"
 fi
 rm -f "$OUT/mixed.jsonl"  # large; regenerated from the seed
