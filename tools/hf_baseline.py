@@ -105,7 +105,8 @@ class Peer:
         to its longest output; only requested tokens count."""
         reqs = sorted(requests, reverse=True)
         batch = min(self.max_batch, len(reqs))
-        max_len = max(p + o for p, o in reqs)
+        # A batch runs to its longest prompt plus its longest output.
+        max_len = max(p for p, _ in reqs) + max(o for _, o in reqs)
         while True:
             try:
                 isl, osl = reqs[0]
