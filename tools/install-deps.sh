@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing; does nothing when all is there.
 set -euo pipefail
 packages=(build-essential cmake pkg-config git openmpi-bin libopenmpi-dev libhdf5-dev
-          libboost-program-options-dev nlohmann-json3-dev libopenblas-dev libgtest-dev)
+          libboost-program-options-dev nlohmann-json3-dev libopenblas-dev libgtest-dev procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

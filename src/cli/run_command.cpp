@@ -33,6 +33,7 @@ struct RunOptions {
   SamplingParams defaults;
   uint64_t seed = 0;
   bool strict = false;
+  bool resume = false;
   ReplicaOptions replica;
   double checkpoint_interval = 10.0;
   double progress_interval = 10.0;
@@ -55,6 +56,9 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
       ("seed", po::value(&o.seed)->default_value(0),
        "job seed: a request without its own seed samples with hash(seed, id)")
       ("strict", po::bool_switch(&o.strict), "fail before any work if any input line is bad")
+      ("resume", po::bool_switch(&o.resume),
+       "continue OUTPUT: skip requests it already answers (the input, model and generation "
+       "settings must match its manifest; the layout and backend may differ)")
       ("checkpoint-interval", po::value(&o.checkpoint_interval)->default_value(10.0),
        "seconds between fsyncs of the output")
       ("progress-interval", po::value(&o.progress_interval)->default_value(10.0),
@@ -103,6 +107,19 @@ int run_job(const RunOptions& o) {
     co.checkpoint_interval_s = o.checkpoint_interval;
     co.progress_interval_s = o.progress_interval;
     co.num_groups = w.dp;
+    co.resume = o.resume;
+    // What the results depend on, compared on --resume; "run" is informational.
+    const SamplingParams& d = o.defaults;
+    co.manifest = {
+        {"format", "tpinfer-manifest"},
+        {"version", 1},
+        {"input", file_fingerprint(o.input)},
+        {"model", file_fingerprint(o.model)},
+        {"settings",
+         {{"max_new_tokens", d.max_new_tokens}, {"temperature", d.temperature},
+          {"top_k", d.top_k}, {"top_p", d.top_p}, {"seed", o.seed}}},
+        {"run",
+         {{"input_path", o.input}, {"model_path", o.model}, {"dp", w.dp}, {"tp", w.tp}}}};
     coord = std::make_unique<Coordinator>(w.world.get(), co);
   });
 
@@ -152,11 +169,14 @@ int run_job(const RunOptions& o) {
     std::fprintf(stderr,
                  "tpinfer: done: %lld requests (%lld errors), %lld prompt tokens, %lld generated "
                  "tokens in %.2f s of generation: %.1f generated tokens/s, %.1f tokens/s computed, %lld steps, "
-                 "%lld preemptions. Results: %s\n",
+                 "%lld preemptions. Results: %s%s\n",
                  static_cast<long long>(t.done), static_cast<long long>(t.errors),
                  static_cast<long long>(t.prompt_tokens),
                  static_cast<long long>(t.generated_tokens), s, t.generated_tokens / s,
-                 sum[0] / s, sum[2], sum[1], o.output.c_str());
+                 sum[0] / s, sum[2], sum[1], o.output.c_str(),
+                 coord->resumed() > 0
+                     ? (" (" + std::to_string(coord->resumed()) + " more from the earlier run)").c_str()
+                     : "");
   }
   return kExitOk;
 }

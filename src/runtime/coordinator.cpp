@@ -51,12 +51,35 @@ int64_t count_nonblank_lines(const std::string& path) {
   return n;
 }
 
-void check_output_is_new(const std::string& path) {
+bool has_content(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (in && in.tellg() > 0)
-    throw UsageError("output file " + path +
-                     " already exists and is not empty; refusing to overwrite results (move it "
-                     "away or choose another --output)");
+  return in && in.tellg() > 0;
+}
+
+// Refuses to touch results it cannot account for, reads back what an earlier
+// run finished (on --resume), and records this run's manifest.
+Finished prepare_output(const Coordinator::Options& o) {
+  Finished done;
+  if (!o.resume) {
+    if (has_content(o.output))
+      throw UsageError("output file " + o.output +
+                       " already exists and is not empty; refusing to overwrite results (pass "
+                       "--resume to continue it, or choose another --output)");
+  } else {
+    const nlohmann::json previous = read_manifest(o.output);
+    if (previous.is_null() && has_content(o.output))
+      throw UsageError("--resume: " + o.output + " has results but no manifest (" +
+                       manifest_path(o.output) + "), so its settings cannot be checked");
+    if (!previous.is_null()) check_manifest_matches(previous, o.manifest, o.output);
+    done = read_finished(o.output);
+    if (done.torn_bytes > 0)
+      std::fprintf(stderr, "tpinfer: resume: cut %lld bytes of an unfinished last line from %s\n",
+                   static_cast<long long>(done.torn_bytes), o.output.c_str());
+  }
+  nlohmann::json m = o.manifest;
+  m["run"]["status"] = "running";
+  write_manifest(o.output, m);
+  return done;
 }
 
 }  // namespace
@@ -101,10 +124,11 @@ void PendingSends::wait_all() {
 Coordinator::Coordinator(MPI_Comm comm, Options options)
     : comm_(comm),
       opt_(std::move(options)),
-      reader_((check_output_is_new(opt_.output), opt_.input), opt_.rules),
+      finished_(prepare_output(opt_)),
+      reader_(opt_.input, opt_.rules),
       writer_(opt_.output),
       total_lines_(count_nonblank_lines(opt_.input)),
-      progress_(total_lines_, opt_.progress_interval_s) {
+      progress_(std::max<int64_t>(0, total_lines_ - finished_.lines), opt_.progress_interval_s) {
   if (opt_.strict) {
     // --strict: every line must be good before any work starts.
     RequestReader scan(opt_.input, opt_.rules);
@@ -132,6 +156,14 @@ std::vector<Request> Coordinator::take(int64_t n) {
       break;
     }
     ++lines_read_;
+    // On --resume, a line whose result is already in the output is skipped.
+    const std::string& id = parsed->request ? parsed->request->id_json : parsed->error->id_json;
+    const bool keyed_by_id = parsed->request || (!id.empty() && !parsed->error->duplicate_id);
+    if (keyed_by_id ? finished_.ids.count(id) > 0
+                    : finished_.error_lines.count(parsed->error->line) > 0) {
+      ++skipped_;
+      continue;
+    }
     if (parsed->request)
       out.push_back(std::move(*parsed->request));
     else
@@ -207,6 +239,9 @@ void Coordinator::finish() {
   sends_.wait_all();
   sync_and_report(true);
   progress_.finish(tally_.done, tally_.errors, tally_.generated_tokens);
+  nlohmann::json m = opt_.manifest;
+  m["run"]["status"] = "done";
+  write_manifest(opt_.output, m);
 }
 
 WorkSource::WorkSource(MPI_Comm comm, Coordinator* local) : comm_(comm), local_(local) {}

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "runtime/progress.hpp"
+#include "tpinfer/journal.hpp"
 #include "tpinfer/jsonl.hpp"
 
 namespace tpinfer {
@@ -55,6 +56,8 @@ class Coordinator {
     double checkpoint_interval_s = 10.0;
     double progress_interval_s = 10.0;
     int num_groups = 1;
+    bool resume = false;         // continue an existing output instead of refusing it
+    nlohmann::json manifest;     // input/model fingerprints and settings of this run
   };
   Coordinator(MPI_Comm comm, Options options);
 
@@ -68,6 +71,8 @@ class Coordinator {
   // Serves until every other group has reported done, then flushes.
   void finish();
   const Tally& tally() const { return tally_; }
+  // Results an earlier run had already written (on --resume).
+  int64_t resumed() const { return finished_.lines; }
   // Starts the clocks of the progress report and summary (after the model load).
   void start_clock() { progress_.restart(); }
   double elapsed_s() const;
@@ -78,12 +83,14 @@ class Coordinator {
 
   MPI_Comm comm_;
   Options opt_;
+  Finished finished_;  // before reader_: preparing the output comes first
   RequestReader reader_;
   OutputWriter writer_;
   PendingSends sends_;
   int64_t total_lines_ = 0;  // non-blank input lines, for the ETA
   Progress progress_;
   Tally tally_;
+  int64_t skipped_ = 0;  // input lines already answered in the output
   bool exhausted_ = false;
   int64_t lines_read_ = 0;
   int groups_done_ = 0;

@@ -1,6 +1,7 @@
 #pragma once
 // Runs tpinfer the way a user does (mpirun over build/tpinfer) and reads its output.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -30,7 +31,10 @@ inline CommandResult run_shell(const std::string& command) {
   return r;
 }
 
-inline std::string tmp_path(const std::string& name) { return std::string(TPINFER_TEST_TMP) + "/" + name; }
+// Per test process, so tests run in parallel (ctest -j) never share a file.
+inline std::string tmp_path(const std::string& name) {
+  return std::string(TPINFER_TEST_TMP) + "/" + std::to_string(getpid()) + "-" + name;
+}
 
 inline CommandResult tpinfer_cli(const std::string& args) {
   return run_shell(std::string(TPINFER_BIN) + " " + args);

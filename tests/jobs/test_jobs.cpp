@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "job_helpers.hpp"
 
@@ -304,6 +305,90 @@ TEST(Options, ConfigFileAndEnvironmentWithCommandLinePrecedence) {
   auto r = tpinfer_cli("run --model " + model + " --input " + in + " --output x --max-new-tokens lots");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("max-new-tokens"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace tpinfer::test
+
+namespace tpinfer::test {
+namespace {
+
+// The design's promise: kill -9 a rank mid-run, restart with --resume (on
+// another layout), and the output equals an uninterrupted run's, each id once.
+TEST(Resume, KillARankMidRunThenResumeGivesTheUninterruptedResults) {
+  const std::string model = tmp_path("resume-model.h5"), in = tmp_path("resume-in.jsonl");
+  ASSERT_EQ(tpinfer_cli(std::string("make-model --config ") + TPINFER_SOURCE_DIR +
+                        "/inputs/demo-config.json --output " + model + " --seed 5")
+                .exit_code,
+            0);
+  {
+    std::ofstream f(in);
+    for (int i = 0; i < 300; ++i) {
+      nlohmann::json j = {{"id", "q" + std::to_string(i)}, {"max_new_tokens", 24 + i % 9}};
+      std::vector<int> prompt;
+      for (int t = 0; t < 8 + (i * 13) % 60; ++t) prompt.push_back(3 + (i * 31 + t * 7) % 4000);
+      j["prompt_tokens"] = prompt;
+      if (i % 4 == 1) j.update({{"temperature", 0.8}, {"top_k", 50}, {"seed", i}});
+      f << j.dump() << "\n";
+    }
+  }
+  const std::string full = tmp_path("resume-full.jsonl"), cut = tmp_path("resume-cut.jsonl");
+  for (const auto& p : {full, cut}) {
+    std::filesystem::remove(p);
+    std::filesystem::remove(p + ".manifest.json");
+  }
+  const std::string args = " run --model " + model + " --input " + in + " --max-new-tokens 16 ";
+  ASSERT_EQ(mpirun_tpinfer(2, args + "--output " + full).exit_code, 0);
+
+  // The victim: a random rank of this job (a tpinfer process whose command line
+  // names this output), at a random moment: once a random number of results
+  // (10 to 159) is in the file.
+  const int at = 10 + static_cast<int>(std::random_device{}() % 150);
+  const std::string kill =
+      "( for i in $(seq 600); do [ $(cat " + cut + " 2>/dev/null | wc -l) -ge " +
+      std::to_string(at) + " ] && break; sleep 0.02; done; "
+      "for p in $(pgrep -x tpinfer); do grep -q resume-cut /proc/$p/cmdline && echo $p; done | "
+      "shuf -n 1 | xargs -r kill -9 ) & ";
+  auto killed = run_shell(kill + TPINFER_MPIRUN + " -np 2 " + TPINFER_BIN + args +
+                          "--output " + cut + " --checkpoint-interval 0.05; rc=$?; wait; exit $rc");
+  EXPECT_NE(killed.exit_code, 0) << killed.output;
+  const auto partial = read_jsonl(cut);
+  EXPECT_GE(partial.size(), static_cast<size_t>(at)) << "killed at " << at;
+  EXPECT_LT(partial.size(), 300u) << "the job finished before the kill";
+
+  auto resumed = mpirun_tpinfer(4, args + "--tp 2 --resume --output " + cut);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const auto want = results_by_id(full), got = results_by_id(cut);  // throws on a repeated id
+  ASSERT_EQ(got.size(), 300u);
+  for (const auto& [id, r] : want) {
+    ASSERT_TRUE(got.count(id)) << id;
+    EXPECT_EQ(got.at(id)["tokens"], r["tokens"]) << id;
+  }
+}
+
+TEST(Resume, RefusesChangedSettingsAndOutputsWithoutAManifest) {
+  const std::string in = tmp_path("resume-in2.jsonl"), out = tmp_path("resume-out2.jsonl"),
+                    model = tmp_path("resume-model2.h5");
+  ASSERT_EQ(tpinfer_cli(std::string("make-model --config ") + TPINFER_SOURCE_DIR +
+                        "/inputs/demo-config.json --output " + model)
+                .exit_code,
+            0);
+  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6]})" "\n";
+  std::filesystem::remove(out);
+  std::filesystem::remove(out + ".manifest.json");
+  const std::string base = "run --model " + model + " --input " + in + " --output " + out;
+  ASSERT_EQ(tpinfer_cli(base + " --max-new-tokens 4").exit_code, 0);
+  auto r = tpinfer_cli(base + " --max-new-tokens 5 --resume");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("max_new_tokens\":4"), std::string::npos) << r.output;
+  // Same settings: nothing left to do, nothing written twice.
+  r = tpinfer_cli(base + " --max-new-tokens 4 --resume");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(read_jsonl(out).size(), 1u);
+  std::filesystem::remove(out + ".manifest.json");
+  r = tpinfer_cli(base + " --max-new-tokens 4 --resume");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("no manifest"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -1,0 +1,43 @@
+#pragma once
+// The output file is the checkpoint: a request is done exactly when its result
+// line is in the file. The journal reads an existing output back (repairing a
+// torn last line) into the set of finished requests, and keeps the manifest
+// beside it, which ties the output to its input, model and settings.
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace tpinfer {
+
+// What a previous run already wrote.
+struct Finished {
+  std::set<std::string> ids;      // compact JSON of each "id" that has a line
+  std::set<int64_t> error_lines;  // input lines whose error line has no "id"
+  int64_t lines = 0;              // complete result lines in the file
+  int64_t torn_bytes = 0;         // bytes of an unfinished last line that were cut off
+};
+
+// Reads `path` (a missing or empty file finishes nothing). A last line without
+// its newline was being written when the job died: it is truncated away. A
+// complete line that is not a result is an error naming the line (the file is
+// not ours, or was edited).
+Finished read_finished(const std::string& path);
+
+// The manifest: OUTPUT.manifest.json.
+std::string manifest_path(const std::string& output);
+// A cheap fingerprint of a file: size plus FNV-1a of its first and last MiB
+// and, for files up to 64 MiB, of all of it (inputs are hashed whole; model
+// files of many GB are not re-read at every start).
+std::string file_fingerprint(const std::string& path);
+// Writes the manifest atomically (temp file, fsync, rename, fsync the folder).
+void write_manifest(const std::string& output, const nlohmann::json& manifest);
+// The manifest, or null JSON when there is none.
+nlohmann::json read_manifest(const std::string& output);
+// Throws UsageError naming every field where `previous` and `now` differ (the
+// "run" field, which holds layout and timing, is not compared).
+void check_manifest_matches(const nlohmann::json& previous, const nlohmann::json& now,
+                            const std::string& output);
+
+}  // namespace tpinfer
