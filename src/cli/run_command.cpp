@@ -10,6 +10,7 @@
 #include "cli/replica.hpp"
 #include "runtime/coordinator.hpp"
 #include "runtime/job.hpp"
+#include "runtime/signals.hpp"
 #include "tpinfer/backend.hpp"
 #include "tpinfer/engine.hpp"
 #include "tpinfer/error.hpp"
@@ -37,6 +38,7 @@ struct RunOptions {
   ReplicaOptions replica;
   double checkpoint_interval = 10.0;
   double progress_interval = 10.0;
+  double drain_timeout = 60.0;
 };
 
 std::optional<RunOptions> parse_run_options(int argc, char** argv) {
@@ -59,6 +61,9 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
       ("resume", po::bool_switch(&o.resume),
        "continue OUTPUT: skip requests it already answers (the input, model and generation "
        "settings must match its manifest; the layout and backend may differ)")
+      ("drain-timeout", po::value(&o.drain_timeout)->default_value(60.0),
+       "after SIGTERM/SIGUSR1/SIGINT: seconds the groups get to stop before the job aborts "
+       "(exit 75 either way)")
       ("checkpoint-interval", po::value(&o.checkpoint_interval)->default_value(10.0),
        "seconds between fsyncs of the output")
       ("progress-interval", po::value(&o.progress_interval)->default_value(10.0),
@@ -108,6 +113,8 @@ int run_job(const RunOptions& o) {
     co.progress_interval_s = o.progress_interval;
     co.num_groups = w.dp;
     co.resume = o.resume;
+    co.tp = w.tp;
+    co.drain_timeout_s = o.drain_timeout;
     // What the results depend on, compared on --resume; "run" is informational.
     const SamplingParams& d = o.defaults;
     co.manifest = {
@@ -154,7 +161,7 @@ int run_job(const RunOptions& o) {
   }));
 
   if (coord) coord->start_clock();
-  run_group(w, engine, coord.get(), o.replica.max_batch);
+  const bool drained = run_group(w, engine, coord.get(), o.replica.max_batch);
 
   // Sum the groups' engine counters on rank 0 (leaders only, so TP copies count once).
   const EngineStats& es = engine.stats();
@@ -178,6 +185,14 @@ int run_job(const RunOptions& o) {
                      ? (" (" + std::to_string(coord->resumed()) + " more from the earlier run)").c_str()
                      : "");
   }
+  if (drained) {
+    if (coord)
+      std::fprintf(stderr,
+                   "tpinfer: drained on signal %d: every finished result is in %s; run again "
+                   "with --resume to finish the rest (exit 75)\n",
+                   drain_signal(), o.output.c_str());
+    return kExitRestartable;
+  }
   return kExitOk;
 }
 
@@ -185,6 +200,7 @@ int run_job(const RunOptions& o) {
 
 int run_command(int argc, char** argv) {
   MpiSession mpi(&argc, &argv);
+  install_drain_handlers();
   return run_reporting_errors([&] {
     std::optional<RunOptions> options;
     agree_on(MPI_COMM_WORLD, [&] { options = parse_run_options(argc, argv); });

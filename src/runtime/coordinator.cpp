@@ -3,8 +3,10 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <utility>
 
+#include "runtime/signals.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer {
@@ -149,6 +151,7 @@ double Coordinator::elapsed_s() const { return progress_.elapsed_s(); }
 
 std::vector<Request> Coordinator::take(int64_t n) {
   std::vector<Request> out;
+  if (draining_) return out;
   while (!exhausted_ && static_cast<int64_t>(out.size()) < n) {
     auto parsed = reader_.next();
     if (!parsed) {
@@ -218,7 +221,14 @@ void Coordinator::handle(const MPI_Status& st) {
   }
 }
 
+void Coordinator::drain() {
+  if (draining_) return;
+  draining_ = true;
+  for (int g = 1; g < opt_.num_groups; ++g) sends_.send(comm_, g * opt_.tp, kTagDrain, "");
+}
+
 void Coordinator::serve() {
+  if (drain_signal() != 0) drain();
   sends_.poll();
   for (;;) {
     int flag = 0;
@@ -231,16 +241,30 @@ void Coordinator::serve() {
 }
 
 void Coordinator::finish() {
+  const double start = MPI_Wtime();
   while (groups_done_ < opt_.num_groups - 1) {
+    if (drain_signal() != 0) drain();
+    int flag = 0;
     MPI_Status st;
-    TPINFER_MPI_CHECK(MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &st));
-    handle(st);
+    TPINFER_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, &st));
+    if (flag) {
+      handle(st);
+      continue;
+    }
+    sends_.poll();
+    if (draining_ && MPI_Wtime() - start > opt_.drain_timeout_s) {
+      writer_.sync();
+      throw RestartableError("drain: " + std::to_string(opt_.num_groups - 1 - groups_done_) +
+                             " group(s) did not stop within --drain-timeout " +
+                             std::to_string(opt_.drain_timeout_s) + " s");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   sends_.wait_all();
   sync_and_report(true);
   progress_.finish(tally_.done, tally_.errors, tally_.generated_tokens);
   nlohmann::json m = opt_.manifest;
-  m["run"]["status"] = "done";
+  m["run"]["status"] = draining_ ? "drained" : "done";
   write_manifest(opt_.output, m);
 }
 
@@ -276,6 +300,19 @@ std::vector<Request> WorkSource::receive(bool wait) {
   return requests;
 }
 
+bool WorkSource::drain_requested() {
+  if (drain_) return true;
+  if (local_) return drain_ = local_->draining() || drain_signal() != 0;
+  int flag = 0;
+  MPI_Status st;
+  TPINFER_MPI_CHECK(MPI_Iprobe(0, kTagDrain, comm_, &flag, &st));
+  if (flag) {
+    receive_string(comm_, st);
+    drain_ = true;
+  }
+  return drain_ = drain_ || drain_signal() != 0;
+}
+
 void WorkSource::send_results(const std::vector<Result>& results) {
   if (results.empty()) return;
   if (local_)
@@ -285,6 +322,8 @@ void WorkSource::send_results(const std::vector<Result>& results) {
 }
 
 void WorkSource::done() {
+  // An answer still on its way must be taken, or rank 0's send never completes.
+  if (outstanding_) receive(true);
   if (!local_) sends_.send(comm_, 0, kTagDone, "");
   sends_.wait_all();
 }

@@ -20,7 +20,13 @@
 
 namespace tpinfer {
 
-enum CoordinatorTag : int { kTagWant = 101, kTagWork = 102, kTagResult = 103, kTagDone = 104 };
+enum CoordinatorTag : int {
+  kTagWant = 101,
+  kTagWork = 102,
+  kTagResult = 103,
+  kTagDone = 104,
+  kTagDrain = 105  // rank 0 -> leaders: stop after this step
+};
 
 // Requests or results packed as newline-separated wire JSON.
 std::string pack_requests(const std::vector<Request>& rs);
@@ -56,6 +62,8 @@ class Coordinator {
     double checkpoint_interval_s = 10.0;
     double progress_interval_s = 10.0;
     int num_groups = 1;
+    int tp = 1;                  // group g's leader is rank g * tp
+    double drain_timeout_s = 60; // after a drain signal, how long the groups get to stop
     bool resume = false;         // continue an existing output instead of refusing it
     nlohmann::json manifest;     // input/model fingerprints and settings of this run
   };
@@ -70,6 +78,9 @@ class Coordinator {
   void write(const std::vector<Result>& results);
   // Serves until every other group has reported done, then flushes.
   void finish();
+  // Stops handing out work and tells the other groups to stop (once).
+  void drain();
+  bool draining() const { return draining_; }
   const Tally& tally() const { return tally_; }
   // Results an earlier run had already written (on --resume).
   int64_t resumed() const { return finished_.lines; }
@@ -92,6 +103,7 @@ class Coordinator {
   Tally tally_;
   int64_t skipped_ = 0;  // input lines already answered in the output
   bool exhausted_ = false;
+  bool draining_ = false;
   int64_t lines_read_ = 0;
   int groups_done_ = 0;
 };
@@ -106,6 +118,8 @@ class WorkSource {
   // Requests that have arrived (blocking when `wait` and an ask is outstanding).
   std::vector<Request> receive(bool wait);
   bool exhausted() const { return exhausted_; }
+  // True once rank 0 (or this rank's signal) asked this group to drain.
+  bool drain_requested();
   bool asking() const { return outstanding_; }
   void send_results(const std::vector<Result>& results);
   void done();  // no more results from this group
@@ -116,6 +130,7 @@ class WorkSource {
   PendingSends sends_;
   bool outstanding_ = false;
   bool exhausted_ = false;
+  bool drain_ = false;
   std::vector<Request> local_taken_;
 };
 

@@ -7,17 +7,22 @@
 
 namespace tpinfer {
 
-void run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refill_below) {
+bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refill_below) {
   const bool leader = w.is_group_leader();
   std::optional<WorkSource> source;
   if (leader) source.emplace(w.world.get(), coord);
   const ProcessGroup tp = w.tp_group();
+  bool drained = false;
 
   for (;;) {
-    // control = 'S' (stop) or 'C' (continue), then the requests to add this step.
+    // control = 'S' (stop: all done), 'D' (drain: stop now) or 'C' (continue),
+    // then the requests to add this step.
     std::string control;
     if (leader) {
       if (coord) coord->serve();
+      if (source->drain_requested()) control = "D";
+    }
+    if (leader && control.empty()) {
       if (engine.num_waiting() < refill_below)
         source->ask(2 * refill_below - engine.num_waiting());
       const bool idle = engine.num_unfinished() == 0;
@@ -26,6 +31,10 @@ void run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
       control = (stop ? "S" : "C") + pack_requests(fresh);
     }
     if (w.tp > 1) tp.broadcast(control, 0);
+    if (control[0] == 'D') {  // unfinished requests are redone by --resume
+      drained = true;
+      break;
+    }
     // A request the engine refuses (say, one that can never fit the KV cache)
     // becomes its error result; every TP rank refuses it alike, so they stay in step.
     std::vector<Result> finished;
@@ -51,6 +60,7 @@ void run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
   }
   if (leader) source->done();
   if (coord) coord->finish();
+  return drained || (coord && coord->draining());
 }
 
 }  // namespace tpinfer

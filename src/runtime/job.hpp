@@ -9,8 +9,10 @@ namespace tpinfer {
 // its TP peers once per step (with a stop flag); every rank steps its Engine in
 // lockstep; the leader returns finished results. `coordinator` is non-null on
 // rank 0 only. `refill_below`: the leader asks for more work when fewer
-// requests than this are waiting.
-void run_group(const World& world, Engine& engine, Coordinator* coordinator,
+// requests than this are waiting. Returns true when the group stopped on a
+// drain (a signal here or at rank 0) with requests unfinished; they are redone
+// by a --resume.
+bool run_group(const World& world, Engine& engine, Coordinator* coordinator,
                int64_t refill_below);
 
 }  // namespace tpinfer

@@ -313,11 +313,13 @@ TEST(Options, ConfigFileAndEnvironmentWithCommandLinePrecedence) {
 namespace tpinfer::test {
 namespace {
 
-// The design's promise: kill -9 a rank mid-run, restart with --resume (on
-// another layout), and the output equals an uninterrupted run's, each id once.
-TEST(Resume, KillARankMidRunThenResumeGivesTheUninterruptedResults) {
+// The design's promise: interrupt a job mid-run (kill -9 a random rank, or
+// SIGTERM every rank as Slurm does at preemption), restart with --resume on
+// another layout, and the output equals an uninterrupted run's, each id once.
+// Returns the interrupted run's exit code.
+int interrupt_then_resume(const std::string& signal, const std::string& name) {
   const std::string model = tmp_path("resume-model.h5"), in = tmp_path("resume-in.jsonl");
-  ASSERT_EQ(tpinfer_cli(std::string("make-model --config ") + TPINFER_SOURCE_DIR +
+  EXPECT_EQ(tpinfer_cli(std::string("make-model --config ") + TPINFER_SOURCE_DIR +
                         "/inputs/demo-config.json --output " + model + " --seed 5")
                 .exit_code,
             0);
@@ -332,38 +334,47 @@ TEST(Resume, KillARankMidRunThenResumeGivesTheUninterruptedResults) {
       f << j.dump() << "\n";
     }
   }
-  const std::string full = tmp_path("resume-full.jsonl"), cut = tmp_path("resume-cut.jsonl");
+  const std::string full = tmp_path("resume-full.jsonl"), cut = tmp_path(name + ".jsonl");
   for (const auto& p : {full, cut}) {
     std::filesystem::remove(p);
     std::filesystem::remove(p + ".manifest.json");
   }
   const std::string args = " run --model " + model + " --input " + in + " --max-new-tokens 16 ";
-  ASSERT_EQ(mpirun_tpinfer(2, args + "--output " + full).exit_code, 0);
+  EXPECT_EQ(mpirun_tpinfer(2, args + "--output " + full).exit_code, 0);
 
-  // The victim: a random rank of this job (a tpinfer process whose command line
-  // names this output), at a random moment: once a random number of results
-  // (10 to 159) is in the file.
+  // At a random moment (once 10 to 159 results are in the file), signal the
+  // tpinfer processes whose command line names this output: one at random for
+  // -KILL, all of them otherwise.
   const int at = 10 + static_cast<int>(std::random_device{}() % 150);
-  const std::string kill =
+  const std::string pick = signal == "KILL" ? "shuf -n 1" : "cat";
+  const std::string interrupt =
       "( for i in $(seq 600); do [ $(cat " + cut + " 2>/dev/null | wc -l) -ge " +
-      std::to_string(at) + " ] && break; sleep 0.02; done; "
-      "for p in $(pgrep -x tpinfer); do grep -q resume-cut /proc/$p/cmdline && echo $p; done | "
-      "shuf -n 1 | xargs -r kill -9 ) & ";
-  auto killed = run_shell(kill + TPINFER_MPIRUN + " -np 2 " + TPINFER_BIN + args +
-                          "--output " + cut + " --checkpoint-interval 0.05; rc=$?; wait; exit $rc");
-  EXPECT_NE(killed.exit_code, 0) << killed.output;
-  const auto partial = read_jsonl(cut);
-  EXPECT_GE(partial.size(), static_cast<size_t>(at)) << "killed at " << at;
-  EXPECT_LT(partial.size(), 300u) << "the job finished before the kill";
+      std::to_string(at) + " ] && break; sleep 0.02; done; for p in $(pgrep -x tpinfer); do grep "
+      "-q " + name + " /proc/$p/cmdline && echo $p; done | " + pick + " | xargs -r kill -" +
+      signal + " ) & ";
+  auto stopped = run_shell(interrupt + TPINFER_MPIRUN + " -np 2 " + TPINFER_BIN + args +
+                           "--output " + cut + " --checkpoint-interval 0.05; rc=$?; wait; exit $rc");
+  const auto partial = read_jsonl(cut);  // every line whole
+  EXPECT_GE(partial.size(), static_cast<size_t>(at)) << "interrupted at " << at;
+  EXPECT_LT(partial.size(), 300u) << "the job finished before the interruption";
 
   auto resumed = mpirun_tpinfer(4, args + "--tp 2 --resume --output " + cut);
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
   const auto want = results_by_id(full), got = results_by_id(cut);  // throws on a repeated id
-  ASSERT_EQ(got.size(), 300u);
+  EXPECT_EQ(got.size(), 300u);
   for (const auto& [id, r] : want) {
-    ASSERT_TRUE(got.count(id)) << id;
-    EXPECT_EQ(got.at(id)["tokens"], r["tokens"]) << id;
+    EXPECT_TRUE(got.count(id)) << id;
+    if (got.count(id)) EXPECT_EQ(got.at(id)["tokens"], r["tokens"]) << id;
   }
+  return stopped.exit_code;
+}
+
+TEST(Resume, KillARankMidRunThenResumeGivesTheUninterruptedResults) {
+  EXPECT_NE(interrupt_then_resume("KILL", "resume-killed"), 0);
+}
+
+TEST(Resume, SigtermDrainsWithExit75ThenResumeGivesTheUninterruptedResults) {
+  EXPECT_EQ(interrupt_then_resume("TERM", "resume-termed"), 75);
 }
 
 TEST(Resume, RefusesChangedSettingsAndOutputsWithoutAManifest) {
