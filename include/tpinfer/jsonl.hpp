@@ -2,6 +2,8 @@
 // Requests in, results out, as JSON lines (the design's "Requests and results").
 #include <cstdint>
 #include <cstdio>
+#include <functional>
+#include <vector>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +18,8 @@ struct RequestRules {
   int64_t vocab_size = 0;
   int64_t max_context = 0;       // prompt + 1 must fit; max_new_tokens is clamped to fit
   bool has_tokenizer = false;    // text "prompt" and string "stop" need one
+  // Text -> token ids (BOS added as the model's tokenizer says), when there is one.
+  std::function<std::vector<int32_t>(const std::string&)> tokenize;
   SamplingParams defaults;       // from the command line
   uint64_t job_seed = 0;         // a request without "seed" gets hash(job_seed, id)
 };
@@ -54,7 +58,7 @@ class RequestReader {
 };
 
 // One result as a JSON line (no trailing newline):
-//  {"id":..,"tokens":[..],"finish_reason":..,"prompt_tokens":N,"completion_tokens":M[,"logprobs":[..]]}
+//  {"id":..,["text":..,]"tokens":[..],"finish_reason":..,"prompt_tokens":N,"completion_tokens":M[,"logprobs":[..]]}
 //  errors: {"id":..,"line":N,"error":".."} or {"duplicate_id":..,"line":N,"error":".."}
 std::string result_to_json(const Result& r);
 // Request/Result <-> JSON text, for sending between ranks.

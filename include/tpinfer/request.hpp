@@ -32,6 +32,8 @@ struct Result {
   std::string finish_reason;     // "stop" (EOS or stop token) | "length"
   int64_t prompt_tokens = 0;
   std::string error;             // non-empty: the line was rejected
+  std::string text;              // the tokens decoded, when the model has a tokenizer
+  bool has_text = false;
   bool duplicate_id = false;     // error for a repeated id: written as "duplicate_id", not "id"
 };
 

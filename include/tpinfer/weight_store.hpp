@@ -63,7 +63,9 @@ class WeightReader {
 // N(0, initializer_range^2), biases N(0, 0.02^2), norm weights 1 + N(0, 0.05^2)
 // (so tests notice a norm weight being ignored). Each value is a pure function
 // of (seed, tensor name, element index) via Philox, so a GPU can reproduce it.
-void write_random_model(const ModelConfig& config, const std::string& path, uint64_t seed);
+// With a non-empty tokenizer_json, the file carries it (/tokenizer).
+void write_random_model(const ModelConfig& config, const std::string& path, uint64_t seed,
+                        const std::string& tokenizer_json = "");
 // The same values as write_random_model for one tensor's hyperslab (1-D or 2-D).
 std::vector<float> random_tensor_values(const ModelConfig& config, const TensorShard& shard,
                                         uint64_t seed);

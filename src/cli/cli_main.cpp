@@ -23,6 +23,7 @@ constexpr const char* kUsage =
     "  make-model  write a model with seeded random weights from a Hugging Face config.json\n"
     "  info        show a model file's config, parameter count and per-rank bytes at a TP size\n"
     "  bench       measure decode, prefill and offline throughput against the roofline\n"
+    "  tokenize    text lines to token ids (or back, --decode) with a model's tokenizer\n"
     "\n"
     "exit codes: 0 done; 2 usage, input or model error; 75 restartable failure; 1 other";
 
@@ -85,6 +86,7 @@ int cli_main(int argc, char** argv) {
     if (cmd == "make-model") return make_model_command(argc - 1, argv + 1);
     if (cmd == "info") return info_command(argc - 1, argv + 1);
     if (cmd == "bench") return bench_command(argc - 1, argv + 1);
+    if (cmd == "tokenize") return tokenize_command(argc - 1, argv + 1);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       std::printf("%s\n", kUsage);
       return static_cast<int>(kExitOk);

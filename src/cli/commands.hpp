@@ -14,6 +14,7 @@ int run_command(int argc, char** argv);         // tpinfer run
 int make_model_command(int argc, char** argv);  // tpinfer make-model
 int info_command(int argc, char** argv);        // tpinfer info
 int bench_command(int argc, char** argv);       // tpinfer bench
+int tokenize_command(int argc, char** argv);    // tpinfer tokenize
 
 // Reads a Hugging Face config.json; throws InputError / ModelError naming the file.
 struct ModelConfig;

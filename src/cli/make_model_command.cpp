@@ -7,6 +7,7 @@
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "tpinfer/error.hpp"
+#include "tpinfer/tokenizer.hpp"
 #include "tpinfer/weight_store.hpp"
 
 namespace tpinfer {
@@ -28,7 +29,7 @@ ModelConfig read_hf_config_file(const std::string& path) {
 }
 
 int make_model_command(int argc, char** argv) {
-  std::string config_path, output, dtype;
+  std::string config_path, output, dtype, tokenizer_path;
   uint64_t seed = 0;
   po::options_description desc("tpinfer make-model options");
   desc.add_options()
@@ -36,7 +37,9 @@ int make_model_command(int argc, char** argv) {
       ("output", po::value(&output), "model file to write (HDF5)")
       ("seed", po::value(&seed)->default_value(0), "weights are a pure function of this seed")
       ("dtype", po::value(&dtype), "storage dtype: float32 | bfloat16 | float16 "
-                                   "(default: the config's torch_dtype, else bfloat16)");
+                                   "(default: the config's torch_dtype, else bfloat16)")
+      ("tokenizer", po::value(&tokenizer_path),
+       "a Hugging Face tokenizer.json to store in the file (text prompts and text results)");
   // --config is the options file of every subcommand, so the model config is
   // --model-config; the spelling `make-model --config X.json` is accepted
   // when X ends in .json.
@@ -51,7 +54,16 @@ int make_model_command(int argc, char** argv) {
   require(*vm, "output");
   ModelConfig c = read_hf_config_file(config_path);
   if (!dtype.empty()) c.dtype = dtype_from_name(dtype);
-  write_random_model(c, output, seed);
+  std::string tokenizer_json;
+  if (!tokenizer_path.empty()) {
+    const Tokenizer tok = Tokenizer::from_file(tokenizer_path);  // refuse one we cannot run
+    if (static_cast<int64_t>(tok.vocab_size()) > c.vocab_size)
+      throw ModelError(tokenizer_path + " has " + std::to_string(tok.vocab_size()) +
+                       " tokens, more than the config's vocab_size " + std::to_string(c.vocab_size));
+    std::ifstream in(tokenizer_path, std::ios::binary);
+    tokenizer_json.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  write_random_model(c, output, seed, tokenizer_json);
   std::printf("wrote %s: %s, %lld layers, hidden %lld, vocab %lld, %s, seed %llu\n",
               output.c_str(), c.architecture.c_str(), static_cast<long long>(c.num_layers),
               static_cast<long long>(c.hidden_size), static_cast<long long>(c.vocab_size),

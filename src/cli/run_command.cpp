@@ -15,6 +15,7 @@
 #include "tpinfer/engine.hpp"
 #include "tpinfer/error.hpp"
 #include "tpinfer/model.hpp"
+#include "tpinfer/tokenizer.hpp"
 #include "tpinfer/weight_store.hpp"
 #include "tpinfer/world.hpp"
 
@@ -99,11 +100,18 @@ int run_job(const RunOptions& o) {
   RequestRules rules;
   rules.vocab_size = config.vocab_size;
   rules.max_context = config.max_position_embeddings;
-  rules.has_tokenizer = false;
+
   rules.defaults = o.defaults;
   rules.job_seed = o.seed;
   agree_on(w.world.get(), [&] {
     if (w.rank != 0) return;
+    // Rank 0 alone reads and writes text: prompts to ids, results to text.
+    std::shared_ptr<Tokenizer> tokenizer;
+    if (weights->has_tokenizer())
+      tokenizer = std::make_shared<Tokenizer>(Tokenizer::from_json(weights->tokenizer_json()));
+    rules.has_tokenizer = tokenizer != nullptr;
+    if (tokenizer)
+      rules.tokenize = [tokenizer](const std::string& text) { return tokenizer->encode(text, true); };
     Coordinator::Options co;
     co.input = o.input;
     co.output = o.output;
@@ -113,6 +121,14 @@ int run_job(const RunOptions& o) {
     co.progress_interval_s = o.progress_interval;
     co.num_groups = w.dp;
     co.resume = o.resume;
+    if (tokenizer)
+      co.detokenize = [tokenizer](const std::vector<int32_t>& ids) {
+        // Checkpoints often pad vocab_size past the tokenizer: such ids have no text.
+        std::vector<int32_t> known;
+        for (int32_t id : ids)
+          if (id >= 0 && static_cast<size_t>(id) < tokenizer->vocab_size()) known.push_back(id);
+        return tokenizer->decode(known, /*skip_special_tokens=*/true);
+      };
     co.tp = w.tp;
     co.drain_timeout_s = o.drain_timeout;
     // What the results depend on, compared on --resume; "run" is informational.

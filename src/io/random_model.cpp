@@ -95,8 +95,10 @@ std::vector<float> random_tensor_values(const ModelConfig& config, const TensorS
   return out;
 }
 
-void write_random_model(const ModelConfig& config, const std::string& path, uint64_t seed) {
+void write_random_model(const ModelConfig& config, const std::string& path, uint64_t seed,
+                        const std::string& tokenizer_json) {
   WeightWriter writer(path, config);
+  if (!tokenizer_json.empty()) writer.write_tokenizer(tokenizer_json);
   for (const TensorSpec& spec : expected_tensors(config)) {
     const TensorShard full{spec.name, spec.shape, std::vector<int64_t>(spec.shape.size(), 0),
                            spec.shape};

@@ -180,17 +180,24 @@ Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
     if (!text_prompt->is_string()) {
       reject("\"prompt\" must be a string, not " + describe(*text_prompt));
     }
-    if (!rules.has_tokenizer) {
+    if (!rules.has_tokenizer || !rules.tokenize) {
       reject("\"prompt\" is text, but this model has no tokenizer: give \"prompt_tokens\"");
     }
-    // RequestRules carries no tokenizer yet, so there is nothing to encode with.
-    reject("\"prompt\" is text, and text prompts are not supported yet: give \"prompt_tokens\"");
+    req.prompt = rules.tokenize(text_prompt->get_ref<const std::string&>());
+    if (req.prompt.empty()) reject("\"prompt\" is empty");
+    for (const int32_t id : req.prompt) {
+      if (id < 0 || id >= rules.vocab_size) {
+        reject("\"prompt\" encodes to token " + std::to_string(id) +
+               ", outside the model's vocab of " + std::to_string(rules.vocab_size));
+      }
+    }
+  } else {
+    if (!token_prompt->is_array()) {
+      reject("\"prompt_tokens\" must be an array of token ids, not " + describe(*token_prompt));
+    }
+    if (token_prompt->empty()) reject("\"prompt_tokens\" is empty");
+    req.prompt = token_ids(*token_prompt, "prompt_tokens", rules.vocab_size);
   }
-  if (!token_prompt->is_array()) {
-    reject("\"prompt_tokens\" must be an array of token ids, not " + describe(*token_prompt));
-  }
-  if (token_prompt->empty()) reject("\"prompt_tokens\" is empty");
-  req.prompt = token_ids(*token_prompt, "prompt_tokens", rules.vocab_size);
 
   const int64_t prompt_len = static_cast<int64_t>(req.prompt.size());
   if (prompt_len > rules.max_context - 1) {

@@ -112,6 +112,10 @@ std::string result_to_json(const Result& r) {
   out.reserve(64 + r.tokens.size() * 7 + r.logprobs.size() * 12);
   out += "{\"id\":";
   append_id(out, r.id_json);
+  if (r.has_text) {
+    out += ",\"text\":";
+    append_quoted(out, r.text);
+  }
   out += ",\"tokens\":";
   append_ints(out, r.tokens);
   out += ",\"finish_reason\":";

@@ -177,7 +177,14 @@ std::vector<Request> Coordinator::take(int64_t n) {
 
 void Coordinator::write(const std::vector<Result>& results) {
   for (const auto& r : results) {
-    writer_.write_line(result_to_json(r));
+    if (opt_.detokenize && r.error.empty()) {
+      Result with_text = r;
+      with_text.text = opt_.detokenize(r.tokens);
+      with_text.has_text = true;
+      writer_.write_line(result_to_json(with_text));
+    } else {
+      writer_.write_line(result_to_json(r));
+    }
     ++tally_.done;
     if (!r.error.empty()) {
       ++tally_.errors;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -66,6 +67,8 @@ class Coordinator {
     double drain_timeout_s = 60; // after a drain signal, how long the groups get to stop
     bool resume = false;         // continue an existing output instead of refusing it
     nlohmann::json manifest;     // input/model fingerprints and settings of this run
+    // Token ids -> text for the results' "text", when the model has a tokenizer.
+    std::function<std::string(const std::vector<int32_t>&)> detokenize;
   };
   Coordinator(MPI_Comm comm, Options options);
 

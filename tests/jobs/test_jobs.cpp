@@ -404,3 +404,51 @@ TEST(Resume, RefusesChangedSettingsAndOutputsWithoutAManifest) {
 
 }  // namespace
 }  // namespace tpinfer::test
+
+namespace tpinfer::test {
+namespace {
+
+// A model file that carries a tokenizer takes text prompts and returns text.
+TEST(TextRequests, PromptsAreTokenizedAndResultsDecoded) {
+  const std::string tok = std::string(TPINFER_SOURCE_DIR) + "/tests/data/tokenizer/tiny_llama3.tokenizer.json";
+  const std::string cfg = tmp_path("text-config.json"), model = tmp_path("text-model.h5"),
+                    in = tmp_path("text-in.jsonl"), out = tmp_path("text-out.jsonl");
+  std::ofstream(cfg) << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "vocab_size": 600, "max_position_embeddings": 256,
+    "eos_token_id": 557, "torch_dtype": "float32"})";
+  auto made = tpinfer_cli("make-model --config " + cfg + " --output " + model + " --tokenizer " + tok);
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  std::ofstream(in) << R"({"id": "t1", "prompt": "Hello world, tokenizers!", "max_new_tokens": 6})"
+                    << "\n"
+                    << R"({"id": "t2", "prompt_tokens": [72, 101], "max_new_tokens": 3})" << "\n"
+                    << R"({"id": "t3", "prompt": "", "max_new_tokens": 2})" << "\n";
+  std::filesystem::remove(out);
+  auto r = mpirun_tpinfer(2, "run --tp 2 --model " + model + " --input " + in + " --output " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto res = results_by_id(out);
+  ASSERT_EQ(res.size(), 3u);
+  // The prompt was encoded with BOS, as `tpinfer tokenize --bos` does.
+  auto ids = run_shell("echo 'Hello world, tokenizers!' | " + std::string(TPINFER_BIN) +
+                       " tokenize --bos --model " + model);
+  ASSERT_EQ(ids.exit_code, 0) << ids.output;
+  const auto encoded = nlohmann::json::parse(ids.output);
+  EXPECT_EQ(encoded[0], 556);  // <|begin_of_text|>
+  EXPECT_EQ(res.at("\"t1\"")["prompt_tokens"], encoded.size());
+  // "text" is the generated tokens decoded (special tokens left out).
+  for (const char* id : {"\"t1\"", "\"t2\""}) {
+    const auto& j = res.at(id);
+    ASSERT_TRUE(j.contains("text")) << j.dump();
+    nlohmann::json known = nlohmann::json::array();  // ids past the tokenizer have no text
+    for (const auto& t : j["tokens"])
+      if (t.get<int>() < 559) known.push_back(t);
+    auto back = run_shell("echo '" + known.dump() + "' | " + TPINFER_BIN +
+                          " tokenize --decode --skip-special --model " + model);
+    EXPECT_EQ(nlohmann::json::parse(back.output), j["text"]) << j.dump();
+  }
+  // An empty text is BOS alone, as Hugging Face encodes it.
+  EXPECT_EQ(res.at("\"t3\"")["prompt_tokens"], 1) << res.at("\"t3\"").dump();
+}
+
+}  // namespace
+}  // namespace tpinfer::test
