@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "tpinfer/backend.hpp"
+#include "backend/op_checks.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer {
@@ -28,20 +29,7 @@ namespace {
 
 constexpr size_t kAlignment = 64;
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-std::string shape_str(const Tensor& t) {
-  return shape_str(t.shape);
-}
-
-// Shape errors are bugs in the caller (model or engine), not bad input: a
-// restart would not help, so they carry kExitOther.
-[[noreturn]] void fail(const char* op, const std::string& msg) {
-  throw Error(std::string("cpu backend: ") + op + ": " + msg, kExitOther);
-}
+[[noreturn]] void fail(const char* op, const std::string& msg) { backend_fail("cpu", op, msg); }
 
 // The message is only built when the check fails: these run on every op call.
 #define CPU_CHECK(cond, op, msg)    \
@@ -56,18 +44,12 @@ float* f32(const Tensor& t, const char* op, const char* name) {
   return static_cast<float*>(t.data);
 }
 
-// [rows, cols] of a tensor read as a matrix of rows (shape[0]) by everything else.
 void check_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* name) {
-  CPU_CHECK(!t.shape.empty() && t.rows() == rows && t.cols() == cols, op,
-            std::string(name) + " is " + shape_str(t) + ", expected " + std::to_string(rows) +
-                " rows of " + std::to_string(cols));
+  tpinfer::check_matrix("cpu", t, rows, cols, op, name);
 }
 
 void check_attention_shape(const AttentionShape& a, const char* op) {
-  CPU_CHECK(a.q_heads > 0 && a.kv_heads > 0 && a.head_dim > 0 && a.q_heads % a.kv_heads == 0, op,
-            "bad attention shape: q_heads " + std::to_string(a.q_heads) + ", kv_heads " +
-                std::to_string(a.kv_heads) + ", head_dim " + std::to_string(a.head_dim) +
-                " (need positive sizes and q_heads a multiple of kv_heads)");
+  tpinfer::check_attention_shape("cpu", a, op);
 }
 
 // Returns the number of blocks of a [num_blocks, block_size, kv_heads, head_dim] cache.
@@ -168,7 +150,7 @@ class CpuBackend final : public Backend {
   }
 
   void set_batch(const BatchLayout& b) override {
-    validate_batch(b);
+    validate_batch("cpu", b);
     batch_ = b;
     // Which sequence each token belongs to: attention needs it per (token, head).
     token_seq_.assign(b.token_ids.size(), 0);
@@ -517,44 +499,6 @@ class CpuBackend final : public Backend {
       if (c != MPI_COMM_NULL && !finalized) MPI_Comm_free(&c);
     }
   };
-
-  static void validate_batch(const BatchLayout& b) {
-    const char* op = "set_batch";
-    const size_t n = b.token_ids.size();
-    const int32_t seqs = b.num_seqs();
-    CPU_CHECK(b.block_size > 0, op, "block_size " + std::to_string(b.block_size));
-    CPU_CHECK(b.positions.size() == n && b.slot_mapping.size() == n, op,
-              std::to_string(n) + " tokens but " + std::to_string(b.positions.size()) +
-                  " positions and " + std::to_string(b.slot_mapping.size()) + " slots");
-    CPU_CHECK(b.query_start.size() == static_cast<size_t>(seqs) + 1 && b.query_start[0] == 0 &&
-                  b.query_start[seqs] == static_cast<int32_t>(n),
-              op,
-              "query_start has " + std::to_string(b.query_start.size()) + " entries for " +
-                  std::to_string(seqs) + " sequences of " + std::to_string(n) +
-                  " tokens (expected n_seqs + 1 prefix offsets from 0 to n_tokens)");
-    CPU_CHECK(b.max_blocks_per_seq >= 0 &&
-                  b.block_tables.size() == static_cast<size_t>(seqs) * b.max_blocks_per_seq,
-              op,
-              "block_tables has " + std::to_string(b.block_tables.size()) + " entries for " +
-                  std::to_string(seqs) + " sequences x " + std::to_string(b.max_blocks_per_seq));
-    for (int32_t s = 0; s < seqs; ++s)
-      CPU_CHECK(b.query_start[s] <= b.query_start[s + 1], op,
-                "query_start decreases at sequence " + std::to_string(s));
-    for (int32_t s = 0; s < seqs; ++s) {
-      const int64_t ctx = b.context_len[s];
-      CPU_CHECK(ctx >= 0 && ctx <= static_cast<int64_t>(b.max_blocks_per_seq) * b.block_size, op,
-                "sequence " + std::to_string(s) + " context_len " + std::to_string(ctx) +
-                    " does not fit " + std::to_string(b.max_blocks_per_seq) + " blocks of " +
-                    std::to_string(b.block_size));
-      for (int32_t t = b.query_start[s]; t < b.query_start[s + 1]; ++t)
-        CPU_CHECK(b.positions[t] >= 0 && b.positions[t] < ctx, op,
-                  "token " + std::to_string(t) + " at position " + std::to_string(b.positions[t]) +
-                      " outside its sequence's context of " + std::to_string(ctx));
-    }
-    for (int32_t r : b.logit_rows)
-      CPU_CHECK(r >= 0 && static_cast<size_t>(r) < n, op,
-                "logit row " + std::to_string(r) + " outside " + std::to_string(n) + " tokens");
-  }
 
   DupComm comm_;
   int tp_size_ = 1;

@@ -4,61 +4,13 @@
 #include <cstdint>
 #include <string>
 
+#include "backend/op_checks.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer::cuda {
-namespace {
-
-// A malformed batch is a bug in the engine, not bad input: kExitOther.
-[[noreturn]] void fail(const std::string& msg) {
-  throw Error("cuda backend: set_batch: " + msg, kExitOther);
-}
-
-#define BATCH_CHECK(cond, msg) \
-  do {                         \
-    if (!(cond)) fail(msg);    \
-  } while (0)
-
-// The same rules as the cpu backend's set_batch.
-void validate(const BatchLayout& b) {
-  const size_t n = b.token_ids.size();
-  const int32_t seqs = b.num_seqs();
-  BATCH_CHECK(b.block_size > 0, "block_size " + std::to_string(b.block_size));
-  BATCH_CHECK(b.positions.size() == n && b.slot_mapping.size() == n,
-              std::to_string(n) + " tokens but " + std::to_string(b.positions.size()) +
-                  " positions and " + std::to_string(b.slot_mapping.size()) + " slots");
-  BATCH_CHECK(b.query_start.size() == static_cast<size_t>(seqs) + 1 && b.query_start[0] == 0 &&
-                  b.query_start[seqs] == static_cast<int32_t>(n),
-              "query_start has " + std::to_string(b.query_start.size()) + " entries for " +
-                  std::to_string(seqs) + " sequences of " + std::to_string(n) +
-                  " tokens (expected n_seqs + 1 prefix offsets from 0 to n_tokens)");
-  BATCH_CHECK(b.max_blocks_per_seq >= 0 &&
-                  b.block_tables.size() == static_cast<size_t>(seqs) * b.max_blocks_per_seq,
-              "block_tables has " + std::to_string(b.block_tables.size()) + " entries for " +
-                  std::to_string(seqs) + " sequences x " + std::to_string(b.max_blocks_per_seq));
-  for (int32_t s = 0; s < seqs; ++s)
-    BATCH_CHECK(b.query_start[s] <= b.query_start[s + 1],
-                "query_start decreases at sequence " + std::to_string(s));
-  for (int32_t s = 0; s < seqs; ++s) {
-    const int64_t ctx = b.context_len[s];
-    BATCH_CHECK(ctx >= 0 && ctx <= static_cast<int64_t>(b.max_blocks_per_seq) * b.block_size,
-                "sequence " + std::to_string(s) + " context_len " + std::to_string(ctx) +
-                    " does not fit " + std::to_string(b.max_blocks_per_seq) + " blocks of " +
-                    std::to_string(b.block_size));
-    for (int32_t t = b.query_start[s]; t < b.query_start[s + 1]; ++t)
-      BATCH_CHECK(b.positions[t] >= 0 && b.positions[t] < ctx,
-                  "token " + std::to_string(t) + " at position " + std::to_string(b.positions[t]) +
-                      " outside its sequence's context of " + std::to_string(ctx));
-  }
-  for (int32_t r : b.logit_rows)
-    BATCH_CHECK(r >= 0 && static_cast<size_t>(r) < n,
-                "logit row " + std::to_string(r) + " outside " + std::to_string(n) + " tokens");
-}
-
-}  // namespace
 
 void BatchState::set(const BatchLayout& b) {
-  validate(b);
+  validate_batch("cuda", b);
   b_ = b;
   work_ = AttentionWork{};
 

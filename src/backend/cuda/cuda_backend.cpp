@@ -28,6 +28,7 @@
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/resources.hpp"
 #include "tpinfer/backend.hpp"
+#include "backend/op_checks.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer {
@@ -40,19 +41,7 @@ constexpr size_t kStagingBytes = size_t{32} << 20;   // two halves, double-buffe
 constexpr size_t kGemmWorkspace = size_t{32} << 20;  // what cuBLASLt asks for on Hopper
 constexpr size_t kMaxReserve = size_t{256} << 20;    // per-step scratch headroom
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-std::string shape_str(const Tensor& t) {
-  return shape_str(t.shape);
-}
-
-// Shape errors are bugs in the caller (model or engine): kExitOther, as on cpu.
-[[noreturn]] void fail(const char* op, const std::string& msg) {
-  throw Error(std::string("cuda backend: ") + op + ": " + msg, kExitOther);
-}
+[[noreturn]] void fail(const char* op, const std::string& msg) { backend_fail("cuda", op, msg); }
 
 #define CUDA_BE_CHECK(cond, op, msg) \
   do {                               \
@@ -72,17 +61,11 @@ bf16* bf(const Tensor& t, const char* op, const char* name) {
 }
 
 void check_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* name) {
-  CUDA_BE_CHECK(!t.shape.empty() && t.rows() == rows && t.cols() == cols, op,
-                std::string(name) + " is " + shape_str(t) + ", expected " + std::to_string(rows) +
-                    " rows of " + std::to_string(cols));
+  tpinfer::check_matrix("cuda", t, rows, cols, op, name);
 }
 
 void check_attention_shape(const AttentionShape& a, const char* op) {
-  CUDA_BE_CHECK(a.q_heads > 0 && a.kv_heads > 0 && a.head_dim > 0 && a.q_heads % a.kv_heads == 0,
-                op,
-                "bad attention shape: q_heads " + std::to_string(a.q_heads) + ", kv_heads " +
-                    std::to_string(a.kv_heads) + ", head_dim " + std::to_string(a.head_dim) +
-                    " (need positive sizes and q_heads a multiple of kv_heads)");
+  tpinfer::check_attention_shape("cuda", a, op);
   CUDA_BE_CHECK(a.head_dim % 2 == 0, op,
                 "head_dim " + std::to_string(a.head_dim) + " is odd (rotate-half needs pairs)");
   CUDA_BE_CHECK(a.q_heads <= INT_MAX / 2 && a.head_dim <= 4096, op, "attention shape too large");

@@ -1,0 +1,78 @@
+#include "backend/op_checks.hpp"
+
+#include "tpinfer/error.hpp"
+
+namespace tpinfer {
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::string shape_str(const Tensor& t) { return shape_str(t.shape); }
+
+void backend_fail(const char* backend, const char* op, const std::string& msg) {
+  throw Error(std::string(backend) + " backend: " + op + ": " + msg, kExitOther);
+}
+
+// The message is only built when the check fails: these run on every op call.
+#define OP_CHECK(cond, msg)                      \
+  do {                                           \
+    if (!(cond)) backend_fail(backend, op, msg); \
+  } while (0)
+
+void check_matrix(const char* backend, const Tensor& t, int64_t rows, int64_t cols,
+                  const char* op, const char* name) {
+  OP_CHECK(!t.shape.empty() && t.rows() == rows && t.cols() == cols,
+           std::string(name) + " is " + shape_str(t) + ", expected " + std::to_string(rows) +
+               " rows of " + std::to_string(cols));
+}
+
+void check_attention_shape(const char* backend, const AttentionShape& a, const char* op) {
+  OP_CHECK(a.q_heads > 0 && a.kv_heads > 0 && a.head_dim > 0 && a.q_heads % a.kv_heads == 0,
+           "bad attention shape: q_heads " + std::to_string(a.q_heads) + ", kv_heads " +
+               std::to_string(a.kv_heads) + ", head_dim " + std::to_string(a.head_dim) +
+               " (need positive sizes and q_heads a multiple of kv_heads)");
+}
+
+void validate_batch(const char* backend, const BatchLayout& b) {
+  const char* op = "set_batch";
+  const size_t n = b.token_ids.size();
+  const int32_t seqs = b.num_seqs();
+  OP_CHECK(b.block_size > 0, "block_size " + std::to_string(b.block_size));
+  OP_CHECK(b.positions.size() == n && b.slot_mapping.size() == n,
+           std::to_string(n) + " tokens but " + std::to_string(b.positions.size()) +
+               " positions and " + std::to_string(b.slot_mapping.size()) + " slots");
+  OP_CHECK(b.query_start.size() == static_cast<size_t>(seqs) + 1 && b.query_start[0] == 0 &&
+               b.query_start[seqs] == static_cast<int32_t>(n),
+           "query_start has " + std::to_string(b.query_start.size()) + " entries for " +
+               std::to_string(seqs) + " sequences of " + std::to_string(n) +
+               " tokens (expected n_seqs + 1 prefix offsets from 0 to n_tokens)");
+  OP_CHECK(b.max_blocks_per_seq >= 0 &&
+               b.block_tables.size() == static_cast<size_t>(seqs) * b.max_blocks_per_seq,
+           "block_tables has " + std::to_string(b.block_tables.size()) + " entries for " +
+               std::to_string(seqs) + " sequences x " + std::to_string(b.max_blocks_per_seq));
+  for (int32_t s = 0; s < seqs; ++s)
+    OP_CHECK(b.query_start[s] <= b.query_start[s + 1],
+             "query_start decreases at sequence " + std::to_string(s));
+  for (int32_t s = 0; s < seqs; ++s) {
+    const int64_t ctx = b.context_len[s];
+    OP_CHECK(ctx >= 0 && ctx <= static_cast<int64_t>(b.max_blocks_per_seq) * b.block_size,
+             "sequence " + std::to_string(s) + " context_len " + std::to_string(ctx) +
+                 " does not fit " + std::to_string(b.max_blocks_per_seq) + " blocks of " +
+                 std::to_string(b.block_size));
+    for (int32_t t = b.query_start[s]; t < b.query_start[s + 1]; ++t)
+      OP_CHECK(b.positions[t] >= 0 && b.positions[t] < ctx,
+               "token " + std::to_string(t) + " at position " + std::to_string(b.positions[t]) +
+                   " outside its sequence's context of " + std::to_string(ctx));
+  }
+  for (int32_t r : b.logit_rows)
+    OP_CHECK(r >= 0 && static_cast<size_t>(r) < n,
+             "logit row " + std::to_string(r) + " outside " + std::to_string(n) + " tokens");
+  OP_CHECK(b.full_logits.empty() || b.full_logits.size() == b.logit_rows.size(),
+           "full_logits has " + std::to_string(b.full_logits.size()) + " flags for " +
+               std::to_string(b.logit_rows.size()) + " logit rows");
+}
+
+}  // namespace tpinfer
