@@ -21,7 +21,8 @@ struct CommandResult {
 
 inline CommandResult run_shell(const std::string& command) {
   CommandResult r;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  // Braces: stderr of every command in a list is captured, not only the last's.
+  FILE* pipe = popen(("{ " + command + "\n} 2>&1").c_str(), "r");
   if (!pipe) throw std::runtime_error("popen failed: " + command);
   std::array<char, 4096> buf;
   size_t n;

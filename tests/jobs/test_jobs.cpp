@@ -316,8 +316,13 @@ namespace {
 // The design's promise: interrupt a job mid-run (kill -9 a random rank, or
 // SIGTERM every rank as Slurm does at preemption), restart with --resume on
 // another layout, and the output equals an uninterrupted run's, each id once.
-// Returns the interrupted run's exit code.
-int interrupt_then_resume(const std::string& signal, const std::string& name) {
+// The restart changes the DP size (2 -> 3 groups): results are then identical
+// to the bit. (Another TP size changes the floating-point reduction order, so
+// a sampled token sitting on a CDF boundary can flip; the design allows that.)
+// Returns the interrupted run's exit code. With `job_script`, the job runs
+// under jobs/mpirun-job.sh, which must restart it with --resume by itself.
+int interrupt_then_resume(const std::string& signal, const std::string& name,
+                          bool job_script = false) {
   const std::string model = tmp_path("resume-model.h5"), in = tmp_path("resume-in.jsonl");
   EXPECT_EQ(tpinfer_cli(std::string("make-model --config ") + TPINFER_SOURCE_DIR +
                         "/inputs/demo-config.json --output " + model + " --seed 5")
@@ -326,7 +331,7 @@ int interrupt_then_resume(const std::string& signal, const std::string& name) {
   {
     std::ofstream f(in);
     for (int i = 0; i < 300; ++i) {
-      nlohmann::json j = {{"id", "q" + std::to_string(i)}, {"max_new_tokens", 24 + i % 9}};
+      nlohmann::json j = {{"id", "q" + std::to_string(i)}, {"max_new_tokens", 24 + i % 41}};
       std::vector<int> prompt;
       for (int t = 0; t < 8 + (i * 13) % 60; ++t) prompt.push_back(3 + (i * 31 + t * 7) % 4000);
       j["prompt_tokens"] = prompt;
@@ -342,23 +347,34 @@ int interrupt_then_resume(const std::string& signal, const std::string& name) {
   const std::string args = " run --model " + model + " --input " + in + " --max-new-tokens 16 ";
   EXPECT_EQ(mpirun_tpinfer(2, args + "--output " + full).exit_code, 0);
 
-  // At a random moment (once 10 to 159 results are in the file), signal the
+  // At a random moment (once 10 to 109 results are in the file), signal the
   // tpinfer processes whose command line names this output: one at random for
   // -KILL, all of them otherwise.
-  const int at = 10 + static_cast<int>(std::random_device{}() % 150);
+  const int at = 10 + static_cast<int>(std::random_device{}() % 100);
   const std::string pick = signal == "KILL" ? "shuf -n 1" : "cat";
   const std::string interrupt =
       "( for i in $(seq 600); do [ $(cat " + cut + " 2>/dev/null | wc -l) -ge " +
       std::to_string(at) + " ] && break; sleep 0.02; done; for p in $(pgrep -x tpinfer); do grep "
       "-q " + name + " /proc/$p/cmdline && echo $p; done | " + pick + " | xargs -r kill -" +
       signal + " ) & ";
+  if (job_script) {
+    auto r = run_shell(interrupt + "TPINFER_BIN=" + TPINFER_BIN + " bash " + TPINFER_SOURCE_DIR +
+                       "/jobs/mpirun-job.sh 2 " + model + " " + in + " " + cut +
+                       " --max-new-tokens 16 --checkpoint-interval 0.05; rc=$?; wait; exit $rc");
+    EXPECT_NE(r.output.find("restart 1 of 3 with --resume"), std::string::npos) << r.output;
+    const auto want = results_by_id(full), got = results_by_id(cut);
+    EXPECT_EQ(got.size(), 300u);
+    for (const auto& [id, res] : want)
+      if (got.count(id)) EXPECT_EQ(got.at(id)["tokens"], res["tokens"]) << id;
+    return r.exit_code;
+  }
   auto stopped = run_shell(interrupt + TPINFER_MPIRUN + " -np 2 " + TPINFER_BIN + args +
                            "--output " + cut + " --checkpoint-interval 0.05; rc=$?; wait; exit $rc");
   const auto partial = read_jsonl(cut);  // every line whole
   EXPECT_GE(partial.size(), static_cast<size_t>(at)) << "interrupted at " << at;
   EXPECT_LT(partial.size(), 300u) << "the job finished before the interruption";
 
-  auto resumed = mpirun_tpinfer(4, args + "--tp 2 --resume --output " + cut);
+  auto resumed = mpirun_tpinfer(3, args + "--resume --output " + cut);
   EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
   const auto want = results_by_id(full), got = results_by_id(cut);  // throws on a repeated id
   EXPECT_EQ(got.size(), 300u);
@@ -375,6 +391,11 @@ TEST(Resume, KillARankMidRunThenResumeGivesTheUninterruptedResults) {
 
 TEST(Resume, SigtermDrainsWithExit75ThenResumeGivesTheUninterruptedResults) {
   EXPECT_EQ(interrupt_then_resume("TERM", "resume-termed"), 75);
+}
+
+// jobs/mpirun-job.sh restarts a drained job (exit 75) with --resume and finishes.
+TEST(Resume, TheWorkstationJobScriptRestartsOnExit75) {
+  EXPECT_EQ(interrupt_then_resume("TERM", "resume-script", /*job_script=*/true), 0);
 }
 
 TEST(Resume, RefusesChangedSettingsAndOutputsWithoutAManifest) {
