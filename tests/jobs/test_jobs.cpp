@@ -365,7 +365,9 @@ int interrupt_then_resume(const std::string& signal, const std::string& name,
     const auto want = results_by_id(full), got = results_by_id(cut);
     EXPECT_EQ(got.size(), 300u);
     for (const auto& [id, res] : want)
-      if (got.count(id)) EXPECT_EQ(got.at(id)["tokens"], res["tokens"]) << id;
+      if (got.count(id)) {
+        EXPECT_EQ(got.at(id)["tokens"], res["tokens"]) << id;
+      }
     return r.exit_code;
   }
   auto stopped = run_shell(interrupt + TPINFER_MPIRUN + " -np 2 " + TPINFER_BIN + args +
@@ -380,7 +382,9 @@ int interrupt_then_resume(const std::string& signal, const std::string& name,
   EXPECT_EQ(got.size(), 300u);
   for (const auto& [id, r] : want) {
     EXPECT_TRUE(got.count(id)) << id;
-    if (got.count(id)) EXPECT_EQ(got.at(id)["tokens"], r["tokens"]) << id;
+    if (got.count(id)) {
+      EXPECT_EQ(got.at(id)["tokens"], r["tokens"]) << id;
+    }
   }
   return stopped.exit_code;
 }
