@@ -3,9 +3,10 @@
 # usage: jobs/mpirun-job.sh [--max-restarts N] NP MODEL INPUT OUTPUT [tpinfer run options...]
 #   e.g. jobs/mpirun-job.sh 4 model.h5 prompts.jsonl out.jsonl --tp 2
 # Every start after the first passes --resume, so nothing finished is redone
-# and nothing is lost. It restarts only on exit 75 (drained on a signal, a
-# peer died, a collective failed), at most --max-restarts times (default 3);
-# exit 2 (bad input or model) and 1 stop at once. TPINFER_RESTART_NP, when
+# and nothing is lost. It restarts on exit 75 (drained on a signal, a peer
+# died, a collective failed) and when mpirun reports a rank killed by a signal
+# (exit 128 + N: the OOM killer, a lost node, kill -9), at most --max-restarts
+# times (default 3); exit 2 (bad input or model) and 1 stop at once. TPINFER_RESTART_NP, when
 # set, is the rank count of the restarts (fewer GPUs after one went bad: the
 # weights load for any TP size that divides the heads).
 # Exit code: the last tpinfer run's.
@@ -35,7 +36,7 @@ while :; do
   rc=$?
   # wait returns early when a trapped signal arrives: wait for mpirun itself.
   while kill -0 $! 2>/dev/null; do wait $!; rc=$?; done
-  [ "$rc" -eq 75 ] || exit "$rc"
+  [ "$rc" -eq 75 ] || [ "$rc" -gt 128 ] || exit "$rc"
   [ "$stop" -eq 0 ] || { echo "mpirun-job: stopped by a signal; rerun this script to resume" >&2; exit 75; }
   attempt=$((attempt + 1))
   if [ "$attempt" -gt "$max_restarts" ]; then
@@ -43,6 +44,6 @@ while :; do
     exit 75
   fi
   np=${TPINFER_RESTART_NP:-$np}
-  echo "mpirun-job: exit 75, restart $attempt of $max_restarts with --resume on $np ranks" >&2
+  echo "mpirun-job: exit $rc, restart $attempt of $max_restarts with --resume on $np ranks" >&2
   resume=(--resume)
 done
