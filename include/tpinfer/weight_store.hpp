@@ -71,6 +71,8 @@ std::vector<float> random_tensor_values(const ModelConfig& config, const TensorS
                                         uint64_t seed);
 // The formula behind those values for one hyperslab, for a backend to evaluate.
 RandomFill random_fill_of(const ModelConfig& config, const TensorShard& shard, uint64_t seed);
+// The rows x cols block `f` describes, rounded to f.round_to, computed on the host.
+std::vector<float> random_fill_block(const RandomFill& f, int64_t rows, int64_t cols);
 // v rounded to the nearest value representable in d.
 float round_to_dtype(DType d, float v);
 

@@ -45,7 +45,6 @@ struct ProcessGroup {
   // Sends root's `bytes` to every rank (resizing the others').
   void broadcast(std::string& bytes, int root) const;
   void all_reduce_sum(float* data, int64_t n) const;
-  int64_t all_reduce_max(int64_t v) const;
 };
 
 struct World {
@@ -56,7 +55,6 @@ struct World {
   Comm world;  // a duplicate of MPI_COMM_WORLD with errors returned, not fatal
   Comm tp_comm;
   Comm node_comm;
-  ProcessGroup world_group() const { return {world.get()}; }
   ProcessGroup tp_group() const { return {tp_comm.get()}; }
   bool is_group_leader() const { return tp_rank == 0; }
 };

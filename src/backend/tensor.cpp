@@ -1,5 +1,4 @@
 #include <string>
-#include <vector>
 
 #include "tpinfer/backend.hpp"
 #include "tpinfer/error.hpp"
@@ -24,13 +23,8 @@ Tensor Tensor::rows(int64_t first, int64_t n) const {
 }
 
 void Backend::fill_random(const Tensor& dst, const RandomFill& f) {
-  const int64_t rows = dst.rows(), cols = dst.shape.size() > 1 ? dst.cols() : 1;
-  std::vector<float> host(static_cast<size_t>(rows * cols));
-#pragma omp parallel for schedule(static) if (rows * cols >= (int64_t{1} << 18))
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j)
-      host[i * cols + j] = round_to_dtype(f.round_to, random_fill_value(f, i, j));
-  upload(dst, host.data());
+  const int64_t cols = dst.shape.size() > 1 ? dst.cols() : 1;
+  upload(dst, random_fill_block(f, dst.rows(), cols).data());
 }
 
 }  // namespace tpinfer

@@ -301,9 +301,7 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
       ("peak-tflops", po::value(&o.peak_tflops)->default_value(800), "matrix ceiling, TFLOP/s")
       ("json", po::value(&o.json_out), "also write the results as JSON here");
   add_replica_options(desc, o.replica);
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == "--config" && std::string(argv[i + 1]).ends_with(".json"))
-      argv[i] = const_cast<char*>("--model-config");
+  accept_config_json_as_model_config(argc, argv);
   auto vm = parse_options(
       "usage: [mpirun -np T] tpinfer bench (--model M.h5 | --model-config CONFIG.json "
       "--random-weights) [--tp T] [options]",

@@ -40,12 +40,7 @@ int make_model_command(int argc, char** argv) {
                                    "(default: the config's torch_dtype, else bfloat16)")
       ("tokenizer", po::value(&tokenizer_path),
        "a Hugging Face tokenizer.json to store in the file (text prompts and text results)");
-  // --config is the options file of every subcommand, so the model config is
-  // --model-config; the spelling `make-model --config X.json` is accepted
-  // when X ends in .json.
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == "--config" && std::string(argv[i + 1]).ends_with(".json"))
-      argv[i] = const_cast<char*>("--model-config");
+  accept_config_json_as_model_config(argc, argv);
   auto vm = parse_options(
       "usage: tpinfer make-model --config CONFIG.json --output M.h5 [--seed N] [--dtype D]", desc,
       argc, argv);

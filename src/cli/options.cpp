@@ -43,6 +43,12 @@ std::optional<po::variables_map> parse_options(const std::string& usage,
   return vm;
 }
 
+void accept_config_json_as_model_config(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--config" && std::string(argv[i + 1]).ends_with(".json"))
+      argv[i] = const_cast<char*>("--model-config");
+}
+
 void require(const po::variables_map& vm, const char* name) {
   if (!vm.count(name)) throw UsageError(std::string("--") + name + " is required (see --help)");
 }

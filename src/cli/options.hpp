@@ -15,6 +15,11 @@ std::optional<po::variables_map> parse_options(const std::string& usage,
                                                po::options_description& desc, int argc,
                                                char** argv);
 
+// `--config X.json` names a Hugging Face model config where a subcommand takes
+// one (make-model, bench), while --config is every subcommand's options file:
+// rewrites it to --model-config when X ends in .json.
+void accept_config_json_as_model_config(int argc, char** argv);
+
 // Throws UsageError "--name is required" when a required option is missing.
 void require(const po::variables_map& vm, const char* name);
 

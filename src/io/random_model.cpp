@@ -82,10 +82,7 @@ RandomFill random_fill_of(const ModelConfig& config, const TensorShard& shard, u
   return f;
 }
 
-std::vector<float> random_tensor_values(const ModelConfig& config, const TensorShard& shard,
-                                        uint64_t seed) {
-  const RandomFill f = random_fill_of(config, shard, seed);
-  const int64_t rows = shard.count[0], cols = shard.count.size() == 2 ? shard.count[1] : 1;
+std::vector<float> random_fill_block(const RandomFill& f, int64_t rows, int64_t cols) {
   std::vector<float> out(static_cast<size_t>(rows * cols));
   // Threads only pay off on big tensors; small ones would mostly wait on the team.
 #pragma omp parallel for schedule(static) if (rows * cols >= (int64_t{1} << 18))
@@ -93,6 +90,12 @@ std::vector<float> random_tensor_values(const ModelConfig& config, const TensorS
     for (int64_t j = 0; j < cols; ++j)
       out[i * cols + j] = round_to_dtype(f.round_to, random_fill_value(f, i, j));
   return out;
+}
+
+std::vector<float> random_tensor_values(const ModelConfig& config, const TensorShard& shard,
+                                        uint64_t seed) {
+  const RandomFill f = random_fill_of(config, shard, seed);
+  return random_fill_block(f, shard.count[0], shard.count.size() == 2 ? shard.count[1] : 1);
 }
 
 void write_random_model(const ModelConfig& config, const std::string& path, uint64_t seed,

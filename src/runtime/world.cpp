@@ -1,7 +1,5 @@
 #include "tpinfer/world.hpp"
 
-#include <cstring>
-#include <limits>
 
 #include "tpinfer/error.hpp"
 
@@ -67,12 +65,6 @@ void ProcessGroup::broadcast(std::string& bytes, int root) const {
 
 void ProcessGroup::all_reduce_sum(float* data, int64_t n) const {
   TPINFER_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm));
-}
-
-int64_t ProcessGroup::all_reduce_max(int64_t v) const {
-  long long in = v, out = 0;
-  TPINFER_MPI_CHECK(MPI_Allreduce(&in, &out, 1, MPI_LONG_LONG, MPI_MAX, comm));
-  return out;
 }
 
 World make_world(int tp) {
