@@ -72,6 +72,17 @@ class Backend {
   // Step metadata, set once before each forward; the ops below read it.
   virtual void set_batch(const BatchLayout& batch) = 0;
 
+  // Step recordings (CUDA graphs; optional). Right after set_batch, forward()
+  // calls replay_step(): true means the backend has launched a recording of
+  // this step's ops, made for an earlier step of the same shape, and forward
+  // skips the op calls up to the step's first download. Otherwise it brackets
+  // those calls with record_begin() / record_end(), and the backend may record
+  // them (record_end then runs what was recorded). Nothing between the two may
+  // wait for the device or read its results.
+  virtual bool replay_step() { return false; }
+  virtual void record_begin() {}
+  virtual void record_end() {}
+
   // out[t] = table[token_ids[t] - vocab_offset] when that row is in this shard, else 0.
   virtual void embed(const Tensor& table, int64_t vocab_offset, Tensor& out) = 0;
   // out = x / rms(x) * w
@@ -100,6 +111,15 @@ class Backend {
   // -inf and ties go to the lowest column (the sampler's greedy rule).
   virtual void argmax_rows(const Tensor& logits, int64_t valid_cols, int64_t col_offset,
                            Tensor& out) = 0;
+  // Draws out[i] = (token, logprob) as fp32 [rows.size(), 2] from logits row
+  // rows[i] under params[i], exactly as sample_token (sampler.hpp) would from
+  // that row's first `vocab` values; logprob is 0 unless asked for, and a row
+  // with no finite maximum gives token -1. logits is [n, cols] (fp32, or the
+  // backend's compute dtype) or, as all_gather leaves vocab-parallel logits,
+  // [parts, n, cols] with part p holding columns [p * cols, (p + 1) * cols).
+  // Runs outside step recordings (the cuda backend uploads params).
+  virtual void sample_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
+                           const std::vector<RowSampling>& params, Tensor& out) = 0;
 
   // Collectives over the TP group (no-ops when it has one rank).
   virtual void all_reduce_sum(Tensor& x) = 0;

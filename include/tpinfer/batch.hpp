@@ -5,6 +5,17 @@
 
 namespace tpinfer {
 
+// How one logit row becomes a token: its request's sampling settings and the
+// position the token will take (the Philox counter). See sampler.hpp.
+struct RowSampling {
+  float temperature = 0.0f;  // <= 0: greedy
+  float top_p = 1.0f;        // 1: off
+  int64_t top_k = 0;         // 0: off
+  uint64_t seed = 0;
+  int64_t position = 0;
+  bool logprobs = false;
+};
+
 struct BatchLayout {
   int block_size = 16;
   // Per token (n_tokens entries): the token, its position in its sequence, and
@@ -22,6 +33,10 @@ struct BatchLayout {
   // Per logit row: 1 when the sampler needs the whole row (sampling, logprobs),
   // 0 when the greedy token is enough. Empty: every row is needed whole.
   std::vector<uint8_t> full_logits;
+  // Per logit row (empty, or one entry a row): set, the forward samples the
+  // rows needs_full() marks where the logits are (Backend::sample_rows) and
+  // returns their tokens; empty, it returns those rows whole.
+  std::vector<RowSampling> sampling;
 
   int32_t num_tokens() const { return static_cast<int32_t>(token_ids.size()); }
   int32_t num_seqs() const { return static_cast<int32_t>(context_len.size()); }
@@ -34,6 +49,10 @@ struct BatchLayout {
 struct StepLogits {
   std::vector<int32_t> greedy;  // per logit row: the argmax token (lowest id on ties)
   std::vector<float> full;      // the rows needs_full() marks, in order, vocab floats each
+  // With BatchLayout::sampling set, instead of `full`: per row needs_full()
+  // marks, in order, the drawn token and its logprob (0 unless asked for).
+  std::vector<int32_t> sampled;
+  std::vector<float> sampled_logprob;
 };
 
 }  // namespace tpinfer

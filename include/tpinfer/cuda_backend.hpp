@@ -7,7 +7,9 @@
 // numerics and memory.
 #include <mpi.h>
 
+#include <cstddef>
 #include <memory>
+#include <string>
 
 #include "tpinfer/backend.hpp"
 
@@ -19,18 +21,37 @@ struct CudaBackendOptions {
   // construction (after its NCCL communicator and cuBLASLt handle exist); every
   // tensor, the KV cache and all per-step scratch come out of it.
   double memory_fraction = 0.9;
+  // When the driver refuses that much, smaller arenas are tried (x0.85 each,
+  // a few times, each retry printing a line) but never below this many bytes
+  // (what the model needs at the least; 0 = no floor).
+  size_t min_arena_bytes = 0;
   // nccl: one process per GPU. mpi: host-staged MPI_Allreduce/MPI_Allgather, for
   // TP ranks that share a GPU (NCCL refuses that) or a missing NCCL transport.
   enum class Collectives { nccl, mpi } collectives = Collectives::nccl;
+  // Decode steps of up to max_graph_batch sequences run as CUDA graphs, one
+  // recorded a batch size (and attention split count) the first time it is
+  // seen. Not with mpi collectives, which wait on the host.
+  bool graphs = true;
+  int64_t max_graph_batch = 512;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller
 // keeps its own). Collective: every rank of tp_comm must call it. Throws Error
 // when the device, cuBLASLt or the communicator cannot be set up, and
-// std::bad_alloc when the memory arena cannot be allocated.
+// RestartableError when no arena size down to min_arena_bytes can be allocated.
 std::unique_ptr<Backend> make_cuda_backend(MPI_Comm tp_comm, const CudaBackendOptions& options);
+
+// What a cuda backend has done with CUDA graphs (decode steps recorded, and
+// steps replayed from a recording); zeros for any other backend.
+struct CudaGraphStats {
+  int64_t recorded = 0, replayed = 0;
+};
+CudaGraphStats cuda_graph_stats(const Backend& backend);
 
 // Visible CUDA devices; 0 when there is no driver or GPU. Never throws.
 int cuda_device_count();
+
+// The device's PCI bus id ("0000:1b:00.0", as NVML takes it); "" when unknown.
+std::string cuda_pci_bus_id(int device);
 
 }  // namespace tpinfer

@@ -10,6 +10,7 @@
 
 #include "tpinfer/batch.hpp"
 #include "tpinfer/request.hpp"
+#include "tpinfer/tokenizer.hpp"
 
 namespace tpinfer {
 
@@ -28,6 +29,9 @@ struct EngineOptions {
   int num_blocks = 0;             // KV-cache blocks available to this group
   int max_running = 64;           // sequences in flight at once
   int max_step_tokens = 512;      // token budget of one forward (prefill chunks + decodes)
+  // The model's tokenizer, for stop strings (the same on every rank); null:
+  // add() refuses requests that have stop strings.
+  std::shared_ptr<const Tokenizer> tokenizer;
 };
 
 struct EngineStats {

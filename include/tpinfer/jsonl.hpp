@@ -34,7 +34,8 @@ struct ParsedLine {
 // or an integer; exactly one of "prompt_tokens" (non-empty array of ints in
 // [0, vocab)) or "prompt" (text: needs a tokenizer); optional settings with
 // their types and ranges (max_new_tokens >= 1, temperature >= 0, top_k >= 0,
-// 0 < top_p <= 1, seed >= 0 integer, stop: array of token ids, logprobs: bool);
+// 0 < top_p <= 1, seed >= 0 integer, stop: a string or an array of non-empty
+// strings (need a tokenizer) and token ids, logprobs: bool);
 // the prompt fits max_context. Unknown fields are ignored.
 ParsedLine parse_request_line(std::string_view text, int64_t line_no, const RequestRules& rules);
 

@@ -35,7 +35,8 @@ struct Workspace {
   Tensor logits_all;    // [tp, max_seqs, vocab_per_rank]
   Tensor argmax_local;  // [max_seqs, 2] fp32 (value, token)
   Tensor argmax_all;    // [tp, max_seqs, 2] fp32
-  std::vector<float> host_logits, host_argmax;
+  Tensor sampled;       // [max_seqs, 2] fp32 (token, logprob) from sample_rows
+  std::vector<float> host_logits, host_argmax, host_sampled;
 };
 
 struct Model {
@@ -76,8 +77,9 @@ void allocate_workspace(Model& m, Backend& backend, int64_t max_tokens, int64_t 
 std::vector<float> rope_inv_freq(const ModelConfig& c);
 
 // One forward over a flattened step: the greedy token of every batch.logit_rows
-// entry, and the whole rows (config.vocab_size floats) that batch.needs_full()
-// marks; identical on every TP rank.
+// entry, and for the rows that batch.needs_full() marks either the token drawn
+// on the backend (batch.sampling set) or the whole row (config.vocab_size
+// floats); identical on every TP rank.
 void forward(Model& m, Backend& backend, const BatchLayout& batch, StepLogits& out);
 // Every logit row whole (batch.full_logits must be empty).
 void forward(Model& m, Backend& backend, const BatchLayout& batch, std::vector<float>& logits);

@@ -13,6 +13,9 @@ struct SamplingParams {
   float top_p = 1.0f;        // 1 = off
   uint64_t seed = 0;         // per request; the reader derives it from --seed and the id when absent
   std::vector<int32_t> stop_token_ids;
+  // Generation ends once the generated text contains one of these (needs the
+  // model's tokenizer; see engine/stop_matcher.hpp).
+  std::vector<std::string> stop_strings;
   bool logprobs = false;
   bool ignore_eos = false;  // generate max_new_tokens even past EOS (benchmarks)
 };
@@ -29,10 +32,12 @@ struct Result {
   int64_t line = 0;
   std::vector<int32_t> tokens;   // generated tokens
   std::vector<float> logprobs;   // per generated token, when asked
-  std::string finish_reason;     // "stop" (EOS or stop token) | "length"
+  std::string finish_reason;     // "stop" (EOS, stop token or stop string) | "length"
   int64_t prompt_tokens = 0;
   std::string error;             // non-empty: the line was rejected
-  std::string text;              // the tokens decoded, when the model has a tokenizer
+  // The tokens decoded, when the model has a tokenizer; after a stop string, the
+  // text before it (set by the engine; else rank 0 decodes the tokens).
+  std::string text;
   bool has_text = false;
   bool duplicate_id = false;     // error for a repeated id: written as "duplicate_id", not "id"
 };

@@ -17,7 +17,15 @@ struct SampledToken {
 };
 
 // `position` is the position the sampled token will occupy in its sequence.
+// A backend's sample_rows (backend.hpp) draws the same token from the same
+// logits: the cpu backend calls this, the cuda backend's kernel computes the
+// same weights bit for bit and sums them exactly in fixed point, where this
+// sums in double; docs/CUDA_BACKEND.md ("Sampling") bounds the difference.
 SampledToken sample_token(std::span<const float> logits, const SamplingParams& params,
                           int64_t position);
+
+// A candidate's weight exp((logit - max_logit) / temperature) as the sampler
+// computes it (sampling_math.hpp), for tests that recompute a draw.
+float sampling_weight(float logit, float max_logit, float temperature);
 
 }  // namespace tpinfer

@@ -1,7 +1,8 @@
 #pragma once
 // Text <-> token ids from a Hugging Face tokenizer.json (model type BPE):
 //  - byte-level BPE (GPT-2, Llama 3, Qwen2/3): ByteLevel byte map, the GPT-2,
-//    Llama 3 and Qwen2 split regexes (hand-coded matchers), ignore_merges;
+//    Llama 3 and Qwen2 split regexes (hand-coded matchers), ignore_merges, the
+//    NFC normalizer (Qwen2: Unicode tables from tools/gen_unicode_nfc.py);
 //  - SentencePiece-style BPE (Llama 2, Mistral): metaspace "▁", Prepend/Replace
 //    normalizers or the Metaspace pre-tokenizer, <0xNN> byte fallback.
 // Added tokens (special or not) are matched in the raw text before
@@ -23,6 +24,8 @@ class Tokenizer {
   static Tokenizer from_file(const std::string& path);  // reads the file, then from_json
 
   // add_special_tokens_bos: prepend bos_id() when the tokenizer has one.
+  // Text that is not valid UTF-8 is encoded as its lossy decoding (U+FFFD for
+  // each maximal invalid subsequence, as Python's errors="replace" gives).
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens_bos = false) const;
   // Invalid UTF-8 in the decoded bytes becomes U+FFFD. Out-of-range ids throw InputError.
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;

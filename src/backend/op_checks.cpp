@@ -36,6 +36,32 @@ void check_attention_shape(const char* backend, const AttentionShape& a, const c
                " (need positive sizes and q_heads a multiple of kv_heads)");
 }
 
+SampleRowsLayout check_sample_rows(const char* backend, const Tensor& logits, int64_t vocab,
+                                   const std::vector<int32_t>& rows,
+                                   const std::vector<RowSampling>& params, const Tensor& out) {
+  const char* op = "sample_rows";
+  OP_CHECK(logits.shape.size() == 2 || logits.shape.size() == 3,
+           "logits is " + shape_str(logits) + ", expected [n, cols] or [parts, n, cols]");
+  SampleRowsLayout l;
+  if (logits.shape.size() == 3) l.parts = logits.shape[0];
+  l.n = logits.shape[logits.shape.size() - 2];
+  l.cols = logits.shape.back();
+  OP_CHECK(logits.data != nullptr || logits.numel() == 0, "logits has no storage");
+  // Tokens travel as fp32 (exact below 2^24) and are ranked as 32-bit ids.
+  OP_CHECK(vocab >= 1 && vocab <= l.parts * l.cols && vocab < (int64_t{1} << 24),
+           "vocab " + std::to_string(vocab) + " outside logits " + shape_str(logits) +
+               " (or not below 2^24)");
+  OP_CHECK(rows.size() == params.size(), std::to_string(rows.size()) + " rows but " +
+                                             std::to_string(params.size()) + " sampling params");
+  for (int32_t r : rows)
+    OP_CHECK(r >= 0 && r < l.n,
+             "row " + std::to_string(r) + " outside logits " + shape_str(logits));
+  if (rows.empty()) return l;
+  OP_CHECK(out.dtype == DType::f32 && out.data != nullptr, "out must be float32 storage");
+  check_matrix(backend, out, static_cast<int64_t>(rows.size()), 2, op, "out");
+  return l;
+}
+
 void validate_batch(const char* backend, const BatchLayout& b) {
   const char* op = "set_batch";
   const size_t n = b.token_ids.size();
@@ -72,6 +98,9 @@ void validate_batch(const char* backend, const BatchLayout& b) {
              "logit row " + std::to_string(r) + " outside " + std::to_string(n) + " tokens");
   OP_CHECK(b.full_logits.empty() || b.full_logits.size() == b.logit_rows.size(),
            "full_logits has " + std::to_string(b.full_logits.size()) + " flags for " +
+               std::to_string(b.logit_rows.size()) + " logit rows");
+  OP_CHECK(b.sampling.empty() || b.sampling.size() == b.logit_rows.size(),
+           "sampling has " + std::to_string(b.sampling.size()) + " entries for " +
                std::to_string(b.logit_rows.size()) + " logit rows");
 }
 

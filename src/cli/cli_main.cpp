@@ -20,10 +20,13 @@ constexpr const char* kUsage =
     "commands:\n"
     "  run         the batch job: mpirun -np N tpinfer run --model M.h5 --input IN.jsonl "
     "--output OUT.jsonl [--tp T]\n"
+    "  convert     convert a Hugging Face model directory (safetensors) to a model file\n"
     "  make-model  write a model with seeded random weights from a Hugging Face config.json\n"
     "  info        show a model file's config, parameter count and per-rank bytes at a TP size\n"
     "  bench       measure decode, prefill and offline throughput against the roofline\n"
     "  tokenize    text lines to token ids (or back, --decode) with a model's tokenizer\n"
+    "  logits      the model's logits at every prompt position (.npy), for checks against "
+    "other engines\n"
     "\n"
     "exit codes: 0 done; 2 usage, input or model error; 75 restartable failure; 1 other";
 
@@ -87,6 +90,8 @@ int cli_main(int argc, char** argv) {
     if (cmd == "info") return info_command(argc - 1, argv + 1);
     if (cmd == "bench") return bench_command(argc - 1, argv + 1);
     if (cmd == "tokenize") return tokenize_command(argc - 1, argv + 1);
+    if (cmd == "convert") return convert_command(argc - 1, argv + 1);
+    if (cmd == "logits") return logits_command(argc - 1, argv + 1);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       std::printf("%s\n", kUsage);
       return static_cast<int>(kExitOk);

@@ -15,6 +15,8 @@ int make_model_command(int argc, char** argv);  // tpinfer make-model
 int info_command(int argc, char** argv);        // tpinfer info
 int bench_command(int argc, char** argv);       // tpinfer bench
 int tokenize_command(int argc, char** argv);    // tpinfer tokenize
+int convert_command(int argc, char** argv);     // tpinfer convert
+int logits_command(int argc, char** argv);      // tpinfer logits
 
 // Reads a Hugging Face config.json; throws InputError / ModelError naming the file.
 struct ModelConfig;

@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -21,6 +23,8 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       ("collectives", po::value(&o.collectives)->default_value("auto"),
        "cuda TP collectives: nccl | mpi (host-staged) | auto (mpi exactly when a TP group's "
        "ranks share a GPU)")
+      ("cuda-graphs", po::value(&o.cuda_graphs)->default_value("on"),
+       "cuda: run decode steps as CUDA graphs (on | off)")
       ("memory-fraction", po::value(&o.memory_fraction)->default_value(0.9),
        "cuda: share of free GPU memory to take (split among ranks on one GPU)")
       ("threads", po::value(&o.threads)->default_value(0),
@@ -42,6 +46,8 @@ void check_replica_options(const ReplicaOptions& o) {
     throw UsageError("--backend " + o.backend + " is not one of cpu, cuda, auto");
   if (o.collectives != "nccl" && o.collectives != "mpi" && o.collectives != "auto")
     throw UsageError("--collectives " + o.collectives + " is not one of nccl, mpi, auto");
+  if (o.cuda_graphs != "on" && o.cuda_graphs != "off")
+    throw UsageError("--cuda-graphs " + o.cuda_graphs + " is not one of on, off");
   if (!(o.memory_fraction > 0 && o.memory_fraction <= 1))
     throw UsageError("--memory-fraction must be in (0, 1]");
   if (o.block_size < 1 || o.max_batch < 1 || o.max_step_tokens < 1)
@@ -88,10 +94,23 @@ int kv_blocks(const ReplicaOptions& o, const Replica& r, const World& w) {
 }
 
 #if TPINFER_HAVE_CUDA
+// The least arena that can run the model: this rank's weight shards in the
+// compute dtype and one max-length sequence's KV cache (workspace on top). A
+// refused arena is retried smaller only down to this.
+size_t arena_floor_bytes(const World& w, const ModelConfig& c, const ReplicaOptions& o) {
+  const int64_t esz = dtype_bytes(DType::bf16);
+  int64_t bytes = 0;
+  for (const auto& t : expected_tensors(c)) bytes += shard_of(c, t, w.tp_rank, w.tp).numel() * esz;
+  const int64_t blocks_per_seq = (c.max_position_embeddings + o.block_size - 1) / o.block_size;
+  bytes += blocks_per_seq *
+           kv_bytes_per_block(c, shard_layout(c, w.tp_rank, w.tp), o.block_size, DType::bf16);
+  return static_cast<size_t>(bytes);
+}
+
 // The node-local rank picks the GPU (CUDA_VISIBLE_DEVICES has already renumbered
 // them); under srun SLURM_LOCALID is that same index. Several ranks may share one.
-std::unique_ptr<Backend> make_cuda(const World& w, const ReplicaOptions& o, int gpus,
-                                   std::string& description) {
+std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
+                                   const ReplicaOptions& o, int gpus, Replica& r) {
   const char* slurm_local = std::getenv("SLURM_LOCALID");
   const int local = slurm_local ? std::atoi(slurm_local) : w.local_rank;
   CudaBackendOptions co;
@@ -102,6 +121,8 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ReplicaOptions& o, int 
                                   w.node_comm.get()));
   const auto sharing = std::count(devices.begin(), devices.end(), co.device);
   co.memory_fraction = o.memory_fraction / static_cast<double>(sharing);
+  co.min_arena_bytes = arena_floor_bytes(w, config, o);
+  r.gpu_pci_bus_id = cuda_pci_bus_id(co.device);
   // NCCL refuses two ranks of one communicator on one GPU: then stage through MPI.
   int shared_in_tp = 0;
   {
@@ -124,7 +145,8 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ReplicaOptions& o, int 
   const bool use_mpi = o.collectives == "mpi" || (o.collectives == "auto" && shared_in_tp);
   co.collectives = use_mpi ? CudaBackendOptions::Collectives::mpi
                            : CudaBackendOptions::Collectives::nccl;
-  description = "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +
+  co.graphs = o.cuda_graphs == "on";
+  r.description = "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +
                 (sharing > 1 ? ", shared by " + std::to_string(sharing) + " ranks" : "") +
                 (w.tp > 1 ? std::string(", ") + (use_mpi ? "MPI" : "NCCL") + " collectives" : "") +
                 ")";
@@ -141,16 +163,29 @@ Replica make_replica(const World& w, const ModelConfig& config, const ShardFille
   const int gpus = o.backend == "cpu" ? 0 : cuda_device_count();
   if (o.backend == "cuda" && gpus == 0)
     throw UsageError("--backend cuda: no GPU is visible to this process");
-  if (gpus > 0) r.backend = make_cuda(w, o, gpus, r.description);
+  if (gpus > 0) r.backend = make_cuda(w, config, o, gpus, r);
 #endif
   if (!r.backend) {
     const int threads = o.threads > 0 ? o.threads : default_threads(w);
     r.backend = make_cpu_backend(w.tp_comm.get(), threads);
     r.description = "cpu (" + std::to_string(threads) + " threads/rank)";
   }
-  r.model = load_model(*r.backend, config, w.tp_rank, w.tp, fill);
-  allocate_workspace(r.model, *r.backend, o.max_step_tokens, std::min(o.max_batch, o.max_step_tokens));
-  allocate_kv_cache(r.model, *r.backend, kv_blocks(o, r, w), o.block_size);
+  const int64_t arena_free = r.backend->bytes_free();  // < 0: no device arena
+  try {
+    r.model = load_model(*r.backend, config, w.tp_rank, w.tp, fill);
+    allocate_workspace(r.model, *r.backend, o.max_step_tokens, std::min(o.max_batch, o.max_step_tokens));
+    allocate_kv_cache(r.model, *r.backend, kv_blocks(o, r, w), o.block_size);
+  } catch (const std::bad_alloc&) {
+    if (arena_free < 0) throw;
+    // The arena was allocated; what this rank must hold does not fit in it.
+    char share[128];
+    std::snprintf(share, sizeof share, "%.0f MiB share (--memory-fraction %.2f of free memory)",
+                  static_cast<double>(arena_free) / (1 << 20), o.memory_fraction);
+    throw ModelError("GPU memory: rank " + std::to_string(w.rank) +
+                     "'s weight shards, workspace and KV cache do not fit in its " + share +
+                     "; use more --tp ranks, a larger --memory-fraction, fewer ranks per GPU or "
+                     "a smaller --kv-blocks");
+  }
   return r;
 }
 

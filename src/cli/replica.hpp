@@ -14,6 +14,7 @@ namespace tpinfer {
 struct ReplicaOptions {
   std::string backend = "auto";      // cpu | cuda | auto (cuda when a GPU is visible)
   std::string collectives = "auto";  // auto | nccl | mpi (cuda only)
+  std::string cuda_graphs = "on";     // on | off (cuda only)
   double memory_fraction = 0.9;      // of free GPU memory, split among ranks sharing a GPU
   int threads = 0;                   // cpu: per rank, 0 = cores / ranks on this node
   int block_size = 16;
@@ -30,6 +31,7 @@ struct Replica {
   std::unique_ptr<Backend> backend;
   Model model;
   std::string description;  // backend, device and threads, for the start-up line
+  std::string gpu_pci_bus_id;  // the GPU this rank computes on (cuda), for NVML; "" on the cpu
 };
 
 // Collective over the world: picks and builds the backend (GPU = node-local

@@ -9,8 +9,11 @@
 #include "cli/options.hpp"
 #include "cli/replica.hpp"
 #include "runtime/coordinator.hpp"
+#include "runtime/fault_injection.hpp"
+#include "runtime/health.hpp"
 #include "runtime/job.hpp"
 #include "runtime/signals.hpp"
+#include "runtime/watchdog.hpp"
 #include "tpinfer/backend.hpp"
 #include "tpinfer/engine.hpp"
 #include "tpinfer/error.hpp"
@@ -40,6 +43,9 @@ struct RunOptions {
   double checkpoint_interval = 10.0;
   double progress_interval = 10.0;
   double drain_timeout = 60.0;
+  double collective_timeout = 300.0;
+  std::string metrics;  // --metrics FILE: health metrics, one JSON line per interval
+  double health_interval = 5.0;
 };
 
 std::optional<RunOptions> parse_run_options(int argc, char** argv) {
@@ -65,10 +71,20 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
       ("drain-timeout", po::value(&o.drain_timeout)->default_value(60.0),
        "after SIGTERM/SIGUSR1/SIGINT: seconds the groups get to stop before the job aborts "
        "(exit 75 either way)")
+      ("collective-timeout", po::value(&o.collective_timeout)->default_value(300.0),
+       "seconds a collective (or an engine step, or a wait for another rank) may take before "
+       "the job aborts with exit 75 (a peer hung or died)")
       ("checkpoint-interval", po::value(&o.checkpoint_interval)->default_value(10.0),
        "seconds between fsyncs of the output")
       ("progress-interval", po::value(&o.progress_interval)->default_value(10.0),
-       "seconds between progress lines when stderr is not a terminal");
+       "seconds between progress lines when stderr is not a terminal")
+      ("metrics", po::value(&o.metrics),
+       "append health metrics to this file: one JSON line per --health-interval (requests, "
+       "tokens/s, ETA, and per rank host memory and GPU memory, utilisation, temperature, "
+       "clocks, throttle reasons, ECC errors)")
+      ("health-interval", po::value(&o.health_interval)->default_value(5.0),
+       "seconds between health reports (metrics lines; a rank without progress is named in the "
+       "log)");
   add_replica_options(desc, o.replica);
   auto vm = parse_options(kRunUsage, desc, argc, argv);
   if (!vm) return std::nullopt;
@@ -77,6 +93,8 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
   require(*vm, "output");
   check_replica_options(o.replica);
   if (o.defaults.max_new_tokens < 1) throw UsageError("--max-new-tokens must be >= 1");
+  if (!(o.collective_timeout > 0)) throw UsageError("--collective-timeout must be > 0 seconds");
+  if (!(o.health_interval > 0)) throw UsageError("--health-interval must be > 0 seconds");
   if (o.defaults.temperature < 0) throw UsageError("--temperature must be >= 0");
   if (o.defaults.top_k < 0) throw UsageError("--top-k must be >= 0");
   if (!(o.defaults.top_p > 0 && o.defaults.top_p <= 1)) throw UsageError("--top-p must be in (0, 1]");
@@ -85,8 +103,14 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
 
 int run_job(const RunOptions& o) {
   const double t_start = MPI_Wtime();
+  int world_rank = 0;
+  TPINFER_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
+  const watchdog::Watchdog watchdog(o.collective_timeout, world_rank);
   World w;
-  agree_on(MPI_COMM_WORLD, [&] { w = make_world(o.tp); });
+  agree_on(MPI_COMM_WORLD, [&] {
+    fault::init(world_rank);  // test-only: TPINFER_FAULT
+    w = make_world(o.tp);
+  });
 
   std::unique_ptr<WeightReader> weights;
   agree_on(w.world.get(), [&] {
@@ -103,12 +127,15 @@ int run_job(const RunOptions& o) {
 
   rules.defaults = o.defaults;
   rules.job_seed = o.seed;
+  // Every rank holds the tokenizer: each engine matches stop strings itself.
+  std::shared_ptr<const Tokenizer> tokenizer;
+  agree_on(w.world.get(), [&] {
+    if (weights->has_tokenizer())
+      tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_json(weights->tokenizer_json()));
+  });
   agree_on(w.world.get(), [&] {
     if (w.rank != 0) return;
     // Rank 0 alone reads and writes text: prompts to ids, results to text.
-    std::shared_ptr<Tokenizer> tokenizer;
-    if (weights->has_tokenizer())
-      tokenizer = std::make_shared<Tokenizer>(Tokenizer::from_json(weights->tokenizer_json()));
     rules.has_tokenizer = tokenizer != nullptr;
     if (tokenizer)
       rules.tokenize = [tokenizer](const std::string& text) { return tokenizer->encode(text, true); };
@@ -146,12 +173,27 @@ int run_job(const RunOptions& o) {
     coord = std::make_unique<Coordinator>(w.world.get(), co);
   });
 
+  std::unique_ptr<health::Monitor> health;
+  agree_on(w.world.get(), [&] {
+    health::Options ho;
+    ho.metrics_path = o.metrics;
+    ho.interval_s = o.health_interval;
+    if (coord)
+      ho.progress = [c = coord.get()] {
+        const Tally& t = c->tally();
+        return health::JobProgress{t.done, c->total(), t.errors, t.generated_tokens,
+                                   c->elapsed_s()};
+      };
+    health = std::make_unique<health::Monitor>(w, std::move(ho));
+  });
+
   Replica r;
   agree_on(w.world.get(), [&] {
     r = make_replica(w, config, upload_from([&](const TensorShard& s) { return weights->read(s); }),
                      o.replica);
   });
   weights.reset();
+  health->attach_gpu(r.gpu_pci_bus_id);
   const Model& model = r.model;
   Backend& backend = *r.backend;
 
@@ -172,12 +214,14 @@ int run_job(const RunOptions& o) {
   eo.num_blocks = model.cache.num_blocks;
   eo.max_running = o.replica.max_batch;
   eo.max_step_tokens = o.replica.max_step_tokens;
+  eo.tokenizer = tokenizer;
   Engine engine(eo, ForwardFn([&](const BatchLayout& batch, StepLogits& logits) {
     forward(r.model, backend, batch, logits);
   }));
 
   if (coord) coord->start_clock();
-  const bool drained = run_group(w, engine, coord.get(), o.replica.max_batch);
+  const bool drained = run_group(w, engine, coord.get(), o.replica.max_batch, health.get());
+  health->finish(engine.stats().steps);
 
   // Sum the groups' engine counters on rank 0 (leaders only, so TP copies count once).
   const EngineStats& es = engine.stats();
@@ -185,7 +229,10 @@ int run_job(const RunOptions& o) {
                        w.is_group_leader() ? es.preemptions : 0,
                        w.is_group_leader() ? es.steps : 0};
   long long sum[3] = {0, 0, 0};
-  TPINFER_MPI_CHECK(MPI_Reduce(mine, sum, 3, MPI_LONG_LONG, MPI_SUM, 0, w.world.get()));
+  {
+    watchdog::Guard guard("job_statistics");
+    TPINFER_MPI_CHECK(MPI_Reduce(mine, sum, 3, MPI_LONG_LONG, MPI_SUM, 0, w.world.get()));
+  }
   if (coord) {
     const Tally& t = coord->tally();
     const double s = coord->elapsed_s();

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine/scheduler.hpp"
+#include "engine/stop_matcher.hpp"
 #include "tpinfer/error.hpp"
 #include "tpinfer/sampler.hpp"
 
@@ -51,9 +52,13 @@ struct Engine::Impl {
   std::vector<Result> ready;  // finished at add() (nothing to generate), returned by next step()
   BatchLayout batch;
   StepLogits logits;
+  StopStrings stop_strings;
 
   Impl(EngineOptions o, ForwardFn f)
-      : options(std::move(o)), forward(std::move(f)), scheduler(scheduler_config(options)) {
+      : options(std::move(o)),
+        forward(std::move(f)),
+        scheduler(scheduler_config(options)),
+        stop_strings(options.tokenizer) {
     if (!forward) throw UsageError("engine: no forward function");
   }
 
@@ -72,6 +77,7 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
   b.context_len.clear();
   b.logit_rows.clear();
   b.full_logits.clear();
+  b.sampling.clear();
   int64_t max_blocks = 0;
   for (const ScheduledChunk& c : step.chunks)
     max_blocks = std::max(max_blocks, scheduler.blocks_for(c.start + c.count));
@@ -97,6 +103,9 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
       b.logit_rows.push_back(b.num_tokens() - 1);
       const SamplingParams& p = s.request.sampling;
       b.full_logits.push_back(p.temperature > 0 || p.logprobs ? 1 : 0);
+      // The token goes to position tokens.size() (this chunk ends the sequence).
+      b.sampling.push_back({p.temperature, p.top_p, p.top_k, p.seed,
+                            static_cast<int64_t>(s.tokens.size()), p.logprobs});
     }
   }
 }
@@ -122,8 +131,11 @@ Engine::Engine(EngineOptions options, LogitsFn forward)
         // Every row whole: the sampler reads the greedy ones from it too.
         BatchLayout all = b;
         all.full_logits.clear();
+        all.sampling.clear();
         f(all, out.full);
         out.greedy.clear();
+        out.sampled.clear();
+        out.sampled_logprob.clear();
       })) {}
 
 Engine::~Engine() = default;
@@ -146,6 +158,7 @@ void Engine::add(Request request) {
     reject("temperature must be a finite number >= 0");
   if (sp.top_k < 0) reject("top_k must be >= 0");
   if (!(sp.top_p > 0.0f && sp.top_p <= 1.0f)) reject("top_p must be in (0, 1]");
+  if (const std::string why = impl_->stop_strings.refusal(sp); !why.empty()) reject(why);
 
   Sequence s;
   s.prompt_len = n;
@@ -157,7 +170,8 @@ void Engine::add(Request request) {
     impl_->ready.push_back(impl_->make_result(std::move(s), "length"));
     return;
   }
-  impl_->scheduler.add(std::move(s));
+  const int64_t id = impl_->scheduler.add(std::move(s));
+  impl_->stop_strings.add(id, impl_->scheduler.sequence(id).request.sampling);
 }
 
 int64_t Engine::num_unfinished() const {
@@ -186,20 +200,26 @@ std::vector<Result> Engine::step() {
   const int64_t vocab = m.options.vocab_size;
   const size_t rows = m.batch.logit_rows.size();
   m.forward(m.batch, m.logits);
-  // Whole rows come back for the rows that need them, or for all (LogitsFn).
+  // Whole rows come back for the rows that need them, or for all (LogitsFn);
+  // or the forward drew those rows' tokens where the logits are (batch.sampling).
   const bool all_full = m.logits.greedy.empty();
+  const bool drawn_by_forward = !m.logits.sampled.empty();
   size_t want_full = 0;
   for (size_t r = 0; r < rows; ++r) want_full += all_full || m.batch.needs_full(r) ? 1 : 0;
-  if (m.logits.full.size() != want_full * static_cast<size_t>(vocab) ||
+  if ((drawn_by_forward ? m.logits.sampled.size() != want_full ||
+                              m.logits.sampled_logprob.size() != want_full ||
+                              !m.logits.full.empty()
+                        : m.logits.full.size() != want_full * static_cast<size_t>(vocab)) ||
       (!all_full && m.logits.greedy.size() != rows))
     throw std::runtime_error("engine: forward returned " + std::to_string(m.logits.full.size()) +
-                             " logits and " + std::to_string(m.logits.greedy.size()) +
+                             " logits, " + std::to_string(m.logits.sampled.size()) +
+                             " drawn and " + std::to_string(m.logits.greedy.size()) +
                              " greedy tokens for " + std::to_string(rows) + " rows of vocab " +
                              std::to_string(vocab));
-  // Where each row's whole logits start (-1: greedy token only).
-  std::vector<int64_t> full_at(rows, -1);
+  // Each row's place among the whole (or drawn) rows; -1: greedy token only.
+  std::vector<int64_t> full_row(rows, -1);
   for (size_t r = 0, k = 0; r < rows; ++r)
-    if (all_full || m.batch.needs_full(r)) full_at[r] = static_cast<int64_t>(k++) * vocab;
+    if (all_full || m.batch.needs_full(r)) full_row[r] = static_cast<int64_t>(k++);
   m.scheduler.commit(step);
   ++m.stats.steps;
   m.stats.computed_tokens += step.num_tokens;
@@ -217,10 +237,13 @@ std::vector<Result> Engine::step() {
   for (size_t r = 0; r < rows; ++r) {
     try {
       const Sequence& s = *samplers[r];
-      if (full_at[r] < 0)
+      const int64_t k = full_row[r];
+      if (k < 0)
         drawn[r].token = m.logits.greedy[r];
+      else if (drawn_by_forward)
+        drawn[r] = {m.logits.sampled[k], m.logits.sampled_logprob[k]};
       else
-        drawn[r] = sample_token(std::span<const float>(m.logits.full.data() + full_at[r], vocab),
+        drawn[r] = sample_token(std::span<const float>(m.logits.full.data() + k * vocab, vocab),
                                 s.request.sampling, static_cast<int64_t>(s.tokens.size()));
     } catch (...) {
       errors[r] = std::current_exception();
@@ -240,9 +263,15 @@ std::vector<Result> Engine::step() {
     if ((!s.request.sampling.ignore_eos && contains(m.options.eos_token_ids, token)) ||
         contains(s.request.sampling.stop_token_ids, token))
       reason = "stop";
+    else if (m.stop_strings.push(s.id, token))
+      reason = "stop";
     else if (static_cast<int64_t>(s.tokens.size()) >= s.max_len)
       reason = "length";
-    if (reason) finished.push_back(m.make_result(m.scheduler.finish(s.id), reason));
+    if (reason) {
+      const int64_t id = s.id;
+      finished.push_back(m.make_result(m.scheduler.finish(id), reason));
+      m.stop_strings.finish(id, finished.back());
+    }
   }
   return finished;
 }

@@ -1,36 +1,24 @@
 #include "tpinfer/sampler.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <vector>
 
 #include "tpinfer/philox.hpp"
+#include "tpinfer/sampling_math.hpp"
 
 namespace tpinfer {
 namespace {
 
 // The one order every rank and every batching agrees on is (logit descending,
-// id ascending). Packed into one integer per candidate, so sorting is a plain
-// integer sort, about twice as fast as comparing (float, id) pairs.
-using Key = uint64_t;
-
-// Flips negative floats entirely and positive ones' sign bit, branch-free (signs
-// are a coin toss in logits). Adding +0 turns -0 into +0 so they tie.
-uint32_t ascending_bits(float x) {
-  const uint32_t b = std::bit_cast<uint32_t>(x + 0.0f);
-  return b ^ (static_cast<uint32_t>(static_cast<int32_t>(b) >> 31) | 0x80000000u);
-}
-float from_ascending_bits(uint32_t o) {
-  return std::bit_cast<float>((o & 0x80000000u) ? (o & 0x7fffffffu) : ~o);
-}
-Key make_key(float logit, int64_t id) {
-  return (static_cast<Key>(~ascending_bits(logit)) << 32) | static_cast<uint32_t>(id);
-}
-float key_logit(Key k) { return from_ascending_bits(~static_cast<uint32_t>(k >> 32)); }
-int32_t key_id(Key k) { return static_cast<int32_t>(static_cast<uint32_t>(k)); }
+// id ascending), packed into one integer per candidate (sampling_math.hpp), so
+// sorting is a plain integer sort, about twice as fast as comparing pairs.
+using sampling::Key;
+using sampling::key_logit;
+using sampling::make_key;
+int32_t key_id(Key k) { return static_cast<int32_t>(sampling::key_id(k)); }
 
 // Candidates sorted lazily: most of the probability mass of a trained model sits
 // in a few tokens, so sorting a growing prefix (nth_element + sort, doubling)
@@ -44,9 +32,8 @@ struct SortedPrefix {
   std::vector<double> cum;  // cum[i]: weight of c[0..i]
 
   double weight(float logit) const {
-    // Dividing the difference (not multiplying by 1/T) keeps T -> 0 finite:
-    // the best token weighs exp(0) = 1 and the others underflow to 0.
-    return std::exp((logit - max_logit) / temperature);
+    // The GPU sampler computes the same bits (sampling_math.hpp).
+    return sampling::weight(logit, max_logit, temperature);
   }
   void sort_to(int64_t m) {
     m = std::min(m, n);
@@ -68,6 +55,10 @@ struct SortedPrefix {
 };
 
 }  // namespace
+
+float sampling_weight(float logit, float max_logit, float temperature) {
+  return sampling::weight(logit, max_logit, temperature);
+}
 
 SampledToken sample_token(std::span<const float> logits, const SamplingParams& params,
                           int64_t position) {
@@ -100,10 +91,7 @@ SampledToken sample_token(std::span<const float> logits, const SamplingParams& p
   // top_k == 1 is greedy by definition of the order, so it skips the draw.
   if (!(params.temperature > 0.0f) || params.top_k == 1) return result(argmax);
 
-  auto key_of = [&](int64_t i) {
-    const float x = logits[i];
-    return make_key(x == x ? x : -std::numeric_limits<float>::infinity(), i);
-  };
+  auto key_of = [&](int64_t i) { return make_key(logits[i], static_cast<uint32_t>(i)); };
   const int64_t k = params.top_k > 0 && params.top_k < vocab ? params.top_k : vocab;
   std::vector<Key> c;
   if (k <= vocab / 16) {

@@ -111,27 +111,64 @@ double number_field(const json& v, const char* name) {
   return v.get<double>();
 }
 
-// Token ids for "prompt_tokens" and "stop": every element an integer in [0, vocab).
+// One token id (a JSON integer, checked to be one) in [0, vocab).
+int32_t token_id(const json& t, const std::string& where, int64_t vocab_size) {
+  const int64_t limit = std::min<int64_t>(vocab_size, std::numeric_limits<int32_t>::max());
+  const bool in_range = t.is_number_unsigned() ? t.get<uint64_t>() < static_cast<uint64_t>(limit)
+                                               : t.get<int64_t>() >= 0 && t.get<int64_t>() < limit;
+  if (!in_range) {
+    reject(where + " = " + t.dump() + " is outside the vocabulary [0, " +
+           std::to_string(vocab_size) + ")");
+  }
+  return static_cast<int32_t>(t.get<int64_t>());
+}
+
+// Token ids for "prompt_tokens": every element an integer in [0, vocab).
 std::vector<int32_t> token_ids(const json& arr, const char* name, int64_t vocab_size) {
   std::vector<int32_t> ids;
   ids.reserve(arr.size());
-  const int64_t limit = std::min<int64_t>(vocab_size, std::numeric_limits<int32_t>::max());
   for (size_t i = 0; i < arr.size(); ++i) {
     const json& t = arr[i];
     const std::string where = std::string(name) + "[" + std::to_string(i) + "]";
     if (!t.is_number_integer()) {
       reject(where + " must be an integer token id, not " + describe(t));
     }
-    const bool in_range = t.is_number_unsigned() ? t.get<uint64_t>() < static_cast<uint64_t>(limit)
-                                                 : t.get<int64_t>() >= 0 &&
-                                                       t.get<int64_t>() < limit;
-    if (!in_range) {
-      reject(where + " = " + t.dump() + " is outside the vocabulary [0, " +
-             std::to_string(vocab_size) + ")");
-    }
-    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+    ids.push_back(token_id(t, where, vocab_size));
   }
   return ids;
+}
+
+// "stop": a string, or an array whose elements are token ids (integers) and
+// stop strings (non-empty strings; they need a tokenizer).
+void stop_field(const json& v, const RequestRules& rules, SamplingParams& s) {
+  const bool has_strings =
+      v.is_string() ||
+      (v.is_array() && std::any_of(v.begin(), v.end(), [](const json& e) { return e.is_string(); }));
+  if (has_strings && !rules.has_tokenizer) {
+    reject("stop strings need a tokenizer, and this model has none: give token ids in \"stop\"");
+  }
+  s.stop_token_ids.clear();
+  s.stop_strings.clear();
+  if (v.is_string()) {
+    if (v.get_ref<const std::string&>().empty()) reject("\"stop\" is an empty string");
+    s.stop_strings.push_back(v.get<std::string>());
+    return;
+  }
+  if (!v.is_array()) {
+    reject("\"stop\" must be a string or an array of strings and token ids, not " + describe(v));
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    const json& e = v[i];
+    const std::string where = "stop[" + std::to_string(i) + "]";
+    if (e.is_string()) {
+      if (e.get_ref<const std::string&>().empty()) reject(where + " is an empty string");
+      s.stop_strings.push_back(e.get<std::string>());
+    } else if (e.is_number_integer()) {
+      s.stop_token_ids.push_back(token_id(e, where, rules.vocab_size));
+    } else {
+      reject(where + " must be a string or an integer token id, not " + describe(e));
+    }
+  }
 }
 
 // A field that is absent or null takes its default (generators often write null).
@@ -242,23 +279,7 @@ Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
   } else {
     s.seed = derived_seed(rules.job_seed, req.id_json);
   }
-  if (const json* v = optional_field(obj, "stop")) {
-    const bool has_strings =
-        v->is_string() ||
-        (v->is_array() && std::any_of(v->begin(), v->end(),
-                                      [](const json& e) { return e.is_string(); }));
-    if (has_strings) {
-      if (!rules.has_tokenizer) {
-        reject("stop strings need a tokenizer, and this model has none: give token ids in "
-               "\"stop\"");
-      }
-      reject("stop strings are not supported yet: give token ids in \"stop\"");
-    }
-    if (!v->is_array()) {
-      reject("\"stop\" must be an array of token ids, not " + describe(*v));
-    }
-    s.stop_token_ids = token_ids(*v, "stop", rules.vocab_size);
-  }
+  if (const json* v = optional_field(obj, "stop")) stop_field(*v, rules, s);
   if (const json* v = optional_field(obj, "logprobs")) {
     if (!v->is_boolean()) {
       reject("\"logprobs\" must be true or false, not " + describe(*v));

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "runtime/fault_injection.hpp"
 #include "tpinfer/error.hpp"
 #include "tpinfer/jsonl.hpp"
 
@@ -145,6 +146,7 @@ std::string request_to_wire(const Request& r) {
             {"top_p", float_to_wire(s.top_p)},
             {"seed", s.seed},
             {"stop", s.stop_token_ids},
+            {"stop_strings", s.stop_strings},
             {"logprobs", s.logprobs},
             {"ignore_eos", s.ignore_eos}};
   return dump(j);
@@ -164,6 +166,7 @@ Request request_from_wire(std::string_view text) {
     s.top_p = float_from_wire(j.at("top_p"));
     s.seed = j.at("seed").get<uint64_t>();
     s.stop_token_ids = j.at("stop").get<std::vector<int32_t>>();
+    s.stop_strings = j.at("stop_strings").get<std::vector<std::string>>();
     s.logprobs = j.at("logprobs").get<bool>();
     s.ignore_eos = j.at("ignore_eos").get<bool>();
     return r;
@@ -183,6 +186,7 @@ std::string result_to_wire(const Result& r) {
             {"prompt_tokens", r.prompt_tokens},
             {"error", r.error},
             {"duplicate_id", r.duplicate_id}};
+  if (r.has_text) j["text"] = r.text;  // cut at a stop string by the engine
   return dump(j);
 }
 
@@ -201,6 +205,10 @@ Result result_from_wire(std::string_view text) {
     r.prompt_tokens = j.at("prompt_tokens").get<int64_t>();
     r.error = j.at("error").get<std::string>();
     r.duplicate_id = j.at("duplicate_id").get<bool>();
+    if (const auto t = j.find("text"); t != j.end()) {
+      r.text = t->get<std::string>();
+      r.has_text = true;
+    }
     return r;
   } catch (const json::exception& e) {
     throw Error(std::string("malformed result on the wire: ") + e.what(), kExitOther);
@@ -242,9 +250,12 @@ void OutputWriter::write_line(const std::string& line) {
   buf.reserve(line.size() + 1);
   buf += line;
   buf += '\n';
+  // Test-only (TPINFER_FAULT kind=write-fail): the disk fills halfway through this line.
+  const size_t room = fault::take_write_failure() ? buf.size() / 2 : buf.size();
   size_t done = 0;
   while (done < buf.size()) {
-    const ssize_t n = ::write(fd_, buf.data() + done, buf.size() - done);
+    if (done >= room) errno = ENOSPC;
+    const ssize_t n = done < room ? ::write(fd_, buf.data() + done, room - done) : -1;
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/tokenizer_unicode.hpp"
+#include "io/unicode_nfc.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer {
@@ -178,11 +179,11 @@ struct Tokenizer::Impl {
   bool byte_fallback = false;
   int32_t unk_id = -1;
   bool fuse_unk = false;
-  bool nfc = false;  // NFC normalizer present (not applied: see tokenizer.hpp / report)
 
-  // SentencePiece-style normalization, in order.
-  struct Norm { enum { kPrepend, kReplace } kind; std::string a, b; };
+  // The normalizers, in the file's order (a byte-level file may have NFC only).
+  struct Norm { enum { kPrepend, kReplace, kNfc } kind; std::string a, b; };
   std::vector<Norm> norms;
+  std::string normalize(std::string_view seg) const;
   enum class Prepend { kNever, kFirst, kAlways };
   bool metaspace_pre = false;  // Metaspace pre-tokenizer
   std::string metaspace_repl = kMetaspace;
@@ -240,10 +241,23 @@ void Tokenizer::Impl::bpe(std::vector<int32_t>& syms, std::vector<int32_t>& out)
   for (int i = 0; i >= 0; i = next[i]) out.push_back(syms[i]);
 }
 
+// Applied to the text between added tokens, as Hugging Face does for added
+// tokens that are not "normalized" (the usual case, and what the encoder matches).
+std::string Tokenizer::Impl::normalize(std::string_view seg) const {
+  std::string s(seg);
+  for (const Norm& nm : norms) {
+    if (nm.kind == Norm::kNfc) s = nfc(s);
+    else if (nm.kind == Norm::kPrepend) { if (!s.empty()) s = nm.a + s; }
+    else replace_all(s, nm.a, nm.b);
+  }
+  return s;
+}
+
 void Tokenizer::Impl::encode_segment(std::string_view seg, bool at_text_start, std::vector<int32_t>& out) const {
   std::vector<int32_t> syms;
   if (byte_level) {
     std::string owned;
+    if (!norms.empty()) { owned = normalize(seg); seg = owned; }
     if (add_prefix_space && !seg.empty() && seg[0] != ' ') { owned = " " + std::string(seg); seg = owned; }
     std::vector<std::string_view> pieces;
     split_pieces(seg, split, pieces);
@@ -264,11 +278,7 @@ void Tokenizer::Impl::encode_segment(std::string_view seg, bool at_text_start, s
     return;
   }
   // SentencePiece-style BPE.
-  std::string s(seg);
-  for (const Norm& nm : norms) {
-    if (nm.kind == Norm::kPrepend) { if (!s.empty()) s = nm.a + s; }
-    else replace_all(s, nm.a, nm.b);
-  }
+  std::string s = normalize(seg);
   std::vector<std::string> words;
   if (metaspace_pre) {
     replace_all(s, " ", metaspace_repl);
@@ -408,7 +418,7 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
   }
   for (const json* np : norms) {
     const std::string t = type_of(*np, "normalizer");
-    if (t == "NFC") m.nfc = true;
+    if (t == "NFC") m.norms.push_back({Impl::Norm::kNfc, "", ""});
     else if (t == "Prepend") m.norms.push_back({Impl::Norm::kPrepend, field_str(*np, "prepend", "normalizer"), ""});
     else if (t == "Replace") {
       if (!np->contains("pattern") || !(*np)["pattern"].contains("String"))
@@ -462,7 +472,7 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
       bad("pre_tokenizer.type \"" + t + "\" is not supported (ByteLevel, Split, Metaspace)");
     }
   }
-  if (m.byte_level && (m.metaspace_pre || !m.norms.empty()))
+  if (m.byte_level && (m.metaspace_pre || std::any_of(m.norms.begin(), m.norms.end(), [](const Impl::Norm& n) { return n.kind != Impl::Norm::kNfc; })))
     bad("pre_tokenizer: ByteLevel mixed with Metaspace/Prepend/Replace is not supported");
   if (!m.byte_level && m.split != SplitRegex::kNone) bad("pre_tokenizer: a Split regex without ByteLevel is not supported");
 
@@ -597,6 +607,15 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) const {
   const Impl& m = *impl_;
+  // Invalid UTF-8 is read as Python's bytes.decode("utf-8", "replace") and Rust's
+  // from_utf8_lossy read it (U+FFFD per maximal invalid subsequence), so the ids
+  // are Hugging Face's for the text its callers would have.
+  std::string lossy;
+  if (!is_valid_utf8(text)) {
+    std::string pending(text);
+    lossy = take_complete_utf8(pending, /*final=*/true);
+    text = lossy;
+  }
   std::vector<int32_t> out;
   if (add_bos && m.bos >= 0) out.push_back(m.bos);
   size_t seg_start = 0;

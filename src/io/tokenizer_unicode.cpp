@@ -78,6 +78,16 @@ std::vector<CodePoint> decode_utf8(std::string_view s) {
   return out;
 }
 
+bool is_valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    uint32_t cp = 0;
+    const int n = utf8_seq(s, i, &cp);
+    if (n <= 0) return false;
+    i += n;
+  }
+  return true;
+}
+
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);

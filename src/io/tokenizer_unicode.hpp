@@ -28,6 +28,7 @@ struct CodePoint {
   uint32_t len;     // byte length (1..4); invalid bytes decode as U+FFFD, len 1
 };
 std::vector<CodePoint> decode_utf8(std::string_view s);
+bool is_valid_utf8(std::string_view s);
 void append_utf8(std::string& out, uint32_t cp);
 
 // Moves the longest prefix of `pending` made of whole characters to the result,

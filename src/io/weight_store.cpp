@@ -4,6 +4,7 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -336,6 +337,23 @@ struct TensorInfo {
   DType dtype = DType::f32;
 };
 
+// Trained weights are finite: a NaN or infinity means a corrupt file (a block
+// of 0xff bytes, a bad conversion) that would otherwise only show as nonsense
+// tokens. The format has no checksums, so finite garbage still passes.
+void check_finite(const std::vector<float>& v, const std::string& what) {
+  size_t bad = 0;
+  for (float x : v) {  // exponent bits all ones; integer ops, so it vectorises
+    uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    bad += (bits & 0x7f800000u) == 0x7f800000u;
+  }
+  if (bad == 0) return;
+  size_t first = 0;
+  while (std::isfinite(v[first])) ++first;
+  throw StoreError(what + " holds " + std::to_string(bad) + " non-finite value(s), the first at element " +
+                   std::to_string(first) + " of the shard (rule: weights are finite; the file is corrupt)");
+}
+
 }  // namespace
 
 // ---- WeightWriter -------------------------------------------------------------
@@ -581,7 +599,7 @@ void WeightReader::validate(int tp_size) const {
 
 std::vector<float> WeightReader::read(const TensorShard& shard) const {
   const std::string& path = impl_->path;
-  return h5_guard(path + ": cannot read tensor " + shard.name, [&] {
+  std::vector<float> values = h5_guard(path + ": cannot read tensor " + shard.name, [&] {
     const TensorInfo t = impl_->open_tensor(shard.name);
     const std::string what = path + ": tensor " + shard.name;
     if (t.shape != shard.full_shape)
@@ -630,6 +648,8 @@ std::vector<float> WeightReader::read(const TensorShard& shard) const {
     }
     return out;
   });
+  check_finite(values, path + ": tensor " + shard.name);
+  return values;
 }
 
 DType WeightReader::tensor_dtype(const std::string& name) const {

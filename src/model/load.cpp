@@ -136,8 +136,10 @@ void allocate_workspace(Model& m, Backend& b, int64_t T, int64_t S) {
   w.logits_all = b.alloc({s.tp_size, S, s.vocab_per_rank}, dt);
   w.argmax_local = b.alloc({S, 2}, DType::f32);
   w.argmax_all = b.alloc({s.tp_size, S, 2}, DType::f32);
+  w.sampled = b.alloc({S, 2}, DType::f32);
   w.host_logits.resize(static_cast<size_t>(s.tp_size * S * s.vocab_per_rank));
   w.host_argmax.resize(static_cast<size_t>(s.tp_size * S * 2));
+  w.host_sampled.resize(static_cast<size_t>(S * 2));
 }
 
 }  // namespace tpinfer

@@ -1,5 +1,7 @@
 #include "tpinfer/model_config.hpp"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "tpinfer/error.hpp"
@@ -65,8 +67,21 @@ ModelConfig config_from_hf_json(const nlohmann::json& j) {
   c.vocab_size = required<int64_t>(j, "vocab_size");
   c.max_position_embeddings = field<int64_t>(j, "max_position_embeddings", 2048);
   c.rope_theta = field<double>(j, "rope_theta", 10000.0);
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-    const auto& rs = j["rope_scaling"];
+  // transformers 5 writes "rope_parameters" instead of rope_scaling: the same
+  // fields with rope_theta inside ({"rope_type": "default", "rope_theta": ..}).
+  const nlohmann::json* rope = nullptr;
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    if (!j.contains(key) || j[key].is_null()) continue;
+    const auto& rs = j[key];
+    if (!rs.is_object() ||
+        std::any_of(rs.begin(), rs.end(), [](const nlohmann::json& v) { return v.is_object(); }))
+      throw ModelError(std::string("config ") + key + " is not one set of RoPE parameters "
+                       "(per-layer-type RoPE is not supported): " + rs.dump());
+    c.rope_theta = field<double>(rs, "rope_theta", c.rope_theta);
+    rope = &rs;  // rope_scaling, when a file has both
+  }
+  if (rope) {
+    const auto& rs = *rope;
     c.rope_scaling.type = field<std::string>(rs, "rope_type", field<std::string>(rs, "type", ""));
     if (c.rope_scaling.type == "default") c.rope_scaling.type = "";
     if (!c.rope_scaling.type.empty() && c.rope_scaling.type != "llama3" &&

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "runtime/signals.hpp"
+#include "runtime/watchdog.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer {
@@ -51,6 +52,12 @@ int64_t count_nonblank_lines(const std::string& path) {
   while (std::getline(in, line))
     if (line.find_first_not_of(" \t\r") != std::string::npos) ++n;
   return n;
+}
+
+std::string seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", s);
+  return buf;
 }
 
 bool has_content(const std::string& path) {
@@ -130,7 +137,9 @@ Coordinator::Coordinator(MPI_Comm comm, Options options)
       reader_(opt_.input, opt_.rules),
       writer_(opt_.output),
       total_lines_(count_nonblank_lines(opt_.input)),
-      progress_(std::max<int64_t>(0, total_lines_ - finished_.lines), opt_.progress_interval_s) {
+      progress_(std::max<int64_t>(0, total_lines_ - finished_.lines), opt_.progress_interval_s),
+      last_heard_(static_cast<size_t>(opt_.num_groups), MPI_Wtime()),
+      group_done_(static_cast<size_t>(opt_.num_groups), 0) {
   if (opt_.strict) {
     // --strict: every line must be good before any work starts.
     RequestReader scan(opt_.input, opt_.rules);
@@ -177,7 +186,8 @@ std::vector<Request> Coordinator::take(int64_t n) {
 
 void Coordinator::write(const std::vector<Result>& results) {
   for (const auto& r : results) {
-    if (opt_.detokenize && r.error.empty()) {
+    // A result cut at a stop string comes with its text from the engine.
+    if (opt_.detokenize && r.error.empty() && !r.has_text) {
       Result with_text = r;
       with_text.text = opt_.detokenize(r.tokens);
       with_text.has_text = true;
@@ -206,6 +216,8 @@ void Coordinator::sync_and_report(bool force) {
 
 void Coordinator::handle(const MPI_Status& st) {
   std::string payload = receive_string(comm_, st);
+  const size_t group = static_cast<size_t>(st.MPI_SOURCE / opt_.tp);
+  if (group < last_heard_.size()) last_heard_[group] = MPI_Wtime();
   switch (st.MPI_TAG) {
     case kTagWant: {
       const int64_t want = std::stoll(payload);
@@ -220,6 +232,9 @@ void Coordinator::handle(const MPI_Status& st) {
       break;
     case kTagDone:
       ++groups_done_;
+      if (group < group_done_.size()) group_done_[group] = 1;
+      break;
+    case kTagAlive:
       break;
     default:
       throw Error("coordinator: unexpected message tag " + std::to_string(st.MPI_TAG) +
@@ -245,10 +260,44 @@ void Coordinator::serve() {
     handle(st);
   }
   progress_.update(tally_.done, tally_.errors, tally_.generated_tokens);
+  check_groups_alive();
+  heartbeat_stopped_groups();
 }
 
-void Coordinator::finish() {
+void Coordinator::heartbeat_stopped_groups() {
+  const double t = watchdog::timeout_s(), now = MPI_Wtime();
+  if (t <= 0 || now - last_heartbeat_ < t / 4) return;
+  last_heartbeat_ = now;
+  for (size_t g = 0; g < group_done_.size(); ++g) {
+    if (!group_done_[g]) continue;
+    for (int r = 0; r < opt_.tp; ++r) {
+      const int rank = static_cast<int>(g) * opt_.tp + r;
+      if (rank != 0) sends_.send(comm_, rank, kTagAlive, "");
+    }
+  }
+}
+
+// A leader that stops answering (stopped, or stuck outside any guarded call)
+// would leave rank 0 waiting for its results forever. Each leader sends
+// something at least every timeout/4 while it steps, and a step is bounded by
+// the leader's own watchdog, so twice the timeout of silence is a dead group.
+void Coordinator::check_groups_alive() const {
+  const double limit = 2 * watchdog::timeout_s();
+  if (limit <= 0) return;
+  const double now = MPI_Wtime();
+  for (size_t g = 1; g < last_heard_.size(); ++g) {
+    if (group_done_[g] || now - last_heard_[g] <= limit) continue;
+    const int first = static_cast<int>(g) * opt_.tp;
+    throw RestartableError("data-parallel group " + std::to_string(g) + " (ranks " +
+                           std::to_string(first) + "-" + std::to_string(first + opt_.tp - 1) +
+                           ") has sent rank 0 nothing for " + seconds(now - last_heard_[g]) +
+                           " (twice --collective-timeout): its leader hung or died");
+  }
+}
+
+void Coordinator::finish(const std::function<void()>& idle) {
   const double start = MPI_Wtime();
+  group_done_[0] = 1;  // rank 0's TP peers now wait in await_job_end
   while (groups_done_ < opt_.num_groups - 1) {
     if (drain_signal() != 0) drain();
     int flag = 0;
@@ -259,6 +308,9 @@ void Coordinator::finish() {
       continue;
     }
     sends_.poll();
+    check_groups_alive();
+    heartbeat_stopped_groups();
+    if (idle) idle();
     if (draining_ && MPI_Wtime() - start > opt_.drain_timeout_s) {
       writer_.sync();
       throw RestartableError("drain: " + std::to_string(opt_.num_groups - 1 - groups_done_) +
@@ -267,7 +319,10 @@ void Coordinator::finish() {
     }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
-  sends_.wait_all();
+  {
+    watchdog::Guard guard("send_to_leaders");
+    sends_.wait_all();
+  }
   sync_and_report(true);
   progress_.finish(tally_.done, tally_.errors, tally_.generated_tokens);
   nlohmann::json m = opt_.manifest;
@@ -275,7 +330,8 @@ void Coordinator::finish() {
   write_manifest(opt_.output, m);
 }
 
-WorkSource::WorkSource(MPI_Comm comm, Coordinator* local) : comm_(comm), local_(local) {}
+WorkSource::WorkSource(MPI_Comm comm, Coordinator* local)
+    : comm_(comm), local_(local), last_sent_(MPI_Wtime()) {}
 
 void WorkSource::ask(int64_t n) {
   if (outstanding_ || exhausted_ || n < 1) return;
@@ -286,6 +342,7 @@ void WorkSource::ask(int64_t n) {
   }
   sends_.send(comm_, 0, kTagWant, std::to_string(n));
   outstanding_ = true;
+  last_sent_ = asked_at_ = MPI_Wtime();
 }
 
 std::vector<Request> WorkSource::receive(bool wait) {
@@ -295,12 +352,21 @@ std::vector<Request> WorkSource::receive(bool wait) {
   int flag = 0;
   MPI_Status st;
   if (wait) {
+    watchdog::Guard guard("wait_for_work");
     TPINFER_MPI_CHECK(MPI_Probe(0, kTagWork, comm_, &st));
     flag = 1;
   } else {
     TPINFER_MPI_CHECK(MPI_Iprobe(0, kTagWork, comm_, &flag, &st));
   }
-  if (!flag) return {};
+  if (!flag) {
+    // Rank 0 answers between its own steps, each bounded by its watchdog; a
+    // group with work queued would otherwise notice a dead rank 0 only when idle.
+    const double limit = 2 * watchdog::timeout_s(), waited = MPI_Wtime() - asked_at_;
+    if (limit > 0 && waited > limit)
+      throw RestartableError("rank 0 has not answered this group's request for work for " +
+                             seconds(waited) + " (twice --collective-timeout): it hung or died");
+    return {};
+  }
   outstanding_ = false;
   auto requests = unpack_requests(receive_string(comm_, st));
   if (requests.empty()) exhausted_ = true;
@@ -321,18 +387,55 @@ bool WorkSource::drain_requested() {
 }
 
 void WorkSource::send_results(const std::vector<Result>& results) {
-  if (results.empty()) return;
-  if (local_)
-    local_->write(results);
-  else
+  if (local_) {
+    if (!results.empty()) local_->write(results);
+    return;
+  }
+  const double now = MPI_Wtime();
+  if (!results.empty())
     sends_.send(comm_, 0, kTagResult, pack_results(results));
+  else if (const double t = watchdog::timeout_s(); t > 0 && now - last_sent_ >= t / 4)
+    sends_.send(comm_, 0, kTagAlive, "");
+  else
+    return;
+  last_sent_ = now;
 }
 
 void WorkSource::done() {
   // An answer still on its way must be taken, or rank 0's send never completes.
+  watchdog::Guard guard("hand_over_results");
   if (outstanding_) receive(true);
   if (!local_) sends_.send(comm_, 0, kTagDone, "");
   sends_.wait_all();
+}
+
+void await_job_end(MPI_Comm world, bool is_rank0) {
+  MPI_Request barrier = MPI_REQUEST_NULL;
+  TPINFER_MPI_CHECK(MPI_Ibarrier(world, &barrier));
+  if (is_rank0) {  // every other rank waits here already
+    watchdog::Guard guard("job_end");
+    TPINFER_MPI_CHECK(MPI_Wait(&barrier, MPI_STATUS_IGNORE));
+    return;
+  }
+  double heard = MPI_Wtime();
+  for (;;) {
+    int done = 0, flag = 0;
+    TPINFER_MPI_CHECK(MPI_Test(&barrier, &done, MPI_STATUS_IGNORE));
+    MPI_Status st;
+    for (;;) {
+      TPINFER_MPI_CHECK(MPI_Iprobe(0, kTagAlive, world, &flag, &st));
+      if (!flag) break;
+      receive_string(world, st);
+      heard = MPI_Wtime();
+    }
+    if (done) return;
+    const double limit = 2 * watchdog::timeout_s(), silent = MPI_Wtime() - heard;
+    if (limit > 0 && silent > limit)
+      throw RestartableError("rank 0 has sent nothing for " + seconds(silent) +
+                             " while this rank waited for the job's end (twice "
+                             "--collective-timeout): it hung or died");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 }  // namespace tpinfer

@@ -6,6 +6,7 @@
 // so coordination never stalls rank 0's compute for long.
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -26,7 +27,8 @@ enum CoordinatorTag : int {
   kTagWork = 102,
   kTagResult = 103,
   kTagDone = 104,
-  kTagDrain = 105  // rank 0 -> leaders: stop after this step
+  kTagDrain = 105,  // rank 0 -> leaders: stop after this step
+  kTagAlive = 106   // leaders -> rank 0: still stepping; rank 0 -> stopped ranks: still working
 };
 
 // Requests or results packed as newline-separated wire JSON.
@@ -79,21 +81,33 @@ class Coordinator {
   void serve();
   // Records finished results (from any group).
   void write(const std::vector<Result>& results);
-  // Serves until every other group has reported done, then flushes.
-  void finish();
+  // Serves until every other group has reported done, then flushes. `idle` runs
+  // while it waits (rank 0's health report goes on meanwhile).
+  void finish(const std::function<void()>& idle = {});
   // Stops handing out work and tells the other groups to stop (once).
   void drain();
   bool draining() const { return draining_; }
   const Tally& tally() const { return tally_; }
   // Results an earlier run had already written (on --resume).
   int64_t resumed() const { return finished_.lines; }
+  // Requests this run has to answer (input lines less those already answered).
+  int64_t total() const { return std::max<int64_t>(0, total_lines_ - finished_.lines); }
   // Starts the clocks of the progress report and summary (after the model load).
-  void start_clock() { progress_.restart(); }
+  void start_clock() {
+    progress_.restart();
+    last_heard_.assign(last_heard_.size(), MPI_Wtime());
+  }
   double elapsed_s() const;
 
  private:
   void handle(const MPI_Status& status);
   void sync_and_report(bool force);
+  // Throws RestartableError when a group still at work has sent nothing for
+  // twice the collective timeout: its leader hung or died.
+  void check_groups_alive() const;
+  // Tells the ranks of stopped groups, waiting in await_job_end, that rank 0
+  // still works (every timeout / 4).
+  void heartbeat_stopped_groups();
 
   MPI_Comm comm_;
   Options opt_;
@@ -109,6 +123,9 @@ class Coordinator {
   bool draining_ = false;
   int64_t lines_read_ = 0;
   int groups_done_ = 0;
+  std::vector<double> last_heard_;  // per group, MPI_Wtime of its last message
+  std::vector<char> group_done_;
+  double last_heartbeat_ = 0;  // MPI_Wtime
 };
 
 // A group leader's view of the work queue: the coordinator itself on rank 0,
@@ -124,6 +141,7 @@ class WorkSource {
   // True once rank 0 (or this rank's signal) asked this group to drain.
   bool drain_requested();
   bool asking() const { return outstanding_; }
+  // Also sends rank 0 a sign of life when this group has been quiet a while.
   void send_results(const std::vector<Result>& results);
   void done();  // no more results from this group
 
@@ -135,6 +153,14 @@ class WorkSource {
   bool exhausted_ = false;
   bool drain_ = false;
   std::vector<Request> local_taken_;
+  double last_sent_ = 0, asked_at_ = 0;  // MPI_Wtime
 };
+
+// The job's last synchronisation, on every rank of `world` once its group has
+// stopped (rank 0 after Coordinator::finish). A group that ran out of work
+// waits here while the others finish theirs, for as long as that takes, so
+// the wait has no timeout; instead rank 0's heartbeats must keep coming, or
+// RestartableError (rank 0 hung or died).
+void await_job_end(MPI_Comm world, bool is_rank0);
 
 }  // namespace tpinfer

@@ -3,18 +3,24 @@
 #include <iterator>
 #include <optional>
 
+#include "runtime/fault_injection.hpp"
+#include "runtime/watchdog.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer {
 
-bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refill_below) {
+bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refill_below,
+               health::Monitor* health) {
   const bool leader = w.is_group_leader();
   std::optional<WorkSource> source;
   if (leader) source.emplace(w.world.get(), coord);
   const ProcessGroup tp = w.tp_group();
   bool drained = false;
 
-  for (;;) {
+  for (int64_t step = 1;; ++step) {
+    fault::at_step(step);  // test-only: TPINFER_FAULT
+    watchdog::set_step(step);
+    if (health) health->tick(engine.stats().steps, engine.num_unfinished() > 0);
     // control = 'S' (stop: all done), 'D' (drain: stop now) or 'C' (continue),
     // then the requests to add this step.
     std::string control;
@@ -30,7 +36,10 @@ bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
       const bool stop = idle && fresh.empty() && source->exhausted();
       control = (stop ? "S" : "C") + pack_requests(fresh);
     }
-    if (w.tp > 1) tp.broadcast(control, 0);
+    if (w.tp > 1) {
+      watchdog::Guard guard("step_control");
+      tp.broadcast(control, 0);
+    }
     if (control[0] == 'D') {  // unfinished requests are redone by --resume
       drained = true;
       break;
@@ -52,6 +61,9 @@ bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
     }
     if (control[0] == 'S') break;
     if (engine.num_unfinished() > 0) {
+      // The step's TP collectives are guarded one by one too; this also catches a
+      // rank stuck in compute, or waiting on an asynchronous (NCCL) collective.
+      watchdog::Guard guard("engine_step");
       std::vector<Result> stepped = engine.step();
       finished.insert(finished.end(), std::make_move_iterator(stepped.begin()),
                       std::make_move_iterator(stepped.end()));
@@ -59,7 +71,10 @@ bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
     if (leader) source->send_results(finished);
   }
   if (leader) source->done();
-  if (coord) coord->finish();
+  if (coord) coord->finish([&] {
+    if (health) health->tick(engine.stats().steps, false);
+  });
+  await_job_end(w.world.get(), coord != nullptr);
   return drained || (coord && coord->draining());
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 #include "runtime/coordinator.hpp"
+#include "runtime/health.hpp"
 #include "tpinfer/engine.hpp"
 #include "tpinfer/world.hpp"
 
@@ -11,8 +12,8 @@ namespace tpinfer {
 // rank 0 only. `refill_below`: the leader asks for more work when fewer
 // requests than this are waiting. Returns true when the group stopped on a
 // drain (a signal here or at rank 0) with requests unfinished; they are redone
-// by a --resume.
+// by a --resume. `health` (optional) gets a tick between steps on every rank.
 bool run_group(const World& world, Engine& engine, Coordinator* coordinator,
-               int64_t refill_below);
+               int64_t refill_below, health::Monitor* health = nullptr);
 
 }  // namespace tpinfer

@@ -1,6 +1,7 @@
 #include "tpinfer/world.hpp"
 
 
+#include "runtime/watchdog.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer {
@@ -49,9 +50,13 @@ int ProcessGroup::size() const {
   return s;
 }
 
-void ProcessGroup::barrier() const { TPINFER_MPI_CHECK(MPI_Barrier(comm)); }
+void ProcessGroup::barrier() const {
+  watchdog::Guard guard("barrier");
+  TPINFER_MPI_CHECK(MPI_Barrier(comm));
+}
 
 void ProcessGroup::broadcast(std::string& bytes, int root) const {
+  watchdog::Guard guard("broadcast");
   long long n = static_cast<long long>(bytes.size());
   TPINFER_MPI_CHECK(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, comm));
   bytes.resize(static_cast<size_t>(n));
@@ -64,6 +69,7 @@ void ProcessGroup::broadcast(std::string& bytes, int root) const {
 }
 
 void ProcessGroup::all_reduce_sum(float* data, int64_t n) const {
+  watchdog::Guard guard("all_reduce_sum");
   TPINFER_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm));
 }
 
@@ -109,6 +115,9 @@ void agree_on(MPI_Comm comm, const std::function<void()>& stage) {
     message = e.what();
     code = kExitOther;
   }
+  // Only the wait for the other ranks is guarded, not the stage (a model load
+  // may take long): ranks run a stage at about the same speed.
+  watchdog::Guard guard("agree_on");
   int mine = code != 0 ? me : n, first = n;
   TPINFER_MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm));
   if (first == n) return;

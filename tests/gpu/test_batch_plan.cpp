@@ -57,22 +57,28 @@ TEST(CudaBatchPlan, AttentionItemsCoverEveryRowOnce) {
   }
 }
 
-TEST(CudaBatchPlan, DecodeSplitsCoverTheLongestContext) {
+TEST(CudaBatchPlan, DecodeSplitsCoverEveryContext) {
   for (int n_decode : {1, 3, 64, 256})
     for (int kv_heads : {1, 8})
-      for (int max_kv : {1, 64, 129, 256, 257, 1000, 3000, 131072}) {
-        const auto d = cuda::choose_decode_split(n_decode, kv_heads, max_kv, 132);
-        EXPECT_GE(d.splits, 1);
-        EXPECT_LE(d.splits, cuda::kMaxSplits);
-        EXPECT_EQ(d.chunk % cuda::kSplitAlign, 0);
-        EXPECT_GE(static_cast<int64_t>(d.splits) * d.chunk, max_kv);
-        EXPECT_LT(static_cast<int64_t>(d.splits - 1) * d.chunk, max_kv) << "an empty split";
+      for (int max_kv : {1, 64, 129, 256, 257, 1000, 1281, 3000, 131072}) {
+        const int splits = cuda::choose_decode_splits(n_decode, kv_heads, max_kv, 132);
+        EXPECT_GE(splits, 1);
+        EXPECT_LE(splits, cuda::kMaxSplits);
+        const int longest = cuda::decode_split_chunk(max_kv, splits);
+        EXPECT_LT(static_cast<int64_t>(splits - 1) * longest, max_kv) << "an empty split";
+        // Every shorter item's own chunks cover it too, aligned.
+        for (int kv_end : {1, 63, 64, 65, max_kv / 3 + 1, max_kv}) {
+          if (kv_end > max_kv) continue;
+          const int chunk = cuda::decode_split_chunk(kv_end, splits);
+          EXPECT_EQ(chunk % cuda::kSplitAlign, 0);
+          EXPECT_GE(static_cast<int64_t>(splits) * chunk, kv_end);
+        }
         if (n_decode * kv_heads >= 12 * 132 || max_kv <= 256) {
-          EXPECT_EQ(d.splits, 1);
+          EXPECT_EQ(splits, 1);
         }
       }
   // One long sequence alone gets many splits.
-  EXPECT_GE(cuda::choose_decode_split(1, 8, 3000, 132).splits, 8);
+  EXPECT_GE(cuda::choose_decode_splits(1, 8, 3000, 132), 8);
 }
 
 TEST(CudaBatchPlan, RejectsInconsistentLayouts) {

@@ -291,9 +291,9 @@ TEST(JsonlRequest, SettingTypesAndRanges) {
        R"(stop strings need a tokenizer, and this model has none: give token ids in "stop")"},
       {R"("stop":[1,"###"])",
        R"(stop strings need a tokenizer, and this model has none: give token ids in "stop")"},
-      {R"("stop":5)", R"("stop" must be an array of token ids, not an integer)"},
+      {R"("stop":5)", R"("stop" must be a string or an array of strings and token ids, not an integer)"},
       {R"("stop":[1,5000])", R"(stop[1] = 5000 is outside the vocabulary [0, 1000))"},
-      {R"("stop":[[1]])", R"(stop[0] must be an integer token id, not an array)"},
+      {R"("stop":[[1]])", R"(stop[0] must be a string or an integer token id, not an array)"},
       {R"("logprobs":1)", R"("logprobs" must be true or false, not an integer)"},
       {R"("logprobs":"yes")", R"("logprobs" must be true or false, not a string)"},
   };

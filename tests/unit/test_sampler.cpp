@@ -52,7 +52,7 @@ int32_t reference_sample(const std::vector<float>& logits, const SamplingParams&
   });
   if (p.temperature == 0.0f) return order[0];
   const float mx = logits[order[0]];
-  auto w = [&](int32_t t) -> double { return std::exp((logits[t] - mx) / p.temperature); };
+  auto w = [&](int32_t t) -> double { return sampling_weight(logits[t], mx, p.temperature); };
   const int64_t k = p.top_k > 0 && p.top_k < v ? p.top_k : v;
   double total = 0.0;
   if (k < v) {

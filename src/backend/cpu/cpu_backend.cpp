@@ -14,15 +14,19 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <new>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "tpinfer/backend.hpp"
 #include "backend/op_checks.hpp"
+#include "runtime/watchdog.hpp"
 #include "tpinfer/error.hpp"
+#include "tpinfer/sampler.hpp"
 
 namespace tpinfer {
 namespace {
@@ -460,8 +464,62 @@ class CpuBackend final : public Backend {
     }
   }
 
+  // The reference: sample_token on each row, rows in parallel (each draw
+  // depends only on its own row, seed and position).
+  void sample_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
+                   const std::vector<RowSampling>& params, Tensor& out) override {
+    const char* op = "sample_rows";
+    const SampleRowsLayout l = check_sample_rows("cpu", logits, vocab, rows, params, out);
+    if (rows.empty()) return;
+    const float* x = f32(logits, op, "logits");
+    float* o = f32(out, op, "out");
+    const int64_t m = static_cast<int64_t>(rows.size());
+    std::vector<std::exception_ptr> errors(static_cast<size_t>(m));
+#pragma omp parallel for num_threads(threads_) schedule(dynamic) if (m > 1)
+    for (int64_t i = 0; i < m; ++i) {
+      try {
+        std::vector<float> gathered;
+        const float* row = x + rows[i] * l.cols;
+        if (l.parts > 1) {  // the row's columns from each part, in order
+          gathered.resize(static_cast<size_t>(vocab));
+          for (int64_t p = 0; p * l.cols < vocab; ++p)
+            std::copy_n(x + (p * l.n + rows[i]) * l.cols, std::min(l.cols, vocab - p * l.cols),
+                        gathered.data() + p * l.cols);
+          row = gathered.data();
+        }
+        const std::span<const float> r(row, static_cast<size_t>(vocab));
+        // sample_token throws for such a row; here it is token -1, as on the GPU.
+        bool finite = false, pos_inf = false;
+        for (float v : r) {
+          finite = finite || std::isfinite(v);
+          pos_inf = pos_inf || v == std::numeric_limits<float>::infinity();
+        }
+        if (!finite || pos_inf) {
+          o[2 * i] = -1.0f;
+          o[2 * i + 1] = 0.0f;
+          continue;
+        }
+        const RowSampling& q = params[i];
+        SamplingParams sp;
+        sp.temperature = q.temperature;
+        sp.top_k = q.top_k;
+        sp.top_p = q.top_p;
+        sp.seed = q.seed;
+        sp.logprobs = q.logprobs;
+        const SampledToken t = sample_token(r, sp, q.position);
+        o[2 * i] = static_cast<float>(t.token);
+        o[2 * i + 1] = t.logprob;
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    }
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+  }
+
   void all_reduce_sum(Tensor& x) override {
     float* p = f32(x, "all_reduce_sum", "x");
+    watchdog::Guard guard("all_reduce_sum");
     // MPI counts are int: reduce a huge tensor in pieces.
     constexpr int64_t kChunk = int64_t{1} << 30;
     for (int64_t off = 0; off < x.numel(); off += kChunk) {
@@ -481,6 +539,7 @@ class CpuBackend final : public Backend {
                   shape_str(local));
     CPU_CHECK(local.numel() <= INT_MAX, op, "local " + shape_str(local) + " exceeds an MPI count");
     CPU_CHECK(l != o || local.numel() == 0, op, "out must not alias local");
+    watchdog::Guard guard(op);
     TPINFER_MPI_CHECK(MPI_Allgather(l, static_cast<int>(local.numel()), MPI_FLOAT, o,
                                     static_cast<int>(local.numel()), MPI_FLOAT, comm_.c));
   }

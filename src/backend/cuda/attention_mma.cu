@@ -331,8 +331,9 @@ __global__ void __launch_bounds__(kThreads)
   // This block's keys; warp k takes tiles k, k + 4, ... of them. The first
   // copy goes out before the q loads, so the two latencies overlap; each
   // tile's table entry is read one iteration ahead of its copy.
-  const int k_begin = split * plan.chunk;
-  const int k_end = min(it.kv_end, k_begin + plan.chunk);
+  const int chunk = decode_split_chunk(it.kv_end, plan.splits);
+  const int k_begin = split * chunk;
+  const int k_end = min(it.kv_end, k_begin + chunk);
   const int first = k_begin + warp * kDecodeKeys, step = kWarps * kDecodeKeys;
   const int tiles = first < k_end ? (k_end - first + step - 1) / step : 0;
   bf16* mine = smem + warp * 4 * kTile;  // two stages of (K, V)

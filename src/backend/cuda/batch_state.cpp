@@ -91,23 +91,21 @@ const AttentionWork& BatchState::attention_work(int group) {
   return work_;
 }
 
-DecodeSplit choose_decode_split(int n_decode, int kv_heads, int max_kv, int sms) {
+int choose_decode_splits(int n_decode, int kv_heads, int max_kv, int sms) {
   // A decode block holds ~3 blocks an SM; aim for ~4 waves of them, so the
-  // last, partial wave costs little, but give every split at least 256 keys
-  // (4 tiles a warp) so the prologue and the merge stay small next to it.
+  // last, partial wave costs little, but give every split about 256 keys or
+  // more (4 tiles a warp) so the prologue and the merge stay small next to it.
   constexpr int64_t kMinKeys = 256;
-  DecodeSplit d;
+  int splits = 1;
   const int64_t base = static_cast<int64_t>(n_decode) * kv_heads;
   if (base > 0 && max_kv > kMinKeys) {
     const int64_t want = (12LL * sms + base - 1) / base;
     const int64_t by_length = (max_kv + kMinKeys - 1) / kMinKeys;
-    d.splits = static_cast<int>(std::clamp<int64_t>(std::min(want, by_length), 1, kMaxSplits));
+    splits = static_cast<int>(std::clamp<int64_t>(std::min(want, by_length), 1, kMaxSplits));
   }
-  const int64_t per = (static_cast<int64_t>(max_kv) + d.splits - 1) / d.splits;
-  d.chunk =
-      static_cast<int>(std::max<int64_t>(1, (per + kSplitAlign - 1) / kSplitAlign)) * kSplitAlign;
-  d.splits = static_cast<int>(std::max<int64_t>(1, (max_kv + d.chunk - 1) / d.chunk));
-  return d;
+  // Rounding the chunk up to kSplitAlign can leave the last split empty; drop it.
+  const int chunk = decode_split_chunk(std::max(max_kv, 1), splits);
+  return static_cast<int>(std::max<int64_t>(1, (static_cast<int64_t>(max_kv) + chunk - 1) / chunk));
 }
 
 }  // namespace tpinfer::cuda

@@ -46,11 +46,9 @@ class BatchState {
 };
 
 // Splits of each decode item's keys over blocks (flash-decoding): about four
-// waves of blocks on `sms` multiprocessors, at least 256 keys a split, at most
-// kMaxSplits. Returns {splits, chunk}, chunk a multiple of kSplitAlign.
-struct DecodeSplit {
-  int splits = 1, chunk = kSplitAlign;
-};
-DecodeSplit choose_decode_split(int n_decode, int kv_heads, int max_kv, int sms);
+// waves of blocks on `sms` multiprocessors, about 256 keys a split or more, at
+// most kMaxSplits, and none empty for the longest context max_kv. Each item
+// cuts its own keys into that many parts (decode_split_chunk).
+int choose_decode_splits(int n_decode, int kv_heads, int max_kv, int sms);
 
 }  // namespace tpinfer::cuda

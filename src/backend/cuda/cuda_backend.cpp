@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -27,8 +28,10 @@
 #include "backend/cuda/host_convert.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/resources.hpp"
+#include "backend/cuda/step_graphs.hpp"
 #include "tpinfer/backend.hpp"
 #include "backend/op_checks.hpp"
+#include "backend/memory_retry.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer {
@@ -102,6 +105,9 @@ class CudaBackend final : public Backend {
     cudaDeviceProp prop{};
     TPINFER_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
     sms_ = prop.multiProcessorCount;
+    // NCCL kernels can be recorded in a graph; host-staged MPI collectives cannot.
+    graphs_allowed_ = o.graphs && (tp_size_ == 1 || o.collectives == CudaBackendOptions::Collectives::nccl);
+    max_graph_batch_ = o.max_graph_batch;
     stream_ = cuda::make_stream();
     // Everything that takes device memory of its own (NCCL's buffers, the
     // cuBLASLt handle, kernel attributes) comes before the arena measures what
@@ -112,18 +118,42 @@ class CudaBackend final : public Backend {
     cuda::attention_init();
     size_t free_bytes = 0, total_bytes = 0;
     TPINFER_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    const auto want = static_cast<size_t>(static_cast<double>(free_bytes) * o.memory_fraction);
-    const size_t bytes = want / (size_t{2} << 20) * (size_t{2} << 20);  // whole 2 MiB pages
-    const size_t reserve = std::min(kMaxReserve, bytes / 8) / 256 * 256;
-    arena_ = std::make_unique<cuda::DeviceArena>(bytes, reserve);
+    allocate_arena(o, free_bytes);
     gemm_->set_workspace(arena_->allocate_internal(kGemmWorkspace), kGemmWorkspace);
     staging_.reserve(kStagingBytes);
     for (auto& e : staging_done_) e = cuda::make_event();
     meta_copied_ = cuda::make_event();
     work_copied_ = cuda::make_event();
+    sample_copied_ = cuda::make_event();
+  }
+
+  // Free memory x memory_fraction in whole 2 MiB pages; a size the driver
+  // refuses is retried smaller (memory_retry.hpp), saying so.
+  void allocate_arena(const CudaBackendOptions& o, size_t free_bytes) {
+    const auto attempts = arena_attempts(free_bytes, o.memory_fraction, o.min_arena_bytes);
+    for (size_t i = 0; i < attempts.size(); ++i) {
+      const size_t bytes = attempts[i].bytes;
+      try {
+        const size_t reserve = std::min(kMaxReserve, bytes / 8) / 256 * 256;
+        arena_ = std::make_unique<cuda::DeviceArena>(bytes, reserve);
+        return;
+      } catch (const std::bad_alloc&) {
+        if (i + 1 < attempts.size()) {
+          int rank = 0;
+          MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+          const std::string line =
+              arena_retry_line(rank, o.device, attempts[i], attempts[i + 1], free_bytes);
+          std::fprintf(stderr, "%s\n", line.c_str());
+          std::fflush(stderr);
+        }
+      }
+    }
+    throw RestartableError(
+        arena_failure_message(o.device, attempts, free_bytes, o.min_arena_bytes));
   }
 
   ~CudaBackend() override {
+    if (capturing_) cuda::StepGraphs::abandon_capture(stream_.get());
     // Nothing may still run on memory the members are about to free.
     if (stream_) (void)cudaStreamSynchronize(stream_.get());
   }
@@ -232,7 +262,15 @@ class CudaBackend final : public Backend {
   // reserve when a batch outgrows it (the old one is abandoned: kernels of the
   // previous step may still read it).
   void set_batch(const BatchLayout& b) override {
+    if (capturing_) {  // an op threw while recording the last step
+      cuda::StepGraphs::abandon_capture(stream_.get());
+      capturing_ = false;
+    }
     batch_.set(b);
+    // Decode steps (one token a sequence, each sampled) are recorded and replayed.
+    graphable_ = graphs_allowed_ && b.num_tokens() == b.num_seqs() &&
+                 static_cast<int64_t>(b.logit_rows.size()) == b.num_tokens() &&
+                 b.num_tokens() <= max_graph_batch_;
     const auto& packed = batch_.packed();
     const size_t bytes = std::max<size_t>(packed.data.size(), 1) * sizeof(int32_t);
     TPINFER_CUDA_CHECK(cudaEventSynchronize(meta_copied_.get()));
@@ -342,6 +380,7 @@ class CudaBackend final : public Backend {
         k_cache.shape == v_cache.shape, op,
         "k_cache " + shape_str(k_cache) + " and v_cache " + shape_str(v_cache) + " differ");
     const int64_t slots = blocks * bs;
+    cache_blocks_ = blocks;
     CUDA_BE_CHECK(batch_.max_slot() < slots, op,
                   "a token's slot lies outside the cache's " + std::to_string(slots) + " slots");
     cuda::RopeParams p{};
@@ -402,6 +441,7 @@ class CudaBackend final : public Backend {
     p.head_dim = static_cast<int>(hd);
     p.scale_log2 = a.scale * std::numbers::log2e_v<float>;
     if (!mma) {
+      generic_attention_seen_ = true;
       cuda::launch_attention_generic(p, stream_.get());
       return;
     }
@@ -410,6 +450,50 @@ class CudaBackend final : public Backend {
                                               static_cast<int>(a.kv_heads), static_cast<int>(hd)),
                                stream_.get());
   }
+
+  bool replay_step() override {
+    if (!graphable_ || (work_group_seen_ == 0 && !generic_attention_seen_)) return false;
+    // The tensor-core attention's items of this step go up before the graph
+    // runs (its own copy of them, recorded from the same pinned buffer, repeats
+    // the upload). The generic kernel needs none.
+    int splits = 0;
+    if (work_group_seen_ != 0)
+      splits = attention_plan(work_group_seen_, work_kv_heads_seen_, work_head_dim_seen_).splits;
+    const BatchLayout& b = batch_.layout();
+    const cuda::StepShape shape = step_shape(splits);
+    cuda::RecordedStep* r = graphs_.find(shape, signature());
+    if (!r) return false;
+    // The checks the ops would make, for what differs between steps of a shape.
+    const char* op = "replay_step";
+    CUDA_BE_CHECK(batch_.max_slot() < r->cache_blocks * b.block_size, op,
+                  "a token's slot lies outside the cache's " +
+                      std::to_string(r->cache_blocks * b.block_size) + " slots");
+    CUDA_BE_CHECK(batch_.max_block() < r->cache_blocks, op,
+                  "a block table entry within a context lies outside the cache's " +
+                      std::to_string(r->cache_blocks) + " blocks");
+    TPINFER_CUDA_CHECK(cudaGraphLaunch(r->exec.get(), stream_.get()));
+    ++graph_stats_.replayed;
+    return true;
+  }
+
+  void record_begin() override {
+    if (!graphable_) return;
+    // Thread-local: another thread's CUDA calls (say, a health monitor's) do
+    // not invalidate the capture.
+    TPINFER_CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
+    capturing_ = true;
+  }
+
+  void record_end() override {
+    if (!capturing_) return;
+    capturing_ = false;
+    cuda::RecordedStep& r = graphs_.finish_capture(
+        stream_.get(), step_shape(work_group_ != 0 ? plan_.splits : 0), signature(), cache_blocks_);
+    TPINFER_CUDA_CHECK(cudaGraphLaunch(r.exec.get(), stream_.get()));
+    ++graph_stats_.recorded;
+  }
+
+  CudaGraphStats graph_stats() const { return graph_stats_; }
 
   void silu_mul(const Tensor& gate_up, Tensor& out) override {
     const char* op = "silu_mul";
@@ -448,6 +532,41 @@ class CudaBackend final : public Backend {
     check_matrix(out, n, 2, op, "out");
     cuda::launch_argmax_rows(l, n, c, valid_cols, col_offset, static_cast<float*>(out.data),
                              stream_.get());
+  }
+
+  void sample_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
+                   const std::vector<RowSampling>& params, Tensor& out) override {
+    const char* op = "sample_rows";
+    const SampleRowsLayout l = check_sample_rows("cuda", logits, vocab, rows, params, out);
+    CUDA_BE_CHECK(logits.dtype == DType::f32 || logits.dtype == DType::bf16, op,
+                  std::string("logits has dtype ") + dtype_name(logits.dtype) +
+                      ", expected float32 or bfloat16");
+    CUDA_BE_CHECK(!capturing_, op, "called while a step is recorded (it uploads its parameters)");
+    if (rows.empty()) return;
+    const size_t m = rows.size(), bytes = m * sizeof(cuda::SampleRow);
+    // The pinned copy is rewritten only after its previous upload finished.
+    TPINFER_CUDA_CHECK(cudaEventSynchronize(sample_copied_.get()));
+    sample_host_.reserve(bytes);
+    auto* host = static_cast<cuda::SampleRow*>(sample_host_.data());
+    for (size_t i = 0; i < m; ++i) {
+      const RowSampling& q = params[i];
+      host[i] = {rows[i], q.logprobs ? 1 : 0, q.temperature, q.top_p, q.top_k, q.seed, q.position};
+    }
+    auto* dev = static_cast<cuda::SampleRow*>(grow(sample_dev_, sample_cap_, bytes));
+    TPINFER_CUDA_CHECK(
+        cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream_.get()));
+    TPINFER_CUDA_CHECK(cudaEventRecord(sample_copied_.get(), stream_.get()));
+    cuda::SampleArgs a{};
+    a.logits = logits.data;
+    a.bf16_logits = logits.dtype == DType::bf16;
+    a.parts = l.parts;
+    a.n = l.n;
+    a.cols = l.cols;
+    a.vocab = vocab;
+    a.rows = dev;
+    a.m = static_cast<int64_t>(m);
+    a.out = static_cast<float*>(out.data);
+    cuda::launch_sample_rows(a, stream_.get());
   }
 
   void all_reduce_sum(Tensor& x) override {
@@ -521,36 +640,47 @@ class CudaBackend final : public Backend {
   cuda::AttentionPlan attention_plan(int group, int kv_heads, int head_dim) {
     if (work_group_ != group || work_kv_heads_ != kv_heads || work_head_dim_ != head_dim) {
       const cuda::AttentionWork& w = batch_.attention_work(group);
-      const cuda::DecodeSplit split =
-          cuda::choose_decode_split(w.n_decode, kv_heads, w.max_decode_kv, sms_);
+      const int splits = cuda::choose_decode_splits(w.n_decode, kv_heads, w.max_decode_kv, sms_);
       const size_t item_bytes = std::max<size_t>(w.items.size(), 1) * sizeof(AttnItem);
-      TPINFER_CUDA_CHECK(cudaEventSynchronize(work_copied_.get()));
+      // While recording, the event is not waited for or recorded (a captured
+      // event cannot be waited on later); the last step's download drained the stream.
+      if (!capturing_) TPINFER_CUDA_CHECK(cudaEventSynchronize(work_copied_.get()));
       work_host_.reserve(item_bytes);
       std::memcpy(work_host_.data(), w.items.data(), w.items.size() * sizeof(AttnItem));
       auto* dev = static_cast<AttnItem*>(grow(work_dev_, work_cap_, item_bytes));
       TPINFER_CUDA_CHECK(cudaMemcpyAsync(dev, work_host_.data(), item_bytes, cudaMemcpyHostToDevice,
                                          stream_.get()));
-      TPINFER_CUDA_CHECK(cudaEventRecord(work_copied_.get(), stream_.get()));
+      if (!capturing_) TPINFER_CUDA_CHECK(cudaEventRecord(work_copied_.get(), stream_.get()));
       plan_ = cuda::AttentionPlan{};
       plan_.decode_items = dev;
       plan_.n_decode = w.n_decode;
       plan_.prefill_items = dev + w.n_decode;
       plan_.n_prefill = w.n_prefill;
-      plan_.splits = split.splits;
-      plan_.chunk = split.chunk;
-      if (split.splits > 1) {
+      plan_.splits = splits;
+      if (splits > 1) {
         const size_t rows = static_cast<size_t>(w.n_decode) * kv_heads * cuda::kDecodeRows *
-                            static_cast<size_t>(split.splits);
+                            static_cast<size_t>(splits);
         auto* part = static_cast<float*>(
             grow(partial_dev_, partial_cap_, rows * (static_cast<size_t>(head_dim) + 1) * 4));
         plan_.partial_o = part;
         plan_.partial_lse = part + rows * static_cast<size_t>(head_dim);
       }
-      work_group_ = group;
-      work_kv_heads_ = kv_heads;
-      work_head_dim_ = head_dim;
+      work_group_ = work_group_seen_ = group;
+      work_kv_heads_ = work_kv_heads_seen_ = kv_heads;
+      work_head_dim_ = work_head_dim_seen_ = head_dim;
     }
     return plan_;
+  }
+
+  // splits: of the tensor-core decode attention; 0 for the generic kernel.
+  cuda::StepShape step_shape(int splits) const {
+    const BatchLayout& b = batch_.layout();
+    return {b.num_tokens(), b.num_seqs(), b.max_blocks_per_seq,
+            static_cast<int64_t>(b.logit_rows.size()), splits};
+  }
+
+  cuda::Signature signature() const {
+    return {meta_dev_, work_dev_, work_host_.data(), partial_dev_};
   }
 
   DupComm comm_;
@@ -578,13 +708,42 @@ class CudaBackend final : public Backend {
   void* partial_dev_ = nullptr;
   size_t partial_cap_ = 0;
   int work_group_ = 0, work_kv_heads_ = 0, work_head_dim_ = 0;
+
+  // sample_rows' parameters, as uploaded.
+  cuda::PinnedBuffer sample_host_;
+  cuda::Event sample_copied_;
+  void* sample_dev_ = nullptr;
+  size_t sample_cap_ = 0;
+  // The attention shape of the model (the last one seen), for replays.
+  int work_group_seen_ = 0, work_kv_heads_seen_ = 0, work_head_dim_seen_ = 0;
   cuda::AttentionPlan plan_{};
+
+  bool generic_attention_seen_ = false;
+  bool graphs_allowed_ = false, graphable_ = false, capturing_ = false;
+  int64_t max_graph_batch_ = 0;
+  int64_t cache_blocks_ = 0;  // of the KV cache the last rope_write_kv wrote
+  cuda::StepGraphs graphs_;
+  CudaGraphStats graph_stats_;
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_backend(MPI_Comm tp_comm, const CudaBackendOptions& options) {
   return std::make_unique<CudaBackend>(tp_comm, options);
+}
+
+std::string cuda_pci_bus_id(int device) {
+  char id[32] = {0};
+  if (cudaDeviceGetPCIBusId(id, sizeof id, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return "";
+  }
+  return id;
+}
+
+CudaGraphStats cuda_graph_stats(const Backend& backend) {
+  const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
+  return cuda ? cuda->graph_stats() : CudaGraphStats{};
 }
 
 int cuda_device_count() {

@@ -32,6 +32,27 @@ void launch_gather_rows(const bf16* x, int64_t cols, const int32_t* rows, int64_
 // out[r] = (max, col_offset + argmax) of row r's first valid_cols values, fp32 pairs.
 void launch_argmax_rows(const bf16* logits, int64_t n, int64_t cols, int64_t valid_cols,
                         int64_t col_offset, float* out, cudaStream_t stream);
+// ---------------------------------------------------------------- sampling
+// One row to sample (Backend::sample_rows): the logits row and its settings.
+struct SampleRow {
+  int32_t row;
+  int32_t logprobs;  // 0 or 1
+  float temperature, top_p;
+  int64_t top_k;
+  uint64_t seed;
+  int64_t position;
+};
+struct SampleArgs {
+  const void* logits;  // [parts, n, cols] (parts 1: [n, cols]), fp32 or bf16
+  bool bf16_logits;
+  int64_t parts, n, cols, vocab;  // vocab <= parts * cols, < 2^24
+  const SampleRow* rows;          // device, m entries
+  int64_t m;
+  float* out;  // [m, 2]: token (-1: no finite maximum), logprob
+};
+// One block per row; sampling.cu describes the method and its precision.
+void launch_sample_rows(const SampleArgs& a, cudaStream_t stream);
+
 // out[t, j] = bias[j] (or 0 when bias is null): linear with an empty inner dimension.
 void launch_fill_rows(const bf16* bias, int64_t n, int64_t m, bf16* out, cudaStream_t stream);
 
@@ -65,6 +86,21 @@ constexpr int kPrefillRows = 64;  // rows of one prefill item (four warps x 16)
 constexpr int kSplitAlign = 64;   // a split's key range starts on this multiple
 constexpr int kMaxSplits = 64;    // splits of one decode item, at most
 
+#if defined(__CUDACC__)
+#define TPINFER_KERNEL_HD __host__ __device__
+#else
+#define TPINFER_KERNEL_HD
+#endif
+// Keys per split of a decode item whose kv_end keys are cut into `splits`
+// parts: the smallest multiple of kSplitAlign that covers them. Per item, so a
+// decode step's launch shape depends on the number of items and splits only,
+// not on the context lengths, and a CUDA graph of it replays as they grow.
+TPINFER_KERNEL_HD inline int decode_split_chunk(int kv_end, int splits) {
+  const int per = (kv_end + splits - 1) / splits;
+  const int chunk = (per + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
+  return chunk > 0 ? chunk : kSplitAlign;
+}
+
 struct AttentionParams {
   const bf16* qkv;
   int64_t qkv_stride;  // elements per token row: (q_heads + 2 kv_heads) * head_dim
@@ -84,8 +120,7 @@ struct AttentionParams {
 struct AttentionPlan {
   const AttnItem* decode_items;  // rows <= kDecodeRows each
   int n_decode;
-  int splits;                     // key-range splits of each decode item (1: no partials)
-  int chunk;                      // keys per split, a multiple of kSplitAlign
+  int splits;  // key-range splits of each decode item (1: no partials); see decode_split_chunk
   float* partial_o;               // [n_decode, kv_heads, kDecodeRows, splits, head_dim]
   float* partial_lse;             // [n_decode, kv_heads, kDecodeRows, splits]
   const AttnItem* prefill_items;  // rows <= kPrefillRows each
