@@ -5,7 +5,7 @@
 # workloads, one after the other in this one command. Logs and JSON go to $OUT.
 #   bash tools/gpu-bench.sh [CONFIG.json] [SCENARIOS]
 # SCENARIOS: comma list of decode1,decode64,prefill2048,offline (default: all).
-# Env: FIXED (ISL/OSL list), REQUESTS, REPEATS, OFFLINE_REPEATS, SKIP_TESTS=1, SKIP_PEER=1,
+# Env: TESTS_TIMEOUT (seconds for ctest -L gpu, 300), FIXED (ISL/OSL list), REQUESTS, REPEATS, OFFLINE_REPEATS, SKIP_TESTS=1, SKIP_PEER=1,
 # PEER_SCENARIOS (the peer's scenarios when they differ, e.g. to fit the call's time limit).
 set -uo pipefail
 OUT=${OUT:-out}
@@ -26,8 +26,11 @@ cmake --build build-gpu -j 16 >"$OUT/build.log" 2>&1 ||
 echo "build: $(( $(date +%s) - t0 )) s"
 
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  (cd build-gpu && ctest -L gpu --output-on-failure >"$OUT/gpu_tests.log" 2>&1)
-  grep -E "tests passed|Failed|FAILED" "$OUT/gpu_tests.log" | head -20
+  # Bounded, so that a hung test leaves the call time for the benchmark.
+  (cd build-gpu && timeout -k 10 "${TESTS_TIMEOUT:-300}" ctest -L gpu --output-on-failure \
+    >"$OUT/gpu_tests.log" 2>&1)
+  echo "gpu tests: exit $?"
+  grep -E "tests passed|Passed|Failed|FAILED|ok:|FAIL|identical" "$OUT/gpu_tests.log" | head -40
 fi
 
 # The mixed workload both engines run.
