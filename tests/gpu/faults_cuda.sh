@@ -11,19 +11,7 @@
 # the same layout up to bf16 near-ties (compare_near_ties.py: a restart changes
 # which requests share a step, and the bf16 GEMMs are not batch-invariant).
 # usage: faults_cuda.sh BUILD_DIR   (exit 77: skipped, no GPU)
-set -euo pipefail
-build=$1
-root=$(cd "$(dirname "$0")/../.." && pwd)
-B=$build/tpinfer
-if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
-  echo "skipped: no GPU visible"
-  exit 77
-fi
-source "$root/tools/mpirun-env.sh"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-$B make-model --config "$root/inputs/demo-config.json" --output "$tmp/m.h5" --seed 1 \
-  --dtype bfloat16 >/dev/null
+source "$(dirname "$0")/gpu_job_setup.sh" "$1"
 # 400 requests, a third sampled with their own seeds, long enough that a run
 # takes many steps at --max-batch 16.
 python3 - "$tmp/in.jsonl" <<'PY'

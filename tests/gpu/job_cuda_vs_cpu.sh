@@ -8,20 +8,7 @@
 # backend (`tpinfer logits`) on the shared prefix, must be <= 2e-2 of the
 # row's logit scale (the bound the op and model tests use for bf16).
 # usage: job_cuda_vs_cpu.sh BUILD_DIR   (exit 77: skipped, no GPU)
-set -euo pipefail
-build=$1
-root=$(cd "$(dirname "$0")/../.." && pwd)
-B=$build/tpinfer
-if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
-  echo "skipped: no GPU visible"
-  exit 77
-fi
-source "$root/tools/mpirun-env.sh"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-# bf16 weights: both backends compute with the same weight values.
-$B make-model --config "$root/inputs/demo-config.json" --output "$tmp/m.h5" --seed 1 \
-  --dtype bfloat16 >/dev/null
+source "$(dirname "$0")/gpu_job_setup.sh" "$1"
 # Greedy requests only (sampled ones would compare draws, not the model).
 python3 - "$root/inputs/prompts.jsonl" "$tmp/in.jsonl" <<'PY'
 import json, sys

@@ -17,6 +17,7 @@
 
 #include "safetensors_writer.hpp"
 #include "tpinfer/backend.hpp"
+#include "model_error_matchers.hpp"
 #include "tpinfer/error.hpp"
 #include "tpinfer/hf_convert.hpp"
 #include "tpinfer/model.hpp"
@@ -27,6 +28,9 @@ namespace tpinfer {
 namespace {
 
 namespace fs = std::filesystem;
+using test::bits_of;
+using test::expect_model_error;
+using test::float_of;
 using test::random_model_tensors;
 using test::st_image;
 using test::st_round;
@@ -46,26 +50,7 @@ std::string slurp(const fs::path& p) {
   return s.str();
 }
 
-uint32_t bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
 
-template <typename F>
-void expect_model_error(F&& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected a ModelError containing '" << parts.front() << "'";
-  } catch (const ModelError& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected a ModelError, got: " << e.what();
-  }
-}
 
 // Llama 3.1-style: GQA, llama3 rope scaling, untied.
 ModelConfig llama_config(DType dtype) {

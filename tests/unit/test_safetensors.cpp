@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "safetensors_writer.hpp"
+#include "model_error_matchers.hpp"
 #include "tpinfer/error.hpp"
 #include "tpinfer/safetensors.hpp"
 
@@ -18,6 +19,9 @@ namespace tpinfer {
 namespace {
 
 namespace fs = std::filesystem;
+using test::bits_of;
+using test::expect_model_error;
+using test::float_of;
 using test::st_encode;
 using test::st_image;
 using test::st_raw;
@@ -33,26 +37,7 @@ std::string tmp_file(const std::string& suffix = "") {
          suffix + ".safetensors";
 }
 
-uint32_t bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
 
-template <typename F>
-void expect_model_error(F&& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected a ModelError containing '" << parts.front() << "'";
-  } catch (const ModelError& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected a ModelError, got: " << e.what();
-  }
-}
 
 // Values that exercise rounding: subnormals, ties, large, signed zero, inf.
 std::vector<float> tricky_values(size_t n) {

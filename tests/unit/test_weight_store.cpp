@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "model_error_matchers.hpp"
 #include "tpinfer/error.hpp"
 #include "tpinfer/philox.hpp"
 #include "tpinfer/sharding.hpp"
@@ -21,6 +22,9 @@ namespace tpinfer {
 namespace {
 
 namespace fs = std::filesystem;
+using test::bits_of;
+using test::expect_model_error;
+using test::float_of;
 
 // One file per test so that ctest may run the tests in parallel.
 std::string tmp_file(const std::string& suffix = "") {
@@ -50,33 +54,8 @@ ModelConfig small_config(DType dtype) {
   return config_from_hf_json(j);
 }
 
-uint32_t bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
 
-float float_of(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
 
-// Asserts that `fn` throws a ModelError whose message contains every one of `parts`.
-template <typename F>
-void expect_model_error(F&& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected a ModelError containing '" << parts.front() << "'";
-  } catch (const ModelError& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected a ModelError, got: " << e.what();
-  }
-}
 
 // ---- raw HDF5 edits that make a good file bad -----------------------------------
 #define H5_OK(call) ASSERT_GE((call), 0) << #call
