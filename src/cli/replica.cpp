@@ -25,6 +25,9 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
        "ranks share a GPU)")
       ("cuda-graphs", po::value(&o.cuda_graphs)->default_value("on"),
        "cuda: run decode steps as CUDA graphs (on | off)")
+      ("cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(8),
+       "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
+       "cuBLASLt (0 = always cuBLASLt, at most 8)")
       ("memory-fraction", po::value(&o.memory_fraction)->default_value(0.9),
        "cuda: share of free GPU memory to take (split among ranks on one GPU)")
       ("threads", po::value(&o.threads)->default_value(0),
@@ -48,6 +51,9 @@ void check_replica_options(const ReplicaOptions& o) {
     throw UsageError("--collectives " + o.collectives + " is not one of nccl, mpi, auto");
   if (o.cuda_graphs != "on" && o.cuda_graphs != "off")
     throw UsageError("--cuda-graphs " + o.cuda_graphs + " is not one of on, off");
+  if (o.cuda_gemv_rows < 0 || o.cuda_gemv_rows > 8)
+    throw UsageError("--cuda-gemv-rows " + std::to_string(o.cuda_gemv_rows) +
+                     " is not in 0..8");
   if (!(o.memory_fraction > 0 && o.memory_fraction <= 1))
     throw UsageError("--memory-fraction must be in (0, 1]");
   if (o.block_size < 1 || o.max_batch < 1 || o.max_step_tokens < 1)
@@ -146,6 +152,7 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
   co.collectives = use_mpi ? CudaBackendOptions::Collectives::mpi
                            : CudaBackendOptions::Collectives::nccl;
   co.graphs = o.cuda_graphs == "on";
+  co.gemv_max_rows = o.cuda_gemv_rows;
   r.description = "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +
                 (sharing > 1 ? ", shared by " + std::to_string(sharing) + " ranks" : "") +
                 (w.tp > 1 ? std::string(", ") + (use_mpi ? "MPI" : "NCCL") + " collectives" : "") +

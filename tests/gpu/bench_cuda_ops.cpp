@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <numeric>
 #include <random>
@@ -72,7 +73,7 @@ void bench_linear(Bench& b, const char* name, int64_t k, int64_t m) {
   const int copies = std::max(1, static_cast<int>(std::ceil(160e6 / wbytes)));
   std::vector<Tensor> w;
   for (int i = 0; i < copies; ++i) w.push_back(b.random({m, k}, 0.02f));
-  for (int64_t n : {1, 64}) {
+  for (int64_t n : {1, 2, 4, 8, 64}) {
     Tensor x = b.random({n, k}, 1.0f), out = b.be->alloc({n, m}, DType::bf16);
     const double sec = b.time([&](int i) { b.be->linear(x, w[i % copies], nullptr, out); });
     const double bytes = wbytes + 2.0 * n * (k + m);
@@ -180,6 +181,9 @@ int main(int argc, char** argv) {
     Bench b;
     CudaBackendOptions o;
     o.memory_fraction = 0.5;
+    // TPINFER_BENCH_GEMV_ROWS=0 times linear on cuBLASLt alone (the A/B of gemv.cu).
+    if (const char* g = std::getenv("TPINFER_BENCH_GEMV_ROWS")) o.gemv_max_rows = std::atoi(g);
+    std::printf("gemv for linear over <= %d rows\n", o.gemv_max_rows);
     b.be = make_cuda_backend(MPI_COMM_SELF, o);
     b.probe = b.be->alloc({1}, DType::f32);
     // Optional argument: only the group named (linear, attention, rows).

@@ -158,7 +158,10 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{1, 14336, 4096, false}, LinearCase{7, 96, 4096, true},
                       LinearCase{7, 33, 40, true}, LinearCase{3, 96, 7, false},
                       LinearCase{64, 4096, 14336, false}, LinearCase{64, 14336, 4096, true},
-                      LinearCase{512, 4096, 96, true}, LinearCase{512, 14336, 4096, false}),
+                      LinearCase{512, 4096, 96, true}, LinearCase{512, 14336, 4096, false},
+                      // the GEMV kernel's row counts, partial blocks of rows, long k
+                      LinearCase{2, 4096, 1001, true}, LinearCase{4, 136, 6144, false},
+                      LinearCase{8, 4104, 513, true}, LinearCase{5, 14336, 37, false}),
     [](const auto& info) {
       const LinearCase& c = info.param;
       return "n" + std::to_string(c.n) + "k" + std::to_string(c.k) + "m" + std::to_string(c.m) +

@@ -108,6 +108,7 @@ class CudaBackend final : public Backend {
     // NCCL kernels can be recorded in a graph; host-staged MPI collectives cannot.
     graphs_allowed_ = o.graphs && (tp_size_ == 1 || o.collectives == CudaBackendOptions::Collectives::nccl);
     max_graph_batch_ = o.max_graph_batch;
+    gemv_max_rows_ = o.gemv_max_rows;
     stream_ = cuda::make_stream();
     // Everything that takes device memory of its own (NCCL's buffers, the
     // cuBLASLt handle, kernel attributes) comes before the arena measures what
@@ -354,7 +355,10 @@ class CudaBackend final : public Backend {
       cuda::launch_fill_rows(bp, n, m, o, stream_.get());
       return;
     }
-    gemm_->run(xp, wp, bp, o, n, k, m, stream_.get());
+    if (cuda::gemv_applies(n, k, m, xp, wp, gemv_max_rows_))
+      cuda::launch_gemv(xp, wp, bp, o, n, k, m, stream_.get());
+    else
+      gemm_->run(xp, wp, bp, o, n, k, m, stream_.get());
   }
 
   void rope_write_kv(Tensor& qkv, const Tensor& inv_freq, const AttentionShape& a, Tensor& k_cache,
@@ -721,6 +725,7 @@ class CudaBackend final : public Backend {
   bool generic_attention_seen_ = false;
   bool graphs_allowed_ = false, graphable_ = false, capturing_ = false;
   int64_t max_graph_batch_ = 0;
+  int gemv_max_rows_ = 0;
   int64_t cache_blocks_ = 0;  // of the KV cache the last rope_write_kv wrote
   cuda::StepGraphs graphs_;
   CudaGraphStats graph_stats_;

@@ -14,6 +14,15 @@ namespace tpinfer::cuda {
 
 using bf16 = __nv_bfloat16;
 
+// ---------------------------------------------------------------- gemv
+// linear for n <= kMaxGemvRows rows (gemv.cu): out[n, m] = x[n, k] w[m, k]^T (+ bias[m]).
+constexpr int kMaxGemvRows = 8;
+// Whether launch_gemv takes this shape: n in [1, min(max_rows, kMaxGemvRows)],
+// k a multiple of 8 and x, w 16-byte aligned.
+bool gemv_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w, int max_rows);
+void launch_gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t n, int64_t k,
+                 int64_t m, cudaStream_t stream);
+
 // ---------------------------------------------------------------- elementwise
 // out[t] = table[token_ids[t] - vocab_offset] when that row exists, else zeros.
 void launch_embed(const bf16* table, int64_t rows, int64_t h, int64_t vocab_offset,

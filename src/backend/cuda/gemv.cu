@@ -1,0 +1,101 @@
+// linear for a handful of rows (decode at small batch): out[n, m] = x[n, k]
+// w[m, k]^T (+ bias), n <= kMaxGemvRows. Weight streaming bound: each warp
+// owns one output row and streams that row of w with 16-byte loads, kUnroll of
+// them in flight per lane (the weights are read once, so the loads bypass L1
+// with the streaming hint); x (n x k, a few KB) is re-read from L1/L2. cuBLASLt
+// reaches 2.4 - 2.9 TB/s on the 32 MB qkv / o_proj weights of an 8B model at
+// n = 1 (docs/CUDA_BACKEND.md); this kernel is what a measurement picks there.
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_utils.cuh"
+#include "backend/cuda/kernels.hpp"
+
+namespace tpinfer::cuda {
+namespace {
+
+constexpr int kWarps = 8;   // rows a block
+constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
+
+__device__ __forceinline__ void to_float8(const int4& v, float (&f)[8]) {
+  const Bf16x8 b = *reinterpret_cast<const Bf16x8*>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 t = __bfloat1622float2(b.h[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+
+template <int N>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
+                const bf16* __restrict__ bias, bf16* __restrict__ out, int k8, int m) {
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (row >= m) return;
+  const int4* wr = reinterpret_cast<const int4*>(w) + static_cast<size_t>(row) * k8;
+  const int4* xv = reinterpret_cast<const int4*>(x);
+  float acc[N];
+#pragma unroll
+  for (int r = 0; r < N; ++r) acc[r] = 0.0f;
+  for (int base = lane; base < k8; base += 32 * kUnroll) {
+    int4 wv[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * 32;
+      wv[u] = i < k8 ? __ldcs(wr + i) : make_int4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * 32;
+      if (i >= k8) break;
+      float wf[8];
+      to_float8(wv[u], wf);
+#pragma unroll
+      for (int r = 0; r < N; ++r) {
+        float xf[8];
+        to_float8(__ldg(xv + static_cast<size_t>(r) * k8 + i), xf);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[r] = fmaf(wf[j], xf[j], acc[r]);
+      }
+    }
+  }
+  const float b = bias != nullptr ? __bfloat162float(bias[row]) : 0.0f;
+#pragma unroll
+  for (int r = 0; r < N; ++r) {
+    const float s = warp_sum(acc[r]);
+    if (lane == r) out[static_cast<size_t>(r) * m + row] = __float2bfloat16(s + b);
+  }
+}
+
+template <int N>
+void launch_rows(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t k, int64_t m,
+                 cudaStream_t stream) {
+  const auto blocks = static_cast<unsigned>((m + kWarps - 1) / kWarps);
+  gemv_kernel<N><<<blocks, kWarps * 32, 0, stream>>>(x, w, bias, out, static_cast<int>(k / 8),
+                                                     static_cast<int>(m));
+}
+
+}  // namespace
+
+bool gemv_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w, int max_rows) {
+  return n >= 1 && n <= max_rows && n <= kMaxGemvRows && k % 8 == 0 && k / 8 < (int64_t{1} << 30) &&
+         m < (int64_t{1} << 31) - kWarps && aligned16_host(x) && aligned16_host(w);
+}
+
+void launch_gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t n, int64_t k,
+                 int64_t m, cudaStream_t stream) {
+  switch (n) {
+    case 1: launch_rows<1>(x, w, bias, out, k, m, stream); break;
+    case 2: launch_rows<2>(x, w, bias, out, k, m, stream); break;
+    case 3: launch_rows<3>(x, w, bias, out, k, m, stream); break;
+    case 4: launch_rows<4>(x, w, bias, out, k, m, stream); break;
+    case 5: launch_rows<5>(x, w, bias, out, k, m, stream); break;
+    case 6: launch_rows<6>(x, w, bias, out, k, m, stream); break;
+    case 7: launch_rows<7>(x, w, bias, out, k, m, stream); break;
+    case 8: launch_rows<8>(x, w, bias, out, k, m, stream); break;
+    default: return;  // gemv_applies said no
+  }
+  TPINFER_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace tpinfer::cuda
