@@ -479,8 +479,11 @@ def check_trained(args, runner, table, cuda):
     equal = 0
     with torch.no_grad():
         for i, p in enumerate(ids):
-            g = model.generate(torch.tensor([p]), max_new_tokens=n_new, min_new_tokens=0, do_sample=False,
-                               eos_token_id=None, pad_token_id=0)
+            # The attention mask is explicit: generate() would otherwise mask
+            # every prompt token equal to pad_token_id (the BOS, when it is 0).
+            x = torch.tensor([p])
+            g = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n_new,
+                               min_new_tokens=0, do_sample=False, eos_token_id=None, pad_token_id=0)
             theirs = g[0, len(p):].tolist()
             equal += theirs == ours.get(i)
     log(f"  greedy generation ({n_new} tokens, cpu fp32 tp 2 vs transformers fp32): "

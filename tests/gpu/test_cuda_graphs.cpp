@@ -24,6 +24,41 @@ std::unique_ptr<Backend> cuda_backend(bool graphs) {
   return make_cuda_backend(MPI_COMM_SELF, o);
 }
 
+// The same step on both backends: the logits (whole rows, then the greedy
+// path's device argmax) must be bit-identical.
+void expect_same_step(Model& me, Backend& eager, Model& mg, Backend& graphed, const BatchLayout& b,
+                      const std::string& what) {
+  std::vector<float> want, got;
+  forward(me, eager, b, want);
+  forward(mg, graphed, b, got);
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < want.size(); ++i)
+    ASSERT_EQ(got[i], want[i]) << what << ": logit " << i << " differs";
+  BatchLayout greedy = b;
+  greedy.full_logits.assign(b.logit_rows.size(), 0);
+  StepLogits want_g, got_g;
+  forward(me, eager, greedy, want_g);
+  forward(mg, graphed, greedy, got_g);
+  ASSERT_EQ(got_g.greedy, want_g.greedy) << what;
+}
+
+// A decode-shaped step (one token a sequence) of sequences `first..first+count`
+// of `paging`, each at its current length `len[s]`, which then grows by one.
+BatchLayout decode_step(const Paging& paging, int first, int count, std::vector<int>& len) {
+  std::vector<SeqSpec> decode;
+  std::vector<int32_t> tables;
+  for (int s = first; s < first + count; ++s) {
+    decode.push_back({len[s], 1});
+    tables.insert(tables.end(), paging.tables.begin() + s * paging.max_blocks,
+                  paging.tables.begin() + (s + 1) * paging.max_blocks);
+  }
+  BatchLayout b = make_batch(decode, paging);
+  b.block_tables = tables;
+  for (int i = 0; i < count; ++i) b.slot_mapping[i] = paging.slot(first + i, decode[i].start);
+  for (int s = first; s < first + count; ++s) ++len[s];
+  return b;
+}
+
 class CudaGraphs : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(CudaGraphs, ReplayedDecodeStepsMatchEagerOnesBitForBit) {
@@ -44,19 +79,7 @@ TEST_P(CudaGraphs, ReplayedDecodeStepsMatchEagerOnesBitForBit) {
   Model me = load_test_model(*eager, c, MPI_COMM_SELF, paging.num_blocks, block_size);
   Model mg = load_test_model(*graphed, c, MPI_COMM_SELF, paging.num_blocks, block_size);
   auto step_both = [&](const BatchLayout& b, const std::string& what) {
-    std::vector<float> want, got;
-    forward(me, *eager, b, want);
-    forward(mg, *graphed, b, got);
-    ASSERT_EQ(got.size(), want.size()) << what;
-    for (size_t i = 0; i < want.size(); ++i)
-      ASSERT_EQ(got[i], want[i]) << what << ": logit " << i << " differs";
-    // The greedy path (argmax on the device; no whole rows) as well.
-    BatchLayout greedy = b;
-    greedy.full_logits.assign(b.logit_rows.size(), 0);
-    StepLogits want_g, got_g;
-    forward(me, *eager, greedy, want_g);
-    forward(mg, *graphed, greedy, got_g);
-    ASSERT_EQ(got_g.greedy, want_g.greedy) << what;
+    expect_same_step(me, *eager, mg, *graphed, b, what);
   };
   // Prefill each sequence alone, in chunks the workspace holds (never recorded).
   for (size_t s = 0; s < seqs.size(); ++s) {
@@ -75,22 +98,9 @@ TEST_P(CudaGraphs, ReplayedDecodeStepsMatchEagerOnesBitForBit) {
   EXPECT_EQ(cuda_graph_stats(*graphed).recorded, 0) << "a prefill was recorded";
   std::vector<int> len = {3, 250, 500, 1000};
   for (int t = 0; t < steps; ++t) {
-    std::vector<SeqSpec> decode;
-    std::vector<int32_t> tables;
-    const size_t live = t < 20 ? 4 : 3;  // sequence 0 finishes after 20 steps
-    const size_t first = 4 - live;
-    for (size_t s = first; s < 4; ++s) {
-      decode.push_back({len[s], 1});
-      tables.insert(tables.end(), paging.tables.begin() + s * paging.max_blocks,
-                    paging.tables.begin() + (s + 1) * paging.max_blocks);
-    }
-    BatchLayout b = make_batch(decode, paging);
-    b.block_tables = tables;
-    for (size_t i = 0; i < decode.size(); ++i)
-      b.slot_mapping[i] = paging.slot(static_cast<int>(first + i), decode[i].start);
-    step_both(b, "decode step " + std::to_string(t));
+    const int live = t < 20 ? 4 : 3;  // sequence 0 finishes after 20 steps
+    step_both(decode_step(paging, 4 - live, live, len), "decode step " + std::to_string(t));
     if (HasFatalFailure()) return;
-    for (size_t s = first; s < 4; ++s) ++len[s];
   }
   const CudaGraphStats st = cuda_graph_stats(*graphed);
   std::cout << "[ graphs   ] " << st.recorded << " recorded, " << st.replayed << " replayed\n";
@@ -98,6 +108,32 @@ TEST_P(CudaGraphs, ReplayedDecodeStepsMatchEagerOnesBitForBit) {
   EXPECT_GE(st.recorded, 2);
   EXPECT_EQ(st.recorded + st.replayed, 2 * steps);  // full-row and greedy forwards
   EXPECT_EQ(cuda_graph_stats(*eager).recorded + cuda_graph_stats(*eager).replayed, 0);
+}
+
+// Steps decode-shaped from the very first one (one-token prompts, as `tpinfer
+// logits` runs them) and batches that outgrow every earlier one: the buffers a
+// step needs must grow outside any recording (a growth synchronizes the
+// device, which a capture refuses).
+TEST_P(CudaGraphs, DecodeShapedFirstStepsAndGrowingBatches) {
+  SKIP_WITHOUT_GPU();
+  const ModelConfig c = test_config(GetParam());
+  const int block_size = 16, n = 48;
+  std::mt19937_64 rng(9);
+  const Paging paging = make_paging(std::vector<SeqSpec>(n, SeqSpec{0, 8}), block_size, rng);
+  auto eager = cuda_backend(false), graphed = cuda_backend(true);
+  Model me = load_test_model(*eager, c, MPI_COMM_SELF, paging.num_blocks, block_size);
+  Model mg = load_test_model(*graphed, c, MPI_COMM_SELF, paging.num_blocks, block_size);
+  std::vector<int> len(n, 0);
+  // (first sequence, count): 2 new ones, 46 more, all 48, then a smaller batch.
+  const std::vector<std::pair<int, int>> steps = {{0, 2}, {2, 46}, {0, 48}, {0, 48}, {40, 5}, {40, 5}};
+  for (size_t t = 0; t < steps.size(); ++t) {
+    const BatchLayout b = decode_step(paging, steps[t].first, steps[t].second, len);
+    expect_same_step(me, *eager, mg, *graphed, b, "step " + std::to_string(t));
+    if (HasFatalFailure()) return;
+  }
+  const CudaGraphStats st = cuda_graph_stats(*graphed);
+  std::cout << "[ graphs   ] " << st.recorded << " recorded, " << st.replayed << " replayed\n";
+  EXPECT_GE(st.replayed, 2);  // the repeated batches of 48 and of 5
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, CudaGraphs,

@@ -458,8 +458,8 @@ class CudaBackend final : public Backend {
   bool replay_step() override {
     if (!graphable_ || (work_group_seen_ == 0 && !generic_attention_seen_)) return false;
     // The tensor-core attention's items of this step go up before the graph
-    // runs (its own copy of them, recorded from the same pinned buffer, repeats
-    // the upload). The generic kernel needs none.
+    // runs (record_begin planned them outside the recording, so the graph holds
+    // no upload of its own). The generic kernel needs none.
     int splits = 0;
     if (work_group_seen_ != 0)
       splits = attention_plan(work_group_seen_, work_kv_heads_seen_, work_head_dim_seen_).splits;
@@ -482,6 +482,14 @@ class CudaBackend final : public Backend {
 
   void record_begin() override {
     if (!graphable_) return;
+    // A buffer may grow only outside a recording (a growth synchronizes the
+    // device, which a capture refuses), so the step's attention work is planned
+    // and uploaded here, before the capture: the first step of an attention
+    // shape runs unrecorded, and a later one sizes its buffers now. The graph
+    // then holds no upload of its own; replay_step uploads before each launch.
+    if (work_group_seen_ == 0 && !generic_attention_seen_) return;
+    if (work_group_seen_ != 0)
+      attention_plan(work_group_seen_, work_kv_heads_seen_, work_head_dim_seen_);
     // Thread-local: another thread's CUDA calls (say, a health monitor's) do
     // not invalidate the capture.
     TPINFER_CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
