@@ -27,7 +27,7 @@ OPENINGS = [
     "The old man sat on the porch",
     "When the train pulled into the station,",
     "It was a cold night in November, and",
-    "I had never seen anything like it before.",
+    "I had never seen anything like it before, and",
     "The sheriff rode into town",
     "They walked along the river until",
     "After dinner the family gathered",

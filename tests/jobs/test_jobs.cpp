@@ -2,6 +2,8 @@
 // bad setups fail with one line and exit code 2, the demo runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -236,12 +238,22 @@ TEST(Demo, TheReadmeDemoJobRuns) {
                      TPINFER_SOURCE_DIR + "/tools/run-demo.sh " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto res = results_by_id(out);
-  EXPECT_EQ(res.size(), 48u);
+  EXPECT_EQ(res.size(), 36u);
+  // The trained model writes English words: most continuations are mostly
+  // letters and spaces, and the greedy ones are the same every run.
+  int wordy = 0;
   for (const auto& [id, j] : res) {
     EXPECT_FALSE(j.contains("error")) << j.dump();
     EXPECT_GE(j["completion_tokens"].get<int>(), 1);
+    ASSERT_TRUE(j.contains("text")) << j.dump();
+    const std::string text = j["text"];
+    const auto letters = std::count_if(text.begin(), text.end(), [](char c) {
+      return std::isalpha(static_cast<unsigned char>(c)) || c == ' ';
+    });
+    wordy += text.size() >= 8 && letters >= 0.8 * static_cast<double>(text.size());
   }
-  EXPECT_NE(r.output.find("tpinfer: done: 48 requests (0 errors)"), std::string::npos) << r.output;
+  EXPECT_GE(wordy, 30) << "of 36 continuations look like words";
+  EXPECT_NE(r.output.find("tpinfer: done: 36 requests (0 errors)"), std::string::npos) << r.output;
 }
 
 }  // namespace
