@@ -36,7 +36,7 @@ struct CudaBackendOptions {
   // linear over at most this many rows (decode at small batch) runs tpinfer's
   // weight-streaming GEMV kernel instead of cuBLASLt (0: always cuBLASLt; at
   // most 8). docs/CUDA_BACKEND.md has the measurement that picked the default.
-  int gemv_max_rows = 8;
+  int gemv_max_rows = 1;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller

@@ -25,7 +25,7 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
        "ranks share a GPU)")
       ("cuda-graphs", po::value(&o.cuda_graphs)->default_value("on"),
        "cuda: run decode steps as CUDA graphs (on | off)")
-      ("cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(8),
+      ("cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(1),
        "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
        "cuBLASLt (0 = always cuBLASLt, at most 8)")
       ("memory-fraction", po::value(&o.memory_fraction)->default_value(0.9),

@@ -15,7 +15,7 @@ struct ReplicaOptions {
   std::string backend = "auto";      // cpu | cuda | auto (cuda when a GPU is visible)
   std::string collectives = "auto";  // auto | nccl | mpi (cuda only)
   std::string cuda_graphs = "on";     // on | off (cuda only)
-  int cuda_gemv_rows = 8;             // cuda: linear with <= this many rows uses the own GEMV
+  int cuda_gemv_rows = 1;             // cuda: linear with <= this many rows uses the own GEMV
   double memory_fraction = 0.9;      // of free GPU memory, split among ranks sharing a GPU
   int threads = 0;                   // cpu: per rank, 0 = cores / ranks on this node
   int block_size = 16;

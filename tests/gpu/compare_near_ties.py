@@ -11,13 +11,30 @@ which a margin cannot bound: at most --max-sampled-diffs of them may differ.
 usage: compare_near_ties.py --tpinfer BIN --model M.h5 --input IN.jsonl A.jsonl B.jsonl
 exit 0: equal up to near-ties; 1: not."""
 import argparse
+import array
+import ast
 import collections
 import json
 import subprocess
 import sys
 import tempfile
 
-import numpy as np
+
+def load_npy_rows(path):
+    """The rows of a 2-D little-endian float32 .npy file (what `tpinfer logits`
+    writes), without numpy."""
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            sys.exit(f"{path}: not a .npy file")
+        major = f.read(2)[0]
+        n = int.from_bytes(f.read(2 if major == 1 else 4), "little")
+        header = ast.literal_eval(f.read(n).decode("latin1"))
+        if header["descr"] != "<f4" or header["fortran_order"] or len(header["shape"]) != 2:
+            sys.exit(f"{path}: expected a C-order <f4 matrix, got {header}")
+        rows, cols = header["shape"]
+        data = array.array("f")
+        data.fromfile(f, rows * cols)
+    return [data[r * cols:(r + 1) * cols] for r in range(rows)]
 
 
 def results(path):
@@ -70,10 +87,10 @@ def main():
             subprocess.run([o.tpinfer, "logits", "--backend", "cpu", "--model", o.model,
                             "--input", f"{tmp}/prefix.jsonl", "--output", f"{tmp}/prefix.npy",
                             "--positions", "last"], check=True, stdout=subprocess.DEVNULL)
-            rows = np.load(f"{tmp}/prefix.npy")
+            rows = load_npy_rows(f"{tmp}/prefix.npy")
         for n, (i, k) in enumerate(greedy):
-            top = np.sort(rows[n])[-2:]
-            margin = float((top[1] - top[0]) / np.abs(rows[n]).max())
+            top = sorted(rows[n])[-2:]
+            margin = (top[1] - top[0]) / max(abs(v) for v in rows[n])
             worst = max(worst, margin)
             if margin > o.tie:
                 failed = True

@@ -117,15 +117,17 @@ TEST_P(CudaGraphs, ReplayedDecodeStepsMatchEagerOnesBitForBit) {
 TEST_P(CudaGraphs, DecodeShapedFirstStepsAndGrowingBatches) {
   SKIP_WITHOUT_GPU();
   const ModelConfig c = test_config(GetParam());
-  const int block_size = 16, n = 48;
+  const int block_size = 16, n = 8;  // the test workspace's logit rows
   std::mt19937_64 rng(9);
   const Paging paging = make_paging(std::vector<SeqSpec>(n, SeqSpec{0, 8}), block_size, rng);
   auto eager = cuda_backend(false), graphed = cuda_backend(true);
   Model me = load_test_model(*eager, c, MPI_COMM_SELF, paging.num_blocks, block_size);
   Model mg = load_test_model(*graphed, c, MPI_COMM_SELF, paging.num_blocks, block_size);
   std::vector<int> len(n, 0);
-  // (first sequence, count): 2 new ones, 46 more, all 48, then a smaller batch.
-  const std::vector<std::pair<int, int>> steps = {{0, 2}, {2, 46}, {0, 48}, {0, 48}, {40, 5}, {40, 5}};
+  // (first sequence, count): 2 new ones (unrecorded: the first attention shape),
+  // 6 more (recorded, with more attention work than any step before), all 8
+  // twice (recorded, replayed), then a smaller batch twice.
+  const std::vector<std::pair<int, int>> steps = {{0, 2}, {2, 6}, {0, 8}, {0, 8}, {5, 3}, {5, 3}};
   for (size_t t = 0; t < steps.size(); ++t) {
     const BatchLayout b = decode_step(paging, steps[t].first, steps[t].second, len);
     expect_same_step(me, *eager, mg, *graphed, b, "step " + std::to_string(t));
@@ -133,7 +135,7 @@ TEST_P(CudaGraphs, DecodeShapedFirstStepsAndGrowingBatches) {
   }
   const CudaGraphStats st = cuda_graph_stats(*graphed);
   std::cout << "[ graphs   ] " << st.recorded << " recorded, " << st.replayed << " replayed\n";
-  EXPECT_GE(st.replayed, 2);  // the repeated batches of 48 and of 5
+  EXPECT_GE(st.replayed, 2);  // the repeated batches of 8 and of 3
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, CudaGraphs,

@@ -11,6 +11,7 @@
 #include <new>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gpu_test_util.hpp"
@@ -26,8 +27,10 @@ class CudaOps : public ::testing::Test {
  protected:
   void SetUp() override {
     SKIP_WITHOUT_GPU();
-    be_ = std::make_unique<BackendPair>();
+    be_ = std::make_unique<BackendPair>(gemv_rows());
   }
+  // linear's rows up to which the cuda backend uses its own GEMV kernel.
+  virtual int gemv_rows() const { return CudaBackendOptions{}.gemv_max_rows; }
   Backend& cpu() { return *be_->cpu; }
   Backend& gpu() { return *be_->gpu; }
   // The same host values on both backends (f32 on cpu, bf16 on the GPU).
@@ -128,10 +131,14 @@ struct LinearCase {
   bool bias;
 };
 
-class CudaLinear : public CudaOps, public ::testing::WithParamInterface<LinearCase> {};
+// Each shape with cuBLASLt alone (0), the default, and the GEMV kernel up to 8 rows.
+class CudaLinear : public CudaOps,
+                   public ::testing::WithParamInterface<std::tuple<LinearCase, int>> {
+  int gemv_rows() const override { return std::get<1>(GetParam()); }
+};
 
 TEST_P(CudaLinear, MatchesCpu) {
-  const auto [n, k, m, with_bias] = GetParam();
+  const auto [n, k, m, with_bias] = std::get<0>(GetParam());
   // Scaled like real activations and weights, so that sums of k terms stay O(1).
   const float wr = 1.0f / std::sqrt(static_cast<float>(k));
   const auto xh = random_bf16(rng_, n * k), wh = random_bf16(rng_, m * k, -wr, wr),
@@ -154,7 +161,7 @@ TEST_P(CudaLinear, MatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaLinear,
-    ::testing::Values(LinearCase{1, 64, 64, false}, LinearCase{1, 4096, 14336, true},
+    ::testing::Combine(::testing::Values(LinearCase{1, 64, 64, false}, LinearCase{1, 4096, 14336, true},
                       LinearCase{1, 14336, 4096, false}, LinearCase{7, 96, 4096, true},
                       LinearCase{7, 33, 40, true}, LinearCase{3, 96, 7, false},
                       LinearCase{64, 4096, 14336, false}, LinearCase{64, 14336, 4096, true},
@@ -162,10 +169,11 @@ INSTANTIATE_TEST_SUITE_P(
                       // the GEMV kernel's row counts, partial blocks of rows, long k
                       LinearCase{2, 4096, 1001, true}, LinearCase{4, 136, 6144, false},
                       LinearCase{8, 4104, 513, true}, LinearCase{5, 14336, 37, false}),
+                       ::testing::Values(0, 1, 8)),
     [](const auto& info) {
-      const LinearCase& c = info.param;
+      const LinearCase& c = std::get<0>(info.param);
       return "n" + std::to_string(c.n) + "k" + std::to_string(c.k) + "m" + std::to_string(c.m) +
-             (c.bias ? "Bias" : "");
+             (c.bias ? "Bias" : "") + "Gemv" + std::to_string(std::get<1>(info.param));
     });
 
 TEST_F(CudaOps, LinearRejectsMismatchedShapesAndDtypes) {
