@@ -73,7 +73,7 @@ out=$tmp/kill.jsonl
 (
   for _ in $(seq 6000); do [ "$(cat "$out" 2>/dev/null | wc -l)" -ge $lines ] && break; sleep 0.01; done
   for p in $(pgrep -x tpinfer); do
-    grep -q kill.jsonl /proc/$p/cmdline 2>/dev/null &&
+    tr "\0" " " </proc/$p/cmdline 2>/dev/null | grep -qF -- "$out" &&
       tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=$rank &&
       kill -KILL "$p"
   done
