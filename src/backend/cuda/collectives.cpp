@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backend/cuda/host_convert.hpp"
+#include "runtime/watchdog.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer::cuda {
@@ -33,6 +34,9 @@ Collectives::Collectives(MPI_Comm comm, CudaBackendOptions::Collectives kind, cu
   TPINFER_MPI_CHECK(MPI_Comm_size(comm_, &size_));
   TPINFER_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
   if (kind_ != CudaBackendOptions::Collectives::nccl) return;
+  // A peer that died before or during the bootstrap must not leave this rank
+  // waiting in ncclCommInitRank until the job's time limit.
+  watchdog::Guard guard("nccl_setup");
   // Rank 0 makes the id; its status travels with it so that a failure there
   // fails every rank instead of leaving the others waiting in ncclCommInitRank.
   struct {
@@ -45,6 +49,17 @@ Collectives::Collectives(MPI_Comm comm, CudaBackendOptions::Collectives kind, cu
   ncclComm_t c = nullptr;
   TPINFER_NCCL_CHECK(ncclCommInitRank(&c, size_, msg.id, rank_));
   nccl_ = NcclComm(c);
+  // The watchdog polls the communicator for asynchronous errors (a peer's
+  // network or NVLink failure surfaces there, not as a return code) and aborts
+  // it before ending the job, so that kernels spinning on a dead peer return.
+  // Both calls are documented as safe from another thread.
+  watchdog_hook_ = watchdog::Hook(
+      [c]() -> std::string {
+        ncclResult_t async = ncclSuccess;
+        if (ncclCommGetAsyncError(c, &async) != ncclSuccess || async == ncclSuccess) return "";
+        return std::string("NCCL asynchronous error: ") + ncclGetErrorString(async);
+      },
+      [c]() { ncclCommAbort(c); });
 }
 
 void Collectives::stage_down(const void* src, size_t bytes) {
@@ -55,6 +70,7 @@ void Collectives::stage_down(const void* src, size_t bytes) {
 
 void Collectives::all_reduce_sum(void* data, int64_t count, DType dtype) {
   if (count == 0) return;
+  watchdog::Guard guard("all_reduce_sum");
   if (kind_ == CudaBackendOptions::Collectives::nccl) {
     TPINFER_NCCL_CHECK(ncclAllReduce(data, data, static_cast<size_t>(count), nccl_type(dtype),
                                      ncclSum, nccl_.get(), stream_));
@@ -88,6 +104,7 @@ void Collectives::all_reduce_sum(void* data, int64_t count, DType dtype) {
 
 void Collectives::all_gather(const void* local, void* out, int64_t count, DType dtype) {
   if (count == 0) return;
+  watchdog::Guard guard("all_gather");
   if (kind_ == CudaBackendOptions::Collectives::nccl) {
     TPINFER_NCCL_CHECK(ncclAllGather(local, out, static_cast<size_t>(count), nccl_type(dtype),
                                      nccl_.get(), stream_));

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/cuda/resources.hpp"
+#include "runtime/watchdog.hpp"
 #include "tpinfer/cuda_backend.hpp"
 #include "tpinfer/model_config.hpp"
 
@@ -33,6 +34,7 @@ class Collectives {
   CudaBackendOptions::Collectives kind_;
   cudaStream_t stream_;
   NcclComm nccl_;
+  watchdog::Hook watchdog_hook_;  // after nccl_: unregistered before the communicator goes
   PinnedBuffer pinned_, pinned_out_;
   std::vector<float> wide_;  // fp32 copy of a 16-bit all-reduce
 };
