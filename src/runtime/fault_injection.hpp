@@ -10,7 +10,7 @@
 //               peers can notice (a rank that stopped answering);
 //   hang,op=OP  sleeps forever inside the next guarded operation named OP at
 //               or after step S (all_reduce_sum, all_gather, broadcast,
-//               step_control, engine_step, wait_for_work, ...), as a rank stuck
+//               step_control, engine_step, wait_for_work, receive, ...), as a rank stuck
 //               in a collective would;
 //   write-fail  (rank 0, the writer) the output's next write stops halfway and
 //               fails with ENOSPC, as a full disk does.

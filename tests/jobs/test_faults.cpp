@@ -211,13 +211,16 @@ TEST_F(Faults, ARankThatStopsAnsweringIsCaughtByItsPeers) {
   };
   for (const Case& c :
        {Case{4, 2, 2, {"broadcast did not finish within"}},
-        Case{2, 1, 1, {"has sent rank 0 nothing for"}},
-        // Rank 1 notices while it waits for work, or for an answer, or for the job's end.
+        // Rank 0 notices a silent group, or one that hung in the middle of
+        // handing over a large message (its receive cannot complete).
+        Case{2, 1, 1, {"has sent rank 0 nothing for", "receive did not finish within"}},
+        // Rank 1 notices while it waits for work, or for an answer, or for the
+        // job's end, or inside the receive of work that rank 0 began to send.
         Case{2,
              1,
              0,
              {"wait_for_work did not finish within", "rank 0 has not answered this group's request",
-              "rank 0 has sent nothing for"}}}) {
+              "rank 0 has sent nothing for", "receive did not finish within"}}}) {
     SCOPED_TRACE("-np " + std::to_string(c.np) + " --tp " + std::to_string(c.tp) + ", rank " +
                  std::to_string(c.rank) + " hangs");
     const std::string out = fresh_output("hang-outside");
