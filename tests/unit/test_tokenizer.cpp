@@ -16,6 +16,7 @@
 #include "io/tokenizer_unicode.hpp"
 #include "io/unicode_nfc.hpp"
 #include "tpinfer/error.hpp"
+#include "tokenizer_test_data.hpp"
 #include "tpinfer/tokenizer.hpp"
 
 namespace fs = std::filesystem;
@@ -25,15 +26,9 @@ using tpinfer::Tokenizer;
 
 namespace {
 
-const fs::path kSourceRoot = fs::path(__FILE__).parent_path().parent_path().parent_path();
-const fs::path kData = kSourceRoot / "tests" / "data" / "tokenizer";
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using tpinfer::test::kData;
+using tpinfer::test::kSourceRoot;
+using tpinfer::test::slurp;
 
 bool valid_utf8(const std::string& s) {
   std::string copy = s;

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "io/tokenizer_unicode.hpp"
+#include "tokenizer_test_data.hpp"
 #include "tpinfer/tokenizer.hpp"
 
 namespace fs = std::filesystem;
@@ -23,15 +24,9 @@ using tpinfer::Tokenizer;
 
 namespace {
 
-const fs::path kSourceRoot = fs::path(__FILE__).parent_path().parent_path().parent_path();
-const fs::path kData = kSourceRoot / "tests" / "data" / "tokenizer";
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using tpinfer::test::kData;
+using tpinfer::test::kSourceRoot;
+using tpinfer::test::slurp;
 
 std::string from_hex(const std::string& h) {
   std::string out;
