@@ -85,15 +85,32 @@ bool gemv_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w,
 void launch_gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t n, int64_t k,
                  int64_t m, cudaStream_t stream) {
   switch (n) {
-    case 1: launch_rows<1>(x, w, bias, out, k, m, stream); break;
-    case 2: launch_rows<2>(x, w, bias, out, k, m, stream); break;
-    case 3: launch_rows<3>(x, w, bias, out, k, m, stream); break;
-    case 4: launch_rows<4>(x, w, bias, out, k, m, stream); break;
-    case 5: launch_rows<5>(x, w, bias, out, k, m, stream); break;
-    case 6: launch_rows<6>(x, w, bias, out, k, m, stream); break;
-    case 7: launch_rows<7>(x, w, bias, out, k, m, stream); break;
-    case 8: launch_rows<8>(x, w, bias, out, k, m, stream); break;
-    default: return;  // gemv_applies said no
+    case 1:
+      launch_rows<1>(x, w, bias, out, k, m, stream);
+      break;
+    case 2:
+      launch_rows<2>(x, w, bias, out, k, m, stream);
+      break;
+    case 3:
+      launch_rows<3>(x, w, bias, out, k, m, stream);
+      break;
+    case 4:
+      launch_rows<4>(x, w, bias, out, k, m, stream);
+      break;
+    case 5:
+      launch_rows<5>(x, w, bias, out, k, m, stream);
+      break;
+    case 6:
+      launch_rows<6>(x, w, bias, out, k, m, stream);
+      break;
+    case 7:
+      launch_rows<7>(x, w, bias, out, k, m, stream);
+      break;
+    case 8:
+      launch_rows<8>(x, w, bias, out, k, m, stream);
+      break;
+    default:
+      return;  // gemv_applies said no
   }
   TPINFER_CUDA_CHECK_LAUNCH();
 }
