@@ -111,6 +111,15 @@ TEST_F(Jobs, DataParallelTwoMatchesOneRank) { expect_same(reference(), run_layou
 TEST_F(Jobs, DataParallelTwoByTensorParallelTwoMatchesOneRank) {
   expect_same(reference(), run_layout(4, 2, "dp2tp2"));
 }
+// Eight ranks (oversubscribed here; the multi-GPU layouts of issue 11): TP=8
+// replicates the 2 KV heads, and DP x TP in both directions.
+TEST_F(Jobs, TensorParallelEightMatchesOneRank) { expect_same(reference(), run_layout(8, 8, "tp8")); }
+TEST_F(Jobs, DataParallelFourByTensorParallelTwoMatchesOneRank) {
+  expect_same(reference(), run_layout(8, 2, "dp4tp2"));
+}
+TEST_F(Jobs, DataParallelTwoByTensorParallelFourMatchesOneRank) {
+  expect_same(reference(), run_layout(8, 4, "dp2tp4"));
+}
 TEST_F(Jobs, SmallBatchesAndStepsMatch) {
   // Other batch neighbours, chunked prefill: the same results.
   expect_same(reference(), run_layout(1, 1, "small", "--max-batch 3 --max-step-tokens 16"));
