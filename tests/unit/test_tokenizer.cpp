@@ -2,7 +2,7 @@
 // tools/tokenizer_fixtures/make_tiny_fixtures.js) compared with ids from an
 // independent implementation (@lenml/tokenizers), plus the real Llama 3 /
 // Qwen3 / Llama 2 tokenizer.json when present under $TPINFER_TOKENIZER_DIR
-// (or <build>/tokenizers; TPINFER_TOKENIZER_FETCH=1 fetches them with
+// (or <build>/tokenizers, where tools/test.sh fetches them with
 // tools/tokenizer_fixtures/fetch_tokenizers.sh), skipped otherwise.
 #include <gtest/gtest.h>
 
@@ -213,15 +213,7 @@ TEST(Tokenizer, UnicodeClasses) {
 // ---- real tokenizers (skipped when their files are absent) ----
 namespace {
 fs::path real_tokenizer(const std::string& name) {
-  fs::path dir;
-  if (const char* d = std::getenv("TPINFER_TOKENIZER_DIR")) dir = d;
-  else dir = fs::path(TPINFER_TEST_TMP).parent_path() / "tokenizers";
-  fs::path p = dir / name / "tokenizer.json";
-  if (!fs::exists(p) && std::getenv("TPINFER_TOKENIZER_FETCH")) {
-    const std::string cmd = "timeout 300 bash '" + (kSourceRoot / "tools/tokenizer_fixtures/fetch_tokenizers.sh").string() +
-                            "' '" + dir.string() + "' >/dev/null 2>&1";
-    (void)std::system(cmd.c_str());
-  }
+  const fs::path p = tpinfer::test::real_tokenizer_file(name);
   return fs::exists(p) ? p : fs::path();
 }
 }  // namespace

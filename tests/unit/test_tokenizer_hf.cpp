@@ -37,12 +37,7 @@ std::string from_hex(const std::string& h) {
 
 fs::path tokenizer_file(const std::string& name) {
   if (name.rfind("tiny_", 0) == 0) return kData / (name + ".tokenizer.json");
-  fs::path dir;
-  if (const char* d = std::getenv("TPINFER_TOKENIZER_DIR"))
-    dir = d;
-  else
-    dir = fs::path(TPINFER_TEST_TMP).parent_path() / "tokenizers";
-  return dir / name / "tokenizer.json";
+  return tpinfer::test::real_tokenizer_file(name);
 }
 
 // A short printable form of a string for failure messages.
