@@ -11,12 +11,12 @@
 // write over an input (linear's out != x, all_gather's out != local,
 // add_rmsnorm's out != residual). alloc throws std::bad_alloc when memory runs
 // out, so a caller can retry with a smaller KV cache.
+#include <mpi.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <mpi.h>
 
 #include "tpinfer/batch.hpp"
 #include "tpinfer/model_config.hpp"
@@ -46,7 +46,7 @@ struct AttentionShape {
   int64_t q_heads = 0;   // local
   int64_t kv_heads = 0;  // local
   int64_t head_dim = 0;
-  float scale = 1.0f;    // 1/sqrt(head_dim)
+  float scale = 1.0f;  // 1/sqrt(head_dim)
 };
 
 class Backend {

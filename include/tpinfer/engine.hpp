@@ -23,12 +23,12 @@ using LogitsFn = std::function<void(const BatchLayout& batch, std::vector<float>
 
 struct EngineOptions {
   int64_t vocab_size = 0;
-  int64_t max_context = 0;        // max_position_embeddings: prompt + generated never exceeds it
+  int64_t max_context = 0;  // max_position_embeddings: prompt + generated never exceeds it
   std::vector<int64_t> eos_token_ids;
   int block_size = 16;
-  int num_blocks = 0;             // KV-cache blocks available to this group
-  int max_running = 64;           // sequences in flight at once
-  int max_step_tokens = 512;      // token budget of one forward (prefill chunks + decodes)
+  int num_blocks = 0;         // KV-cache blocks available to this group
+  int max_running = 64;       // sequences in flight at once
+  int max_step_tokens = 512;  // token budget of one forward (prefill chunks + decodes)
   // The model's tokenizer, for stop strings (the same on every rank); null:
   // add() refuses requests that have stop strings.
   std::shared_ptr<const Tokenizer> tokenizer;
@@ -36,9 +36,9 @@ struct EngineOptions {
 
 struct EngineStats {
   int64_t steps = 0;
-  int64_t prompt_tokens = 0;      // prompt tokens of finished requests
-  int64_t generated_tokens = 0;   // tokens sampled (including ones later recomputed)
-  int64_t computed_tokens = 0;    // tokens run through forward (prefill + decode + recompute)
+  int64_t prompt_tokens = 0;     // prompt tokens of finished requests
+  int64_t generated_tokens = 0;  // tokens sampled (including ones later recomputed)
+  int64_t computed_tokens = 0;   // tokens run through forward (prefill + decode + recompute)
   int64_t preemptions = 0;
 };
 

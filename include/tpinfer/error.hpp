@@ -42,16 +42,16 @@ struct RestartableError : Error {
 }  // namespace tpinfer
 
 // One check macro per library; each throws with file:line and the failing call.
-#define TPINFER_MPI_CHECK(call)                                               \
-  do {                                                                        \
-    int tpinfer_rc_ = (call);                                                 \
+#define TPINFER_MPI_CHECK(call)                                                               \
+  do {                                                                                        \
+    int tpinfer_rc_ = (call);                                                                 \
     if (tpinfer_rc_ != 0) ::tpinfer::throw_mpi_error(tpinfer_rc_, #call, __FILE__, __LINE__); \
   } while (0)
 
 // HDF5 returns a negative value (herr_t or hid_t) on failure; the macro yields the value.
-#define TPINFER_H5_CHECK(call)                                                \
-  ([&]() {                                                                    \
-    auto tpinfer_v_ = (call);                                                 \
+#define TPINFER_H5_CHECK(call)                                                  \
+  ([&]() {                                                                      \
+    auto tpinfer_v_ = (call);                                                   \
     if (tpinfer_v_ < 0) ::tpinfer::throw_hdf5_error(#call, __FILE__, __LINE__); \
-    return tpinfer_v_;                                                        \
+    return tpinfer_v_;                                                          \
   }())

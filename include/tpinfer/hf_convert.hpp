@@ -52,8 +52,8 @@ struct HfTokenizer {
 // replaced by the TemplateProcessing that transformers' update_post_processor()
 // builds (bos_token first iff add_bos_token, eos_token last iff add_eos_token),
 // which is also what transformers' save_pretrained() writes (null when it adds
-// no token). Otherwise the bytes are kept exactly. Throws ModelError when the tokenizer cannot be loaded or
-// has more tokens than `config.vocab_size`.
+// no token). Otherwise the bytes are kept exactly. Throws ModelError when the tokenizer cannot be
+// loaded or has more tokens than `config.vocab_size`.
 std::optional<HfTokenizer> read_hf_tokenizer(const std::string& dir, const ModelConfig& config);
 
 struct ConvertOptions {

@@ -4,10 +4,9 @@
 // torn last line) into the set of finished requests, and keeps the manifest
 // beside it, which ties the output to its input, model and settings.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 namespace tpinfer {
 

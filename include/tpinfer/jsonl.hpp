@@ -3,11 +3,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
-#include <vector>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "tpinfer/request.hpp"
 
@@ -16,12 +16,12 @@ namespace tpinfer {
 // What a request line may ask of this model, and the job-wide defaults.
 struct RequestRules {
   int64_t vocab_size = 0;
-  int64_t max_context = 0;       // prompt + 1 must fit; max_new_tokens is clamped to fit
-  bool has_tokenizer = false;    // text "prompt" and string "stop" need one
+  int64_t max_context = 0;     // prompt + 1 must fit; max_new_tokens is clamped to fit
+  bool has_tokenizer = false;  // text "prompt" and string "stop" need one
   // Text -> token ids (BOS added as the model's tokenizer says), when there is one.
   std::function<std::vector<int32_t>(const std::string&)> tokenize;
-  SamplingParams defaults;       // from the command line
-  uint64_t job_seed = 0;         // a request without "seed" gets hash(job_seed, id)
+  SamplingParams defaults;  // from the command line
+  uint64_t job_seed = 0;    // a request without "seed" gets hash(job_seed, id)
 };
 
 // One parsed line: a request, or an error result naming the line and the rule.

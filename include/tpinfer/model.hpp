@@ -12,13 +12,13 @@
 namespace tpinfer {
 
 struct LayerWeights {
-  Tensor input_norm;     // [h]
-  Tensor qkv;            // [(q_heads + 2 kv_heads) * d, h]: fused q|k|v shards
-  Tensor qkv_bias;       // [(q_heads + 2 kv_heads) * d] or empty (no data)
-  Tensor o_proj;         // [h, q_heads * d]: row-parallel
-  Tensor post_norm;      // [h]
-  Tensor gate_up;        // [2 * i_local, h]: fused gate|up shards
-  Tensor down;           // [h, i_local]: row-parallel
+  Tensor input_norm;  // [h]
+  Tensor qkv;         // [(q_heads + 2 kv_heads) * d, h]: fused q|k|v shards
+  Tensor qkv_bias;    // [(q_heads + 2 kv_heads) * d] or empty (no data)
+  Tensor o_proj;      // [h, q_heads * d]: row-parallel
+  Tensor post_norm;   // [h]
+  Tensor gate_up;     // [2 * i_local, h]: fused gate|up shards
+  Tensor down;        // [h, i_local]: row-parallel
 };
 
 struct KvCache {
@@ -30,8 +30,8 @@ struct KvCache {
 struct Workspace {
   int64_t max_tokens = 0, max_seqs = 0;
   Tensor residual, normed, qkv, attn, proj, gate_up, act, mlp_out;  // [max_tokens, ...]
-  Tensor last_hidden;   // [max_seqs, h]
-  Tensor logits_local;  // [max_seqs, vocab_per_rank]
+  Tensor last_hidden;                                               // [max_seqs, h]
+  Tensor logits_local;                                              // [max_seqs, vocab_per_rank]
   Tensor logits_all;    // [tp, max_seqs, vocab_per_rank]
   Tensor argmax_local;  // [max_seqs, 2] fp32 (value, token)
   Tensor argmax_all;    // [tp, max_seqs, 2] fp32
@@ -68,8 +68,7 @@ inline Model load_model(Backend& backend, const ModelConfig& config, int tp_rank
   return load_model(backend, config, tp_rank, tp_size, upload_from(read));
 }
 // Sizes of what the engine needs to plan memory.
-int64_t kv_bytes_per_block(const ModelConfig& c, const ShardLayout& s, int block_size,
-                           DType dtype);
+int64_t kv_bytes_per_block(const ModelConfig& c, const ShardLayout& s, int block_size, DType dtype);
 void allocate_kv_cache(Model& m, Backend& backend, int num_blocks, int block_size);
 void allocate_workspace(Model& m, Backend& backend, int64_t max_tokens, int64_t max_seqs);
 

@@ -1,15 +1,14 @@
 #pragma once
 // The model's hyper-parameters, read from a Hugging Face-style config.json.
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace tpinfer {
 
 enum class DType { f32, bf16, f16 };
-const char* dtype_name(DType d);  // "float32", "bfloat16", "float16"
+const char* dtype_name(DType d);                 // "float32", "bfloat16", "float16"
 DType dtype_from_name(const std::string& name);  // accepts torch names too; throws ModelError
 int dtype_bytes(DType d);
 

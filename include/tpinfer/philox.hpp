@@ -47,7 +47,9 @@ TPINFER_HD inline Words<4> philox4x32(uint64_t key, uint64_t counter_hi, uint64_
 }
 
 // Uniform in [0, 1) with 24 bits of precision (exact in float).
-TPINFER_HD inline float philox_uniform(uint32_t bits) { return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f); }
+TPINFER_HD inline float philox_uniform(uint32_t bits) {
+  return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);
+}
 
 // Two standard normals from one Philox draw (Box-Muller on its first two words).
 TPINFER_HD inline Floats2 philox_normal2(uint64_t key, uint64_t counter_hi, uint64_t counter_lo) {

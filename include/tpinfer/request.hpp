@@ -11,7 +11,7 @@ struct SamplingParams {
   float temperature = 0.0f;  // 0 = greedy
   int64_t top_k = 0;         // 0 = off
   float top_p = 1.0f;        // 1 = off
-  uint64_t seed = 0;         // per request; the reader derives it from --seed and the id when absent
+  uint64_t seed = 0;  // per request; the reader derives it from --seed and the id when absent
   std::vector<int32_t> stop_token_ids;
   // Generation ends once the generated text contains one of these (needs the
   // model's tokenizer; see engine/stop_matcher.hpp).
@@ -30,16 +30,16 @@ struct Request {
 struct Result {
   std::string id_json;  // empty for a line without a usable id
   int64_t line = 0;
-  std::vector<int32_t> tokens;   // generated tokens
-  std::vector<float> logprobs;   // per generated token, when asked
-  std::string finish_reason;     // "stop" (EOS, stop token or stop string) | "length"
+  std::vector<int32_t> tokens;  // generated tokens
+  std::vector<float> logprobs;  // per generated token, when asked
+  std::string finish_reason;    // "stop" (EOS, stop token or stop string) | "length"
   int64_t prompt_tokens = 0;
-  std::string error;             // non-empty: the line was rejected
+  std::string error;  // non-empty: the line was rejected
   // The tokens decoded, when the model has a tokenizer; after a stop string, the
   // text before it (set by the engine; else rank 0 decodes the tokens).
   std::string text;
   bool has_text = false;
-  bool duplicate_id = false;     // error for a repeated id: written as "duplicate_id", not "id"
+  bool duplicate_id = false;  // error for a repeated id: written as "duplicate_id", not "id"
 };
 
 }  // namespace tpinfer

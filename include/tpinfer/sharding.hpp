@@ -14,7 +14,7 @@
 namespace tpinfer {
 
 struct TensorSpec {
-  std::string name;  // Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight
+  std::string name;            // Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight
   std::vector<int64_t> shape;  // full, unsharded
 };
 
@@ -34,13 +34,13 @@ struct TensorShard {
 struct ShardLayout {
   int tp_rank = 0;
   int tp_size = 1;
-  int64_t q_heads = 0;        // local attention heads
-  int64_t kv_heads = 0;       // local KV heads (split or one replicated head)
-  int64_t first_kv_head = 0;  // global index of the first local KV head
-  int64_t intermediate = 0;   // local MLP width
-  int64_t vocab_per_rank = 0; // ceil(V / tp): slice stride; the last slice may be shorter
-  int64_t vocab_offset = 0;   // first vocab row of this rank
-  int64_t vocab_local = 0;    // rows this rank really holds
+  int64_t q_heads = 0;         // local attention heads
+  int64_t kv_heads = 0;        // local KV heads (split or one replicated head)
+  int64_t first_kv_head = 0;   // global index of the first local KV head
+  int64_t intermediate = 0;    // local MLP width
+  int64_t vocab_per_rank = 0;  // ceil(V / tp): slice stride; the last slice may be shorter
+  int64_t vocab_offset = 0;    // first vocab row of this rank
+  int64_t vocab_local = 0;     // rows this rank really holds
 };
 
 // Throws ModelError naming the rule when tp cannot shard this config.

@@ -31,9 +31,9 @@ class Tokenizer {
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
 
   int32_t token_id(std::string_view token) const;  // -1 if absent (vocab or added token)
-  size_t vocab_size() const;                        // 1 + the largest id
-  int32_t bos_id() const;                           // -1 if none
-  bool is_special(int32_t id) const;                // an added token marked "special"
+  size_t vocab_size() const;                       // 1 + the largest id
+  int32_t bos_id() const;                          // -1 if none
+  bool is_special(int32_t id) const;               // an added token marked "special"
 
   struct Impl;
   const Impl& impl() const { return *impl_; }

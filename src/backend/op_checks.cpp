@@ -10,7 +10,9 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-std::string shape_str(const Tensor& t) { return shape_str(t.shape); }
+std::string shape_str(const Tensor& t) {
+  return shape_str(t.shape);
+}
 
 void backend_fail(const char* backend, const char* op, const std::string& msg) {
   throw Error(std::string(backend) + " backend: " + op + ": " + msg, kExitOther);
@@ -22,8 +24,8 @@ void backend_fail(const char* backend, const char* op, const std::string& msg) {
     if (!(cond)) backend_fail(backend, op, msg); \
   } while (0)
 
-void check_matrix(const char* backend, const Tensor& t, int64_t rows, int64_t cols,
-                  const char* op, const char* name) {
+void check_matrix(const char* backend, const Tensor& t, int64_t rows, int64_t cols, const char* op,
+                  const char* name) {
   OP_CHECK(!t.shape.empty() && t.rows() == rows && t.cols() == cols,
            std::string(name) + " is " + shape_str(t) + ", expected " + std::to_string(rows) +
                " rows of " + std::to_string(cols));

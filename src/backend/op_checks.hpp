@@ -16,8 +16,8 @@ std::string shape_str(const Tensor& t);
 [[noreturn]] void backend_fail(const char* backend, const char* op, const std::string& msg);
 
 // t read as a matrix: rows (shape[0]) by everything else.
-void check_matrix(const char* backend, const Tensor& t, int64_t rows, int64_t cols,
-                  const char* op, const char* name);
+void check_matrix(const char* backend, const Tensor& t, int64_t rows, int64_t cols, const char* op,
+                  const char* name);
 void check_attention_shape(const char* backend, const AttentionShape& a, const char* op);
 // sample_rows' arguments (backend.hpp): logits [n, cols] or [parts, n, cols]
 // covering vocab columns, one params entry per row index inside n, out fp32

@@ -6,7 +6,9 @@
 
 namespace tpinfer {
 
-Tensor Tensor::first_rows(int64_t n) const { return rows(0, n); }
+Tensor Tensor::first_rows(int64_t n) const {
+  return rows(0, n);
+}
 
 Tensor Tensor::rows(int64_t first, int64_t n) const {
   if (shape.empty() || first < 0 || n < 0 || first + n > shape[0])

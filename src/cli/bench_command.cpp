@@ -84,16 +84,21 @@ struct Bench {
     eo.max_running = max_running;
     eo.max_step_tokens = o.replica.max_step_tokens;
     return std::make_unique<Engine>(eo, ForwardFn([this](const BatchLayout& b, StepLogits& l) {
-      forward(r.model, *r.backend, b, l);
-    }));
+                                      forward(r.model, *r.backend, b, l);
+                                    }));
   }
 
   void report(const std::string& name, double value, const std::string& unit, double roofline,
               const std::string& roofline_what, const std::vector<double>& samples) {
-    const double ratio = roofline > 0 ? (unit == "ms/token" ? roofline / value : value / roofline) : 0;
-    results.push_back({{"scenario", name}, {"value", value}, {"unit", unit},
-                       {"roofline", roofline}, {"roofline_basis", roofline_what},
-                       {"ratio_to_roofline", ratio}, {"samples", samples}});
+    const double ratio =
+        roofline > 0 ? (unit == "ms/token" ? roofline / value : value / roofline) : 0;
+    results.push_back({{"scenario", name},
+                       {"value", value},
+                       {"unit", unit},
+                       {"roofline", roofline},
+                       {"roofline_basis", roofline_what},
+                       {"ratio_to_roofline", ratio},
+                       {"samples", samples}});
     if (w.rank == 0) {
       std::printf("%-28s %12.2f %-20s roofline %10.2f (%s)  ratio %.3f\n", name.c_str(), value,
                   unit.c_str(), roofline, roofline_what.c_str(), ratio);
@@ -107,7 +112,8 @@ struct Bench {
     std::vector<double> per_repeat;
     for (int rep = 0; rep < o.repeats; ++rep) {
       auto e = engine(batch);
-      for (int i = 0; i < batch; ++i) e->add(bench_request(i, prompt, 1 + warmup + timed, c.vocab_size));
+      for (int i = 0; i < batch; ++i)
+        e->add(bench_request(i, prompt, 1 + warmup + timed, c.vocab_size));
       while (e->stats().generated_tokens < batch) e->step();  // every sequence past prefill
       for (int i = 0; i < warmup; ++i) e->step();
       std::vector<double> steps;
@@ -143,11 +149,14 @@ struct Bench {
     }
     const double t = median(times);
     // Linear layers plus causal attention (QK^T and PV over half the square on average).
-    const double attn = 2.0 * 2.0 * c.num_layers * (len * len / 2.0) * r.model.shard.q_heads * c.head_dim;
-    const double floor_s = (static_cast<double>(flops_per_token) * len + attn) / (o.peak_tflops * 1e12);
+    const double attn =
+        2.0 * 2.0 * c.num_layers * (len * len / 2.0) * r.model.shard.q_heads * c.head_dim;
+    const double floor_s =
+        (static_cast<double>(flops_per_token) * len + attn) / (o.peak_tflops * 1e12);
     std::vector<double> tps;
     for (double s : times) tps.push_back(len / s);
-    report("prefill " + std::to_string(len), len / t, "tokens/s", len / floor_s, "FLOPs / peak", tps);
+    report("prefill " + std::to_string(len), len / t, "tokens/s", len / floor_s, "FLOPs / peak",
+           tps);
   }
 
   void offline(const std::string& name, const std::vector<Request>& reqs) {
@@ -166,8 +175,8 @@ struct Bench {
         for (const auto& res : e->step()) generated += static_cast<int64_t>(res.tokens.size());
       tps.push_back(generated / (now_s() - t0));
     }
-    const double floor_s =
-        static_cast<double>(flops_per_token) * (prompt_tokens + output_tokens) / (o.peak_tflops * 1e12);
+    const double floor_s = static_cast<double>(flops_per_token) * (prompt_tokens + output_tokens) /
+                           (o.peak_tflops * 1e12);
     report("offline " + name, median(tps), "output tokens/s", output_tokens / floor_s,
            "FLOPs / peak", tps);
   }
@@ -189,8 +198,7 @@ std::vector<Request> read_workload(const std::string& path, const ModelConfig& c
 int bench_job(const BenchOptions& o) {
   World w;
   agree_on(MPI_COMM_WORLD, [&] { w = make_world(o.tp); });
-  if (w.dp != 1)
-    throw UsageError("bench runs one replica: start it with as many ranks as --tp");
+  if (w.dp != 1) throw UsageError("bench runs one replica: start it with as many ranks as --tp");
   ModelConfig config;
   std::unique_ptr<WeightReader> weights;
   ShardFiller fill;
@@ -223,13 +231,13 @@ int bench_job(const BenchOptions& o) {
   b.flops_per_token = 2 * params;
   b.kv_bytes_per_token = kv_bytes_per_block(config, r.model.shard, 1, r.backend->compute_dtype());
   if (w.rank == 0)
-    std::printf("tpinfer bench: %s, tp %d, backend %s, %s weights, loaded in %.1f s; %.2f GB of "
-                "weights streamed per rank per step; KV cache %d blocks of %d; ceilings %.0f GB/s, "
-                "%.0f TFLOP/s\n",
-                config.architecture.c_str(), w.tp, r.description.c_str(),
-                o.random_weights ? "random" : "file", MPI_Wtime() - t0,
-                b.weight_bytes_streamed / 1e9, r.model.cache.num_blocks, o.replica.block_size,
-                o.hbm_gbs, o.peak_tflops);
+    std::printf(
+        "tpinfer bench: %s, tp %d, backend %s, %s weights, loaded in %.1f s; %.2f GB of "
+        "weights streamed per rank per step; KV cache %d blocks of %d; ceilings %.0f GB/s, "
+        "%.0f TFLOP/s\n",
+        config.architecture.c_str(), w.tp, r.description.c_str(),
+        o.random_weights ? "random" : "file", MPI_Wtime() - t0, b.weight_bytes_streamed / 1e9,
+        r.model.cache.num_blocks, o.replica.block_size, o.hbm_gbs, o.peak_tflops);
 
   std::stringstream scenarios(o.scenarios);
   for (std::string s; std::getline(scenarios, s, ',');) {
@@ -244,7 +252,8 @@ int bench_job(const BenchOptions& o) {
       for (std::string shape; std::getline(shapes, shape, ',');) {
         const auto slash = shape.find('/');
         if (slash == std::string::npos) throw UsageError("--fixed " + shape + ": expected ISL/OSL");
-        const int64_t isl = std::stoll(shape.substr(0, slash)), osl = std::stoll(shape.substr(slash + 1));
+        const int64_t isl = std::stoll(shape.substr(0, slash)),
+                      osl = std::stoll(shape.substr(slash + 1));
         if (isl + osl > config.max_position_embeddings) {
           if (w.rank == 0)
             std::printf("offline %s: skipped, longer than the model's context %lld\n",
@@ -252,7 +261,8 @@ int bench_job(const BenchOptions& o) {
           continue;
         }
         std::vector<Request> reqs;
-        for (int i = 0; i < o.requests; ++i) reqs.push_back(bench_request(i, isl, osl, config.vocab_size));
+        for (int i = 0; i < o.requests; ++i)
+          reqs.push_back(bench_request(i, isl, osl, config.vocab_size));
         b.offline(shape + " x" + std::to_string(o.requests), reqs);
       }
       for (const auto& path : o.workloads) b.offline(path, read_workload(path, config));
@@ -281,25 +291,26 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
   o.replica.max_batch = 256;
   o.replica.max_step_tokens = 8192;
   po::options_description desc("tpinfer bench options");
-  desc.add_options()
-      ("model", po::value(&o.model), "model file (HDF5)")
-      ("model-config", po::value(&o.model_config), "Hugging Face config.json (with --random-weights)")
-      ("random-weights", po::bool_switch(&o.random_weights),
-       "make seeded random weights on the device instead of reading a file")
-      ("seed", po::value(&o.seed)->default_value(0), "seed of the random weights")
-      ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (= ranks)")
-      ("scenarios", po::value(&o.scenarios)->default_value(o.scenarios),
-       "comma list of decode1, decode64, prefill2048, offline")
-      ("fixed", po::value(&o.fixed)->default_value(o.fixed),
-       "offline fixed-length workloads, ISL/OSL comma list")
-      ("workload", po::value(&o.workloads)->composing(),
-       "offline workload JSONL (tools/make_workload.py); repeatable")
-      ("requests", po::value(&o.requests)->default_value(256), "requests per fixed workload")
-      ("repeats", po::value(&o.repeats)->default_value(5), "repeats of decode and prefill")
-      ("offline-repeats", po::value(&o.offline_repeats)->default_value(3), "repeats of offline runs")
-      ("hbm-gbs", po::value(&o.hbm_gbs)->default_value(4300), "memory-bandwidth ceiling, GB/s")
-      ("peak-tflops", po::value(&o.peak_tflops)->default_value(800), "matrix ceiling, TFLOP/s")
-      ("json", po::value(&o.json_out), "also write the results as JSON here");
+  desc.add_options()("model", po::value(&o.model), "model file (HDF5)")(
+      "model-config", po::value(&o.model_config),
+      "Hugging Face config.json (with --random-weights)")(
+      "random-weights", po::bool_switch(&o.random_weights),
+      "make seeded random weights on the device instead of reading a file")(
+      "seed", po::value(&o.seed)->default_value(0), "seed of the random weights")(
+      "tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (= ranks)")(
+      "scenarios", po::value(&o.scenarios)->default_value(o.scenarios),
+      "comma list of decode1, decode64, prefill2048, offline")(
+      "fixed", po::value(&o.fixed)->default_value(o.fixed),
+      "offline fixed-length workloads, ISL/OSL comma list")(
+      "workload", po::value(&o.workloads)->composing(),
+      "offline workload JSONL (tools/make_workload.py); repeatable")(
+      "requests", po::value(&o.requests)->default_value(256), "requests per fixed workload")(
+      "repeats", po::value(&o.repeats)->default_value(5), "repeats of decode and prefill")(
+      "offline-repeats", po::value(&o.offline_repeats)->default_value(3),
+      "repeats of offline runs")("hbm-gbs", po::value(&o.hbm_gbs)->default_value(4300),
+                                 "memory-bandwidth ceiling, GB/s")(
+      "peak-tflops", po::value(&o.peak_tflops)->default_value(800), "matrix ceiling, TFLOP/s")(
+      "json", po::value(&o.json_out), "also write the results as JSON here");
   add_replica_options(desc, o.replica);
   accept_config_json_as_model_config(argc, argv);
   auto vm = parse_options(

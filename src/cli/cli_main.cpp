@@ -1,11 +1,11 @@
+#include <mpi.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <functional>
 #include <string>
-
-#include <mpi.h>
 
 #include "cli/commands.hpp"
 #include "tpinfer/error.hpp"

@@ -33,18 +33,20 @@ int info_command(int argc, char** argv) {
               model.c_str(), config_to_json(c).dump().c_str(), static_cast<long long>(params),
               params / 1e9, static_cast<long long>(file_bytes));
   std::printf("tokenizer: %s\n", reader.has_tokenizer() ? "yes" : "no");
-  std::printf("at tp %d (bytes per rank, in the file's dtype; KV cache per token in it too):\n", tp);
+  std::printf("at tp %d (bytes per rank, in the file's dtype; KV cache per token in it too):\n",
+              tp);
   for (int r = 0; r < tp; ++r) {
     int64_t bytes = 0;
     for (const auto& t : expected_tensors(c))
       bytes += shard_of(c, t, r, tp).numel() * dtype_bytes(reader.tensor_dtype(t.name));
     const ShardLayout s = shard_layout(c, r, tp);
-    std::printf("  rank %d: %lld weight bytes, %lld q heads, %lld kv heads, vocab rows [%lld, %lld), "
-                "KV cache %lld bytes/token\n",
-                r, static_cast<long long>(bytes), static_cast<long long>(s.q_heads),
-                static_cast<long long>(s.kv_heads), static_cast<long long>(s.vocab_offset),
-                static_cast<long long>(s.vocab_offset + s.vocab_local),
-                static_cast<long long>(kv_bytes_per_block(c, s, 1, c.dtype)));
+    std::printf(
+        "  rank %d: %lld weight bytes, %lld q heads, %lld kv heads, vocab rows [%lld, %lld), "
+        "KV cache %lld bytes/token\n",
+        r, static_cast<long long>(bytes), static_cast<long long>(s.q_heads),
+        static_cast<long long>(s.kv_heads), static_cast<long long>(s.vocab_offset),
+        static_cast<long long>(s.vocab_offset + s.vocab_local),
+        static_cast<long long>(kv_bytes_per_block(c, s, 1, c.dtype)));
   }
   return kExitOk;
 }

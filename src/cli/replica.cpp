@@ -17,31 +17,29 @@
 namespace tpinfer {
 
 void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
-  desc.add_options()
-      ("backend", po::value(&o.backend)->default_value("auto"),
-       "cpu | cuda | auto (cuda when this build has it and a GPU is visible)")
-      ("collectives", po::value(&o.collectives)->default_value("auto"),
-       "cuda TP collectives: nccl | mpi (host-staged) | auto (mpi exactly when a TP group's "
-       "ranks share a GPU)")
-      ("cuda-graphs", po::value(&o.cuda_graphs)->default_value("on"),
-       "cuda: run decode steps as CUDA graphs (on | off)")
-      ("cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(1),
-       "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
-       "cuBLASLt (0 = always cuBLASLt, at most 8)")
-      ("memory-fraction", po::value(&o.memory_fraction)->default_value(0.9),
-       "cuda: share of free GPU memory to take (split among ranks on one GPU)")
-      ("threads", po::value(&o.threads)->default_value(0),
-       "cpu backend threads per rank (0 = cores / ranks on this node)")
-      ("block-size", po::value(&o.block_size)->default_value(16), "KV-cache block size in tokens")
-      ("max-batch", po::value(&o.max_batch)->default_value(64),
-       "sequences in flight per data-parallel group")
-      ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(512),
-       "tokens per forward step (prefill chunks + decodes)")
-      ("kv-cache-mb", po::value(&o.kv_cache_mb)->default_value(0),
-       "cpu: KV-cache size per rank in MiB (0 = what --max-batch full-length sequences need, at "
-       "most a quarter of this node's memory share)")
-      ("kv-blocks", po::value(&o.kv_blocks)->default_value(0),
-       "KV-cache size per rank in blocks (overrides the sizing; for tests and tuning)");
+  desc.add_options()("backend", po::value(&o.backend)->default_value("auto"),
+                     "cpu | cuda | auto (cuda when this build has it and a GPU is visible)")(
+      "collectives", po::value(&o.collectives)->default_value("auto"),
+      "cuda TP collectives: nccl | mpi (host-staged) | auto (mpi exactly when a TP group's "
+      "ranks share a GPU)")("cuda-graphs", po::value(&o.cuda_graphs)->default_value("on"),
+                            "cuda: run decode steps as CUDA graphs (on | off)")(
+      "cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(1),
+      "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
+      "cuBLASLt (0 = always cuBLASLt, at most 8)")(
+      "memory-fraction", po::value(&o.memory_fraction)->default_value(0.9),
+      "cuda: share of free GPU memory to take (split among ranks on one GPU)")(
+      "threads", po::value(&o.threads)->default_value(0),
+      "cpu backend threads per rank (0 = cores / ranks on this node)")(
+      "block-size", po::value(&o.block_size)->default_value(16), "KV-cache block size in tokens")(
+      "max-batch", po::value(&o.max_batch)->default_value(64),
+      "sequences in flight per data-parallel group")(
+      "max-step-tokens", po::value(&o.max_step_tokens)->default_value(512),
+      "tokens per forward step (prefill chunks + decodes)")(
+      "kv-cache-mb", po::value(&o.kv_cache_mb)->default_value(0),
+      "cpu: KV-cache size per rank in MiB (0 = what --max-batch full-length sequences need, at "
+      "most a quarter of this node's memory share)")(
+      "kv-blocks", po::value(&o.kv_blocks)->default_value(0),
+      "KV-cache size per rank in blocks (overrides the sizing; for tests and tuning)");
 }
 
 void check_replica_options(const ReplicaOptions& o) {
@@ -52,16 +50,16 @@ void check_replica_options(const ReplicaOptions& o) {
   if (o.cuda_graphs != "on" && o.cuda_graphs != "off")
     throw UsageError("--cuda-graphs " + o.cuda_graphs + " is not one of on, off");
   if (o.cuda_gemv_rows < 0 || o.cuda_gemv_rows > 8)
-    throw UsageError("--cuda-gemv-rows " + std::to_string(o.cuda_gemv_rows) +
-                     " is not in 0..8");
+    throw UsageError("--cuda-gemv-rows " + std::to_string(o.cuda_gemv_rows) + " is not in 0..8");
   if (!(o.memory_fraction > 0 && o.memory_fraction <= 1))
     throw UsageError("--memory-fraction must be in (0, 1]");
   if (o.block_size < 1 || o.max_batch < 1 || o.max_step_tokens < 1)
     throw UsageError("--block-size, --max-batch and --max-step-tokens must be >= 1");
 #if !TPINFER_HAVE_CUDA
   if (o.backend == "cuda")
-    throw UsageError("--backend cuda: this build has no CUDA backend (configure with CUDA and "
-                     "NCCL installed, -DTPINFER_CUDA=ON)");
+    throw UsageError(
+        "--backend cuda: this build has no CUDA backend (configure with CUDA and "
+        "NCCL installed, -DTPINFER_CUDA=ON)");
 #endif
 }
 
@@ -92,7 +90,8 @@ int kv_blocks(const ReplicaOptions& o, const Replica& r, const World& w) {
     budget = node / 4 / w.local_size;
   }
   const int64_t fit = budget / per_block;
-  const int64_t blocks = o.kv_cache_mb > 0 && r.backend->bytes_free() < 0 ? fit : std::min(want, fit);
+  const int64_t blocks =
+      o.kv_cache_mb > 0 && r.backend->bytes_free() < 0 ? fit : std::min(want, fit);
   if (blocks < 1)
     throw UsageError("no memory left for the KV cache: one block is " + std::to_string(per_block) +
                      " bytes and " + std::to_string(budget) + " are available");
@@ -123,8 +122,8 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
   co.device = local % gpus;
   // Ranks of this node on the same GPU split its memory.
   std::vector<int> devices(static_cast<size_t>(w.local_size));
-  TPINFER_MPI_CHECK(MPI_Allgather(&co.device, 1, MPI_INT, devices.data(), 1, MPI_INT,
-                                  w.node_comm.get()));
+  TPINFER_MPI_CHECK(
+      MPI_Allgather(&co.device, 1, MPI_INT, devices.data(), 1, MPI_INT, w.node_comm.get()));
   const auto sharing = std::count(devices.begin(), devices.end(), co.device);
   co.memory_fraction = o.memory_fraction / static_cast<double>(sharing);
   co.min_arena_bytes = arena_floor_bytes(w, config, o);
@@ -139,24 +138,25 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
     long long mine[2] = {static_cast<long long>(std::hash<std::string>{}(std::string(name, len))),
                          co.device};
     std::vector<long long> all(2 * static_cast<size_t>(w.tp));
-    TPINFER_MPI_CHECK(MPI_Allgather(mine, 2, MPI_LONG_LONG, all.data(), 2, MPI_LONG_LONG,
-                                    w.tp_comm.get()));
+    TPINFER_MPI_CHECK(
+        MPI_Allgather(mine, 2, MPI_LONG_LONG, all.data(), 2, MPI_LONG_LONG, w.tp_comm.get()));
     for (int i = 0; i < w.tp; ++i)
       for (int j = i + 1; j < w.tp; ++j)
         if (all[2 * i] == all[2 * j] && all[2 * i + 1] == all[2 * j + 1]) shared_in_tp = 1;
   }
   if (o.collectives == "nccl" && shared_in_tp)
-    throw UsageError("--collectives nccl: ranks of one TP group share a GPU, which NCCL refuses "
-                     "(use --collectives mpi or auto, or one rank per GPU)");
+    throw UsageError(
+        "--collectives nccl: ranks of one TP group share a GPU, which NCCL refuses "
+        "(use --collectives mpi or auto, or one rank per GPU)");
   const bool use_mpi = o.collectives == "mpi" || (o.collectives == "auto" && shared_in_tp);
-  co.collectives = use_mpi ? CudaBackendOptions::Collectives::mpi
-                           : CudaBackendOptions::Collectives::nccl;
+  co.collectives =
+      use_mpi ? CudaBackendOptions::Collectives::mpi : CudaBackendOptions::Collectives::nccl;
   co.graphs = o.cuda_graphs == "on";
   co.gemv_max_rows = o.cuda_gemv_rows;
-  r.description = "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +
-                (sharing > 1 ? ", shared by " + std::to_string(sharing) + " ranks" : "") +
-                (w.tp > 1 ? std::string(", ") + (use_mpi ? "MPI" : "NCCL") + " collectives" : "") +
-                ")";
+  r.description =
+      "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +
+      (sharing > 1 ? ", shared by " + std::to_string(sharing) + " ranks" : "") +
+      (w.tp > 1 ? std::string(", ") + (use_mpi ? "MPI" : "NCCL") + " collectives" : "") + ")";
   return make_cuda_backend(w.tp_comm.get(), co);
 }
 #endif
@@ -180,7 +180,8 @@ Replica make_replica(const World& w, const ModelConfig& config, const ShardFille
   const int64_t arena_free = r.backend->bytes_free();  // < 0: no device arena
   try {
     r.model = load_model(*r.backend, config, w.tp_rank, w.tp, fill);
-    allocate_workspace(r.model, *r.backend, o.max_step_tokens, std::min(o.max_batch, o.max_step_tokens));
+    allocate_workspace(r.model, *r.backend, o.max_step_tokens,
+                       std::min(o.max_batch, o.max_step_tokens));
     allocate_kv_cache(r.model, *r.backend, kv_blocks(o, r, w), o.block_size);
   } catch (const std::bad_alloc&) {
     if (arena_free < 0) throw;

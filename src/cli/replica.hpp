@@ -14,8 +14,8 @@ namespace tpinfer {
 struct ReplicaOptions {
   std::string backend = "auto";      // cpu | cuda | auto (cuda when a GPU is visible)
   std::string collectives = "auto";  // auto | nccl | mpi (cuda only)
-  std::string cuda_graphs = "on";     // on | off (cuda only)
-  int cuda_gemv_rows = 1;             // cuda: linear with <= this many rows uses the own GEMV
+  std::string cuda_graphs = "on";    // on | off (cuda only)
+  int cuda_gemv_rows = 1;            // cuda: linear with <= this many rows uses the own GEMV
   double memory_fraction = 0.9;      // of free GPU memory, split among ranks sharing a GPU
   int threads = 0;                   // cpu: per rank, 0 = cores / ranks on this node
   int block_size = 16;
@@ -31,7 +31,7 @@ void check_replica_options(const ReplicaOptions& o);  // throws UsageError
 struct Replica {
   std::unique_ptr<Backend> backend;
   Model model;
-  std::string description;  // backend, device and threads, for the start-up line
+  std::string description;     // backend, device and threads, for the start-up line
   std::string gpu_pci_bus_id;  // the GPU this rank computes on (cuda), for NVML; "" on the cpu
 };
 

@@ -51,40 +51,39 @@ struct RunOptions {
 std::optional<RunOptions> parse_run_options(int argc, char** argv) {
   RunOptions o;
   po::options_description desc("tpinfer run options");
-  desc.add_options()
-      ("model", po::value(&o.model), "model file (HDF5, format version 1)")
-      ("input", po::value(&o.input), "requests, one JSON object a line")
-      ("output", po::value(&o.output), "results file (JSON lines, appended in completion order)")
-      ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size; world size = dp x tp")
-      ("max-new-tokens", po::value(&o.defaults.max_new_tokens)->default_value(128),
-       "default tokens to generate per request")
-      ("temperature", po::value(&o.defaults.temperature)->default_value(0.0f),
-       "default sampling temperature (0 = greedy)")
-      ("top-k", po::value(&o.defaults.top_k)->default_value(0), "default top-k (0 = off)")
-      ("top-p", po::value(&o.defaults.top_p)->default_value(1.0f), "default top-p (1 = off)")
-      ("seed", po::value(&o.seed)->default_value(0),
-       "job seed: a request without its own seed samples with hash(seed, id)")
-      ("strict", po::bool_switch(&o.strict), "fail before any work if any input line is bad")
-      ("resume", po::bool_switch(&o.resume),
-       "continue OUTPUT: skip requests it already answers (the input, model and generation "
-       "settings must match its manifest; the layout and backend may differ)")
-      ("drain-timeout", po::value(&o.drain_timeout)->default_value(60.0),
-       "after SIGTERM/SIGUSR1/SIGINT: seconds the groups get to stop before the job aborts "
-       "(exit 75 either way)")
-      ("collective-timeout", po::value(&o.collective_timeout)->default_value(300.0),
-       "seconds a collective (or an engine step, or a wait for another rank) may take before "
-       "the job aborts with exit 75 (a peer hung or died)")
-      ("checkpoint-interval", po::value(&o.checkpoint_interval)->default_value(10.0),
-       "seconds between fsyncs of the output")
-      ("progress-interval", po::value(&o.progress_interval)->default_value(10.0),
-       "seconds between progress lines when stderr is not a terminal")
-      ("metrics", po::value(&o.metrics),
-       "append health metrics to this file: one JSON line per --health-interval (requests, "
-       "tokens/s, ETA, and per rank host memory and GPU memory, utilisation, temperature, "
-       "clocks, throttle reasons, ECC errors)")
-      ("health-interval", po::value(&o.health_interval)->default_value(5.0),
-       "seconds between health reports (metrics lines; a rank without progress is named in the "
-       "log)");
+  desc.add_options()("model", po::value(&o.model), "model file (HDF5, format version 1)")(
+      "input", po::value(&o.input), "requests, one JSON object a line")(
+      "output", po::value(&o.output), "results file (JSON lines, appended in completion order)")(
+      "tp", po::value(&o.tp)->default_value(1), "tensor-parallel size; world size = dp x tp")(
+      "max-new-tokens", po::value(&o.defaults.max_new_tokens)->default_value(128),
+      "default tokens to generate per request")(
+      "temperature", po::value(&o.defaults.temperature)->default_value(0.0f),
+      "default sampling temperature (0 = greedy)")(
+      "top-k", po::value(&o.defaults.top_k)->default_value(0), "default top-k (0 = off)")(
+      "top-p", po::value(&o.defaults.top_p)->default_value(1.0f), "default top-p (1 = off)")(
+      "seed", po::value(&o.seed)->default_value(0),
+      "job seed: a request without its own seed samples with hash(seed, id)")(
+      "strict", po::bool_switch(&o.strict), "fail before any work if any input line is bad")(
+      "resume", po::bool_switch(&o.resume),
+      "continue OUTPUT: skip requests it already answers (the input, model and generation "
+      "settings must match its manifest; the layout and backend may differ)")(
+      "drain-timeout", po::value(&o.drain_timeout)->default_value(60.0),
+      "after SIGTERM/SIGUSR1/SIGINT: seconds the groups get to stop before the job aborts "
+      "(exit 75 either way)")(
+      "collective-timeout", po::value(&o.collective_timeout)->default_value(300.0),
+      "seconds a collective (or an engine step, or a wait for another rank) may take before "
+      "the job aborts with exit 75 (a peer hung or died)")(
+      "checkpoint-interval", po::value(&o.checkpoint_interval)->default_value(10.0),
+      "seconds between fsyncs of the output")(
+      "progress-interval", po::value(&o.progress_interval)->default_value(10.0),
+      "seconds between progress lines when stderr is not a terminal")(
+      "metrics", po::value(&o.metrics),
+      "append health metrics to this file: one JSON line per --health-interval (requests, "
+      "tokens/s, ETA, and per rank host memory and GPU memory, utilisation, temperature, "
+      "clocks, throttle reasons, ECC errors)")(
+      "health-interval", po::value(&o.health_interval)->default_value(5.0),
+      "seconds between health reports (metrics lines; a rank without progress is named in the "
+      "log)");
   add_replica_options(desc, o.replica);
   auto vm = parse_options(kRunUsage, desc, argc, argv);
   if (!vm) return std::nullopt;
@@ -97,7 +96,8 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
   if (!(o.health_interval > 0)) throw UsageError("--health-interval must be > 0 seconds");
   if (o.defaults.temperature < 0) throw UsageError("--temperature must be >= 0");
   if (o.defaults.top_k < 0) throw UsageError("--top-k must be >= 0");
-  if (!(o.defaults.top_p > 0 && o.defaults.top_p <= 1)) throw UsageError("--top-p must be in (0, 1]");
+  if (!(o.defaults.top_p > 0 && o.defaults.top_p <= 1))
+    throw UsageError("--top-p must be in (0, 1]");
   return o;
 }
 
@@ -131,14 +131,17 @@ int run_job(const RunOptions& o) {
   std::shared_ptr<const Tokenizer> tokenizer;
   agree_on(w.world.get(), [&] {
     if (weights->has_tokenizer())
-      tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_json(weights->tokenizer_json()));
+      tokenizer =
+          std::make_shared<const Tokenizer>(Tokenizer::from_json(weights->tokenizer_json()));
   });
   agree_on(w.world.get(), [&] {
     if (w.rank != 0) return;
     // Rank 0 alone reads and writes text: prompts to ids, results to text.
     rules.has_tokenizer = tokenizer != nullptr;
     if (tokenizer)
-      rules.tokenize = [tokenizer](const std::string& text) { return tokenizer->encode(text, true); };
+      rules.tokenize = [tokenizer](const std::string& text) {
+        return tokenizer->encode(text, true);
+      };
     Coordinator::Options co;
     co.input = o.input;
     co.output = o.output;
@@ -166,10 +169,12 @@ int run_job(const RunOptions& o) {
         {"input", file_fingerprint(o.input)},
         {"model", file_fingerprint(o.model)},
         {"settings",
-         {{"max_new_tokens", d.max_new_tokens}, {"temperature", d.temperature},
-          {"top_k", d.top_k}, {"top_p", d.top_p}, {"seed", o.seed}}},
-        {"run",
-         {{"input_path", o.input}, {"model_path", o.model}, {"dp", w.dp}, {"tp", w.tp}}}};
+         {{"max_new_tokens", d.max_new_tokens},
+          {"temperature", d.temperature},
+          {"top_k", d.top_k},
+          {"top_p", d.top_p},
+          {"seed", o.seed}}},
+        {"run", {{"input_path", o.input}, {"model_path", o.model}, {"dp", w.dp}, {"tp", w.tp}}}};
     coord = std::make_unique<Coordinator>(w.world.get(), co);
   });
 
@@ -216,8 +221,8 @@ int run_job(const RunOptions& o) {
   eo.max_step_tokens = o.replica.max_step_tokens;
   eo.tokenizer = tokenizer;
   Engine engine(eo, ForwardFn([&](const BatchLayout& batch, StepLogits& logits) {
-    forward(r.model, backend, batch, logits);
-  }));
+                  forward(r.model, backend, batch, logits);
+                }));
 
   if (coord) coord->start_clock();
   const bool drained = run_group(w, engine, coord.get(), o.replica.max_batch, health.get());
@@ -236,17 +241,18 @@ int run_job(const RunOptions& o) {
   if (coord) {
     const Tally& t = coord->tally();
     const double s = coord->elapsed_s();
-    std::fprintf(stderr,
-                 "tpinfer: done: %lld requests (%lld errors), %lld prompt tokens, %lld generated "
-                 "tokens in %.2f s of generation: %.1f generated tokens/s, %.1f tokens/s computed, %lld steps, "
-                 "%lld preemptions. Results: %s%s\n",
-                 static_cast<long long>(t.done), static_cast<long long>(t.errors),
-                 static_cast<long long>(t.prompt_tokens),
-                 static_cast<long long>(t.generated_tokens), s, t.generated_tokens / s,
-                 sum[0] / s, sum[2], sum[1], o.output.c_str(),
-                 coord->resumed() > 0
-                     ? (" (" + std::to_string(coord->resumed()) + " more from the earlier run)").c_str()
-                     : "");
+    std::fprintf(
+        stderr,
+        "tpinfer: done: %lld requests (%lld errors), %lld prompt tokens, %lld generated "
+        "tokens in %.2f s of generation: %.1f generated tokens/s, %.1f tokens/s computed, %lld "
+        "steps, "
+        "%lld preemptions. Results: %s%s\n",
+        static_cast<long long>(t.done), static_cast<long long>(t.errors),
+        static_cast<long long>(t.prompt_tokens), static_cast<long long>(t.generated_tokens), s,
+        t.generated_tokens / s, sum[0] / s, sum[2], sum[1], o.output.c_str(),
+        coord->resumed() > 0
+            ? (" (" + std::to_string(coord->resumed()) + " more from the earlier run)").c_str()
+            : "");
   }
   if (drained) {
     if (coord)

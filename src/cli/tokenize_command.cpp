@@ -17,12 +17,11 @@ int tokenize_command(int argc, char** argv) {
   std::string model, tokenizer_path;
   bool decode = false, bos = false, skip_special = false;
   po::options_description desc("tpinfer tokenize options");
-  desc.add_options()
-      ("model", po::value(&model), "model file whose tokenizer to use")
-      ("tokenizer", po::value(&tokenizer_path), "or a Hugging Face tokenizer.json")
-      ("decode", po::bool_switch(&decode), "JSON id lists in, text lines out")
-      ("bos", po::bool_switch(&bos), "encode: add the BOS token as a prompt gets it")
-      ("skip-special", po::bool_switch(&skip_special), "decode: leave special tokens out");
+  desc.add_options()("model", po::value(&model), "model file whose tokenizer to use")(
+      "tokenizer", po::value(&tokenizer_path), "or a Hugging Face tokenizer.json")(
+      "decode", po::bool_switch(&decode), "JSON id lists in, text lines out")(
+      "bos", po::bool_switch(&bos), "encode: add the BOS token as a prompt gets it")(
+      "skip-special", po::bool_switch(&skip_special), "decode: leave special tokens out");
   auto vm = parse_options(
       "usage: tpinfer tokenize (--model M.h5 | --tokenizer tokenizer.json) [--decode] < lines",
       desc, argc, argv);

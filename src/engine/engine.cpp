@@ -126,17 +126,17 @@ Engine::Engine(EngineOptions options, ForwardFn forward)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(forward))) {}
 
 Engine::Engine(EngineOptions options, LogitsFn forward)
-    : Engine(std::move(options), ForwardFn([f = std::move(forward)](const BatchLayout& b,
-                                                                    StepLogits& out) {
-        // Every row whole: the sampler reads the greedy ones from it too.
-        BatchLayout all = b;
-        all.full_logits.clear();
-        all.sampling.clear();
-        f(all, out.full);
-        out.greedy.clear();
-        out.sampled.clear();
-        out.sampled_logprob.clear();
-      })) {}
+    : Engine(std::move(options),
+             ForwardFn([f = std::move(forward)](const BatchLayout& b, StepLogits& out) {
+               // Every row whole: the sampler reads the greedy ones from it too.
+               BatchLayout all = b;
+               all.full_logits.clear();
+               all.sampling.clear();
+               f(all, out.full);
+               out.greedy.clear();
+               out.sampled.clear();
+               out.sampled_logprob.clear();
+             })) {}
 
 Engine::~Engine() = default;
 
@@ -179,9 +179,13 @@ int64_t Engine::num_unfinished() const {
          static_cast<int64_t>(impl_->ready.size());
 }
 
-int64_t Engine::num_waiting() const { return impl_->scheduler.num_waiting(); }
+int64_t Engine::num_waiting() const {
+  return impl_->scheduler.num_waiting();
+}
 
-const EngineStats& Engine::stats() const { return impl_->stats; }
+const EngineStats& Engine::stats() const {
+  return impl_->stats;
+}
 
 std::vector<Result> Engine::step() {
   Impl& m = *impl_;
@@ -207,15 +211,13 @@ std::vector<Result> Engine::step() {
   size_t want_full = 0;
   for (size_t r = 0; r < rows; ++r) want_full += all_full || m.batch.needs_full(r) ? 1 : 0;
   if ((drawn_by_forward ? m.logits.sampled.size() != want_full ||
-                              m.logits.sampled_logprob.size() != want_full ||
-                              !m.logits.full.empty()
+                              m.logits.sampled_logprob.size() != want_full || !m.logits.full.empty()
                         : m.logits.full.size() != want_full * static_cast<size_t>(vocab)) ||
       (!all_full && m.logits.greedy.size() != rows))
     throw std::runtime_error("engine: forward returned " + std::to_string(m.logits.full.size()) +
-                             " logits, " + std::to_string(m.logits.sampled.size()) +
-                             " drawn and " + std::to_string(m.logits.greedy.size()) +
-                             " greedy tokens for " + std::to_string(rows) + " rows of vocab " +
-                             std::to_string(vocab));
+                             " logits, " + std::to_string(m.logits.sampled.size()) + " drawn and " +
+                             std::to_string(m.logits.greedy.size()) + " greedy tokens for " +
+                             std::to_string(rows) + " rows of vocab " + std::to_string(vocab));
   // Each row's place among the whole (or drawn) rows; -1: greedy token only.
   std::vector<int64_t> full_row(rows, -1);
   for (size_t r = 0, k = 0; r < rows; ++r)

@@ -18,7 +18,9 @@ namespace {
 using sampling::Key;
 using sampling::key_logit;
 using sampling::make_key;
-int32_t key_id(Key k) { return static_cast<int32_t>(sampling::key_id(k)); }
+int32_t key_id(Key k) {
+  return static_cast<int32_t>(sampling::key_id(k));
+}
 
 // Candidates sorted lazily: most of the probability mass of a trained model sits
 // in a few tokens, so sorting a growing prefix (nth_element + sort, doubling)
@@ -71,8 +73,9 @@ SampledToken sample_token(std::span<const float> logits, const SamplingParams& p
   for (int64_t i = 0; i < vocab; ++i)
     if (logits[i] > max_logit) max_logit = logits[i], argmax = static_cast<int32_t>(i);
   if (argmax < 0 || !std::isfinite(max_logit))
-    throw std::runtime_error("sampler: logits have no finite maximum (NaN or overflow in the "
-                             "model?)");
+    throw std::runtime_error(
+        "sampler: logits have no finite maximum (NaN or overflow in the "
+        "model?)");
 
   // The normaliser is a pass of vocab exps, as costly as all of greedy decoding
   // besides it: done only for requests that asked for logprobs.
@@ -82,8 +85,8 @@ SampledToken sample_token(std::span<const float> logits, const SamplingParams& p
       double sum = 0.0;
       for (int64_t i = 0; i < vocab; ++i)
         if (logits[i] == logits[i]) sum += std::exp(logits[i] - max_logit);
-      t.logprob = static_cast<float>(static_cast<double>(logits[token]) - max_logit -
-                                     std::log(sum));
+      t.logprob =
+          static_cast<float>(static_cast<double>(logits[token]) - max_logit - std::log(sum));
     }
     return t;
   };

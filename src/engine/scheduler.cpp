@@ -12,8 +12,9 @@ namespace tpinfer {
 Scheduler::Scheduler(SchedulerConfig config) : config_(config), alloc_(config.num_blocks) {
   if (config_.block_size < 1 || config_.num_blocks < 1 || config_.max_running < 1 ||
       config_.max_step_tokens < 1)
-    throw UsageError("scheduler: block_size, num_blocks, max_running and max_step_tokens must "
-                     "all be >= 1");
+    throw UsageError(
+        "scheduler: block_size, num_blocks, max_running and max_step_tokens must "
+        "all be >= 1");
   // Every running sequence whose prefill is done decodes one token each step,
   // before any prefill, so more running sequences than budgeted tokens could
   // not all be served.
@@ -142,8 +143,12 @@ Sequence Scheduler::finish(int64_t seq_id) {
   return std::move(s);
 }
 
-Sequence& Scheduler::sequence(int64_t seq_id) { return seqs_.at(seq_id); }
-const Sequence& Scheduler::sequence(int64_t seq_id) const { return seqs_.at(seq_id); }
+Sequence& Scheduler::sequence(int64_t seq_id) {
+  return seqs_.at(seq_id);
+}
+const Sequence& Scheduler::sequence(int64_t seq_id) const {
+  return seqs_.at(seq_id);
+}
 
 void Scheduler::check_invariants() const {
   auto fail = [](const std::string& what) {

@@ -29,14 +29,14 @@ struct SchedulerConfig {
 };
 
 struct Sequence {
-  int64_t id = 0;                // given by Scheduler::add, increasing in arrival order
-  std::vector<int32_t> tokens;   // prompt, then generated tokens
+  int64_t id = 0;               // given by Scheduler::add, increasing in arrival order
+  std::vector<int32_t> tokens;  // prompt, then generated tokens
   int64_t prompt_len = 0;
-  int64_t max_len = 0;           // tokens.size() never exceeds it; the sequence ends there
-  int64_t num_computed = 0;      // leading tokens whose K/V are in the cache
-  std::vector<int32_t> blocks;   // blocks[i] holds positions [i*block_size, (i+1)*block_size)
-  Request request;               // id, line and sampling params (the prompt lives in tokens)
-  std::vector<float> logprobs;   // per generated token, when asked
+  int64_t max_len = 0;          // tokens.size() never exceeds it; the sequence ends there
+  int64_t num_computed = 0;     // leading tokens whose K/V are in the cache
+  std::vector<int32_t> blocks;  // blocks[i] holds positions [i*block_size, (i+1)*block_size)
+  Request request;              // id, line and sampling params (the prompt lives in tokens)
+  std::vector<float> logprobs;  // per generated token, when asked
 };
 
 // Tokens [start, start + count) of one sequence go through this step's forward.

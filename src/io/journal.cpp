@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -60,7 +60,9 @@ Finished read_finished(const std::string& path) {
   return f;
 }
 
-std::string manifest_path(const std::string& output) { return output + ".manifest.json"; }
+std::string manifest_path(const std::string& output) {
+  return output + ".manifest.json";
+}
 
 std::string file_fingerprint(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
@@ -137,7 +139,8 @@ void check_manifest_matches(const nlohmann::json& previous, const nlohmann::json
     if (key == "run") continue;
     const nlohmann::json before = previous.contains(key) ? previous[key] : nlohmann::json();
     if (before != value)
-      diffs += (diffs.empty() ? "" : "; ") + key + " was " + before.dump() + ", now " + value.dump();
+      diffs +=
+          (diffs.empty() ? "" : "; ") + key + " was " + before.dump() + ", now " + value.dump();
   }
   if (!diffs.empty())
     throw UsageError("--resume: " + output + " was written with other settings (" + diffs +

@@ -69,7 +69,8 @@ float round_to_dtype(DType d, float v) {
 RandomFill random_fill_of(const ModelConfig& config, const TensorShard& shard, uint64_t seed) {
   check_shard(shard);
   if (shard.full_shape.empty() || shard.full_shape.size() > 2)
-    throw ModelError("tensor " + shard.name + ": random weights are defined for 1-D and 2-D tensors");
+    throw ModelError("tensor " + shard.name +
+                     ": random weights are defined for 1-D and 2-D tensors");
   const Distribution dist = distribution_of(config, shard.name);
   RandomFill f;
   f.key = tensor_key(shard.name, seed);

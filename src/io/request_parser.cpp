@@ -29,29 +29,38 @@ struct LineError {
   std::string message;
 };
 
-[[noreturn]] void reject(std::string message) { throw LineError{std::move(message)}; }
+[[noreturn]] void reject(std::string message) {
+  throw LineError{std::move(message)};
+}
 
 // "an integer", "a string", ...: never the value itself, which may be huge or
 // deeply nested (dumping it could take the stack or flood the output).
 std::string describe(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "an integer";
-    case json::value_t::number_float: return "a floating-point number";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return std::string("a ") + v.type_name();
+    case json::value_t::number_unsigned:
+      return "an integer";
+    case json::value_t::number_float:
+      return "a floating-point number";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return std::string("a ") + v.type_name();
   }
 }
 
 // Messages end up inside JSON output lines, which must be valid UTF-8; text
 // copied from a bad input line (nlohmann's "last read") may not be.
 std::string valid_utf8(const std::string& s) {
-  const std::string quoted =
-      json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+  const std::string quoted = json(s).dump(-1, ' ', false, json::error_handler_t::replace);
   return json::parse(quoted).get<std::string>();
 }
 
@@ -60,12 +69,12 @@ std::string valid_utf8(const std::string& s) {
 // cut in the middle so a 1 MB line does not make a 1 MB message.
 std::string short_parse_reason(const json::exception& e) {
   std::string reason = e.what();
-  if (const auto close = reason.find("] "); reason.rfind("[json.exception", 0) == 0 &&
-                                             close != std::string::npos) {
+  if (const auto close = reason.find("] ");
+      reason.rfind("[json.exception", 0) == 0 && close != std::string::npos) {
     reason.erase(0, close + 2);
   }
-  if (const auto col = reason.find("column "); reason.rfind("parse error at line ", 0) == 0 &&
-                                               col != std::string::npos) {
+  if (const auto col = reason.find("column ");
+      reason.rfind("parse error at line ", 0) == 0 && col != std::string::npos) {
     reason.erase(0, col);
   }
   constexpr size_t kHead = 160, kTail = 80;
@@ -84,8 +93,7 @@ bool integral_float(const json& v) {
   return std::isfinite(d) && std::trunc(d) == d;
 }
 
-int64_t int_field(const json& v, const char* name, int64_t lo, int64_t hi,
-                  const char* range_text) {
+int64_t int_field(const json& v, const char* name, int64_t lo, int64_t hi, const char* range_text) {
   bool in_range = false;
   int64_t value = 0;
   if (v.is_number_unsigned()) {
@@ -142,8 +150,8 @@ std::vector<int32_t> token_ids(const json& arr, const char* name, int64_t vocab_
 // stop strings (non-empty strings; they need a tokenizer).
 void stop_field(const json& v, const RequestRules& rules, SamplingParams& s) {
   const bool has_strings =
-      v.is_string() ||
-      (v.is_array() && std::any_of(v.begin(), v.end(), [](const json& e) { return e.is_string(); }));
+      v.is_string() || (v.is_array() && std::any_of(v.begin(), v.end(),
+                                                    [](const json& e) { return e.is_string(); }));
   if (has_strings && !rules.has_tokenizer) {
     reject("stop strings need a tokenizer, and this model has none: give token ids in \"stop\"");
   }

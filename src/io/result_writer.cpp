@@ -26,9 +26,13 @@ using json = nlohmann::json;
 
 // Replace, not throw, on bad UTF-8: a result line must always be writable, and
 // every string we produce is valid UTF-8 already, so nothing is changed in practice.
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
-void append_quoted(std::string& out, const std::string& s) { out += dump(json(s)); }
+void append_quoted(std::string& out, const std::string& s) {
+  out += dump(json(s));
+}
 
 void append_id(std::string& out, const std::string& id_json) {
   // The id is already JSON text (written verbatim so it comes back exactly as
@@ -87,8 +91,7 @@ json parse_wire(std::string_view text, const char* what) {
 }
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -270,8 +273,8 @@ void OutputWriter::write_line(const std::string& line) {
       while ((rc = ::ftruncate(fd_, before)) != 0 && errno == EINTR) {
       }
       if (rc != 0) {
-        extra = std::string(" (and removing the partial line failed: ") + std::strerror(errno) +
-                ")";
+        extra =
+            std::string(" (and removing the partial line failed: ") + std::strerror(errno) + ")";
       }
     }
     fail(err, extra);
@@ -285,9 +288,9 @@ void OutputWriter::sync() {
   }
   // EINVAL / EROFS: a pipe or device that has nothing to sync (output to a FIFO).
   if (rc != 0 && errno != EINVAL && errno != EROFS) {
-    throw Error("cannot write output file " + path_ + ": " + std::strerror(errno) +
-                    " (while syncing)",
-                kExitOther);
+    throw Error(
+        "cannot write output file " + path_ + ": " + std::strerror(errno) + " (while syncing)",
+        kExitOther);
   }
   last_sync_ = now_s();
 }

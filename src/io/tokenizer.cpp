@@ -5,11 +5,10 @@
 #include <algorithm>
 #include <array>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <queue>
 #include <sstream>
 #include <unordered_map>
-
-#include <nlohmann/json.hpp>
 
 #include "io/tokenizer_unicode.hpp"
 #include "io/unicode_nfc.hpp"
@@ -22,7 +21,9 @@ using namespace tokenizer_detail;
 
 namespace {
 
-[[noreturn]] void bad(const std::string& msg) { throw ModelError("tokenizer.json: " + msg); }
+[[noreturn]] void bad(const std::string& msg) {
+  throw ModelError("tokenizer.json: " + msg);
+}
 
 enum class SplitRegex { kNone, kGpt2, kLlama3, kQwen2 };
 
@@ -50,9 +51,16 @@ struct Cps {
   bool L(size_t i) const { return i < n() && is_letter(at(i)); }
   bool N(size_t i) const { return i < n() && is_number(at(i)); }
   bool S(size_t i) const { return i < n() && is_whitespace(at(i)); }
-  bool other(size_t i) const { return i < n() && !is_whitespace(at(i)) && !is_letter(at(i)) && !is_number(at(i)); }
+  bool other(size_t i) const {
+    return i < n() && !is_whitespace(at(i)) && !is_letter(at(i)) && !is_number(at(i));
+  }
   bool crlf(size_t i) const { return i < n() && (at(i) == '\r' || at(i) == '\n'); }
-  template <class F> size_t run(size_t i, F f) const { size_t j = i; while (f(j)) ++j; return j - i; }
+  template <class F>
+  size_t run(size_t i, F f) const {
+    size_t j = i;
+    while (f(j)) ++j;
+    return j - i;
+  }
 };
 
 size_t match_contraction(const Cps& c, size_t i, bool icase) {
@@ -125,7 +133,10 @@ size_t match_llama3(const Cps& c, size_t i, size_t max_digits) {
 
 // Splits `text` (valid or not UTF-8) into the pieces the regex isolates.
 void split_pieces(std::string_view text, SplitRegex re, std::vector<std::string_view>& out) {
-  if (re == SplitRegex::kNone) { out.push_back(text); return; }
+  if (re == SplitRegex::kNone) {
+    out.push_back(text);
+    return;
+  }
   const std::vector<CodePoint> v = decode_utf8(text);
   const Cps c{v};
   size_t i = 0, gap = 0;  // gap: start of unmatched code points
@@ -133,8 +144,11 @@ void split_pieces(std::string_view text, SplitRegex re, std::vector<std::string_
   while (i < v.size()) {
     size_t m = re == SplitRegex::kGpt2     ? match_gpt2(c, i)
                : re == SplitRegex::kLlama3 ? match_llama3(c, i, 3)
-                                            : match_llama3(c, i, 1);
-    if (m == 0) { ++i; continue; }
+                                           : match_llama3(c, i, 1);
+    if (m == 0) {
+      ++i;
+      continue;
+    }
     if (gap < i) out.push_back(text.substr(byte_at(gap), byte_at(i) - byte_at(gap)));
     out.push_back(text.substr(byte_at(i), byte_at(i + m) - byte_at(i)));
     i += m;
@@ -158,15 +172,19 @@ std::array<uint32_t, 256> byte_to_unicode() {
 const std::string kMetaspace = "\xE2\x96\x81";  // U+2581 "▁"
 
 int byte_fallback_value(const std::string& tok) {  // "<0xNN>" -> NN, else -1
-  if (tok.size() != 6 || tok[0] != '<' || tok[1] != '0' || tok[2] != 'x' || tok[5] != '>') return -1;
-  auto hex = [](char ch) { return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1; };
+  if (tok.size() != 6 || tok[0] != '<' || tok[1] != '0' || tok[2] != 'x' || tok[5] != '>')
+    return -1;
+  auto hex = [](char ch) {
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+  };
   int h = hex(tok[3]), l = hex(tok[4]);
   return h < 0 || l < 0 ? -1 : h * 16 + l;
 }
 
 void replace_all(std::string& s, const std::string& from, const std::string& to) {
   if (from.empty()) return;
-  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
+  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size())
+    s.replace(p, from.size(), to);
 }
 
 }  // namespace
@@ -181,7 +199,10 @@ struct Tokenizer::Impl {
   bool fuse_unk = false;
 
   // The normalizers, in the file's order (a byte-level file may have NFC only).
-  struct Norm { enum { kPrepend, kReplace, kNfc } kind; std::string a, b; };
+  struct Norm {
+    enum { kPrepend, kReplace, kNfc } kind;
+    std::string a, b;
+  };
   std::vector<Norm> norms;
   std::string normalize(std::string_view seg) const;
   enum class Prepend { kNever, kFirst, kAlways };
@@ -199,7 +220,10 @@ struct Tokenizer::Impl {
   std::array<int32_t, 256> byte_ids{};  // byte-level: id of each byte's symbol; sp: <0xNN> id
   int32_t bos = -1;
 
-  struct Added { std::string content; int32_t id; };
+  struct Added {
+    std::string content;
+    int32_t id;
+  };
   std::array<std::vector<Added>, 256> added_by_first;  // longest first
 
   static uint64_t key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
@@ -214,9 +238,18 @@ void Tokenizer::Impl::bpe(std::vector<int32_t>& syms, std::vector<int32_t>& out)
   if (n == 0) return;
   std::vector<int> prev(n), next(n);
   std::vector<bool> alive(n, true);
-  for (int i = 0; i < n; ++i) { prev[i] = i - 1; next[i] = i + 1 < n ? i + 1 : -1; }
-  struct Cand { int32_t rank; int pos; int32_t new_id; };
-  auto cmp = [](const Cand& x, const Cand& y) { return x.rank != y.rank ? x.rank > y.rank : x.pos > y.pos; };
+  for (int i = 0; i < n; ++i) {
+    prev[i] = i - 1;
+    next[i] = i + 1 < n ? i + 1 : -1;
+  }
+  struct Cand {
+    int32_t rank;
+    int pos;
+    int32_t new_id;
+  };
+  auto cmp = [](const Cand& x, const Cand& y) {
+    return x.rank != y.rank ? x.rank > y.rank : x.pos > y.pos;
+  };
   std::priority_queue<Cand, std::vector<Cand>, decltype(cmp)> q(cmp);
   auto push = [&](int i) {
     if (i < 0 || next[i] < 0) return;
@@ -246,19 +279,29 @@ void Tokenizer::Impl::bpe(std::vector<int32_t>& syms, std::vector<int32_t>& out)
 std::string Tokenizer::Impl::normalize(std::string_view seg) const {
   std::string s(seg);
   for (const Norm& nm : norms) {
-    if (nm.kind == Norm::kNfc) s = nfc(s);
-    else if (nm.kind == Norm::kPrepend) { if (!s.empty()) s = nm.a + s; }
-    else replace_all(s, nm.a, nm.b);
+    if (nm.kind == Norm::kNfc)
+      s = nfc(s);
+    else if (nm.kind == Norm::kPrepend) {
+      if (!s.empty()) s = nm.a + s;
+    } else
+      replace_all(s, nm.a, nm.b);
   }
   return s;
 }
 
-void Tokenizer::Impl::encode_segment(std::string_view seg, bool at_text_start, std::vector<int32_t>& out) const {
+void Tokenizer::Impl::encode_segment(std::string_view seg, bool at_text_start,
+                                     std::vector<int32_t>& out) const {
   std::vector<int32_t> syms;
   if (byte_level) {
     std::string owned;
-    if (!norms.empty()) { owned = normalize(seg); seg = owned; }
-    if (add_prefix_space && !seg.empty() && seg[0] != ' ') { owned = " " + std::string(seg); seg = owned; }
+    if (!norms.empty()) {
+      owned = normalize(seg);
+      seg = owned;
+    }
+    if (add_prefix_space && !seg.empty() && seg[0] != ' ') {
+      owned = " " + std::string(seg);
+      seg = owned;
+    }
     std::vector<std::string_view> pieces;
     split_pieces(seg, split, pieces);
     static const std::array<uint32_t, 256> b2u = byte_to_unicode();
@@ -269,7 +312,10 @@ void Tokenizer::Impl::encode_segment(std::string_view seg, bool at_text_start, s
         word.clear();
         for (unsigned char ch : p) append_utf8(word, b2u[ch]);
         auto it = vocab.find(word);
-        if (it != vocab.end() && id_kind[it->second] == 0) { out.push_back(it->second); continue; }
+        if (it != vocab.end() && id_kind[it->second] == 0) {
+          out.push_back(it->second);
+          continue;
+        }
       }
       syms.clear();
       for (unsigned char ch : p) syms.push_back(byte_ids[ch]);
@@ -282,11 +328,13 @@ void Tokenizer::Impl::encode_segment(std::string_view seg, bool at_text_start, s
   std::vector<std::string> words;
   if (metaspace_pre) {
     replace_all(s, " ", metaspace_repl);
-    const bool pre = metaspace_prepend == Prepend::kAlways || (metaspace_prepend == Prepend::kFirst && at_text_start);
+    const bool pre = metaspace_prepend == Prepend::kAlways ||
+                     (metaspace_prepend == Prepend::kFirst && at_text_start);
     if (pre && !s.empty() && s.rfind(metaspace_repl, 0) != 0) s = metaspace_repl + s;
     if (metaspace_split) {  // each word starts with the replacement
       size_t start = 0;
-      for (size_t p = s.find(metaspace_repl, 1); p != std::string::npos; p = s.find(metaspace_repl, p + 1)) {
+      for (size_t p = s.find(metaspace_repl, 1); p != std::string::npos;
+           p = s.find(metaspace_repl, p + 1)) {
         words.push_back(s.substr(start, p - start));
         start = p;
       }
@@ -304,13 +352,19 @@ void Tokenizer::Impl::encode_segment(std::string_view seg, bool at_text_start, s
     for (const CodePoint& cp : decode_utf8(w)) {
       std::string_view ch(w.data() + cp.offset, cp.len);
       auto it = vocab.find(std::string(ch));
-      if (it != vocab.end()) { syms.push_back(it->second); last_unk = false; continue; }
+      if (it != vocab.end()) {
+        syms.push_back(it->second);
+        last_unk = false;
+        continue;
+      }
       if (byte_fallback) {
         for (unsigned char b : ch) syms.push_back(byte_ids[b]);
         last_unk = false;
         continue;
       }
-      if (unk_id < 0) bad("model.unk_token: the text has a character missing from the vocab and there is no unk_token");
+      if (unk_id < 0)
+        bad("model.unk_token: the text has a character missing from the vocab and there is no "
+            "unk_token");
       if (!(fuse_unk && last_unk)) syms.push_back(unk_id);
       last_unk = true;
     }
@@ -355,36 +409,50 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
   // ---- model ----
   if (!j.contains("model")) bad("model: missing");
   const json& model = j["model"];
-  const std::string mtype = model.is_object() && !model.contains("type") ? "BPE" : type_of(model, "model");
+  const std::string mtype =
+      model.is_object() && !model.contains("type") ? "BPE" : type_of(model, "model");
   if (mtype != "BPE") bad("model.type \"" + mtype + "\" is not supported (only BPE)");
-  if (!model.contains("vocab") || !model["vocab"].is_object()) bad("model.vocab: missing or not an object");
-  auto opt_bool = [&](const json& o, const char* k) { return o.contains(k) && o[k].is_boolean() && o[k].get<bool>(); };
-  auto opt_str = [&](const json& o, const char* k) { return o.contains(k) && o[k].is_string() ? o[k].get<std::string>() : std::string(); };
+  if (!model.contains("vocab") || !model["vocab"].is_object())
+    bad("model.vocab: missing or not an object");
+  auto opt_bool = [&](const json& o, const char* k) {
+    return o.contains(k) && o[k].is_boolean() && o[k].get<bool>();
+  };
+  auto opt_str = [&](const json& o, const char* k) {
+    return o.contains(k) && o[k].is_string() ? o[k].get<std::string>() : std::string();
+  };
   m.ignore_merges = opt_bool(model, "ignore_merges");
   m.byte_fallback = opt_bool(model, "byte_fallback");
   m.fuse_unk = opt_bool(model, "fuse_unk");
-  if (model.contains("dropout") && !model["dropout"].is_null() && model["dropout"].get<double>() != 0.0)
+  if (model.contains("dropout") && !model["dropout"].is_null() &&
+      model["dropout"].get<double>() != 0.0)
     bad("model.dropout: BPE dropout is not supported");
-  if (!opt_str(model, "continuing_subword_prefix").empty()) bad("model.continuing_subword_prefix: not supported");
+  if (!opt_str(model, "continuing_subword_prefix").empty())
+    bad("model.continuing_subword_prefix: not supported");
   if (!opt_str(model, "end_of_word_suffix").empty()) bad("model.end_of_word_suffix: not supported");
 
   int32_t max_id = -1;
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 || it.value().get<int64_t>() > (1 << 30))
+    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
+        it.value().get<int64_t>() > (1 << 30))
       bad("model.vocab[\"" + it.key() + "\"]: not a valid id");
     int32_t id = it.value().get<int32_t>();
     m.vocab[it.key()] = id;
     max_id = std::max(max_id, id);
   }
   // ---- added tokens ----
-  struct AT { std::string content; int32_t id; bool special; };
+  struct AT {
+    std::string content;
+    int32_t id;
+    bool special;
+  };
   std::vector<AT> added;
   if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
     if (!j["added_tokens"].is_array()) bad("added_tokens: not an array");
     size_t k = 0;
     for (const json& a : j["added_tokens"]) {
       const std::string where = "added_tokens[" + std::to_string(k++) + "]";
-      if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer()) bad(where + ".id: missing or not an integer");
+      if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer())
+        bad(where + ".id: missing or not an integer");
       AT t{field_str(a, "content", where), a["id"].get<int32_t>(), opt_bool(a, "special")};
       if (t.id < 0) bad(where + ".id: negative");
       if (t.content.empty()) bad(where + ".content: empty");
@@ -403,14 +471,17 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
     m.added_by_first[static_cast<unsigned char>(a.content[0])].push_back({a.content, a.id});
   }
   for (auto& v : m.added_by_first)
-    std::stable_sort(v.begin(), v.end(), [](const Impl::Added& x, const Impl::Added& y) { return x.content.size() > y.content.size(); });
+    std::stable_sort(v.begin(), v.end(), [](const Impl::Added& x, const Impl::Added& y) {
+      return x.content.size() > y.content.size();
+    });
 
   // ---- normalizer ----
   std::vector<const json*> norms;
   if (j.contains("normalizer") && !j["normalizer"].is_null()) {
     const json& n = j["normalizer"];
     if (type_of(n, "normalizer") == "Sequence") {
-      if (!n.contains("normalizers") || !n["normalizers"].is_array()) bad("normalizer.normalizers: missing");
+      if (!n.contains("normalizers") || !n["normalizers"].is_array())
+        bad("normalizer.normalizers: missing");
       for (const json& x : n["normalizers"]) norms.push_back(&x);
     } else {
       norms.push_back(&n);
@@ -418,14 +489,17 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
   }
   for (const json* np : norms) {
     const std::string t = type_of(*np, "normalizer");
-    if (t == "NFC") m.norms.push_back({Impl::Norm::kNfc, "", ""});
-    else if (t == "Prepend") m.norms.push_back({Impl::Norm::kPrepend, field_str(*np, "prepend", "normalizer"), ""});
+    if (t == "NFC")
+      m.norms.push_back({Impl::Norm::kNfc, "", ""});
+    else if (t == "Prepend")
+      m.norms.push_back({Impl::Norm::kPrepend, field_str(*np, "prepend", "normalizer"), ""});
     else if (t == "Replace") {
       if (!np->contains("pattern") || !(*np)["pattern"].contains("String"))
         bad("normalizer.Replace.pattern: only {\"String\": ...} patterns are supported");
       m.norms.push_back({Impl::Norm::kReplace, (*np)["pattern"]["String"].get<std::string>(),
                          field_str(*np, "content", "normalizer.Replace")});
-    } else bad("normalizer.type \"" + t + "\" is not supported (NFC, Prepend, Replace)");
+    } else
+      bad("normalizer.type \"" + t + "\" is not supported (NFC, Prepend, Replace)");
   }
 
   // ---- pre-tokenizer ----
@@ -433,7 +507,8 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
   if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
     const json& p = j["pre_tokenizer"];
     if (type_of(p, "pre_tokenizer") == "Sequence") {
-      if (!p.contains("pretokenizers") || !p["pretokenizers"].is_array()) bad("pre_tokenizer.pretokenizers: missing");
+      if (!p.contains("pretokenizers") || !p["pretokenizers"].is_array())
+        bad("pre_tokenizer.pretokenizers: missing");
       for (const json& x : p["pretokenizers"]) pres.push_back(&x);
     } else {
       pres.push_back(&p);
@@ -451,30 +526,43 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
       }
     } else if (t == "Split") {
       const std::string where = "pre_tokenizer.Split";
-      if (!p.contains("pattern") || !p["pattern"].contains("Regex")) bad(where + ".pattern: only Regex patterns are supported");
+      if (!p.contains("pattern") || !p["pattern"].contains("Regex"))
+        bad(where + ".pattern: only Regex patterns are supported");
       SplitRegex r = recognise_pattern(p["pattern"]["Regex"].get<std::string>());
       if (r == SplitRegex::kNone)
-        bad(where + ".pattern.Regex: unsupported regex (only the GPT-2, Llama 3 and Qwen2 patterns are built in)");
-      if (opt_str(p, "behavior") != "Isolated" || opt_bool(p, "invert")) bad(where + ".behavior: only Isolated, invert=false is supported");
+        bad(where +
+            ".pattern.Regex: unsupported regex (only the GPT-2, Llama 3 and Qwen2 patterns are "
+            "built in)");
+      if (opt_str(p, "behavior") != "Isolated" || opt_bool(p, "invert"))
+        bad(where + ".behavior: only Isolated, invert=false is supported");
       if (m.split != SplitRegex::kNone) bad("pre_tokenizer: two split regexes are not supported");
       m.split = r;
     } else if (t == "Metaspace") {
       m.metaspace_pre = true;
       m.metaspace_repl = field_str(p, "replacement", "pre_tokenizer.Metaspace");
       std::string scheme = opt_str(p, "prepend_scheme");
-      if (scheme.empty()) scheme = p.contains("add_prefix_space") && !opt_bool(p, "add_prefix_space") ? "never" : "always";
-      if (scheme == "always") m.metaspace_prepend = Impl::Prepend::kAlways;
-      else if (scheme == "first") m.metaspace_prepend = Impl::Prepend::kFirst;
-      else if (scheme == "never") m.metaspace_prepend = Impl::Prepend::kNever;
-      else bad("pre_tokenizer.Metaspace.prepend_scheme \"" + scheme + "\" is not supported");
+      if (scheme.empty())
+        scheme =
+            p.contains("add_prefix_space") && !opt_bool(p, "add_prefix_space") ? "never" : "always";
+      if (scheme == "always")
+        m.metaspace_prepend = Impl::Prepend::kAlways;
+      else if (scheme == "first")
+        m.metaspace_prepend = Impl::Prepend::kFirst;
+      else if (scheme == "never")
+        m.metaspace_prepend = Impl::Prepend::kNever;
+      else
+        bad("pre_tokenizer.Metaspace.prepend_scheme \"" + scheme + "\" is not supported");
       m.metaspace_split = !p.contains("split") || opt_bool(p, "split");
     } else {
       bad("pre_tokenizer.type \"" + t + "\" is not supported (ByteLevel, Split, Metaspace)");
     }
   }
-  if (m.byte_level && (m.metaspace_pre || std::any_of(m.norms.begin(), m.norms.end(), [](const Impl::Norm& n) { return n.kind != Impl::Norm::kNfc; })))
+  if (m.byte_level && (m.metaspace_pre ||
+                       std::any_of(m.norms.begin(), m.norms.end(),
+                                   [](const Impl::Norm& n) { return n.kind != Impl::Norm::kNfc; })))
     bad("pre_tokenizer: ByteLevel mixed with Metaspace/Prepend/Replace is not supported");
-  if (!m.byte_level && m.split != SplitRegex::kNone) bad("pre_tokenizer: a Split regex without ByteLevel is not supported");
+  if (!m.byte_level && m.split != SplitRegex::kNone)
+    bad("pre_tokenizer: a Split regex without ByteLevel is not supported");
 
   // ---- decoder ----
   if (!m.byte_level) {
@@ -492,8 +580,11 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
     for (const json* dp : decs) {
       const std::string t = type_of(*dp, "decoder");
       if (t == "Strip") {
-        if (opt_str(*dp, "content") == " " && dp->value("start", 0) == 1 && dp->value("stop", 0) == 0) m.strip_leading_space = true;
-        else bad("decoder.Strip: only content \" \", start 1, stop 0 is supported");
+        if (opt_str(*dp, "content") == " " && dp->value("start", 0) == 1 &&
+            dp->value("stop", 0) == 0)
+          m.strip_leading_space = true;
+        else
+          bad("decoder.Strip: only content \" \", start 1, stop 0 is supported");
       } else if (t == "Metaspace") {
         replaces_meta = true;
         m.strip_leading_space = m.metaspace_prepend != Impl::Prepend::kNever;
@@ -503,7 +594,8 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
         bad("decoder.type \"" + t + "\" is not supported with a SentencePiece-style model");
       }
     }
-    if (!replaces_meta) bad("decoder: expected Replace(\"▁\", \" \") or Metaspace for a model without ByteLevel");
+    if (!replaces_meta)
+      bad("decoder: expected Replace(\"▁\", \" \") or Metaspace for a model without ByteLevel");
   }
 
   // ---- byte map / byte fallback ids ----
@@ -515,18 +607,24 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
       std::string s;
       append_utf8(s, b2u[b]);
       auto it = m.vocab.find(s);
-      if (it == m.vocab.end()) bad("model.vocab: byte-level vocab lacks the symbol of byte " + std::to_string(b));
+      if (it == m.vocab.end())
+        bad("model.vocab: byte-level vocab lacks the symbol of byte " + std::to_string(b));
       m.byte_ids[b] = it->second;
     }
     m.id_bytes.resize(m.id_to_token.size());
     for (size_t id = 0; id < m.id_to_token.size(); ++id) {
       const std::string& tok = m.id_to_token[id];
-      if (m.id_kind[id] != 0) { m.id_bytes[id] = tok; continue; }
+      if (m.id_kind[id] != 0) {
+        m.id_bytes[id] = tok;
+        continue;
+      }
       std::string bytes;
       for (const CodePoint& cp : decode_utf8(tok)) {
         auto it = u2b.find(cp.cp);
-        if (it != u2b.end()) bytes += static_cast<char>(it->second);
-        else bytes.append(tok, cp.offset, cp.len);  // not a byte-level symbol: keep as is
+        if (it != u2b.end())
+          bytes += static_cast<char>(it->second);
+        else
+          bytes.append(tok, cp.offset, cp.len);  // not a byte-level symbol: keep as is
       }
       m.id_bytes[id] = std::move(bytes);
     }
@@ -537,14 +635,20 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
       std::string tok = m.id_to_token[id];
       if (m.id_kind[id] == 0) {
         int b = m.byte_fallback ? byte_fallback_value(tok) : -1;
-        if (b >= 0) { m.byte_ids[b] = static_cast<int32_t>(id); tok = std::string(1, static_cast<char>(b)); }
-        else replace_all(tok, m.metaspace_repl, " ");
+        if (b >= 0) {
+          m.byte_ids[b] = static_cast<int32_t>(id);
+          tok = std::string(1, static_cast<char>(b));
+        } else
+          replace_all(tok, m.metaspace_repl, " ");
       }
       m.id_bytes[id] = std::move(tok);
     }
     if (m.byte_fallback)
       for (int b = 0; b < 256; ++b)
-        if (m.byte_ids[b] < 0) bad("model.vocab: byte_fallback is set but <0x" + std::string(1, "0123456789ABCDEF"[b >> 4]) + "0123456789ABCDEF"[b & 15] + "> is missing");
+        if (m.byte_ids[b] < 0)
+          bad("model.vocab: byte_fallback is set but <0x" +
+              std::string(1, "0123456789ABCDEF"[b >> 4]) + "0123456789ABCDEF"[b & 15] +
+              "> is missing");
     std::string unk = opt_str(model, "unk_token");
     if (!unk.empty()) {
       auto it = m.vocab.find(unk);
@@ -554,7 +658,8 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
   }
 
   // ---- merges ----
-  if (!model.contains("merges") || !model["merges"].is_array()) bad("model.merges: missing or not an array");
+  if (!model.contains("merges") || !model["merges"].is_array())
+    bad("model.merges: missing or not an array");
   int32_t rank = 0;
   for (const json& mg : model["merges"]) {
     const std::string where = "model.merges[" + std::to_string(rank) + "]";
@@ -562,7 +667,8 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
     if (mg.is_string()) {
       const std::string s = mg.get<std::string>();
       size_t sp = s.find(' ');
-      if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) bad(where + ": expected \"a b\"");
+      if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
+        bad(where + ": expected \"a b\"");
       a = s.substr(0, sp);
       b = s.substr(sp + 1);
     } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
@@ -572,8 +678,10 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
       bad(where + ": expected \"a b\" or [\"a\", \"b\"]");
     }
     auto ia = m.vocab.find(a), ib = m.vocab.find(b), inew = m.vocab.find(a + b);
-    if (ia == m.vocab.end() || ib == m.vocab.end()) bad(where + ": \"" + (ia == m.vocab.end() ? a : b) + "\" is not in the vocab");
-    if (inew == m.vocab.end()) bad(where + ": the merged token \"" + a + b + "\" is not in the vocab");
+    if (ia == m.vocab.end() || ib == m.vocab.end())
+      bad(where + ": \"" + (ia == m.vocab.end() ? a : b) + "\" is not in the vocab");
+    if (inew == m.vocab.end())
+      bad(where + ": the merged token \"" + a + b + "\" is not in the vocab");
     m.merges.emplace(Impl::key(ia->second, ib->second), std::make_pair(rank, inew->second));
     ++rank;
   }
@@ -582,22 +690,28 @@ Tokenizer Tokenizer::from_json(const std::string& text) {
   std::vector<const json*> posts;
   if (j.contains("post_processor") && j["post_processor"].is_object()) {
     const json& p = j["post_processor"];
-    if (p.value("type", "") == "Sequence" && p.contains("processors")) for (const json& x : p["processors"]) posts.push_back(&x);
-    else posts.push_back(&p);
+    if (p.value("type", "") == "Sequence" && p.contains("processors"))
+      for (const json& x : p["processors"]) posts.push_back(&x);
+    else
+      posts.push_back(&p);
   }
   for (const json* pp : posts) {
-    if (pp->value("type", "") != "TemplateProcessing" || !pp->contains("single") || !(*pp)["single"].is_array()) continue;
+    if (pp->value("type", "") != "TemplateProcessing" || !pp->contains("single") ||
+        !(*pp)["single"].is_array())
+      continue;
     const json& single = (*pp)["single"];
     if (!single.empty() && single[0].contains("SpecialToken")) {
       const std::string name = single[0]["SpecialToken"].value("id", "");
       if (pp->contains("special_tokens") && (*pp)["special_tokens"].contains(name) &&
-          (*pp)["special_tokens"][name].contains("ids") && !(*pp)["special_tokens"][name]["ids"].empty())
+          (*pp)["special_tokens"][name].contains("ids") &&
+          !(*pp)["special_tokens"][name]["ids"].empty())
         m.bos = (*pp)["special_tokens"][name]["ids"][0].get<int32_t>();
       else if (auto it = m.vocab.find(name); it != m.vocab.end())
         m.bos = it->second;
     }
   }
-  if (m.bos < 0 && posts.empty() == false && m.vocab.count("<|begin_of_text|>"))  // Llama 3 files without a template
+  if (m.bos < 0 && posts.empty() == false &&
+      m.vocab.count("<|begin_of_text|>"))  // Llama 3 files without a template
     m.bos = m.vocab["<|begin_of_text|>"];
 
   Tokenizer tok;
@@ -622,8 +736,14 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
   for (size_t i = 0; i < text.size();) {
     const Impl::Added* hit = nullptr;
     for (const Impl::Added& a : m.added_by_first[static_cast<unsigned char>(text[i])])
-      if (text.compare(i, a.content.size(), a.content) == 0) { hit = &a; break; }
-    if (!hit) { ++i; continue; }
+      if (text.compare(i, a.content.size(), a.content) == 0) {
+        hit = &a;
+        break;
+      }
+    if (!hit) {
+      ++i;
+      continue;
+    }
     if (seg_start < i) m.encode_segment(text.substr(seg_start, i - seg_start), seg_start == 0, out);
     out.push_back(hit->id);
     i += hit->content.size();
@@ -645,8 +765,12 @@ int32_t Tokenizer::token_id(std::string_view token) const {
   auto it = impl_->vocab.find(std::string(token));
   return it == impl_->vocab.end() ? -1 : it->second;
 }
-size_t Tokenizer::vocab_size() const { return impl_->id_to_token.size(); }
-int32_t Tokenizer::bos_id() const { return impl_->bos; }
+size_t Tokenizer::vocab_size() const {
+  return impl_->id_to_token.size();
+}
+int32_t Tokenizer::bos_id() const {
+  return impl_->bos;
+}
 bool Tokenizer::is_special(int32_t id) const {
   return id >= 0 && static_cast<size_t>(id) < impl_->id_kind.size() && impl_->id_kind[id] == 2;
 }
@@ -657,7 +781,8 @@ StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special_tokens)
 std::string StreamDecoder::push(int32_t id) {
   const Tokenizer::Impl& m = tok_->impl();
   if (id < 0 || static_cast<size_t>(id) >= m.id_bytes.size())
-    throw InputError("token id " + std::to_string(id) + " is out of range (vocab size " + std::to_string(m.id_bytes.size()) + ")");
+    throw InputError("token id " + std::to_string(id) + " is out of range (vocab size " +
+                     std::to_string(m.id_bytes.size()) + ")");
   if (skip_special_ && m.id_kind[id] == 2) return {};
   std::string_view b = m.id_bytes[id];
   if (at_start_ && !b.empty()) {

@@ -24,8 +24,20 @@ bool is_number(uint32_t cp) {
 }
 bool is_whitespace(uint32_t cp) {
   switch (cp) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20: case 0x85: case 0xA0:
-    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return cp >= 0x2000 && cp <= 0x200A;
@@ -37,17 +49,24 @@ namespace {
 // valid prefix cut short by the end of s.
 int utf8_seq(std::string_view s, size_t i, uint32_t* cp_out) {
   const auto b0 = static_cast<unsigned char>(s[i]);
-  if (b0 < 0x80) { *cp_out = b0; return 1; }
+  if (b0 < 0x80) {
+    *cp_out = b0;
+    return 1;
+  }
   int n;
   uint32_t cp;
   unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) { n = 2; cp = b0 & 0x1F; }
-  else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    n = 3; cp = b0 & 0x0F;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    n = 2;
+    cp = b0 & 0x1F;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    n = 3;
+    cp = b0 & 0x0F;
     if (b0 == 0xE0) lo = 0xA0;
     if (b0 == 0xED) hi = 0x9F;
   } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    n = 4; cp = b0 & 0x07;
+    n = 4;
+    cp = b0 & 0x07;
     if (b0 == 0xF0) lo = 0x90;
     if (b0 == 0xF4) hi = 0x8F;
   } else {
@@ -71,7 +90,11 @@ std::vector<CodePoint> decode_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     uint32_t cp = 0;
     int n = utf8_seq(s, i, &cp);
-    if (n <= 0) { out.push_back({0xFFFD, static_cast<uint32_t>(i), 1}); ++i; continue; }
+    if (n <= 0) {
+      out.push_back({0xFFFD, static_cast<uint32_t>(i), 1});
+      ++i;
+      continue;
+    }
     out.push_back({cp, static_cast<uint32_t>(i), static_cast<uint32_t>(n)});
     i += n;
   }
@@ -113,12 +136,17 @@ std::string take_complete_utf8(std::string& pending, bool final) {
   while (i < pending.size()) {
     uint32_t cp = 0;
     int n = utf8_seq(pending, i, &cp);
-    if (n > 0) { out.append(pending, i, n); i += n; continue; }
+    if (n > 0) {
+      out.append(pending, i, n);
+      i += n;
+      continue;
+    }
     if (n < 0 && !final) break;  // wait for the rest of the character
     // Invalid byte (or a cut-short sequence at the end): one U+FFFD for the
     // maximal valid prefix, like Rust's String::from_utf8_lossy.
     size_t j = i + 1;
-    if (n < 0) j = pending.size();
+    if (n < 0)
+      j = pending.size();
     else {
       // skip continuation bytes that belonged to this broken sequence's valid prefix
       const auto b0 = static_cast<unsigned char>(pending[i]);

@@ -350,8 +350,9 @@ void check_finite(const std::vector<float>& v, const std::string& what) {
   if (bad == 0) return;
   size_t first = 0;
   while (std::isfinite(v[first])) ++first;
-  throw StoreError(what + " holds " + std::to_string(bad) + " non-finite value(s), the first at element " +
-                   std::to_string(first) + " of the shard (rule: weights are finite; the file is corrupt)");
+  throw StoreError(what + " holds " + std::to_string(bad) +
+                   " non-finite value(s), the first at element " + std::to_string(first) +
+                   " of the shard (rule: weights are finite; the file is corrupt)");
 }
 
 }  // namespace

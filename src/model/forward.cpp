@@ -25,8 +25,8 @@ void forward(Model& m, Backend& b, const BatchLayout& batch, StepLogits& out) {
   const AttentionShape a{s.q_heads, s.kv_heads, c.head_dim,
                          1.0f / std::sqrt(static_cast<float>(c.head_dim))};
 
-  Tensor x = w.residual.first_rows(n), normed = w.normed.first_rows(n),
-         qkv = w.qkv.first_rows(n), attn = w.attn.first_rows(n), proj = w.proj.first_rows(n),
+  Tensor x = w.residual.first_rows(n), normed = w.normed.first_rows(n), qkv = w.qkv.first_rows(n),
+         attn = w.attn.first_rows(n), proj = w.proj.first_rows(n),
          gate_up = w.gate_up.first_rows(n), act = w.act.first_rows(n),
          mlp_out = w.mlp_out.first_rows(n);
 
@@ -123,8 +123,9 @@ void forward(Model& m, Backend& b, const BatchLayout& batch, StepLogits& out) {
       const float token = w.host_sampled[2 * k];
       // sample_token's error for such a row (its rule, its message).
       if (token < 0.0f)
-        throw std::runtime_error("sampler: logits have no finite maximum (NaN or overflow in the "
-                                 "model?)");
+        throw std::runtime_error(
+            "sampler: logits have no finite maximum (NaN or overflow in the "
+            "model?)");
       out.sampled.push_back(static_cast<int32_t>(token));
       out.sampled_logprob.push_back(w.host_sampled[2 * k + 1]);
     }

@@ -89,9 +89,9 @@ Model load_model(Backend& b, const ModelConfig& c, int tp_rank, int tp_size,
                                        {p + "self_attn.v_proj.bias", {c.num_kv_heads * d}}});
     L.o_proj = weight({h, s.q_heads * d}, {{p + "self_attn.o_proj.weight", {h, c.num_heads * d}}});
     L.post_norm = weight({h}, {{p + "post_attention_layernorm.weight", {h}}});
-    L.gate_up = weight({2 * s.intermediate, h},
-                       {{p + "mlp.gate_proj.weight", {c.intermediate_size, h}},
-                        {p + "mlp.up_proj.weight", {c.intermediate_size, h}}});
+    L.gate_up =
+        weight({2 * s.intermediate, h}, {{p + "mlp.gate_proj.weight", {c.intermediate_size, h}},
+                                         {p + "mlp.up_proj.weight", {c.intermediate_size, h}}});
     L.down = weight({h, s.intermediate}, {{p + "mlp.down_proj.weight", {h, c.intermediate_size}}});
     m.layers.push_back(std::move(L));
   }

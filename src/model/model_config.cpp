@@ -1,7 +1,6 @@
 #include "tpinfer/model_config.hpp"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "tpinfer/error.hpp"
@@ -10,9 +9,12 @@ namespace tpinfer {
 
 const char* dtype_name(DType d) {
   switch (d) {
-    case DType::f32: return "float32";
-    case DType::bf16: return "bfloat16";
-    case DType::f16: return "float16";
+    case DType::f32:
+      return "float32";
+    case DType::bf16:
+      return "bfloat16";
+    case DType::f16:
+      return "float16";
   }
   return "?";
 }
@@ -24,7 +26,9 @@ DType dtype_from_name(const std::string& n) {
   throw ModelError("dtype '" + n + "' is not one of float32, bfloat16, float16");
 }
 
-int dtype_bytes(DType d) { return d == DType::f32 ? 4 : 2; }
+int dtype_bytes(DType d) {
+  return d == DType::f32 ? 4 : 2;
+}
 
 namespace {
 
@@ -75,8 +79,10 @@ ModelConfig config_from_hf_json(const nlohmann::json& j) {
     const auto& rs = j[key];
     if (!rs.is_object() ||
         std::any_of(rs.begin(), rs.end(), [](const nlohmann::json& v) { return v.is_object(); }))
-      throw ModelError(std::string("config ") + key + " is not one set of RoPE parameters "
-                       "(per-layer-type RoPE is not supported): " + rs.dump());
+      throw ModelError(std::string("config ") + key +
+                       " is not one set of RoPE parameters "
+                       "(per-layer-type RoPE is not supported): " +
+                       rs.dump());
     c.rope_theta = field<double>(rs, "rope_theta", c.rope_theta);
     rope = &rs;  // rope_scaling, when a file has both
   }
@@ -104,7 +110,8 @@ ModelConfig config_from_hf_json(const nlohmann::json& j) {
     else
       c.eos_token_ids = {field<int64_t>(j, "eos_token_id", -1)};
   }
-  c.dtype = dtype_from_name(field<std::string>(j, "torch_dtype", field<std::string>(j, "dtype", "bfloat16")));
+  c.dtype = dtype_from_name(
+      field<std::string>(j, "torch_dtype", field<std::string>(j, "dtype", "bfloat16")));
   c.initializer_range = field<double>(j, "initializer_range", 0.02);
   if (c.architecture == "MistralForCausalLM") {
     auto sw = field<int64_t>(j, "sliding_window", 0);
@@ -131,12 +138,12 @@ nlohmann::json config_to_json(const ModelConfig& c) {
   if (c.rope_scaling.type.empty()) {
     j["rope_scaling"] = nullptr;
   } else {
-    j["rope_scaling"] = {{"rope_type", c.rope_scaling.type},
-                         {"factor", c.rope_scaling.factor},
-                         {"low_freq_factor", c.rope_scaling.low_freq_factor},
-                         {"high_freq_factor", c.rope_scaling.high_freq_factor},
-                         {"original_max_position_embeddings",
-                          c.rope_scaling.original_max_position_embeddings}};
+    j["rope_scaling"] = {
+        {"rope_type", c.rope_scaling.type},
+        {"factor", c.rope_scaling.factor},
+        {"low_freq_factor", c.rope_scaling.low_freq_factor},
+        {"high_freq_factor", c.rope_scaling.high_freq_factor},
+        {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
   }
   j["rms_norm_eps"] = c.rms_norm_eps;
   j["tie_word_embeddings"] = c.tie_word_embeddings;
@@ -150,7 +157,8 @@ nlohmann::json config_to_json(const ModelConfig& c) {
 
 void validate_config(const ModelConfig& c) {
   auto positive = [](int64_t v, const char* name) {
-    if (v <= 0) throw ModelError(std::string("config ") + name + " must be > 0, got " + std::to_string(v));
+    if (v <= 0)
+      throw ModelError(std::string("config ") + name + " must be > 0, got " + std::to_string(v));
   };
   positive(c.hidden_size, "hidden_size");
   positive(c.intermediate_size, "intermediate_size");

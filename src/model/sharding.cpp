@@ -70,13 +70,15 @@ ShardLayout shard_layout(const ModelConfig& c, int r, int tp) {
   s.intermediate = c.intermediate_size / tp;
   s.vocab_per_rank = (c.vocab_size + tp - 1) / tp;
   s.vocab_offset = std::min<int64_t>(c.vocab_size, r * s.vocab_per_rank);
-  s.vocab_local = std::min<int64_t>(c.vocab_size, s.vocab_offset + s.vocab_per_rank) - s.vocab_offset;
+  s.vocab_local =
+      std::min<int64_t>(c.vocab_size, s.vocab_offset + s.vocab_per_rank) - s.vocab_offset;
   return s;
 }
 
 namespace {
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 }  // namespace
 

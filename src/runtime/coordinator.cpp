@@ -44,8 +44,8 @@ std::string receive_string(MPI_Comm comm, const MPI_Status& probed) {
   int n = 0;
   TPINFER_MPI_CHECK(MPI_Get_count(&probed, MPI_CHAR, &n));
   std::string s(static_cast<size_t>(n), '\0');
-  TPINFER_MPI_CHECK(MPI_Recv(s.data(), n, MPI_CHAR, probed.MPI_SOURCE, probed.MPI_TAG, comm,
-                             MPI_STATUS_IGNORE));
+  TPINFER_MPI_CHECK(
+      MPI_Recv(s.data(), n, MPI_CHAR, probed.MPI_SOURCE, probed.MPI_TAG, comm, MPI_STATUS_IGNORE));
   return s;
 }
 
@@ -160,7 +160,9 @@ Coordinator::Coordinator(MPI_Comm comm, Options options)
   }
 }
 
-double Coordinator::elapsed_s() const { return progress_.elapsed_s(); }
+double Coordinator::elapsed_s() const {
+  return progress_.elapsed_s();
+}
 
 std::vector<Request> Coordinator::take(int64_t n) {
   std::vector<Request> out;

@@ -45,7 +45,7 @@ struct Tally {
 class PendingSends {
  public:
   void send(MPI_Comm comm, int dest, int tag, std::string payload);
-  void poll();      // completes finished sends
+  void poll();  // completes finished sends
   void wait_all();
 
  private:
@@ -65,10 +65,10 @@ class Coordinator {
     double checkpoint_interval_s = 10.0;
     double progress_interval_s = 10.0;
     int num_groups = 1;
-    int tp = 1;                  // group g's leader is rank g * tp
-    double drain_timeout_s = 60; // after a drain signal, how long the groups get to stop
-    bool resume = false;         // continue an existing output instead of refusing it
-    nlohmann::json manifest;     // input/model fingerprints and settings of this run
+    int tp = 1;                   // group g's leader is rank g * tp
+    double drain_timeout_s = 60;  // after a drain signal, how long the groups get to stop
+    bool resume = false;          // continue an existing output instead of refusing it
+    nlohmann::json manifest;      // input/model fingerprints and settings of this run
     // Token ids -> text for the results' "text", when the model has a tokenizer.
     std::function<std::string(const std::vector<int32_t>&)> detokenize;
   };

@@ -22,8 +22,7 @@ namespace tpinfer {
                    " failed");
 }
 
-[[noreturn]] void throw_system_error(int err, const std::string& what, const char* file,
-                                     int line) {
+[[noreturn]] void throw_system_error(int err, const std::string& what, const char* file, int line) {
   throw Error(what + ": " + std::strerror(err) + " (" + file + ":" + std::to_string(line) + ")",
               kExitOther);
 }

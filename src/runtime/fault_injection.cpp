@@ -22,9 +22,10 @@ enum class Kind { none, crash, hang, write_fail };
 // never injects anything).
 const std::set<std::string>& guarded_ops() {
   static const std::set<std::string> ops = {
-      "all_reduce_sum", "all_gather",  "broadcast",     "barrier",           "agree_on",
-      "step_control",   "engine_step", "wait_for_work", "hand_over_results", "send_to_leaders",
-      "job_statistics", "job_end",     "nccl_setup",    "receive"};
+      "all_reduce_sum",    "all_gather",      "broadcast",      "barrier",
+      "agree_on",          "step_control",    "engine_step",    "wait_for_work",
+      "hand_over_results", "send_to_leaders", "job_statistics", "job_end",
+      "nccl_setup",        "receive"};
   return ops;
 }
 

@@ -29,8 +29,7 @@ bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
       if (source->drain_requested()) control = "D";
     }
     if (leader && control.empty()) {
-      if (engine.num_waiting() < refill_below)
-        source->ask(2 * refill_below - engine.num_waiting());
+      if (engine.num_waiting() < refill_below) source->ask(2 * refill_below - engine.num_waiting());
       const bool idle = engine.num_unfinished() == 0;
       std::vector<Request> fresh = source->receive(idle && source->asking());
       const bool stop = idle && fresh.empty() && source->exhausted();
@@ -71,9 +70,10 @@ bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
     if (leader) source->send_results(finished);
   }
   if (leader) source->done();
-  if (coord) coord->finish([&] {
-    if (health) health->tick(engine.stats().steps, false);
-  });
+  if (coord)
+    coord->finish([&] {
+      if (health) health->tick(engine.stats().steps, false);
+    });
   await_job_end(w.world.get(), coord != nullptr);
   return drained || (coord && coord->draining());
 }

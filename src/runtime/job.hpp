@@ -13,7 +13,7 @@ namespace tpinfer {
 // requests than this are waiting. Returns true when the group stopped on a
 // drain (a signal here or at rank 0) with requests unfinished; they are redone
 // by a --resume. `health` (optional) gets a tick between steps on every rank.
-bool run_group(const World& world, Engine& engine, Coordinator* coordinator,
-               int64_t refill_below, health::Monitor* health = nullptr);
+bool run_group(const World& world, Engine& engine, Coordinator* coordinator, int64_t refill_below,
+               health::Monitor* health = nullptr);
 
 }  // namespace tpinfer

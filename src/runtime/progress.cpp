@@ -13,7 +13,9 @@ Progress::Progress(int64_t total, double interval_s)
       start_(std::chrono::steady_clock::now()),
       last_(start_) {}
 
-void Progress::restart() { start_ = last_ = std::chrono::steady_clock::now(); }
+void Progress::restart() {
+  start_ = last_ = std::chrono::steady_clock::now();
+}
 
 double Progress::elapsed_s() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();

@@ -7,7 +7,9 @@ namespace tpinfer {
 
 namespace {
 volatile std::sig_atomic_t g_signal = 0;
-extern "C" void on_drain_signal(int sig) { g_signal = sig; }
+extern "C" void on_drain_signal(int sig) {
+  g_signal = sig;
+}
 }  // namespace
 
 void install_drain_handlers() {
@@ -18,6 +20,8 @@ void install_drain_handlers() {
   for (int sig : {SIGTERM, SIGUSR1, SIGINT}) sigaction(sig, &sa, nullptr);
 }
 
-int drain_signal() { return g_signal; }
+int drain_signal() {
+  return g_signal;
+}
 
 }  // namespace tpinfer

@@ -1,6 +1,5 @@
 #include "tpinfer/world.hpp"
 
-
 #include "runtime/watchdog.hpp"
 #include "tpinfer/error.hpp"
 
@@ -35,8 +34,12 @@ Comm& Comm::operator=(Comm&& o) noexcept {
   return *this;
 }
 
-int Comm::rank() const { return ProcessGroup{c_}.rank(); }
-int Comm::size() const { return ProcessGroup{c_}.size(); }
+int Comm::rank() const {
+  return ProcessGroup{c_}.rank();
+}
+int Comm::size() const {
+  return ProcessGroup{c_}.size();
+}
 
 int ProcessGroup::rank() const {
   int r = 0;
@@ -70,7 +73,8 @@ void ProcessGroup::broadcast(std::string& bytes, int root) const {
 
 void ProcessGroup::all_reduce_sum(float* data, int64_t n) const {
   watchdog::Guard guard("all_reduce_sum");
-  TPINFER_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm));
+  TPINFER_MPI_CHECK(
+      MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm));
 }
 
 World make_world(int tp) {
@@ -94,7 +98,8 @@ World make_world(int tp) {
   TPINFER_MPI_CHECK(MPI_Comm_split(w.world.get(), w.dp_rank, w.tp_rank, &c));
   w.tp_comm = Comm(c);
   TPINFER_MPI_CHECK(MPI_Comm_set_errhandler(w.tp_comm.get(), MPI_ERRORS_RETURN));
-  TPINFER_MPI_CHECK(MPI_Comm_split_type(w.world.get(), MPI_COMM_TYPE_SHARED, w.rank, MPI_INFO_NULL, &c));
+  TPINFER_MPI_CHECK(
+      MPI_Comm_split_type(w.world.get(), MPI_COMM_TYPE_SHARED, w.rank, MPI_INFO_NULL, &c));
   w.node_comm = Comm(c);
   w.local_rank = w.node_comm.rank();
   w.local_size = w.node_comm.size();

@@ -161,15 +161,16 @@ TEST_P(CudaLinear, MatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaLinear,
-    ::testing::Combine(::testing::Values(LinearCase{1, 64, 64, false}, LinearCase{1, 4096, 14336, true},
-                      LinearCase{1, 14336, 4096, false}, LinearCase{7, 96, 4096, true},
-                      LinearCase{7, 33, 40, true}, LinearCase{3, 96, 7, false},
-                      LinearCase{64, 4096, 14336, false}, LinearCase{64, 14336, 4096, true},
-                      LinearCase{512, 4096, 96, true}, LinearCase{512, 14336, 4096, false},
-                      // the GEMV kernel's row counts, partial blocks of rows, long k
-                      LinearCase{2, 4096, 1001, true}, LinearCase{4, 136, 6144, false},
-                      LinearCase{8, 4104, 513, true}, LinearCase{5, 14336, 37, false}),
-                       ::testing::Values(0, 1, 8)),
+    ::testing::Combine(
+        ::testing::Values(LinearCase{1, 64, 64, false}, LinearCase{1, 4096, 14336, true},
+                          LinearCase{1, 14336, 4096, false}, LinearCase{7, 96, 4096, true},
+                          LinearCase{7, 33, 40, true}, LinearCase{3, 96, 7, false},
+                          LinearCase{64, 4096, 14336, false}, LinearCase{64, 14336, 4096, true},
+                          LinearCase{512, 4096, 96, true}, LinearCase{512, 14336, 4096, false},
+                          // the GEMV kernel's row counts, partial blocks of rows, long k
+                          LinearCase{2, 4096, 1001, true}, LinearCase{4, 136, 6144, false},
+                          LinearCase{8, 4104, 513, true}, LinearCase{5, 14336, 37, false}),
+        ::testing::Values(0, 1, 8)),
     [](const auto& info) {
       const LinearCase& c = std::get<0>(info.param);
       return "n" + std::to_string(c.n) + "k" + std::to_string(c.k) + "m" + std::to_string(c.m) +

@@ -42,8 +42,8 @@ inline CommandResult tpinfer_cli(const std::string& args) {
 }
 
 inline CommandResult mpirun_tpinfer(int np, const std::string& args) {
-  return run_shell(std::string(TPINFER_MPIRUN) + " -np " + std::to_string(np) + " " +
-                   TPINFER_BIN + " " + args);
+  return run_shell(std::string(TPINFER_MPIRUN) + " -np " + std::to_string(np) + " " + TPINFER_BIN +
+                   " " + args);
 }
 
 inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {

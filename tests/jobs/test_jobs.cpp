@@ -60,10 +60,12 @@ class Jobs : public ::testing::Test {
                                                           const std::string& extra = "") {
     const std::string out = tmp_path("jobs-out-" + tag + ".jsonl");
     fs::remove(out);
-    auto r = mpirun_tpinfer(np, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
-                                    " --output " + out + " --tp " + std::to_string(tp) + " " + extra);
+    auto r =
+        mpirun_tpinfer(np, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
+                               " --output " + out + " --tp " + std::to_string(tp) + " " + extra);
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("tpinfer: done: 24 requests (0 errors)"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("tpinfer: done: 24 requests (0 errors)"), std::string::npos)
+        << r.output;
     return results_by_id(out);
   }
 
@@ -105,15 +107,23 @@ TEST_F(Jobs, OneRankResultsAreComplete) {
   }
 }
 
-TEST_F(Jobs, TensorParallelTwoMatchesOneRank) { expect_same(reference(), run_layout(2, 2, "tp2")); }
-TEST_F(Jobs, TensorParallelFourMatchesOneRank) { expect_same(reference(), run_layout(4, 4, "tp4")); }
-TEST_F(Jobs, DataParallelTwoMatchesOneRank) { expect_same(reference(), run_layout(2, 1, "dp2")); }
+TEST_F(Jobs, TensorParallelTwoMatchesOneRank) {
+  expect_same(reference(), run_layout(2, 2, "tp2"));
+}
+TEST_F(Jobs, TensorParallelFourMatchesOneRank) {
+  expect_same(reference(), run_layout(4, 4, "tp4"));
+}
+TEST_F(Jobs, DataParallelTwoMatchesOneRank) {
+  expect_same(reference(), run_layout(2, 1, "dp2"));
+}
 TEST_F(Jobs, DataParallelTwoByTensorParallelTwoMatchesOneRank) {
   expect_same(reference(), run_layout(4, 2, "dp2tp2"));
 }
 // Eight ranks (oversubscribed here; the multi-GPU layouts of issue 11): TP=8
 // replicates the 2 KV heads, and DP x TP in both directions.
-TEST_F(Jobs, TensorParallelEightMatchesOneRank) { expect_same(reference(), run_layout(8, 8, "tp8")); }
+TEST_F(Jobs, TensorParallelEightMatchesOneRank) {
+  expect_same(reference(), run_layout(8, 8, "tp8"));
+}
 TEST_F(Jobs, DataParallelFourByTensorParallelTwoMatchesOneRank) {
   expect_same(reference(), run_layout(8, 2, "dp4tp2"));
 }
@@ -130,7 +140,8 @@ TEST_F(Jobs, PreemptionUnderATinyKvCacheMatches) {
   const std::string out = tmp_path("jobs-out-tiny.jsonl");
   fs::remove(out);
   auto r = mpirun_tpinfer(2, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
-                                 " --output " + out + " --tp 2 --block-size 4 --kv-blocks 40 --max-batch 8");
+                                 " --output " + out +
+                                 " --tp 2 --block-size 4 --kv-blocks 40 --max-batch 8");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find(" 0 preemptions"), std::string::npos) << r.output;
   const auto got = results_by_id(out);
@@ -139,14 +150,20 @@ TEST_F(Jobs, PreemptionUnderATinyKvCacheMatches) {
 
 TEST_F(Jobs, BadLinesBecomeErrorResultsAndTheJobGoesOn) {
   const std::string in = tmp_path("jobs-bad.jsonl"), out = tmp_path("jobs-bad-out.jsonl");
-  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6, 7], "max_new_tokens": 3})" "\n"
+  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6, 7], "max_new_tokens": 3})"
+                       "\n"
                     << "not json\n"
-                    << R"({"prompt_tokens": [1]})" "\n"
-                    << R"({"id": "b", "prompt": "hello"})" "\n"
-                    << R"({"id": "a", "prompt_tokens": [1]})" "\n"
-                    << R"({"id": "c", "prompt_tokens": [1, 99999]})" "\n"
+                    << R"({"prompt_tokens": [1]})"
+                       "\n"
+                    << R"({"id": "b", "prompt": "hello"})"
+                       "\n"
+                    << R"({"id": "a", "prompt_tokens": [1]})"
+                       "\n"
+                    << R"({"id": "c", "prompt_tokens": [1, 99999]})"
+                       "\n"
                     << "\n"
-                    << R"({"id": 7, "prompt_tokens": [9], "max_new_tokens": 2})" "\n";
+                    << R"({"id": 7, "prompt_tokens": [9], "max_new_tokens": 2})"
+                       "\n";
   fs::remove(out);
   auto r = mpirun_tpinfer(2, "run --model " + model_ + " --input " + in + " --output " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -168,9 +185,12 @@ TEST_F(Jobs, BadLinesBecomeErrorResultsAndTheJobGoesOn) {
 TEST_F(Jobs, ARequestThatCanNeverFitTheCacheIsAnErrorResult) {
   const std::string in = tmp_path("jobs-big.jsonl"), out = tmp_path("jobs-big-out.jsonl");
   std::vector<int> long_prompt(20, 5);
-  std::ofstream(in) << nlohmann::json{{"id", "big"}, {"prompt_tokens", long_prompt},
-                                      {"max_new_tokens", 30}}.dump()
-                    << "\n" << R"({"id": "small", "prompt_tokens": [5, 6, 7], "max_new_tokens": 4})"
+  std::ofstream(in) << nlohmann::json{{"id", "big"},
+                                      {"prompt_tokens", long_prompt},
+                                      {"max_new_tokens", 30}}
+                           .dump()
+                    << "\n"
+                    << R"({"id": "small", "prompt_tokens": [5, 6, 7], "max_new_tokens": 4})"
                     << "\n";
   fs::remove(out);
   // 8 blocks of 4 tokens: 32 tokens of cache, the first request needs 49.
@@ -186,9 +206,12 @@ TEST_F(Jobs, ARequestThatCanNeverFitTheCacheIsAnErrorResult) {
 
 TEST_F(Jobs, StrictFailsBeforeAnyWork) {
   const std::string in = tmp_path("jobs-strict.jsonl"), out = tmp_path("jobs-strict-out.jsonl");
-  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5]})" "\n" << "{oops\n";
+  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5]})"
+                       "\n"
+                    << "{oops\n";
   fs::remove(out);
-  auto r = mpirun_tpinfer(2, "run --strict --model " + model_ + " --input " + in + " --output " + out);
+  auto r =
+      mpirun_tpinfer(2, "run --strict --model " + model_ + " --input " + in + " --output " + out);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--strict"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("line 2"), std::string::npos) << r.output;
@@ -199,7 +222,8 @@ TEST_F(Jobs, TpNotDividingTheWorldIsAUsageError) {
   auto r = mpirun_tpinfer(3, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
                                  " --output " + tmp_path("jobs-never.jsonl") + " --tp 2");
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("--tp 2 does not divide the world size 3"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--tp 2 does not divide the world size 3"), std::string::npos)
+      << r.output;
 }
 
 TEST_F(Jobs, TpNotDividingTheHeadsIsAModelError) {
@@ -225,8 +249,8 @@ TEST_F(Jobs, MissingModelFileIsOneClearLine) {
 TEST_F(Jobs, ExistingOutputIsNeverOverwritten) {
   const std::string out = tmp_path("jobs-existing.jsonl");
   std::ofstream(out) << "{\"id\": \"keep\"}\n";
-  auto r = mpirun_tpinfer(2, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
-                                 " --output " + out);
+  auto r = mpirun_tpinfer(
+      2, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") + " --output " + out);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("refusing to overwrite"), std::string::npos) << r.output;
   EXPECT_EQ(read_jsonl(out).size(), 1u);
@@ -279,7 +303,8 @@ TEST(Bench, ReportsEveryScenarioFromRandomWeights) {
   auto r = mpirun_tpinfer(2, std::string("bench --tp 2 --model-config ") + TPINFER_SOURCE_DIR +
                                  "/inputs/demo-config.json --random-weights --fixed 32/8 "
                                  "--requests 8 --repeats 2 --offline-repeats 1 --max-step-tokens "
-                                 "1024 --json " + json);
+                                 "1024 --json " +
+                                 json);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = nlohmann::json::parse(std::ifstream(json));
   std::vector<std::string> names;
@@ -307,7 +332,8 @@ TEST(Options, ConfigFileAndEnvironmentWithCommandLinePrecedence) {
                         "/inputs/demo-config.json --output " + model + " --dtype float32")
                 .exit_code,
             0);
-  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6, 7], "ignore_eos": true})" "\n";
+  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6, 7], "ignore_eos": true})"
+                       "\n";
   std::ofstream(tmp_path("opts.ini")) << "# run options\nmax-new-tokens = 3\ntp = 2\n";
   auto completion = [&](const std::string& env, const std::string& extra) {
     const std::string out = tmp_path("opts-out.jsonl");
@@ -323,7 +349,8 @@ TEST(Options, ConfigFileAndEnvironmentWithCommandLinePrecedence) {
   EXPECT_EQ(completion("TPINFER_MAX_NEW_TOKENS=4", ""), 4);
   EXPECT_EQ(completion("TPINFER_MAX_NEW_TOKENS=4", "--config " + tmp_path("opts.ini")), 3);
   // A bad value names the option.
-  auto r = tpinfer_cli("run --model " + model + " --input " + in + " --output x --max-new-tokens lots");
+  auto r =
+      tpinfer_cli("run --model " + model + " --input " + in + " --output x --max-new-tokens lots");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("max-new-tokens"), std::string::npos) << r.output;
 }
@@ -391,9 +418,11 @@ int interrupt_then_resume(const std::string& signal, const std::string& name,
   const std::string pick = signal == "KILL" ? "shuf -n 1" : "cat";
   const std::string interrupt =
       "( for i in $(seq 600); do [ $(cat " + cut + " 2>/dev/null | wc -l) -ge " +
-      std::to_string(at) + " ] && break; sleep 0.02; done; for p in $(pgrep -x tpinfer); do grep "
-      "-q " + name + " /proc/$p/cmdline && echo $p; done | " + pick + " | xargs -r kill -" +
-      signal + " ) & ";
+      std::to_string(at) +
+      " ] && break; sleep 0.02; done; for p in $(pgrep -x tpinfer); do grep "
+      "-q " +
+      name + " /proc/$p/cmdline && echo $p; done | " + pick + " | xargs -r kill -" + signal +
+      " ) & ";
   if (job_script) {
     auto r = run_shell(interrupt + "TPINFER_BIN=" + TPINFER_BIN + " bash " + TPINFER_SOURCE_DIR +
                        "/jobs/mpirun-job.sh 2 " + model + " " + in + " " + cut +
@@ -402,8 +431,9 @@ int interrupt_then_resume(const std::string& signal, const std::string& name,
     expect_same_results(full, cut);
     return r.exit_code;
   }
-  auto stopped = run_shell(interrupt + TPINFER_MPIRUN + " -np 2 " + TPINFER_BIN + args +
-                           "--output " + cut + " --checkpoint-interval 0.05; rc=$?; wait; exit $rc");
+  auto stopped =
+      run_shell(interrupt + TPINFER_MPIRUN + " -np 2 " + TPINFER_BIN + args + "--output " + cut +
+                " --checkpoint-interval 0.05; rc=$?; wait; exit $rc");
   const auto partial = read_jsonl(cut);  // every line whole
   EXPECT_GE(partial.size(), static_cast<size_t>(at)) << "interrupted at " << at;
   EXPECT_LT(partial.size(), 300u) << "the job finished before the interruption";
@@ -439,7 +469,8 @@ TEST(Resume, RefusesChangedSettingsAndOutputsWithoutAManifest) {
                         "/inputs/demo-config.json --output " + model)
                 .exit_code,
             0);
-  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6]})" "\n";
+  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6]})"
+                       "\n";
   std::filesystem::remove(out);
   std::filesystem::remove(out + ".manifest.json");
   const std::string base = "run --model " + model + " --input " + in + " --output " + out;
@@ -465,19 +496,23 @@ namespace {
 
 // A model file that carries a tokenizer takes text prompts and returns text.
 TEST(TextRequests, PromptsAreTokenizedAndResultsDecoded) {
-  const std::string tok = std::string(TPINFER_SOURCE_DIR) + "/tests/data/tokenizer/tiny_llama3.tokenizer.json";
+  const std::string tok =
+      std::string(TPINFER_SOURCE_DIR) + "/tests/data/tokenizer/tiny_llama3.tokenizer.json";
   const std::string cfg = tmp_path("text-config.json"), model = tmp_path("text-model.h5"),
                     in = tmp_path("text-in.jsonl"), out = tmp_path("text-out.jsonl");
   std::ofstream(cfg) << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
     "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
     "num_key_value_heads": 2, "vocab_size": 600, "max_position_embeddings": 256,
     "eos_token_id": 557, "torch_dtype": "float32"})";
-  auto made = tpinfer_cli("make-model --config " + cfg + " --output " + model + " --tokenizer " + tok);
+  auto made =
+      tpinfer_cli("make-model --config " + cfg + " --output " + model + " --tokenizer " + tok);
   ASSERT_EQ(made.exit_code, 0) << made.output;
   std::ofstream(in) << R"({"id": "t1", "prompt": "Hello world, tokenizers!", "max_new_tokens": 6})"
                     << "\n"
-                    << R"({"id": "t2", "prompt_tokens": [72, 101], "max_new_tokens": 3})" << "\n"
-                    << R"({"id": "t3", "prompt": "", "max_new_tokens": 2})" << "\n";
+                    << R"({"id": "t2", "prompt_tokens": [72, 101], "max_new_tokens": 3})"
+                    << "\n"
+                    << R"({"id": "t3", "prompt": "", "max_new_tokens": 2})"
+                    << "\n";
   std::filesystem::remove(out);
   auto r = mpirun_tpinfer(2, "run --tp 2 --model " + model + " --input " + in + " --output " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -82,10 +82,12 @@ std::vector<BatchLayout> two_steps(int block_size) {
   const std::vector<std::vector<int32_t>> prompts = {
       {1, 5, 9, 33, 17}, {4, 8, 15, 16, 23, 42, 7, 7, 90, 91, 92, 5, 6, 7, 8, 9, 10}, {77}};
   const int stride = 8;
-  std::vector<int32_t> tables = {5, 0, 7, 3, -1, -1, -1, -1,  //
-                                 1, 6, 2, 4, 8, 9, -1, -1,    //
+  std::vector<int32_t> tables = {5,  0,  7,  3,  -1, -1, -1, -1,  //
+                                 1,  6,  2,  4,  8,  9,  -1, -1,  //
                                  10, 11, -1, -1, -1, -1, -1, -1};
-  auto slot = [&](int s, int pos) { return tables[s * stride + pos / block_size] * block_size + pos % block_size; };
+  auto slot = [&](int s, int pos) {
+    return tables[s * stride + pos / block_size] * block_size + pos % block_size;
+  };
   BatchLayout a;
   a.block_size = block_size;
   a.max_blocks_per_seq = stride;
@@ -158,7 +160,9 @@ void check_forward_matches_tp1(const ModelConfig& c, int tp) {
   }
 }
 
-TEST_P(TensorParallel, GqaLlama3LogitsMatchTp1) { check_forward_matches_tp1(config_gqa_llama3(), GetParam()); }
+TEST_P(TensorParallel, GqaLlama3LogitsMatchTp1) {
+  check_forward_matches_tp1(config_gqa_llama3(), GetParam());
+}
 TEST_P(TensorParallel, Qwen2ReplicatedKvLogitsMatchTp1) {
   check_forward_matches_tp1(config_qwen2_replicated_kv(), GetParam());
 }
@@ -308,8 +312,7 @@ TEST_P(TensorParallel, GreedyTokensEqualTheArgmaxOfWholeRows) {
         EXPECT_EQ(out.greedy[j], best) << "row " << j;
       }
       ASSERT_EQ(out.full.size(), static_cast<size_t>(c.vocab_size));
-      EXPECT_TRUE(std::equal(out.full.begin(), out.full.end(),
-                             rows.end() - c.vocab_size));
+      EXPECT_TRUE(std::equal(out.full.begin(), out.full.end(), rows.end() - c.vocab_size));
     }
   }
 }

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "model_error_matchers.hpp"
 #include "safetensors_writer.hpp"
 #include "tpinfer/backend.hpp"
-#include "model_error_matchers.hpp"
 #include "tpinfer/error.hpp"
 #include "tpinfer/hf_convert.hpp"
 #include "tpinfer/model.hpp"
@@ -49,8 +49,6 @@ std::string slurp(const fs::path& p) {
   s << in.rdbuf();
   return s.str();
 }
-
-
 
 // Llama 3.1-style: GQA, llama3 rope scaling, untied.
 ModelConfig llama_config(DType dtype) {

@@ -97,9 +97,9 @@ struct PagedModel {
     for (size_t r = 0; r < b.logit_rows.size(); ++r) {
       const int32_t row = b.logit_rows[r];
       require(r == 0 || row > b.logit_rows[r - 1], "logit rows out of order");
-      const int32_t s = static_cast<int32_t>(
-          std::upper_bound(b.query_start.begin(), b.query_start.end(), row) -
-          b.query_start.begin() - 1);
+      const int32_t s =
+          static_cast<int32_t>(std::upper_bound(b.query_start.begin(), b.query_start.end(), row) -
+                               b.query_start.begin() - 1);
       require(s >= 0 && s < n_seqs && row == b.query_start[s + 1] - 1,
               "logit row is not the last token of its sequence");
       std::vector<int32_t> context;
@@ -121,8 +121,8 @@ Result reference(const Request& r, const EngineOptions& o) {
   res.line = r.line;
   res.prompt_tokens = static_cast<int64_t>(r.prompt.size());
   std::vector<int32_t> seq = r.prompt;
-  const int64_t max_len = std::min<int64_t>(res.prompt_tokens + r.sampling.max_new_tokens,
-                                            o.max_context);
+  const int64_t max_len =
+      std::min<int64_t>(res.prompt_tokens + r.sampling.max_new_tokens, o.max_context);
   res.finish_reason = "length";
   while (static_cast<int64_t>(seq.size()) < max_len) {
     const SampledToken t =
@@ -184,7 +184,7 @@ struct EngineRun {
 
 // Adds `initial` requests, then `per_step` more before each step, in the given order.
 EngineRun run_engine(const EngineOptions& o, const std::vector<Request>& requests, size_t initial,
-               size_t per_step = 0) {
+                     size_t per_step = 0) {
   PagedModel model(o);
   Engine engine(o, [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); });
   EngineRun run;
@@ -415,9 +415,9 @@ TEST(Engine, StopsAtMaxNewTokensAndMaxContext) {
   std::vector<Request> reqs = make_requests(4, 6, 20, 1);
   reqs[0].sampling.max_new_tokens = 5;
   reqs[1].prompt.resize(20);
-  reqs[1].sampling.max_new_tokens = 100;   // the context allows 12 more
-  reqs[2].sampling.max_new_tokens = 0;     // nothing to generate
-  reqs[3].prompt.assign(32, 3);            // the prompt fills the context
+  reqs[1].sampling.max_new_tokens = 100;  // the context allows 12 more
+  reqs[2].sampling.max_new_tokens = 0;    // nothing to generate
+  reqs[3].prompt.assign(32, 3);           // the prompt fills the context
   const EngineRun run = run_engine(o, reqs, reqs.size());
   expect_matches_reference(run, reqs, o, "limits");
   EXPECT_EQ(run.results.at(reqs[0].id_json).tokens.size(), 5u);
@@ -459,9 +459,9 @@ TEST(Engine, RejectsBadRequestsAndStaysUsable) {
   EXPECT_THROW(engine.add(bad([](Request& r) { r.sampling.top_k = -2; })), InputError);
   // Fits the context but never the cache: 30 + 10 - 1 cached tokens > 32.
   EXPECT_THROW(engine.add(bad([](Request& r) {
-                 r.prompt.assign(30, 1);
-                 r.sampling.max_new_tokens = 10;
-               })),
+    r.prompt.assign(30, 1);
+    r.sampling.max_new_tokens = 10;
+  })),
                InputError);
   EXPECT_EQ(engine.num_unfinished(), 0);
   // Exactly the whole cache is fine.

@@ -11,7 +11,9 @@
 namespace tpinfer {
 namespace {
 
-std::string tmp(const std::string& name) { return std::string(TPINFER_TEST_TMP) + "/" + name; }
+std::string tmp(const std::string& name) {
+  return std::string(TPINFER_TEST_TMP) + "/" + name;
+}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -49,7 +51,8 @@ TEST(Journal, MissingOrEmptyOutputFinishesNothing) {
 
 TEST(Journal, RefusesAFileThatIsNotOurs) {
   const std::string path = tmp("journal-foreign.jsonl");
-  std::ofstream(path) << R"({"id":"a","tokens":[]})" "\nhello world\n";
+  std::ofstream(path) << R"({"id":"a","tokens":[]})"
+                         "\nhello world\n";
   try {
     read_finished(path);
     FAIL();

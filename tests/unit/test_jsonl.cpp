@@ -109,10 +109,10 @@ TEST(JsonlRequest, TokenPromptTakesTheDefaults) {
 }
 
 TEST(JsonlRequest, EveryFieldIsRead) {
-  const Request r = parse_ok(
-      R"({"extra":{"x":[1]},"id":42,"prompt_tokens":[0,999],"max_new_tokens":5,)"
-      R"("temperature":0.7,"top_k":40,"top_p":0.9,"seed":18446744073709551615,)"
-      R"("stop":[2,5],"logprobs":true,"ignore_eos":true})");
+  const Request r =
+      parse_ok(R"({"extra":{"x":[1]},"id":42,"prompt_tokens":[0,999],"max_new_tokens":5,)"
+               R"("temperature":0.7,"top_k":40,"top_p":0.9,"seed":18446744073709551615,)"
+               R"("stop":[2,5],"logprobs":true,"ignore_eos":true})");
   EXPECT_EQ(r.id_json, "42");
   EXPECT_EQ(r.prompt, (std::vector<int32_t>{0, 999}));
   EXPECT_EQ(r.sampling.max_new_tokens, 5);
@@ -156,8 +156,7 @@ TEST(JsonlRequest, MaxNewTokensIsClampedToTheContext) {
   EXPECT_EQ(parse_ok(R"({"id":1,"max_new_tokens":3,"prompt_tokens":)" + prompt + "}")
                 .sampling.max_new_tokens,
             3);
-  EXPECT_EQ(parse_ok(R"({"id":1,"prompt_tokens":)" + tokens_json(63) + "}")
-                .sampling.max_new_tokens,
+  EXPECT_EQ(parse_ok(R"({"id":1,"prompt_tokens":)" + tokens_json(63) + "}").sampling.max_new_tokens,
             1);
 }
 
@@ -253,9 +252,9 @@ TEST(JsonlRequest, PromptMustLeaveRoomForOneToken) {
       << e.error;
   EXPECT_EQ(e.id_json, "\"long\"");
   parse_err(R"({"id":"long","prompt_tokens":)" + tokens_json(4096) + "}", rules);
-  EXPECT_EQ(parse_ok(R"({"id":"fits","prompt_tokens":)" + tokens_json(4095) + "}", rules)
-                .prompt.size(),
-            4095u);
+  EXPECT_EQ(
+      parse_ok(R"({"id":"fits","prompt_tokens":)" + tokens_json(4095) + "}", rules).prompt.size(),
+      4095u);
 }
 
 TEST(JsonlRequest, SettingTypesAndRanges) {
@@ -291,7 +290,8 @@ TEST(JsonlRequest, SettingTypesAndRanges) {
        R"(stop strings need a tokenizer, and this model has none: give token ids in "stop")"},
       {R"("stop":[1,"###"])",
        R"(stop strings need a tokenizer, and this model has none: give token ids in "stop")"},
-      {R"("stop":5)", R"("stop" must be a string or an array of strings and token ids, not an integer)"},
+      {R"("stop":5)",
+       R"("stop" must be a string or an array of strings and token ids, not an integer)"},
       {R"("stop":[1,5000])", R"(stop[1] = 5000 is outside the vocabulary [0, 1000))"},
       {R"("stop":[[1]])", R"(stop[0] must be a string or an integer token id, not an array)"},
       {R"("logprobs":1)", R"("logprobs" must be true or false, not an integer)"},
@@ -309,8 +309,7 @@ TEST(JsonlRequest, SeedWithoutSeedFieldDependsOnlyOnJobSeedAndId) {
   const RequestRules rules = test_rules();
   const uint64_t a = parse_ok(R"({"id":"x","prompt_tokens":[1]})", rules, 1).sampling.seed;
   // Other line, other layout, other key order, escaped id: same seed.
-  EXPECT_EQ(parse_ok(R"( { "prompt_tokens" : [ 1 ], "id" : "\u0078" } )", rules, 500)
-                .sampling.seed,
+  EXPECT_EQ(parse_ok(R"( { "prompt_tokens" : [ 1 ], "id" : "\u0078" } )", rules, 500).sampling.seed,
             a);
   EXPECT_NE(parse_ok(R"({"id":"y","prompt_tokens":[1]})", rules).sampling.seed, a);
   RequestRules other = rules;
@@ -342,8 +341,8 @@ std::vector<Seen> read_all(const std::string& path, const RequestRules& rules,
       out.push_back({p->request->line, true, p->request->id_json, "", false});
       if (requests) requests->push_back(*p->request);
     } else {
-      out.push_back({p->error->line, false, p->error->id_json, p->error->error,
-                     p->error->duplicate_id});
+      out.push_back(
+          {p->error->line, false, p->error->id_json, p->error->error, p->error->duplicate_id});
     }
   }
   EXPECT_FALSE(reader.next());  // stays at the end
@@ -362,32 +361,33 @@ TEST(JsonlRequestReader, MixedFile) {
   }
   big_tokens += "]";
   ASSERT_GT(big_tokens.size(), 700000u);
-  const std::string broken = R"({"id":"long","prompt_tokens":[1],"note":")" +
-                             std::string(1 << 20, 'z') + "}";
-  const std::string content =
-      R"({"id":"a","prompt_tokens":[1,2]})"
-      "\n"                                           // 1
-      "\n"                                           // 2 blank
-      "  \t  \n"                                     // 3 whitespace only
-      R"({"id":"b","prompt_tokens":[3]})"
-      "\r\n"                                         // 4 CRLF
-      "{oops\r\n"                                    // 5 bad JSON
-      R"({"id":"a","prompt_tokens":[5]})"
-      "\n"                                           // 6 duplicate of 1
-      R"({"id":"big","prompt_tokens":)" + big_tokens + "}\n"  // 7
-      + broken + "\n"                                // 8
-      R"({"id":"c","prompt_tokens":[]})"
-      "\n"                                           // 9 bad, with id
-      R"({"id":"c","prompt_tokens":[1]})"
-      "\n"                                           // 10 duplicate of 9
-      R"({"id":"\u0061","prompt_tokens":[1]})"
-      "\n"                                           // 11 duplicate of 1 (escaped)
-      R"({"id":7,"prompt_tokens":[1]})"
-      "\n"                                           // 12
-      R"({"id":"7","prompt_tokens":[1]})"
-      "\r\n"                                         // 13 a different id from 7
-      "\r\n"                                         // 14 blank CRLF
-      R"({"id":"last","prompt_tokens":[3]})";        // 15, no newline at the end
+  const std::string broken =
+      R"({"id":"long","prompt_tokens":[1],"note":")" + std::string(1 << 20, 'z') + "}";
+  const std::string content = R"({"id":"a","prompt_tokens":[1,2]})"
+                              "\n"        // 1
+                              "\n"        // 2 blank
+                              "  \t  \n"  // 3 whitespace only
+                              R"({"id":"b","prompt_tokens":[3]})"
+                              "\r\n"       // 4 CRLF
+                              "{oops\r\n"  // 5 bad JSON
+                              R"({"id":"a","prompt_tokens":[5]})"
+                              "\n"  // 6 duplicate of 1
+                              R"({"id":"big","prompt_tokens":)" +
+                              big_tokens + "}\n"  // 7
+                              + broken +
+                              "\n"  // 8
+                              R"({"id":"c","prompt_tokens":[]})"
+                              "\n"  // 9 bad, with id
+                              R"({"id":"c","prompt_tokens":[1]})"
+                              "\n"  // 10 duplicate of 9
+                              R"({"id":"\u0061","prompt_tokens":[1]})"
+                              "\n"  // 11 duplicate of 1 (escaped)
+                              R"({"id":7,"prompt_tokens":[1]})"
+                              "\n"  // 12
+                              R"({"id":"7","prompt_tokens":[1]})"
+                              "\r\n"                                   // 13 a different id from 7
+                              "\r\n"                                   // 14 blank CRLF
+                              R"({"id":"last","prompt_tokens":[3]})";  // 15, no newline at the end
   const std::string path = tmp_path("mixed.jsonl");
   write_file(path, content);
 
@@ -482,9 +482,8 @@ TEST(JsonlResult, FinishedResultLine) {
   r.id_json = "42";
   r.tokens = {};
   r.finish_reason = "length";
-  EXPECT_EQ(result_to_json(r),
-            R"({"id":42,"tokens":[],"finish_reason":"length","prompt_tokens":3,)"
-            R"("completion_tokens":0})");
+  EXPECT_EQ(result_to_json(r), R"({"id":42,"tokens":[],"finish_reason":"length","prompt_tokens":3,)"
+                               R"("completion_tokens":0})");
 }
 
 TEST(JsonlResult, LogprobsOnlyWhenPresentAndShortest) {
@@ -514,12 +513,11 @@ TEST(JsonlResult, ErrorLines) {
             R"j({"id":"a","line":7,"error":"line 7: not valid JSON (\"quoted\" \\ and\ttab)"})j");
   r.duplicate_id = true;
   r.error = "line 7: duplicate id \"a\" (first on line 1)";
-  EXPECT_EQ(result_to_json(r),
-            R"j({"duplicate_id":"a","line":7,)j"
-            R"j("error":"line 7: duplicate id \"a\" (first on line 1)"})j");
+  EXPECT_EQ(result_to_json(r), R"j({"duplicate_id":"a","line":7,)j"
+                               R"j("error":"line 7: duplicate id \"a\" (first on line 1)"})j");
   // Error lines from the parser itself are valid JSON and carry its fields.
-  const Result parsed = *parse_request_line(R"({"id":9,"prompt_tokens":[-4]})", 2, test_rules())
-                             .error;
+  const Result parsed =
+      *parse_request_line(R"({"id":9,"prompt_tokens":[-4]})", 2, test_rules()).error;
   const auto j = nlohmann::json::parse(result_to_json(parsed));
   EXPECT_EQ(j["id"], 9);
   EXPECT_EQ(j["line"], 2);
@@ -655,8 +653,8 @@ TEST(JsonlOutputWriter, AppendsWholeLines) {
     w.maybe_sync(1e9);
     EXPECT_EQ(w.lines_written(), 1);
   }
-  EXPECT_EQ(read_file(path), "{\"old\":1}\n{\"n\":1}\n{\"n\":2}\n" + std::string(100000, 'x') +
-                                 "\n{\"n\":3}\n");
+  EXPECT_EQ(read_file(path),
+            "{\"old\":1}\n{\"n\":1}\n{\"n\":2}\n" + std::string(100000, 'x') + "\n{\"n\":3}\n");
 }
 
 TEST(JsonlOutputWriter, RefusesALineWithANewline) {
@@ -758,8 +756,8 @@ TEST(JsonlOutputWriter, WriteFailureLeavesOnlyWholeLines) {
 
   const size_t whole = kLimit / kLineBytes;  // 156 lines fit, the 157th is cut
   const size_t new_lines = whole - 2;
-  EXPECT_EQ(report, std::to_string(new_lines) + "|1|cannot write output file " + path +
-                        ": File too large");
+  EXPECT_EQ(report,
+            std::to_string(new_lines) + "|1|cannot write output file " + path + ": File too large");
   std::string expected = before;
   for (size_t i = 0; i < new_lines; ++i) expected += make_line("new", static_cast<int>(i)) + "\n";
   const std::string got = read_file(path);

@@ -24,7 +24,8 @@ struct Dense {
   std::map<std::string, Mat> w;
   Dense(const ModelConfig& cfg, uint64_t seed) : c(cfg) {
     for (const auto& spec : expected_tensors(c)) {
-      TensorShard all{spec.name, spec.shape, std::vector<int64_t>(spec.shape.size(), 0), spec.shape};
+      TensorShard all{spec.name, spec.shape, std::vector<int64_t>(spec.shape.size(), 0),
+                      spec.shape};
       auto v = random_tensor_values(c, all, seed);
       w[spec.name] = Mat(v.begin(), v.end());
     }
@@ -71,7 +72,8 @@ struct Dense {
     const int64_t H = c.num_heads, KV = c.num_kv_heads, I = c.intermediate_size;
     Mat x(n * h);
     for (int64_t t = 0; t < n; ++t)
-      for (int64_t k = 0; k < h; ++k) x[t * h + k] = w.at("model.embed_tokens.weight")[tokens[t] * h + k];
+      for (int64_t k = 0; k < h; ++k)
+        x[t * h + k] = w.at("model.embed_tokens.weight")[tokens[t] * h + k];
     for (int64_t l = 0; l < c.num_layers; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
       Mat a = rmsnorm(x, w.at(p + "input_layernorm.weight"), n);
@@ -80,7 +82,8 @@ struct Dense {
       Mat v = matmul(a, w.at(p + "self_attn.v_proj.weight"), n, h, KV * d);
       if (c.attention_bias)
         for (int64_t t = 0; t < n; ++t) {
-          for (int64_t j = 0; j < H * d; ++j) q[t * H * d + j] += w.at(p + "self_attn.q_proj.bias")[j];
+          for (int64_t j = 0; j < H * d; ++j)
+            q[t * H * d + j] += w.at(p + "self_attn.q_proj.bias")[j];
           for (int64_t j = 0; j < KV * d; ++j) {
             k[t * KV * d + j] += w.at(p + "self_attn.k_proj.bias")[j];
             v[t * KV * d + j] += w.at(p + "self_attn.v_proj.bias")[j];
@@ -96,14 +99,16 @@ struct Dense {
           double mx = -1e300;
           for (int64_t j = 0; j <= t; ++j) {
             double dot = 0;
-            for (int64_t e = 0; e < d; ++e) dot += q[(t * H + hd) * d + e] * k[(j * KV + g) * d + e];
+            for (int64_t e = 0; e < d; ++e)
+              dot += q[(t * H + hd) * d + e] * k[(j * KV + g) * d + e];
             s[j] = dot / std::sqrt(static_cast<double>(d));
             mx = std::max(mx, s[j]);
           }
           double z = 0;
           for (auto& e : s) z += (e = std::exp(e - mx));
           for (int64_t j = 0; j <= t; ++j)
-            for (int64_t e = 0; e < d; ++e) o[(t * H + hd) * d + e] += s[j] / z * v[(j * KV + g) * d + e];
+            for (int64_t e = 0; e < d; ++e)
+              o[(t * H + hd) * d + e] += s[j] / z * v[(j * KV + g) * d + e];
         }
       Mat proj = matmul(o, w.at(p + "self_attn.o_proj.weight"), n, H * d, h);
       for (int64_t i = 0; i < n * h; ++i) x[i] += proj[i];
@@ -205,13 +210,12 @@ TEST_F(ModelReference, BackendRandomFillEqualsTheFileValues) {
     "vocab_size": 37, "torch_dtype": "bfloat16"})"));
   auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
   for (int rank = 0; rank < 2; ++rank) {
-    Model from_reader = load_model(*backend, c, rank, 2, [&](const TensorShard& s) {
-      return random_tensor_values(c, s, 9);
-    });
-    Model from_fill = load_model(*backend, c, rank, 2,
-                                 [&](Backend& b, const Tensor& dst, const TensorShard& s) {
-                                   b.fill_random(dst, random_fill_of(c, s, 9));
-                                 });
+    Model from_reader = load_model(
+        *backend, c, rank, 2, [&](const TensorShard& s) { return random_tensor_values(c, s, 9); });
+    Model from_fill =
+        load_model(*backend, c, rank, 2, [&](Backend& b, const Tensor& dst, const TensorShard& s) {
+          b.fill_random(dst, random_fill_of(c, s, 9));
+        });
     auto host = [&](const Tensor& t) {
       std::vector<float> v(static_cast<size_t>(t.numel()));
       backend->download(t, v.data());
@@ -239,8 +243,8 @@ TEST_F(ModelReference, CpuArgmaxRowsTakesTheLowestColumnOfTiesAndSkipsNaN) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   // Row 3's last column is past valid_cols and must be ignored.
-  const std::vector<float> host = {1, 5, 5, 2, nan, 0.5f, nan, -1, -inf, -inf, -inf, -inf,
-                                   0, 1, 2, 99};
+  const std::vector<float> host = {1,    5,    5,    2,    nan, 0.5f, nan, -1,
+                                   -inf, -inf, -inf, -inf, 0,   1,    2,   99};
   Tensor l = b->alloc({4, 4}, DType::f32);
   b->upload(l, host.data());
   Tensor out = b->alloc({4, 2}, DType::f32);

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "safetensors_writer.hpp"
 #include "model_error_matchers.hpp"
+#include "safetensors_writer.hpp"
 #include "tpinfer/error.hpp"
 #include "tpinfer/safetensors.hpp"
 
@@ -36,8 +36,6 @@ std::string tmp_file(const std::string& suffix = "") {
   return std::string(TPINFER_TEST_TMP) + "/st_" + info->test_suite_name() + "_" + info->name() +
          suffix + ".safetensors";
 }
-
-
 
 // Values that exercise rounding: subnormals, ties, large, signed zero, inf.
 std::vector<float> tricky_values(size_t n) {

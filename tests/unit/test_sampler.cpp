@@ -32,8 +32,7 @@ std::vector<float> log_probs(const std::vector<double>& p) {
 }
 
 // Frequencies of each token over positions [0, n).
-std::vector<double> frequencies(const std::vector<float>& logits, const SamplingParams& p,
-                                int n) {
+std::vector<double> frequencies(const std::vector<float>& logits, const SamplingParams& p, int n) {
   std::vector<double> f(logits.size(), 0.0);
   for (int pos = 0; pos < n; ++pos) f[sample_token(logits, p, pos).token] += 1.0 / n;
   return f;
@@ -147,7 +146,7 @@ TEST(Sampler, DrawIsAPureFunctionOfSeedAndPosition) {
   for (int pos = 199; pos >= 0; --pos)
     b.insert(b.begin(), sample_token(logits, sampled(1.0f, 0, 1.0f, 42), pos).token);
   EXPECT_EQ(a, b);
-  EXPECT_NE(a, c);  // another seed draws differently
+  EXPECT_NE(a, c);                                               // another seed draws differently
   EXPECT_GT(std::set<int32_t>(a.begin(), a.end()).size(), 20u);  // and positions do vary
 }
 
@@ -237,7 +236,7 @@ TEST(Sampler, MatchesFullSortReferenceOnLargeVocab) {
     std::vector<float> logits(v);
     for (int i = 0; i < v; ++i) logits[i] = scale * philox_normal2(5, 1, i)[0];
     logits[17] = logits[4000];  // a tie
-    logits[20] = 0.0f;  // and a -0 / +0 tie
+    logits[20] = 0.0f;          // and a -0 / +0 tie
     logits[21] = -0.0f;
     // top_k 50 and 300 take the heap path, 1000 the nth_element one.
     for (const SamplingParams& p :
@@ -245,8 +244,8 @@ TEST(Sampler, MatchesFullSortReferenceOnLargeVocab) {
           sampled(1.0f, 1000, 0.9f), sampled(2.0f, 0, 0.999f), sampled(0.0f)}) {
       for (int pos = 0; pos < 120; ++pos)
         ASSERT_EQ(sample_token(logits, p, pos).token, reference_sample(logits, p, pos))
-            << "scale " << scale << " T " << p.temperature << " k " << p.top_k << " p "
-            << p.top_p << " pos " << pos;
+            << "scale " << scale << " T " << p.temperature << " k " << p.top_k << " p " << p.top_p
+            << " pos " << pos;
     }
   }
 }

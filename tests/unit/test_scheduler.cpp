@@ -171,7 +171,7 @@ TEST(Scheduler, SelfPreemptionWhenNewestNeedsABlock) {
   const int64_t a = s.add(make_seq(3, 7));  // 2 blocks
   const int64_t b = s.add(make_seq(2, 6));  // 1 block
   complete_step(s, s.schedule());           // a: 4 tokens, b: 3 tokens; 0 free
-  StepSchedule st = s.schedule();  // a decodes pos 3 in place; b's pos 2 needs a block
+  StepSchedule st = s.schedule();           // a decodes pos 3 in place; b's pos 2 needs a block
   EXPECT_EQ(st.preempted, 1);
   ASSERT_EQ(st.chunks.size(), 1u);
   EXPECT_EQ(st.chunks[0].seq_id, a);

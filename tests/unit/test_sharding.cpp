@@ -32,7 +32,8 @@ std::vector<int> coverage(const ModelConfig& c, const TensorSpec& spec, int tp) 
   for (int r = 0; r < tp; ++r) {
     const TensorShard s = shard_of(c, spec, r, tp);
     const int64_t r0 = s.offset[0], nr = s.count[0];
-    const int64_t c0 = s.offset.size() > 1 ? s.offset[1] : 0, nc = s.count.size() > 1 ? s.count[1] : 1;
+    const int64_t c0 = s.offset.size() > 1 ? s.offset[1] : 0,
+                  nc = s.count.size() > 1 ? s.count[1] : 1;
     EXPECT_LE(r0 + nr, rows) << spec.name;
     EXPECT_LE(c0 + nc, cols) << spec.name;
     for (int64_t i = r0; i < r0 + nr; ++i)
@@ -66,7 +67,8 @@ TEST(Sharding, ReplicatedKvHeadsGoToTheRanksOfTheirQueryHeads) {
     EXPECT_EQ(s.first_kv_head, r / 2);
     // Query heads of this rank: [2r, 2r+2); their KV head in the full model: q / 4.
     EXPECT_EQ((2 * r) / (c.num_heads / c.num_kv_heads), s.first_kv_head);
-    const TensorShard k = shard_of(c, {"model.layers.0.self_attn.k_proj.weight", {2 * 16, 128}}, r, 4);
+    const TensorShard k =
+        shard_of(c, {"model.layers.0.self_attn.k_proj.weight", {2 * 16, 128}}, r, 4);
     EXPECT_EQ(k.offset[0], (r / 2) * 16);
     EXPECT_EQ(k.count[0], 16);
   }
@@ -147,17 +149,20 @@ TEST(ModelConfig, RejectsBadConfigsNamingTheField) {
       EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
     }
   };
-  fails_with(R"({"hidden_size": 64, "intermediate_size": 1, "num_attention_heads": 4, "vocab_size": 9})",
-             "num_hidden_layers");
+  fails_with(
+      R"({"hidden_size": 64, "intermediate_size": 1, "num_attention_heads": 4, "vocab_size": 9})",
+      "num_hidden_layers");
   fails_with(R"({"architectures": ["GPT2LMHeadModel"]})", "GPT2LMHeadModel");
   fails_with(R"({"hidden_size": "big", "intermediate_size": 1, "num_hidden_layers": 1,
-                 "num_attention_heads": 4, "vocab_size": 9})", "hidden_size");
+                 "num_attention_heads": 4, "vocab_size": 9})",
+             "hidden_size");
   fails_with(R"({"hidden_size": 64, "intermediate_size": 8, "num_hidden_layers": 1,
                  "num_attention_heads": 4, "num_key_value_heads": 3, "vocab_size": 9})",
              "num_key_value_heads 3");
   fails_with(R"({"architectures": ["MistralForCausalLM"], "hidden_size": 64, "intermediate_size": 8,
                  "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 9,
-                 "max_position_embeddings": 32768, "sliding_window": 4096})", "sliding_window");
+                 "max_position_embeddings": 32768, "sliding_window": 4096})",
+             "sliding_window");
 }
 
 TEST(Rope, Llama3ScalingKeepsHighFrequenciesAndDividesLowOnes) {
@@ -168,7 +173,7 @@ TEST(Rope, Llama3ScalingKeepsHighFrequenciesAndDividesLowOnes) {
   c.rope_scaling = {"llama3", 8.0, 1.0, 4.0, 8192};
   const auto scaled = rope_inv_freq(c);
   ASSERT_EQ(scaled.size(), 64u);
-  EXPECT_FLOAT_EQ(scaled[0], plain[0]);  // wavelength 2*pi < 2048: unchanged
+  EXPECT_FLOAT_EQ(scaled[0], plain[0]);           // wavelength 2*pi < 2048: unchanged
   EXPECT_FLOAT_EQ(scaled[63], plain[63] / 8.0f);  // longest wavelength: divided by factor
   // In between, the blend is strictly between the two.
   bool blended = false;

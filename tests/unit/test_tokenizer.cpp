@@ -9,14 +9,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "io/tokenizer_unicode.hpp"
 #include "io/unicode_nfc.hpp"
-#include "tpinfer/error.hpp"
 #include "tokenizer_test_data.hpp"
+#include "tpinfer/error.hpp"
 #include "tpinfer/tokenizer.hpp"
 
 namespace fs = std::filesystem;
@@ -44,7 +43,8 @@ bool has_added_token_text(const Tokenizer& tok, const std::string& s) {
   return s.find("<s>") != std::string::npos || s.find("</s>") != std::string::npos;
 }
 
-void check_against_expected(const Tokenizer& tok, const fs::path& expected, bool byte_level, bool nfc) {
+void check_against_expected(const Tokenizer& tok, const fs::path& expected, bool byte_level,
+                            bool nfc) {
   const nlohmann::json e = nlohmann::json::parse(slurp(expected));
   ASSERT_GT(e["cases"].size(), 20u);
   int compared = 0;
@@ -179,13 +179,19 @@ TEST(Tokenizer, MalformedOrUnsupportedJsonNamesTheField) {
     return "(no error)";
   };
   EXPECT_NE(message("{not json").find("not valid JSON"), std::string::npos);
-  EXPECT_NE(message(R"({"model": {"type": "Unigram", "vocab": []}})").find("model.type \"Unigram\""), std::string::npos);
-  EXPECT_NE(message(R"({"model": {"type": "BPE", "merges": []}})").find("model.vocab"), std::string::npos);
+  EXPECT_NE(
+      message(R"({"model": {"type": "Unigram", "vocab": []}})").find("model.type \"Unigram\""),
+      std::string::npos);
+  EXPECT_NE(message(R"({"model": {"type": "BPE", "merges": []}})").find("model.vocab"),
+            std::string::npos);
   nlohmann::json j = nlohmann::json::parse(slurp(kData / "tiny_gpt2.tokenizer.json"));
   j["model"]["merges"][5] = "Zq qZ";
   EXPECT_NE(message(j.dump()).find("model.merges[5]"), std::string::npos);
   j = nlohmann::json::parse(slurp(kData / "tiny_gpt2.tokenizer.json"));
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}}, {"behavior", "Isolated"}, {"invert", false}};
+  j["pre_tokenizer"] = {{"type", "Split"},
+                        {"pattern", {{"Regex", "\\w+"}}},
+                        {"behavior", "Isolated"},
+                        {"invert", false}};
   EXPECT_NE(message(j.dump()).find("pre_tokenizer.Split.pattern.Regex"), std::string::npos);
   j = nlohmann::json::parse(slurp(kData / "tiny_gpt2.tokenizer.json"));
   j["normalizer"] = {{"type", "NFKD"}};

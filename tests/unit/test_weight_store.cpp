@@ -54,9 +54,6 @@ ModelConfig small_config(DType dtype) {
   return config_from_hf_json(j);
 }
 
-
-
-
 // ---- raw HDF5 edits that make a good file bad -----------------------------------
 #define H5_OK(call) ASSERT_GE((call), 0) << #call
 

@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
-#include "tpinfer/backend.hpp"
 #include "backend/op_checks.hpp"
 #include "runtime/watchdog.hpp"
+#include "tpinfer/backend.hpp"
 #include "tpinfer/error.hpp"
 #include "tpinfer/sampler.hpp"
 
@@ -33,7 +33,9 @@ namespace {
 
 constexpr size_t kAlignment = 64;
 
-[[noreturn]] void fail(const char* op, const std::string& msg) { backend_fail("cpu", op, msg); }
+[[noreturn]] void fail(const char* op, const std::string& msg) {
+  backend_fail("cpu", op, msg);
+}
 
 // The message is only built when the check fails: these run on every op call.
 #define CPU_CHECK(cond, op, msg)    \

@@ -29,9 +29,9 @@
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/resources.hpp"
 #include "backend/cuda/step_graphs.hpp"
-#include "tpinfer/backend.hpp"
-#include "backend/op_checks.hpp"
 #include "backend/memory_retry.hpp"
+#include "backend/op_checks.hpp"
+#include "tpinfer/backend.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer {
@@ -44,7 +44,9 @@ constexpr size_t kStagingBytes = size_t{32} << 20;   // two halves, double-buffe
 constexpr size_t kGemmWorkspace = size_t{32} << 20;  // what cuBLASLt asks for on Hopper
 constexpr size_t kMaxReserve = size_t{256} << 20;    // per-step scratch headroom
 
-[[noreturn]] void fail(const char* op, const std::string& msg) { backend_fail("cuda", op, msg); }
+[[noreturn]] void fail(const char* op, const std::string& msg) {
+  backend_fail("cuda", op, msg);
+}
 
 #define CUDA_BE_CHECK(cond, op, msg) \
   do {                               \
@@ -106,7 +108,8 @@ class CudaBackend final : public Backend {
     TPINFER_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
     sms_ = prop.multiProcessorCount;
     // NCCL kernels can be recorded in a graph; host-staged MPI collectives cannot.
-    graphs_allowed_ = o.graphs && (tp_size_ == 1 || o.collectives == CudaBackendOptions::Collectives::nccl);
+    graphs_allowed_ =
+        o.graphs && (tp_size_ == 1 || o.collectives == CudaBackendOptions::Collectives::nccl);
     max_graph_batch_ = o.max_graph_batch;
     gemv_max_rows_ = o.gemv_max_rows;
     stream_ = cuda::make_stream();
@@ -565,8 +568,7 @@ class CudaBackend final : public Backend {
       host[i] = {rows[i], q.logprobs ? 1 : 0, q.temperature, q.top_p, q.top_k, q.seed, q.position};
     }
     auto* dev = static_cast<cuda::SampleRow*>(grow(sample_dev_, sample_cap_, bytes));
-    TPINFER_CUDA_CHECK(
-        cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream_.get()));
+    TPINFER_CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream_.get()));
     TPINFER_CUDA_CHECK(cudaEventRecord(sample_copied_.get(), stream_.get()));
     cuda::SampleArgs a{};
     a.logits = logits.data;

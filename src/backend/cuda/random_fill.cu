@@ -25,11 +25,17 @@ __device__ float round_to(DType d, float v) {
 template <typename T>
 __device__ T store_as(float v);
 template <>
-__device__ float store_as<float>(float v) { return v; }
+__device__ float store_as<float>(float v) {
+  return v;
+}
 template <>
-__device__ bf16 store_as<bf16>(float v) { return __float2bfloat16_rn(v); }
+__device__ bf16 store_as<bf16>(float v) {
+  return __float2bfloat16_rn(v);
+}
 template <>
-__device__ __half store_as<__half>(float v) { return __float2half_rn(v); }
+__device__ __half store_as<__half>(float v) {
+  return __float2half_rn(v);
+}
 
 template <typename T>
 __global__ void fill_random_kernel(T* out, int64_t rows, int64_t cols, RandomFill f) {
