@@ -202,14 +202,26 @@ int run_job(const RunOptions& o) {
   const Model& model = r.model;
   Backend& backend = *r.backend;
 
-  if (w.rank == 0)
+  if (w.rank == 0) {
+    // Weights, KV cache and workspace are all allocated by now, and a running
+    // job never allocates more: this is the job's memory for its whole run.
+    const double mib = 1 << 20;
+    char memory[96];
+    if (backend.bytes_free() >= 0)
+      std::snprintf(memory, sizeof memory, "%.0f MiB in use of its %.0f MiB arena",
+                    static_cast<double>(backend.bytes_used()) / mib,
+                    static_cast<double>(backend.bytes_used() + backend.bytes_free()) / mib);
+    else
+      std::snprintf(memory, sizeof memory, "%.0f MiB in use",
+                    static_cast<double>(backend.bytes_used()) / mib);
     std::fprintf(stderr,
                  "tpinfer: %d ranks = dp %d x tp %d, backend %s, model %s (%lld layers, hidden "
-                 "%lld) loaded in %.2f s, KV cache %d blocks of %d tokens per rank\n",
+                 "%lld) loaded in %.2f s, KV cache %d blocks of %d tokens per rank; rank 0: %s\n",
                  w.size, w.dp, w.tp, r.description.c_str(), o.model.c_str(),
                  static_cast<long long>(config.num_layers),
                  static_cast<long long>(config.hidden_size), MPI_Wtime() - t_start,
-                 model.cache.num_blocks, o.replica.block_size);
+                 model.cache.num_blocks, o.replica.block_size, memory);
+  }
 
   EngineOptions eo;
   eo.vocab_size = config.vocab_size;

@@ -107,6 +107,25 @@ TEST_F(Jobs, OneRankResultsAreComplete) {
   }
 }
 
+// The start line reports rank 0's memory, which holds at least its weights.
+TEST_F(Jobs, TheStartLineReportsTheMemoryInUse) {
+  const std::string out = tmp_path("jobs-out-memory.jsonl");
+  fs::remove(out);
+  auto r = mpirun_tpinfer(1, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
+                                 " --output " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto at = r.output.find("; rank 0: ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const double mib = std::stod(r.output.substr(at + 10));
+  EXPECT_NE(r.output.find(" MiB in use", at), std::string::npos) << r.output;
+  auto info = tpinfer_cli("info --model " + model_);
+  const auto w = info.output.find("weights in file: ");
+  ASSERT_NE(w, std::string::npos) << info.output;
+  const double weight_mib = std::stod(info.output.substr(w + 17)) / (1 << 20);
+  EXPECT_GE(mib + 0.5, weight_mib) << r.output;  // the printed figure is rounded to a MiB
+  EXPECT_LT(mib, 1024) << r.output;
+}
+
 TEST_F(Jobs, TensorParallelTwoMatchesOneRank) {
   expect_same(reference(), run_layout(2, 2, "tp2"));
 }
