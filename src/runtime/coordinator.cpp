@@ -6,6 +6,7 @@
 #include <thread>
 #include <utility>
 
+#include "runtime/mpi_messages.hpp"
 #include "runtime/signals.hpp"
 #include "runtime/watchdog.hpp"
 #include "tpinfer/error.hpp"
@@ -34,19 +35,6 @@ std::vector<T> split_lines(const std::string& payload, F parse) {
     start = end + 1;
   }
   return out;
-}
-
-// A probed message can still block its receive: a large one moves by
-// rendezvous, which needs the sender's MPI to make progress, so a sender that
-// hung right after posting it would leave this rank waiting forever.
-std::string receive_string(MPI_Comm comm, const MPI_Status& probed) {
-  watchdog::Guard guard("receive");
-  int n = 0;
-  TPINFER_MPI_CHECK(MPI_Get_count(&probed, MPI_CHAR, &n));
-  std::string s(static_cast<size_t>(n), '\0');
-  TPINFER_MPI_CHECK(
-      MPI_Recv(s.data(), n, MPI_CHAR, probed.MPI_SOURCE, probed.MPI_TAG, comm, MPI_STATUS_IGNORE));
-  return s;
 }
 
 int64_t count_nonblank_lines(const std::string& path) {

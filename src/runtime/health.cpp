@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "runtime/mpi_messages.hpp"
 #include "runtime/watchdog.hpp"
 #include "tpinfer/error.hpp"
 
@@ -30,15 +31,6 @@ int64_t resident_bytes() {
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string receive_payload(MPI_Comm comm, const MPI_Status& probed) {
-  int n = 0;
-  TPINFER_MPI_CHECK(MPI_Get_count(&probed, MPI_CHAR, &n));
-  std::string s(static_cast<size_t>(n), '\0');
-  TPINFER_MPI_CHECK(
-      MPI_Recv(s.data(), n, MPI_CHAR, probed.MPI_SOURCE, probed.MPI_TAG, comm, MPI_STATUS_IGNORE));
-  return s;
 }
 
 RankStatus parse_status(const std::string& payload) {
@@ -154,7 +146,7 @@ void Monitor::collect() {
     TPINFER_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kTagStatus, comm_.get(), &flag, &st));
     if (!flag) return;
     const int from = st.MPI_SOURCE;
-    RankStatus s = parse_status(receive_payload(comm_.get(), st));
+    RankStatus s = parse_status(receive_string(comm_.get(), st));
     ++received_[static_cast<size_t>(from)];
     s.rank = from;  // the sender is who it says, whatever the payload claims
     record(std::move(s), MPI_Wtime());
@@ -247,7 +239,7 @@ void Monitor::finish(int64_t steps) {
     while (received_[i] < all[2 * i]) {
       MPI_Status st;
       TPINFER_MPI_CHECK(MPI_Probe(r, kTagStatus, comm_.get(), &st));
-      RankStatus s = parse_status(receive_payload(comm_.get(), st));
+      RankStatus s = parse_status(receive_string(comm_.get(), st));
       ++received_[i];
       s.rank = r;
       record(std::move(s), MPI_Wtime());

@@ -1,7 +1,6 @@
 # Sourced by the whole-job gpu tests, with BUILD_DIR as $1: skips (exit 77)
 # without a visible GPU; sets root, B (the tpinfer binary) and tmp (removed at
-# exit), and makes $tmp/m.h5, the demo model with bf16 weights (so that the cpu
-# and cuda backends compute with the same weight values).
+# exit).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 B=$1/tpinfer
@@ -12,5 +11,3 @@ fi
 source "$root/tools/mpirun-env.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-$B make-model --config "$root/inputs/demo-config.json" --output "$tmp/m.h5" --seed 1 \
-  --dtype bfloat16 >/dev/null

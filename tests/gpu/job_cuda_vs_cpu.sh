@@ -9,6 +9,9 @@
 # row's logit scale (the bound the op and model tests use for bf16).
 # usage: job_cuda_vs_cpu.sh BUILD_DIR   (exit 77: skipped, no GPU)
 source "$(dirname "$0")/gpu_job_setup.sh" "$1"
+# bf16 weights: both backends compute with the same weight values.
+$B make-model --config "$root/inputs/demo-config.json" --output "$tmp/m.h5" --seed 1 \
+  --dtype bfloat16 >/dev/null
 # Greedy requests only (sampled ones would compare draws, not the model).
 python3 - "$root/inputs/prompts.jsonl" "$tmp/in.jsonl" <<'PY'
 import json, sys
