@@ -13,6 +13,9 @@
 #include "cli/options.hpp"
 #include "cli/replica.hpp"
 #include "tpinfer/engine.hpp"
+#if TPINFER_HAVE_CUDA
+#include "tpinfer/cuda_backend.hpp"
+#endif
 #include "tpinfer/error.hpp"
 #include "tpinfer/jsonl.hpp"
 #include "tpinfer/philox.hpp"
@@ -25,6 +28,7 @@ namespace {
 struct BenchOptions {
   std::string model, model_config, json_out;
   bool random_weights = false;
+  bool step_profile = false;
   uint64_t seed = 0;
   int tp = 1;
   std::string scenarios = "decode1,decode64,prefill2048,offline";
@@ -64,6 +68,43 @@ Request bench_request(int64_t i, int64_t prompt_len, int64_t new_tokens, int64_t
   return r;
 }
 
+// Where an offline run's time goes, by kind of step: pure decode steps (one
+// token a sequence) and steps that carry prompt tokens. Host time is a step's
+// wall time outside forward() (scheduling, batch building, results); forward's
+// own time includes its host work and the wait for the device.
+struct StepProfile {
+  struct Kind {
+    int64_t steps = 0, tokens = 0, rows = 0;
+    double wall = 0, forward = 0;
+  } decode, prefill;
+
+  void add(const EngineStats& before, const EngineStats& after, double wall, double fwd) {
+    const int64_t tokens = after.computed_tokens - before.computed_tokens;
+    const int64_t rows = after.generated_tokens - before.generated_tokens;
+    Kind& k = tokens == rows ? decode : prefill;
+    ++k.steps;
+    k.tokens += tokens;
+    k.rows += rows;
+    k.wall += wall;
+    k.forward += fwd;
+  }
+  static void print_kind(const char* what, const Kind& k) {
+    if (k.steps == 0) return;
+    std::printf(
+        "  %-14s %6lld steps %9.2f s  %8.3f ms/step (forward %8.3f, host outside %6.3f)  "
+        "%8.1f tokens/step %7.1f sampled/step\n",
+        what, static_cast<long long>(k.steps), k.wall, 1e3 * k.wall / k.steps,
+        1e3 * k.forward / k.steps, 1e3 * (k.wall - k.forward) / k.steps,
+        static_cast<double>(k.tokens) / k.steps, static_cast<double>(k.rows) / k.steps);
+  }
+  void print(const std::string& name, double total) const {
+    std::printf("step profile of offline %s: %.2f s\n", name.c_str(), total);
+    print_kind("decode steps", decode);
+    print_kind("prompt steps", prefill);
+    std::fflush(stdout);
+  }
+};
+
 struct Bench {
   const World& w;
   const BenchOptions& o;
@@ -73,6 +114,7 @@ struct Bench {
   int64_t flops_per_token = 0;        // per rank, 2 x streamed parameters
   int64_t kv_bytes_per_token = 0;     // per rank
   nlohmann::json results = nlohmann::json::array();
+  double forward_s = 0;  // wall time inside forward(), summed (for --step-profile)
 
   std::unique_ptr<Engine> engine(int max_running) {
     EngineOptions eo;
@@ -84,7 +126,9 @@ struct Bench {
     eo.max_running = max_running;
     eo.max_step_tokens = o.replica.max_step_tokens;
     return std::make_unique<Engine>(eo, ForwardFn([this](const BatchLayout& b, StepLogits& l) {
+                                      const double t0 = now_s();
                                       forward(r.model, *r.backend, b, l);
+                                      forward_s += now_s() - t0;
                                     }));
   }
 
@@ -107,8 +151,8 @@ struct Bench {
   }
 
   // Decode at batch B after 128-token prompts: time each pure decode step.
-  void decode(int batch) {
-    const int64_t prompt = 128, warmup = 4, timed = 32;
+  void decode(int batch, int64_t prompt) {
+    const int64_t warmup = 4, timed = 32;
     std::vector<double> per_repeat;
     for (int rep = 0; rep < o.repeats; ++rep) {
       auto e = engine(batch);
@@ -131,11 +175,14 @@ struct Bench {
         (weight_bytes_streamed + batch * ctx * kv_bytes_per_token) / (o.hbm_gbs * 1e9);
     std::vector<double> ms;
     for (double s : per_repeat) ms.push_back(batch == 1 ? s * 1e3 : batch / s);
+    // The 128-token default keeps the names the earlier logs used.
+    const std::string at = prompt == 128 ? "" : " at context " + std::to_string(prompt);
     if (batch == 1)
-      report("decode batch 1", step_s * 1e3, "ms/token", floor_s * 1e3, "weights+KV / HBM", ms);
+      report("decode batch 1" + at, step_s * 1e3, "ms/token", floor_s * 1e3, "weights+KV / HBM",
+             ms);
     else
-      report("decode batch " + std::to_string(batch), batch / step_s, "tokens/s", batch / floor_s,
-             "weights+KV / HBM", ms);
+      report("decode batch " + std::to_string(batch) + at, batch / step_s, "tokens/s",
+             batch / floor_s, "weights+KV / HBM", ms);
   }
 
   void prefill(int64_t len) {
@@ -171,9 +218,22 @@ struct Bench {
       const double t0 = now_s();
       for (const auto& q : reqs) e->add(q);
       int64_t generated = 0;
-      while (e->num_unfinished() > 0)
+      StepProfile profile;
+      while (e->num_unfinished() > 0) {
+        const EngineStats before = e->stats();
+        const double s0 = now_s(), f0 = forward_s;
         for (const auto& res : e->step()) generated += static_cast<int64_t>(res.tokens.size());
+        profile.add(before, e->stats(), now_s() - s0, forward_s - f0);
+      }
       tps.push_back(generated / (now_s() - t0));
+      if (o.step_profile && w.rank == 0) {
+        profile.print(name, now_s() - t0);
+#if TPINFER_HAVE_CUDA
+        const CudaGraphStats g = cuda_graph_stats(*r.backend);
+        std::printf("  cuda graphs so far: %lld recorded, %lld replayed\n",
+                    static_cast<long long>(g.recorded), static_cast<long long>(g.replayed));
+#endif
+      }
     }
     const double floor_s = static_cast<double>(flops_per_token) * (prompt_tokens + output_tokens) /
                            (o.peak_tflops * 1e12);
@@ -181,6 +241,23 @@ struct Bench {
            "FLOPs / peak", tps);
   }
 };
+
+// "decodeB" or "decodeB@P": decode at batch B after P-token prompts (default 128).
+std::optional<std::pair<int, int64_t>> parse_decode_scenario(const std::string& s) {
+  const std::string head = "decode";
+  if (s.rfind(head, 0) != 0) return std::nullopt;
+  const std::string rest = s.substr(head.size());
+  const auto at = rest.find('@');
+  auto number = [&](const std::string& digits) -> int64_t {
+    if (digits.empty() || digits.size() > 7 ||
+        digits.find_first_not_of("0123456789") != std::string::npos || std::stoll(digits) < 1)
+      throw UsageError("--scenarios " + s + ": expected decodeB or decodeB@CONTEXT, B and CONTEXT >= 1");
+    return std::stoll(digits);
+  };
+  const int64_t batch = number(rest.substr(0, at));
+  const int64_t prompt = at == std::string::npos ? 128 : number(rest.substr(at + 1));
+  return std::make_pair(static_cast<int>(batch), prompt);
+}
 
 std::vector<Request> read_workload(const std::string& path, const ModelConfig& c) {
   RequestRules rules;
@@ -241,10 +318,10 @@ int bench_job(const BenchOptions& o) {
 
   std::stringstream scenarios(o.scenarios);
   for (std::string s; std::getline(scenarios, s, ',');) {
-    if (s == "decode1") {
-      b.decode(1);
-    } else if (s == "decode64") {
-      b.decode(64);
+    if (const auto d = parse_decode_scenario(s)) {
+      if (d->second + 1 + 36 > config.max_position_embeddings)
+        throw UsageError("--scenarios " + s + ": longer than the model's context");
+      b.decode(d->first, d->second);
     } else if (s == "prefill2048") {
       b.prefill(std::min<int64_t>(2048, config.max_position_embeddings - 1));
     } else if (s == "offline") {
@@ -268,7 +345,7 @@ int bench_job(const BenchOptions& o) {
       for (const auto& path : o.workloads) b.offline(path, read_workload(path, config));
     } else if (!s.empty()) {
       throw UsageError("--scenarios: unknown scenario '" + s +
-                       "' (decode1, decode64, prefill2048, offline)");
+                       "' (decodeB[@CONTEXT], prefill2048, offline)");
     }
   }
   if (w.rank == 0 && !o.json_out.empty()) {
@@ -296,10 +373,13 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
       "Hugging Face config.json (with --random-weights)")(
       "random-weights", po::bool_switch(&o.random_weights),
       "make seeded random weights on the device instead of reading a file")(
+      "step-profile", po::bool_switch(&o.step_profile),
+      "after each offline run, print where its time went by kind of step")(
       "seed", po::value(&o.seed)->default_value(0), "seed of the random weights")(
       "tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (= ranks)")(
       "scenarios", po::value(&o.scenarios)->default_value(o.scenarios),
-      "comma list of decode1, decode64, prefill2048, offline")(
+      "comma list of decodeB[@CONTEXT] (decode1, decode64, decode256@1500, ...), "
+      "prefill2048, offline")(
       "fixed", po::value(&o.fixed)->default_value(o.fixed),
       "offline fixed-length workloads, ISL/OSL comma list")(
       "workload", po::value(&o.workloads)->composing(),

@@ -199,6 +199,9 @@ int main(int argc, char** argv) {
     }
     if (want("attention")) {
       bench_attention(b, 64, 1024, 1);
+      bench_attention(b, 256, 1000, 1);  // the offline 1000/1000 decode steps
+      bench_attention(b, 256, 1500, 1);
+      bench_attention(b, 256, 2000, 1);
       bench_attention(b, 1, 1024, 1);
       bench_attention(b, 1, 8192, 1);
       bench_attention(b, 8, 4096, 1);

@@ -81,6 +81,30 @@ TEST(CudaBatchPlan, DecodeSplitsCoverEveryContext) {
   EXPECT_GE(cuda::choose_decode_splits(1, 8, 3000, 132), 8);
 }
 
+// The uploaded block tables: each sequence's row at a power-of-two stride (so a
+// decode step's graph survives its contexts growing by a block), padded with -1.
+TEST(CudaBatchPlan, BlockTablesPackedAtPowerOfTwoStride) {
+  std::mt19937_64 rng(5);
+  for (int len : {1, 16, 17, 100, 1000}) {
+    const std::vector<SeqSpec> seqs = {{len - 1, 1}, {0, 5}, {len / 2, 1}};
+    Paging paging = make_paging(seqs, 16, rng);
+    const BatchLayout b = make_batch(seqs, paging);
+    cuda::BatchState st;
+    st.set(b);
+    const int64_t stride = st.table_stride();
+    EXPECT_GE(stride, b.max_blocks_per_seq);
+    EXPECT_LT(stride, 2 * std::max(1, b.max_blocks_per_seq));
+    EXPECT_EQ(stride & (stride - 1), 0) << "stride " << stride << " not a power of two";
+    const int32_t* tables = st.packed().data.data() + st.packed().block_tables;
+    for (int s = 0; s < b.num_seqs(); ++s)
+      for (int64_t i = 0; i < stride; ++i) {
+        const int32_t want =
+            i < b.max_blocks_per_seq ? b.block_tables[s * b.max_blocks_per_seq + i] : -1;
+        EXPECT_EQ(tables[s * stride + i], want) << "len " << len << " seq " << s << " entry " << i;
+      }
+  }
+}
+
 TEST(CudaBatchPlan, RejectsInconsistentLayouts) {
   std::mt19937_64 rng(4);
   const std::vector<SeqSpec> seqs = {{0, 3}, {5, 1}};

@@ -322,8 +322,10 @@ __global__ void __launch_bounds__(kThreads)
   bf16* smem = reinterpret_cast<bf16*>(smem_raw);
   constexpr int kTile = kDecodeKeys * (D + kPad);
   constexpr int kWarps = kThreads / 32;
-  const AttnItem it = plan.decode_items[blockIdx.x];
-  const int h = blockIdx.y, split = blockIdx.z, group = p.q_heads / p.kv_heads;
+  const int item = plan.head_major ? blockIdx.y : blockIdx.x;
+  const AttnItem it = plan.decode_items[item];
+  const int h = plan.head_major ? blockIdx.x : blockIdx.y;
+  const int split = blockIdx.z, group = p.q_heads / p.kv_heads;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int tok0 = p.query_start[it.seq];
   const int32_t* table = p.block_tables + static_cast<int64_t>(it.seq) * p.table_stride;
@@ -410,7 +412,7 @@ __global__ void __launch_bounds__(kThreads)
       // A split with no keys for this row (a sequence shorter than the split's
       // start) leaves lse = -inf: the merge gives it weight 0.
       const int64_t part =
-          ((static_cast<int64_t>(blockIdx.x) * p.kv_heads + h) * kDecodeRows + row) * plan.splits +
+          ((static_cast<int64_t>(item) * p.kv_heads + h) * kDecodeRows + row) * plan.splits +
           split;
       plan.partial_o[part * D + d] = den > 0.0f ? num / den : 0.0f;
       if (d == 0) plan.partial_lse[part] = den > 0.0f ? mx + log2f(den) : kNegInf;
@@ -474,8 +476,9 @@ void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_
     TPINFER_CUDA_CHECK_LAUNCH();
   }
   if (plan.n_decode > 0) {
-    attn_decode_kernel<D>
-        <<<dim3(plan.n_decode, kvh, plan.splits), kThreads, smem, stream>>>(p, plan);
+    const unsigned items = static_cast<unsigned>(plan.n_decode);
+    const dim3 grid = plan.head_major ? dim3(kvh, items, plan.splits) : dim3(items, kvh, plan.splits);
+    attn_decode_kernel<D><<<grid, kThreads, smem, stream>>>(p, plan);
     TPINFER_CUDA_CHECK_LAUNCH();
     if (plan.splits > 1) {
       attn_merge_splits_kernel<<<dim3(plan.n_decode, kvh), kThreads, 0, stream>>>(p, plan);

@@ -1,6 +1,7 @@
 #include "backend/cuda/batch_state.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <string>
 
@@ -46,7 +47,20 @@ void BatchState::set(const BatchLayout& b) {
   p.slot_mapping = put(b.slot_mapping);
   p.query_start = put(b.query_start);
   p.context_len = put(b.context_len);
-  p.block_tables = put(b.block_tables);
+  // The tables go up with their stride rounded to a power of two, so a decode
+  // step's CUDA graph (keyed by the stride) is recorded once per doubling of
+  // the longest context instead of once per block it grows.
+  const int64_t used_stride = std::max<int64_t>(1, b.max_blocks_per_seq);
+  table_stride_ = static_cast<int32_t>(std::bit_ceil(static_cast<uint64_t>(used_stride)));
+  if (table_stride_ == b.max_blocks_per_seq) {
+    p.block_tables = put(b.block_tables);
+  } else {
+    padded_tables_.assign(static_cast<size_t>(seqs) * table_stride_, -1);
+    for (int32_t s = 0; s < seqs; ++s)
+      std::copy_n(b.block_tables.begin() + s * static_cast<int64_t>(b.max_blocks_per_seq),
+                  b.max_blocks_per_seq, padded_tables_.begin() + s * static_cast<int64_t>(table_stride_));
+    p.block_tables = put(padded_tables_);
+  }
   p.logit_rows = put(b.logit_rows);
   std::vector<int32_t> token_seq(static_cast<size_t>(n), 0);
   for (int32_t s = 0; s < seqs; ++s)

@@ -34,6 +34,8 @@ class BatchState {
   int64_t max_slot() const { return max_slot_; }    // -1 when no tokens
   int64_t max_block() const { return max_block_; }  // over blocks that contexts touch
   int64_t max_logit_row() const { return max_logit_row_; }
+  // Row stride of the uploaded block tables: max_blocks_per_seq rounded up to a power of two.
+  int32_t table_stride() const { return table_stride_; }
   // Items for G = group: a sequence with nq * G <= kDecodeRows rows is one
   // decode item; longer ones are cut into kPrefillRows-row prefill items.
   const AttentionWork& attention_work(int group);
@@ -43,6 +45,8 @@ class BatchState {
   PackedBatch packed_;
   AttentionWork work_;
   int64_t max_slot_ = -1, max_block_ = -1, max_logit_row_ = -1;
+  int32_t table_stride_ = 1;
+  std::vector<int32_t> padded_tables_;
 };
 
 // Splits of each decode item's keys over blocks (flash-decoding): about four

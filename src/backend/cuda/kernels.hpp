@@ -134,6 +134,10 @@ struct AttentionPlan {
   float* partial_lse;             // [n_decode, kv_heads, kDecodeRows, splits]
   const AttnItem* prefill_items;  // rows <= kPrefillRows each
   int n_prefill;
+  // Decode grid order: 1 puts the kv heads of one item in consecutive blocks
+  // (blockIdx.x = head), so the rows of a cache block, which interleave the
+  // heads, are read at about the same time; 0: items first (blockIdx.x = item).
+  int head_major;
 };
 
 // Whether the tensor-core kernels are built for this head_dim (else: generic).

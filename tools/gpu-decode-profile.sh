@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# On the GPU machine (kind nvidia-h200, .gpu-kit carried), from the checkout
+# root: where the offline 1000/1000 decode step's time goes. Builds tpinfer and
+# the op benchmark, times decode attention at the offline shapes (256 sequences
+# x 1000-2000 cached tokens), whole graph-replayed decode steps at batch 256 at
+# those contexts, and the offline run itself with its step profile.
+#   bash tools/gpu-decode-profile.sh [CONFIG.json]
+# Env: EXTRA (more tpinfer bench options, e.g. an A/B flag), SCENARIOS.
+set -uo pipefail
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+config=${1:-tools/configs/llama-3-8b.json}
+source .gpu-kit/env.sh
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader
+t0=$(date +%s)
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+  -DBoost_DIR="$BOOST_KIT_DIR" -DTPINFER_CUDA=ON >"$OUT/configure.log" 2>&1 ||
+  { tail -30 "$OUT/configure.log"; exit 1; }
+cmake --build build-gpu -j 16 --target tpinfer tpinfer_gpu_bench >"$OUT/build.log" 2>&1 ||
+  { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+echo "build: $(( $(date +%s) - t0 )) s"
+echo "== decode attention (tpinfer_gpu_bench attention)"
+./build-gpu/tests/tpinfer_gpu_bench attention 2>&1 | tee "$OUT/attention.log"
+echo "== tpinfer bench ${EXTRA:-}"
+# shellcheck disable=SC2086
+./build-gpu/tpinfer bench --model-config "$config" --random-weights \
+  --scenarios "${SCENARIOS:-decode256@1000,decode256@1900,offline}" --fixed 1000/1000 \
+  --repeats 1 --offline-repeats 1 --step-profile ${EXTRA:-} 2>&1 | tee "$OUT/bench.log"
