@@ -69,7 +69,10 @@ inline Model load_model(Backend& backend, const ModelConfig& config, int tp_rank
 }
 // Sizes of what the engine needs to plan memory.
 int64_t kv_bytes_per_block(const ModelConfig& c, const ShardLayout& s, int block_size, DType dtype);
+// The cache in the backend's compute dtype, or in `dtype` (fp8_e4m3: half or a
+// quarter of the bytes, values rounded to 3 mantissa bits; tpinfer/fp8.hpp).
 void allocate_kv_cache(Model& m, Backend& backend, int num_blocks, int block_size);
+void allocate_kv_cache(Model& m, Backend& backend, int num_blocks, int block_size, DType dtype);
 void allocate_workspace(Model& m, Backend& backend, int64_t max_tokens, int64_t max_seqs);
 
 // RoPE inverse frequencies [d/2], with llama3 or linear scaling applied.

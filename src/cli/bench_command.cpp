@@ -251,7 +251,8 @@ std::optional<std::pair<int, int64_t>> parse_decode_scenario(const std::string& 
   auto number = [&](const std::string& digits) -> int64_t {
     if (digits.empty() || digits.size() > 7 ||
         digits.find_first_not_of("0123456789") != std::string::npos || std::stoll(digits) < 1)
-      throw UsageError("--scenarios " + s + ": expected decodeB or decodeB@CONTEXT, B and CONTEXT >= 1");
+      throw UsageError("--scenarios " + s +
+                       ": expected decodeB or decodeB@CONTEXT, B and CONTEXT >= 1");
     return std::stoll(digits);
   };
   const int64_t batch = number(rest.substr(0, at));
@@ -306,7 +307,7 @@ int bench_job(const BenchOptions& o) {
       params += shard_of(config, t, w.tp_rank, w.tp).numel();
   b.weight_bytes_streamed = params * bytes;
   b.flops_per_token = 2 * params;
-  b.kv_bytes_per_token = kv_bytes_per_block(config, r.model.shard, 1, r.backend->compute_dtype());
+  b.kv_bytes_per_token = kv_bytes_per_block(config, r.model.shard, 1, r.kv_dtype);
   if (w.rank == 0)
     std::printf(
         "tpinfer bench: %s, tp %d, backend %s, %s weights, loaded in %.1f s; %.2f GB of "
@@ -379,9 +380,8 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
       "tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (= ranks)")(
       "scenarios", po::value(&o.scenarios)->default_value(o.scenarios),
       "comma list of decodeB[@CONTEXT] (decode1, decode64, decode256@1500, ...), "
-      "prefill2048, offline")(
-      "fixed", po::value(&o.fixed)->default_value(o.fixed),
-      "offline fixed-length workloads, ISL/OSL comma list")(
+      "prefill2048, offline")("fixed", po::value(&o.fixed)->default_value(o.fixed),
+                              "offline fixed-length workloads, ISL/OSL comma list")(
       "workload", po::value(&o.workloads)->composing(),
       "offline workload JSONL (tools/make_workload.py); repeatable")(
       "requests", po::value(&o.requests)->default_value(256), "requests per fixed workload")(

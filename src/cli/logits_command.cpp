@@ -69,7 +69,10 @@ std::optional<LogitsOptions> parse_logits_options(int argc, char** argv) {
       "threads", po::value(&o.replica.threads)->default_value(0),
       "cpu backend threads per rank (0 = cores / ranks on this node)")(
       "max-step-tokens", po::value(&o.replica.max_step_tokens)->default_value(256),
-      "prompt tokens per forward step (longer prompts are prefilled in chunks)");
+      "prompt tokens per forward step (longer prompts are prefilled in chunks)")(
+      "kv-cache-dtype", po::value(&o.replica.kv_cache_dtype)->default_value("auto"),
+      "KV-cache storage: auto (the compute dtype) | fp8 (float8 e4m3: attention reads every key "
+      "and value rounded to it)");
   auto vm = parse_options(kLogitsUsage, desc, argc, argv);
   if (!vm) return std::nullopt;
   require(*vm, "model");

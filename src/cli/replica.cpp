@@ -39,7 +39,11 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "cpu: KV-cache size per rank in MiB (0 = what --max-batch full-length sequences need, at "
       "most a quarter of this node's memory share)")(
       "kv-blocks", po::value(&o.kv_blocks)->default_value(0),
-      "KV-cache size per rank in blocks (overrides the sizing; for tests and tuning)");
+      "KV-cache size per rank in blocks (overrides the sizing; for tests and tuning)")(
+      "kv-cache-dtype", po::value(&o.kv_cache_dtype)->default_value("auto"),
+      "KV-cache storage: auto (the compute dtype: bf16 on cuda, float32 on cpu) | fp8 "
+      "(float8 e4m3, unscaled: half the bytes of bf16, so more sequences fit and decode reads "
+      "half; values keep 3 mantissa bits)");
 }
 
 void check_replica_options(const ReplicaOptions& o) {
@@ -53,6 +57,8 @@ void check_replica_options(const ReplicaOptions& o) {
     throw UsageError("--cuda-gemv-rows " + std::to_string(o.cuda_gemv_rows) + " is not in 0..8");
   if (!(o.memory_fraction > 0 && o.memory_fraction <= 1))
     throw UsageError("--memory-fraction must be in (0, 1]");
+  if (o.kv_cache_dtype != "auto" && o.kv_cache_dtype != "fp8")
+    throw UsageError("--kv-cache-dtype " + o.kv_cache_dtype + " is not one of auto, fp8");
   if (o.block_size < 1 || o.max_batch < 1 || o.max_step_tokens < 1)
     throw UsageError("--block-size, --max-batch and --max-step-tokens must be >= 1");
 #if !TPINFER_HAVE_CUDA
@@ -74,8 +80,7 @@ int default_threads(const World& w) {
 int kv_blocks(const ReplicaOptions& o, const Replica& r, const World& w) {
   if (o.kv_blocks > 0) return static_cast<int>(std::min<int64_t>(o.kv_blocks, 1 << 30));
   const Model& m = r.model;
-  const int64_t per_block =
-      kv_bytes_per_block(m.config, m.shard, o.block_size, r.backend->compute_dtype());
+  const int64_t per_block = kv_bytes_per_block(m.config, m.shard, o.block_size, r.kv_dtype);
   const int64_t blocks_per_seq =
       (m.config.max_position_embeddings + o.block_size - 1) / o.block_size;
   const int64_t want = blocks_per_seq * o.max_batch;
@@ -107,8 +112,9 @@ size_t arena_floor_bytes(const World& w, const ModelConfig& c, const ReplicaOpti
   int64_t bytes = 0;
   for (const auto& t : expected_tensors(c)) bytes += shard_of(c, t, w.tp_rank, w.tp).numel() * esz;
   const int64_t blocks_per_seq = (c.max_position_embeddings + o.block_size - 1) / o.block_size;
-  bytes += blocks_per_seq *
-           kv_bytes_per_block(c, shard_layout(c, w.tp_rank, w.tp), o.block_size, DType::bf16);
+  const DType kv = o.kv_cache_dtype == "fp8" ? DType::fp8_e4m3 : DType::bf16;
+  bytes +=
+      blocks_per_seq * kv_bytes_per_block(c, shard_layout(c, w.tp_rank, w.tp), o.block_size, kv);
   return static_cast<size_t>(bytes);
 }
 
@@ -178,11 +184,13 @@ Replica make_replica(const World& w, const ModelConfig& config, const ShardFille
     r.description = "cpu (" + std::to_string(threads) + " threads/rank)";
   }
   const int64_t arena_free = r.backend->bytes_free();  // < 0: no device arena
+  r.kv_dtype = o.kv_cache_dtype == "fp8" ? DType::fp8_e4m3 : r.backend->compute_dtype();
+  if (r.kv_dtype == DType::fp8_e4m3) r.description += ", fp8 KV cache";
   try {
     r.model = load_model(*r.backend, config, w.tp_rank, w.tp, fill);
     allocate_workspace(r.model, *r.backend, o.max_step_tokens,
                        std::min(o.max_batch, o.max_step_tokens));
-    allocate_kv_cache(r.model, *r.backend, kv_blocks(o, r, w), o.block_size);
+    allocate_kv_cache(r.model, *r.backend, kv_blocks(o, r, w), o.block_size, r.kv_dtype);
   } catch (const std::bad_alloc&) {
     if (arena_free < 0) throw;
     // The arena was allocated; what this rank must hold does not fit in it.

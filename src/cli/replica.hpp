@@ -23,6 +23,7 @@ struct ReplicaOptions {
   int max_step_tokens = 512;
   int64_t kv_cache_mb = 0;
   int64_t kv_blocks = 0;
+  std::string kv_cache_dtype = "auto";  // auto (the compute dtype) | fp8
 };
 
 void add_replica_options(po::options_description& desc, ReplicaOptions& o);
@@ -31,8 +32,9 @@ void check_replica_options(const ReplicaOptions& o);  // throws UsageError
 struct Replica {
   std::unique_ptr<Backend> backend;
   Model model;
-  std::string description;     // backend, device and threads, for the start-up line
-  std::string gpu_pci_bus_id;  // the GPU this rank computes on (cuda), for NVML; "" on the cpu
+  DType kv_dtype = DType::f32;  // of the KV cache
+  std::string description;      // backend, device and threads, for the start-up line
+  std::string gpu_pci_bus_id;   // the GPU this rank computes on (cuda), for NVML; "" on the cpu
 };
 
 // Collective over the world: picks and builds the backend (GPU = node-local

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tpinfer/error.hpp"
+#include "tpinfer/fp8.hpp"
 #include "tpinfer/philox.hpp"
 #include "tpinfer/weight_store.hpp"
 
@@ -62,6 +63,8 @@ float round_to_dtype(DType d, float v) {
       return bf16_to_float(float_to_bf16(v));
     case DType::f16:
       return fp16_to_float(float_to_fp16(v));
+    case DType::fp8_e4m3:
+      return fp8_e4m3_to_float(float_to_fp8_e4m3(v));
   }
   return v;
 }

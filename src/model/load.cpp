@@ -103,6 +103,10 @@ int64_t kv_bytes_per_block(const ModelConfig& c, const ShardLayout& s, int block
 }
 
 void allocate_kv_cache(Model& m, Backend& b, int num_blocks, int block_size) {
+  allocate_kv_cache(m, b, num_blocks, block_size, b.compute_dtype());
+}
+
+void allocate_kv_cache(Model& m, Backend& b, int num_blocks, int block_size, DType dtype) {
   if (num_blocks < 1) throw Error("KV cache needs at least one block", kExitUsage);
   m.cache.block_size = block_size;
   m.cache.num_blocks = num_blocks;
@@ -110,8 +114,8 @@ void allocate_kv_cache(Model& m, Backend& b, int num_blocks, int block_size) {
   m.cache.v.clear();
   const std::vector<int64_t> shape{num_blocks, block_size, m.shard.kv_heads, m.config.head_dim};
   for (int64_t l = 0; l < m.config.num_layers; ++l) {
-    m.cache.k.push_back(b.alloc(shape, b.compute_dtype()));
-    m.cache.v.push_back(b.alloc(shape, b.compute_dtype()));
+    m.cache.k.push_back(b.alloc(shape, dtype));
+    m.cache.v.push_back(b.alloc(shape, dtype));
   }
 }
 

@@ -15,6 +15,8 @@ const char* dtype_name(DType d) {
       return "bfloat16";
     case DType::f16:
       return "float16";
+    case DType::fp8_e4m3:
+      return "float8_e4m3fn";
   }
   return "?";
 }
@@ -27,7 +29,7 @@ DType dtype_from_name(const std::string& n) {
 }
 
 int dtype_bytes(DType d) {
-  return d == DType::f32 ? 4 : 2;
+  return d == DType::f32 ? 4 : d == DType::fp8_e4m3 ? 1 : 2;
 }
 
 namespace {

@@ -17,6 +17,7 @@
 
 #include "gpu_test_util.hpp"
 #include "tpinfer/error.hpp"
+#include "tpinfer/fp8.hpp"
 
 namespace tpinfer::gputest {
 namespace {
@@ -25,11 +26,13 @@ constexpr double kTol = 1e-2;
 
 struct AttentionCase {
   int q_heads, kv_heads, head_dim, block_size;
+  bool fp8_cache = false;  // both backends hold the cache in float8 e4m3
 };
 
 std::string case_name(const AttentionCase& c) {
   return "q" + std::to_string(c.q_heads) + "kv" + std::to_string(c.kv_heads) + "d" +
-         std::to_string(c.head_dim) + "bs" + std::to_string(c.block_size);
+         std::to_string(c.head_dim) + "bs" + std::to_string(c.block_size) +
+         (c.fp8_cache ? "fp8" : "");
 }
 
 class CudaAttention : public ::testing::TestWithParam<AttentionCase> {
@@ -59,15 +62,20 @@ class CudaAttention : public ::testing::TestWithParam<AttentionCase> {
     for (size_t s = 0; s < seqs.size(); ++s)
       for (int j = 0; j < seqs[s].context(); ++j) {
         const int64_t slot = paging.slot(static_cast<int>(s), j);
-        const auto kh = random_bf16(rng_, kvw), vh = random_bf16(rng_, kvw, -3.0f, 3.0f);
+        auto kh = random_bf16(rng_, kvw), vh = random_bf16(rng_, kvw, -3.0f, 3.0f);
+        if (c.fp8_cache)
+          for (auto* v : {&kh, &vh})
+            for (float& x : *v) x = fp8_e4m3_to_float(float_to_fp8_e4m3(x));
         std::copy(kh.begin(), kh.end(), kcache.begin() + slot * kvw);
         std::copy(vh.begin(), vh.end(), vcache.begin() + slot * kvw);
       }
     const std::vector<int64_t> cache_shape = {paging.num_blocks, bs, kvh, hd};
-    Tensor kc = put(cpu, cache_shape, kcache, DType::f32);
-    Tensor vc = put(cpu, cache_shape, vcache, DType::f32);
-    Tensor kg = put(gpu, cache_shape, kcache, DType::bf16);
-    Tensor vg = put(gpu, cache_shape, vcache, DType::bf16);
+    const DType cpu_cache = c.fp8_cache ? DType::fp8_e4m3 : DType::f32;
+    const DType gpu_cache = c.fp8_cache ? DType::fp8_e4m3 : DType::bf16;
+    Tensor kc = put(cpu, cache_shape, kcache, cpu_cache);
+    Tensor vc = put(cpu, cache_shape, vcache, cpu_cache);
+    Tensor kg = put(gpu, cache_shape, kcache, gpu_cache);
+    Tensor vg = put(gpu, cache_shape, vcache, gpu_cache);
 
     const int64_t n = b.num_tokens(), row = static_cast<int64_t>(qh + 2 * kvh) * hd;
     std::vector<float> xh(n * row, kNaN);
@@ -133,7 +141,12 @@ INSTANTIATE_TEST_SUITE_P(
                       AttentionCase{16, 4, 128, 16}, AttentionCase{32, 4, 128, 32},
                       AttentionCase{8, 2, 64, 16}, AttentionCase{8, 1, 64, 32},
                       AttentionCase{4, 2, 16, 16}, AttentionCase{6, 3, 12, 32},
-                      AttentionCase{4, 1, 96, 16}, AttentionCase{2, 1, 256, 16}),
+                      AttentionCase{4, 1, 96, 16}, AttentionCase{2, 1, 256, 16},
+                      // An fp8 cache: tensor-core kernels (tiles converted to bf16
+                      // after landing) and the generic kernel.
+                      AttentionCase{8, 8, 128, 16, true}, AttentionCase{32, 4, 128, 32, true},
+                      AttentionCase{8, 2, 64, 16, true}, AttentionCase{4, 2, 16, 16, true},
+                      AttentionCase{2, 1, 256, 16, true}),
     [](const auto& info) { return case_name(info.param); });
 
 TEST(CudaAttentionChecks, RejectsBadLayouts) {

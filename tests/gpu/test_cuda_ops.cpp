@@ -382,6 +382,43 @@ TEST_P(CudaRope, MatchesCpuAndWritesOnlyTheTokensSlots) {
   expect_close(get(gpu(), vg), get(cpu(), vc), 0.0, "rope v cache", /*nan_ok=*/true);
 }
 
+// Into an fp8 cache: the rotated k rounded once from fp32 on both backends, so
+// a code differs only where the two fp32 values straddle a rounding boundary
+// (one fp8 step, 1/8 relative); v, exact in bf16, rounds to the same code.
+TEST_P(CudaRope, WritesAnFp8CacheAsTheCpuDoes) {
+  const auto [qh, kvh, hd] = GetParam();
+  const AttentionShape a{qh, kvh, hd, 1.0f / std::sqrt(static_cast<float>(hd))};
+  const int bs = 16;
+  const std::vector<SeqSpec> seqs = {{0, 5}, {97, 1}, {3000, 2}, {131000, 3}};
+  int num_blocks = 0;
+  const BatchLayout b = sparse_batch(seqs, bs, rng_, num_blocks);
+  set_batch(b);
+  const auto inv = llama3_inv_freq(hd);
+  const int64_t n = b.num_tokens(), row = (qh + 2 * kvh) * hd;
+  // Magnitudes down to 1e-3: fp8 subnormals too.
+  auto xh = random_bf16(rng_, n * row, -2.0f, 2.0f);
+  for (size_t i = 0; i < xh.size(); ++i)
+    if (i % 3 == 0) xh[i] = round_bf16(xh[i] * 1e-3f);
+  auto [xc, xg] = both({n, row}, xh);
+  Tensor ic = put(cpu(), {hd / 2}, inv, DType::f32), ig = put(gpu(), {hd / 2}, inv, DType::f32);
+  const std::vector<int64_t> cache = {num_blocks, bs, kvh, hd};
+  Tensor kc = poisoned(cpu(), cache, DType::fp8_e4m3), vc = poisoned(cpu(), cache, DType::fp8_e4m3);
+  Tensor kg = poisoned(gpu(), cache, DType::fp8_e4m3), vg = poisoned(gpu(), cache, DType::fp8_e4m3);
+  cpu().rope_write_kv(xc, ic, a, kc, vc);
+  gpu().rope_write_kv(xg, ig, a, kg, vg);
+  expect_close(get(gpu(), xg), get(cpu(), xc), kBf16Tol, "rope qkv (fp8 cache)");
+  const auto kgot = get(gpu(), kg), kwant = get(cpu(), kc);
+  expect_close(kgot, kwant, 0.13, "rope k cache (fp8)", /*nan_ok=*/true);
+  size_t same = 0, written = 0;
+  for (size_t i = 0; i < kwant.size(); ++i)
+    if (!std::isnan(kwant[i])) {
+      ++written;
+      same += kgot[i] == kwant[i];
+    }
+  EXPECT_GE(same, written * 98 / 100) << same << " of " << written << " k codes equal";
+  expect_close(get(gpu(), vg), get(cpu(), vc), 0.0, "rope v cache (fp8)", /*nan_ok=*/true);
+}
+
 INSTANTIATE_TEST_SUITE_P(HeadDims, CudaRope,
                          ::testing::Values(RopeCase{32, 8, 128}, RopeCase{8, 2, 64},
                                            RopeCase{4, 2, 16}, RopeCase{3, 1, 12}),

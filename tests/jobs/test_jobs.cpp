@@ -111,8 +111,8 @@ TEST_F(Jobs, OneRankResultsAreComplete) {
 TEST_F(Jobs, TheStartLineReportsTheMemoryInUse) {
   const std::string out = tmp_path("jobs-out-memory.jsonl");
   fs::remove(out);
-  auto r = mpirun_tpinfer(1, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
-                                 " --output " + out);
+  auto r = mpirun_tpinfer(
+      1, "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") + " --output " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto at = r.output.find("; rank 0: ");
   ASSERT_NE(at, std::string::npos) << r.output;
@@ -165,6 +165,35 @@ TEST_F(Jobs, PreemptionUnderATinyKvCacheMatches) {
   EXPECT_EQ(r.output.find(" 0 preemptions"), std::string::npos) << r.output;
   const auto got = results_by_id(out);
   expect_same(reference(), got);
+}
+
+// --kv-cache-dtype fp8: the job runs through (TP=2, chunked prefill, so steps
+// read keys that earlier steps cached), the start line says so, and the same
+// --kv-cache-mb holds four times the blocks of the fp32 cache.
+TEST_F(Jobs, Fp8KvCacheRunsAndHoldsFourTimesTheBlocks) {
+  auto blocks_of = [](const std::string& output) {
+    const auto at = output.find("KV cache ");
+    return at == std::string::npos ? -1 : std::stoi(output.substr(at + 9));
+  };
+  const std::string out32 = tmp_path("jobs-out-kv32.jsonl"), out8 = tmp_path("jobs-out-kv8.jsonl");
+  fs::remove(out32);
+  fs::remove(out8);
+  const std::string common = "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
+                             " --tp 2 --kv-cache-mb 1 --max-step-tokens 16 --output ";
+  auto r32 = mpirun_tpinfer(2, common + out32);
+  auto r8 = mpirun_tpinfer(2, common + out8 + " --kv-cache-dtype fp8");
+  ASSERT_EQ(r32.exit_code, 0) << r32.output;
+  ASSERT_EQ(r8.exit_code, 0) << r8.output;
+  EXPECT_NE(r8.output.find("fp8 KV cache"), std::string::npos) << r8.output;
+  EXPECT_NE(r8.output.find("tpinfer: done: 24 requests (0 errors)"), std::string::npos);
+  ASSERT_GT(blocks_of(r32.output), 0) << r32.output;
+  EXPECT_EQ(blocks_of(r8.output), 4 * blocks_of(r32.output)) << r8.output;
+  EXPECT_EQ(results_by_id(out8).size(), 24u);
+  auto bad =
+      mpirun_tpinfer(1, common + tmp_path("jobs-out-kvbad.jsonl") + " --kv-cache-dtype int4");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--kv-cache-dtype int4 is not one of auto, fp8"), std::string::npos)
+      << bad.output;
 }
 
 TEST_F(Jobs, BadLinesBecomeErrorResultsAndTheJobGoesOn) {

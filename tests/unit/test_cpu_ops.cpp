@@ -17,6 +17,7 @@
 
 #include "tpinfer/backend.hpp"
 #include "tpinfer/error.hpp"
+#include "tpinfer/fp8.hpp"
 
 namespace tpinfer {
 namespace {
@@ -138,6 +139,10 @@ TEST_F(CpuOps, AllocIsAlignedZeroedAndRoundTrips) {
 TEST_F(CpuOps, AllocRejectsOtherDtypes) {
   EXPECT_THROW(be_->alloc({4}, DType::bf16), Error);
   EXPECT_THROW(be_->alloc({4}, DType::f16), Error);
+  Tensor kv = be_->alloc({4}, DType::fp8_e4m3);  // the KV cache's storage type
+  const std::vector<float> in = {0.1f, -3.3f, 1000.0f, 0.0f};
+  be_->upload(kv, in.data());
+  EXPECT_EQ(get(kv), (std::vector<float>{0.1015625f, -3.25f, 448.0f, 0.0f}));
   EXPECT_THROW(be_->alloc({-1, 4}, DType::f32), Error);
 }
 
@@ -658,6 +663,51 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CpuAttention,
                                   std::to_string(info.param.kv_heads) + "bs" +
                                   std::to_string(info.param.block_size);
                          });
+
+// An fp8 KV cache: rope_write_kv stores each k and v value rounded once to
+// e4m3 (the fp32 cache's value, rounded), and attention over it gives exactly
+// what it gives over an fp32 cache holding the decoded values.
+TEST_F(CpuOps, Fp8CacheStoresRoundedValuesThatAttentionReads) {
+  const int qh = 4, kvh = 2, hd = 16, bs = 4;
+  const AttentionShape a{qh, kvh, hd, 0.25f};
+  const std::vector<SeqSpec> seqs = {{0, 9}, {20, 1}, {6, 5}};
+  Paging paging = make_paging(seqs, bs, rng_);
+  const BatchLayout b = make_batch(seqs, paging);
+  be_->set_batch(b);
+  const int64_t n = b.num_tokens(), row = (qh + 2 * kvh) * hd;
+  const std::vector<int64_t> cache_shape = {paging.num_blocks, bs, kvh, hd};
+  // Magnitudes from 1e-4 to 600: subnormal, normal and saturated fp8 values.
+  std::vector<float> xh = random(n * row);
+  for (size_t i = 0; i < xh.size(); ++i) xh[i] *= std::pow(10.0f, static_cast<float>(i % 7) - 4);
+  xh[row - 1] = 600.0f;  // a v value past 448
+  Tensor inv = tensor({hd / 2}, llama3_inv_freq(hd));
+  Tensor q32 = tensor({n, row}, xh), q8 = tensor({n, row}, xh);
+  Tensor k32 = be_->alloc(cache_shape, DType::f32), v32 = be_->alloc(cache_shape, DType::f32);
+  Tensor k8 = be_->alloc(cache_shape, DType::fp8_e4m3),
+         v8 = be_->alloc(cache_shape, DType::fp8_e4m3);
+  EXPECT_EQ(k8.dtype, DType::fp8_e4m3);
+  be_->rope_write_kv(q32, inv, a, k32, v32);
+  be_->rope_write_kv(q8, inv, a, k8, v8);
+  EXPECT_EQ(get(q32), get(q8)) << "the rotated q does not depend on the cache type";
+  for (auto [wide, narrow] : {std::pair{&k32, &k8}, std::pair{&v32, &v8}}) {
+    const auto w = get(*wide), f = get(*narrow);
+    int bad = 0;
+    for (size_t i = 0; i < w.size(); ++i)
+      if (f[i] != fp8_e4m3_to_float(float_to_fp8_e4m3(w[i])) && bad++ < 5)
+        ADD_FAILURE() << "cache element " << i << ": " << f[i] << " from " << w[i];
+    EXPECT_EQ(bad, 0);
+  }
+  // Attention over the fp8 cache against an fp32 cache of the decoded values.
+  Tensor kd = tensor(cache_shape, get(k8)), vd = tensor(cache_shape, get(v8));
+  Tensor out8 = poisoned({n, qh * hd}), outd = poisoned({n, qh * hd});
+  be_->attention(q8, k8, v8, a, out8);
+  be_->attention(q8, kd, vd, a, outd);
+  EXPECT_EQ(get(out8), get(outd));
+  for (float v : get(out8)) ASSERT_TRUE(std::isfinite(v));
+  // Both caches of a layer in one dtype.
+  EXPECT_THROW(be_->attention(q8, k8, vd, a, out8), Error);
+  EXPECT_THROW(be_->rope_write_kv(q8, inv, a, k32, v8), Error);
+}
 
 TEST_F(CpuOps, AttentionRejectsBadLayouts) {
   const AttentionShape a{4, 2, 8, 0.35f};

@@ -26,6 +26,7 @@
 #include "runtime/watchdog.hpp"
 #include "tpinfer/backend.hpp"
 #include "tpinfer/error.hpp"
+#include "tpinfer/fp8.hpp"
 #include "tpinfer/sampler.hpp"
 
 namespace tpinfer {
@@ -48,6 +49,24 @@ float* f32(const Tensor& t, const char* op, const char* name) {
             std::string(name) + " has dtype " + dtype_name(t.dtype) + ", expected float32");
   CPU_CHECK(t.data != nullptr || t.numel() == 0, op, std::string(name) + " has no storage");
   return static_cast<float*>(t.data);
+}
+
+uint8_t* fp8(const Tensor& t, const char* op, const char* name) {
+  CPU_CHECK(t.dtype == DType::fp8_e4m3, op,
+            std::string(name) + " has dtype " + dtype_name(t.dtype) + ", expected float8_e4m3fn");
+  CPU_CHECK(t.data != nullptr || t.numel() == 0, op, std::string(name) + " has no storage");
+  return static_cast<uint8_t*>(t.data);
+}
+
+// The two caches of a layer: float32, or both float8_e4m3fn.
+void check_cache_dtypes(const Tensor& k_cache, const Tensor& v_cache, const char* op) {
+  CPU_CHECK(k_cache.dtype == v_cache.dtype &&
+                (k_cache.dtype == DType::f32 || k_cache.dtype == DType::fp8_e4m3),
+            op,
+            std::string("k_cache is ") + dtype_name(k_cache.dtype) + " and v_cache " +
+                dtype_name(v_cache.dtype) + ": both float32 or both float8_e4m3fn");
+  CPU_CHECK((k_cache.data != nullptr && v_cache.data != nullptr) || k_cache.numel() == 0, op,
+            "the cache has no storage");
 }
 
 void check_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* name) {
@@ -116,9 +135,10 @@ class CpuBackend final : public Backend {
   int64_t bytes_free() const override { return -1; }
 
   Tensor alloc(const std::vector<int64_t>& shape, DType dtype) override {
-    if (dtype != DType::f32)
+    if (dtype != DType::f32 && dtype != DType::fp8_e4m3)
       throw Error(std::string("cpu backend: alloc: dtype ") + dtype_name(dtype) +
-                      " is not supported (the cpu backend stores and computes float32 only)",
+                      " is not supported (the cpu backend computes in float32; it also stores "
+                      "a KV cache in float8_e4m3fn)",
                   kExitUsage);
     int64_t n = 1;
     for (int64_t s : shape) {
@@ -129,7 +149,8 @@ class CpuBackend final : public Backend {
     // aligned_alloc wants a multiple of the alignment; a zero-sized tensor still
     // gets a distinct non-null pointer.
     const size_t bytes =
-        (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) + kAlignment - 1) /
+        (static_cast<size_t>(std::max<int64_t>(n, 1)) * static_cast<size_t>(dtype_bytes(dtype)) +
+         kAlignment - 1) /
         kAlignment * kAlignment;
     void* p = std::aligned_alloc(kAlignment, bytes);
     if (p == nullptr) throw std::bad_alloc();
@@ -138,20 +159,31 @@ class CpuBackend final : public Backend {
     bytes_used_ += static_cast<int64_t>(bytes);
     Tensor t;
     t.data = p;
-    t.dtype = DType::f32;
+    t.dtype = dtype;
     t.shape = shape;
     return t;
   }
 
   void upload(const Tensor& dst, const float* src) override {
-    float* d = f32(dst, "upload", "dst");
     CPU_CHECK(src != nullptr || dst.numel() == 0, "upload", "null source");
+    if (dst.dtype == DType::fp8_e4m3) {
+      uint8_t* d = fp8(dst, "upload", "dst");
+      for (int64_t i = 0; i < dst.numel(); ++i) d[i] = float_to_fp8_e4m3(src[i]);
+      return;
+    }
+    float* d = f32(dst, "upload", "dst");
     if (dst.numel() > 0) std::memcpy(d, src, static_cast<size_t>(dst.numel()) * sizeof(float));
   }
 
   void download(const Tensor& src, float* dst) override {
-    const float* s = f32(src, "download", "src");
     CPU_CHECK(dst != nullptr || src.numel() == 0, "download", "null destination");
+    if (src.dtype == DType::fp8_e4m3) {
+      const uint8_t* s = fp8(src, "download", "src");
+      const auto& table = fp8_e4m3_table();
+      for (int64_t i = 0; i < src.numel(); ++i) dst[i] = table[s[i]];
+      return;
+    }
+    const float* s = f32(src, "download", "src");
     if (src.numel() > 0) std::memcpy(dst, s, static_cast<size_t>(src.numel()) * sizeof(float));
   }
 
@@ -280,8 +312,8 @@ class CpuBackend final : public Backend {
               "head_dim " + std::to_string(a.head_dim) + " is odd (rotate-half needs pairs)");
     float* x = f32(qkv, op, "qkv");
     const float* inv = f32(inv_freq, op, "inv_freq");
-    float* kc = f32(k_cache, op, "k_cache");
-    float* vc = f32(v_cache, op, "v_cache");
+    check_cache_dtypes(k_cache, v_cache, op);
+    const bool fp8_cache = k_cache.dtype == DType::fp8_e4m3;
     const int64_t n = batch_.num_tokens(), hd = a.head_dim, half = hd / 2;
     const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
     check_matrix(qkv, n, row, op, "qkv");
@@ -322,8 +354,20 @@ class CpuBackend final : public Backend {
       }
       const float* k = xr + a.q_heads * hd;
       const float* v = k + kv_width;
-      std::memcpy(kc + slot[t] * kv_width, k, static_cast<size_t>(kv_width) * sizeof(float));
-      std::memcpy(vc + slot[t] * kv_width, v, static_cast<size_t>(kv_width) * sizeof(float));
+      const int64_t at = slot[t] * kv_width;
+      if (fp8_cache) {
+        uint8_t* kc = static_cast<uint8_t*>(k_cache.data) + at;
+        uint8_t* vc = static_cast<uint8_t*>(v_cache.data) + at;
+        for (int64_t i = 0; i < kv_width; ++i) {
+          kc[i] = float_to_fp8_e4m3(k[i]);
+          vc[i] = float_to_fp8_e4m3(v[i]);
+        }
+      } else {
+        std::memcpy(static_cast<float*>(k_cache.data) + at, k,
+                    static_cast<size_t>(kv_width) * sizeof(float));
+        std::memcpy(static_cast<float*>(v_cache.data) + at, v,
+                    static_cast<size_t>(kv_width) * sizeof(float));
+      }
     }
   }
 
@@ -332,8 +376,7 @@ class CpuBackend final : public Backend {
     const char* op = "attention";
     check_attention_shape(a, op);
     const float* x = f32(qkv, op, "qkv");
-    const float* kc = f32(k_cache, op, "k_cache");
-    const float* vc = f32(v_cache, op, "v_cache");
+    check_cache_dtypes(k_cache, v_cache, op);
     float* o = f32(out, op, "out");
     const int64_t n = batch_.num_tokens(), hd = a.head_dim;
     const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
@@ -365,6 +408,11 @@ class CpuBackend final : public Backend {
     const float scale = a.scale;
     scores_.resize(static_cast<size_t>(threads_) * static_cast<size_t>(max_ctx));
     float* scores_all = scores_.data();
+    // An fp8 cache row is decoded into the thread's own row buffer before use.
+    const bool fp8_cache = k_cache.dtype == DType::fp8_e4m3;
+    rows_.resize(static_cast<size_t>(threads_) * static_cast<size_t>(hd));
+    float* rows_all = rows_.data();
+    const float* fp8_values = fp8_e4m3_table().data();
     const int32_t* pos = batch_.positions.data();
     const int32_t* seq_of = token_seq_.data();
     const int32_t* tables = batch_.block_tables.data();
@@ -384,10 +432,17 @@ class CpuBackend final : public Backend {
         auto slot_row = [&](int64_t j) {
           return (((static_cast<int64_t>(table[j / bs]) * bs + j % bs) * kv_heads) + kvh) * hd;
         };
+        float* decoded = rows_all + static_cast<size_t>(omp_get_thread_num()) * hd;
+        auto cache_row = [&](const Tensor& cache, int64_t j) -> const float* {
+          if (!fp8_cache) return static_cast<const float*>(cache.data) + slot_row(j);
+          const uint8_t* r = static_cast<const uint8_t*>(cache.data) + slot_row(j);
+          for (int64_t d = 0; d < hd; ++d) decoded[d] = fp8_values[r[d]];
+          return decoded;
+        };
 
         float mx = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j <= p; ++j) {
-          sc[j] = dot(q, kc + slot_row(j), hd) * scale;
+          sc[j] = dot(q, cache_row(k_cache, j), hd) * scale;
           mx = std::max(mx, sc[j]);
         }
         float sum = 0.0f;
@@ -398,7 +453,7 @@ class CpuBackend final : public Backend {
         float* oh = o + t * q_heads * hd + h * hd;
         std::fill_n(oh, hd, 0.0f);
         for (int64_t j = 0; j <= p; ++j) {
-          const float* v = vc + slot_row(j);
+          const float* v = cache_row(v_cache, j);
           const float wj = sc[j];
 #pragma omp simd
           for (int64_t d = 0; d < hd; ++d) oh[d] += wj * v[d];
@@ -569,6 +624,7 @@ class CpuBackend final : public Backend {
   BatchLayout batch_;
   std::vector<int32_t> token_seq_;
   std::vector<float> scores_;  // attention scratch: one row of max context per thread
+  std::vector<float> rows_;    // attention scratch: one decoded fp8 cache row per thread
 };
 
 }  // namespace

@@ -15,6 +15,16 @@ constexpr int kMaxDim = 256;
 constexpr int kWarps = 4;
 constexpr int kPerLane = kMaxDim / 32;
 
+// Two consecutive cache elements as fp32 (the row offset is even).
+__device__ __forceinline__ float2 cache_pair(const bf16* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
+__device__ __forceinline__ float2 cache_pair(const fp8* p) {
+  return fp8x2_to_float2(*reinterpret_cast<const __nv_fp8x2_storage_t*>(p));
+}
+
+// C: the cache's element type (bf16 or fp8).
+template <typename C>
 __global__ void __launch_bounds__(kWarps * 32) attn_generic_kernel(AttentionParams p) {
   __shared__ float qs[kWarps][kMaxDim];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -41,10 +51,10 @@ __global__ void __launch_bounds__(kWarps * 32) attn_generic_kernel(AttentionPara
     const int key = c + lane;
     float score = -INFINITY;
     if (key <= pos) {
-      const __nv_bfloat162* kr = reinterpret_cast<const __nv_bfloat162*>(p.k_cache + row_of(key));
+      const C* kr = static_cast<const C*>(p.k_cache) + row_of(key);
       float dot = 0.0f;
       for (int d = 0; d < d_all / 2; ++d) {
-        const float2 kv = __bfloat1622float2(kr[d]);
+        const float2 kv = cache_pair(kr + 2 * d);
         dot += qs[warp][2 * d] * kv.x + qs[warp][2 * d + 1] * kv.y;
       }
       score = dot;
@@ -58,11 +68,11 @@ __global__ void __launch_bounds__(kWarps * 32) attn_generic_kernel(AttentionPara
     const int count = min(32, pos - c + 1);
     for (int j = 0; j < count; ++j) {
       const float w = __shfl_sync(0xffffffffu, pk, j);
-      const bf16* vr = p.v_cache + row_of(c + j);
+      const C* vr = static_cast<const C*>(p.v_cache) + row_of(c + j);
 #pragma unroll
       for (int i = 0; i < kPerLane; ++i) {
         const int d = lane + 32 * i;
-        if (d < d_all) acc[i] += w * __bfloat162float(vr[d]);
+        if (d < d_all) acc[i] += w * cache_to_float(vr[d]);
       }
     }
     m = m_new;
@@ -86,7 +96,10 @@ void launch_attention_generic(const AttentionParams& p, cudaStream_t stream) {
                      __FILE__, __LINE__);
   const dim3 grid(static_cast<unsigned>(p.n_tokens),
                   static_cast<unsigned>((p.q_heads + kWarps - 1) / kWarps));
-  attn_generic_kernel<<<grid, kWarps * 32, 0, stream>>>(p);
+  if (p.fp8_cache)
+    attn_generic_kernel<fp8><<<grid, kWarps * 32, 0, stream>>>(p);
+  else
+    attn_generic_kernel<bf16><<<grid, kWarps * 32, 0, stream>>>(p);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 

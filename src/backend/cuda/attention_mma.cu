@@ -87,17 +87,49 @@ __device__ __forceinline__ int64_t tile_first_slot(const AttentionParams& p, con
   return static_cast<int64_t>(table[k0 / p.block_size]) * p.block_size + k0 % p.block_size;
 }
 
+// Elements of cache type C in one 16-byte copy; a tile row as stored in shared
+// memory is D of them plus 16 bytes of padding (rows 16 bytes apart in banks).
+template <typename C>
+constexpr int kPerChunk = 16 / static_cast<int>(sizeof(C));
+template <int D, typename C>
+constexpr int kRawStride = D + kPerChunk<C>;
+
+// Shared memory of one tile set: two stages of (K, V) tiles of kKeys keys as the
+// cache stores them, and for an fp8 cache one (K, V) pair converted to bf16,
+// which the tensor-core step reads.
+template <int D, typename C, int kKeys>
+struct TileSet {
+  static constexpr int kRaw = kKeys * kRawStride<D, C> * static_cast<int>(sizeof(C));
+  static constexpr int kConv =
+      sizeof(C) == 1 ? kKeys * (D + kPad) * static_cast<int>(sizeof(bf16)) : 0;
+  static constexpr int kBytes = 2 * 2 * kRaw + 2 * kConv;
+  __device__ static C* stage_k(char* base, int s) {
+    return reinterpret_cast<C*>(base + 2 * s * kRaw);
+  }
+  __device__ static C* stage_v(char* base, int s) {
+    return reinterpret_cast<C*>(base + (2 * s + 1) * kRaw);
+  }
+  __device__ static bf16* conv_k(char* base) { return reinterpret_cast<bf16*>(base + 4 * kRaw); }
+  __device__ static bf16* conv_v(char* base) {
+    return reinterpret_cast<bf16*>(base + 4 * kRaw + kConv);
+  }
+};
+
 // Copies keys [k0, k0 + kKeys) of kv head h of one sequence into ks / vs (rows
-// of D + kPad); keys >= kend become zeros, so masked keys never bring NaN or
+// of kRawStride); keys >= kend become zeros, so masked keys never bring NaN or
 // garbage from slots nobody wrote into P.V. first_slot: see tile_first_slot.
-template <int D, int kKeys, int kLanes>
-__device__ __forceinline__ void load_tile(bf16* ks, bf16* vs, const AttentionParams& p,
+template <int D, int kKeys, int kLanes, typename C>
+__device__ __forceinline__ void load_tile(C* ks, C* vs, const AttentionParams& p,
                                           const int32_t* table, int h, int k0, int kend,
                                           int64_t first_slot, int tid) {
-  constexpr int kChunks = D / 8;
+  constexpr int kPer = kPerChunk<C>;
+  constexpr int kChunks = D / kPer;
+  constexpr int kStride = kRawStride<D, C>;
+  const C* k_cache = static_cast<const C*>(p.k_cache);
+  const C* v_cache = static_cast<const C*>(p.v_cache);
 #pragma unroll 4
   for (int c = tid; c < kKeys * kChunks; c += kLanes) {
-    const int r = c / kChunks, col = (c % kChunks) * 8;
+    const int r = c / kChunks, col = (c % kChunks) * kPer;
     const int key = k0 + r;
     const bool valid = key < kend;
     int64_t off = 0;
@@ -108,8 +140,32 @@ __device__ __forceinline__ void load_tile(bf16* ks, bf16* vs, const AttentionPar
               : static_cast<int64_t>(table[key / p.block_size]) * p.block_size + key % p.block_size;
       off = (slot * p.kv_heads + h) * D + col;
     }
-    cp_async16(ks + r * (D + kPad) + col, p.k_cache + off, valid);
-    cp_async16(vs + r * (D + kPad) + col, p.v_cache + off, valid);
+    cp_async16(ks + r * kStride + col, k_cache + off, valid);
+    cp_async16(vs + r * kStride + col, v_cache + off, valid);
+  }
+}
+
+// An fp8 tile as landed (rows of kRawStride) -> bf16 rows of D + kPad, exact
+// (every e4m3 value is a bf16 value). 16 values a thread and step.
+template <int D, int kKeys, int kLanes>
+__device__ __forceinline__ void convert_tile(const fp8* src, bf16* dst, int tid) {
+  constexpr int kChunks = D / 16;
+#pragma unroll 1
+  for (int c = tid; c < kKeys * kChunks; c += kLanes) {
+    const int r = c / kChunks, col = (c % kChunks) * 16;
+    const uint4 raw = *reinterpret_cast<const uint4*>(src + r * kRawStride<D, fp8> + col);
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+    Bf16x8 out[2];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 lo = fp8x2_to_float2(static_cast<__nv_fp8x2_storage_t>(words[i] & 0xffffu));
+      const float2 hi = fp8x2_to_float2(static_cast<__nv_fp8x2_storage_t>(words[i] >> 16));
+      out[i / 2].h[(i % 2) * 2] = __floats2bfloat162_rn(lo.x, lo.y);
+      out[i / 2].h[(i % 2) * 2 + 1] = __floats2bfloat162_rn(hi.x, hi.y);
+    }
+    bf16* d = dst + r * (D + kPad) + col;
+    *reinterpret_cast<Bf16x8*>(d) = out[0];
+    *reinterpret_cast<Bf16x8*>(d + 8) = out[1];
   }
 }
 
@@ -261,19 +317,28 @@ __device__ __forceinline__ void store_rows(const WarpRows<D>& w, const Attention
   }
 }
 
-template <int D>
-constexpr size_t tile_smem_bytes() {
-  // prefill: 2 stages x (K, V) x 64 keys; decode: 4 warps x 2 stages x (K, V) x 16 keys.
-  return 2 * 2 * kPrefillKeys * (D + kPad) * sizeof(bf16);
-}
-static_assert(2 * 2 * kPrefillKeys == 4 * 2 * 2 * kDecodeKeys, "both kernels use one smem size");
+// prefill: one tile set of 64 keys for the block; decode: one of 16 keys a warp.
+template <int D, typename C>
+using PrefillTiles = TileSet<D, C, kPrefillKeys>;
+template <int D, typename C>
+using DecodeTiles = TileSet<D, C, kDecodeKeys>;
 
-template <int D>
+template <int D, typename C>
+constexpr size_t tile_smem_bytes() {
+  static_assert(PrefillTiles<D, C>::kBytes == 4 * DecodeTiles<D, C>::kBytes,
+                "both kernels use one smem size");
+  static_assert(4 * 16 * D * 4 + 2 * 4 * 16 * 4 <= PrefillTiles<D, C>::kBytes,
+                "the decode warps' merge fits in the tile buffers");
+  return PrefillTiles<D, C>::kBytes;
+}
+
+// C: the cache's element type (bf16, or fp8 converted to bf16 tiles after landing).
+template <int D, typename C>
 __global__ void __launch_bounds__(kThreads)
     attn_prefill_kernel(AttentionParams p, const AttnItem* items) {
   extern __shared__ uint4 smem_raw[];
-  bf16* smem = reinterpret_cast<bf16*>(smem_raw);
-  constexpr int kTile = kPrefillKeys * (D + kPad);
+  char* tiles = reinterpret_cast<char*>(smem_raw);
+  using T = PrefillTiles<D, C>;
   const AttnItem it = items[blockIdx.x];
   const int h = blockIdx.y, group = p.q_heads / p.kv_heads;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -288,39 +353,49 @@ __global__ void __launch_bounds__(kThreads)
   for (int o = 16; o > 0; o >>= 1) wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
 
   const int kend = it.kv_end;
-  const int tiles = (kend + kPrefillKeys - 1) / kPrefillKeys;
-  load_tile<D, kPrefillKeys, kThreads>(smem, smem + kTile, p, table, h, 0, kend,
-                                       tile_first_slot<kPrefillKeys>(p, table, 0, kend),
+  const int n_tiles = (kend + kPrefillKeys - 1) / kPrefillKeys;
+  load_tile<D, kPrefillKeys, kThreads>(T::stage_k(tiles, 0), T::stage_v(tiles, 0), p, table, h, 0,
+                                       kend, tile_first_slot<kPrefillKeys>(p, table, 0, kend),
                                        threadIdx.x);
   cp_async_commit();
-  for (int i = 0; i < tiles; ++i) {
-    if (i + 1 < tiles) {
-      bf16* next = smem + ((i + 1) & 1) * 2 * kTile;
-      const int k0 = (i + 1) * kPrefillKeys;
-      load_tile<D, kPrefillKeys, kThreads>(next, next + kTile, p, table, h, k0, kend,
-                                           tile_first_slot<kPrefillKeys>(p, table, k0, kend),
-                                           threadIdx.x);
+  for (int i = 0; i < n_tiles; ++i) {
+    if (i + 1 < n_tiles) {
+      const int s = (i + 1) & 1, k0 = (i + 1) * kPrefillKeys;
+      load_tile<D, kPrefillKeys, kThreads>(
+          T::stage_k(tiles, s), T::stage_v(tiles, s), p, table, h, k0, kend,
+          tile_first_slot<kPrefillKeys>(p, table, k0, kend), threadIdx.x);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
     __syncthreads();
-    const bf16* cur = smem + (i & 1) * 2 * kTile;
+    const bf16 *ks, *vs;
+    if constexpr (sizeof(C) == 1) {
+      convert_tile<D, kPrefillKeys, kThreads>(T::stage_k(tiles, i & 1), T::conv_k(tiles),
+                                              threadIdx.x);
+      convert_tile<D, kPrefillKeys, kThreads>(T::stage_v(tiles, i & 1), T::conv_v(tiles),
+                                              threadIdx.x);
+      __syncthreads();
+      ks = T::conv_k(tiles);
+      vs = T::conv_v(tiles);
+    } else {
+      ks = T::stage_k(tiles, i & 1);
+      vs = T::stage_v(tiles, i & 1);
+    }
     if (i * kPrefillKeys <= wmax)
-      attend_tile<D, kPrefillKeys>(w, cur, cur + kTile, i * kPrefillKeys, kend, p.scale_log2, lane);
-    __syncthreads();  // the next iteration's copy overwrites this stage
+      attend_tile<D, kPrefillKeys>(w, ks, vs, i * kPrefillKeys, kend, p.scale_log2, lane);
+    __syncthreads();  // the next iteration's copy overwrites this stage (and conversion)
   }
   reduce_row_sums(w);
   store_rows(w, p, lane);
 }
 
-template <int D>
+template <int D, typename C>
 __global__ void __launch_bounds__(kThreads)
     attn_decode_kernel(AttentionParams p, AttentionPlan plan) {
   extern __shared__ uint4 smem_raw[];
-  bf16* smem = reinterpret_cast<bf16*>(smem_raw);
-  constexpr int kTile = kDecodeKeys * (D + kPad);
+  using T = DecodeTiles<D, C>;
   constexpr int kWarps = kThreads / 32;
   const int item = plan.head_major ? blockIdx.y : blockIdx.x;
   const AttnItem it = plan.decode_items[item];
@@ -338,10 +413,11 @@ __global__ void __launch_bounds__(kThreads)
   const int k_end = min(it.kv_end, k_begin + chunk);
   const int first = k_begin + warp * kDecodeKeys, step = kWarps * kDecodeKeys;
   const int tiles = first < k_end ? (k_end - first + step - 1) / step : 0;
-  bf16* mine = smem + warp * 4 * kTile;  // two stages of (K, V)
+  char* mine = reinterpret_cast<char*>(smem_raw) + warp * T::kBytes;  // this warp's tile set
   if (tiles > 0) {
-    load_tile<D, kDecodeKeys, 32>(mine, mine + kTile, p, table, h, first, k_end,
-                                  tile_first_slot<kDecodeKeys>(p, table, first, k_end), lane);
+    load_tile<D, kDecodeKeys, 32>(T::stage_k(mine, 0), T::stage_v(mine, 0), p, table, h, first,
+                                  k_end, tile_first_slot<kDecodeKeys>(p, table, first, k_end),
+                                  lane);
     cp_async_commit();
   }
   int64_t next_slot = tile_first_slot<kDecodeKeys>(p, table, first + step, k_end);
@@ -351,9 +427,9 @@ __global__ void __launch_bounds__(kThreads)
 
   for (int i = 0; i < tiles; ++i) {
     if (i + 1 < tiles) {
-      bf16* next = mine + ((i + 1) & 1) * 2 * kTile;
-      load_tile<D, kDecodeKeys, 32>(next, next + kTile, p, table, h, first + (i + 1) * step, k_end,
-                                    next_slot, lane);
+      const int s = (i + 1) & 1;
+      load_tile<D, kDecodeKeys, 32>(T::stage_k(mine, s), T::stage_v(mine, s), p, table, h,
+                                    first + (i + 1) * step, k_end, next_slot, lane);
       cp_async_commit();
       next_slot = tile_first_slot<kDecodeKeys>(p, table, first + (i + 2) * step, k_end);
       cp_async_wait<1>();
@@ -361,16 +437,26 @@ __global__ void __launch_bounds__(kThreads)
       cp_async_wait<0>();
     }
     __syncwarp();  // every lane's copies of this stage have landed
-    const bf16* cur = mine + (i & 1) * 2 * kTile;
-    attend_tile<D, kDecodeKeys>(w, cur, cur + kTile, first + i * step, k_end, p.scale_log2, lane);
-    __syncwarp();  // before the next copy overwrites it
+    const bf16 *ks, *vs;
+    if constexpr (sizeof(C) == 1) {
+      convert_tile<D, kDecodeKeys, 32>(T::stage_k(mine, i & 1), T::conv_k(mine), lane);
+      convert_tile<D, kDecodeKeys, 32>(T::stage_v(mine, i & 1), T::conv_v(mine), lane);
+      __syncwarp();
+      ks = T::conv_k(mine);
+      vs = T::conv_v(mine);
+    } else {
+      ks = T::stage_k(mine, i & 1);
+      vs = T::stage_v(mine, i & 1);
+    }
+    attend_tile<D, kDecodeKeys>(w, ks, vs, first + i * step, k_end, p.scale_log2, lane);
+    __syncwarp();  // before the next copy (or conversion) overwrites it
   }
   reduce_row_sums(w);
 
   // Merge the four warps' states of each row through shared memory (the tile
   // buffers are free now): [warp][row][D] outputs, then [warp][row] max and sum.
   __syncthreads();
-  float* so = reinterpret_cast<float*>(smem);
+  float* so = reinterpret_cast<float*>(smem_raw);
   float* sm = so + kWarps * 16 * D;
   float* sl = sm + kWarps * 16;
 #pragma unroll
@@ -412,8 +498,7 @@ __global__ void __launch_bounds__(kThreads)
       // A split with no keys for this row (a sequence shorter than the split's
       // start) leaves lse = -inf: the merge gives it weight 0.
       const int64_t part =
-          ((static_cast<int64_t>(item) * p.kv_heads + h) * kDecodeRows + row) * plan.splits +
-          split;
+          ((static_cast<int64_t>(item) * p.kv_heads + h) * kDecodeRows + row) * plan.splits + split;
       plan.partial_o[part * D + d] = den > 0.0f ? num / den : 0.0f;
       if (d == 0) plan.partial_lse[part] = den > 0.0f ? mx + log2f(den) : kNegInf;
     }
@@ -457,28 +542,29 @@ __global__ void attn_merge_splits_kernel(AttentionParams p, AttentionPlan plan) 
   }
 }
 
-template <int D>
+template <int D, typename C>
 void init_for() {
-  constexpr size_t smem = tile_smem_bytes<D>();
-  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D>,
+  constexpr size_t smem = tile_smem_bytes<D, C>();
+  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<D>,
+  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<D, C>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
 
-template <int D>
+template <int D, typename C>
 void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream) {
-  constexpr size_t smem = tile_smem_bytes<D>();
+  constexpr size_t smem = tile_smem_bytes<D, C>();
   const unsigned kvh = static_cast<unsigned>(p.kv_heads);
   if (plan.n_prefill > 0) {
-    attn_prefill_kernel<D>
+    attn_prefill_kernel<D, C>
         <<<dim3(plan.n_prefill, kvh), kThreads, smem, stream>>>(p, plan.prefill_items);
     TPINFER_CUDA_CHECK_LAUNCH();
   }
   if (plan.n_decode > 0) {
     const unsigned items = static_cast<unsigned>(plan.n_decode);
-    const dim3 grid = plan.head_major ? dim3(kvh, items, plan.splits) : dim3(items, kvh, plan.splits);
-    attn_decode_kernel<D><<<grid, kThreads, smem, stream>>>(p, plan);
+    const dim3 grid =
+        plan.head_major ? dim3(kvh, items, plan.splits) : dim3(items, kvh, plan.splits);
+    attn_decode_kernel<D, C><<<grid, kThreads, smem, stream>>>(p, plan);
     TPINFER_CUDA_CHECK_LAUNCH();
     if (plan.splits > 1) {
       attn_merge_splits_kernel<<<dim3(plan.n_decode, kvh), kThreads, 0, stream>>>(p, plan);
@@ -494,18 +580,20 @@ bool attention_mma_supported(int head_dim) {
 }
 
 void attention_init() {
-  init_for<64>();
-  init_for<128>();
+  init_for<64, bf16>();
+  init_for<128, bf16>();
+  init_for<64, fp8>();
+  init_for<128, fp8>();
 }
 
 void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan,
                           cudaStream_t stream) {
   switch (p.head_dim) {
     case 64:
-      launch_for<64>(p, plan, stream);
+      p.fp8_cache ? launch_for<64, fp8>(p, plan, stream) : launch_for<64, bf16>(p, plan, stream);
       break;
     case 128:
-      launch_for<128>(p, plan, stream);
+      p.fp8_cache ? launch_for<128, fp8>(p, plan, stream) : launch_for<128, bf16>(p, plan, stream);
       break;
     default:
       throw_cuda_error(static_cast<int>(cudaErrorInvalidValue), "launch_attention_mma(head_dim)",

@@ -58,7 +58,8 @@ void BatchState::set(const BatchLayout& b) {
     padded_tables_.assign(static_cast<size_t>(seqs) * table_stride_, -1);
     for (int32_t s = 0; s < seqs; ++s)
       std::copy_n(b.block_tables.begin() + s * static_cast<int64_t>(b.max_blocks_per_seq),
-                  b.max_blocks_per_seq, padded_tables_.begin() + s * static_cast<int64_t>(table_stride_));
+                  b.max_blocks_per_seq,
+                  padded_tables_.begin() + s * static_cast<int64_t>(table_stride_));
     p.block_tables = put(padded_tables_);
   }
   p.logit_rows = put(b.logit_rows);

@@ -20,6 +20,8 @@ ncclDataType_t nccl_type(DType d) {
       return ncclBfloat16;
     case DType::f16:
       return ncclFloat16;
+    case DType::fp8_e4m3:
+      break;  // never reduced or gathered (a KV cache type)
   }
   return ncclFloat32;
 }

@@ -10,9 +10,9 @@
 #include <mpi.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -34,6 +34,7 @@
 #include "backend/op_checks.hpp"
 #include "tpinfer/backend.hpp"
 #include "tpinfer/error.hpp"
+#include "tpinfer/fp8.hpp"
 
 namespace tpinfer {
 namespace {
@@ -80,7 +81,10 @@ void check_attention_shape(const AttentionShape& a, const char* op) {
 // Returns the number of blocks of a [num_blocks, block_size, kv_heads, head_dim] cache.
 int64_t check_cache(const Tensor& c, int block_size, const AttentionShape& a, const char* op,
                     const char* name) {
-  bf(c, op, name);
+  CUDA_BE_CHECK(c.dtype == DType::bf16 || c.dtype == DType::fp8_e4m3, op,
+                std::string(name) + " has dtype " + dtype_name(c.dtype) +
+                    ", expected bfloat16 or float8_e4m3fn");
+  check_storage(c, op, name);
   CUDA_BE_CHECK(c.shape.size() == 4 && c.shape[1] == block_size && c.shape[2] == a.kv_heads &&
                     c.shape[3] == a.head_dim,
                 op,
@@ -214,6 +218,10 @@ class CudaBackend final : public Backend {
         case DType::f16:
           cuda::floats_to_f16(src + off, static_cast<uint16_t*>(buf), c);
           break;
+        case DType::fp8_e4m3:
+          for (size_t k = 0; k < c; ++k)
+            static_cast<uint8_t*>(buf)[k] = float_to_fp8_e4m3(src[off + k]);
+          break;
       }
       TPINFER_CUDA_CHECK(
           cudaMemcpyAsync(d + off * esz, buf, c * esz, cudaMemcpyHostToDevice, stream_.get()));
@@ -250,6 +258,11 @@ class CudaBackend final : public Backend {
         case DType::f16:
           cuda::f16_to_floats(static_cast<const uint16_t*>(buf), dst + off, c);
           break;
+        case DType::fp8_e4m3: {
+          const auto& table = fp8_e4m3_table();
+          for (size_t k = 0; k < c; ++k) dst[off + k] = table[static_cast<const uint8_t*>(buf)[k]];
+          break;
+        }
       }
     };
     size_t i = 0;
@@ -388,9 +401,10 @@ class CudaBackend final : public Backend {
     const int bs = batch_.layout().block_size;
     const int64_t blocks = check_cache(k_cache, bs, a, op, "k_cache");
     check_cache(v_cache, bs, a, op, "v_cache");
-    CUDA_BE_CHECK(
-        k_cache.shape == v_cache.shape, op,
-        "k_cache " + shape_str(k_cache) + " and v_cache " + shape_str(v_cache) + " differ");
+    CUDA_BE_CHECK(k_cache.shape == v_cache.shape && k_cache.dtype == v_cache.dtype, op,
+                  "k_cache " + shape_str(k_cache) + " " + dtype_name(k_cache.dtype) +
+                      " and v_cache " + shape_str(v_cache) + " " + dtype_name(v_cache.dtype) +
+                      " differ");
     const int64_t slots = blocks * bs;
     cache_blocks_ = blocks;
     CUDA_BE_CHECK(batch_.max_slot() < slots, op,
@@ -398,8 +412,9 @@ class CudaBackend final : public Backend {
     cuda::RopeParams p{};
     p.qkv = x;
     p.inv_freq = static_cast<const float*>(inv_freq.data);
-    p.k_cache = static_cast<bf16*>(k_cache.data);
-    p.v_cache = static_cast<bf16*>(v_cache.data);
+    p.k_cache = k_cache.data;
+    p.v_cache = v_cache.data;
+    p.fp8_cache = k_cache.dtype == DType::fp8_e4m3;
     p.positions = d_.positions;
     p.slot_mapping = d_.slot_mapping;
     p.n_tokens = n;
@@ -424,9 +439,10 @@ class CudaBackend final : public Backend {
     CUDA_BE_CHECK(out.data != qkv.data || n == 0, op, "out must not alias qkv");
     const int64_t blocks = check_cache(k_cache, b.block_size, a, op, "k_cache");
     check_cache(v_cache, b.block_size, a, op, "v_cache");
-    CUDA_BE_CHECK(
-        k_cache.shape == v_cache.shape, op,
-        "k_cache " + shape_str(k_cache) + " and v_cache " + shape_str(v_cache) + " differ");
+    CUDA_BE_CHECK(k_cache.shape == v_cache.shape && k_cache.dtype == v_cache.dtype, op,
+                  "k_cache " + shape_str(k_cache) + " " + dtype_name(k_cache.dtype) +
+                      " and v_cache " + shape_str(v_cache) + " " + dtype_name(v_cache.dtype) +
+                      " differ");
     CUDA_BE_CHECK(batch_.max_block() < blocks, op,
                   "a block table entry within a context lies outside the cache's " +
                       std::to_string(blocks) + " blocks");
@@ -438,8 +454,9 @@ class CudaBackend final : public Backend {
     cuda::AttentionParams p{};
     p.qkv = x;
     p.qkv_stride = row;
-    p.k_cache = static_cast<const bf16*>(k_cache.data);
-    p.v_cache = static_cast<const bf16*>(v_cache.data);
+    p.k_cache = k_cache.data;
+    p.v_cache = v_cache.data;
+    p.fp8_cache = k_cache.dtype == DType::fp8_e4m3;
     p.out = o;
     p.positions = d_.positions;
     p.query_start = d_.query_start;

@@ -2,6 +2,8 @@
 // Small device helpers shared by the kernels: 16-byte bf16 vectors and warp /
 // block reductions. Included only by .cu files.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -30,6 +32,44 @@ __device__ __forceinline__ void store8(bf16* p, const float (&f)[8]) {
 #pragma unroll
   for (int i = 0; i < 4; ++i) v.h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
   *reinterpret_cast<Bf16x8*>(p) = v;
+}
+
+// FP8 E4M3 (tpinfer/fp8.hpp): saturating round-to-nearest-even from fp32, the
+// conversion the host's float_to_fp8_e4m3 reproduces bit for bit. In a pair,
+// .x is the low byte.
+using fp8 = __nv_fp8_storage_t;
+
+__device__ __forceinline__ __nv_fp8x2_storage_t float2_to_fp8x2(float lo, float hi) {
+  return __nv_cvt_float2_to_fp8x2(make_float2(lo, hi), __NV_SATFINITE, __NV_E4M3);
+}
+
+__device__ __forceinline__ float2 fp8x2_to_float2(__nv_fp8x2_storage_t v) {
+  const __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2(v, __NV_E4M3);  // exact: e4m3 fits f16
+  __half2 h;
+  h = raw;
+  return __half22float2(h);
+}
+
+// Eight values stored as eight fp8 bytes (one 8-byte store; p 8-byte aligned).
+__device__ __forceinline__ void store8_fp8(fp8* p, const float (&f)[8]) {
+  uint2 v;
+  v.x = static_cast<uint32_t>(float2_to_fp8x2(f[0], f[1])) |
+        static_cast<uint32_t>(float2_to_fp8x2(f[2], f[3])) << 16;
+  v.y = static_cast<uint32_t>(float2_to_fp8x2(f[4], f[5])) |
+        static_cast<uint32_t>(float2_to_fp8x2(f[6], f[7])) << 16;
+  *reinterpret_cast<uint2*>(p) = v;
+}
+
+__device__ __forceinline__ float fp8_to_float(fp8 v) {
+  return fp8x2_to_float2(static_cast<__nv_fp8x2_storage_t>(v)).x;
+}
+
+// A cache element as fp32, for either cache type.
+__device__ __forceinline__ float cache_to_float(bf16 v) {
+  return __bfloat162float(v);
+}
+__device__ __forceinline__ float cache_to_float(fp8 v) {
+  return fp8_to_float(v);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -73,8 +73,9 @@ void launch_fill_random(void* out, DType dtype, int64_t rows, int64_t cols, cons
 struct RopeParams {
   bf16* qkv;              // [n, (q_heads + 2 kv_heads) * head_dim]
   const float* inv_freq;  // [head_dim / 2]
-  bf16* k_cache;          // [slots, kv_heads * head_dim]
-  bf16* v_cache;
+  void* k_cache;          // [slots, kv_heads * head_dim], bf16 or fp8 e4m3 (fp8_cache)
+  void* v_cache;
+  bool fp8_cache;
   const int32_t* positions;
   const int32_t* slot_mapping;
   int64_t n_tokens;
@@ -112,9 +113,10 @@ TPINFER_KERNEL_HD inline int decode_split_chunk(int kv_end, int splits) {
 
 struct AttentionParams {
   const bf16* qkv;
-  int64_t qkv_stride;  // elements per token row: (q_heads + 2 kv_heads) * head_dim
-  const bf16* k_cache;
-  const bf16* v_cache;
+  int64_t qkv_stride;   // elements per token row: (q_heads + 2 kv_heads) * head_dim
+  const void* k_cache;  // bf16, or fp8 e4m3 when fp8_cache
+  const void* v_cache;
+  bool fp8_cache;
   bf16* out;  // [n, q_heads * head_dim]
   const int32_t* positions;
   const int32_t* query_start;

@@ -65,6 +65,10 @@ void launch_fill_random(void* out, DType dtype, int64_t rows, int64_t cols, cons
     case DType::f16:
       fill_random_kernel<<<blocks, threads, 0, stream>>>(static_cast<__half*>(out), rows, cols, f);
       break;
+    case DType::fp8_e4m3:
+      throw_cuda_error(static_cast<int>(cudaErrorInvalidValue),
+                       "fill_random(float8_e4m3fn: a KV cache type, not a weight type)", __FILE__,
+                       __LINE__);
   }
   TPINFER_CUDA_CHECK(cudaGetLastError());
 }

@@ -13,8 +13,23 @@
 namespace tpinfer::cuda {
 namespace {
 
+__device__ __forceinline__ void store_cache8(bf16* p, const float (&f)[8]) {
+  store8(p, f);
+}
+__device__ __forceinline__ void store_cache8(fp8* p, const float (&f)[8]) {
+  store8_fp8(p, f);
+}
+__device__ __forceinline__ void store_cache(bf16* p, float f) {
+  *p = __float2bfloat16(f);
+}
+__device__ __forceinline__ void store_cache(fp8* p, float f) {
+  *p = __nv_cvt_float_to_fp8(f, __NV_SATFINITE, __NV_E4M3);
+}
+
 // kW = 8 when head_dim / 2 is a multiple of 8 (16-byte accesses), else 1.
-template <int kW>
+// C: the cache's element type, bf16 or fp8 (the rotated k is rounded once, from
+// fp32, to whichever the cache holds).
+template <int kW, typename C>
 __global__ void rope_kernel(RopeParams p) {
   extern __shared__ float cs[];  // [half] cosines, then [half] sines
   const int64_t t = blockIdx.x;
@@ -33,8 +48,8 @@ __global__ void rope_kernel(RopeParams p) {
   const int64_t kv_width = static_cast<int64_t>(p.kv_heads) * d;
   bf16* row = p.qkv + t * row_len;
   const int64_t slot = p.slot_mapping[t];
-  bf16* kdst = p.k_cache + slot * kv_width;
-  bf16* vdst = p.v_cache + slot * kv_width;
+  C* kdst = static_cast<C*>(p.k_cache) + slot * kv_width;
+  C* vdst = static_cast<C*>(p.v_cache) + slot * kv_width;
 
   // q heads then k heads are adjacent in the row: rotate them as one run.
   const int rotated = p.q_heads + p.kv_heads;
@@ -57,30 +72,38 @@ __global__ void rope_kernel(RopeParams p) {
       y1[k] = x1[k] * c - x2[k] * s;
       y2[k] = x2[k] * c + x1[k] * s;
     }
-    bf16* kd = h >= p.q_heads ? kdst + static_cast<int64_t>(h - p.q_heads) * d : nullptr;
+    C* kd = h >= p.q_heads ? kdst + static_cast<int64_t>(h - p.q_heads) * d : nullptr;
     if constexpr (kW == 8) {
       store8(x + i, y1);
       store8(x + half + i, y2);
       if (kd) {
-        store8(kd + i, y1);
-        store8(kd + half + i, y2);
+        store_cache8(kd + i, y1);
+        store_cache8(kd + half + i, y2);
       }
     } else {
       x[i] = __float2bfloat16(y1[0]);
       x[half + i] = __float2bfloat16(y2[0]);
       if (kd) {
-        kd[i] = x[i];
-        kd[half + i] = x[half + i];
+        store_cache(kd + i, y1[0]);
+        store_cache(kd + half + i, y2[0]);
       }
     }
   }
 
   const bf16* v = row + static_cast<int64_t>(rotated) * d;
   if constexpr (kW == 8) {
-    for (int64_t i = threadIdx.x * 8; i < kv_width; i += blockDim.x * 8)
-      *reinterpret_cast<Bf16x8*>(vdst + i) = *reinterpret_cast<const Bf16x8*>(v + i);
+    for (int64_t i = threadIdx.x * 8; i < kv_width; i += blockDim.x * 8) {
+      if constexpr (sizeof(C) == 2) {
+        *reinterpret_cast<Bf16x8*>(vdst + i) = *reinterpret_cast<const Bf16x8*>(v + i);
+      } else {
+        float f[8];
+        load8(v + i, f);
+        store8_fp8(vdst + i, f);
+      }
+    }
   } else {
-    for (int64_t i = threadIdx.x; i < kv_width; i += blockDim.x) vdst[i] = v[i];
+    for (int64_t i = threadIdx.x; i < kv_width; i += blockDim.x)
+      store_cache(vdst + i, __bfloat162float(v[i]));
   }
 }
 
@@ -92,10 +115,16 @@ void launch_rope_write_kv(const RopeParams& p, cudaStream_t stream) {
   const bool vec = (p.head_dim / 2) % 8 == 0 && aligned16_host(p.qkv) &&
                    aligned16_host(p.k_cache) && aligned16_host(p.v_cache);
   const unsigned grid = static_cast<unsigned>(p.n_tokens);
-  if (vec)
-    rope_kernel<8><<<grid, 128, smem, stream>>>(p);
-  else
-    rope_kernel<1><<<grid, 128, smem, stream>>>(p);
+  if (p.fp8_cache) {
+    if (vec)
+      rope_kernel<8, fp8><<<grid, 128, smem, stream>>>(p);
+    else
+      rope_kernel<1, fp8><<<grid, 128, smem, stream>>>(p);
+  } else if (vec) {
+    rope_kernel<8, bf16><<<grid, 128, smem, stream>>>(p);
+  } else {
+    rope_kernel<1, bf16><<<grid, 128, smem, stream>>>(p);
+  }
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 
