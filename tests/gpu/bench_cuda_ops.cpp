@@ -85,7 +85,7 @@ void bench_linear(Bench& b, const char* name, int64_t k, int64_t m) {
 
 // Attention over `seqs` sequences of `ctx` cached tokens each, `nq` queries
 // each (nq = 1: decode; nq = ctx: a whole causal prefill).
-void bench_attention(Bench& b, int seqs, int ctx, int nq) {
+void bench_attention(Bench& b, int seqs, int ctx, int nq, DType cache_dtype = DType::bf16) {
   const int qh = 32, kvh = 8, hd = 128, bs = 16;
   const AttentionShape a{qh, kvh, hd, 1.0f / std::sqrt(128.0f)};
   const int per_seq = (ctx + bs - 1) / bs;
@@ -109,17 +109,18 @@ void bench_attention(Bench& b, int seqs, int ctx, int nq) {
   }
   b.be->set_batch(bl);
   const std::vector<int64_t> cache = {blocks, bs, kvh, hd};
-  Tensor kc = b.random(cache, 1.0f), vc = b.random(cache, 1.0f);
+  Tensor kc = b.random(cache, 1.0f, cache_dtype), vc = b.random(cache, 1.0f, cache_dtype);
   const int64_t n = bl.num_tokens();
   Tensor qkv = b.random({n, (qh + 2 * kvh) * hd}, 1.0f);
   Tensor out = b.be->alloc({n, qh * hd}, DType::bf16);
   const double sec = b.time([&](int) { b.be->attention(qkv, kc, vc, a, out); }, 10);
   // Compulsory bytes: each sequence's K and V once, q in, out.
-  const double kv = 2.0 * seqs * static_cast<double>(ctx) * kvh * hd * 2;
+  const double kv = 2.0 * seqs * static_cast<double>(ctx) * kvh * hd * dtype_bytes(cache_dtype);
   const double io = 2.0 * n * qh * hd * 2;
   const double pairs = nq == 1 ? static_cast<double>(ctx) : 0.5 * ctx * (ctx + 1.0);
   const double flops = 4.0 * seqs * pairs * qh * hd;
-  report("attention " + std::to_string(seqs) + " seqs x " + std::to_string(ctx) + " ctx, " +
+  report(std::string(cache_dtype == DType::fp8_e4m3 ? "attention fp8 " : "attention ") +
+             std::to_string(seqs) + " seqs x " + std::to_string(ctx) + " ctx, " +
              std::to_string(nq) + " q",
          sec, kv + io, flops);
 }
@@ -202,6 +203,9 @@ int main(int argc, char** argv) {
       bench_attention(b, 256, 1000, 1);  // the offline 1000/1000 decode steps
       bench_attention(b, 256, 1500, 1);
       bench_attention(b, 256, 2000, 1);
+      bench_attention(b, 256, 1500, 1, DType::fp8_e4m3);
+      bench_attention(b, 64, 1024, 1, DType::fp8_e4m3);
+      bench_attention(b, 1, 2048, 2048, DType::fp8_e4m3);
       bench_attention(b, 1, 1024, 1);
       bench_attention(b, 1, 8192, 1);
       bench_attention(b, 8, 4096, 1);
