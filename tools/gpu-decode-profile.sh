@@ -16,9 +16,14 @@ t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
   -DBoost_DIR="$BOOST_KIT_DIR" -DTPINFER_CUDA=ON >"$OUT/configure.log" 2>&1 ||
   { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build-gpu -j 16 --target tpinfer tpinfer_gpu_bench >"$OUT/build.log" 2>&1 ||
+cmake --build build-gpu -j 16 --target tpinfer tpinfer_gpu_bench tpinfer_gpu_tests >"$OUT/build.log" 2>&1 ||
   { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
+echo "== fp8 KV cache gpu tests"
+timeout 150 ./build-gpu/tests/tpinfer_gpu_tests --gtest_filter='*fp8*:*Fp8*:CudaBatchPlan*' \
+  >"$OUT/fp8_tests.log" 2>&1
+echo "fp8 tests: exit $?"
+grep -E "^\[  (PASSED|FAILED) |FAILED|tests ran" "$OUT/fp8_tests.log" | head -20
 echo "== decode attention (tpinfer_gpu_bench attention)"
 ./build-gpu/tests/tpinfer_gpu_bench attention 2>&1 | tee "$OUT/attention.log"
 echo "== tpinfer bench ${EXTRA:-}"
@@ -26,3 +31,7 @@ echo "== tpinfer bench ${EXTRA:-}"
 ./build-gpu/tpinfer bench --model-config "$config" --random-weights \
   --scenarios "${SCENARIOS:-decode256@1000,decode256@1900,offline}" --fixed 1000/1000 \
   --repeats 1 --offline-repeats 1 --step-profile ${EXTRA:-} 2>&1 | tee "$OUT/bench.log"
+echo "== tpinfer bench, fp8 KV cache"
+./build-gpu/tpinfer bench --model-config "$config" --random-weights --scenarios decode256@1900,offline \
+  --fixed 1000/1000 --repeats 1 --offline-repeats 1 --step-profile --kv-cache-dtype fp8 \
+  2>&1 | tee "$OUT/bench_fp8.log"
