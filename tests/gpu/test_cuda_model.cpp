@@ -22,9 +22,10 @@ namespace {
 
 class CudaModel : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(CudaModel, LogitsMatchCpu) {
-  SKIP_WITHOUT_GPU();
-  const ModelConfig c = test_config(GetParam());
+// The three mixed steps on both backends; `fp8_cache`: both hold the KV cache
+// in float8 e4m3, and logits must agree within `tol` of the logit scale.
+void expect_model_matches_cpu(const char* config, bool fp8_cache, double tol) {
+  const ModelConfig c = test_config(config);
   const int block_size = 16;
   const auto steps = mixed_steps(block_size, 40, c.vocab_size);
   auto cpu = make_cpu_backend(MPI_COMM_SELF, 0);
@@ -33,39 +34,32 @@ TEST_P(CudaModel, LogitsMatchCpu) {
   auto gpu = make_cuda_backend(MPI_COMM_SELF, o);
   Model mc = load_test_model(*cpu, c, MPI_COMM_SELF, 40, block_size);
   Model mg = load_test_model(*gpu, c, MPI_COMM_SELF, 40, block_size);
+  if (fp8_cache) {
+    allocate_kv_cache(mc, *cpu, 40, block_size, DType::fp8_e4m3);
+    allocate_kv_cache(mg, *gpu, 40, block_size, DType::fp8_e4m3);
+    ASSERT_EQ(mg.cache.k[0].dtype, DType::fp8_e4m3);
+  }
   for (size_t i = 0; i < steps.size(); ++i) {
     std::vector<float> want, got;
     forward(mc, *cpu, steps[i], want);
     forward(mg, *gpu, steps[i], got);
-    expect_logits_close(got, want, c.vocab_size, 2e-2,
-                        std::string(GetParam()) + " step " + std::to_string(i));
+    expect_logits_close(got, want, c.vocab_size, tol,
+                        std::string(config) + (fp8_cache ? " fp8 cache" : "") + " step " +
+                            std::to_string(i));
   }
 }
 
-// Both backends with an fp8 KV cache (--kv-cache-dtype fp8). Each rounds its
-// own fp32 k to e4m3, so a cached value can differ by one fp8 step where the
-// two backends' values straddle a rounding boundary: a bound of 3e-2.
+TEST_P(CudaModel, LogitsMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  expect_model_matches_cpu(GetParam(), false, 2e-2);
+}
+
+// Each backend rounds its own fp32 k to e4m3, so a cached value can differ by
+// one fp8 step where the two backends' values straddle a rounding boundary:
+// a bound of 3e-2.
 TEST_P(CudaModel, LogitsMatchCpuWithFp8Cache) {
   SKIP_WITHOUT_GPU();
-  const ModelConfig c = test_config(GetParam());
-  const int block_size = 16;
-  const auto steps = mixed_steps(block_size, 40, c.vocab_size);
-  auto cpu = make_cpu_backend(MPI_COMM_SELF, 0);
-  CudaBackendOptions o;
-  o.memory_fraction = 0.1;
-  auto gpu = make_cuda_backend(MPI_COMM_SELF, o);
-  Model mc = load_test_model(*cpu, c, MPI_COMM_SELF, 40, block_size);
-  Model mg = load_test_model(*gpu, c, MPI_COMM_SELF, 40, block_size);
-  allocate_kv_cache(mc, *cpu, 40, block_size, DType::fp8_e4m3);
-  allocate_kv_cache(mg, *gpu, 40, block_size, DType::fp8_e4m3);
-  ASSERT_EQ(mg.cache.k[0].dtype, DType::fp8_e4m3);
-  for (size_t i = 0; i < steps.size(); ++i) {
-    std::vector<float> want, got;
-    forward(mc, *cpu, steps[i], want);
-    forward(mg, *gpu, steps[i], got);
-    expect_logits_close(got, want, c.vocab_size, 3e-2,
-                        std::string(GetParam()) + " fp8 cache, step " + std::to_string(i));
-  }
+  expect_model_matches_cpu(GetParam(), true, 3e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, CudaModel,
