@@ -5,7 +5,8 @@
 # x 1000-2000 cached tokens), whole graph-replayed decode steps at batch 256 at
 # those contexts, and the offline run itself with its step profile.
 #   bash tools/gpu-decode-profile.sh [CONFIG.json]
-# Env: EXTRA (more tpinfer bench options, e.g. an A/B flag), SCENARIOS.
+# Env: EXTRA (more tpinfer bench options, e.g. an A/B flag), SCENARIOS and
+# FP8_SCENARIOS (of the bf16 and the fp8 KV cache runs), SKIP_ATTENTION=1.
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
@@ -19,19 +20,22 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITE
 cmake --build build-gpu -j 16 --target tpinfer tpinfer_gpu_bench tpinfer_gpu_tests >"$OUT/build.log" 2>&1 ||
   { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
-echo "== fp8 KV cache gpu tests"
-timeout 150 ./build-gpu/tests/tpinfer_gpu_tests --gtest_filter='*fp8*:*Fp8*:CudaBatchPlan*' \
-  >"$OUT/fp8_tests.log" 2>&1
-echo "fp8 tests: exit $?"
-grep -E "^\[  (PASSED|FAILED) |FAILED|tests ran" "$OUT/fp8_tests.log" | head -20
-echo "== decode attention (tpinfer_gpu_bench attention)"
-./build-gpu/tests/tpinfer_gpu_bench attention 2>&1 | tee "$OUT/attention.log"
+echo "== gpu tests of what changed: attention (bf16, fp8), rope, model, graphs"
+timeout 150 ./build-gpu/tests/tpinfer_gpu_tests --gtest_filter='*Attention*:*Rope*:*CudaModel*:*CudaGraphs*:CudaBatchPlan*' \
+  >"$OUT/changed_tests.log" 2>&1
+echo "gpu tests: exit $?"
+grep -E "^\[  (PASSED|FAILED) |FAILED|tests ran" "$OUT/changed_tests.log" | head -20
+if [ "${SKIP_ATTENTION:-0}" != 1 ]; then
+  echo "== decode attention (tpinfer_gpu_bench attention)"
+  ./build-gpu/tests/tpinfer_gpu_bench attention 2>&1 | tee "$OUT/attention.log"
+fi
 echo "== tpinfer bench ${EXTRA:-}"
 # shellcheck disable=SC2086
 ./build-gpu/tpinfer bench --model-config "$config" --random-weights \
   --scenarios "${SCENARIOS:-decode256@1000,decode256@1900,offline}" --fixed 1000/1000 \
   --repeats 1 --offline-repeats 1 --step-profile ${EXTRA:-} 2>&1 | tee "$OUT/bench.log"
 echo "== tpinfer bench, fp8 KV cache"
-./build-gpu/tpinfer bench --model-config "$config" --random-weights --scenarios decode256@1900,offline \
+./build-gpu/tpinfer bench --model-config "$config" --random-weights \
+  --scenarios "${FP8_SCENARIOS:-decode256@1900,offline}" \
   --fixed 1000/1000 --repeats 1 --offline-repeats 1 --step-profile --kv-cache-dtype fp8 \
   2>&1 | tee "$OUT/bench_fp8.log"
