@@ -175,6 +175,10 @@ int run_job(const RunOptions& o) {
           {"top_p", d.top_p},
           {"seed", o.seed}}},
         {"run", {{"input_path", o.input}, {"model_path", o.model}, {"dp", w.dp}, {"tp", w.tp}}}};
+    // An fp8 cache changes the numbers more than a backend does: a resume must
+    // keep it. Only named when set, so manifests written before it still match.
+    if (o.replica.kv_cache_dtype != "auto")
+      co.manifest["settings"]["kv_cache_dtype"] = o.replica.kv_cache_dtype;
     coord = std::make_unique<Coordinator>(w.world.get(), co);
   });
 

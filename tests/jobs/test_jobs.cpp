@@ -530,6 +530,10 @@ TEST(Resume, RefusesChangedSettingsAndOutputsWithoutAManifest) {
   r = tpinfer_cli(base + " --max-new-tokens 4 --resume");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(read_jsonl(out).size(), 1u);
+  // The KV cache's storage type is a setting too.
+  r = tpinfer_cli(base + " --max-new-tokens 4 --kv-cache-dtype fp8 --resume");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("kv_cache_dtype"), std::string::npos) << r.output;
   std::filesystem::remove(out + ".manifest.json");
   r = tpinfer_cli(base + " --max-new-tokens 4 --resume");
   EXPECT_EQ(r.exit_code, 2) << r.output;
