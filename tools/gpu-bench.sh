@@ -6,6 +6,7 @@
 #   bash tools/gpu-bench.sh [CONFIG.json] [SCENARIOS]
 # SCENARIOS: comma list of decode1,decode64,prefill2048,offline (default: all).
 # Env: TESTS_TIMEOUT (seconds for ctest -L gpu, 300), FIXED (ISL/OSL list), REQUESTS, REPEATS, OFFLINE_REPEATS, SKIP_TESTS=1, SKIP_PEER=1,
+# FP8=0 (skip the offline runs with the fp8 KV cache),
 # PEER_SCENARIOS (the peer's scenarios when they differ, e.g. to fit the call's time limit).
 set -uo pipefail
 OUT=${OUT:-out}
@@ -44,6 +45,15 @@ echo "== tpinfer bench"
   --fixed "$fixed" --requests "$requests" --repeats "${REPEATS:-5}" \
   --offline-repeats "${OFFLINE_REPEATS:-1}" "${workload[@]}" --json "$OUT/tpinfer.json" \
   2>&1 | tee "$OUT/tpinfer.log"
+
+if [ "${FP8:-1}" = 1 ] && [[ $scenarios == *offline* ]]; then
+  # The same offline workloads with the KV cache in fp8 (half the bytes a decode step reads).
+  echo "== tpinfer bench, --kv-cache-dtype fp8"
+  ./build-gpu/tpinfer bench --model-config "$config" --random-weights --scenarios offline \
+    --fixed "$fixed" --requests "$requests" --offline-repeats "${OFFLINE_REPEATS:-1}" \
+    "${workload[@]}" --kv-cache-dtype fp8 --json "$OUT/tpinfer_fp8.json" \
+    2>&1 | tee "$OUT/tpinfer_fp8.log"
+fi
 
 if [ "${SKIP_PEER:-0}" != 1 ]; then
   echo "== transformers (static cache + torch.compile)"
