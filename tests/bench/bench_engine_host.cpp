@@ -20,8 +20,7 @@
 namespace {
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -79,13 +78,13 @@ int main(int argc, char** argv) {
   }
   std::printf("host work of %d requests x %d/%d tokens: %.2f s\n", requests, prompt, output,
               now_s() - t0);
-  std::printf("  decode steps %6lld: %.3f ms/step (engine %.3f, backend packing %.3f)\n",
-              static_cast<long long>(decode_steps), 1e3 * decode_s / std::max<int64_t>(1, decode_steps),
-              1e3 * (decode_s - decode_fwd) / std::max<int64_t>(1, decode_steps),
-              1e3 * decode_fwd / std::max<int64_t>(1, decode_steps));
-  std::printf("  prompt steps %6lld: %.3f ms/step (engine %.3f, backend packing %.3f)\n",
-              static_cast<long long>(prompt_steps), 1e3 * prompt_s / std::max<int64_t>(1, prompt_steps),
-              1e3 * (prompt_s - prompt_fwd) / std::max<int64_t>(1, prompt_steps),
-              1e3 * prompt_fwd / std::max<int64_t>(1, prompt_steps));
+  auto line = [](const char* what, int64_t steps, double wall, double packing) {
+    const double n = static_cast<double>(std::max<int64_t>(1, steps));
+    std::printf("  %s %6lld: %.3f ms/step (engine %.3f, backend packing %.3f)\n", what,
+                static_cast<long long>(steps), 1e3 * wall / n, 1e3 * (wall - packing) / n,
+                1e3 * packing / n);
+  };
+  line("decode steps", decode_steps, decode_s, decode_fwd);
+  line("prompt steps", prompt_steps, prompt_s, prompt_fwd);
   return 0;
 }

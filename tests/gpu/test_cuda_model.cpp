@@ -43,9 +43,9 @@ void expect_model_matches_cpu(const char* config, bool fp8_cache, double tol) {
     std::vector<float> want, got;
     forward(mc, *cpu, steps[i], want);
     forward(mg, *gpu, steps[i], got);
-    expect_logits_close(got, want, c.vocab_size, tol,
-                        std::string(config) + (fp8_cache ? " fp8 cache" : "") + " step " +
-                            std::to_string(i));
+    expect_logits_close(
+        got, want, c.vocab_size, tol,
+        std::string(config) + (fp8_cache ? " fp8 cache" : "") + " step " + std::to_string(i));
   }
 }
 
