@@ -15,16 +15,7 @@ config=${1:-tools/configs/llama-3-8b.json}
 scenarios=${2:-decode1,decode64,prefill2048,offline}
 fixed=${FIXED:-128/128,1000/1000,2048/128}
 requests=${REQUESTS:-256}
-source .gpu-kit/env.sh
-nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader
-
-t0=$(date +%s)
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
-  -DBoost_DIR="$BOOST_KIT_DIR" -DTPINFER_CUDA=ON >"$OUT/configure.log" 2>&1 ||
-  { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build-gpu -j 16 >"$OUT/build.log" 2>&1 ||
-  { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
-echo "build: $(( $(date +%s) - t0 )) s"
+source tools/gpu-build.sh
 
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   # Bounded, so that a hung test leaves the call time for the benchmark.

@@ -11,15 +11,7 @@ set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 config=${1:-tools/configs/llama-3-8b.json}
-source .gpu-kit/env.sh
-nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader
-t0=$(date +%s)
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
-  -DBoost_DIR="$BOOST_KIT_DIR" -DTPINFER_CUDA=ON >"$OUT/configure.log" 2>&1 ||
-  { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build-gpu -j 16 --target tpinfer tpinfer_gpu_bench tpinfer_gpu_tests >"$OUT/build.log" 2>&1 ||
-  { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
-echo "build: $(( $(date +%s) - t0 )) s"
+source tools/gpu-build.sh tpinfer tpinfer_gpu_bench tpinfer_gpu_tests
 echo "== gpu tests of what changed: attention (bf16, fp8), rope, model, graphs"
 timeout 150 ./build-gpu/tests/tpinfer_gpu_tests --gtest_filter='*Attention*:*Rope*:*CudaModel*:*CudaGraphs*:CudaBatchPlan*' \
   >"$OUT/changed_tests.log" 2>&1

@@ -71,6 +71,11 @@ void check_replica_options(const ReplicaOptions& o) {
 
 namespace {
 
+// The KV cache's dtype under --kv-cache-dtype on a backend computing in `compute`.
+DType kv_cache_dtype(const ReplicaOptions& o, DType compute) {
+  return o.kv_cache_dtype == "fp8" ? DType::fp8_e4m3 : compute;
+}
+
 int default_threads(const World& w) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, cores / w.local_size);
@@ -112,7 +117,7 @@ size_t arena_floor_bytes(const World& w, const ModelConfig& c, const ReplicaOpti
   int64_t bytes = 0;
   for (const auto& t : expected_tensors(c)) bytes += shard_of(c, t, w.tp_rank, w.tp).numel() * esz;
   const int64_t blocks_per_seq = (c.max_position_embeddings + o.block_size - 1) / o.block_size;
-  const DType kv = o.kv_cache_dtype == "fp8" ? DType::fp8_e4m3 : DType::bf16;
+  const DType kv = kv_cache_dtype(o, DType::bf16);
   bytes +=
       blocks_per_seq * kv_bytes_per_block(c, shard_layout(c, w.tp_rank, w.tp), o.block_size, kv);
   return static_cast<size_t>(bytes);
@@ -184,7 +189,7 @@ Replica make_replica(const World& w, const ModelConfig& config, const ShardFille
     r.description = "cpu (" + std::to_string(threads) + " threads/rank)";
   }
   const int64_t arena_free = r.backend->bytes_free();  // < 0: no device arena
-  r.kv_dtype = o.kv_cache_dtype == "fp8" ? DType::fp8_e4m3 : r.backend->compute_dtype();
+  r.kv_dtype = kv_cache_dtype(o, r.backend->compute_dtype());
   if (r.kv_dtype == DType::fp8_e4m3) r.description += ", fp8 KV cache";
   try {
     r.model = load_model(*r.backend, config, w.tp_rank, w.tp, fill);

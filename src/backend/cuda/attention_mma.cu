@@ -113,6 +113,11 @@ struct TileSet {
   __device__ static bf16* conv_v(char* base) {
     return reinterpret_cast<bf16*>(base + 4 * kRaw + kConv);
   }
+  // The bf16 (K, V) tiles the tensor-core step reads for landed stage s: the
+  // stage itself, or (fp8) the stage converted by kLanes threads, then `sync`.
+  template <int kLanes, typename Sync>
+  __device__ static void mma_tiles(char* base, int s, int tid, Sync sync, const bf16*& ks,
+                                   const bf16*& vs);
 };
 
 // Copies keys [k0, k0 + kKeys) of kv head h of one sequence into ks / vs (rows
@@ -166,6 +171,22 @@ __device__ __forceinline__ void convert_tile(const fp8* src, bf16* dst, int tid)
     bf16* d = dst + r * (D + kPad) + col;
     *reinterpret_cast<Bf16x8*>(d) = out[0];
     *reinterpret_cast<Bf16x8*>(d + 8) = out[1];
+  }
+}
+
+template <int D, typename C, int kKeys>
+template <int kLanes, typename Sync>
+__device__ void TileSet<D, C, kKeys>::mma_tiles(char* base, int s, int tid, Sync sync,
+                                                const bf16*& ks, const bf16*& vs) {
+  if constexpr (sizeof(C) == 1) {
+    convert_tile<D, kKeys, kLanes>(stage_k(base, s), conv_k(base), tid);
+    convert_tile<D, kKeys, kLanes>(stage_v(base, s), conv_v(base), tid);
+    sync();
+    ks = conv_k(base);
+    vs = conv_v(base);
+  } else {
+    ks = stage_k(base, s);
+    vs = stage_v(base, s);
   }
 }
 
@@ -371,18 +392,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
     const bf16 *ks, *vs;
-    if constexpr (sizeof(C) == 1) {
-      convert_tile<D, kPrefillKeys, kThreads>(T::stage_k(tiles, i & 1), T::conv_k(tiles),
-                                              threadIdx.x);
-      convert_tile<D, kPrefillKeys, kThreads>(T::stage_v(tiles, i & 1), T::conv_v(tiles),
-                                              threadIdx.x);
-      __syncthreads();
-      ks = T::conv_k(tiles);
-      vs = T::conv_v(tiles);
-    } else {
-      ks = T::stage_k(tiles, i & 1);
-      vs = T::stage_v(tiles, i & 1);
-    }
+    T::template mma_tiles<kThreads>(
+        tiles, i & 1, threadIdx.x, [] { __syncthreads(); }, ks, vs);
     if (i * kPrefillKeys <= wmax)
       attend_tile<D, kPrefillKeys>(w, ks, vs, i * kPrefillKeys, kend, p.scale_log2, lane);
     __syncthreads();  // the next iteration's copy overwrites this stage (and conversion)
@@ -438,16 +449,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncwarp();  // every lane's copies of this stage have landed
     const bf16 *ks, *vs;
-    if constexpr (sizeof(C) == 1) {
-      convert_tile<D, kDecodeKeys, 32>(T::stage_k(mine, i & 1), T::conv_k(mine), lane);
-      convert_tile<D, kDecodeKeys, 32>(T::stage_v(mine, i & 1), T::conv_v(mine), lane);
-      __syncwarp();
-      ks = T::conv_k(mine);
-      vs = T::conv_v(mine);
-    } else {
-      ks = T::stage_k(mine, i & 1);
-      vs = T::stage_v(mine, i & 1);
-    }
+    T::template mma_tiles<32>(
+        mine, i & 1, lane, [] { __syncwarp(); }, ks, vs);
     attend_tile<D, kDecodeKeys>(w, ks, vs, first + i * step, k_end, p.scale_log2, lane);
     __syncwarp();  // before the next copy (or conversion) overwrites it
   }
