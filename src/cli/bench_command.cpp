@@ -12,6 +12,7 @@
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "cli/replica.hpp"
+#include "engine/step_profile.hpp"
 #include "tpinfer/engine.hpp"
 #if TPINFER_HAVE_CUDA
 #include "tpinfer/cuda_backend.hpp"
@@ -67,43 +68,6 @@ Request bench_request(int64_t i, int64_t prompt_len, int64_t new_tokens, int64_t
   r.sampling.ignore_eos = true;  // fixed output lengths, whatever the random model says
   return r;
 }
-
-// Where an offline run's time goes, by kind of step: pure decode steps (one
-// token a sequence) and steps that carry prompt tokens. Host time is a step's
-// wall time outside forward() (scheduling, batch building, results); forward's
-// own time includes its host work and the wait for the device.
-struct StepProfile {
-  struct Kind {
-    int64_t steps = 0, tokens = 0, rows = 0;
-    double wall = 0, forward = 0;
-  } decode, prefill;
-
-  void add(const EngineStats& before, const EngineStats& after, double wall, double fwd) {
-    const int64_t tokens = after.computed_tokens - before.computed_tokens;
-    const int64_t rows = after.generated_tokens - before.generated_tokens;
-    Kind& k = tokens == rows ? decode : prefill;
-    ++k.steps;
-    k.tokens += tokens;
-    k.rows += rows;
-    k.wall += wall;
-    k.forward += fwd;
-  }
-  static void print_kind(const char* what, const Kind& k) {
-    if (k.steps == 0) return;
-    std::printf(
-        "  %-14s %6lld steps %9.2f s  %8.3f ms/step (forward %8.3f, host outside %6.3f)  "
-        "%8.1f tokens/step %7.1f sampled/step\n",
-        what, static_cast<long long>(k.steps), k.wall, 1e3 * k.wall / k.steps,
-        1e3 * k.forward / k.steps, 1e3 * (k.wall - k.forward) / k.steps,
-        static_cast<double>(k.tokens) / k.steps, static_cast<double>(k.rows) / k.steps);
-  }
-  void print(const std::string& name, double total) const {
-    std::printf("step profile of offline %s: %.2f s\n", name.c_str(), total);
-    print_kind("decode steps", decode);
-    print_kind("prompt steps", prefill);
-    std::fflush(stdout);
-  }
-};
 
 struct Bench {
   const World& w;
@@ -227,7 +191,7 @@ struct Bench {
       }
       tps.push_back(generated / (now_s() - t0));
       if (o.step_profile && w.rank == 0) {
-        profile.print(name, now_s() - t0);
+        profile.print("step profile of offline " + name, now_s() - t0);
 #if TPINFER_HAVE_CUDA
         const CudaGraphStats g = cuda_graph_stats(*r.backend);
         std::printf("  cuda graphs so far: %lld recorded, %lld replayed\n",

@@ -4,14 +4,15 @@
 // 1000 prompt and 1000 output tokens, 8192 tokens a step, block size 16). With
 // the cuda backend built, each step's batch also goes through the backend's
 // host-side packing and attention planning (BatchState), as set_batch does.
-// Not a test: prints milliseconds per step by kind of step.
+// Not a test: prints milliseconds per step by kind of step (StepProfile).
 //   tpinfer_host_bench [REQUESTS] [PROMPT] [OUTPUT]
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
+#include "engine/step_profile.hpp"
 #include "tpinfer/engine.hpp"
 #if TPINFER_HAVE_CUDA
 #include "backend/cuda/batch_state.hpp"
@@ -41,9 +42,8 @@ int main(int argc, char** argv) {
 #if TPINFER_HAVE_CUDA
   cuda::BatchState packed;
 #endif
+  // "forward" here is the backend's host-side packing: there is no model.
   double forward_s = 0;
-  int64_t decode_steps = 0, prompt_steps = 0;
-  double decode_s = 0, prompt_s = 0, decode_fwd = 0, prompt_fwd = 0;
   Engine e(eo, ForwardFn([&](const BatchLayout& b, StepLogits& out) {
              const double t0 = now_s();
 #if TPINFER_HAVE_CUDA
@@ -65,26 +65,16 @@ int main(int argc, char** argv) {
     e.add(std::move(r));
   }
   const double t0 = now_s();
+  StepProfile profile;
   while (e.num_unfinished() > 0) {
     const EngineStats before = e.stats();
     const double s0 = now_s(), f0 = forward_s;
     e.step();
-    const double wall = now_s() - s0, fwd = forward_s - f0;
-    const bool decode = e.stats().computed_tokens - before.computed_tokens ==
-                        e.stats().generated_tokens - before.generated_tokens;
-    (decode ? decode_steps : prompt_steps) += 1;
-    (decode ? decode_s : prompt_s) += wall;
-    (decode ? decode_fwd : prompt_fwd) += fwd;
+    profile.add(before, e.stats(), now_s() - s0, forward_s - f0);
   }
-  std::printf("host work of %d requests x %d/%d tokens: %.2f s\n", requests, prompt, output,
-              now_s() - t0);
-  auto line = [](const char* what, int64_t steps, double wall, double packing) {
-    const double n = static_cast<double>(std::max<int64_t>(1, steps));
-    std::printf("  %s %6lld: %.3f ms/step (engine %.3f, backend packing %.3f)\n", what,
-                static_cast<long long>(steps), 1e3 * wall / n, 1e3 * (wall - packing) / n,
-                1e3 * packing / n);
-  };
-  line("decode steps", decode_steps, decode_s, decode_fwd);
-  line("prompt steps", prompt_steps, prompt_s, prompt_fwd);
+  profile.print("host work of " + std::to_string(requests) + " requests x " +
+                    std::to_string(prompt) + "/" + std::to_string(output) +
+                    " tokens (forward = the cuda backend's packing)",
+                now_s() - t0);
   return 0;
 }
