@@ -106,7 +106,8 @@ json metrics_record(double unix_time, const JobProgress& now, const JobProgress&
             {"generated_tokens", now.generated_tokens},
             {"tokens_per_s", round_to(rate, 10)},
             {"recent_tokens_per_s", round_to(recent, 10)},
-            {"eta_s", eta.is_null() ? eta : json(round_to(eta.get<double>(), 10))},
+            // Up to whole milliseconds: work left never reads as an ETA of 0.
+            {"eta_s", eta.is_null() ? eta : json(std::ceil(eta.get<double>() * 1e3) / 1e3)},
             {"final", final},
             {"ranks", std::move(ranks)}};
   return j;

@@ -153,6 +153,10 @@ TEST(HealthRecord, EtaIsUnknownBeforeTheFirstResultAndZeroAtTheEnd) {
   const ordered_json start = metrics_record(0, {0, 8, 0, 0, 0.0}, {}, ordered_json::array(), false);
   EXPECT_TRUE(start.at("eta_s").is_null());
   EXPECT_DOUBLE_EQ(start.at("tokens_per_s").get<double>(), 0.0);
+  // One request left of 16 after 0.4 s: 0.027 s, never shown as 0 while work is left.
+  const ordered_json near =
+      metrics_record(0, {15, 16, 0, 960, 0.401}, {}, ordered_json::array(), false);
+  EXPECT_DOUBLE_EQ(near.at("eta_s").get<double>(), 0.027);
   const ordered_json end = metrics_record(0, {8, 8, 0, 80, 2.0}, {}, ordered_json::array(), true);
   EXPECT_DOUBLE_EQ(end.at("eta_s").get<double>(), 0.0);
   EXPECT_EQ(end.at("final"), true);
