@@ -88,7 +88,7 @@ struct Bench {
     eo.block_size = o.replica.block_size;
     eo.num_blocks = r.model.cache.num_blocks;
     eo.max_running = max_running;
-    eo.max_step_tokens = o.replica.max_step_tokens;
+    eo.max_step_tokens = r.max_step_tokens;
     return std::make_unique<Engine>(eo, ForwardFn([this](const BatchLayout& b, StepLogits& l) {
                                       const double t0 = now_s();
                                       forward(r.model, *r.backend, b, l);
@@ -178,7 +178,7 @@ struct Bench {
     }
     std::vector<double> tps;
     for (int rep = 0; rep < o.offline_repeats; ++rep) {
-      auto e = engine(o.replica.max_batch);
+      auto e = engine(r.max_batch);
       const double t0 = now_s();
       for (const auto& q : reqs) e->add(q);
       int64_t generated = 0;
@@ -275,11 +275,12 @@ int bench_job(const BenchOptions& o) {
   if (w.rank == 0)
     std::printf(
         "tpinfer bench: %s, tp %d, backend %s, %s weights, loaded in %.1f s; %.2f GB of "
-        "weights streamed per rank per step; KV cache %d blocks of %d; ceilings %.0f GB/s, "
-        "%.0f TFLOP/s\n",
+        "weights streamed per rank per step; KV cache %d blocks of %d; offline batches of up to %d "
+        "sequences and %d tokens; ceilings %.0f GB/s, %.0f TFLOP/s\n",
         config.architecture.c_str(), w.tp, r.description.c_str(),
         o.random_weights ? "random" : "file", MPI_Wtime() - t0, b.weight_bytes_streamed / 1e9,
-        r.model.cache.num_blocks, o.replica.block_size, o.hbm_gbs, o.peak_tflops);
+        r.model.cache.num_blocks, o.replica.block_size, r.max_batch, r.max_step_tokens, o.hbm_gbs,
+        o.peak_tflops);
 
   std::stringstream scenarios(o.scenarios);
   for (std::string s; std::getline(scenarios, s, ',');) {
@@ -318,6 +319,8 @@ int bench_job(const BenchOptions& o) {
     out << nlohmann::json{{"config", config_to_json(config)},
                           {"backend", r.description},
                           {"tp", w.tp},
+                          {"max_batch", r.max_batch},
+                          {"max_step_tokens", r.max_step_tokens},
                           {"hbm_gbs", o.hbm_gbs},
                           {"peak_tflops", o.peak_tflops},
                           {"results", b.results}}
@@ -330,8 +333,6 @@ int bench_job(const BenchOptions& o) {
 
 std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
   BenchOptions o;
-  o.replica.max_batch = 256;
-  o.replica.max_step_tokens = 8192;
   po::options_description desc("tpinfer bench options");
   desc.add_options()("model", po::value(&o.model), "model file (HDF5)")(
       "model-config", po::value(&o.model_config),

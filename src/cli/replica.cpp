@@ -17,30 +17,30 @@
 namespace tpinfer {
 
 void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
-  desc.add_options()("backend", po::value(&o.backend)->default_value("auto"),
+  desc.add_options()("backend", po::value(&o.backend)->default_value(o.backend),
                      "cpu | cuda | auto (cuda when this build has it and a GPU is visible)")(
-      "collectives", po::value(&o.collectives)->default_value("auto"),
+      "collectives", po::value(&o.collectives)->default_value(o.collectives),
       "cuda TP collectives: nccl | mpi (host-staged) | auto (mpi exactly when a TP group's "
-      "ranks share a GPU)")("cuda-graphs", po::value(&o.cuda_graphs)->default_value("on"),
+      "ranks share a GPU)")("cuda-graphs", po::value(&o.cuda_graphs)->default_value(o.cuda_graphs),
                             "cuda: run decode steps as CUDA graphs (on | off)")(
-      "cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(1),
+      "cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(o.cuda_gemv_rows),
       "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
       "cuBLASLt (0 = always cuBLASLt, at most 8)")(
-      "memory-fraction", po::value(&o.memory_fraction)->default_value(0.9),
+      "memory-fraction", po::value(&o.memory_fraction)->default_value(o.memory_fraction),
       "cuda: share of free GPU memory to take (split among ranks on one GPU)")(
-      "threads", po::value(&o.threads)->default_value(0),
+      "threads", po::value(&o.threads)->default_value(o.threads),
       "cpu backend threads per rank (0 = cores / ranks on this node)")(
-      "block-size", po::value(&o.block_size)->default_value(16), "KV-cache block size in tokens")(
-      "max-batch", po::value(&o.max_batch)->default_value(64),
-      "sequences in flight per data-parallel group")(
-      "max-step-tokens", po::value(&o.max_step_tokens)->default_value(512),
-      "tokens per forward step (prefill chunks + decodes)")(
-      "kv-cache-mb", po::value(&o.kv_cache_mb)->default_value(0),
+      "block-size", po::value(&o.block_size)->default_value(o.block_size), "KV-cache block size in tokens")(
+      "max-batch", po::value(&o.max_batch)->default_value(o.max_batch),
+      "sequences in flight per data-parallel group (0 = 256 on cuda, 64 on cpu)")(
+      "max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens),
+      "tokens per forward step, prefill chunks + decodes (0 = 8192 on cuda, 512 on cpu)")(
+      "kv-cache-mb", po::value(&o.kv_cache_mb)->default_value(o.kv_cache_mb),
       "cpu: KV-cache size per rank in MiB (0 = what --max-batch full-length sequences need, at "
       "most a quarter of this node's memory share)")(
-      "kv-blocks", po::value(&o.kv_blocks)->default_value(0),
+      "kv-blocks", po::value(&o.kv_blocks)->default_value(o.kv_blocks),
       "KV-cache size per rank in blocks (overrides the sizing; for tests and tuning)")(
-      "kv-cache-dtype", po::value(&o.kv_cache_dtype)->default_value("auto"),
+      "kv-cache-dtype", po::value(&o.kv_cache_dtype)->default_value(o.kv_cache_dtype),
       "KV-cache storage: auto (the compute dtype: bf16 on cuda, float32 on cpu) | fp8 "
       "(float8 e4m3, unscaled: half the bytes of bf16, so more sequences fit and decode reads "
       "half; values keep 3 mantissa bits)");
@@ -59,8 +59,9 @@ void check_replica_options(const ReplicaOptions& o) {
     throw UsageError("--memory-fraction must be in (0, 1]");
   if (o.kv_cache_dtype != "auto" && o.kv_cache_dtype != "fp8")
     throw UsageError("--kv-cache-dtype " + o.kv_cache_dtype + " is not one of auto, fp8");
-  if (o.block_size < 1 || o.max_batch < 1 || o.max_step_tokens < 1)
-    throw UsageError("--block-size, --max-batch and --max-step-tokens must be >= 1");
+  if (o.block_size < 1) throw UsageError("--block-size must be >= 1");
+  if (o.max_batch < 0 || o.max_step_tokens < 0)
+    throw UsageError("--max-batch and --max-step-tokens must be >= 1, or 0 for the backend's default");
 #if !TPINFER_HAVE_CUDA
   if (o.backend == "cuda")
     throw UsageError(
@@ -88,7 +89,7 @@ int kv_blocks(const ReplicaOptions& o, const Replica& r, const World& w) {
   const int64_t per_block = kv_bytes_per_block(m.config, m.shard, o.block_size, r.kv_dtype);
   const int64_t blocks_per_seq =
       (m.config.max_position_embeddings + o.block_size - 1) / o.block_size;
-  const int64_t want = blocks_per_seq * o.max_batch;
+  const int64_t want = blocks_per_seq * r.max_batch;
   int64_t budget = r.backend->bytes_free();
   if (budget >= 0) {
     // Device arena: keep a little for what the backend allocates lazily.
@@ -190,11 +191,15 @@ Replica make_replica(const World& w, const ModelConfig& config, const ShardFille
   }
   const int64_t arena_free = r.backend->bytes_free();  // < 0: no device arena
   r.kv_dtype = kv_cache_dtype(o, r.backend->compute_dtype());
+  const bool on_gpu = arena_free >= 0;
+  r.max_batch = o.max_batch > 0 ? o.max_batch : on_gpu ? kMaxBatchCuda : kMaxBatchCpu;
+  r.max_step_tokens =
+      o.max_step_tokens > 0 ? o.max_step_tokens : on_gpu ? kMaxStepTokensCuda : kMaxStepTokensCpu;
   if (r.kv_dtype == DType::fp8_e4m3) r.description += ", fp8 KV cache";
   try {
     r.model = load_model(*r.backend, config, w.tp_rank, w.tp, fill);
-    allocate_workspace(r.model, *r.backend, o.max_step_tokens,
-                       std::min(o.max_batch, o.max_step_tokens));
+    allocate_workspace(r.model, *r.backend, r.max_step_tokens,
+                       std::min(r.max_batch, r.max_step_tokens));
     allocate_kv_cache(r.model, *r.backend, kv_blocks(o, r, w), o.block_size, r.kv_dtype);
   } catch (const std::bad_alloc&) {
     if (arena_free < 0) throw;

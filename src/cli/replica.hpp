@@ -19,13 +19,20 @@ struct ReplicaOptions {
   double memory_fraction = 0.9;      // of free GPU memory, split among ranks sharing a GPU
   int threads = 0;                   // cpu: per rank, 0 = cores / ranks on this node
   int block_size = 16;
-  int max_batch = 64;
-  int max_step_tokens = 512;
+  int max_batch = 0;        // 0 = by backend: kMaxBatchCuda / kMaxBatchCpu
+  int max_step_tokens = 0;  // 0 = by backend: kMaxStepTokensCuda / kMaxStepTokensCpu
   int64_t kv_cache_mb = 0;
   int64_t kv_blocks = 0;
   std::string kv_cache_dtype = "auto";  // auto (the compute dtype) | fp8
 };
 
+// A GPU decodes 256 sequences in little more time than 64 (the step streams the
+// weights either way) and runs 8192-token prompt chunks near its GEMM peak; the
+// cpu backend's step time grows with every row, so it keeps steps small.
+inline constexpr int kMaxBatchCuda = 256, kMaxStepTokensCuda = 8192;
+inline constexpr int kMaxBatchCpu = 64, kMaxStepTokensCpu = 512;
+
+// The options' defaults are o's values, so a command presets its own before.
 void add_replica_options(po::options_description& desc, ReplicaOptions& o);
 void check_replica_options(const ReplicaOptions& o);  // throws UsageError
 
@@ -33,6 +40,8 @@ struct Replica {
   std::unique_ptr<Backend> backend;
   Model model;
   DType kv_dtype = DType::f32;  // of the KV cache
+  int max_batch = 0;            // sequences in flight, --max-batch or the backend's default
+  int max_step_tokens = 0;      // tokens per forward, --max-step-tokens or the backend's
   std::string description;      // backend, device and threads, for the start-up line
   std::string gpu_pci_bus_id;   // the GPU this rank computes on (cuda), for NVML; "" on the cpu
 };

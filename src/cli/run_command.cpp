@@ -220,11 +220,13 @@ int run_job(const RunOptions& o) {
                     static_cast<double>(backend.bytes_used()) / mib);
     std::fprintf(stderr,
                  "tpinfer: %d ranks = dp %d x tp %d, backend %s, model %s (%lld layers, hidden "
-                 "%lld) loaded in %.2f s, KV cache %d blocks of %d tokens per rank; rank 0: %s\n",
+                 "%lld) loaded in %.2f s, KV cache %d blocks of %d tokens per rank, batches of up "
+                 "to %d sequences and %d tokens; rank 0: %s\n",
                  w.size, w.dp, w.tp, r.description.c_str(), o.model.c_str(),
                  static_cast<long long>(config.num_layers),
                  static_cast<long long>(config.hidden_size), MPI_Wtime() - t_start,
-                 model.cache.num_blocks, o.replica.block_size, memory);
+                 model.cache.num_blocks, o.replica.block_size, r.max_batch, r.max_step_tokens,
+                 memory);
   }
 
   EngineOptions eo;
@@ -233,15 +235,15 @@ int run_job(const RunOptions& o) {
   eo.eos_token_ids = config.eos_token_ids;
   eo.block_size = o.replica.block_size;
   eo.num_blocks = model.cache.num_blocks;
-  eo.max_running = o.replica.max_batch;
-  eo.max_step_tokens = o.replica.max_step_tokens;
+  eo.max_running = r.max_batch;
+  eo.max_step_tokens = r.max_step_tokens;
   eo.tokenizer = tokenizer;
   Engine engine(eo, ForwardFn([&](const BatchLayout& batch, StepLogits& logits) {
                   forward(r.model, backend, batch, logits);
                 }));
 
   if (coord) coord->start_clock();
-  const bool drained = run_group(w, engine, coord.get(), o.replica.max_batch, health.get());
+  const bool drained = run_group(w, engine, coord.get(), r.max_batch, health.get());
   health->finish(engine.stats().steps);
 
   // Sum the groups' engine counters on rank 0 (leaders only, so TP copies count once).

@@ -32,6 +32,9 @@ run cuda 1 1 cuda
 run cuda_dp2 2 1 cuda
 run cuda_tp2 2 2 cuda
 status=0
+# With no --max-batch / --max-step-tokens a GPU job takes the GPU defaults.
+grep -q "batches of up to 256 sequences and 8192 tokens" "$tmp/cuda.log" ||
+  { echo "cuda run: not the GPU's default batch limits (256, 8192):"; grep "^tpinfer:" "$tmp/cuda.log"; status=1; }
 for pair in "cpu cuda" "cuda cuda_dp2" "cuda cuda_tp2"; do
   set -- $pair
   python3 "$root/tests/gpu/compare_near_ties.py" --tpinfer "$B" --model "$tmp/m.h5" \

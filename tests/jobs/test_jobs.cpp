@@ -163,6 +163,8 @@ TEST_F(Jobs, PreemptionUnderATinyKvCacheMatches) {
                                  " --tp 2 --block-size 4 --kv-blocks 40 --max-batch 8");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find(" 0 preemptions"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("batches of up to 8 sequences and 512 tokens"), std::string::npos)
+      << r.output;
   const auto got = results_by_id(out);
   expect_same(reference(), got);
 }
@@ -185,6 +187,9 @@ TEST_F(Jobs, Fp8KvCacheRunsAndHoldsFourTimesTheBlocks) {
   ASSERT_EQ(r32.exit_code, 0) << r32.output;
   ASSERT_EQ(r8.exit_code, 0) << r8.output;
   EXPECT_NE(r8.output.find("fp8 KV cache"), std::string::npos) << r8.output;
+  // The cpu backend's default batch beside the step budget asked for.
+  EXPECT_NE(r8.output.find("batches of up to 64 sequences and 16 tokens"), std::string::npos)
+      << r8.output;
   EXPECT_NE(r8.output.find("tpinfer: done: 24 requests (0 errors)"), std::string::npos);
   ASSERT_GT(blocks_of(r32.output), 0) << r32.output;
   EXPECT_EQ(blocks_of(r8.output), 4 * blocks_of(r32.output)) << r8.output;
@@ -365,6 +370,10 @@ TEST(Bench, ReportsEveryScenarioFromRandomWeights) {
   EXPECT_EQ(names, (std::vector<std::string>{"decode batch 1", "decode batch 64", "prefill 1023",
                                              "offline 32/8 x8"}));
   EXPECT_EQ(j["tp"], 2);
+  // The cpu backend's default batch, and the step budget asked for (a preset of
+  // bench's once lost to the option's own default: offline ran at batch 64).
+  EXPECT_EQ(j["max_batch"], 64);
+  EXPECT_EQ(j["max_step_tokens"], 1024);
 }
 
 }  // namespace
