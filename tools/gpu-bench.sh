@@ -34,7 +34,7 @@ workload=()
 echo "== tpinfer bench"
 ./build-gpu/tpinfer bench --model-config "$config" --random-weights --scenarios "$scenarios" \
   --fixed "$fixed" --requests "$requests" --repeats "${REPEATS:-5}" \
-  --offline-repeats "${OFFLINE_REPEATS:-1}" "${workload[@]}" --json "$OUT/tpinfer.json" \
+  --offline-repeats "${OFFLINE_REPEATS:-1}" "${workload[@]}" --step-profile --json "$OUT/tpinfer.json" \
   2>&1 | tee "$OUT/tpinfer.log"
 
 if [ "${FP8:-1}" = 1 ] && [[ $scenarios == *offline* ]]; then
@@ -42,7 +42,7 @@ if [ "${FP8:-1}" = 1 ] && [[ $scenarios == *offline* ]]; then
   echo "== tpinfer bench, --kv-cache-dtype fp8"
   ./build-gpu/tpinfer bench --model-config "$config" --random-weights --scenarios offline \
     --fixed "$fixed" --requests "$requests" --offline-repeats "${OFFLINE_REPEATS:-1}" \
-    "${workload[@]}" --kv-cache-dtype fp8 --json "$OUT/tpinfer_fp8.json" \
+    "${workload[@]}" --step-profile --kv-cache-dtype fp8 --json "$OUT/tpinfer_fp8.json" \
     2>&1 | tee "$OUT/tpinfer_fp8.log"
 fi
 
