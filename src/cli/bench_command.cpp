@@ -114,9 +114,23 @@ struct Bench {
     }
   }
 
-  // Decode at batch B after 128-token prompts: time each pure decode step.
+  // Decode at batch B after P-token prompts (default 128, whose names the
+  // earlier logs used): time each pure decode step.
   void decode(int batch, int64_t prompt) {
     const int64_t warmup = 4, timed = 32;
+    const std::string at = prompt == 128 ? "" : " at context " + std::to_string(prompt);
+    const std::string name = "decode batch " + std::to_string(batch) + at;
+    // Preemptions would time a smaller batch than the name says.
+    const int64_t per_seq = (prompt + 1 + warmup + timed + o.replica.block_size - 1) /
+                            o.replica.block_size;
+    if (per_seq * batch > r.model.cache.num_blocks) {
+      if (w.rank == 0)
+        std::printf("%s: skipped, needs %lld KV blocks and the cache has %d (a smaller batch or "
+                    "context fits, or --kv-cache-dtype fp8)\n",
+                    name.c_str(), static_cast<long long>(per_seq * batch),
+                    r.model.cache.num_blocks);
+      return;
+    }
     std::vector<double> per_repeat;
     for (int rep = 0; rep < o.repeats; ++rep) {
       auto e = engine(batch);
@@ -139,14 +153,10 @@ struct Bench {
         (weight_bytes_streamed + batch * ctx * kv_bytes_per_token) / (o.hbm_gbs * 1e9);
     std::vector<double> ms;
     for (double s : per_repeat) ms.push_back(batch == 1 ? s * 1e3 : batch / s);
-    // The 128-token default keeps the names the earlier logs used.
-    const std::string at = prompt == 128 ? "" : " at context " + std::to_string(prompt);
     if (batch == 1)
-      report("decode batch 1" + at, step_s * 1e3, "ms/token", floor_s * 1e3, "weights+KV / HBM",
-             ms);
+      report(name, step_s * 1e3, "ms/token", floor_s * 1e3, "weights+KV / HBM", ms);
     else
-      report("decode batch " + std::to_string(batch) + at, batch / step_s, "tokens/s",
-             batch / floor_s, "weights+KV / HBM", ms);
+      report(name, batch / step_s, "tokens/s", batch / floor_s, "weights+KV / HBM", ms);
   }
 
   void prefill(int64_t len) {

@@ -17,10 +17,12 @@ struct StepProfile {
     int64_t steps = 0, tokens = 0, rows = 0;
     double wall = 0, forward = 0;
   } decode, prefill;
+  int64_t preemptions = 0;  // sequences sent back to waiting for want of KV blocks
 
   void add(const EngineStats& before, const EngineStats& after, double wall, double fwd) {
     const int64_t tokens = after.computed_tokens - before.computed_tokens;
     const int64_t rows = after.generated_tokens - before.generated_tokens;
+    preemptions += after.preemptions - before.preemptions;
     Kind& k = tokens == rows ? decode : prefill;
     ++k.steps;
     k.tokens += tokens;
@@ -41,6 +43,9 @@ struct StepProfile {
     std::printf("%s: %.2f s\n", title.c_str(), total);
     print_kind("decode steps", decode);
     print_kind("prompt steps", prefill);
+    if (preemptions > 0)
+      std::printf("  %lld preemptions (the KV cache ran out; their tokens were recomputed)\n",
+                  static_cast<long long>(preemptions));
     std::fflush(stdout);
   }
 };

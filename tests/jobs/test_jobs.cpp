@@ -376,6 +376,23 @@ TEST(Bench, ReportsEveryScenarioFromRandomWeights) {
   EXPECT_EQ(j["max_step_tokens"], 1024);
 }
 
+// A decode scenario whose batch does not fit the KV cache is skipped rather
+// than timed at the smaller batch preemption leaves; the step profile counts
+// the offline run's preemptions.
+TEST(Bench, SaysWhatTheKvCacheCannotHold) {
+  auto r = mpirun_tpinfer(1, std::string("bench --model-config ") + TPINFER_SOURCE_DIR +
+                                 "/inputs/demo-config.json --random-weights --scenarios "
+                                 "decode8@64,offline --fixed 32/8 --requests 8 --repeats 1 "
+                                 "--offline-repeats 1 --kv-blocks 12 --step-profile");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("decode batch 8 at context 64: skipped, needs 56 KV blocks and the "
+                          "cache has 12"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find(" preemptions (the KV cache ran out"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("offline 32/8 x8"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace tpinfer::test
 
