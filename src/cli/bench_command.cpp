@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
@@ -121,8 +122,19 @@ struct Bench {
     const std::string at = prompt == 128 ? "" : " at context " + std::to_string(prompt);
     const std::string name = "decode batch " + std::to_string(batch) + at;
     // Preemptions would time a smaller batch than the name says.
-    const int64_t per_seq = (prompt + 1 + warmup + timed + o.replica.block_size - 1) /
-                            o.replica.block_size;
+    // Sequences prefilled first decode while later prompts are still being
+    // prefilled: those early ones must last through the timed steps too.
+    if (batch > r.max_batch)
+      throw UsageError(name + ": more sequences than --max-batch " + std::to_string(r.max_batch) +
+                       " (the workspace is sized for that many)");
+    // A step decodes the running ones first; prompts get what is left of its budget.
+    const int64_t prompt_budget = std::max<int64_t>(1, r.max_step_tokens - batch);
+    const int64_t prompt_steps = (batch * prompt + prompt_budget - 1) / prompt_budget + 1;
+    const int64_t longest = prompt + 1 + prompt_steps + warmup + timed;
+    if (longest > c.max_position_embeddings)
+      throw UsageError(name + ": " + std::to_string(longest) + " tokens a sequence, longer than "
+                       "the model's context " + std::to_string(c.max_position_embeddings));
+    const int64_t per_seq = (longest + o.replica.block_size - 1) / o.replica.block_size;
     if (per_seq * batch > r.model.cache.num_blocks) {
       if (w.rank == 0)
         std::printf("%s: skipped, needs %lld KV blocks and the cache has %d (a smaller batch or "
@@ -132,23 +144,43 @@ struct Bench {
       return;
     }
     std::vector<double> per_repeat;
+    int64_t extra_tokens = 0;  // decoded during prefill, by the first-prefilled sequence, summed
     for (int rep = 0; rep < o.repeats; ++rep) {
       auto e = engine(batch);
       for (int i = 0; i < batch; ++i)
-        e->add(bench_request(i, prompt, 1 + warmup + timed, c.vocab_size));
-      while (e->stats().generated_tokens < batch) e->step();  // every sequence past prefill
+        e->add(bench_request(i, prompt, longest - prompt, c.vocab_size));
+      // Until a step is pure decode: every sequence is past its prompt.
+      for (bool prompt_left = true; prompt_left;) {
+        const EngineStats before = e->stats();
+        e->step();
+        const EngineStats& after = e->stats();
+        prompt_left = after.computed_tokens - before.computed_tokens !=
+                          after.generated_tokens - before.generated_tokens ||
+                      e->num_waiting() > 0;
+        if (prompt_left) ++extra_tokens;
+      }
       for (int i = 0; i < warmup; ++i) e->step();
       std::vector<double> steps;
       for (int i = 0; i < timed; ++i) {
+        const EngineStats before = e->stats();
         const double t0 = now_s();
         e->step();
         steps.push_back(now_s() - t0);
+        // What is timed is one token for each of the batch's sequences, nothing else.
+        const EngineStats& after = e->stats();
+        if (after.computed_tokens - before.computed_tokens != batch ||
+            after.generated_tokens - before.generated_tokens != batch)
+          throw std::logic_error(name + ": a timed step computed " +
+                                 std::to_string(after.computed_tokens - before.computed_tokens) +
+                                 " tokens, not one for each of the batch's sequences");
       }
       per_repeat.push_back(median(steps));
       while (e->num_unfinished() > 0) e->step();
     }
     const double step_s = median(per_repeat);
-    const double ctx = prompt + 1 + warmup + timed / 2.0;
+    // Mean context over the timed steps: sequences entered decode between 0 and
+    // extra_tokens / repeats steps before the last one did.
+    const double ctx = prompt + 1 + extra_tokens / (2.0 * o.repeats) + warmup + timed / 2.0;
     const double floor_s =
         (weight_bytes_streamed + batch * ctx * kv_bytes_per_token) / (o.hbm_gbs * 1e9);
     std::vector<double> ms;
@@ -295,8 +327,6 @@ int bench_job(const BenchOptions& o) {
   std::stringstream scenarios(o.scenarios);
   for (std::string s; std::getline(scenarios, s, ',');) {
     if (const auto d = parse_decode_scenario(s)) {
-      if (d->second + 1 + 36 > config.max_position_embeddings)
-        throw UsageError("--scenarios " + s + ": longer than the model's context");
       b.decode(d->first, d->second);
     } else if (s == "prefill2048") {
       b.prefill(std::min<int64_t>(2048, config.max_position_embeddings - 1));
