@@ -117,10 +117,6 @@ class CudaBackend final : public Backend {
         o.graphs && (tp_size_ == 1 || o.collectives == CudaBackendOptions::Collectives::nccl);
     max_graph_batch_ = o.max_graph_batch;
     gemv_max_rows_ = o.gemv_max_rows;
-    // EXPERIMENT (issue 8 profiling): A/B knobs for the decode attention's grid
-    // order and split count; removed once the measurement picks.
-    if (const char* e = std::getenv("TPINFER_ATTN_ITEM_MAJOR")) head_major_ = std::atoi(e) == 0;
-    if (const char* e = std::getenv("TPINFER_DECODE_SPLITS")) forced_splits_ = std::atoi(e);
     stream_ = cuda::make_stream();
     // Everything that takes device memory of its own (NCCL's buffers, the
     // cuBLASLt handle, kernel attributes) comes before the arena measures what
@@ -676,11 +672,8 @@ class CudaBackend final : public Backend {
   cuda::AttentionPlan attention_plan(int group, int kv_heads, int head_dim) {
     if (work_group_ != group || work_kv_heads_ != kv_heads || work_head_dim_ != head_dim) {
       const cuda::AttentionWork& w = batch_.attention_work(group);
-      int splits = cuda::choose_decode_splits(w.n_decode, kv_heads, w.max_decode_kv, sms_);
-      if (forced_splits_ > 0 && w.max_decode_kv > 0) {
-        const int chunk = cuda::decode_split_chunk(w.max_decode_kv, forced_splits_);
-        splits = std::max(1, std::min(cuda::kMaxSplits, (w.max_decode_kv + chunk - 1) / chunk));
-      }
+      const int splits =
+          cuda::choose_decode_splits(w.n_decode, kv_heads, w.max_decode_kv, sms_);
       const size_t item_bytes = std::max<size_t>(w.items.size(), 1) * sizeof(AttnItem);
       // While recording, the event is not waited for or recorded (a captured
       // event cannot be waited on later); the last step's download drained the stream.
@@ -697,7 +690,9 @@ class CudaBackend final : public Backend {
       plan_.prefill_items = dev + w.n_decode;
       plan_.n_prefill = w.n_prefill;
       plan_.splits = splits;
-      plan_.head_major = head_major_ && w.n_decode <= 65535 ? 1 : 0;  // gridDim.y's limit
+      // The kv heads of one sequence in consecutive blocks: a cache block
+      // interleaves them, so blocks running side by side share DRAM rows.
+      plan_.head_major = w.n_decode <= 65535 ? 1 : 0;  // gridDim.y's limit
       if (splits > 1) {
         const size_t rows = static_cast<size_t>(w.n_decode) * kv_heads * cuda::kDecodeRows *
                             static_cast<size_t>(splits);
@@ -727,8 +722,6 @@ class CudaBackend final : public Backend {
   DupComm comm_;
   int tp_size_ = 1;
   int sms_ = 1;
-  bool head_major_ = true;
-  int forced_splits_ = 0;
   cuda::Stream stream_;
   std::unique_ptr<cuda::Collectives> collectives_;
   std::unique_ptr<cuda::Gemm> gemm_;
