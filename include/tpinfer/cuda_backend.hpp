@@ -28,6 +28,11 @@ struct CudaBackendOptions {
   // nccl: one process per GPU. mpi: host-staged MPI_Allreduce/MPI_Allgather, for
   // TP ranks that share a GPU (NCCL refuses that) or a missing NCCL transport.
   enum class Collectives { nccl, mpi } collectives = Collectives::nccl;
+  // All-reduces of at most this many bytes take tpinfer's own CUDA IPC kernel
+  // (src/backend/cuda/ipc_all_reduce.hpp) instead of NCCL or MPI; every rank of
+  // the TP group must be on one node. 0: never. Off by default until it is timed
+  // against NCCL on several GPUs.
+  size_t custom_all_reduce_bytes = 0;
   // Decode steps of up to max_graph_batch sequences run as CUDA graphs, one
   // recorded a batch size (and attention split count) the first time it is
   // seen. Not with mpi collectives, which wait on the host.

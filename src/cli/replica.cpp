@@ -26,6 +26,11 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(o.cuda_gemv_rows),
       "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
       "cuBLASLt (0 = always cuBLASLt, at most 8)")(
+      "custom-all-reduce-kb",
+      po::value(&o.custom_all_reduce_kb)->default_value(o.custom_all_reduce_kb),
+      "cuda: TP all-reduces of at most this many KiB run tpinfer's own CUDA IPC kernel instead "
+      "of NCCL / MPI (a TP group's ranks on one node; 0 = off, the default until it is timed "
+      "against NCCL on several GPUs)")(
       "memory-fraction", po::value(&o.memory_fraction)->default_value(o.memory_fraction),
       "cuda: share of free GPU memory to take (split among ranks on one GPU)")(
       "threads", po::value(&o.threads)->default_value(o.threads),
@@ -60,6 +65,9 @@ void check_replica_options(const ReplicaOptions& o) {
   if (o.kv_cache_dtype != "auto" && o.kv_cache_dtype != "fp8")
     throw UsageError("--kv-cache-dtype " + o.kv_cache_dtype + " is not one of auto, fp8");
   if (o.block_size < 1) throw UsageError("--block-size must be >= 1");
+  if (o.custom_all_reduce_kb < 0 || o.custom_all_reduce_kb > 65536)
+    throw UsageError("--custom-all-reduce-kb " + std::to_string(o.custom_all_reduce_kb) +
+                     " is not in 0..65536");
   if (o.max_batch < 0 || o.max_step_tokens < 0)
     throw UsageError("--max-batch and --max-step-tokens must be >= 1, or 0 for the backend's default");
 #if !TPINFER_HAVE_CUDA
@@ -165,6 +173,7 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
       use_mpi ? CudaBackendOptions::Collectives::mpi : CudaBackendOptions::Collectives::nccl;
   co.graphs = o.cuda_graphs == "on";
   co.gemv_max_rows = o.cuda_gemv_rows;
+  co.custom_all_reduce_bytes = static_cast<size_t>(o.custom_all_reduce_kb) * 1024;
   r.description =
       "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +
       (sharing > 1 ? ", shared by " + std::to_string(sharing) + " ranks" : "") +

@@ -2,15 +2,22 @@
 // the forward pass at TP=2 gives the logits of TP=1 on the cuda backend, and
 // the collectives sum and gather exactly. Both ranks share GPU 0 through the
 // host-staged MPI collectives (NCCL refuses two ranks on one GPU); with two or
-// more GPUs the NCCL path is checked too, one GPU a rank. Skips unless the
-// world has exactly 2 ranks.
+// more GPUs the NCCL path is checked too, one GPU a rank. tpinfer's own CUDA
+// IPC all-reduce runs between the two ranks on one GPU as well. Skips unless
+// the world has exactly 2 ranks.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstring>
 #include <memory>
+#include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "backend/cuda/ipc_all_reduce.hpp"
 #include "gpu_test_util.hpp"
 #include "model_compare.hpp"
 #include "tpinfer/model.hpp"
@@ -34,6 +41,7 @@ using Kind = CudaBackendOptions::Collectives;
 struct TpCase {
   const char* config;
   Kind kind;
+  size_t custom_bytes = 0;  // all-reduces up to this size through the IPC kernel
 };
 
 class CudaTensorParallel : public ::testing::TestWithParam<TpCase> {
@@ -47,6 +55,7 @@ class CudaTensorParallel : public ::testing::TestWithParam<TpCase> {
   CudaBackendOptions options() const {
     CudaBackendOptions o;
     o.collectives = GetParam().kind;
+    o.custom_all_reduce_bytes = GetParam().custom_bytes;
     o.device = GetParam().kind == Kind::nccl ? world_rank() : 0;
     o.memory_fraction = 0.1;  // two ranks (and two backends each) share the GPU
     return o;
@@ -108,10 +117,116 @@ TEST_P(CudaTensorParallel, LogitsMatchTp1) {
 INSTANTIATE_TEST_SUITE_P(
     Paths, CudaTensorParallel,
     ::testing::Values(TpCase{"llama3_gqa_d64", Kind::mpi}, TpCase{"qwen2_bias_tied_d16", Kind::mpi},
-                      TpCase{"mistral_mha_d128", Kind::mpi}, TpCase{"llama3_gqa_d64", Kind::nccl}),
+                      TpCase{"mistral_mha_d128", Kind::mpi}, TpCase{"llama3_gqa_d64", Kind::nccl},
+                      TpCase{"llama3_gqa_d64", Kind::mpi, size_t{1} << 20},
+                      TpCase{"mistral_mha_d128", Kind::nccl, size_t{1} << 20}),
     [](const auto& info) {
-      return std::string(info.param.config) + (info.param.kind == Kind::nccl ? "_nccl" : "_mpi");
+      return std::string(info.param.config) + (info.param.kind == Kind::nccl ? "_nccl" : "_mpi") +
+             (info.param.custom_bytes > 0 ? "_ipc" : "");
     });
+
+// The IPC all-reduce on its own: random values, every size from one element to
+// its capacity, the three dtypes, directly and replayed from a CUDA graph. Each
+// rank must hold exactly the fp32 sum in rank order, rounded once.
+class IpcAllReduceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_GPU();
+    if (world_size() != 2) GTEST_SKIP() << "needs mpirun -np 2";
+    TPINFER_CUDA_CHECK(cudaSetDevice(cuda_device_count() >= 2 ? world_rank() : 0));
+  }
+};
+
+template <typename T>
+float as_float(T v) {
+  if constexpr (std::is_same_v<T, float>)
+    return v;
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __bfloat162float(v);
+  else
+    return __half2float(v);
+}
+template <typename T>
+T from_float(float v) {
+  if constexpr (std::is_same_v<T, float>)
+    return v;
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __float2bfloat16(v);
+  else
+    return __float2half(v);
+}
+
+// Fills data with this rank's values for `round`, returns what the sum must be.
+template <typename T>
+std::vector<float> fill_round(T* dev, int64_t n, int round) {
+  std::vector<std::vector<T>> values(2, std::vector<T>(static_cast<size_t>(n)));
+  for (int r = 0; r < 2; ++r) {
+    std::mt19937 gen(static_cast<unsigned>(1000 * round + 17 * r + n));
+    std::normal_distribution<float> d(0.0f, 3.0f);
+    for (auto& v : values[static_cast<size_t>(r)]) v = from_float<T>(d(gen));
+  }
+  TPINFER_CUDA_CHECK(cudaMemcpy(dev, values[static_cast<size_t>(world_rank())].data(),
+                                static_cast<size_t>(n) * sizeof(T), cudaMemcpyHostToDevice));
+  std::vector<float> want(static_cast<size_t>(n));
+  for (size_t i = 0; i < want.size(); ++i)
+    want[i] = as_float(from_float<T>(as_float(values[0][i]) + as_float(values[1][i])));
+  return want;
+}
+
+template <typename T>
+void expect_sum(const T* dev, const std::vector<float>& want, const std::string& what) {
+  std::vector<T> got(want.size());
+  TPINFER_CUDA_CHECK(
+      cudaMemcpy(got.data(), dev, got.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < want.size(); ++i)
+    ASSERT_EQ(as_float(got[i]), want[i]) << what << " element " << i << " rank " << world_rank();
+}
+
+template <typename T>
+void check_type(DType dtype) {
+  const size_t capacity = 256 * 1024;
+  cuda::IpcAllReduce ar(MPI_COMM_WORLD, capacity);
+  const int64_t max_n = static_cast<int64_t>(capacity / sizeof(T));
+  T* dev = nullptr;
+  TPINFER_CUDA_CHECK(cudaMalloc(&dev, capacity));
+  cudaStream_t stream = nullptr;
+  TPINFER_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  int round = 0;
+  for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{255}, int64_t{4096}, int64_t{4096 * 8 + 3},
+                    max_n}) {
+    for (int rep = 0; rep < 3; ++rep) {  // the two buffers alternate
+      const auto want = fill_round(dev, n, ++round);
+      ar.all_reduce_sum(dev, n, dtype, stream);
+      TPINFER_CUDA_CHECK(cudaStreamSynchronize(stream));
+      expect_sum(dev, want, "n " + std::to_string(n));
+    }
+  }
+  // Recorded once, replayed with new values: the call counter is on the device.
+  const int64_t n = 4096;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  TPINFER_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  ar.all_reduce_sum(dev, n, dtype, stream);
+  TPINFER_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  TPINFER_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int rep = 0; rep < 4; ++rep) {
+    const auto want = fill_round(dev, n, ++round);
+    TPINFER_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    TPINFER_CUDA_CHECK(cudaStreamSynchronize(stream));
+    expect_sum(dev, want, "graph replay " + std::to_string(rep));
+  }
+  TPINFER_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  TPINFER_CUDA_CHECK(cudaGraphDestroy(graph));
+  TPINFER_CUDA_CHECK(cudaStreamDestroy(stream));
+  TPINFER_CUDA_CHECK(cudaFree(dev));
+  MPI_Barrier(MPI_COMM_WORLD);  // neither rank unmaps while the other still reads
+}
+
+TEST_F(IpcAllReduceTest, SumsExactlyInRankOrderDirectlyAndFromAGraph) {
+  check_type<float>(DType::f32);
+  check_type<__nv_bfloat16>(DType::bf16);
+  check_type<__half>(DType::f16);
+}
 
 }  // namespace
 }  // namespace tpinfer::gputest

@@ -201,6 +201,17 @@ TEST_F(Jobs, Fp8KvCacheRunsAndHoldsFourTimesTheBlocks) {
       << bad.output;
 }
 
+// --custom-all-reduce-kb is range-checked before anything starts (on the cpu
+// backend it has nothing to do; the gpu tests run the kernel).
+TEST_F(Jobs, CustomAllReduceSizeOutOfRangeIsAUsageError) {
+  auto bad = mpirun_tpinfer(1, "run --model " + model_ + " --input " +
+                                   tmp_path("jobs-input.jsonl") + " --output " +
+                                   tmp_path("jobs-out-ar.jsonl") + " --custom-all-reduce-kb -4");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--custom-all-reduce-kb -4 is not in 0..65536"), std::string::npos)
+      << bad.output;
+}
+
 TEST_F(Jobs, BadLinesBecomeErrorResultsAndTheJobGoesOn) {
   const std::string in = tmp_path("jobs-bad.jsonl"), out = tmp_path("jobs-bad-out.jsonl");
   std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6, 7], "max_new_tokens": 3})"

@@ -8,6 +8,7 @@
 #include "backend/cuda/host_convert.hpp"
 #include "runtime/watchdog.hpp"
 #include "tpinfer/error.hpp"
+#include "tpinfer/world.hpp"
 
 namespace tpinfer::cuda {
 namespace {
@@ -31,10 +32,23 @@ constexpr int64_t kMpiChunk = int64_t{1} << 30;
 
 }  // namespace
 
-Collectives::Collectives(MPI_Comm comm, CudaBackendOptions::Collectives kind, cudaStream_t stream)
+Collectives::Collectives(MPI_Comm comm, CudaBackendOptions::Collectives kind, size_t custom_bytes,
+                         cudaStream_t stream)
     : comm_(comm), kind_(kind), stream_(stream) {
   TPINFER_MPI_CHECK(MPI_Comm_size(comm_, &size_));
   TPINFER_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  if (custom_bytes > 0) {
+    // CUDA IPC maps memory between processes of one node only.
+    MPI_Comm node = MPI_COMM_NULL;
+    TPINFER_MPI_CHECK(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    int all_local = Comm(node).size() == size_ ? 1 : 0;
+    TPINFER_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &all_local, 1, MPI_INT, MPI_MIN, comm_));
+    if (!all_local)
+      throw Error("--custom-all-reduce-kb: the ranks of a TP group span several nodes; CUDA IPC "
+                  "needs them on one",
+                  kExitUsage);
+    custom_ = std::make_unique<IpcAllReduce>(comm_, custom_bytes);
+  }
   if (kind_ != CudaBackendOptions::Collectives::nccl) return;
   // A peer that died before or during the bootstrap must not leave this rank
   // waiting in ncclCommInitRank until the job's time limit.
@@ -73,6 +87,10 @@ void Collectives::stage_down(const void* src, size_t bytes) {
 void Collectives::all_reduce_sum(void* data, int64_t count, DType dtype) {
   if (count == 0) return;
   watchdog::Guard guard("all_reduce_sum");
+  if (custom_ && static_cast<size_t>(count) * dtype_bytes(dtype) <= custom_->capacity()) {
+    custom_->all_reduce_sum(data, count, dtype, stream_);
+    return;
+  }
   if (kind_ == CudaBackendOptions::Collectives::nccl) {
     TPINFER_NCCL_CHECK(ncclAllReduce(data, data, static_cast<size_t>(count), nccl_type(dtype),
                                      ncclSum, nccl_.get(), stream_));

@@ -122,7 +122,8 @@ class CudaBackend final : public Backend {
     // cuBLASLt handle, kernel attributes) comes before the arena measures what
     // is free.
     if (tp_size_ > 1)
-      collectives_ = std::make_unique<cuda::Collectives>(comm_.c, o.collectives, stream_.get());
+      collectives_ = std::make_unique<cuda::Collectives>(comm_.c, o.collectives,
+                                                        o.custom_all_reduce_bytes, stream_.get());
     gemm_ = std::make_unique<cuda::Gemm>();
     cuda::attention_init();
     size_t free_bytes = 0, total_bytes = 0;

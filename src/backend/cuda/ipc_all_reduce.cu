@@ -1,0 +1,159 @@
+#include "backend/cuda/ipc_all_reduce.hpp"
+
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <string>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/kernels.hpp"
+#include "tpinfer/error.hpp"
+
+namespace tpinfer::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr size_t kFlagBytes = sizeof(uint32_t) * kIpcMaxBlocks * kIpcMaxRanks;
+constexpr size_t kControlBytes = 256;  // two counters, padded so the buffers stay 256-aligned
+
+__device__ __forceinline__ void store_release(uint32_t* p, uint32_t v) {
+  asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ uint32_t load_acquire(const uint32_t* p) {
+  uint32_t v;
+  asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ bf16 from_float<bf16>(float v) {
+  return __float2bfloat16(v);
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) {
+  return __float2half(v);
+}
+
+// Block b handles elements b * kThreads + t + k * gridDim.x * kThreads on every
+// rank alike, so it needs only the peers' block b to have arrived.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    ipc_all_reduce_kernel(IpcPeers peers, uint32_t* control, int rank, int ranks, T* data,
+                          int64_t count, size_t half_bytes) {
+  const uint32_t call = *reinterpret_cast<volatile uint32_t*>(control);
+  const size_t offset = (call & 1) * half_bytes;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+
+  T* mine = reinterpret_cast<T*>(peers.data[rank] + offset);
+  for (int64_t i = first; i < count; i += stride) mine[i] = data[i];
+  __threadfence_system();  // this rank's values reach every peer before its flag does
+  __syncthreads();
+  const uint32_t flag = call + 1;
+  if (threadIdx.x < ranks) {
+    const int peer = threadIdx.x;
+    store_release(peers.flags[peer] + blockIdx.x * kIpcMaxRanks + rank, flag);
+    const uint32_t* arrived = peers.flags[rank] + blockIdx.x * kIpcMaxRanks + peer;
+    while (load_acquire(arrived) < flag) {
+    }
+  }
+  __syncthreads();
+
+  for (int64_t i = first; i < count; i += stride) {
+    float sum = 0.0f;
+    for (int r = 0; r < ranks; ++r)
+      sum += to_float(__ldcv(reinterpret_cast<const T*>(peers.data[r] + offset) + i));
+    data[i] = from_float<T>(sum);
+  }
+
+  // The last block out advances the call counter for the next call on this stream.
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    if (atomicAdd(control + 1, 1u) == gridDim.x - 1) {
+      control[1] = 0;
+      control[0] = flag;
+      __threadfence();
+    }
+  }
+}
+
+template <typename T>
+void launch(const IpcPeers& peers, uint32_t* control, int rank, int ranks, void* data,
+            int64_t count, size_t half_bytes, cudaStream_t stream) {
+  const int64_t want = (count + kThreads - 1) / kThreads;
+  const int blocks = static_cast<int>(std::clamp<int64_t>(want, 1, kIpcMaxBlocks));
+  ipc_all_reduce_kernel<T><<<blocks, kThreads, 0, stream>>>(
+      peers, control, rank, ranks, static_cast<T*>(data), count, half_bytes);
+  TPINFER_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+IpcAllReduce::IpcAllReduce(MPI_Comm comm, size_t capacity_bytes) {
+  TPINFER_MPI_CHECK(MPI_Comm_rank(comm, &rank_));
+  TPINFER_MPI_CHECK(MPI_Comm_size(comm, &size_));
+  if (size_ > kIpcMaxRanks)
+    throw Error("custom all-reduce: " + std::to_string(size_) + " ranks, at most " +
+                    std::to_string(kIpcMaxRanks),
+                kExitUsage);
+  capacity_ = (std::max<size_t>(capacity_bytes, 256) + 255) / 256 * 256;
+  void* p = nullptr;
+  TPINFER_CUDA_CHECK(cudaMalloc(&p, kFlagBytes + kControlBytes + 2 * capacity_));
+  own_ = DeviceMemory(p);
+  TPINFER_CUDA_CHECK(cudaMemset(p, 0, kFlagBytes + kControlBytes));
+  TPINFER_CUDA_CHECK(cudaDeviceSynchronize());  // zeroed before any peer can signal here
+  control_ = reinterpret_cast<uint32_t*>(static_cast<char*>(p) + kFlagBytes);
+
+  cudaIpcMemHandle_t handle{};
+  TPINFER_CUDA_CHECK(cudaIpcGetMemHandle(&handle, p));
+  std::vector<cudaIpcMemHandle_t> all(static_cast<size_t>(size_));
+  TPINFER_MPI_CHECK(MPI_Allgather(&handle, sizeof handle, MPI_BYTE, all.data(), sizeof handle,
+                                  MPI_BYTE, comm));
+  for (int r = 0; r < size_; ++r) {
+    void* base = p;
+    if (r != rank_) {
+      TPINFER_CUDA_CHECK(
+          cudaIpcOpenMemHandle(&base, all[static_cast<size_t>(r)], cudaIpcMemLazyEnablePeerAccess));
+      mapped_.push_back(base);
+    }
+    peers_.flags[r] = static_cast<uint32_t*>(base);
+    peers_.data[r] = static_cast<char*>(base) + kFlagBytes + kControlBytes;
+  }
+  // Every rank has mapped every other before any of them runs a call.
+  TPINFER_MPI_CHECK(MPI_Barrier(comm));
+}
+
+IpcAllReduce::~IpcAllReduce() {
+  for (void* m : mapped_) (void)cudaIpcCloseMemHandle(m);
+}
+
+void IpcAllReduce::all_reduce_sum(void* data, int64_t count, DType dtype, cudaStream_t stream) {
+  if (count <= 0) return;
+  if (static_cast<size_t>(count) * dtype_bytes(dtype) > capacity_)
+    throw Error("custom all-reduce: " + std::to_string(count) + " elements exceed its " +
+                    std::to_string(capacity_) + " bytes",
+                kExitOther);
+  switch (dtype) {
+    case DType::f32:
+      return launch<float>(peers_, control_, rank_, size_, data, count, capacity_, stream);
+    case DType::bf16:
+      return launch<bf16>(peers_, control_, rank_, size_, data, count, capacity_, stream);
+    case DType::f16:
+      return launch<__half>(peers_, control_, rank_, size_, data, count, capacity_, stream);
+    case DType::fp8_e4m3:
+      break;
+  }
+  throw Error("custom all-reduce: fp8 values are never reduced", kExitOther);
+}
+
+}  // namespace tpinfer::cuda
