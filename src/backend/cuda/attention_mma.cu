@@ -76,6 +76,14 @@ __device__ __forceinline__ uint32_t ld_u32(const bf16* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
 
+// Two adjacent K elements as one bf16x2 B-fragment register: loaded as they
+// are, or (fp8) loaded as 16 bits and converted exactly.
+__device__ __forceinline__ uint32_t k_pair(const bf16* p) { return ld_u32(p); }
+__device__ __forceinline__ uint32_t k_pair(const fp8* p) {
+  const float2 f = fp8x2_to_float2(*reinterpret_cast<const __nv_fp8x2_storage_t*>(p));
+  return pack_bf16(f.x, f.y);
+}
+
 // The cache slot of key k0 when the tile [k0, k0 + kKeys) lies in one cache
 // block (k0 is a multiple of kKeys, so it does when the block size is too), else
 // -1: the loader then looks each key up. Computed ahead of the copy, so that
@@ -95,28 +103,27 @@ template <int D, typename C>
 constexpr int kRawStride = D + kPerChunk<C>;
 
 // Shared memory of one tile set: two stages of (K, V) tiles of kKeys keys as the
-// cache stores them, and for an fp8 cache one (K, V) pair converted to bf16,
-// which the tensor-core step reads.
+// cache stores them, and for an fp8 cache one V tile converted to bf16 (the
+// tensor-core step reads K's fragments straight from the fp8 stage, converting
+// in registers; V's come by ldmatrix.trans, which needs 16-bit elements).
 template <int D, typename C, int kKeys>
 struct TileSet {
   static constexpr int kRaw = kKeys * kRawStride<D, C> * static_cast<int>(sizeof(C));
   static constexpr int kConv =
       sizeof(C) == 1 ? kKeys * (D + kPad) * static_cast<int>(sizeof(bf16)) : 0;
-  static constexpr int kBytes = 2 * 2 * kRaw + 2 * kConv;
+  static constexpr int kBytes = 2 * 2 * kRaw + kConv;
   __device__ static C* stage_k(char* base, int s) {
     return reinterpret_cast<C*>(base + 2 * s * kRaw);
   }
   __device__ static C* stage_v(char* base, int s) {
     return reinterpret_cast<C*>(base + (2 * s + 1) * kRaw);
   }
-  __device__ static bf16* conv_k(char* base) { return reinterpret_cast<bf16*>(base + 4 * kRaw); }
-  __device__ static bf16* conv_v(char* base) {
-    return reinterpret_cast<bf16*>(base + 4 * kRaw + kConv);
-  }
-  // The bf16 (K, V) tiles the tensor-core step reads for landed stage s: the
-  // stage itself, or (fp8) the stage converted by kLanes threads, then `sync`.
+  __device__ static bf16* conv_v(char* base) { return reinterpret_cast<bf16*>(base + 4 * kRaw); }
+  // The tiles the tensor-core step reads for landed stage s: K as stored (rows
+  // of kRawStride), and V as a bf16 tile: the stage itself, or (fp8) the
+  // stage's V converted by kLanes threads, then `sync`.
   template <int kLanes, typename Sync>
-  __device__ static void mma_tiles(char* base, int s, int tid, Sync sync, const bf16*& ks,
+  __device__ static void mma_tiles(char* base, int s, int tid, Sync sync, const C*& ks,
                                    const bf16*& vs);
 };
 
@@ -177,15 +184,13 @@ __device__ __forceinline__ void convert_tile(const fp8* src, bf16* dst, int tid)
 template <int D, typename C, int kKeys>
 template <int kLanes, typename Sync>
 __device__ void TileSet<D, C, kKeys>::mma_tiles(char* base, int s, int tid, Sync sync,
-                                                const bf16*& ks, const bf16*& vs) {
+                                                const C*& ks, const bf16*& vs) {
+  ks = stage_k(base, s);
   if constexpr (sizeof(C) == 1) {
-    convert_tile<D, kKeys, kLanes>(stage_k(base, s), conv_k(base), tid);
     convert_tile<D, kKeys, kLanes>(stage_v(base, s), conv_v(base), tid);
     sync();
-    ks = conv_k(base);
     vs = conv_v(base);
   } else {
-    ks = stage_k(base, s);
     vs = stage_v(base, s);
   }
 }
@@ -231,11 +236,13 @@ __device__ __forceinline__ void load_rows(WarpRows<D>& w, const AttentionParams&
     for (int e = 0; e < 4; ++e) w.o[n][e] = 0.0f;
 }
 
-// Attends the warp's rows over one smem tile of kKeys keys starting at key k0.
-template <int D, int kKeys>
-__device__ __forceinline__ void attend_tile(WarpRows<D>& w, const bf16* ks, const bf16* vs, int k0,
+// Attends the warp's rows over one smem tile of kKeys keys starting at key k0:
+// K in the cache's type C (rows of kRawStride), V in bf16 (rows of D + kPad).
+template <int D, int kKeys, typename C>
+__device__ __forceinline__ void attend_tile(WarpRows<D>& w, const C* ks, const bf16* vs, int k0,
                                             int kend, float scale_log2, int lane) {
   constexpr int kStride = D + kPad;
+  constexpr int kKStride = kRawStride<D, C>;
   constexpr int kN = kKeys / 8;
   float s[kN][4];
 #pragma unroll
@@ -247,8 +254,9 @@ __device__ __forceinline__ void attend_tile(WarpRows<D>& w, const bf16* ks, cons
   for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
     for (int j = 0; j < kN; ++j) {
-      const bf16* kp = ks + (j * 8 + (lane >> 2)) * kStride + kk * 16 + (lane & 3) * 2;
-      mma16816(s[j], w.q[kk], ld_u32(kp), ld_u32(kp + 8));
+      // Conflict-free for both types: the 8 keys' rows start in 8 distinct bank groups.
+      const C* kp = ks + (j * 8 + (lane >> 2)) * kKStride + kk * 16 + (lane & 3) * 2;
+      mma16816(s[j], w.q[kk], k_pair(kp), k_pair(kp + 8));
     }
   }
   // Scale, causal mask, tile row max (over the quad that shares a row).
@@ -391,11 +399,12 @@ __global__ void __launch_bounds__(kThreads)
       cp_async_wait<0>();
     }
     __syncthreads();
-    const bf16 *ks, *vs;
+    const C* ks;
+    const bf16* vs;
     T::template mma_tiles<kThreads>(
         tiles, i & 1, threadIdx.x, [] { __syncthreads(); }, ks, vs);
     if (i * kPrefillKeys <= wmax)
-      attend_tile<D, kPrefillKeys>(w, ks, vs, i * kPrefillKeys, kend, p.scale_log2, lane);
+      attend_tile<D, kPrefillKeys, C>(w, ks, vs, i * kPrefillKeys, kend, p.scale_log2, lane);
     __syncthreads();  // the next iteration's copy overwrites this stage (and conversion)
   }
   reduce_row_sums(w);
@@ -448,10 +457,11 @@ __global__ void __launch_bounds__(kThreads)
       cp_async_wait<0>();
     }
     __syncwarp();  // every lane's copies of this stage have landed
-    const bf16 *ks, *vs;
+    const C* ks;
+    const bf16* vs;
     T::template mma_tiles<32>(
         mine, i & 1, lane, [] { __syncwarp(); }, ks, vs);
-    attend_tile<D, kDecodeKeys>(w, ks, vs, first + i * step, k_end, p.scale_log2, lane);
+    attend_tile<D, kDecodeKeys, C>(w, ks, vs, first + i * step, k_end, p.scale_log2, lane);
     __syncwarp();  // before the next copy (or conversion) overwrites it
   }
   reduce_row_sums(w);
