@@ -132,15 +132,17 @@ struct Bench {
     const int64_t prompt_steps = (batch * prompt + prompt_budget - 1) / prompt_budget + 1;
     const int64_t longest = prompt + 1 + prompt_steps + warmup + timed;
     if (longest > c.max_position_embeddings)
-      throw UsageError(name + ": " + std::to_string(longest) + " tokens a sequence, longer than "
-                       "the model's context " + std::to_string(c.max_position_embeddings));
+      throw UsageError(name + ": " + std::to_string(longest) +
+                       " tokens a sequence, longer than "
+                       "the model's context " +
+                       std::to_string(c.max_position_embeddings));
     const int64_t per_seq = (longest + o.replica.block_size - 1) / o.replica.block_size;
     if (per_seq * batch > r.model.cache.num_blocks) {
       if (w.rank == 0)
-        std::printf("%s: skipped, needs %lld KV blocks and the cache has %d (a smaller batch or "
-                    "context fits, or --kv-cache-dtype fp8)\n",
-                    name.c_str(), static_cast<long long>(per_seq * batch),
-                    r.model.cache.num_blocks);
+        std::printf(
+            "%s: skipped, needs %lld KV blocks and the cache has %d (a smaller batch or "
+            "context fits, or --kv-cache-dtype fp8)\n",
+            name.c_str(), static_cast<long long>(per_seq * batch), r.model.cache.num_blocks);
       return;
     }
     std::vector<double> per_repeat;

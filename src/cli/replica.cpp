@@ -35,7 +35,8 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "cuda: share of free GPU memory to take (split among ranks on one GPU)")(
       "threads", po::value(&o.threads)->default_value(o.threads),
       "cpu backend threads per rank (0 = cores / ranks on this node)")(
-      "block-size", po::value(&o.block_size)->default_value(o.block_size), "KV-cache block size in tokens")(
+      "block-size", po::value(&o.block_size)->default_value(o.block_size),
+      "KV-cache block size in tokens")(
       "max-batch", po::value(&o.max_batch)->default_value(o.max_batch),
       "sequences in flight per data-parallel group (0 = 256 on cuda, 64 on cpu)")(
       "max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens),
@@ -69,7 +70,8 @@ void check_replica_options(const ReplicaOptions& o) {
     throw UsageError("--custom-all-reduce-kb " + std::to_string(o.custom_all_reduce_kb) +
                      " is not in 0..65536");
   if (o.max_batch < 0 || o.max_step_tokens < 0)
-    throw UsageError("--max-batch and --max-step-tokens must be >= 1, or 0 for the backend's default");
+    throw UsageError(
+        "--max-batch and --max-step-tokens must be >= 1, or 0 for the backend's default");
 #if !TPINFER_HAVE_CUDA
   if (o.backend == "cuda")
     throw UsageError(
@@ -202,8 +204,9 @@ Replica make_replica(const World& w, const ModelConfig& config, const ShardFille
   r.kv_dtype = kv_cache_dtype(o, r.backend->compute_dtype());
   const bool on_gpu = arena_free >= 0;
   r.max_batch = o.max_batch > 0 ? o.max_batch : on_gpu ? kMaxBatchCuda : kMaxBatchCpu;
-  r.max_step_tokens =
-      o.max_step_tokens > 0 ? o.max_step_tokens : on_gpu ? kMaxStepTokensCuda : kMaxStepTokensCpu;
+  r.max_step_tokens = o.max_step_tokens > 0 ? o.max_step_tokens
+                      : on_gpu              ? kMaxStepTokensCuda
+                                            : kMaxStepTokensCpu;
   if (r.kv_dtype == DType::fp8_e4m3) r.description += ", fp8 KV cache";
   try {
     r.model = load_model(*r.backend, config, w.tp_rank, w.tp, fill);

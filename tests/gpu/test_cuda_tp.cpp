@@ -114,16 +114,18 @@ TEST_P(CudaTensorParallel, LogitsMatchTp1) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Paths, CudaTensorParallel,
-    ::testing::Values(TpCase{"llama3_gqa_d64", Kind::mpi}, TpCase{"qwen2_bias_tied_d16", Kind::mpi},
-                      TpCase{"mistral_mha_d128", Kind::mpi}, TpCase{"llama3_gqa_d64", Kind::nccl},
-                      TpCase{"llama3_gqa_d64", Kind::mpi, size_t{1} << 20},
-                      TpCase{"mistral_mha_d128", Kind::nccl, size_t{1} << 20}),
-    [](const auto& info) {
-      return std::string(info.param.config) + (info.param.kind == Kind::nccl ? "_nccl" : "_mpi") +
-             (info.param.custom_bytes > 0 ? "_ipc" : "");
-    });
+INSTANTIATE_TEST_SUITE_P(Paths, CudaTensorParallel,
+                         ::testing::Values(TpCase{"llama3_gqa_d64", Kind::mpi},
+                                           TpCase{"qwen2_bias_tied_d16", Kind::mpi},
+                                           TpCase{"mistral_mha_d128", Kind::mpi},
+                                           TpCase{"llama3_gqa_d64", Kind::nccl},
+                                           TpCase{"llama3_gqa_d64", Kind::mpi, size_t{1} << 20},
+                                           TpCase{"mistral_mha_d128", Kind::nccl, size_t{1} << 20}),
+                         [](const auto& info) {
+                           return std::string(info.param.config) +
+                                  (info.param.kind == Kind::nccl ? "_nccl" : "_mpi") +
+                                  (info.param.custom_bytes > 0 ? "_ipc" : "");
+                         });
 
 // The IPC all-reduce on its own: random values, every size from one element to
 // its capacity, the three dtypes, directly and replayed from a CUDA graph. Each
@@ -176,8 +178,7 @@ std::vector<float> fill_round(T* dev, int64_t n, int round) {
 template <typename T>
 void expect_sum(const T* dev, const std::vector<float>& want, const std::string& what) {
   std::vector<T> got(want.size());
-  TPINFER_CUDA_CHECK(
-      cudaMemcpy(got.data(), dev, got.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  TPINFER_CUDA_CHECK(cudaMemcpy(got.data(), dev, got.size() * sizeof(T), cudaMemcpyDeviceToHost));
   for (size_t i = 0; i < want.size(); ++i)
     ASSERT_EQ(as_float(got[i]), want[i]) << what << " element " << i << " rank " << world_rank();
 }
@@ -192,8 +193,8 @@ void check_type(DType dtype) {
   cudaStream_t stream = nullptr;
   TPINFER_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   int round = 0;
-  for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{255}, int64_t{4096}, int64_t{4096 * 8 + 3},
-                    max_n}) {
+  for (int64_t n :
+       {int64_t{1}, int64_t{7}, int64_t{255}, int64_t{4096}, int64_t{4096 * 8 + 3}, max_n}) {
     for (int rep = 0; rep < 3; ++rep) {  // the two buffers alternate
       const auto want = fill_round(dev, n, ++round);
       ar.all_reduce_sum(dev, n, dtype, stream);

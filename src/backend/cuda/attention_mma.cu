@@ -78,7 +78,9 @@ __device__ __forceinline__ uint32_t ld_u32(const bf16* p) {
 
 // Two adjacent K elements as one bf16x2 B-fragment register: loaded as they
 // are, or (fp8) loaded as 16 bits and converted exactly.
-__device__ __forceinline__ uint32_t k_pair(const bf16* p) { return ld_u32(p); }
+__device__ __forceinline__ uint32_t k_pair(const bf16* p) {
+  return ld_u32(p);
+}
 __device__ __forceinline__ uint32_t k_pair(const fp8* p) {
   const float2 f = fp8x2_to_float2(*reinterpret_cast<const __nv_fp8x2_storage_t*>(p));
   return pack_bf16(f.x, f.y);
@@ -183,8 +185,8 @@ __device__ __forceinline__ void convert_tile(const fp8* src, bf16* dst, int tid)
 
 template <int D, typename C, int kKeys>
 template <int kLanes, typename Sync>
-__device__ void TileSet<D, C, kKeys>::mma_tiles(char* base, int s, int tid, Sync sync,
-                                                const C*& ks, const bf16*& vs) {
+__device__ void TileSet<D, C, kKeys>::mma_tiles(char* base, int s, int tid, Sync sync, const C*& ks,
+                                                const bf16*& vs) {
   ks = stage_k(base, s);
   if constexpr (sizeof(C) == 1) {
     convert_tile<D, kKeys, kLanes>(stage_v(base, s), conv_v(base), tid);

@@ -123,7 +123,7 @@ class CudaBackend final : public Backend {
     // is free.
     if (tp_size_ > 1)
       collectives_ = std::make_unique<cuda::Collectives>(comm_.c, o.collectives,
-                                                        o.custom_all_reduce_bytes, stream_.get());
+                                                         o.custom_all_reduce_bytes, stream_.get());
     gemm_ = std::make_unique<cuda::Gemm>();
     cuda::attention_init();
     size_t free_bytes = 0, total_bytes = 0;
@@ -673,8 +673,7 @@ class CudaBackend final : public Backend {
   cuda::AttentionPlan attention_plan(int group, int kv_heads, int head_dim) {
     if (work_group_ != group || work_kv_heads_ != kv_heads || work_head_dim_ != head_dim) {
       const cuda::AttentionWork& w = batch_.attention_work(group);
-      const int splits =
-          cuda::choose_decode_splits(w.n_decode, kv_heads, w.max_decode_kv, sms_);
+      const int splits = cuda::choose_decode_splits(w.n_decode, kv_heads, w.max_decode_kv, sms_);
       const size_t item_bytes = std::max<size_t>(w.items.size(), 1) * sizeof(AttnItem);
       // While recording, the event is not waited for or recorded (a captured
       // event cannot be waited on later); the last step's download drained the stream.

@@ -1,11 +1,10 @@
-#include "backend/cuda/ipc_all_reduce.hpp"
-
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <string>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/ipc_all_reduce.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "tpinfer/error.hpp"
 
@@ -25,9 +24,15 @@ __device__ __forceinline__ uint32_t load_acquire(const uint32_t* p) {
   return v;
 }
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(float v) {
+  return v;
+}
+__device__ __forceinline__ float to_float(bf16 v) {
+  return __bfloat162float(v);
+}
+__device__ __forceinline__ float to_float(__half v) {
+  return __half2float(v);
+}
 template <typename T>
 __device__ __forceinline__ T from_float(float v);
 template <>
@@ -117,8 +122,8 @@ IpcAllReduce::IpcAllReduce(MPI_Comm comm, size_t capacity_bytes) {
   cudaIpcMemHandle_t handle{};
   TPINFER_CUDA_CHECK(cudaIpcGetMemHandle(&handle, p));
   std::vector<cudaIpcMemHandle_t> all(static_cast<size_t>(size_));
-  TPINFER_MPI_CHECK(MPI_Allgather(&handle, sizeof handle, MPI_BYTE, all.data(), sizeof handle,
-                                  MPI_BYTE, comm));
+  TPINFER_MPI_CHECK(
+      MPI_Allgather(&handle, sizeof handle, MPI_BYTE, all.data(), sizeof handle, MPI_BYTE, comm));
   for (int r = 0; r < size_; ++r) {
     void* base = p;
     if (r != rank_) {

@@ -25,8 +25,8 @@ constexpr int kIpcMaxRanks = 8;
 constexpr int kIpcMaxBlocks = 64;
 
 struct IpcPeers {
-  char* data[kIpcMaxRanks];        // each rank's two message buffers, as mapped here
-  uint32_t* flags[kIpcMaxRanks];   // each rank's [kIpcMaxBlocks][kIpcMaxRanks] arrival flags
+  char* data[kIpcMaxRanks];       // each rank's two message buffers, as mapped here
+  uint32_t* flags[kIpcMaxRanks];  // each rank's [kIpcMaxBlocks][kIpcMaxRanks] arrival flags
 };
 
 class IpcAllReduce {
@@ -44,8 +44,8 @@ class IpcAllReduce {
  private:
   int rank_ = 0, size_ = 1;
   size_t capacity_ = 0;
-  DeviceMemory own_;            // flags, control words, then two message buffers
-  std::vector<void*> mapped_;   // peers' memory opened here (closed in the destructor)
+  DeviceMemory own_;           // flags, control words, then two message buffers
+  std::vector<void*> mapped_;  // peers' memory opened here (closed in the destructor)
   IpcPeers peers_{};
   uint32_t* control_ = nullptr;  // [0]: calls completed, [1]: blocks done in this call
 };
