@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# On a machine of several GPUs (kinds nvidia-h200-x2 / -x4 / -x8, .gpu-kit
+# carried; its env.sh keeps NVLink multicast off, NCCL_NVLS_ENABLE=0): issue 11's
+# measurements in one call, logs in $OUT. Not yet run anywhere (no such machine
+# has been lent); written so that the first call that gets one measures it all.
+#   bash tools/gpu-multi.sh
+# 1. gpu tests with one GPU a rank: TP=2 over NCCL (collectives, logits against
+#    TP=1), with and without the own IPC all-reduce; whole jobs; kill and resume.
+# 2. all-reduce latency and bandwidth, NCCL against the own kernel, 4 KB - 64 MB,
+#    at 2, 4 and 8 ranks (tpinfer_allreduce_bench).
+# 3. tpinfer bench for Llama-3-8B shapes at TP = 1, 2, 4, 8 (batch-1 and batch-64
+#    decode, offline 1000/1000 with the fp8 cache) with and without the own
+#    all-reduce, and for Llama-3-70B shapes (random weights) at TP = 2, 4, 8.
+# Not here yet: DP layouts (bench runs one replica; DP=2 against DP=1 needs
+# `tpinfer run` over a workload file, timed from its summary line).
+# Env: SKIP_TESTS=1, BENCH_REPEATS (5), AR_KB (own all-reduce threshold, 512).
+set -uo pipefail
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+source tools/gpu-build.sh tpinfer tpinfer_gpu_tests tpinfer_allreduce_bench
+gpus=$(nvidia-smi -L | wc -l)
+echo "== $gpus GPUs; NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-unset}"
+mpi=(mpirun --allow-run-as-root --bind-to none)
+
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  (cd build-gpu && timeout -k 10 240 ctest -R "gpu_tp2|gpu_jobs|gpu_faults" --output-on-failure \
+    >"$OUT/multi_tests.log" 2>&1)
+  echo "gpu tests: exit $?"
+  grep -E "tests passed|Passed|Failed|\[  (PASSED|FAILED|SKIPPED) " "$OUT/multi_tests.log" |
+    sort | uniq -c | head -30
+fi
+
+for np in 2 4 8; do
+  [ "$np" -le "$gpus" ] || continue
+  echo "== all-reduce, $np ranks"
+  timeout 120 "${mpi[@]}" -np "$np" build-gpu/tests/tpinfer_allreduce_bench 2>&1 |
+    tee "$OUT/allreduce_np$np.log"
+done
+
+bench() {  # CONFIG TP SCENARIOS [extra options...]
+  local config=$1 tp=$2 scenarios=$3
+  shift 3
+  timeout 300 "${mpi[@]}" -np "$tp" build-gpu/tpinfer bench --model-config "$config" \
+    --random-weights --tp "$tp" --scenarios "$scenarios" --fixed 1000/1000 \
+    --repeats "${BENCH_REPEATS:-5}" --offline-repeats 1 "$@" 2>&1 |
+    grep -E "^(tpinfer bench|decode|prefill|offline)"
+}
+for tp in 1 2 4 8; do
+  [ "$tp" -le "$gpus" ] || continue
+  echo "== Llama-3-8B shapes, TP=$tp (NCCL)"
+  bench tools/configs/llama-3-8b.json "$tp" decode1,decode64 | tee -a "$OUT/bench_8b.log"
+  bench tools/configs/llama-3-8b.json "$tp" offline --kv-cache-dtype fp8 | tee -a "$OUT/bench_8b.log"
+  if [ "$tp" -gt 1 ]; then
+    echo "== Llama-3-8B shapes, TP=$tp, own all-reduce up to ${AR_KB:-512} KiB"
+    bench tools/configs/llama-3-8b.json "$tp" decode1,decode64 \
+      --custom-all-reduce-kb "${AR_KB:-512}" | tee -a "$OUT/bench_8b.log"
+  fi
+done
+for tp in 2 4 8; do
+  [ "$tp" -le "$gpus" ] || continue
+  echo "== Llama-3-70B shapes, TP=$tp"
+  bench tools/configs/llama-3-70b.json "$tp" decode1,decode64 | tee -a "$OUT/bench_70b.log"
+done
