@@ -11,8 +11,9 @@
 # 3. tpinfer bench for Llama-3-8B shapes at TP = 1, 2, 4, 8 (batch-1 and batch-64
 #    decode, offline 1000/1000 with the fp8 cache) with and without the own
 #    all-reduce, and for Llama-3-70B shapes (random weights) at TP = 2, 4, 8.
-# Not here yet: DP layouts (bench runs one replica; DP=2 against DP=1 needs
-# `tpinfer run` over a workload file, timed from its summary line).
+# 4. DP layouts with `tpinfer run` (bench runs one replica): a random Llama-3-8B
+#    weight file, 512 requests of 1000/200 tokens, DP = 1, 2, 4, 8 at TP=1 and
+#    DP x TP = 2 x 2, 4 x 2; generated tokens/s from each run's summary line.
 # Env: SKIP_TESTS=1, BENCH_REPEATS (5), AR_KB (own all-reduce threshold, 512).
 set -uo pipefail
 OUT=${OUT:-out}
@@ -60,4 +61,19 @@ for tp in 2 4 8; do
   [ "$tp" -le "$gpus" ] || continue
   echo "== Llama-3-70B shapes, TP=$tp"
   bench tools/configs/llama-3-70b.json "$tp" decode1,decode64 | tee -a "$OUT/bench_70b.log"
+done
+
+echo "== DP layouts (tpinfer run), Llama-3-8B shapes, 512 x 1000/200"
+build-gpu/tpinfer make-model --config tools/configs/llama-3-8b.json --output /tmp/m8b.h5 \
+  --dtype bfloat16 >/dev/null
+python3 tools/make_workload.py --n 512 --isl 1000 --osl 200 --seed 1 >/tmp/dp.jsonl
+for layout in 1x1 2x1 4x1 8x1 2x2 4x2; do
+  dp=${layout%x*} tp=${layout#*x}
+  np=$((dp * tp))
+  [ "$np" -le "$gpus" ] || continue
+  rm -f /tmp/dp_out.jsonl
+  echo -n "dp $dp x tp $tp: "
+  timeout 300 "${mpi[@]}" -np "$np" build-gpu/tpinfer run --model /tmp/m8b.h5 --input /tmp/dp.jsonl \
+    --output /tmp/dp_out.jsonl --tp "$tp" 2>&1 | grep -oE "[0-9.]+ generated tokens/s" |
+    tee -a "$OUT/dp.log"
 done
