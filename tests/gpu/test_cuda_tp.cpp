@@ -127,8 +127,9 @@ INSTANTIATE_TEST_SUITE_P(Paths, CudaTensorParallel,
                                   (info.param.custom_bytes > 0 ? "_ipc" : "");
                          });
 
-// The IPC all-reduce on its own: random values, every size from one element to
-// its capacity, the three dtypes, directly and replayed from a CUDA graph. Each
+// The IPC all-reduce on its own: random values, sizes from one element to its
+// capacity (element-wise and 16-byte units), aligned and unaligned data, the
+// three dtypes, directly and replayed from a CUDA graph. Each
 // rank must hold exactly the fp32 sum in rank order, rounded once.
 class IpcAllReduceTest : public ::testing::Test {
  protected:
@@ -201,6 +202,13 @@ void check_type(DType dtype) {
       TPINFER_CUDA_CHECK(cudaStreamSynchronize(stream));
       expect_sum(dev, want, "n " + std::to_string(n));
     }
+  }
+  // 16-byte units over data that is not 16-byte aligned (read and written element-wise).
+  for (int rep = 0; rep < 2; ++rep) {
+    const auto want = fill_round(dev + 1, 4096, ++round);
+    ar.all_reduce_sum(dev + 1, 4096, dtype, stream);
+    TPINFER_CUDA_CHECK(cudaStreamSynchronize(stream));
+    expect_sum(dev + 1, want, "unaligned");
   }
   // Recorded once, replayed with new values: the call counter is on the device.
   const int64_t n = 4096;

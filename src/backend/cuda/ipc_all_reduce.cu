@@ -48,19 +48,32 @@ __device__ __forceinline__ __half from_float<__half>(float v) {
   return __float2half(v);
 }
 
-// Block b handles elements b * kThreads + t + k * gridDim.x * kThreads on every
-// rank alike, so it needs only the peers' block b to have arrived.
-template <typename T>
+// The work is cut into units of kUnit elements (16 bytes, or one element when
+// the count is not a multiple of that: the same choice on every rank, since it
+// depends on the count alone). Block b handles units b * kThreads + t +
+// k * gridDim.x * kThreads on every rank alike, so it needs only the peers'
+// block b to have arrived. `aligned` (this rank's data 16-byte aligned) only
+// picks how this rank reads and writes its own data.
+template <typename T, int kUnit>
 __global__ void __launch_bounds__(kThreads)
     ipc_all_reduce_kernel(IpcPeers peers, uint32_t* control, int rank, int ranks, T* data,
-                          int64_t count, size_t half_bytes) {
+                          int64_t units, size_t half_bytes, bool aligned) {
+  static_assert(kUnit == 1 || kUnit * sizeof(T) == 16, "a unit is one element or 16 bytes");
   const uint32_t call = *reinterpret_cast<volatile uint32_t*>(control);
   const size_t offset = (call & 1) * half_bytes;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
 
   T* mine = reinterpret_cast<T*>(peers.data[rank] + offset);
-  for (int64_t i = first; i < count; i += stride) mine[i] = data[i];
+  for (int64_t u = first; u < units; u += stride) {
+    if constexpr (kUnit == 1) {
+      mine[u] = data[u];
+    } else if (aligned) {
+      reinterpret_cast<uint4*>(mine)[u] = reinterpret_cast<const uint4*>(data)[u];
+    } else {
+      for (int j = 0; j < kUnit; ++j) mine[u * kUnit + j] = data[u * kUnit + j];
+    }
+  }
   __threadfence_system();  // this rank's values reach every peer before its flag does
   __syncthreads();
   const uint32_t flag = call + 1;
@@ -73,11 +86,32 @@ __global__ void __launch_bounds__(kThreads)
   }
   __syncthreads();
 
-  for (int64_t i = first; i < count; i += stride) {
-    float sum = 0.0f;
-    for (int r = 0; r < ranks; ++r)
-      sum += to_float(__ldcv(reinterpret_cast<const T*>(peers.data[r] + offset) + i));
-    data[i] = from_float<T>(sum);
+  for (int64_t u = first; u < units; u += stride) {
+    float sum[kUnit];
+#pragma unroll
+    for (int j = 0; j < kUnit; ++j) sum[j] = 0.0f;
+    for (int r = 0; r < ranks; ++r) {
+      const T* theirs = reinterpret_cast<const T*>(peers.data[r] + offset);
+      if constexpr (kUnit == 1) {
+        sum[0] += to_float(__ldcv(theirs + u));
+      } else {
+        alignas(16) T e[kUnit];
+        *reinterpret_cast<uint4*>(e) = __ldcv(reinterpret_cast<const uint4*>(theirs) + u);
+#pragma unroll
+        for (int j = 0; j < kUnit; ++j) sum[j] += to_float(e[j]);
+      }
+    }
+    if constexpr (kUnit == 1) {
+      data[u] = from_float<T>(sum[0]);
+    } else {
+      alignas(16) T e[kUnit];
+#pragma unroll
+      for (int j = 0; j < kUnit; ++j) e[j] = from_float<T>(sum[j]);
+      if (aligned)
+        reinterpret_cast<uint4*>(data)[u] = *reinterpret_cast<const uint4*>(e);
+      else
+        for (int j = 0; j < kUnit; ++j) data[u * kUnit + j] = e[j];
+    }
   }
 
   // The last block out advances the call counter for the next call on this stream.
@@ -95,10 +129,18 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T>
 void launch(const IpcPeers& peers, uint32_t* control, int rank, int ranks, void* data,
             int64_t count, size_t half_bytes, cudaStream_t stream) {
-  const int64_t want = (count + kThreads - 1) / kThreads;
-  const int blocks = static_cast<int>(std::clamp<int64_t>(want, 1, kIpcMaxBlocks));
-  ipc_all_reduce_kernel<T><<<blocks, kThreads, 0, stream>>>(
-      peers, control, rank, ranks, static_cast<T*>(data), count, half_bytes);
+  constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+  const bool vector = count % kVec == 0;
+  const int64_t units = vector ? count / kVec : count;
+  const int blocks =
+      static_cast<int>(std::clamp<int64_t>((units + kThreads - 1) / kThreads, 1, kIpcMaxBlocks));
+  const bool aligned = reinterpret_cast<uintptr_t>(data) % 16 == 0;
+  if (vector)
+    ipc_all_reduce_kernel<T, kVec><<<blocks, kThreads, 0, stream>>>(
+        peers, control, rank, ranks, static_cast<T*>(data), units, half_bytes, aligned);
+  else
+    ipc_all_reduce_kernel<T, 1><<<blocks, kThreads, 0, stream>>>(
+        peers, control, rank, ranks, static_cast<T*>(data), units, half_bytes, aligned);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 
