@@ -121,13 +121,12 @@ struct Bench {
     const int64_t warmup = 4, timed = 32;
     const std::string at = prompt == 128 ? "" : " at context " + std::to_string(prompt);
     const std::string name = "decode batch " + std::to_string(batch) + at;
-    // Preemptions would time a smaller batch than the name says.
-    // Sequences prefilled first decode while later prompts are still being
-    // prefilled: those early ones must last through the timed steps too.
     if (batch > r.max_batch)
       throw UsageError(name + ": more sequences than --max-batch " + std::to_string(r.max_batch) +
                        " (the workspace is sized for that many)");
-    // A step decodes the running ones first; prompts get what is left of its budget.
+    // Sequences prefilled first decode while later prompts are still being
+    // prefilled: those early ones must last through the timed steps too. A step
+    // decodes the running ones first; prompts get what is left of its budget.
     const int64_t prompt_budget = std::max<int64_t>(1, r.max_step_tokens - batch);
     const int64_t prompt_steps = (batch * prompt + prompt_budget - 1) / prompt_budget + 1;
     const int64_t longest = prompt + 1 + prompt_steps + warmup + timed;
@@ -136,6 +135,7 @@ struct Bench {
                        " tokens a sequence, longer than "
                        "the model's context " +
                        std::to_string(c.max_position_embeddings));
+    // Preemptions would time a smaller batch than the name says.
     const int64_t per_seq = (longest + o.replica.block_size - 1) / o.replica.block_size;
     if (per_seq * batch > r.model.cache.num_blocks) {
       if (w.rank == 0)
@@ -155,10 +155,7 @@ struct Bench {
       for (bool prompt_left = true; prompt_left;) {
         const EngineStats before = e->stats();
         e->step();
-        const EngineStats& after = e->stats();
-        prompt_left = after.computed_tokens - before.computed_tokens !=
-                          after.generated_tokens - before.generated_tokens ||
-                      e->num_waiting() > 0;
+        prompt_left = !decode_only(before, e->stats()) || e->num_waiting() > 0;
         if (prompt_left) ++extra_tokens;
       }
       for (int i = 0; i < warmup; ++i) e->step();
@@ -170,7 +167,7 @@ struct Bench {
         steps.push_back(now_s() - t0);
         // What is timed is one token for each of the batch's sequences, nothing else.
         const EngineStats& after = e->stats();
-        if (after.computed_tokens - before.computed_tokens != batch ||
+        if (!decode_only(before, after) ||
             after.generated_tokens - before.generated_tokens != batch)
           throw std::logic_error(name + ": a timed step computed " +
                                  std::to_string(after.computed_tokens - before.computed_tokens) +

@@ -8,6 +8,12 @@
 
 namespace tpinfer {
 
+// A step that computed one token for each row it sampled: decodes only, no prompt tokens.
+inline bool decode_only(const EngineStats& before, const EngineStats& after) {
+  return after.computed_tokens - before.computed_tokens ==
+         after.generated_tokens - before.generated_tokens;
+}
+
 // Where an offline run's time goes, by kind of step: pure decode steps (one
 // token a sequence) and steps that carry prompt tokens. Host time is a step's
 // wall time outside forward() (scheduling, batch building, results); forward's
@@ -23,7 +29,7 @@ struct StepProfile {
     const int64_t tokens = after.computed_tokens - before.computed_tokens;
     const int64_t rows = after.generated_tokens - before.generated_tokens;
     preemptions += after.preemptions - before.preemptions;
-    Kind& k = tokens == rows ? decode : prefill;
+    Kind& k = decode_only(before, after) ? decode : prefill;
     ++k.steps;
     k.tokens += tokens;
     k.rows += rows;

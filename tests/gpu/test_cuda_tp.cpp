@@ -10,7 +10,6 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -189,10 +188,12 @@ void check_type(DType dtype) {
   const size_t capacity = 256 * 1024;
   cuda::IpcAllReduce ar(MPI_COMM_WORLD, capacity);
   const int64_t max_n = static_cast<int64_t>(capacity / sizeof(T));
-  T* dev = nullptr;
-  TPINFER_CUDA_CHECK(cudaMalloc(&dev, capacity));
-  cudaStream_t stream = nullptr;
-  TPINFER_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  void* raw = nullptr;
+  TPINFER_CUDA_CHECK(cudaMalloc(&raw, capacity));
+  const cuda::DeviceMemory owned(raw);
+  T* dev = static_cast<T*>(raw);
+  const cuda::Stream owned_stream = cuda::make_stream();
+  cudaStream_t stream = owned_stream.get();
   int round = 0;
   for (int64_t n :
        {int64_t{1}, int64_t{7}, int64_t{255}, int64_t{4096}, int64_t{4096 * 8 + 3}, max_n}) {
@@ -226,8 +227,7 @@ void check_type(DType dtype) {
   }
   TPINFER_CUDA_CHECK(cudaGraphExecDestroy(exec));
   TPINFER_CUDA_CHECK(cudaGraphDestroy(graph));
-  TPINFER_CUDA_CHECK(cudaStreamDestroy(stream));
-  TPINFER_CUDA_CHECK(cudaFree(dev));
+  TPINFER_CUDA_CHECK(cudaStreamSynchronize(stream));
   MPI_Barrier(MPI_COMM_WORLD);  // neither rank unmaps while the other still reads
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-// Small device helpers shared by the kernels: 16-byte bf16 vectors and warp /
-// block reductions. Included only by .cu files.
+// Small device helpers shared by the kernels: 16-byte bf16 vectors, float
+// conversions, and warp / block reductions. Included only by .cu files.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -70,6 +70,31 @@ __device__ __forceinline__ float cache_to_float(bf16 v) {
 }
 __device__ __forceinline__ float cache_to_float(fp8 v) {
   return fp8_to_float(v);
+}
+
+// An element of a 32- or 16-bit float type as fp32, and back (round to nearest even).
+__device__ __forceinline__ float to_float(float v) {
+  return v;
+}
+__device__ __forceinline__ float to_float(bf16 v) {
+  return __bfloat162float(v);
+}
+__device__ __forceinline__ float to_float(__half v) {
+  return __half2float(v);
+}
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ bf16 from_float<bf16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) {
+  return __float2half_rn(v);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -1,9 +1,8 @@
-#include <cuda_fp16.h>
-
 #include <algorithm>
 #include <string>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_utils.cuh"
 #include "backend/cuda/ipc_all_reduce.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "tpinfer/error.hpp"
@@ -22,30 +21,6 @@ __device__ __forceinline__ uint32_t load_acquire(const uint32_t* p) {
   uint32_t v;
   asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
-}
-
-__device__ __forceinline__ float to_float(float v) {
-  return v;
-}
-__device__ __forceinline__ float to_float(bf16 v) {
-  return __bfloat162float(v);
-}
-__device__ __forceinline__ float to_float(__half v) {
-  return __half2float(v);
-}
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ bf16 from_float<bf16>(float v) {
-  return __float2bfloat16(v);
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) {
-  return __float2half(v);
 }
 
 // The work is cut into units of kUnit elements (16 bytes, or one element when

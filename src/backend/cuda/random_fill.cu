@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_utils.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "tpinfer/random_fill.hpp"
 
@@ -23,27 +24,12 @@ __device__ float round_to(DType d, float v) {
 }
 
 template <typename T>
-__device__ T store_as(float v);
-template <>
-__device__ float store_as<float>(float v) {
-  return v;
-}
-template <>
-__device__ bf16 store_as<bf16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __half store_as<__half>(float v) {
-  return __float2half_rn(v);
-}
-
-template <typename T>
 __global__ void fill_random_kernel(T* out, int64_t rows, int64_t cols, RandomFill f) {
   const int64_t n = rows * cols;
   for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < n;
        k += int64_t{gridDim.x} * blockDim.x) {
     const int64_t i = k / cols, j = k % cols;
-    out[k] = store_as<T>(round_to(f.round_to, random_fill_value(f, i, j)));
+    out[k] = from_float<T>(round_to(f.round_to, random_fill_value(f, i, j)));
   }
 }
 
