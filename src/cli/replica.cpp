@@ -23,6 +23,9 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "cuda TP collectives: nccl | mpi (host-staged) | auto (mpi exactly when a TP group's "
       "ranks share a GPU)")("cuda-graphs", po::value(&o.cuda_graphs)->default_value(o.cuda_graphs),
                             "cuda: run decode steps as CUDA graphs (on | off)")(
+      "cuda-pdl", po::value(&o.cuda_pdl)->default_value(o.cuda_pdl),
+      "cuda: let each kernel start while the one before it finishes (programmatic dependent "
+      "launch, sm_90 and later; on | off)")(
       "cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(o.cuda_gemv_rows),
       "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
       "cuBLASLt (0 = always cuBLASLt, at most 8)")(
@@ -59,6 +62,8 @@ void check_replica_options(const ReplicaOptions& o) {
     throw UsageError("--collectives " + o.collectives + " is not one of nccl, mpi, auto");
   if (o.cuda_graphs != "on" && o.cuda_graphs != "off")
     throw UsageError("--cuda-graphs " + o.cuda_graphs + " is not one of on, off");
+  if (o.cuda_pdl != "on" && o.cuda_pdl != "off")
+    throw UsageError("--cuda-pdl " + o.cuda_pdl + " is not one of on, off");
   if (o.cuda_gemv_rows < 0 || o.cuda_gemv_rows > 8)
     throw UsageError("--cuda-gemv-rows " + std::to_string(o.cuda_gemv_rows) + " is not in 0..8");
   if (!(o.memory_fraction > 0 && o.memory_fraction <= 1))
@@ -175,6 +180,7 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
       use_mpi ? CudaBackendOptions::Collectives::mpi : CudaBackendOptions::Collectives::nccl;
   co.graphs = o.cuda_graphs == "on";
   co.gemv_max_rows = o.cuda_gemv_rows;
+  co.programmatic_launch = o.cuda_pdl == "on";
   co.custom_all_reduce_bytes = static_cast<size_t>(o.custom_all_reduce_kb) * 1024;
   r.description =
       "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +

@@ -201,14 +201,18 @@ TEST_F(Jobs, Fp8KvCacheRunsAndHoldsFourTimesTheBlocks) {
       << bad.output;
 }
 
-// --custom-all-reduce-kb is range-checked before anything starts (on the cpu
-// backend it has nothing to do; the gpu tests run the kernel).
-TEST_F(Jobs, CustomAllReduceSizeOutOfRangeIsAUsageError) {
-  auto bad = mpirun_tpinfer(1, "run --model " + model_ + " --input " +
-                                   tmp_path("jobs-input.jsonl") + " --output " +
-                                   tmp_path("jobs-out-ar.jsonl") + " --custom-all-reduce-kb -4");
+// The cuda options are checked before anything starts, on the cpu backend too
+// (where they have nothing to do; the gpu tests run what they switch).
+TEST_F(Jobs, BadCudaOptionsAreUsageErrors) {
+  const std::string common = "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
+                             " --output " + tmp_path("jobs-out-ar.jsonl");
+  auto bad = mpirun_tpinfer(1, common + " --custom-all-reduce-kb -4");
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_NE(bad.output.find("--custom-all-reduce-kb -4 is not in 0..65536"), std::string::npos)
+      << bad.output;
+  bad = mpirun_tpinfer(1, common + " --cuda-pdl maybe");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--cuda-pdl maybe is not one of on, off"), std::string::npos)
       << bad.output;
 }
 

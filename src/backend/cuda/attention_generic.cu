@@ -7,6 +7,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_utils.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/launch.cuh"
 
 namespace tpinfer::cuda {
 namespace {
@@ -26,6 +27,8 @@ __device__ __forceinline__ float2 cache_pair(const fp8* p) {
 // C: the cache's element type (bf16 or fp8).
 template <typename C>
 __global__ void __launch_bounds__(kWarps * 32) attn_generic_kernel(AttentionParams p) {
+  allow_next_grid();
+  wait_for_prior_grids();
   __shared__ float qs[kWarps][kMaxDim];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int head = blockIdx.y * kWarps + warp;
@@ -97,9 +100,9 @@ void launch_attention_generic(const AttentionParams& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.n_tokens),
                   static_cast<unsigned>((p.q_heads + kWarps - 1) / kWarps));
   if (p.fp8_cache)
-    attn_generic_kernel<fp8><<<grid, kWarps * 32, 0, stream>>>(p);
+    launch_kernel(attn_generic_kernel<fp8>, grid, kWarps * 32, 0, stream, p);
   else
-    attn_generic_kernel<bf16><<<grid, kWarps * 32, 0, stream>>>(p);
+    launch_kernel(attn_generic_kernel<bf16>, grid, kWarps * 32, 0, stream, p);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 

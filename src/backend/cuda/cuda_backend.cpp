@@ -117,6 +117,7 @@ class CudaBackend final : public Backend {
         o.graphs && (tp_size_ == 1 || o.collectives == CudaBackendOptions::Collectives::nccl);
     max_graph_batch_ = o.max_graph_batch;
     gemv_max_rows_ = o.gemv_max_rows;
+    cuda::set_programmatic_launch(o.programmatic_launch && prop.major >= 9);
     stream_ = cuda::make_stream();
     // Everything that takes device memory of its own (NCCL's buffers, the
     // cuBLASLt handle, kernel attributes) comes before the arena measures what

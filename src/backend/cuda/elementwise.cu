@@ -7,6 +7,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_utils.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/launch.cuh"
 
 namespace tpinfer::cuda {
 namespace {
@@ -26,6 +27,8 @@ unsigned grid_for(int64_t work, int threads) {
 template <bool kVec>
 __global__ void embed_kernel(const bf16* table, int64_t rows, int64_t h, int64_t vocab_offset,
                              const int32_t* token_ids, bf16* out) {
+  allow_next_grid();
+  wait_for_prior_grids();
   const int64_t t = blockIdx.x;
   const int64_t r = static_cast<int64_t>(token_ids[t]) - vocab_offset;
   const bool here = r >= 0 && r < rows;  // else another rank's shard: the all-reduce adds it
@@ -48,6 +51,8 @@ __global__ void embed_kernel(const bf16* table, int64_t rows, int64_t h, int64_t
 template <bool kVec>
 __global__ void rmsnorm_kernel(const bf16* x, const bf16* __restrict__ w, float eps, int64_t h,
                                bf16* out) {
+  allow_next_grid();
+  wait_for_prior_grids();
   __shared__ float scratch[32];
   const bf16* xr = x + blockIdx.x * h;
   bf16* orow = out + blockIdx.x * h;
@@ -89,6 +94,8 @@ __global__ void rmsnorm_kernel(const bf16* x, const bf16* __restrict__ w, float 
 template <bool kVec>
 __global__ void add_rmsnorm_kernel(bf16* residual, const bf16* x, const bf16* __restrict__ w,
                                    float eps, int64_t h, bf16* out) {
+  allow_next_grid();
+  wait_for_prior_grids();
   __shared__ float scratch[32];
   bf16* rr = residual + blockIdx.x * h;
   const bf16* xr = x + blockIdx.x * h;
@@ -141,6 +148,8 @@ __device__ __forceinline__ float silu_times(float g, float u) {
 template <bool kVec>
 __global__ void silu_mul_kernel(const bf16* __restrict__ gate_up, int64_t n, int64_t inter,
                                 bf16* __restrict__ out) {
+  allow_next_grid();
+  wait_for_prior_grids();
   constexpr int kW = kVec ? 8 : 1;
   const int64_t per_row = inter / kW;
   const int64_t total = n * per_row;
@@ -165,6 +174,8 @@ __global__ void silu_mul_kernel(const bf16* __restrict__ gate_up, int64_t n, int
 template <bool kVec>
 __global__ void gather_rows_kernel(const bf16* __restrict__ x, int64_t cols,
                                    const int32_t* __restrict__ rows, bf16* __restrict__ out) {
+  allow_next_grid();
+  wait_for_prior_grids();
   const bf16* src = x + static_cast<int64_t>(rows[blockIdx.x]) * cols;
   bf16* dst = out + blockIdx.x * cols;
   if constexpr (kVec) {
@@ -176,6 +187,8 @@ __global__ void gather_rows_kernel(const bf16* __restrict__ x, int64_t cols,
 }
 
 __global__ void fill_rows_kernel(const bf16* bias, int64_t n, int64_t m, bf16* out) {
+  allow_next_grid();
+  wait_for_prior_grids();
   const int64_t total = n * m;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -195,9 +208,11 @@ void launch_embed(const bf16* table, int64_t rows, int64_t h, int64_t vocab_offs
   const bool vec = vec_ok(h, table, out);
   const int threads = row_threads(vec ? h / 8 : h);
   if (vec)
-    embed_kernel<true><<<n, threads, 0, stream>>>(table, rows, h, vocab_offset, token_ids, out);
+    launch_kernel(embed_kernel<true>, n, threads, 0, stream, table, rows, h, vocab_offset,
+                  token_ids, out);
   else
-    embed_kernel<false><<<n, threads, 0, stream>>>(table, rows, h, vocab_offset, token_ids, out);
+    launch_kernel(embed_kernel<false>, n, threads, 0, stream, table, rows, h, vocab_offset,
+                  token_ids, out);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 
@@ -207,9 +222,9 @@ void launch_rmsnorm(const bf16* x, const bf16* w, float eps, int64_t n, int64_t 
   const bool vec = vec_ok(h, x, w, out);
   const int threads = row_threads(vec ? h / 8 : h);
   if (vec)
-    rmsnorm_kernel<true><<<n, threads, 0, stream>>>(x, w, eps, h, out);
+    launch_kernel(rmsnorm_kernel<true>, n, threads, 0, stream, x, w, eps, h, out);
   else
-    rmsnorm_kernel<false><<<n, threads, 0, stream>>>(x, w, eps, h, out);
+    launch_kernel(rmsnorm_kernel<false>, n, threads, 0, stream, x, w, eps, h, out);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 
@@ -219,9 +234,9 @@ void launch_add_rmsnorm(bf16* residual, const bf16* x, const bf16* w, float eps,
   const bool vec = vec_ok(h, residual, x, w) && vec_ok(h, out);
   const int threads = row_threads(vec ? h / 8 : h);
   if (vec)
-    add_rmsnorm_kernel<true><<<n, threads, 0, stream>>>(residual, x, w, eps, h, out);
+    launch_kernel(add_rmsnorm_kernel<true>, n, threads, 0, stream, residual, x, w, eps, h, out);
   else
-    add_rmsnorm_kernel<false><<<n, threads, 0, stream>>>(residual, x, w, eps, h, out);
+    launch_kernel(add_rmsnorm_kernel<false>, n, threads, 0, stream, residual, x, w, eps, h, out);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 
@@ -231,9 +246,11 @@ void launch_silu_mul(const bf16* gate_up, int64_t n, int64_t i, bf16* out, cudaS
   const int threads = 256;
   const int64_t work = n * (vec ? i / 8 : i);
   if (vec)
-    silu_mul_kernel<true><<<grid_for(work, threads), threads, 0, stream>>>(gate_up, n, i, out);
+    launch_kernel(silu_mul_kernel<true>, grid_for(work, threads), threads, 0, stream, gate_up, n, i,
+                  out);
   else
-    silu_mul_kernel<false><<<grid_for(work, threads), threads, 0, stream>>>(gate_up, n, i, out);
+    launch_kernel(silu_mul_kernel<false>, grid_for(work, threads), threads, 0, stream, gate_up, n,
+                  i, out);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 
@@ -243,15 +260,15 @@ void launch_gather_rows(const bf16* x, int64_t cols, const int32_t* rows, int64_
   const bool vec = vec_ok(cols, x, out);
   const int threads = row_threads(vec ? cols / 8 : cols);
   if (vec)
-    gather_rows_kernel<true><<<m, threads, 0, stream>>>(x, cols, rows, out);
+    launch_kernel(gather_rows_kernel<true>, m, threads, 0, stream, x, cols, rows, out);
   else
-    gather_rows_kernel<false><<<m, threads, 0, stream>>>(x, cols, rows, out);
+    launch_kernel(gather_rows_kernel<false>, m, threads, 0, stream, x, cols, rows, out);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 void launch_fill_rows(const bf16* bias, int64_t n, int64_t m, bf16* out, cudaStream_t stream) {
   if (n == 0 || m == 0) return;
-  fill_rows_kernel<<<grid_for(n * m, 256), 256, 0, stream>>>(bias, n, m, out);
+  launch_kernel(fill_rows_kernel, grid_for(n * m, 256), 256, 0, stream, bias, n, m, out);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 

@@ -8,6 +8,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_utils.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/launch.cuh"
 
 namespace tpinfer::cuda {
 namespace {
@@ -29,21 +30,30 @@ template <int N>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
                 const bf16* __restrict__ bias, bf16* __restrict__ out, int k8, int m) {
+  allow_next_grid();
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
-  if (row >= m) return;
-  const int4* wr = reinterpret_cast<const int4*>(w) + static_cast<size_t>(row) * k8;
+  const bool live = row < m;
+  const int4* wr = reinterpret_cast<const int4*>(w) + static_cast<size_t>(live ? row : 0) * k8;
   const int4* xv = reinterpret_cast<const int4*>(x);
+  int4 wv[kUnroll];
+  auto load_weights = [&](int base) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * 32;
+      wv[u] = live && i < k8 ? __ldcs(wr + i) : make_int4(0, 0, 0, 0);
+    }
+  };
+  // The weights are no earlier kernel's output: the first loads go out while
+  // the kernel before this one (which writes x) is still finishing.
+  load_weights(lane);
+  wait_for_prior_grids();
+  if (!live) return;
   float acc[N];
 #pragma unroll
   for (int r = 0; r < N; ++r) acc[r] = 0.0f;
   for (int base = lane; base < k8; base += 32 * kUnroll) {
-    int4 wv[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int i = base + u * 32;
-      wv[u] = i < k8 ? __ldcs(wr + i) : make_int4(0, 0, 0, 0);
-    }
+    if (base != lane) load_weights(base);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * 32;
@@ -71,8 +81,8 @@ template <int N>
 void launch_rows(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t k, int64_t m,
                  cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>((m + kWarps - 1) / kWarps);
-  gemv_kernel<N><<<blocks, kWarps * 32, 0, stream>>>(x, w, bias, out, static_cast<int>(k / 8),
-                                                     static_cast<int>(m));
+  launch_kernel(gemv_kernel<N>, blocks, kWarps * 32, 0, stream, x, w, bias, out,
+                static_cast<int>(k / 8), static_cast<int>(m));
 }
 
 }  // namespace

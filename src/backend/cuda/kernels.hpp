@@ -14,6 +14,11 @@ namespace tpinfer::cuda {
 
 using bf16 = __nv_bfloat16;
 
+// Whether the launchers below let a kernel start while the one before it in
+// the stream finishes (programmatic dependent launch, launch.cuh): set by the
+// backend from CudaBackendOptions::programmatic_launch and the device (sm_90+).
+void set_programmatic_launch(bool on);
+
 // ---------------------------------------------------------------- gemv
 // linear for n <= kMaxGemvRows rows (gemv.cu): out[n, m] = x[n, k] w[m, k]^T (+ bias[m]).
 constexpr int kMaxGemvRows = 8;

@@ -9,6 +9,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_utils.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/launch.cuh"
 
 namespace tpinfer::cuda {
 namespace {
@@ -31,6 +32,8 @@ __device__ __forceinline__ void store_cache(fp8* p, float f) {
 // fp32, to whichever the cache holds).
 template <int kW, typename C>
 __global__ void rope_kernel(RopeParams p) {
+  allow_next_grid();
+  wait_for_prior_grids();
   extern __shared__ float cs[];  // [half] cosines, then [half] sines
   const int64_t t = blockIdx.x;
   const int d = p.head_dim, half = d / 2;
@@ -117,13 +120,13 @@ void launch_rope_write_kv(const RopeParams& p, cudaStream_t stream) {
   const unsigned grid = static_cast<unsigned>(p.n_tokens);
   if (p.fp8_cache) {
     if (vec)
-      rope_kernel<8, fp8><<<grid, 128, smem, stream>>>(p);
+      launch_kernel(rope_kernel<8, fp8>, grid, 128, smem, stream, p);
     else
-      rope_kernel<1, fp8><<<grid, 128, smem, stream>>>(p);
+      launch_kernel(rope_kernel<1, fp8>, grid, 128, smem, stream, p);
   } else if (vec) {
-    rope_kernel<8, bf16><<<grid, 128, smem, stream>>>(p);
+    launch_kernel(rope_kernel<8, bf16>, grid, 128, smem, stream, p);
   } else {
-    rope_kernel<1, bf16><<<grid, 128, smem, stream>>>(p);
+    launch_kernel(rope_kernel<1, bf16>, grid, 128, smem, stream, p);
   }
   TPINFER_CUDA_CHECK_LAUNCH();
 }

@@ -27,6 +27,7 @@
 // tests/gpu/test_cuda_sampling.cpp checks both claims.
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/launch.cuh"
 #include "tpinfer/philox.hpp"
 #include "tpinfer/sampling_math.hpp"
 
@@ -276,6 +277,8 @@ __device__ void walk(const RowRef<T>& row, U128 x, Key limit, const Weigher& wt,
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) sample_rows_kernel(SampleArgs a) {
+  allow_next_grid();
+  wait_for_prior_grids();
   __shared__ Shared sh;
   // The row's settings live in shared memory, read where used: registers are
   // what the passes over the row need.
@@ -362,9 +365,9 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(SampleArgs a) {
 void launch_sample_rows(const SampleArgs& a, cudaStream_t stream) {
   if (a.m == 0) return;
   if (a.bf16_logits)
-    sample_rows_kernel<bf16><<<static_cast<unsigned>(a.m), kThreads, 0, stream>>>(a);
+    launch_kernel(sample_rows_kernel<bf16>, static_cast<unsigned>(a.m), kThreads, 0, stream, a);
   else
-    sample_rows_kernel<float><<<static_cast<unsigned>(a.m), kThreads, 0, stream>>>(a);
+    launch_kernel(sample_rows_kernel<float>, static_cast<unsigned>(a.m), kThreads, 0, stream, a);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 
