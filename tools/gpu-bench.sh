@@ -16,10 +16,6 @@ scenarios=${2:-decode1,decode64,prefill2048,offline}
 fixed=${FIXED:-128/128,1000/1000,2048/128}
 requests=${REQUESTS:-256}
 source tools/gpu-build.sh
-# Roofline ceilings of the card it got (../shared/gpu/README.md); bench's defaults are the H200's.
-ceilings=()
-nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H100 &&
-  ceilings=(--hbm-gbs 3031 --peak-tflops 796)
 
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   # Bounded, so that a hung test leaves the call time for the benchmark.
@@ -38,7 +34,7 @@ workload=()
 echo "== tpinfer bench"
 ./build-gpu/tpinfer bench --model-config "$config" --random-weights --scenarios "$scenarios" \
   --fixed "$fixed" --requests "$requests" --repeats "${REPEATS:-5}" \
-  --offline-repeats "${OFFLINE_REPEATS:-1}" "${workload[@]}" "${ceilings[@]}" --step-profile --json "$OUT/tpinfer.json" \
+  --offline-repeats "${OFFLINE_REPEATS:-1}" "${workload[@]}" "${gpu_ceilings[@]}" --step-profile --json "$OUT/tpinfer.json" \
   2>&1 | tee "$OUT/tpinfer.log"
 
 if [ "${FP8:-1}" = 1 ] && [[ $scenarios == *offline* ]]; then
@@ -46,7 +42,7 @@ if [ "${FP8:-1}" = 1 ] && [[ $scenarios == *offline* ]]; then
   echo "== tpinfer bench, --kv-cache-dtype fp8"
   ./build-gpu/tpinfer bench --model-config "$config" --random-weights --scenarios offline \
     --fixed "$fixed" --requests "$requests" --offline-repeats "${OFFLINE_REPEATS:-1}" \
-    "${workload[@]}" "${ceilings[@]}" --step-profile --kv-cache-dtype fp8 --json "$OUT/tpinfer_fp8.json" \
+    "${workload[@]}" "${gpu_ceilings[@]}" --step-profile --kv-cache-dtype fp8 --json "$OUT/tpinfer_fp8.json" \
     2>&1 | tee "$OUT/tpinfer_fp8.log"
 fi
 

@@ -8,6 +8,11 @@ OUT=${OUT:-out}
 mkdir -p "$OUT"
 source .gpu-kit/env.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader
+# Roofline ceilings of the card it got (../shared/gpu/README.md), for bench's
+# options; bench's defaults are the H200's.
+gpu_ceilings=()
+nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H100 &&
+  gpu_ceilings=(--hbm-gbs 3031 --peak-tflops 796)
 gpu_build_t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
   -DBoost_DIR="$BOOST_KIT_DIR" -DTPINFER_CUDA=ON >"$OUT/configure.log" 2>&1 ||

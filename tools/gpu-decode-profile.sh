@@ -30,9 +30,9 @@ echo "== tpinfer bench ${EXTRA:-}"
 # shellcheck disable=SC2086
 ./build-gpu/tpinfer bench --model-config "$config" --random-weights \
   --scenarios "${SCENARIOS:-decode256@1000,decode256@1900,offline}" --fixed 1000/1000 \
-  --repeats 1 --offline-repeats 1 --step-profile ${EXTRA:-} 2>&1 | tee "$OUT/bench.log"
+  --repeats 1 --offline-repeats 1 --step-profile "${gpu_ceilings[@]}" ${EXTRA:-} 2>&1 | tee "$OUT/bench.log"
 echo "== tpinfer bench, fp8 KV cache"
 ./build-gpu/tpinfer bench --model-config "$config" --random-weights \
   --scenarios "${FP8_SCENARIOS:-decode256@1900,offline}" \
-  --fixed 1000/1000 --repeats 1 --offline-repeats 1 --step-profile --kv-cache-dtype fp8 \
+  --fixed 1000/1000 --repeats 1 --offline-repeats 1 --step-profile --kv-cache-dtype fp8 "${gpu_ceilings[@]}" \
   2>&1 | tee "$OUT/bench_fp8.log"

@@ -44,8 +44,9 @@ struct CudaBackendOptions {
   int gemv_max_rows = 1;
   // Kernels may start while the one before them finishes (programmatic
   // dependent launch, src/backend/cuda/launch.cuh); sm_90 and later only.
-  // Process-wide: the last backend made decides.
-  bool programmatic_launch = true;
+  // Process-wide: the last backend made decides. Off by default until it has
+  // run and been timed on a GPU (the gpu tests turn it on).
+  bool programmatic_launch = false;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller

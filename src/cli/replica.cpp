@@ -25,7 +25,7 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
                             "cuda: run decode steps as CUDA graphs (on | off)")(
       "cuda-pdl", po::value(&o.cuda_pdl)->default_value(o.cuda_pdl),
       "cuda: let each kernel start while the one before it finishes (programmatic dependent "
-      "launch, sm_90 and later; on | off)")(
+      "launch, sm_90 and later; on | off; off until it is timed on a GPU)")(
       "cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(o.cuda_gemv_rows),
       "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
       "cuBLASLt (0 = always cuBLASLt, at most 8)")(

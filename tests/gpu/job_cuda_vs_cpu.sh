@@ -22,20 +22,29 @@ with open(sys.argv[2], "w") as out:
         j["max_new_tokens"] = 48
         out.write(json.dumps(j) + "\n")
 PY
-run() {  # name np tp backend
+run() {  # name np tp backend [more options]
   mpirun -np "$2" "$B" run --backend "$4" --model "$tmp/m.h5" --input "$tmp/in.jsonl" \
-    --output "$tmp/$1.jsonl" --tp "$3" >"$tmp/$1.log" 2>&1 || { cat "$tmp/$1.log"; exit 1; }
+    --output "$tmp/$1.jsonl" --tp "$3" "${@:5}" >"$tmp/$1.log" 2>&1 || { cat "$tmp/$1.log"; exit 1; }
   grep -h "done" "$tmp/$1.log" | tail -1 | sed "s/^/$1: /"
 }
 run cpu 2 2 cpu
 run cuda 1 1 cuda
 run cuda_dp2 2 1 cuda
 run cuda_tp2 2 2 cuda
+run cuda_pdl 1 1 cuda --cuda-pdl on
 status=0
+# Programmatic dependent launch changes when kernels start, never what they
+# compute: expected byte-identical (said), held to the near-tie rule (checked
+# below) should cuBLASLt not be bitwise reproducible run to run.
+if cmp -s <(sort "$tmp/cuda.jsonl") <(sort "$tmp/cuda_pdl.jsonl"); then
+  echo "cuda_pdl: byte-identical to cuda"
+else
+  echo "cuda_pdl: differs from cuda (near-tie check follows)"
+fi
 # With no --max-batch / --max-step-tokens a GPU job takes the GPU defaults.
 grep -q "batches of up to 256 sequences and 8192 tokens" "$tmp/cuda.log" ||
   { echo "cuda run: not the GPU's default batch limits (256, 8192):"; grep "^tpinfer:" "$tmp/cuda.log"; status=1; }
-for pair in "cpu cuda" "cuda cuda_dp2" "cuda cuda_tp2"; do
+for pair in "cpu cuda" "cuda cuda_dp2" "cuda cuda_tp2" "cuda cuda_pdl"; do
   set -- $pair
   python3 "$root/tests/gpu/compare_near_ties.py" --tpinfer "$B" --model "$tmp/m.h5" \
     --input "$tmp/in.jsonl" "$tmp/$1.jsonl" "$tmp/$2.jsonl" || status=1
