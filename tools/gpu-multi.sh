@@ -14,7 +14,9 @@
 # 4. DP layouts with `tpinfer run` (bench runs one replica): a random Llama-3-8B
 #    weight file, 512 requests of 1000/200 tokens, DP = 1, 2, 4, 8 at TP=1 and
 #    DP x TP = 2 x 2, 4 x 2; generated tokens/s from each run's summary line.
-# Env: SKIP_TESTS=1, BENCH_REPEATS (5), AR_KB (own all-reduce threshold, 512).
+# All of it takes longer than one 10-minute call: STAGES picks what this call
+# runs (comma list of tests, allreduce, bench8b, bench70b, dp; default all).
+# Env: STAGES, BENCH_REPEATS (5), AR_KB (own all-reduce threshold, 512).
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
@@ -22,8 +24,10 @@ source tools/gpu-build.sh tpinfer tpinfer_gpu_tests tpinfer_allreduce_bench
 gpus=$(nvidia-smi -L | wc -l)
 echo "== $gpus GPUs; NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-unset}"
 mpi=(mpirun --allow-run-as-root --bind-to none)
+stages=${STAGES:-tests,allreduce,bench8b,bench70b,dp}
+stage() { [[ ",$stages," == *",$1,"* ]]; }
 
-if [ "${SKIP_TESTS:-0}" != 1 ]; then
+if stage tests; then
   (cd build-gpu && timeout -k 10 240 ctest -R "gpu_tp2|gpu_jobs|gpu_faults" --output-on-failure \
     >"$OUT/multi_tests.log" 2>&1)
   echo "gpu tests: exit $?"
@@ -32,7 +36,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
 fi
 
 for np in 2 4 8; do
-  [ "$np" -le "$gpus" ] || continue
+  stage allreduce && [ "$np" -le "$gpus" ] || continue
   echo "== all-reduce, $np ranks"
   timeout 120 "${mpi[@]}" -np "$np" build-gpu/tests/tpinfer_allreduce_bench 2>&1 |
     tee "$OUT/allreduce_np$np.log"
@@ -47,7 +51,7 @@ bench() {  # CONFIG TP SCENARIOS [extra options...]
     grep -E "^(tpinfer bench|decode|prefill|offline)"
 }
 for tp in 1 2 4 8; do
-  [ "$tp" -le "$gpus" ] || continue
+  stage bench8b && [ "$tp" -le "$gpus" ] || continue
   echo "== Llama-3-8B shapes, TP=$tp (NCCL)"
   bench tools/configs/llama-3-8b.json "$tp" decode1,decode64 | tee -a "$OUT/bench_8b.log"
   bench tools/configs/llama-3-8b.json "$tp" offline --kv-cache-dtype fp8 | tee -a "$OUT/bench_8b.log"
@@ -58,11 +62,12 @@ for tp in 1 2 4 8; do
   fi
 done
 for tp in 2 4 8; do
-  [ "$tp" -le "$gpus" ] || continue
+  stage bench70b && [ "$tp" -le "$gpus" ] || continue
   echo "== Llama-3-70B shapes, TP=$tp"
   bench tools/configs/llama-3-70b.json "$tp" decode1,decode64 | tee -a "$OUT/bench_70b.log"
 done
 
+stage dp || exit 0
 echo "== DP layouts (tpinfer run), Llama-3-8B shapes, 512 x 1000/200"
 build-gpu/tpinfer make-model --config tools/configs/llama-3-8b.json --output /tmp/m8b.h5 \
   --dtype bfloat16 >/dev/null
