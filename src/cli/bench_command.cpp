@@ -13,6 +13,7 @@
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "cli/replica.hpp"
+#include "cli/roofline.hpp"
 #include "engine/step_profile.hpp"
 #include "tpinfer/engine.hpp"
 #if TPINFER_HAVE_CUDA
@@ -201,22 +202,23 @@ struct Bench {
     }
     const double t = median(times);
     // Linear layers plus causal attention (QK^T and PV over half the square on average).
-    const double attn =
-        2.0 * 2.0 * c.num_layers * (len * len / 2.0) * r.model.shard.q_heads * c.head_dim;
     const double floor_s =
-        (static_cast<double>(flops_per_token) * len + attn) / (o.peak_tflops * 1e12);
+        (static_cast<double>(flops_per_token) * len + flops_per_context() * (len * len / 2.0)) /
+        (o.peak_tflops * 1e12);
     std::vector<double> tps;
     for (double s : times) tps.push_back(len / s);
     report("prefill " + std::to_string(len), len / t, "tokens/s", len / floor_s, "FLOPs / peak",
            tps);
   }
 
+  // Attention FLOPs (QK^T and PV) per key a token attends to, all layers.
+  double flops_per_context() const {
+    return 2.0 * 2.0 * c.num_layers * r.model.shard.q_heads * c.head_dim;
+  }
+
   void offline(const std::string& name, const std::vector<Request>& reqs) {
-    int64_t prompt_tokens = 0, output_tokens = 0;
-    for (const auto& q : reqs) {
-      prompt_tokens += static_cast<int64_t>(q.prompt.size());
-      output_tokens += q.sampling.max_new_tokens;
-    }
+    int64_t output_tokens = 0;
+    for (const auto& q : reqs) output_tokens += q.sampling.max_new_tokens;
     std::vector<double> tps;
     for (int rep = 0; rep < o.offline_repeats; ++rep) {
       auto e = engine(r.max_batch);
@@ -240,10 +242,21 @@ struct Bench {
 #endif
       }
     }
-    const double floor_s = static_cast<double>(flops_per_token) * (prompt_tokens + output_tokens) /
-                           (o.peak_tflops * 1e12);
-    report("offline " + name, median(tps), "output tokens/s", output_tokens / floor_s,
-           "FLOPs / peak", tps);
+    std::vector<std::pair<int64_t, int64_t>> shapes;
+    for (const auto& q : reqs)
+      shapes.emplace_back(static_cast<int64_t>(q.prompt.size()), q.sampling.max_new_tokens);
+    RooflineModel m;
+    m.flops_per_token = static_cast<double>(flops_per_token);
+    m.flops_per_context = flops_per_context();
+    m.weight_bytes = static_cast<double>(weight_bytes_streamed);
+    m.kv_bytes_per_token = static_cast<double>(kv_bytes_per_token);
+    m.max_batch = r.max_batch;
+    m.max_step_tokens = r.max_step_tokens;
+    m.peak_flops = o.peak_tflops * 1e12;
+    m.hbm_bytes = o.hbm_gbs * 1e9;
+    const RooflineFloor floor = offline_floor(shapes, m);
+    report("offline " + name, median(tps), "output tokens/s", output_tokens / floor.seconds,
+           floor.memory_bound ? "weights+KV / HBM" : "FLOPs / peak", tps);
   }
 };
 
