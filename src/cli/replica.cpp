@@ -186,7 +186,7 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
       "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +
       (sharing > 1 ? ", shared by " + std::to_string(sharing) + " ranks" : "") +
       (w.tp > 1 ? std::string(", ") + (use_mpi ? "MPI" : "NCCL") + " collectives" : "") +
-      (co.programmatic_launch ? ", programmatic launch" : "") + ")";
+      (co.programmatic_launch ? ", --cuda-pdl on" : "") + ")";
   return make_cuda_backend(w.tp_comm.get(), co);
 }
 #endif
