@@ -5,6 +5,9 @@
 // with the streaming hint); x (n x k, a few KB) is re-read from L1/L2. cuBLASLt
 // reaches 2.4 - 2.9 TB/s on the 32 MB qkv / o_proj weights of an 8B model at
 // n = 1 (docs/CUDA_BACKEND.md); this kernel is what a measurement picks there.
+#include <array>
+#include <utility>
+
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_utils.cuh"
 #include "backend/cuda/kernels.hpp"
@@ -94,34 +97,13 @@ bool gemv_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w,
 
 void launch_gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t n, int64_t k,
                  int64_t m, cudaStream_t stream) {
-  switch (n) {
-    case 1:
-      launch_rows<1>(x, w, bias, out, k, m, stream);
-      break;
-    case 2:
-      launch_rows<2>(x, w, bias, out, k, m, stream);
-      break;
-    case 3:
-      launch_rows<3>(x, w, bias, out, k, m, stream);
-      break;
-    case 4:
-      launch_rows<4>(x, w, bias, out, k, m, stream);
-      break;
-    case 5:
-      launch_rows<5>(x, w, bias, out, k, m, stream);
-      break;
-    case 6:
-      launch_rows<6>(x, w, bias, out, k, m, stream);
-      break;
-    case 7:
-      launch_rows<7>(x, w, bias, out, k, m, stream);
-      break;
-    case 8:
-      launch_rows<8>(x, w, bias, out, k, m, stream);
-      break;
-    default:
-      return;  // gemv_applies said no
+  if (n < 1 || n > kMaxGemvRows) return;  // gemv_applies said no
+  // launch_rows<1> .. launch_rows<kMaxGemvRows>, by n.
+  static constexpr auto by_rows = []<int... I>(std::integer_sequence<int, I...>) {
+    return std::array{&launch_rows<I + 1>...};
   }
+  (std::make_integer_sequence<int, kMaxGemvRows>{});
+  by_rows[n - 1](x, w, bias, out, k, m, stream);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
 
