@@ -88,6 +88,12 @@ void launch_rows(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int6
                 static_cast<int>(k / 8), static_cast<int>(m));
 }
 
+// launch_rows<1> .. launch_rows<sizeof...(I)>, indexed by rows - 1.
+template <int... I>
+constexpr auto launchers_by_rows(std::integer_sequence<int, I...>) {
+  return std::array{&launch_rows<I + 1>...};
+}
+
 }  // namespace
 
 bool gemv_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w, int max_rows) {
@@ -98,11 +104,8 @@ bool gemv_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w,
 void launch_gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t n, int64_t k,
                  int64_t m, cudaStream_t stream) {
   if (n < 1 || n > kMaxGemvRows) return;  // gemv_applies said no
-  // launch_rows<1> .. launch_rows<kMaxGemvRows>, by n.
-  static constexpr auto by_rows = []<int... I>(std::integer_sequence<int, I...>) {
-    return std::array{&launch_rows<I + 1>...};
-  }
-  (std::make_integer_sequence<int, kMaxGemvRows>{});
+  static constexpr auto by_rows =
+      launchers_by_rows(std::make_integer_sequence<int, kMaxGemvRows>{});
   by_rows[n - 1](x, w, bias, out, k, m, stream);
   TPINFER_CUDA_CHECK_LAUNCH();
 }
