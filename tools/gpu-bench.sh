@@ -7,7 +7,11 @@
 # SCENARIOS: comma list of decode1,decode64,prefill2048,offline (default: all).
 # Env: TESTS_TIMEOUT (seconds for ctest -L gpu, 300), FIXED (ISL/OSL list), REQUESTS, REPEATS, OFFLINE_REPEATS, SKIP_TESTS=1, SKIP_PEER=1,
 # FP8=0 (skip the offline runs with the fp8 KV cache),
-# PEER_SCENARIOS (the peer's scenarios when they differ, e.g. to fit the call's time limit).
+# PEER_SCENARIOS and PEER_FIXED (the peer's scenarios and shapes when they differ: all of it
+# takes more than one 10-minute call, the peer's 1000/1000 alone ~4 minutes, so e.g.
+# PEER_FIXED=128/128,2048/128 here and, in a second call,
+# SKIP_TESTS=1 FP8=0 PEER_MAX_BATCH=128 FIXED=1000/1000 bash tools/gpu-bench.sh CONFIG offline),
+# PEER_MAX_BATCH (the peer's first batch try; it halves on out-of-memory, 256).
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
@@ -49,7 +53,8 @@ fi
 if [ "${SKIP_PEER:-0}" != 1 ]; then
   echo "== transformers (static cache + torch.compile)"
   PYTHONUNBUFFERED=1 python3 tools/hf_baseline.py --model-config "$config" \
-    --scenarios "${PEER_SCENARIOS:-$scenarios}" --fixed "$fixed" --requests "$requests" \
+    --scenarios "${PEER_SCENARIOS:-$scenarios}" --fixed "${PEER_FIXED:-$fixed}" \
+    --requests "$requests" --max-batch "${PEER_MAX_BATCH:-256}" \
     --repeats "${REPEATS:-5}" --offline-repeats "${OFFLINE_REPEATS:-1}" "${workload[@]}" \
     --json "$OUT/hf.json" 2>&1 | grep --line-buffered -v Warning | tee "$OUT/hf.log"
 fi
