@@ -4,8 +4,8 @@
 # measurements in one call, logs in $OUT. Not yet run anywhere (no such machine
 # has been lent); written so that the first call that gets one measures it all.
 #   bash tools/gpu-multi.sh
-# 1. gpu tests with one GPU a rank: TP=2 over NCCL (collectives, logits against
-#    TP=1), with and without the own IPC all-reduce; whole jobs; kill and resume.
+# 1. gpu tests with one GPU a rank: TP=2, 4 (and 8) over NCCL (collectives, logits
+#    against TP=1), with and without the own IPC all-reduce; whole jobs; kill and resume.
 # 2. all-reduce latency and bandwidth, NCCL against the own kernel, 4 KB - 64 MB,
 #    at 2, 4 and 8 ranks (tpinfer_allreduce_bench).
 # 3. tpinfer bench for Llama-3-8B shapes at TP = 1, 2, 4, 8 (batch-1 and batch-64
@@ -28,9 +28,14 @@ stages=${STAGES:-tests,allreduce,bench8b,bench70b,dp}
 stage() { [[ ",$stages," == *",$1,"* ]]; }
 
 if stage tests; then
-  (cd build-gpu && timeout -k 10 240 ctest -R "gpu_tp2|gpu_jobs|gpu_faults" --output-on-failure \
-    >"$OUT/multi_tests.log" 2>&1)
+  (cd build-gpu && timeout -k 10 240 ctest -R "gpu_tp2|gpu_tp4|gpu_jobs|gpu_faults" \
+    --output-on-failure >"$OUT/multi_tests.log" 2>&1)
   echo "gpu tests: exit $?"
+  if [ "$gpus" -ge 8 ]; then  # TP=8 over NCCL against TP=1 (configs with 8 heads)
+    timeout 120 "${mpi[@]}" -np 8 build-gpu/tests/tpinfer_gpu_tests \
+      --gtest_filter='*CudaTensorParallel*:*IpcAllReduce*' >>"$OUT/multi_tests.log" 2>&1
+    echo "TP=8 tests: exit $?"
+  fi
   grep -E "tests passed|Passed|Failed|\[  (PASSED|FAILED|SKIPPED) " "$OUT/multi_tests.log" |
     sort | uniq -c | head -30
 fi

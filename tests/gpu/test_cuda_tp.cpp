@@ -1,10 +1,11 @@
-// Tensor parallelism on the cuda backend, under mpirun -np 2 (ctest gpu_tp2):
-// the forward pass at TP=2 gives the logits of TP=1 on the cuda backend, and
-// the collectives sum and gather exactly. Both ranks share GPU 0 through the
-// host-staged MPI collectives (NCCL refuses two ranks on one GPU); with two or
-// more GPUs the NCCL path is checked too, one GPU a rank. tpinfer's own CUDA
-// IPC all-reduce runs between the two ranks on one GPU as well. Skips unless
-// the world has exactly 2 ranks.
+// Tensor parallelism on the cuda backend, under mpirun -np N for N = 2, 4 or 8
+// (ctest gpu_tp2 and gpu_tp4 run 2 and 4 ranks): the forward pass at TP=N gives
+// the logits of TP=1 on the cuda backend, and the collectives sum and gather
+// exactly. On one GPU the ranks share it through the host-staged MPI
+// collectives (NCCL refuses two ranks on one GPU); with N or more GPUs the NCCL
+// path is checked too, one GPU a rank. tpinfer's own CUDA IPC all-reduce runs
+// between the ranks either way. A config whose heads or MLP do not split N
+// ways skips.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <gtest/gtest.h>
@@ -34,6 +35,10 @@ int world_rank() {
   MPI_Comm_rank(MPI_COMM_WORLD, &r);
   return r;
 }
+bool tp_world() {
+  const int n = world_size();
+  return n == 2 || n == 4 || n == 8;
+}
 
 using Kind = CudaBackendOptions::Collectives;
 
@@ -47,8 +52,8 @@ class CudaTensorParallel : public ::testing::TestWithParam<TpCase> {
  protected:
   void SetUp() override {
     SKIP_WITHOUT_GPU();
-    if (world_size() != 2) GTEST_SKIP() << "needs mpirun -np 2";
-    if (GetParam().kind == Kind::nccl && cuda_device_count() < 2)
+    if (!tp_world()) GTEST_SKIP() << "needs mpirun -np 2, 4 or 8";
+    if (GetParam().kind == Kind::nccl && cuda_device_count() < world_size())
       GTEST_SKIP() << "NCCL needs one GPU per rank";
   }
   CudaBackendOptions options() const {
@@ -57,38 +62,42 @@ class CudaTensorParallel : public ::testing::TestWithParam<TpCase> {
     o.collectives = GetParam().kind;
     o.custom_all_reduce_bytes = GetParam().custom_bytes;
     o.device = GetParam().kind == Kind::nccl ? world_rank() : 0;
-    o.memory_fraction = 0.1;  // two ranks (and two backends each) share the GPU
+    o.memory_fraction = 0.1;  // the ranks (and two backends each) may share the GPU
     return o;
   }
 };
 
 TEST_P(CudaTensorParallel, CollectivesSumAndGatherExactly) {
   auto be = make_cuda_backend(MPI_COMM_WORLD, options());
-  const int r = world_rank();
+  const int r = world_rank(), n = world_size();
   // Small integers: every partial sum is exact in bf16.
+  auto value = [](size_t i, int rank) { return static_cast<float>((i * 7 + rank * 3) % 64) - 32; };
   std::vector<float> xh(4096 * 3);
-  for (size_t i = 0; i < xh.size(); ++i) xh[i] = static_cast<float>((i * 7 + r * 3) % 64) - 32;
+  for (size_t i = 0; i < xh.size(); ++i) xh[i] = value(i, r);
   Tensor x = put(*be, {3, 4096}, xh, DType::bf16);
   be->all_reduce_sum(x);
   const auto sum = get(*be, x);
   for (size_t i = 0; i < xh.size(); ++i) {
-    const float want =
-        static_cast<float>((i * 7) % 64) - 32 + static_cast<float>((i * 7 + 3) % 64) - 32;
+    float want = 0;
+    for (int k = 0; k < n; ++k) want += value(i, k);
     ASSERT_EQ(sum[i], want) << "element " << i;
   }
   Tensor local = put(*be, {2, 5}, std::vector<float>(10, static_cast<float>(r + 1)), DType::bf16);
-  Tensor all = poisoned(*be, {2, 2, 5}, DType::bf16);
+  Tensor all = poisoned(*be, {n, 2, 5}, DType::bf16);
   be->all_gather(local, all);
   const auto g = get(*be, all);
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(g[i], i < 10 ? 1.0f : 2.0f) << i;
+  for (int i = 0; i < 10 * n; ++i) EXPECT_EQ(g[i], static_cast<float>(i / 10 + 1)) << i;
   // f32 tensors go through the same paths.
   Tensor xf = put(*be, {7}, std::vector<float>(7, 0.25f * static_cast<float>(r + 1)), DType::f32);
   be->all_reduce_sum(xf);
-  for (float v : get(*be, xf)) EXPECT_EQ(v, 0.75f);
+  for (float v : get(*be, xf)) EXPECT_EQ(v, 0.125f * static_cast<float>(n * (n + 1)));
 }
 
 TEST_P(CudaTensorParallel, LogitsMatchTp1) {
   const ModelConfig c = test_config(GetParam().config);
+  const int n = world_size();
+  if (c.num_heads % n != 0 || c.intermediate_size % n != 0)
+    GTEST_SKIP() << GetParam().config << " does not split " << n << " ways";
   const int block_size = 16;
   const auto steps = mixed_steps(block_size, 40, c.vocab_size);
   CudaBackendOptions single_opts = options();
@@ -103,14 +112,12 @@ TEST_P(CudaTensorParallel, LogitsMatchTp1) {
     // bf16 reduction order differs between TP=1 and TP=2: the same bound as
     // against the cpu backend.
     expect_logits_close(got, want, c.vocab_size, 2e-2,
-                        std::string(GetParam().config) + " tp2 step " + std::to_string(i) +
-                            " rank " + std::to_string(world_rank()));
-    // Both ranks hold the same logits (the all_gather gave them every slice).
-    std::vector<float> other(got.size());
-    MPI_Sendrecv(got.data(), static_cast<int>(got.size()), MPI_FLOAT, 1 - world_rank(), 0,
-                 other.data(), static_cast<int>(other.size()), MPI_FLOAT, 1 - world_rank(), 0,
-                 MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    EXPECT_EQ(got, other) << "ranks disagree at step " << i;
+                        std::string(GetParam().config) + " tp" + std::to_string(n) + " step " +
+                            std::to_string(i) + " rank " + std::to_string(world_rank()));
+    // Every rank holds rank 0's logits (the all_gather gave them every slice).
+    std::vector<float> first = got;
+    MPI_Bcast(first.data(), static_cast<int>(first.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+    EXPECT_EQ(got, first) << "rank " << world_rank() << " disagrees with rank 0 at step " << i;
   }
 }
 
@@ -135,8 +142,8 @@ class IpcAllReduceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     SKIP_WITHOUT_GPU();
-    if (world_size() != 2) GTEST_SKIP() << "needs mpirun -np 2";
-    TPINFER_CUDA_CHECK(cudaSetDevice(cuda_device_count() >= 2 ? world_rank() : 0));
+    if (!tp_world()) GTEST_SKIP() << "needs mpirun -np 2, 4 or 8";
+    TPINFER_CUDA_CHECK(cudaSetDevice(cuda_device_count() >= world_size() ? world_rank() : 0));
   }
 };
 
@@ -162,8 +169,9 @@ T from_float(float v) {
 // Fills data with this rank's values for `round`, returns what the sum must be.
 template <typename T>
 std::vector<float> fill_round(T* dev, int64_t n, int round) {
-  std::vector<std::vector<T>> values(2, std::vector<T>(static_cast<size_t>(n)));
-  for (int r = 0; r < 2; ++r) {
+  const int ranks = world_size();
+  std::vector<std::vector<T>> values(ranks, std::vector<T>(static_cast<size_t>(n)));
+  for (int r = 0; r < ranks; ++r) {
     std::mt19937 gen(static_cast<unsigned>(1000 * round + 17 * r + n));
     std::normal_distribution<float> d(0.0f, 3.0f);
     for (auto& v : values[static_cast<size_t>(r)]) v = from_float<T>(d(gen));
@@ -171,8 +179,11 @@ std::vector<float> fill_round(T* dev, int64_t n, int round) {
   TPINFER_CUDA_CHECK(cudaMemcpy(dev, values[static_cast<size_t>(world_rank())].data(),
                                 static_cast<size_t>(n) * sizeof(T), cudaMemcpyHostToDevice));
   std::vector<float> want(static_cast<size_t>(n));
-  for (size_t i = 0; i < want.size(); ++i)
-    want[i] = as_float(from_float<T>(as_float(values[0][i]) + as_float(values[1][i])));
+  for (size_t i = 0; i < want.size(); ++i) {
+    float acc = 0;  // fp32, rank order, rounded once
+    for (int r = 0; r < ranks; ++r) acc += as_float(values[static_cast<size_t>(r)][i]);
+    want[i] = as_float(from_float<T>(acc));
+  }
   return want;
 }
 
@@ -229,7 +240,7 @@ void check_type(DType dtype) {
   TPINFER_CUDA_CHECK(cudaGraphExecDestroy(exec));
   TPINFER_CUDA_CHECK(cudaGraphDestroy(graph));
   TPINFER_CUDA_CHECK(cudaStreamSynchronize(stream));
-  MPI_Barrier(MPI_COMM_WORLD);  // neither rank unmaps while the other still reads
+  MPI_Barrier(MPI_COMM_WORLD);  // no rank unmaps while another still reads
 }
 
 TEST_F(IpcAllReduceTest, SumsExactlyInRankOrderDirectlyAndFromAGraph) {
