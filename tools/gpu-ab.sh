@@ -14,7 +14,7 @@ scenarios=${3:-decode1,decode64}
 config=${4:-tools/configs/llama-3-8b.json}
 source tools/gpu-build.sh tpinfer tpinfer_gpu_tests
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  (cd build-gpu && timeout -k 5 150 ctest -R "gpu_ops|gpu_tp2|gpu_jobs" --output-on-failure \
+  (cd build-gpu && timeout -k 5 200 ctest -R "gpu_ops|gpu_tp2|gpu_tp4|gpu_jobs" --output-on-failure \
     >"$OUT/gpu_tests.log" 2>&1)
   echo "gpu tests: exit $?"
   grep -E "Test +#|tests passed|FAILED|cuda_pdl|differ" "$OUT/gpu_tests.log" | head -20
