@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <new>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -55,21 +57,29 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "half; values keep 3 mantissa bits)");
 }
 
+namespace {
+// "--NAME VALUE is not one of A, B, C" unless value is one of them.
+void check_one_of(const char* option, const std::string& value,
+                  std::initializer_list<const char*> allowed) {
+  std::string list;
+  for (const char* a : allowed) {
+    if (value == a) return;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  throw UsageError(std::string("--") + option + " " + value + " is not one of " + list);
+}
+}  // namespace
+
 void check_replica_options(const ReplicaOptions& o) {
-  if (o.backend != "cpu" && o.backend != "cuda" && o.backend != "auto")
-    throw UsageError("--backend " + o.backend + " is not one of cpu, cuda, auto");
-  if (o.collectives != "nccl" && o.collectives != "mpi" && o.collectives != "auto")
-    throw UsageError("--collectives " + o.collectives + " is not one of nccl, mpi, auto");
-  if (o.cuda_graphs != "on" && o.cuda_graphs != "off")
-    throw UsageError("--cuda-graphs " + o.cuda_graphs + " is not one of on, off");
-  if (o.cuda_pdl != "on" && o.cuda_pdl != "off")
-    throw UsageError("--cuda-pdl " + o.cuda_pdl + " is not one of on, off");
+  check_one_of("backend", o.backend, {"cpu", "cuda", "auto"});
+  check_one_of("collectives", o.collectives, {"nccl", "mpi", "auto"});
+  check_one_of("cuda-graphs", o.cuda_graphs, {"on", "off"});
+  check_one_of("cuda-pdl", o.cuda_pdl, {"on", "off"});
   if (o.cuda_gemv_rows < 0 || o.cuda_gemv_rows > 8)
     throw UsageError("--cuda-gemv-rows " + std::to_string(o.cuda_gemv_rows) + " is not in 0..8");
   if (!(o.memory_fraction > 0 && o.memory_fraction <= 1))
     throw UsageError("--memory-fraction must be in (0, 1]");
-  if (o.kv_cache_dtype != "auto" && o.kv_cache_dtype != "fp8")
-    throw UsageError("--kv-cache-dtype " + o.kv_cache_dtype + " is not one of auto, fp8");
+  check_one_of("kv-cache-dtype", o.kv_cache_dtype, {"auto", "fp8"});
   if (o.block_size < 1) throw UsageError("--block-size must be >= 1");
   if (o.custom_all_reduce_kb < 0 || o.custom_all_reduce_kb > 65536)
     throw UsageError("--custom-all-reduce-kb " + std::to_string(o.custom_all_reduce_kb) +

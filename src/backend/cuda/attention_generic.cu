@@ -27,8 +27,7 @@ __device__ __forceinline__ float2 cache_pair(const fp8* p) {
 // C: the cache's element type (bf16 or fp8).
 template <typename C>
 __global__ void __launch_bounds__(kWarps * 32) attn_generic_kernel(AttentionParams p) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   __shared__ float qs[kWarps][kMaxDim];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int head = blockIdx.y * kWarps + warp;
@@ -103,7 +102,6 @@ void launch_attention_generic(const AttentionParams& p, cudaStream_t stream) {
     launch_kernel(attn_generic_kernel<fp8>, grid, kWarps * 32, 0, stream, p);
   else
     launch_kernel(attn_generic_kernel<bf16>, grid, kWarps * 32, 0, stream, p);
-  TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace tpinfer::cuda

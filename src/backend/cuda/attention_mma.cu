@@ -368,8 +368,7 @@ constexpr size_t tile_smem_bytes() {
 template <int D, typename C>
 __global__ void __launch_bounds__(kThreads)
     attn_prefill_kernel(AttentionParams p, const AttnItem* items) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   extern __shared__ uint4 smem_raw[];
   char* tiles = reinterpret_cast<char*>(smem_raw);
   using T = PrefillTiles<D, C>;
@@ -419,8 +418,7 @@ __global__ void __launch_bounds__(kThreads)
 template <int D, typename C>
 __global__ void __launch_bounds__(kThreads)
     attn_decode_kernel(AttentionParams p, AttentionPlan plan) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   extern __shared__ uint4 smem_raw[];
   using T = DecodeTiles<D, C>;
   constexpr int kWarps = kThreads / 32;
@@ -529,8 +527,7 @@ __global__ void __launch_bounds__(kThreads)
 // The weights of a row's splits go to shared memory first (one warp a row), so
 // the per-element loop is a plain dot over splits with loads kept in flight.
 __global__ void attn_merge_splits_kernel(AttentionParams p, AttentionPlan plan) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   __shared__ float weight[kDecodeRows][kMaxSplits];
   const AttnItem it = plan.decode_items[blockIdx.x];
   const int h = blockIdx.y, group = p.q_heads / p.kv_heads, d_all = p.head_dim;
@@ -580,18 +577,15 @@ void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_
   if (plan.n_prefill > 0) {
     launch_kernel(attn_prefill_kernel<D, C>, dim3(plan.n_prefill, kvh), kThreads, smem, stream, p,
                   plan.prefill_items);
-    TPINFER_CUDA_CHECK_LAUNCH();
   }
   if (plan.n_decode > 0) {
     const unsigned items = static_cast<unsigned>(plan.n_decode);
     const dim3 grid =
         plan.head_major ? dim3(kvh, items, plan.splits) : dim3(items, kvh, plan.splits);
     launch_kernel(attn_decode_kernel<D, C>, grid, kThreads, smem, stream, p, plan);
-    TPINFER_CUDA_CHECK_LAUNCH();
     if (plan.splits > 1) {
       launch_kernel(attn_merge_splits_kernel, dim3(plan.n_decode, kvh), kThreads, 0, stream, p,
                     plan);
-      TPINFER_CUDA_CHECK_LAUNCH();
     }
   }
 }

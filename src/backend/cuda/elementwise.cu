@@ -27,8 +27,7 @@ unsigned grid_for(int64_t work, int threads) {
 template <bool kVec>
 __global__ void embed_kernel(const bf16* table, int64_t rows, int64_t h, int64_t vocab_offset,
                              const int32_t* token_ids, bf16* out) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   const int64_t t = blockIdx.x;
   const int64_t r = static_cast<int64_t>(token_ids[t]) - vocab_offset;
   const bool here = r >= 0 && r < rows;  // else another rank's shard: the all-reduce adds it
@@ -51,8 +50,7 @@ __global__ void embed_kernel(const bf16* table, int64_t rows, int64_t h, int64_t
 template <bool kVec>
 __global__ void rmsnorm_kernel(const bf16* x, const bf16* __restrict__ w, float eps, int64_t h,
                                bf16* out) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   __shared__ float scratch[32];
   const bf16* xr = x + blockIdx.x * h;
   bf16* orow = out + blockIdx.x * h;
@@ -94,8 +92,7 @@ __global__ void rmsnorm_kernel(const bf16* x, const bf16* __restrict__ w, float 
 template <bool kVec>
 __global__ void add_rmsnorm_kernel(bf16* residual, const bf16* x, const bf16* __restrict__ w,
                                    float eps, int64_t h, bf16* out) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   __shared__ float scratch[32];
   bf16* rr = residual + blockIdx.x * h;
   const bf16* xr = x + blockIdx.x * h;
@@ -148,8 +145,7 @@ __device__ __forceinline__ float silu_times(float g, float u) {
 template <bool kVec>
 __global__ void silu_mul_kernel(const bf16* __restrict__ gate_up, int64_t n, int64_t inter,
                                 bf16* __restrict__ out) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   constexpr int kW = kVec ? 8 : 1;
   const int64_t per_row = inter / kW;
   const int64_t total = n * per_row;
@@ -174,8 +170,7 @@ __global__ void silu_mul_kernel(const bf16* __restrict__ gate_up, int64_t n, int
 template <bool kVec>
 __global__ void gather_rows_kernel(const bf16* __restrict__ x, int64_t cols,
                                    const int32_t* __restrict__ rows, bf16* __restrict__ out) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   const bf16* src = x + static_cast<int64_t>(rows[blockIdx.x]) * cols;
   bf16* dst = out + blockIdx.x * cols;
   if constexpr (kVec) {
@@ -187,8 +182,7 @@ __global__ void gather_rows_kernel(const bf16* __restrict__ x, int64_t cols,
 }
 
 __global__ void fill_rows_kernel(const bf16* bias, int64_t n, int64_t m, bf16* out) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   const int64_t total = n * m;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -213,7 +207,6 @@ void launch_embed(const bf16* table, int64_t rows, int64_t h, int64_t vocab_offs
   else
     launch_kernel(embed_kernel<false>, n, threads, 0, stream, table, rows, h, vocab_offset,
                   token_ids, out);
-  TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 void launch_rmsnorm(const bf16* x, const bf16* w, float eps, int64_t n, int64_t h, bf16* out,
@@ -225,7 +218,6 @@ void launch_rmsnorm(const bf16* x, const bf16* w, float eps, int64_t n, int64_t 
     launch_kernel(rmsnorm_kernel<true>, n, threads, 0, stream, x, w, eps, h, out);
   else
     launch_kernel(rmsnorm_kernel<false>, n, threads, 0, stream, x, w, eps, h, out);
-  TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 void launch_add_rmsnorm(bf16* residual, const bf16* x, const bf16* w, float eps, int64_t n,
@@ -237,7 +229,6 @@ void launch_add_rmsnorm(bf16* residual, const bf16* x, const bf16* w, float eps,
     launch_kernel(add_rmsnorm_kernel<true>, n, threads, 0, stream, residual, x, w, eps, h, out);
   else
     launch_kernel(add_rmsnorm_kernel<false>, n, threads, 0, stream, residual, x, w, eps, h, out);
-  TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 void launch_silu_mul(const bf16* gate_up, int64_t n, int64_t i, bf16* out, cudaStream_t stream) {
@@ -251,7 +242,6 @@ void launch_silu_mul(const bf16* gate_up, int64_t n, int64_t i, bf16* out, cudaS
   else
     launch_kernel(silu_mul_kernel<false>, grid_for(work, threads), threads, 0, stream, gate_up, n,
                   i, out);
-  TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 void launch_gather_rows(const bf16* x, int64_t cols, const int32_t* rows, int64_t m, bf16* out,
@@ -263,13 +253,11 @@ void launch_gather_rows(const bf16* x, int64_t cols, const int32_t* rows, int64_
     launch_kernel(gather_rows_kernel<true>, m, threads, 0, stream, x, cols, rows, out);
   else
     launch_kernel(gather_rows_kernel<false>, m, threads, 0, stream, x, cols, rows, out);
-  TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 void launch_fill_rows(const bf16* bias, int64_t n, int64_t m, bf16* out, cudaStream_t stream) {
   if (n == 0 || m == 0) return;
   launch_kernel(fill_rows_kernel, grid_for(n * m, 256), 256, 0, stream, bias, n, m, out);
-  TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace tpinfer::cuda

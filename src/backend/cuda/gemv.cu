@@ -107,7 +107,6 @@ void launch_gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int6
   static constexpr auto by_rows =
       launchers_by_rows(std::make_integer_sequence<int, kMaxGemvRows>{});
   by_rows[n - 1](x, w, bias, out, k, m, stream);
-  TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace tpinfer::cuda

@@ -37,6 +37,13 @@ __device__ __forceinline__ void allow_next_grid() {
 #endif
 }
 
+// Both, first thing: for every kernel with no work before its wait.
+__device__ __forceinline__ void start_after_prior_grids() {
+  allow_next_grid();
+  wait_for_prior_grids();
+}
+
+// Launches and checks the launch (no TPINFER_CUDA_CHECK_LAUNCH needed after it).
 template <typename... Params, typename... Args>
 void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                    cudaStream_t stream, Args&&... args) {

@@ -32,8 +32,7 @@ __device__ __forceinline__ void store_cache(fp8* p, float f) {
 // fp32, to whichever the cache holds).
 template <int kW, typename C>
 __global__ void rope_kernel(RopeParams p) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   extern __shared__ float cs[];  // [half] cosines, then [half] sines
   const int64_t t = blockIdx.x;
   const int d = p.head_dim, half = d / 2;
@@ -128,7 +127,6 @@ void launch_rope_write_kv(const RopeParams& p, cudaStream_t stream) {
   } else {
     launch_kernel(rope_kernel<1, bf16>, grid, 128, smem, stream, p);
   }
-  TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace tpinfer::cuda

@@ -277,8 +277,7 @@ __device__ void walk(const RowRef<T>& row, U128 x, Key limit, const Weigher& wt,
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) sample_rows_kernel(SampleArgs a) {
-  allow_next_grid();
-  wait_for_prior_grids();
+  start_after_prior_grids();
   __shared__ Shared sh;
   // The row's settings live in shared memory, read where used: registers are
   // what the passes over the row need.
@@ -368,7 +367,6 @@ void launch_sample_rows(const SampleArgs& a, cudaStream_t stream) {
     launch_kernel(sample_rows_kernel<bf16>, static_cast<unsigned>(a.m), kThreads, 0, stream, a);
   else
     launch_kernel(sample_rows_kernel<float>, static_cast<unsigned>(a.m), kThreads, 0, stream, a);
-  TPINFER_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace tpinfer::cuda
