@@ -26,8 +26,8 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "ranks share a GPU)")("cuda-graphs", po::value(&o.cuda_graphs)->default_value(o.cuda_graphs),
                             "cuda: run decode steps as CUDA graphs (on | off)")(
       "cuda-pdl", po::value(&o.cuda_pdl)->default_value(o.cuda_pdl),
-      "cuda: let each kernel start while the one before it finishes (programmatic dependent "
-      "launch, sm_90 and later; on | off; off until it is timed on a GPU)")(
+      "cuda: launch each kernel as the one before it completes, before its memory flush "
+      "(programmatic dependent launch, sm_90 and later; on | off)")(
       "cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(o.cuda_gemv_rows),
       "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
       "cuBLASLt (0 = always cuBLASLt, at most 8)")(
@@ -196,7 +196,7 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
       "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +
       (sharing > 1 ? ", shared by " + std::to_string(sharing) + " ranks" : "") +
       (w.tp > 1 ? std::string(", ") + (use_mpi ? "MPI" : "NCCL") + " collectives" : "") +
-      (co.programmatic_launch ? ", --cuda-pdl on" : "") + ")";
+      (co.programmatic_launch ? "" : ", --cuda-pdl off") + ")";
   return make_cuda_backend(w.tp_comm.get(), co);
 }
 #endif

@@ -184,7 +184,6 @@ struct BackendPair {
   explicit BackendPair(int gemv_max_rows = CudaBackendOptions{}.gemv_max_rows) {
     cpu = make_cpu_backend(MPI_COMM_SELF, 0);
     CudaBackendOptions o;
-    o.programmatic_launch = true;  // what --cuda-pdl on runs; off is the plain launch
     o.memory_fraction = 0.1;
     o.gemv_max_rows = gemv_max_rows;
     gpu = make_cuda_backend(MPI_COMM_SELF, o);

@@ -31,20 +31,20 @@ run cpu 2 2 cpu
 run cuda 1 1 cuda
 run cuda_dp2 2 1 cuda
 run cuda_tp2 2 2 cuda
-run cuda_pdl 1 1 cuda --cuda-pdl on
+run cuda_nopdl 1 1 cuda --cuda-pdl off
 status=0
 # Programmatic dependent launch changes when kernels start, never what they
 # compute: expected byte-identical (said), held to the near-tie rule (checked
 # below) should cuBLASLt not be bitwise reproducible run to run.
-if cmp -s <(sort "$tmp/cuda.jsonl") <(sort "$tmp/cuda_pdl.jsonl"); then
-  echo "cuda_pdl: byte-identical to cuda"
+if cmp -s <(sort "$tmp/cuda.jsonl") <(sort "$tmp/cuda_nopdl.jsonl"); then
+  echo "cuda_nopdl: byte-identical to cuda (PDL on)"
 else
-  echo "cuda_pdl: differs from cuda (near-tie check follows)"
+  echo "cuda_nopdl: differs from cuda (PDL on; near-tie check follows)"
 fi
 # With no --max-batch / --max-step-tokens a GPU job takes the GPU defaults.
 grep -q "batches of up to 256 sequences and 8192 tokens" "$tmp/cuda.log" ||
   { echo "cuda run: not the GPU's default batch limits (256, 8192):"; grep "^tpinfer:" "$tmp/cuda.log"; status=1; }
-for pair in "cpu cuda" "cuda cuda_dp2" "cuda cuda_tp2" "cuda cuda_pdl"; do
+for pair in "cpu cuda" "cuda cuda_dp2" "cuda cuda_tp2" "cuda cuda_nopdl"; do
   set -- $pair
   python3 "$root/tests/gpu/compare_near_ties.py" --tpinfer "$B" --model "$tmp/m.h5" \
     --input "$tmp/in.jsonl" "$tmp/$1.jsonl" "$tmp/$2.jsonl" || status=1

@@ -19,7 +19,6 @@ namespace {
 
 std::unique_ptr<Backend> cuda_backend(bool graphs) {
   CudaBackendOptions o;
-  o.programmatic_launch = true;  // what --cuda-pdl on runs; off is the plain launch
   o.memory_fraction = 0.05;
   o.graphs = graphs;
   return make_cuda_backend(MPI_COMM_SELF, o);

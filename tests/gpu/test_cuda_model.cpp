@@ -30,7 +30,6 @@ void expect_model_matches_cpu(const char* config, bool fp8_cache, double tol) {
   const auto steps = mixed_steps(block_size, 40, c.vocab_size);
   auto cpu = make_cpu_backend(MPI_COMM_SELF, 0);
   CudaBackendOptions o;
-  o.programmatic_launch = true;  // what --cuda-pdl on runs; off is the plain launch
   o.memory_fraction = 0.1;
   auto gpu = make_cuda_backend(MPI_COMM_SELF, o);
   Model mc = load_test_model(*cpu, c, MPI_COMM_SELF, 40, block_size);

@@ -39,7 +39,6 @@ using testing_exact::to_params;
 
 std::unique_ptr<Backend> gpu_backend() {
   CudaBackendOptions o;
-  o.programmatic_launch = true;  // what --cuda-pdl on runs; off is the plain launch
   o.memory_fraction = 0.1;
   return make_cuda_backend(MPI_COMM_SELF, o);
 }

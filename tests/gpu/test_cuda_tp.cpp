@@ -58,7 +58,6 @@ class CudaTensorParallel : public ::testing::TestWithParam<TpCase> {
   }
   CudaBackendOptions options() const {
     CudaBackendOptions o;
-    o.programmatic_launch = true;  // what --cuda-pdl on runs; off is the plain launch
     o.collectives = GetParam().kind;
     o.custom_all_reduce_bytes = GetParam().custom_bytes;
     o.device = GetParam().kind == Kind::nccl ? world_rank() : 0;

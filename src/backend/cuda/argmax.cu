@@ -20,7 +20,7 @@ __device__ inline void better(float& v, int64_t& i, float ov, int64_t oi) {
 
 __global__ void argmax_rows_kernel(const bf16* logits, int64_t cols, int64_t valid_cols,
                                    int64_t col_offset, float* out) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   const bf16* row = logits + blockIdx.x * cols;
   float v = -FLT_MAX * 2;  // -inf: NaN and -inf never replace it, as on the host
   int64_t i = valid_cols;  // sentinel: "no finite value yet"

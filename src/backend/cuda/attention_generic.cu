@@ -27,7 +27,7 @@ __device__ __forceinline__ float2 cache_pair(const fp8* p) {
 // C: the cache's element type (bf16 or fp8).
 template <typename C>
 __global__ void __launch_bounds__(kWarps * 32) attn_generic_kernel(AttentionParams p) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   __shared__ float qs[kWarps][kMaxDim];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int head = blockIdx.y * kWarps + warp;

@@ -368,7 +368,7 @@ constexpr size_t tile_smem_bytes() {
 template <int D, typename C>
 __global__ void __launch_bounds__(kThreads)
     attn_prefill_kernel(AttentionParams p, const AttnItem* items) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   extern __shared__ uint4 smem_raw[];
   char* tiles = reinterpret_cast<char*>(smem_raw);
   using T = PrefillTiles<D, C>;
@@ -418,7 +418,7 @@ __global__ void __launch_bounds__(kThreads)
 template <int D, typename C>
 __global__ void __launch_bounds__(kThreads)
     attn_decode_kernel(AttentionParams p, AttentionPlan plan) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   extern __shared__ uint4 smem_raw[];
   using T = DecodeTiles<D, C>;
   constexpr int kWarps = kThreads / 32;
@@ -527,7 +527,7 @@ __global__ void __launch_bounds__(kThreads)
 // The weights of a row's splits go to shared memory first (one warp a row), so
 // the per-element loop is a plain dot over splits with loads kept in flight.
 __global__ void attn_merge_splits_kernel(AttentionParams p, AttentionPlan plan) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   __shared__ float weight[kDecodeRows][kMaxSplits];
   const AttnItem it = plan.decode_items[blockIdx.x];
   const int h = blockIdx.y, group = p.q_heads / p.kv_heads, d_all = p.head_dim;

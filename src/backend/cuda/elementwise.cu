@@ -27,7 +27,7 @@ unsigned grid_for(int64_t work, int threads) {
 template <bool kVec>
 __global__ void embed_kernel(const bf16* table, int64_t rows, int64_t h, int64_t vocab_offset,
                              const int32_t* token_ids, bf16* out) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   const int64_t t = blockIdx.x;
   const int64_t r = static_cast<int64_t>(token_ids[t]) - vocab_offset;
   const bool here = r >= 0 && r < rows;  // else another rank's shard: the all-reduce adds it
@@ -50,7 +50,7 @@ __global__ void embed_kernel(const bf16* table, int64_t rows, int64_t h, int64_t
 template <bool kVec>
 __global__ void rmsnorm_kernel(const bf16* x, const bf16* __restrict__ w, float eps, int64_t h,
                                bf16* out) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   __shared__ float scratch[32];
   const bf16* xr = x + blockIdx.x * h;
   bf16* orow = out + blockIdx.x * h;
@@ -92,7 +92,7 @@ __global__ void rmsnorm_kernel(const bf16* x, const bf16* __restrict__ w, float 
 template <bool kVec>
 __global__ void add_rmsnorm_kernel(bf16* residual, const bf16* x, const bf16* __restrict__ w,
                                    float eps, int64_t h, bf16* out) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   __shared__ float scratch[32];
   bf16* rr = residual + blockIdx.x * h;
   const bf16* xr = x + blockIdx.x * h;
@@ -145,7 +145,7 @@ __device__ __forceinline__ float silu_times(float g, float u) {
 template <bool kVec>
 __global__ void silu_mul_kernel(const bf16* __restrict__ gate_up, int64_t n, int64_t inter,
                                 bf16* __restrict__ out) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   constexpr int kW = kVec ? 8 : 1;
   const int64_t per_row = inter / kW;
   const int64_t total = n * per_row;
@@ -170,7 +170,7 @@ __global__ void silu_mul_kernel(const bf16* __restrict__ gate_up, int64_t n, int
 template <bool kVec>
 __global__ void gather_rows_kernel(const bf16* __restrict__ x, int64_t cols,
                                    const int32_t* __restrict__ rows, bf16* __restrict__ out) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   const bf16* src = x + static_cast<int64_t>(rows[blockIdx.x]) * cols;
   bf16* dst = out + blockIdx.x * cols;
   if constexpr (kVec) {
@@ -182,7 +182,7 @@ __global__ void gather_rows_kernel(const bf16* __restrict__ x, int64_t cols,
 }
 
 __global__ void fill_rows_kernel(const bf16* bias, int64_t n, int64_t m, bf16* out) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   const int64_t total = n * m;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x)

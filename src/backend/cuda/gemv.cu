@@ -33,7 +33,6 @@ template <int N>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
                 const bf16* __restrict__ bias, bf16* __restrict__ out, int k8, int m) {
-  allow_next_grid();
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
   const bool live = row < m;
@@ -47,8 +46,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       wv[u] = live && i < k8 ? __ldcs(wr + i) : make_int4(0, 0, 0, 0);
     }
   };
-  // The weights are no earlier kernel's output: the first loads go out while
-  // the kernel before this one (which writes x) is still finishing.
+  // The weights are no earlier kernel's output: under PDL the first loads go
+  // out while the kernel before this one (which writes x) is being flushed.
   load_weights(lane);
   wait_for_prior_grids();
   if (!live) return;

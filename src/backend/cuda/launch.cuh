@@ -1,18 +1,20 @@
 #pragma once
 // Kernel launches with programmatic dependent launch (PDL, sm_90 and later).
 // A decode step at batch 1 is ~290 short kernels back to back; normally each
-// one starts only after the one before has drained and its memory is flushed,
-// so every boundary costs a ramp-down, a launch and a ramp-up. Launched through
-// launch_kernel, a kernel may be scheduled while its predecessor still runs:
-// it does the work that needs nothing from earlier kernels (the GEMV issues its
-// first weight loads), then waits in wait_for_prior_grids() until every earlier
-// kernel of the stream has finished and its writes are visible.
+// one is launched only after the one before has drained and its memory has
+// been flushed. Launched through launch_kernel, a kernel is launched as its
+// predecessor completes, before that flush, and waits in wait_for_prior_grids()
+// until every earlier kernel of the stream has finished and its writes are
+// visible. No kernel triggers its dependents early (griddepcontrol.
+// launch_dependents): measured on an H100 (docs/PERF.md), a trigger at kernel
+// entry made batch-1 decode 10 % slower (the next kernel's waiting blocks take
+// the SMs the tail of the current one needs), one after the GEMV's main loop
+// gained nothing over the implicit trigger at completion, which gains ~1 %.
 //
 // The rule for every kernel launched this way: wait_for_prior_grids() before
 // it reads anything an earlier kernel writes and before it writes anything an
-// earlier kernel reads, on every path through the kernel (a kernel whose blocks
-// all return early without waiting would let the next one overtake it). Both
-// device calls are no-ops when the launch did not ask for PDL.
+// earlier kernel reads, on every path through the kernel. It is a no-op when
+// the launch did not ask for PDL.
 #include <cuda_runtime.h>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -27,20 +29,6 @@ __device__ __forceinline__ void wait_for_prior_grids() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
-}
-
-// Lets the next kernel of the stream be scheduled once every block of this
-// one has called it (it still waits for this one in wait_for_prior_grids).
-__device__ __forceinline__ void allow_next_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;");
-#endif
-}
-
-// Both, first thing: for every kernel with no work before its wait.
-__device__ __forceinline__ void start_after_prior_grids() {
-  allow_next_grid();
-  wait_for_prior_grids();
 }
 
 // Launches and checks the launch (no TPINFER_CUDA_CHECK_LAUNCH needed after it).

@@ -32,7 +32,7 @@ __device__ __forceinline__ void store_cache(fp8* p, float f) {
 // fp32, to whichever the cache holds).
 template <int kW, typename C>
 __global__ void rope_kernel(RopeParams p) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   extern __shared__ float cs[];  // [half] cosines, then [half] sines
   const int64_t t = blockIdx.x;
   const int d = p.head_dim, half = d / 2;

@@ -277,7 +277,7 @@ __device__ void walk(const RowRef<T>& row, U128 x, Key limit, const Weigher& wt,
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) sample_rows_kernel(SampleArgs a) {
-  start_after_prior_grids();
+  wait_for_prior_grids();
   __shared__ Shared sh;
   // The row's settings live in shared memory, read where used: registers are
   // what the passes over the row need.
