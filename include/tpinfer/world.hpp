@@ -36,6 +36,9 @@ class Comm {
   MPI_Comm c_ = MPI_COMM_NULL;
 };
 
+// An owned duplicate of c (MPI_Comm_dup): its messages cannot match c's.
+Comm duplicate(MPI_Comm c);
+
 // A small process-group API over one communicator.
 struct ProcessGroup {
   MPI_Comm comm = MPI_COMM_NULL;

@@ -64,6 +64,113 @@ SampleRowsLayout check_sample_rows(const char* backend, const Tensor& logits, in
   return l;
 }
 
+RowsCols check_embed_shapes(const char* backend, const Tensor& table, int64_t n_tokens,
+                            const Tensor& out) {
+  const char* op = "embed";
+  OP_CHECK(table.shape.size() == 2, "table is " + shape_str(table) + ", expected 2-D");
+  check_matrix(backend, out, n_tokens, table.shape[1], op, "out");
+  return {table.shape[0], table.shape[1]};
+}
+
+RowsCols check_rmsnorm_shapes(const char* backend, const Tensor& x, const Tensor& w,
+                              const Tensor& out) {
+  const char* op = "rmsnorm";
+  OP_CHECK(!x.shape.empty() && w.numel() == x.cols(),
+           "x is " + shape_str(x) + ", w is " + shape_str(w));
+  check_matrix(backend, out, x.rows(), x.cols(), op, "out");
+  return {x.rows(), x.cols()};
+}
+
+RowsCols check_add_rmsnorm_shapes(const char* backend, const Tensor& residual, const Tensor& x,
+                                  const Tensor& w, const Tensor& out) {
+  const char* op = "add_rmsnorm";
+  const int64_t n = residual.rows(), h = residual.cols();
+  OP_CHECK(!residual.shape.empty() && w.numel() == h,
+           "residual is " + shape_str(residual) + ", w is " + shape_str(w));
+  check_matrix(backend, x, n, h, op, "x");
+  check_matrix(backend, out, n, h, op, "out");
+  OP_CHECK(out.data != residual.data || n * h == 0, "out must not alias residual");
+  return {n, h};
+}
+
+LinearSizes check_linear_shapes(const char* backend, const Tensor& x, const Tensor& w,
+                                const Tensor* bias, const Tensor& out) {
+  const char* op = "linear";
+  OP_CHECK(w.shape.size() == 2 && !x.shape.empty() && x.cols() == w.shape[1],
+           "x is " + shape_str(x) + ", w is " + shape_str(w) + " (expected x [n, k], w [m, k])");
+  const LinearSizes s{x.rows(), w.shape[1], w.shape[0]};
+  check_matrix(backend, out, s.n, s.m, op, "out");
+  if (bias != nullptr)
+    OP_CHECK(bias->numel() == s.m, "bias is " + shape_str(*bias) + ", w is " + shape_str(w));
+  OP_CHECK(out.data != x.data || s.n == 0, "out must not alias x");
+  return s;
+}
+
+RowsCols check_silu_mul_shapes(const char* backend, const Tensor& gate_up, const Tensor& out) {
+  const char* op = "silu_mul";
+  const int64_t n = gate_up.rows(), two_i = gate_up.cols();
+  OP_CHECK(!gate_up.shape.empty() && two_i % 2 == 0,
+           "gate_up is " + shape_str(gate_up) + ", expected [n, 2*i]");
+  check_matrix(backend, out, n, two_i / 2, op, "out");
+  return {n, two_i / 2};
+}
+
+RowsCols check_gather_rows_shapes(const char* backend, const Tensor& x, int64_t m, int64_t max_row,
+                                  const Tensor& out) {
+  const char* op = "gather_rows";
+  OP_CHECK(!x.shape.empty(), "x has no shape");
+  check_matrix(backend, out, m, x.cols(), op, "out");
+  OP_CHECK(max_row < x.rows(),
+           "logit row " + std::to_string(max_row) + " outside x " + shape_str(x));
+  return {m, x.cols()};
+}
+
+RowsCols check_argmax_rows_shapes(const char* backend, const Tensor& logits, int64_t valid_cols,
+                                  const Tensor& out) {
+  const char* op = "argmax_rows";
+  OP_CHECK(!logits.shape.empty() && valid_cols >= 1 && valid_cols <= logits.cols(),
+           "valid_cols " + std::to_string(valid_cols) + " outside logits " + shape_str(logits));
+  check_matrix(backend, out, logits.rows(), 2, op, "out");
+  return {logits.rows(), logits.cols()};
+}
+
+void check_all_gather_shapes(const char* backend, const Tensor& local, int64_t tp_size,
+                             const Tensor& out) {
+  const char* op = "all_gather";
+  std::vector<int64_t> want{tp_size};
+  want.insert(want.end(), local.shape.begin(), local.shape.end());
+  OP_CHECK(out.shape == want, "out is " + shape_str(out) + ", expected " + shape_str(want) +
+                                  " for local " + shape_str(local));
+  OP_CHECK(local.data != out.data || local.numel() == 0, "out must not alias local");
+}
+
+int64_t check_qkv_shape(const char* backend, const Tensor& qkv, int64_t n_tokens,
+                        const AttentionShape& a, const char* op) {
+  const int64_t row = (a.q_heads + 2 * a.kv_heads) * a.head_dim;
+  check_matrix(backend, qkv, n_tokens, row, op, "qkv");
+  return row;
+}
+
+int64_t check_kv_cache_shapes(const char* backend, const Tensor& k_cache, const Tensor& v_cache,
+                              int block_size, const AttentionShape& a, const char* op) {
+  for (const Tensor* c : {&k_cache, &v_cache})
+    OP_CHECK(c->shape.size() == 4 && c->shape[1] == block_size && c->shape[2] == a.kv_heads &&
+                 c->shape[3] == a.head_dim,
+             std::string(c == &k_cache ? "k_cache" : "v_cache") + " is " + shape_str(*c) +
+                 ", expected [num_blocks, " + std::to_string(block_size) + ", " +
+                 std::to_string(a.kv_heads) + ", " + std::to_string(a.head_dim) + "]");
+  OP_CHECK(k_cache.shape == v_cache.shape,
+           "k_cache " + shape_str(k_cache) + " and v_cache " + shape_str(v_cache) + " differ");
+  return k_cache.shape[0];
+}
+
+void check_inv_freq_shape(const char* backend, const Tensor& inv_freq, const AttentionShape& a) {
+  const char* op = "rope_write_kv";
+  OP_CHECK(inv_freq.numel() == a.head_dim / 2,
+           "inv_freq is " + shape_str(inv_freq) +
+               ", expected head_dim/2 = " + std::to_string(a.head_dim / 2) + " values");
+}
+
 void validate_batch(const char* backend, const BatchLayout& b) {
   const char* op = "set_batch";
   const size_t n = b.token_ids.size();

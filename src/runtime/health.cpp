@@ -42,9 +42,7 @@ RankStatus parse_status(const std::string& payload) {
 }  // namespace
 
 Monitor::Monitor(const World& w, Options options) : opt_(std::move(options)) {
-  MPI_Comm dup = MPI_COMM_NULL;
-  TPINFER_MPI_CHECK(MPI_Comm_dup(w.world.get(), &dup));
-  comm_ = Comm(dup);
+  comm_ = duplicate(w.world.get());
   rank_ = w.rank;
   size_ = w.size;
   if (rank_ != 0) return;

@@ -34,6 +34,12 @@ Comm& Comm::operator=(Comm&& o) noexcept {
   return *this;
 }
 
+Comm duplicate(MPI_Comm c) {
+  MPI_Comm dup = MPI_COMM_NULL;
+  TPINFER_MPI_CHECK(MPI_Comm_dup(c, &dup));
+  return Comm(dup);
+}
+
 int Comm::rank() const {
   return ProcessGroup{c_}.rank();
 }
@@ -79,9 +85,7 @@ void ProcessGroup::all_reduce_sum(float* data, int64_t n) const {
 
 World make_world(int tp) {
   World w;
-  MPI_Comm dup = MPI_COMM_NULL;
-  TPINFER_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &dup));
-  w.world = Comm(dup);
+  w.world = duplicate(MPI_COMM_WORLD);
   // A failed call must come back to us as an error code we can report and map
   // to an exit code, not abort the job from inside MPI.
   TPINFER_MPI_CHECK(MPI_Comm_set_errhandler(w.world.get(), MPI_ERRORS_RETURN));

@@ -28,6 +28,7 @@
 #include "tpinfer/error.hpp"
 #include "tpinfer/fp8.hpp"
 #include "tpinfer/sampler.hpp"
+#include "tpinfer/world.hpp"
 
 namespace tpinfer {
 namespace {
@@ -77,18 +78,6 @@ void check_attention_shape(const AttentionShape& a, const char* op) {
   tpinfer::check_attention_shape("cpu", a, op);
 }
 
-// Returns the number of blocks of a [num_blocks, block_size, kv_heads, head_dim] cache.
-int64_t check_cache(const Tensor& c, int block_size, const AttentionShape& a, const char* op,
-                    const char* name) {
-  CPU_CHECK(c.shape.size() == 4 && c.shape[1] == block_size && c.shape[2] == a.kv_heads &&
-                c.shape[3] == a.head_dim,
-            op,
-            std::string(name) + " is " + shape_str(c) + ", expected [num_blocks, " +
-                std::to_string(block_size) + ", " + std::to_string(a.kv_heads) + ", " +
-                std::to_string(a.head_dim) + "]");
-  return c.shape[0];
-}
-
 // x / sqrt(mean(x^2) + eps) * w, as Hugging Face's LlamaRMSNorm: the sum of
 // squares in double so that wide rows of large values lose nothing.
 void rmsnorm_row(const float* x, const float* w, float eps, int64_t h, float* out) {
@@ -125,8 +114,8 @@ class CpuBackend final : public Backend {
     // Every parallel region names its thread count: omp_set_num_threads only
     // sets it for the calling thread, and the ops may run on another one.
     threads_ = threads > 0 ? threads : omp_get_max_threads();
-    TPINFER_MPI_CHECK(MPI_Comm_dup(tp_comm, &comm_.c));
-    TPINFER_MPI_CHECK(MPI_Comm_size(comm_.c, &tp_size_));
+    comm_ = duplicate(tp_comm);
+    TPINFER_MPI_CHECK(MPI_Comm_size(comm_.get(), &tp_size_));
   }
 
   std::string name() const override { return "cpu"; }
@@ -200,10 +189,8 @@ class CpuBackend final : public Backend {
     const char* op = "embed";
     const float* tab = f32(table, op, "table");
     float* o = f32(out, op, "out");
-    CPU_CHECK(table.shape.size() == 2, op, "table is " + shape_str(table) + ", expected 2-D");
-    const int64_t rows = table.shape[0], h = table.shape[1];
     const int64_t n = batch_.num_tokens();
-    check_matrix(out, n, h, op, "out");
+    const auto [rows, h] = check_embed_shapes("cpu", table, n, out);
     const int32_t* ids = batch_.token_ids.data();
 #pragma omp parallel for num_threads(threads_) schedule(static) if (n * h >= kParallelMin)
     for (int64_t t = 0; t < n; ++t) {
@@ -221,10 +208,7 @@ class CpuBackend final : public Backend {
     const float* xp = f32(x, op, "x");
     const float* wp = f32(w, op, "w");
     float* o = f32(out, op, "out");
-    const int64_t n = x.rows(), h = x.cols();
-    CPU_CHECK(!x.shape.empty() && w.numel() == h, op,
-              "x is " + shape_str(x) + ", w is " + shape_str(w));
-    check_matrix(out, n, h, op, "out");
+    const auto [n, h] = check_rmsnorm_shapes("cpu", x, w, out);
 #pragma omp parallel for num_threads(threads_) schedule(static) if (n * h >= kParallelMin)
     for (int64_t t = 0; t < n; ++t) rmsnorm_row(xp + t * h, wp, eps, h, o + t * h);
   }
@@ -237,12 +221,7 @@ class CpuBackend final : public Backend {
     const float* xp = f32(x, op, "x");
     const float* wp = f32(w, op, "w");
     float* o = f32(out, op, "out");
-    const int64_t n = residual.rows(), h = residual.cols();
-    CPU_CHECK(!residual.shape.empty() && w.numel() == h, op,
-              "residual is " + shape_str(residual) + ", w is " + shape_str(w));
-    check_matrix(x, n, h, op, "x");
-    check_matrix(out, n, h, op, "out");
-    CPU_CHECK(out.data != residual.data || n * h == 0, op, "out must not alias residual");
+    const auto [n, h] = check_add_rmsnorm_shapes("cpu", residual, x, w, out);
 #pragma omp parallel for num_threads(threads_) schedule(static) if (n * h >= kParallelMin)
     for (int64_t t = 0; t < n; ++t) {
       float* rr = r + t * h;
@@ -258,16 +237,8 @@ class CpuBackend final : public Backend {
     const float* xp = f32(x, op, "x");
     const float* wp = f32(w, op, "w");
     float* o = f32(out, op, "out");
-    CPU_CHECK(w.shape.size() == 2 && !x.shape.empty() && x.cols() == w.shape[1], op,
-              "x is " + shape_str(x) + ", w is " + shape_str(w) + " (expected x [n, k], w [m, k])");
-    const int64_t n = x.rows(), k = w.shape[1], m = w.shape[0];
-    check_matrix(out, n, m, op, "out");
-    const float* bp = nullptr;
-    if (bias != nullptr) {
-      bp = f32(*bias, op, "bias");
-      CPU_CHECK(bias->numel() == m, op, "bias is " + shape_str(*bias) + ", w is " + shape_str(w));
-    }
-    CPU_CHECK(out.data != x.data || n == 0, op, "out must not alias x");
+    const float* bp = bias != nullptr ? f32(*bias, op, "bias") : nullptr;
+    const auto [n, k, m] = check_linear_shapes("cpu", x, w, bias, out);
     CPU_CHECK(n <= INT_MAX && m <= INT_MAX && k <= INT_MAX, op,
               "sizes beyond the BLAS integer range: x " + shape_str(x) + ", w " + shape_str(w));
     if (n == 0 || m == 0) return;
@@ -315,15 +286,9 @@ class CpuBackend final : public Backend {
     check_cache_dtypes(k_cache, v_cache, op);
     const bool fp8_cache = k_cache.dtype == DType::fp8_e4m3;
     const int64_t n = batch_.num_tokens(), hd = a.head_dim, half = hd / 2;
-    const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
-    check_matrix(qkv, n, row, op, "qkv");
-    CPU_CHECK(inv_freq.numel() == half, op,
-              "inv_freq is " + shape_str(inv_freq) +
-                  ", expected head_dim/2 = " + std::to_string(half) + " values");
-    const int64_t blocks = check_cache(k_cache, batch_.block_size, a, op, "k_cache");
-    check_cache(v_cache, batch_.block_size, a, op, "v_cache");
-    CPU_CHECK(k_cache.shape == v_cache.shape, op,
-              "k_cache " + shape_str(k_cache) + " and v_cache " + shape_str(v_cache) + " differ");
+    const int64_t row = check_qkv_shape("cpu", qkv, n, a, op);
+    check_inv_freq_shape("cpu", inv_freq, a);
+    const int64_t blocks = check_kv_cache_shapes("cpu", k_cache, v_cache, batch_.block_size, a, op);
     const int64_t slots = blocks * batch_.block_size;
     for (int64_t t = 0; t < n; ++t)
       CPU_CHECK(batch_.slot_mapping[t] >= 0 && batch_.slot_mapping[t] < slots, op,
@@ -379,13 +344,9 @@ class CpuBackend final : public Backend {
     check_cache_dtypes(k_cache, v_cache, op);
     float* o = f32(out, op, "out");
     const int64_t n = batch_.num_tokens(), hd = a.head_dim;
-    const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
-    check_matrix(qkv, n, row, op, "qkv");
+    const int64_t row = check_qkv_shape("cpu", qkv, n, a, op);
     check_matrix(out, n, a.q_heads * hd, op, "out");
-    const int64_t blocks = check_cache(k_cache, batch_.block_size, a, op, "k_cache");
-    check_cache(v_cache, batch_.block_size, a, op, "v_cache");
-    CPU_CHECK(k_cache.shape == v_cache.shape, op,
-              "k_cache " + shape_str(k_cache) + " and v_cache " + shape_str(v_cache) + " differ");
+    const int64_t blocks = check_kv_cache_shapes("cpu", k_cache, v_cache, batch_.block_size, a, op);
 
     const int bs = batch_.block_size;
     const int64_t stride = batch_.max_blocks_per_seq;
@@ -468,10 +429,8 @@ class CpuBackend final : public Backend {
     const char* op = "silu_mul";
     const float* g = f32(gate_up, op, "gate_up");
     float* o = f32(out, op, "out");
-    const int64_t n = gate_up.rows(), two_i = gate_up.cols(), i = two_i / 2;
-    CPU_CHECK(!gate_up.shape.empty() && two_i % 2 == 0, op,
-              "gate_up is " + shape_str(gate_up) + ", expected [n, 2*i]");
-    check_matrix(out, n, i, op, "out");
+    const auto [n, i] = check_silu_mul_shapes("cpu", gate_up, out);
+    const int64_t two_i = 2 * i;
 #pragma omp parallel for num_threads(threads_) schedule(static) if (n * i >= kParallelMin)
     for (int64_t t = 0; t < n; ++t) {
       const float* gate = g + t * two_i;
@@ -488,14 +447,12 @@ class CpuBackend final : public Backend {
     const float* xp = f32(x, op, "x");
     float* o = f32(out, op, "out");
     const auto& rows = batch_.logit_rows;
-    const int64_t m = static_cast<int64_t>(rows.size()), c = x.cols();
-    CPU_CHECK(!x.shape.empty(), op, "x has no shape");
-    check_matrix(out, m, c, op, "out");
-    for (int64_t j = 0; j < m; ++j) {
-      CPU_CHECK(rows[j] >= 0 && rows[j] < x.rows(), op,
-                "logit row " + std::to_string(rows[j]) + " outside x " + shape_str(x));
+    // set_batch has checked every row >= 0.
+    const int32_t max_row = rows.empty() ? -1 : *std::max_element(rows.begin(), rows.end());
+    const auto [m, c] =
+        check_gather_rows_shapes("cpu", x, static_cast<int64_t>(rows.size()), max_row, out);
+    for (int64_t j = 0; j < m; ++j)
       std::memcpy(o + j * c, xp + rows[j] * c, static_cast<size_t>(c) * sizeof(float));
-    }
   }
 
   void argmax_rows(const Tensor& logits, int64_t valid_cols, int64_t col_offset,
@@ -503,10 +460,7 @@ class CpuBackend final : public Backend {
     const char* op = "argmax_rows";
     const float* l = f32(logits, op, "logits");
     float* o = f32(out, op, "out");
-    const int64_t n = logits.rows(), c = logits.cols();
-    CPU_CHECK(valid_cols >= 1 && valid_cols <= c, op,
-              "valid_cols " + std::to_string(valid_cols) + " outside logits " + shape_str(logits));
-    check_matrix(out, n, 2, op, "out");
+    const auto [n, c] = check_argmax_rows_shapes("cpu", logits, valid_cols, out);
     for (int64_t r = 0; r < n; ++r) {
       const float* row = l + r * c;
       float best = -std::numeric_limits<float>::infinity();
@@ -581,7 +535,8 @@ class CpuBackend final : public Backend {
     constexpr int64_t kChunk = int64_t{1} << 30;
     for (int64_t off = 0; off < x.numel(); off += kChunk) {
       const int count = static_cast<int>(std::min(kChunk, x.numel() - off));
-      TPINFER_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + off, count, MPI_FLOAT, MPI_SUM, comm_.c));
+      TPINFER_MPI_CHECK(
+          MPI_Allreduce(MPI_IN_PLACE, p + off, count, MPI_FLOAT, MPI_SUM, comm_.get()));
     }
   }
 
@@ -589,34 +544,17 @@ class CpuBackend final : public Backend {
     const char* op = "all_gather";
     const float* l = f32(local, op, "local");
     float* o = f32(out, op, "out");
-    std::vector<int64_t> want{tp_size_};
-    want.insert(want.end(), local.shape.begin(), local.shape.end());
-    CPU_CHECK(out.shape == want, op,
-              "out is " + shape_str(out) + ", expected " + shape_str(want) + " for local " +
-                  shape_str(local));
+    check_all_gather_shapes("cpu", local, tp_size_, out);
     CPU_CHECK(local.numel() <= INT_MAX, op, "local " + shape_str(local) + " exceeds an MPI count");
-    CPU_CHECK(l != o || local.numel() == 0, op, "out must not alias local");
     watchdog::Guard guard(op);
     TPINFER_MPI_CHECK(MPI_Allgather(l, static_cast<int>(local.numel()), MPI_FLOAT, o,
-                                    static_cast<int>(local.numel()), MPI_FLOAT, comm_.c));
+                                    static_cast<int>(local.numel()), MPI_FLOAT, comm_.get()));
   }
 
  private:
   // The backend's own duplicate of the TP communicator, so its collectives
   // cannot match messages of the caller's.
-  struct DupComm {
-    MPI_Comm c = MPI_COMM_NULL;
-    DupComm() = default;
-    DupComm(const DupComm&) = delete;
-    DupComm& operator=(const DupComm&) = delete;
-    ~DupComm() {
-      int finalized = 0;
-      MPI_Finalized(&finalized);
-      if (c != MPI_COMM_NULL && !finalized) MPI_Comm_free(&c);
-    }
-  };
-
-  DupComm comm_;
+  Comm comm_;
   int tp_size_ = 1;
   int threads_ = 1;
   int64_t bytes_used_ = 0;

@@ -35,6 +35,7 @@
 #include "tpinfer/backend.hpp"
 #include "tpinfer/error.hpp"
 #include "tpinfer/fp8.hpp"
+#include "tpinfer/world.hpp"
 
 namespace tpinfer {
 namespace {
@@ -78,20 +79,18 @@ void check_attention_shape(const AttentionShape& a, const char* op) {
   CUDA_BE_CHECK(a.q_heads <= INT_MAX / 2 && a.head_dim <= 4096, op, "attention shape too large");
 }
 
-// Returns the number of blocks of a [num_blocks, block_size, kv_heads, head_dim] cache.
-int64_t check_cache(const Tensor& c, int block_size, const AttentionShape& a, const char* op,
-                    const char* name) {
-  CUDA_BE_CHECK(c.dtype == DType::bf16 || c.dtype == DType::fp8_e4m3, op,
-                std::string(name) + " has dtype " + dtype_name(c.dtype) +
-                    ", expected bfloat16 or float8_e4m3fn");
-  check_storage(c, op, name);
-  CUDA_BE_CHECK(c.shape.size() == 4 && c.shape[1] == block_size && c.shape[2] == a.kv_heads &&
-                    c.shape[3] == a.head_dim,
+// The two caches of a layer: both bfloat16 or both float8_e4m3fn, of one
+// [num_blocks, block_size, kv_heads, head_dim] shape. Returns num_blocks.
+int64_t check_cache(const Tensor& k_cache, const Tensor& v_cache, int block_size,
+                    const AttentionShape& a, const char* op) {
+  CUDA_BE_CHECK(k_cache.dtype == v_cache.dtype &&
+                    (k_cache.dtype == DType::bf16 || k_cache.dtype == DType::fp8_e4m3),
                 op,
-                std::string(name) + " is " + shape_str(c) + ", expected [num_blocks, " +
-                    std::to_string(block_size) + ", " + std::to_string(a.kv_heads) + ", " +
-                    std::to_string(a.head_dim) + "]");
-  return c.shape[0];
+                std::string("k_cache is ") + dtype_name(k_cache.dtype) + " and v_cache " +
+                    dtype_name(v_cache.dtype) + ": both bfloat16 or both float8_e4m3fn");
+  check_storage(k_cache, op, "k_cache");
+  check_storage(v_cache, op, "v_cache");
+  return check_kv_cache_shapes("cuda", k_cache, v_cache, block_size, a, op);
 }
 
 class CudaBackend final : public Backend {
@@ -107,8 +106,8 @@ class CudaBackend final : public Backend {
                       " is outside (0, 1]",
                   kExitUsage);
     TPINFER_CUDA_CHECK(cudaSetDevice(o.device));
-    TPINFER_MPI_CHECK(MPI_Comm_dup(tp_comm, &comm_.c));
-    TPINFER_MPI_CHECK(MPI_Comm_size(comm_.c, &tp_size_));
+    comm_ = duplicate(tp_comm);
+    TPINFER_MPI_CHECK(MPI_Comm_size(comm_.get(), &tp_size_));
     cudaDeviceProp prop{};
     TPINFER_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
     sms_ = prop.multiProcessorCount;
@@ -123,7 +122,7 @@ class CudaBackend final : public Backend {
     // cuBLASLt handle, kernel attributes) comes before the arena measures what
     // is free.
     if (tp_size_ > 1)
-      collectives_ = std::make_unique<cuda::Collectives>(comm_.c, o.collectives,
+      collectives_ = std::make_unique<cuda::Collectives>(comm_.get(), o.collectives,
                                                          o.custom_all_reduce_bytes, stream_.get());
     gemm_ = std::make_unique<cuda::Gemm>();
     cuda::attention_init();
@@ -317,10 +316,8 @@ class CudaBackend final : public Backend {
     require_batch(op);
     const bf16* tab = bf(table, op, "table");
     bf16* o = bf(out, op, "out");
-    CUDA_BE_CHECK(table.shape.size() == 2, op, "table is " + shape_str(table) + ", expected 2-D");
-    const int64_t rows = table.shape[0], h = table.shape[1];
     const int64_t n = batch_.layout().num_tokens();
-    check_matrix(out, n, h, op, "out");
+    const auto [rows, h] = check_embed_shapes("cuda", table, n, out);
     cuda::launch_embed(tab, rows, h, vocab_offset, d_.token_ids, n, o, stream_.get());
   }
 
@@ -329,10 +326,7 @@ class CudaBackend final : public Backend {
     const bf16* xp = bf(x, op, "x");
     const bf16* wp = bf(w, op, "w");
     bf16* o = bf(out, op, "out");
-    const int64_t n = x.rows(), h = x.cols();
-    CUDA_BE_CHECK(!x.shape.empty() && w.numel() == h, op,
-                  "x is " + shape_str(x) + ", w is " + shape_str(w));
-    check_matrix(out, n, h, op, "out");
+    const auto [n, h] = check_rmsnorm_shapes("cuda", x, w, out);
     cuda::launch_rmsnorm(xp, wp, eps, n, h, o, stream_.get());
   }
 
@@ -343,12 +337,7 @@ class CudaBackend final : public Backend {
     const bf16* xp = bf(x, op, "x");
     const bf16* wp = bf(w, op, "w");
     bf16* o = bf(out, op, "out");
-    const int64_t n = residual.rows(), h = residual.cols();
-    CUDA_BE_CHECK(!residual.shape.empty() && w.numel() == h, op,
-                  "residual is " + shape_str(residual) + ", w is " + shape_str(w));
-    check_matrix(x, n, h, op, "x");
-    check_matrix(out, n, h, op, "out");
-    CUDA_BE_CHECK(out.data != residual.data || n * h == 0, op, "out must not alias residual");
+    const auto [n, h] = check_add_rmsnorm_shapes("cuda", residual, x, w, out);
     cuda::launch_add_rmsnorm(r, xp, wp, eps, n, h, o, stream_.get());
   }
 
@@ -357,18 +346,8 @@ class CudaBackend final : public Backend {
     const bf16* xp = bf(x, op, "x");
     const bf16* wp = bf(w, op, "w");
     bf16* o = bf(out, op, "out");
-    CUDA_BE_CHECK(
-        w.shape.size() == 2 && !x.shape.empty() && x.cols() == w.shape[1], op,
-        "x is " + shape_str(x) + ", w is " + shape_str(w) + " (expected x [n, k], w [m, k])");
-    const int64_t n = x.rows(), k = w.shape[1], m = w.shape[0];
-    check_matrix(out, n, m, op, "out");
-    const bf16* bp = nullptr;
-    if (bias != nullptr) {
-      bp = bf(*bias, op, "bias");
-      CUDA_BE_CHECK(bias->numel() == m, op,
-                    "bias is " + shape_str(*bias) + ", w is " + shape_str(w));
-    }
-    CUDA_BE_CHECK(out.data != x.data || n == 0, op, "out must not alias x");
+    const bf16* bp = bias != nullptr ? bf(*bias, op, "bias") : nullptr;
+    const auto [n, k, m] = check_linear_shapes("cuda", x, w, bias, out);
     if (n == 0 || m == 0) return;
     if (k == 0) {  // an empty sum: cuBLASLt rejects a zero inner dimension
       cuda::launch_fill_rows(bp, n, m, o, stream_.get());
@@ -390,19 +369,11 @@ class CudaBackend final : public Backend {
         inv_freq.dtype == DType::f32, op,
         std::string("inv_freq has dtype ") + dtype_name(inv_freq.dtype) + ", expected float32");
     check_storage(inv_freq, op, "inv_freq");
-    const int64_t n = batch_.layout().num_tokens(), hd = a.head_dim;
-    const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
-    check_matrix(qkv, n, row, op, "qkv");
-    CUDA_BE_CHECK(inv_freq.numel() == hd / 2, op,
-                  "inv_freq is " + shape_str(inv_freq) +
-                      ", expected head_dim/2 = " + std::to_string(hd / 2) + " values");
+    const int64_t n = batch_.layout().num_tokens();
+    check_qkv_shape("cuda", qkv, n, a, op);
+    check_inv_freq_shape("cuda", inv_freq, a);
     const int bs = batch_.layout().block_size;
-    const int64_t blocks = check_cache(k_cache, bs, a, op, "k_cache");
-    check_cache(v_cache, bs, a, op, "v_cache");
-    CUDA_BE_CHECK(k_cache.shape == v_cache.shape && k_cache.dtype == v_cache.dtype, op,
-                  "k_cache " + shape_str(k_cache) + " " + dtype_name(k_cache.dtype) +
-                      " and v_cache " + shape_str(v_cache) + " " + dtype_name(v_cache.dtype) +
-                      " differ");
+    const int64_t blocks = check_cache(k_cache, v_cache, bs, a, op);
     const int64_t slots = blocks * bs;
     cache_blocks_ = blocks;
     CUDA_BE_CHECK(batch_.max_slot() < slots, op,
@@ -431,16 +402,10 @@ class CudaBackend final : public Backend {
     bf16* o = bf(out, op, "out");
     const BatchLayout& b = batch_.layout();
     const int64_t n = b.num_tokens(), hd = a.head_dim;
-    const int64_t row = (a.q_heads + 2 * a.kv_heads) * hd;
-    check_matrix(qkv, n, row, op, "qkv");
+    const int64_t row = check_qkv_shape("cuda", qkv, n, a, op);
     check_matrix(out, n, a.q_heads * hd, op, "out");
     CUDA_BE_CHECK(out.data != qkv.data || n == 0, op, "out must not alias qkv");
-    const int64_t blocks = check_cache(k_cache, b.block_size, a, op, "k_cache");
-    check_cache(v_cache, b.block_size, a, op, "v_cache");
-    CUDA_BE_CHECK(k_cache.shape == v_cache.shape && k_cache.dtype == v_cache.dtype, op,
-                  "k_cache " + shape_str(k_cache) + " " + dtype_name(k_cache.dtype) +
-                      " and v_cache " + shape_str(v_cache) + " " + dtype_name(v_cache.dtype) +
-                      " differ");
+    const int64_t blocks = check_cache(k_cache, v_cache, b.block_size, a, op);
     CUDA_BE_CHECK(batch_.max_block() < blocks, op,
                   "a block table entry within a context lies outside the cache's " +
                       std::to_string(blocks) + " blocks");
@@ -534,10 +499,7 @@ class CudaBackend final : public Backend {
     const char* op = "silu_mul";
     const bf16* g = bf(gate_up, op, "gate_up");
     bf16* o = bf(out, op, "out");
-    const int64_t n = gate_up.rows(), two_i = gate_up.cols(), i = two_i / 2;
-    CUDA_BE_CHECK(!gate_up.shape.empty() && two_i % 2 == 0, op,
-                  "gate_up is " + shape_str(gate_up) + ", expected [n, 2*i]");
-    check_matrix(out, n, i, op, "out");
+    const auto [n, i] = check_silu_mul_shapes("cuda", gate_up, out);
     cuda::launch_silu_mul(g, n, i, o, stream_.get());
   }
 
@@ -546,12 +508,9 @@ class CudaBackend final : public Backend {
     require_batch(op);
     const bf16* xp = bf(x, op, "x");
     bf16* o = bf(out, op, "out");
-    const int64_t m = static_cast<int64_t>(batch_.layout().logit_rows.size()), c = x.cols();
-    CUDA_BE_CHECK(!x.shape.empty(), op, "x has no shape");
-    check_matrix(out, m, c, op, "out");
-    CUDA_BE_CHECK(
-        batch_.max_logit_row() < x.rows(), op,
-        "logit row " + std::to_string(batch_.max_logit_row()) + " outside x " + shape_str(x));
+    const auto [m, c] =
+        check_gather_rows_shapes("cuda", x, static_cast<int64_t>(batch_.layout().logit_rows.size()),
+                                 batch_.max_logit_row(), out);
     cuda::launch_gather_rows(xp, c, d_.logit_rows, m, o, stream_.get());
   }
 
@@ -561,10 +520,7 @@ class CudaBackend final : public Backend {
     const bf16* l = bf(logits, op, "logits");
     check_storage(out, op, "out");
     CUDA_BE_CHECK(out.dtype == DType::f32, op, "out must be float32");
-    const int64_t n = logits.rows(), c = logits.cols();
-    CUDA_BE_CHECK(valid_cols >= 1 && valid_cols <= c, op,
-                  "valid_cols " + std::to_string(valid_cols) + " outside " + shape_str(logits));
-    check_matrix(out, n, 2, op, "out");
+    const auto [n, c] = check_argmax_rows_shapes("cuda", logits, valid_cols, out);
     cuda::launch_argmax_rows(l, n, c, valid_cols, col_offset, static_cast<float*>(out.data),
                              stream_.get());
   }
@@ -613,15 +569,10 @@ class CudaBackend final : public Backend {
     const char* op = "all_gather";
     check_storage(local, op, "local");
     check_storage(out, op, "out");
-    std::vector<int64_t> want{tp_size_};
-    want.insert(want.end(), local.shape.begin(), local.shape.end());
-    CUDA_BE_CHECK(out.shape == want, op,
-                  "out is " + shape_str(out) + ", expected " + shape_str(want) + " for local " +
-                      shape_str(local));
+    check_all_gather_shapes("cuda", local, tp_size_, out);
     CUDA_BE_CHECK(
         out.dtype == local.dtype, op,
         std::string("out is ") + dtype_name(out.dtype) + ", local " + dtype_name(local.dtype));
-    CUDA_BE_CHECK(local.data != out.data || local.numel() == 0, op, "out must not alias local");
     if (tp_size_ == 1) {
       const size_t bytes = static_cast<size_t>(local.numel()) * dtype_bytes(local.dtype);
       if (bytes > 0)
@@ -633,17 +584,6 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  struct DupComm {
-    MPI_Comm c = MPI_COMM_NULL;
-    DupComm() = default;
-    DupComm(const DupComm&) = delete;
-    DupComm& operator=(const DupComm&) = delete;
-    ~DupComm() {
-      int finalized = 0;
-      MPI_Finalized(&finalized);
-      if (c != MPI_COMM_NULL && !finalized) MPI_Comm_free(&c);
-    }
-  };
   // Device copies of the current batch's arrays.
   struct DeviceBatch {
     const int32_t *token_ids = nullptr, *positions = nullptr, *slot_mapping = nullptr,
@@ -720,7 +660,7 @@ class CudaBackend final : public Backend {
     return {meta_dev_, work_dev_, work_host_.data(), partial_dev_};
   }
 
-  DupComm comm_;
+  Comm comm_;  // the backend's own duplicate of the TP communicator
   int tp_size_ = 1;
   int sms_ = 1;
   cuda::Stream stream_;
