@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../paged_batch.hpp"
 #include "tpinfer/backend.hpp"
 #include "tpinfer/batch.hpp"
 #include "tpinfer/cuda_backend.hpp"
@@ -100,64 +101,10 @@ inline void expect_close(const std::vector<float>& got, const std::vector<float>
                      << " elements off; worst error / rms = " << worst;
 }
 
-// One sequence of a test batch: `n_query` tokens at positions start..start+n_query-1.
-struct SeqSpec {
-  int start;
-  int n_query;
-  int context() const { return start + n_query; }
-};
-
-// Block tables with the cache's blocks handed out in shuffled order, padded with -1.
-struct Paging {
-  int block_size = 0;
-  int num_blocks = 0;
-  int max_blocks = 0;
-  std::vector<int32_t> tables;
-  int32_t slot(int s, int j) const {
-    return tables[s * max_blocks + j / block_size] * block_size + j % block_size;
-  }
-};
-
-inline Paging make_paging(const std::vector<SeqSpec>& seqs, int block_size, std::mt19937_64& rng) {
-  Paging p;
-  p.block_size = block_size;
-  int needed = 0;
-  for (const auto& s : seqs) {
-    const int nb = (s.context() + block_size - 1) / block_size;
-    needed += nb;
-    p.max_blocks = std::max(p.max_blocks, nb + 1);
-  }
-  p.num_blocks = needed + 3;
-  std::vector<int32_t> ids(p.num_blocks);
-  std::iota(ids.begin(), ids.end(), 0);
-  std::shuffle(ids.begin(), ids.end(), rng);
-  p.tables.assign(seqs.size() * p.max_blocks, -1);
-  size_t next = 0;
-  for (size_t s = 0; s < seqs.size(); ++s)
-    for (int b = 0; b < (seqs[s].context() + block_size - 1) / block_size; ++b)
-      p.tables[s * p.max_blocks + b] = ids[next++];
-  return p;
-}
-
-inline BatchLayout make_batch(const std::vector<SeqSpec>& seqs, const Paging& p) {
-  BatchLayout b;
-  b.block_size = p.block_size;
-  b.query_start.push_back(0);
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    for (int q = 0; q < seqs[s].n_query; ++q) {
-      const int pos = seqs[s].start + q;
-      b.token_ids.push_back(1 + (pos * 7 + static_cast<int>(s) * 13) % 50);
-      b.positions.push_back(pos);
-      b.slot_mapping.push_back(p.slot(static_cast<int>(s), pos));
-    }
-    b.query_start.push_back(static_cast<int32_t>(b.token_ids.size()));
-    b.context_len.push_back(seqs[s].context());
-    b.logit_rows.push_back(b.query_start.back() - 1);
-  }
-  b.max_blocks_per_seq = p.max_blocks;
-  b.block_tables = p.tables;
-  return b;
-}
+using test::make_batch;
+using test::make_paging;
+using test::Paging;
+using test::SeqSpec;
 
 // Llama 3's frequency-dependent RoPE scaling at a small original context, so
 // that all three bands occur at small head dims.

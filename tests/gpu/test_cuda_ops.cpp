@@ -44,23 +44,7 @@ class CudaOps : public ::testing::Test {
     cpu().set_batch(b);
     gpu().set_batch(b);
   }
-  // A batch of independent single-token sequences, for ops that read token ids only.
-  void set_tokens(const std::vector<int32_t>& ids) {
-    BatchLayout b;
-    b.token_ids = ids;
-    const auto n = static_cast<int32_t>(ids.size());
-    b.positions.assign(ids.size(), 0);
-    b.slot_mapping.resize(ids.size());
-    std::iota(b.slot_mapping.begin(), b.slot_mapping.end(), 0);
-    b.query_start.resize(ids.size() + 1);
-    std::iota(b.query_start.begin(), b.query_start.end(), 0);
-    b.context_len.assign(ids.size(), 1);
-    b.max_blocks_per_seq = 1;
-    b.block_tables.resize(ids.size());
-    std::iota(b.block_tables.begin(), b.block_tables.end(), 0);
-    for (int32_t t = 0; t < n; ++t) b.logit_rows.push_back(t);
-    set_batch(b);
-  }
+  void set_tokens(const std::vector<int32_t>& ids) { set_batch(test::single_token_batch(ids)); }
 
   std::unique_ptr<BackendPair> be_;
   std::mt19937_64 rng_{7070};
