@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../mpi_world.hpp"
 #include "backend/cuda/ipc_all_reduce.hpp"
 #include "gpu_test_util.hpp"
 #include "model_compare.hpp"
@@ -25,16 +26,8 @@
 namespace tpinfer::gputest {
 namespace {
 
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using test::world_rank;
+using test::world_size;
 bool tp_world() {
   const int n = world_size();
   return n == 2 || n == 4 || n == 8;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "../mpi_world.hpp"
 #include "tpinfer/backend.hpp"
 #include "tpinfer/engine.hpp"
 #include "tpinfer/error.hpp"
@@ -18,16 +19,8 @@
 namespace tpinfer {
 namespace {
 
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using test::world_rank;
+using test::world_size;
 
 ModelConfig config_gqa_llama3() {
   return config_from_hf_json(nlohmann::json::parse(R"({
