@@ -1,6 +1,7 @@
 #include "backend/op_checks.hpp"
 
 #include "tpinfer/error.hpp"
+#include "tpinfer/model_config.hpp"
 
 namespace tpinfer {
 
@@ -18,11 +19,14 @@ void backend_fail(const char* backend, const char* op, const std::string& msg) {
   throw Error(std::string(backend) + " backend: " + op + ": " + msg, kExitOther);
 }
 
-// The message is only built when the check fails: these run on every op call.
-#define OP_CHECK(cond, msg)                      \
-  do {                                           \
-    if (!(cond)) backend_fail(backend, op, msg); \
-  } while (0)
+#define OP_CHECK(cond, msg) TPINFER_OP_CHECK(backend, cond, op, msg)
+
+void check_dtype_and_storage(const char* backend, const Tensor& t, DType want, const char* op,
+                             const char* name, const char* why) {
+  OP_CHECK(t.dtype == want, std::string(name) + " has dtype " + dtype_name(t.dtype) +
+                                ", expected " + dtype_name(want) + why);
+  OP_CHECK(t.data != nullptr || t.numel() == 0, std::string(name) + " has no storage");
+}
 
 void check_matrix(const char* backend, const Tensor& t, int64_t rows, int64_t cols, const char* op,
                   const char* name) {

@@ -15,6 +15,18 @@ std::string shape_str(const Tensor& t);
 // Throws Error "<backend> backend: <op>: <msg>".
 [[noreturn]] void backend_fail(const char* backend, const char* op, const std::string& msg);
 
+// backend_fail unless cond; the message is only built when the check fails
+// (these run on every op call).
+#define TPINFER_OP_CHECK(backend, cond, op, msg)                  \
+  do {                                                            \
+    if (!(cond)) ::tpinfer::backend_fail((backend), (op), (msg)); \
+  } while (0)
+
+// t holds `want` values and has storage (or no elements); `why` ends the
+// message of a wrong dtype.
+void check_dtype_and_storage(const char* backend, const Tensor& t, DType want, const char* op,
+                             const char* name, const char* why = "");
+
 // t read as a matrix: rows (shape[0]) by everything else.
 void check_matrix(const char* backend, const Tensor& t, int64_t rows, int64_t cols, const char* op,
                   const char* name);

@@ -35,27 +35,15 @@ namespace {
 
 constexpr size_t kAlignment = 64;
 
-[[noreturn]] void fail(const char* op, const std::string& msg) {
-  backend_fail("cpu", op, msg);
-}
-
-// The message is only built when the check fails: these run on every op call.
-#define CPU_CHECK(cond, op, msg)    \
-  do {                              \
-    if (!(cond)) fail((op), (msg)); \
-  } while (0)
+#define CPU_CHECK(cond, op, msg) TPINFER_OP_CHECK("cpu", cond, op, msg)
 
 float* f32(const Tensor& t, const char* op, const char* name) {
-  CPU_CHECK(t.dtype == DType::f32, op,
-            std::string(name) + " has dtype " + dtype_name(t.dtype) + ", expected float32");
-  CPU_CHECK(t.data != nullptr || t.numel() == 0, op, std::string(name) + " has no storage");
+  check_dtype_and_storage("cpu", t, DType::f32, op, name);
   return static_cast<float*>(t.data);
 }
 
 uint8_t* fp8(const Tensor& t, const char* op, const char* name) {
-  CPU_CHECK(t.dtype == DType::fp8_e4m3, op,
-            std::string(name) + " has dtype " + dtype_name(t.dtype) + ", expected float8_e4m3fn");
-  CPU_CHECK(t.data != nullptr || t.numel() == 0, op, std::string(name) + " has no storage");
+  check_dtype_and_storage("cpu", t, DType::fp8_e4m3, op, name);
   return static_cast<uint8_t*>(t.data);
 }
 

@@ -47,24 +47,14 @@ constexpr size_t kStagingBytes = size_t{32} << 20;   // two halves, double-buffe
 constexpr size_t kGemmWorkspace = size_t{32} << 20;  // what cuBLASLt asks for on Hopper
 constexpr size_t kMaxReserve = size_t{256} << 20;    // per-step scratch headroom
 
-[[noreturn]] void fail(const char* op, const std::string& msg) {
-  backend_fail("cuda", op, msg);
-}
-
-#define CUDA_BE_CHECK(cond, op, msg) \
-  do {                               \
-    if (!(cond)) fail((op), (msg));  \
-  } while (0)
+#define CUDA_BE_CHECK(cond, op, msg) TPINFER_OP_CHECK("cuda", cond, op, msg)
 
 void check_storage(const Tensor& t, const char* op, const char* name) {
   CUDA_BE_CHECK(t.data != nullptr || t.numel() == 0, op, std::string(name) + " has no storage");
 }
 
 bf16* bf(const Tensor& t, const char* op, const char* name) {
-  CUDA_BE_CHECK(t.dtype == DType::bf16, op,
-                std::string(name) + " has dtype " + dtype_name(t.dtype) +
-                    ", expected bfloat16 (the cuda backend computes in bf16)");
-  check_storage(t, op, name);
+  check_dtype_and_storage("cuda", t, DType::bf16, op, name, " (the cuda backend computes in bf16)");
   return static_cast<bf16*>(t.data);
 }
 
@@ -365,10 +355,7 @@ class CudaBackend final : public Backend {
     require_batch(op);
     check_attention_shape(a, op);
     bf16* x = bf(qkv, op, "qkv");
-    CUDA_BE_CHECK(
-        inv_freq.dtype == DType::f32, op,
-        std::string("inv_freq has dtype ") + dtype_name(inv_freq.dtype) + ", expected float32");
-    check_storage(inv_freq, op, "inv_freq");
+    check_dtype_and_storage("cuda", inv_freq, DType::f32, op, "inv_freq");
     const int64_t n = batch_.layout().num_tokens();
     check_qkv_shape("cuda", qkv, n, a, op);
     check_inv_freq_shape("cuda", inv_freq, a);
