@@ -1,5 +1,7 @@
 #include "backend/op_checks.hpp"
 
+#include <limits>
+
 #include "tpinfer/error.hpp"
 #include "tpinfer/model_config.hpp"
 
@@ -26,6 +28,17 @@ void check_dtype_and_storage(const char* backend, const Tensor& t, DType want, c
   OP_CHECK(t.dtype == want, std::string(name) + " has dtype " + dtype_name(t.dtype) +
                                 ", expected " + dtype_name(want) + why);
   OP_CHECK(t.data != nullptr || t.numel() == 0, std::string(name) + " has no storage");
+}
+
+int64_t checked_numel(const char* backend, const std::vector<int64_t>& shape) {
+  const char* op = "alloc";
+  int64_t n = 1;
+  for (int64_t s : shape) {
+    OP_CHECK(s >= 0 && (s == 0 || n <= std::numeric_limits<int64_t>::max() / 4 / s),
+             "bad shape " + shape_str(shape));
+    n *= s;
+  }
+  return n;
 }
 
 void check_matrix(const char* backend, const Tensor& t, int64_t rows, int64_t cols, const char* op,

@@ -27,6 +27,10 @@ std::string shape_str(const Tensor& t);
 void check_dtype_and_storage(const char* backend, const Tensor& t, DType want, const char* op,
                              const char* name, const char* why = "");
 
+// The element count of a tensor of `shape`: throws on a negative size or a
+// count whose bytes (up to 4 an element) would overflow int64.
+int64_t checked_numel(const char* backend, const std::vector<int64_t>& shape);
+
 // t read as a matrix: rows (shape[0]) by everything else.
 void check_matrix(const char* backend, const Tensor& t, int64_t rows, int64_t cols, const char* op,
                   const char* name);

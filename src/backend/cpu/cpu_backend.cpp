@@ -117,12 +117,7 @@ class CpuBackend final : public Backend {
                       " is not supported (the cpu backend computes in float32; it also stores "
                       "a KV cache in float8_e4m3fn)",
                   kExitUsage);
-    int64_t n = 1;
-    for (int64_t s : shape) {
-      CPU_CHECK(s >= 0 && (s == 0 || n <= std::numeric_limits<int64_t>::max() / 4 / s), "alloc",
-                "bad shape " + shape_str(shape));
-      n *= s;
-    }
+    const int64_t n = checked_numel("cpu", shape);
     // aligned_alloc wants a multiple of the alignment; a zero-sized tensor still
     // gets a distinct non-null pointer.
     const size_t bytes =
@@ -134,11 +129,7 @@ class CpuBackend final : public Backend {
     std::memset(p, 0, bytes);
     blocks_.emplace_back(p);
     bytes_used_ += static_cast<int64_t>(bytes);
-    Tensor t;
-    t.data = p;
-    t.dtype = dtype;
-    t.shape = shape;
-    return t;
+    return Tensor{p, dtype, shape};
   }
 
   void upload(const Tensor& dst, const float* src) override {

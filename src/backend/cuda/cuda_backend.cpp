@@ -164,21 +164,12 @@ class CudaBackend final : public Backend {
   int64_t bytes_free() const override { return static_cast<int64_t>(arena_->available()); }
 
   Tensor alloc(const std::vector<int64_t>& shape, DType dtype) override {
-    int64_t n = 1;
-    for (int64_t s : shape) {
-      CUDA_BE_CHECK(s >= 0 && (s == 0 || n <= std::numeric_limits<int64_t>::max() / 4 / s), "alloc",
-                    "bad shape " + shape_str(shape));
-      n *= s;
-    }
+    const int64_t n = checked_numel("cuda", shape);
     const size_t bytes = static_cast<size_t>(n) * static_cast<size_t>(dtype_bytes(dtype));
     void* p = arena_->allocate(bytes);  // std::bad_alloc when the arena is full
     // Zeroed, as on the cpu backend: a cache slot never written reads as 0.
     if (bytes > 0) TPINFER_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_.get()));
-    Tensor t;
-    t.data = p;
-    t.dtype = dtype;
-    t.shape = shape;
-    return t;
+    return Tensor{p, dtype, shape};
   }
 
   // Host fp32 -> dst's dtype: converted on the host into one half of the
