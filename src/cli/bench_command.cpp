@@ -217,8 +217,12 @@ struct Bench {
   }
 
   void offline(const std::string& name, const std::vector<Request>& reqs) {
+    std::vector<std::pair<int64_t, int64_t>> shapes;  // (prompt, outputs) a request
     int64_t output_tokens = 0;
-    for (const auto& q : reqs) output_tokens += q.sampling.max_new_tokens;
+    for (const auto& q : reqs) {
+      shapes.emplace_back(static_cast<int64_t>(q.prompt.size()), q.sampling.max_new_tokens);
+      output_tokens += q.sampling.max_new_tokens;
+    }
     std::vector<double> tps;
     for (int rep = 0; rep < o.offline_repeats; ++rep) {
       auto e = engine(r.max_batch);
@@ -242,9 +246,6 @@ struct Bench {
 #endif
       }
     }
-    std::vector<std::pair<int64_t, int64_t>> shapes;
-    for (const auto& q : reqs)
-      shapes.emplace_back(static_cast<int64_t>(q.prompt.size()), q.sampling.max_new_tokens);
     RooflineModel m;
     m.flops_per_token = static_cast<double>(flops_per_token);
     m.flops_per_context = flops_per_context();

@@ -103,7 +103,7 @@ class CpuBackend final : public Backend {
     // sets it for the calling thread, and the ops may run on another one.
     threads_ = threads > 0 ? threads : omp_get_max_threads();
     comm_ = duplicate(tp_comm);
-    TPINFER_MPI_CHECK(MPI_Comm_size(comm_.get(), &tp_size_));
+    tp_size_ = comm_.size();
   }
 
   std::string name() const override { return "cpu"; }

@@ -97,7 +97,7 @@ class CudaBackend final : public Backend {
                   kExitUsage);
     TPINFER_CUDA_CHECK(cudaSetDevice(o.device));
     comm_ = duplicate(tp_comm);
-    TPINFER_MPI_CHECK(MPI_Comm_size(comm_.get(), &tp_size_));
+    tp_size_ = comm_.size();
     cudaDeviceProp prop{};
     TPINFER_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
     sms_ = prop.multiProcessorCount;
