@@ -7,22 +7,27 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace tpinfer {
 
 // What a previous run already wrote.
 struct Finished {
-  std::set<std::string> ids;      // compact JSON of each "id" that has a line
-  std::set<int64_t> error_lines;  // input lines whose error line has no "id"
-  int64_t lines = 0;              // complete result lines in the file
-  int64_t torn_bytes = 0;         // bytes of an unfinished last line that were cut off
+  std::set<std::string> ids;           // compact JSON of each "id" that has a line
+  std::set<int64_t> error_lines;       // input lines whose error line has no "id"
+  int64_t lines = 0;                   // complete result lines in the file
+  int64_t torn_bytes = 0;              // bytes of an unfinished last line that were cut off
+  std::vector<int64_t> dropped_lines;  // with repair: lines removed (repeats, non-results)
+  std::string dropped_to;              // with repair: the file that holds them now
 };
 
 // Reads `path` (a missing or empty file finishes nothing). A last line without
 // its newline was being written when the job died: it is truncated away. A
-// complete line that is not a result is an error naming the line (the file is
-// not ours, or was edited).
-Finished read_finished(const std::string& path);
+// complete line that is not a result, or a second line for a request already
+// answered (two jobs wrote the file at once), is an InputError naming the line;
+// with `repair`, the first line of each request is kept, the file is rewritten
+// atomically without the others, and they are saved to OUTPUT.repair-dropped-T.
+Finished read_finished(const std::string& path, bool repair = false);
 
 // The manifest: OUTPUT.manifest.json.
 std::string manifest_path(const std::string& output);

@@ -79,8 +79,12 @@ class OutputWriter {
   // Writes `line` + '\n' as one unit; throws Error (exit 1) naming the path and
   // errno text (ENOSPC, EFBIG) if it cannot, leaving earlier lines intact.
   void write_line(const std::string& line);
-  // fdatasync; throws like write_line.
+  // fdatasync; throws like write_line. Then checks that the path still names
+  // this file: an output removed or replaced while the job runs is a
+  // RestartableError (exit 75), since results written since are not in it.
   void sync();
+  // fdatasync, ignoring errors: for a last flush on the way out of a failure.
+  void sync_quietly() noexcept;
   // sync() when at least `interval_s` passed since the last one.
   void maybe_sync(double interval_s);
   int64_t lines_written() const { return lines_; }
@@ -88,6 +92,7 @@ class OutputWriter {
  private:
   int fd_ = -1;
   std::string path_;
+  uint64_t device_ = 0, inode_ = 0;  // the file opened, to notice it being replaced
   int64_t lines_ = 0;
   double last_sync_ = 0.0;
 };

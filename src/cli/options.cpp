@@ -1,7 +1,9 @@
 #include "cli/options.hpp"
 
 #include <cctype>
+#include <cmath>
 #include <iostream>
+#include <sstream>
 
 #include "tpinfer/error.hpp"
 
@@ -51,6 +53,17 @@ void accept_config_json_as_model_config(int argc, char** argv) {
 
 void require(const po::variables_map& vm, const char* name) {
   if (!vm.count(name)) throw UsageError(std::string("--") + name + " is required (see --help)");
+}
+
+void check_number(const char* option, double value, double low, bool low_excluded, double high) {
+  const bool ok =
+      std::isfinite(value) && (low_excluded ? value > low : value >= low) && value <= high;
+  if (ok) return;
+  std::ostringstream rule;
+  rule << "--" << option << " " << value << ": must be a finite number "
+       << (low_excluded ? ">" : ">=") << " " << low;
+  if (high < std::numeric_limits<double>::max()) rule << " and <= " << high;
+  throw UsageError(rule.str());
 }
 
 }  // namespace tpinfer

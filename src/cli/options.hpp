@@ -1,5 +1,6 @@
 #pragma once
 #include <boost/program_options.hpp>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -22,5 +23,11 @@ void accept_config_json_as_model_config(int argc, char** argv);
 
 // Throws UsageError "--name is required" when a required option is missing.
 void require(const po::variables_map& vm, const char* name);
+
+// Throws UsageError unless `value` is a finite number (not NaN, not infinite)
+// at least `low` (above it when `low_excluded`) and at most `high`:
+// "--temperature nan: must be a finite number >= 0".
+void check_number(const char* option, double value, double low, bool low_excluded,
+                  double high = std::numeric_limits<double>::max());
 
 }  // namespace tpinfer

@@ -12,6 +12,7 @@
 #include "runtime/fault_injection.hpp"
 #include "runtime/health.hpp"
 #include "runtime/job.hpp"
+#include "runtime/job_files.hpp"
 #include "runtime/signals.hpp"
 #include "runtime/watchdog.hpp"
 #include "tpinfer/backend.hpp"
@@ -39,6 +40,7 @@ struct RunOptions {
   uint64_t seed = 0;
   bool strict = false;
   bool resume = false;
+  bool repair = false;
   ReplicaOptions replica;
   double checkpoint_interval = 10.0;
   double progress_interval = 10.0;
@@ -67,6 +69,10 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
       "resume", po::bool_switch(&o.resume),
       "continue OUTPUT: skip requests it already answers (the input, model and generation "
       "settings must match its manifest; the layout and backend may differ)")(
+      "repair", po::bool_switch(&o.repair),
+      "with --resume: when OUTPUT repeats a request's result or holds lines that are not "
+      "results (two jobs wrote it at once), keep the first result of each request and move the "
+      "other lines to OUTPUT.repair-dropped-TIME (without it such an output is refused)")(
       "drain-timeout", po::value(&o.drain_timeout)->default_value(60.0),
       "after SIGTERM/SIGUSR1/SIGINT: seconds the groups get to stop before the job aborts "
       "(exit 75 either way)")(
@@ -92,12 +98,16 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
   require(*vm, "output");
   check_replica_options(o.replica);
   if (o.defaults.max_new_tokens < 1) throw UsageError("--max-new-tokens must be >= 1");
-  if (!(o.collective_timeout > 0)) throw UsageError("--collective-timeout must be > 0 seconds");
-  if (!(o.health_interval > 0)) throw UsageError("--health-interval must be > 0 seconds");
-  if (o.defaults.temperature < 0) throw UsageError("--temperature must be >= 0");
   if (o.defaults.top_k < 0) throw UsageError("--top-k must be >= 0");
-  if (!(o.defaults.top_p > 0 && o.defaults.top_p <= 1))
-    throw UsageError("--top-p must be in (0, 1]");
+  check_number("temperature", o.defaults.temperature, 0, false);
+  check_number("top-p", o.defaults.top_p, 0, true, 1);
+  check_number("collective-timeout", o.collective_timeout, 0, true);
+  check_number("drain-timeout", o.drain_timeout, 0, true);
+  check_number("health-interval", o.health_interval, 0, true);
+  check_number("progress-interval", o.progress_interval, 0, true);
+  // 0 syncs after every result.
+  check_number("checkpoint-interval", o.checkpoint_interval, 0, false);
+  if (o.repair && !o.resume) throw UsageError("--repair goes with --resume (it repairs OUTPUT)");
   return o;
 }
 
@@ -105,7 +115,7 @@ int run_job(const RunOptions& o) {
   const double t_start = MPI_Wtime();
   int world_rank = 0;
   TPINFER_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
-  const watchdog::Watchdog watchdog(o.collective_timeout, world_rank);
+  const watchdog::Watchdog watchdog(o.collective_timeout, world_rank, o.drain_timeout);
   World w;
   agree_on(MPI_COMM_WORLD, [&] {
     fault::init(world_rank);  // test-only: TPINFER_FAULT
@@ -136,6 +146,7 @@ int run_job(const RunOptions& o) {
   });
   agree_on(w.world.get(), [&] {
     if (w.rank != 0) return;
+    check_job_files({o.input, o.model, o.output, o.metrics});
     // Rank 0 alone reads and writes text: prompts to ids, results to text.
     rules.has_tokenizer = tokenizer != nullptr;
     if (tokenizer)
@@ -151,6 +162,7 @@ int run_job(const RunOptions& o) {
     co.progress_interval_s = o.progress_interval;
     co.num_groups = w.dp;
     co.resume = o.resume;
+    co.repair = o.repair;
     if (tokenizer)
       co.detokenize = [tokenizer](const std::vector<int32_t>& ids) {
         // Checkpoints often pad vocab_size past the tokenizer: such ids have no text.

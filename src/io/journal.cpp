@@ -7,8 +7,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "tpinfer/error.hpp"
@@ -22,9 +25,85 @@ namespace {
   throw Error(what + " " + path + ": " + std::strerror(errno), kExitOther);
 }
 
+void sync_folder_of(const std::string& path) {
+  // A rename is durable only once the folder is synced.
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const std::string dir = parent.empty() ? "." : parent.string();
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+// Writes `text` to `path` (created or truncated) and fsyncs it; on failure the
+// partial file is removed.
+void write_file_durably(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot write", path);
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      ::unlink(path.c_str());
+      errno = err;
+      fail("cannot write", path);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(path.c_str());
+    errno = err;
+    fail("cannot write", path);
+  }
+  if (::close(fd) != 0) fail("cannot write", path);
+}
+
 }  // namespace
 
-Finished read_finished(const std::string& path) {
+namespace {
+
+// What one complete output line answers: "id:<compact id>" for a result (or an
+// error line that has an id), "line:<N>" for an input line's error without one;
+// empty when the line is not a tpinfer result at all.
+std::string answered_key(const std::string& line) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception&) {
+    return "";
+  }
+  if (!j.is_object()) return "";
+  if (j.contains("id")) return "id:" + j["id"].dump();
+  if (j.contains("line") && j["line"].is_number_integer()) return "line:" + j["line"].dump();
+  return "";
+}
+
+std::string describe_key(const std::string& key) {
+  return key.rfind("id:", 0) == 0 ? "id " + key.substr(3) : "input line " + key.substr(5);
+}
+
+// Replaces `path` by `keep` (temp file, fsync, rename, fsync the folder) and
+// saves `dropped` beside it, so that --repair loses nothing it removes.
+std::string rewrite_repaired(const std::string& path, const std::string& keep,
+                             const std::string& dropped) {
+  const std::string saved = path + ".repair-dropped-" + std::to_string(std::time(nullptr));
+  write_file_durably(saved, dropped);
+  const std::string tmp = path + ".repair.tmp";
+  write_file_durably(tmp, keep);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename repaired output to", path);
+  sync_folder_of(path);
+  return saved;
+}
+
+}  // namespace
+
+Finished read_finished(const std::string& path, bool repair) {
   Finished f;
   std::ifstream in(path, std::ios::binary);
   if (!in) return f;
@@ -37,26 +116,40 @@ Finished read_finished(const std::string& path) {
     if (truncate(path.c_str(), static_cast<off_t>(keep)) != 0) fail("cannot truncate", path);
     text.resize(keep);
   }
-  size_t start = 0;
-  while (start < text.size()) {
+  std::map<std::string, int64_t> first_line_of;  // answered key -> its first line
+  std::string kept, dropped;
+  int64_t line_no = 0;
+  for (size_t start = 0; start < text.size();) {
     const size_t nl = text.find('\n', start);
     const std::string line = text.substr(start, nl - start);
     start = nl + 1;
-    ++f.lines;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception&) {
-      j = nullptr;
+    ++line_no;
+    const std::string key = answered_key(line);
+    std::string problem;
+    if (key.empty()) {
+      problem = "is not a tpinfer result";
+    } else if (auto [it, fresh] = first_line_of.emplace(key, line_no); !fresh) {
+      problem = "answers " + describe_key(key) + " again (first at line " +
+                std::to_string(it->second) + ")";
     }
-    if (!j.is_object() || (!j.contains("id") && !j.contains("line")))
-      throw InputError("output file " + path + " line " + std::to_string(f.lines) +
-                       " is not a tpinfer result; refusing to resume into it");
-    if (j.contains("id"))
-      f.ids.insert(j["id"].dump());
+    if (!problem.empty()) {
+      if (!repair)
+        throw InputError("output file " + path + " line " + std::to_string(line_no) + " " +
+                         problem +
+                         "; refusing to resume into it (--repair keeps the first result of "
+                         "each request and moves every other line to a file beside it)");
+      f.dropped_lines.push_back(line_no);
+      dropped += line + "\n";
+      continue;
+    }
+    kept += line + "\n";
+    ++f.lines;
+    if (key.rfind("id:", 0) == 0)
+      f.ids.insert(key.substr(3));
     else
-      f.error_lines.insert(j["line"].get<int64_t>());
+      f.error_lines.insert(std::stoll(key.substr(5)));
   }
+  if (!f.dropped_lines.empty()) f.dropped_to = rewrite_repaired(path, kept, dropped);
   return f;
 }
 
@@ -92,34 +185,13 @@ std::string file_fingerprint(const std::string& path) {
 }
 
 void write_manifest(const std::string& output, const nlohmann::json& manifest) {
+  // The watchdog thread may write a last status while the main thread writes one.
+  static std::mutex one_at_a_time;
+  const std::lock_guard lock(one_at_a_time);
   const std::string path = manifest_path(output), tmp = path + ".tmp";
-  const std::string text = manifest.dump(2) + "\n";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot write manifest", tmp);
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      errno = err;
-      fail("cannot write manifest", tmp);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) fail("cannot write manifest", tmp);
+  write_file_durably(tmp, manifest.dump(2) + "\n");
   if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename manifest to", path);
-  // The rename is durable only once the folder is synced.
-  const std::string dir = std::filesystem::path(path).parent_path().empty()
-                              ? "."
-                              : std::filesystem::path(path).parent_path().string();
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  sync_folder_of(path);
 }
 
 nlohmann::json read_manifest(const std::string& output) {

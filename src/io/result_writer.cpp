@@ -223,6 +223,11 @@ OutputWriter::OutputWriter(const std::string& path) : path_(path) {
   if (fd_ < 0) {
     throw InputError("cannot open output file " + path + ": " + std::strerror(errno));
   }
+  struct stat st {};
+  if (::fstat(fd_, &st) == 0) {
+    device_ = static_cast<uint64_t>(st.st_dev);
+    inode_ = static_cast<uint64_t>(st.st_ino);
+  }
   last_sync_ = now_s();
 }
 
@@ -293,6 +298,22 @@ void OutputWriter::sync() {
         kExitOther);
   }
   last_sync_ = now_s();
+  struct stat at_path {};
+  if (::stat(path_.c_str(), &at_path) != 0)
+    throw RestartableError("output file " + path_ + " was removed while the job ran (" +
+                           std::strerror(errno) +
+                           "): the results written to it are gone with it; run again with "
+                           "--resume to redo them");
+  if (static_cast<uint64_t>(at_path.st_dev) != device_ ||
+      static_cast<uint64_t>(at_path.st_ino) != inode_)
+    throw RestartableError("output file " + path_ +
+                           " was replaced by another file while the job ran: the results "
+                           "written since are not in it; run again with --resume to redo them");
+}
+
+void OutputWriter::sync_quietly() noexcept {
+  while (::fdatasync(fd_) != 0 && errno == EINTR) {
+  }
 }
 
 void OutputWriter::maybe_sync(double interval_s) {

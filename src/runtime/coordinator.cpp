@@ -1,6 +1,7 @@
 #include "runtime/coordinator.hpp"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -72,10 +73,23 @@ Finished prepare_output(const Coordinator::Options& o) {
       throw UsageError("--resume: " + o.output + " has results but no manifest (" +
                        manifest_path(o.output) + "), so its settings cannot be checked");
     if (!previous.is_null()) check_manifest_matches(previous, o.manifest, o.output);
-    done = read_finished(o.output);
+    done = read_finished(o.output, o.repair);
     if (done.torn_bytes > 0)
       std::fprintf(stderr, "tpinfer: resume: cut %lld bytes of an unfinished last line from %s\n",
                    static_cast<long long>(done.torn_bytes), o.output.c_str());
+    if (!done.dropped_lines.empty()) {
+      std::string which;
+      for (size_t i = 0; i < done.dropped_lines.size() && i < 20; ++i)
+        which += (i ? ", " : "") + std::to_string(done.dropped_lines[i]);
+      if (done.dropped_lines.size() > 20) which += ", ...";
+      std::fprintf(stderr,
+                   "tpinfer: --repair: %s keeps %lld result lines; dropped %zu line(s) that "
+                   "repeated a request or were not results (line %s), saved in %s\n",
+                   o.output.c_str(), static_cast<long long>(done.lines), done.dropped_lines.size(),
+                   which.c_str(), done.dropped_to.c_str());
+    } else if (o.repair) {
+      std::fprintf(stderr, "tpinfer: --repair: %s needed no repair\n", o.output.c_str());
+    }
   }
   nlohmann::json m = o.manifest;
   m["run"]["status"] = "running";
@@ -84,6 +98,34 @@ Finished prepare_output(const Coordinator::Options& o) {
 }
 
 }  // namespace
+
+OutputGuard::OutputGuard(std::string output, nlohmann::json manifest)
+    : output_(std::move(output)),
+      manifest_(std::move(manifest)),
+      previous_manifest_(read_manifest(output_)),
+      output_existed_(std::filesystem::exists(output_)) {}
+
+void OutputGuard::end_abnormally() noexcept {
+  if (finished_ || ended_.exchange(true)) return;
+  try {
+    if (results_ > 0) {
+      nlohmann::json m = manifest_;
+      m["run"]["status"] = "failed";
+      write_manifest(output_, m);
+      return;
+    }
+    // Nothing of this run is in the output: leave it as it was.
+    std::error_code ec;
+    if (!output_existed_ && std::filesystem::exists(output_, ec) &&
+        std::filesystem::file_size(output_, ec) == 0)
+      std::filesystem::remove(output_, ec);
+    if (previous_manifest_.is_null())
+      std::filesystem::remove(manifest_path(output_), ec);
+    else
+      write_manifest(output_, previous_manifest_);
+  } catch (...) {  // ending anyway; the manifest is only advice to the next run
+  }
+}
 
 std::string pack_requests(const std::vector<Request>& rs) {
   std::vector<std::string> lines;
@@ -125,13 +167,19 @@ void PendingSends::wait_all() {
 Coordinator::Coordinator(MPI_Comm comm, Options options)
     : comm_(comm),
       opt_(std::move(options)),
+      lock_(opt_.output),
+      guard_(opt_.output, opt_.manifest),
       finished_(prepare_output(opt_)),
       reader_(opt_.input, opt_.rules),
       writer_(opt_.output),
       total_lines_(count_nonblank_lines(opt_.input)),
       progress_(std::max<int64_t>(0, total_lines_ - finished_.lines), opt_.progress_interval_s),
       last_heard_(static_cast<size_t>(opt_.num_groups), MPI_Wtime()),
-      group_done_(static_cast<size_t>(opt_.num_groups), 0) {
+      group_done_(static_cast<size_t>(opt_.num_groups), 0),
+      abort_hook_({}, [this] {
+        writer_.sync_quietly();
+        guard_.end_abnormally();
+      }) {
   if (opt_.strict) {
     // --strict: every line must be good before any work starts.
     RequestReader scan(opt_.input, opt_.rules);
@@ -190,6 +238,7 @@ void Coordinator::write(const std::vector<Result>& results) {
       writer_.write_line(result_to_json(r));
     }
     ++tally_.done;
+    guard_.result_written();
     if (!r.error.empty()) {
       ++tally_.errors;
     } else {
@@ -322,6 +371,7 @@ void Coordinator::finish(const std::function<void()>& idle) {
   nlohmann::json m = opt_.manifest;
   m["run"]["status"] = draining_ ? "drained" : "done";
   write_manifest(opt_.output, m);
+  guard_.finished();
 }
 
 WorkSource::WorkSource(MPI_Comm comm, Coordinator* local)

@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -16,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "runtime/output_lock.hpp"
 #include "runtime/progress.hpp"
+#include "runtime/watchdog.hpp"
 #include "tpinfer/journal.hpp"
 #include "tpinfer/jsonl.hpp"
 
@@ -56,6 +59,30 @@ class PendingSends {
   std::list<Send> sends_;
 };
 
+// What was at the output before this job touched it, and what to leave there
+// if the job ends without finish(): the manifest says "failed" once this run
+// has written results; before its first result everything is put back as it
+// was (a new output and manifest removed, an earlier manifest restored), so a
+// job refused at start leaves nothing behind.
+class OutputGuard {
+ public:
+  OutputGuard(std::string output, nlohmann::json manifest);
+  ~OutputGuard() { end_abnormally(); }
+  OutputGuard(const OutputGuard&) = delete;
+  OutputGuard& operator=(const OutputGuard&) = delete;
+  void result_written() { ++results_; }
+  void finished() { finished_ = true; }
+  // Idempotent; safe on the watchdog thread (it runs this before MPI_Abort).
+  void end_abnormally() noexcept;
+
+ private:
+  std::string output_;
+  nlohmann::json manifest_, previous_manifest_;
+  bool output_existed_ = false;
+  std::atomic<int64_t> results_{0};
+  std::atomic<bool> finished_{false}, ended_{false};
+};
+
 class Coordinator {
  public:
   struct Options {
@@ -68,6 +95,7 @@ class Coordinator {
     int tp = 1;                   // group g's leader is rank g * tp
     double drain_timeout_s = 60;  // after a drain signal, how long the groups get to stop
     bool resume = false;          // continue an existing output instead of refusing it
+    bool repair = false;          // on resume: keep the first line of each request, move the rest
     nlohmann::json manifest;      // input/model fingerprints and settings of this run
     // Token ids -> text for the results' "text", when the model has a tokenizer.
     std::function<std::string(const std::vector<int32_t>&)> detokenize;
@@ -111,6 +139,8 @@ class Coordinator {
 
   MPI_Comm comm_;
   Options opt_;
+  OutputLock lock_;    // first taken, last released: the job owns the output throughout
+  OutputGuard guard_;  // before finished_: records what was there before it is changed
   Finished finished_;  // before reader_: preparing the output comes first
   RequestReader reader_;
   OutputWriter writer_;
@@ -126,6 +156,9 @@ class Coordinator {
   std::vector<double> last_heard_;  // per group, MPI_Wtime of its last message
   std::vector<char> group_done_;
   double last_heartbeat_ = 0;  // MPI_Wtime
+  // A watchdog abort (a timeout, a drain past its deadline) syncs the output
+  // and marks the manifest before MPI_Abort ends the process.
+  watchdog::Hook abort_hook_;
 };
 
 // A group leader's view of the work queue: the coordinator itself on rank 0,

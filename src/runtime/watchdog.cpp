@@ -3,16 +3,19 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "runtime/fault_injection.hpp"
+#include "runtime/signals.hpp"
 #include "tpinfer/error.hpp"
 
 namespace tpinfer::watchdog {
@@ -42,6 +45,8 @@ struct State {
   std::condition_variable wake;
   bool running = false, stop = false;
   double timeout_s = 0;
+  double drain_timeout_s = 0;        // 0: no deadline after a drain signal
+  double drain_timeout_given_s = 0;  // as the user gave it, for the message
   int rank = 0;
   std::vector<Frame> frames;  // the main thread's armed guards, outermost first
   std::map<int64_t, HookFns> hooks;
@@ -88,11 +93,34 @@ std::string timeout_message(const State& s) {
   return std::string(inner.op) + limit + where + ": a peer hung or died, or this rank is stuck";
 }
 
+// "the job did not stop within --drain-timeout 3 s of signal 15 (step 40, inside
+// all_reduce_sum)": the drain waits on a rank that does not answer.
+std::string drain_message(const State& s, int sig) {
+  char text[128];
+  std::snprintf(text, sizeof text, "the job did not stop within --drain-timeout %g s of signal %d",
+                s.drain_timeout_given_s, sig);
+  std::string where;
+  if (const int64_t step = s.step.load(); step > 0) where = "step " + std::to_string(step);
+  if (!s.frames.empty())
+    where += std::string(where.empty() ? "" : ", ") + "inside " + s.frames.back().op;
+  if (!where.empty()) where = " (" + where + ")";
+  return text + where + ": a peer hangs, or a step takes longer than the deadline";
+}
+
 void run(State& s) {
   std::unique_lock lock(s.mu);
+  std::optional<Clock::time_point> signalled;
   while (!s.stop) {
     s.wake.wait_for(lock, kPoll);
     if (s.stop) break;
+    // A drain must end the job by its deadline even when a peer hangs inside a
+    // collective (the step would only give up at --collective-timeout, past
+    // Slurm's KillWait): what is written stays, the rest runs on --resume.
+    if (const int sig = drain_signal(); sig != 0 && s.drain_timeout_s > 0) {
+      if (!signalled) signalled = Clock::now();
+      if (std::chrono::duration<double>(Clock::now() - *signalled).count() > s.drain_timeout_s)
+        abort_job(s, drain_message(s, sig));
+    }
     if (!s.frames.empty()) {
       const double waited =
           std::chrono::duration<double>(Clock::now() - s.frames.front().start).count();
@@ -113,13 +141,19 @@ void run(State& s) {
 
 }  // namespace
 
-Watchdog::Watchdog(double timeout_s, int rank) {
+Watchdog::Watchdog(double timeout_s, int rank, double drain_timeout_s) {
   State& s = state();
   std::lock_guard lock(s.mu);
   if (s.running) throw Error("watchdog: a second watchdog was started", kExitOther);
   s.running = true;
   s.stop = false;
   s.timeout_s = timeout_s;
+  // Rank 0 gives up a little earlier than the others: it syncs the output and
+  // marks the manifest in its abort hooks, which the launcher's kill of every
+  // rank after another rank's MPI_Abort would cut short.
+  s.drain_timeout_s =
+      rank == 0 ? drain_timeout_s - std::min(1.0, 0.1 * drain_timeout_s) : drain_timeout_s;
+  s.drain_timeout_given_s = drain_timeout_s;
   s.rank = rank;
   s.frames.clear();
   s.frames.reserve(16);  // pushes under the lock never allocate in practice
@@ -137,6 +171,7 @@ Watchdog::~Watchdog() {
   std::lock_guard lock(s.mu);
   s.running = false;
   s.timeout_s = 0;
+  s.drain_timeout_s = 0;
   s.frames.clear();
   s.step = 0;
 }

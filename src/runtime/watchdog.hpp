@@ -10,7 +10,8 @@
 // where the rank is stuck. On a timeout the watchdog prints one line naming
 // the rank and the operation, runs the abort hooks (ncclCommAbort, so that
 // kernels spinning on a dead peer return), and calls MPI_Abort(MPI_COMM_WORLD,
-// 75), which ends every rank; mpirun then exits 75.
+// 75), which ends every rank; mpirun then exits 75. The same happens when the
+// job still runs --drain-timeout seconds after a drain signal.
 //
 // MPI is initialised MPI_THREAD_FUNNELED (only the main thread calls MPI), and
 // the watchdog calls MPI_Abort from its own thread while the main thread may
@@ -33,7 +34,9 @@ namespace tpinfer::watchdog {
 class Watchdog {
  public:
   // timeout_s > 0; rank: this rank in MPI_COMM_WORLD, for the message.
-  Watchdog(double timeout_s, int rank);
+  // drain_timeout_s > 0: once a drain signal arrives (SIGTERM, SIGUSR1,
+  // SIGINT), the job is aborted the same way if it still runs that much later.
+  Watchdog(double timeout_s, int rank, double drain_timeout_s = 0);
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;

@@ -61,6 +61,53 @@ TEST(Journal, RefusesAFileThatIsNotOurs) {
   }
 }
 
+TEST(Journal, RefusesARepeatedResultNamingBothLines) {
+  const std::string path = tmp("journal-repeat.jsonl");
+  std::ofstream(path) << R"({"id":"a","tokens":[1]})"
+                         "\n"
+                         R"({"id":5,"tokens":[2]})"
+                         "\n"
+                         R"({"id":"5","tokens":[3]})"  // "5" is not 5
+                         "\n"
+                         R"({"id":"a","tokens":[4]})"
+                         "\n";
+  try {
+    read_finished(path);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("line 4 answers id \"a\" again (first at line 1)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Journal, RepairKeepsTheFirstResultOfEachRequestAndSavesTheRest) {
+  const std::string path = tmp("journal-repair.jsonl");
+  for (const auto& e : std::filesystem::directory_iterator(TPINFER_TEST_TMP))
+    if (e.path().filename().string().rfind("journal-repair.jsonl.repair-dropped-", 0) == 0)
+      std::filesystem::remove(e.path());
+  const std::string a1 = R"({"id":"a","tokens":[1]})", b = R"({"id":"b","tokens":[2]})",
+                    e4 = R"({"line":4,"error":"line 4: bad"})", a2 = R"({"id":"a","tokens":[9]})",
+                    junk = "hello", e4b = R"({"line":4,"error":"line 4: bad"})";
+  std::ofstream(path) << a1 << "\n"
+                      << b << "\n"
+                      << e4 << "\n"
+                      << a2 << "\n"
+                      << junk << "\n"
+                      << e4b << "\n";
+  const Finished f = read_finished(path, /*repair=*/true);
+  EXPECT_EQ(f.ids, (std::set<std::string>{"\"a\"", "\"b\""}));
+  EXPECT_EQ(f.error_lines, (std::set<int64_t>{4}));
+  EXPECT_EQ(f.lines, 3);
+  EXPECT_EQ(f.dropped_lines, (std::vector<int64_t>{4, 5, 6}));
+  EXPECT_EQ(slurp(path), a1 + "\n" + b + "\n" + e4 + "\n");
+  EXPECT_EQ(slurp(f.dropped_to), a2 + "\n" + junk + "\n" + e4b + "\n");
+  // A repaired file reads back clean.
+  const Finished again = read_finished(path);
+  EXPECT_EQ(again.lines, 3);
+  EXPECT_TRUE(again.dropped_lines.empty());
+}
+
 TEST(Manifest, WrittenAtomicallyAndComparedFieldByField) {
   const std::string out = tmp("journal-manifest.jsonl");
   std::filesystem::remove(manifest_path(out));
