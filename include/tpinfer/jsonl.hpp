@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -36,8 +37,15 @@ struct ParsedLine {
 // their types and ranges (max_new_tokens >= 1, temperature >= 0, top_k >= 0,
 // 0 < top_p <= 1, seed >= 0 integer, stop: a string or an array of non-empty
 // strings (need a tokenizer) and token ids, logprobs: bool);
-// the prompt fits max_context. Unknown fields are ignored.
+// the prompt fits max_context. "metadata" may be any JSON value; it is kept as
+// JSON text (Request::metadata_json) for the result line. A field not in
+// request_fields() makes the line an error naming it, with the nearest known
+// field when one is close (a typo must not silently run other settings).
+// An error result of a line that had "metadata" carries it too.
 ParsedLine parse_request_line(std::string_view text, int64_t line_no, const RequestRules& rules);
+
+// Every field a request line may have, in the order the README lists them.
+std::span<const std::string_view> request_fields();
 
 // Reads a JSONL file line by line, skipping blank lines, turning repeated ids
 // into duplicate-id errors. Throws InputError if the file cannot be opened.
@@ -59,8 +67,9 @@ class RequestReader {
 };
 
 // One result as a JSON line (no trailing newline):
-//  {"id":..,["text":..,]"tokens":[..],"finish_reason":..,"prompt_tokens":N,"completion_tokens":M[,"logprobs":[..]]}
-//  errors: {"id":..,"line":N,"error":".."} or {"duplicate_id":..,"line":N,"error":".."}
+//  {"id":..,["text":..,]"tokens":[..],"finish_reason":..,"prompt_tokens":N,"completion_tokens":M[,"logprobs":[..]][,"metadata":..]}
+//  errors: {"id":..,"line":N,"error":".."[,"metadata":..]} or
+//  {"duplicate_id":..,"line":N,"error":".."[,"metadata":..]}
 std::string result_to_json(const Result& r);
 // Request/Result <-> JSON text, for sending between ranks.
 std::string request_to_wire(const Request& r);

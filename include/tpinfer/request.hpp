@@ -25,6 +25,9 @@ struct Request {
   int64_t line = 0;     // 1-based line in the input file
   std::vector<int32_t> prompt;
   SamplingParams sampling;
+  // The line's "metadata" value as JSON text, handed back on its result line
+  // untouched; empty when the line has none (JSON text is never empty).
+  std::string metadata_json;
 };
 
 struct Result {
@@ -40,6 +43,7 @@ struct Result {
   std::string text;
   bool has_text = false;
   bool duplicate_id = false;  // error for a repeated id: written as "duplicate_id", not "id"
+  std::string metadata_json;  // the request's "metadata", copied from it; empty: none
 };
 
 }  // namespace tpinfer

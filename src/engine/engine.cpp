@@ -118,6 +118,7 @@ Result Engine::Impl::make_result(Sequence&& s, const char* finish_reason) {
   if (s.request.sampling.logprobs) r.logprobs = std::move(s.logprobs);
   r.finish_reason = finish_reason;
   r.prompt_tokens = s.prompt_len;
+  r.metadata_json = std::move(s.request.metadata_json);
   stats.prompt_tokens += s.prompt_len;
   return r;
 }

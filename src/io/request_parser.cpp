@@ -1,6 +1,7 @@
 // Request lines in: one JSON object a line, checked against the model's rules.
 // A bad line never stops the job; it becomes an error result naming the line.
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -9,9 +10,11 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "tpinfer/error.hpp"
 #include "tpinfer/jsonl.hpp"
@@ -22,6 +25,37 @@ namespace tpinfer {
 namespace {
 
 using json = nlohmann::json;
+
+// Every field a request line may have. The parser can read a field only
+// through this enum, and the unknown-field check walks the same table, so a
+// field added here is known to both and one missing here cannot be read.
+enum class Field : size_t {
+  kId,
+  kPrompt,
+  kPromptTokens,
+  kMaxNewTokens,
+  kTemperature,
+  kTopK,
+  kTopP,
+  kSeed,
+  kStop,
+  kLogprobs,
+  kIgnoreEos,
+  kMetadata,
+  kCount
+};
+
+constexpr std::array<std::string_view, static_cast<size_t>(Field::kCount)> kFields = {
+    "id",    "prompt", "prompt_tokens", "max_new_tokens", "temperature", "top_k",
+    "top_p", "seed",   "stop",          "logprobs",       "ignore_eos",  "metadata"};
+static_assert(std::none_of(kFields.begin(), kFields.end(),
+                           [](std::string_view f) { return f.empty(); }),
+              "every Field needs its name in kFields");
+
+// The literals above end in NUL, so data() is a C string.
+const char* name_of(Field f) {
+  return kFields[static_cast<size_t>(f)].data();
+}
 
 // Thrown inside the parser and turned into an error result at its top level, so
 // each check is one line and the first rule broken is the one reported.
@@ -179,11 +213,111 @@ void stop_field(const json& v, const RequestRules& rules, SamplingParams& s) {
   }
 }
 
+const json* find_field(const json& obj, Field f) {
+  const auto it = obj.find(name_of(f));
+  return it == obj.end() ? nullptr : &*it;
+}
+
 // A field that is absent or null takes its default (generators often write null).
-const json* optional_field(const json& obj, const char* name) {
-  const auto it = obj.find(name);
-  if (it == obj.end() || it->is_null()) return nullptr;
-  return &*it;
+const json* optional_field(const json& obj, Field f) {
+  const json* v = find_field(obj, f);
+  return v && !v->is_null() ? v : nullptr;
+}
+
+// Lower case, '-' as '_': "Top-K" is "top_k" misspelt, not another field.
+std::string normalized(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c == '-') c = '_';
+  }
+  return out;
+}
+
+// Edits (insert, delete, replace, swap of neighbours) from a to b, each
+// character edited at most once (optimal string alignment).
+size_t edit_distance(std::string_view a, std::string_view b) {
+  const size_t n = a.size(), m = b.size();
+  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
+  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
+  for (size_t i = 1; i <= n; ++i) {
+    for (size_t j = 1; j <= m; ++j) {
+      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[n][m];
+}
+
+// The known field a misspelt one most likely meant: the same but for case and
+// '-'/'_', or at most 2 edits away (and not every character of it edited, so
+// "xy" is not offered "id"). Ties go to the earlier field of the table.
+const char* nearest_field(std::string_view unknown) {
+  constexpr size_t kMaxEdits = 2;
+  const std::string u = normalized(unknown);
+  const char* best = nullptr;
+  size_t best_edits = kMaxEdits + 1;
+  for (const std::string_view f : kFields) {
+    const size_t gap = u.size() > f.size() ? u.size() - f.size() : f.size() - u.size();
+    if (gap > kMaxEdits) continue;
+    const size_t edits = edit_distance(u, f);
+    if (edits < best_edits && edits < f.size()) {
+      best = f.data();
+      best_edits = edits;
+    }
+  }
+  return best;
+}
+
+// A field name as a message shows it: quoted and escaped, and cut when long
+// (a key may be any length; a cut inside a UTF-8 character becomes U+FFFD).
+std::string quoted_name(const std::string& name) {
+  constexpr size_t kMax = 64;
+  const json shown = name.size() > kMax ? name.substr(0, kMax) + "..." : name;
+  return shown.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Why the line's fields are not all known, or "" when they are.
+std::string unknown_fields_message(const json& obj) {
+  constexpr size_t kShown = 3;
+  std::vector<std::pair<std::string, const char*>> shown;  // name, nearest known field
+  size_t count = 0;
+  bool unmatched = false;
+  for (const auto& [key, value] : obj.items()) {
+    if (std::find(kFields.begin(), kFields.end(), key) != kFields.end()) continue;
+    ++count;
+    const char* near = nearest_field(key);
+    unmatched = unmatched || !near;
+    if (shown.size() < kShown) shown.emplace_back(quoted_name(key), near);
+  }
+  if (count == 0) return "";
+  const auto suggestion = [](const char* near) {
+    return std::string("did you mean \"") + near + "\"?";
+  };
+  std::string message;
+  if (count == 1) {
+    message = "unknown field " + shown[0].first;
+    if (shown[0].second) return message + ": " + suggestion(shown[0].second);
+  } else {
+    message = "unknown fields ";
+    for (size_t i = 0; i < shown.size(); ++i) {
+      if (i) message += ", ";
+      message += shown[i].first;
+      if (shown[i].second) message += " (" + suggestion(shown[i].second) + ")";
+    }
+    if (count > shown.size()) message += " and " + std::to_string(count - shown.size()) + " more";
+    if (!unmatched) return message;
+  }
+  message += "; a request's fields are ";
+  for (size_t i = 0; i < kFields.size(); ++i) {
+    if (i) message += ", ";
+    message += kFields[i];
+  }
+  return message + " (your own data can go under \"metadata\")";
 }
 
 // splitmix64's finaliser: FNV-1a alone leaves the low bits of similar ids
@@ -213,8 +347,8 @@ Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
   req.line = line_no;
   req.sampling = rules.defaults;
 
-  const json* text_prompt = optional_field(obj, "prompt");
-  const json* token_prompt = optional_field(obj, "prompt_tokens");
+  const json* text_prompt = optional_field(obj, Field::kPrompt);
+  const json* token_prompt = optional_field(obj, Field::kPromptTokens);
   if (text_prompt && token_prompt) {
     reject("give either \"prompt_tokens\" or \"prompt\", not both");
   }
@@ -253,30 +387,30 @@ Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
 
   SamplingParams& s = req.sampling;
   constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
-  if (const json* v = optional_field(obj, "max_new_tokens")) {
+  if (const json* v = optional_field(obj, Field::kMaxNewTokens)) {
     s.max_new_tokens = int_field(*v, "max_new_tokens", 1, kMaxInt64, "an integer >= 1");
   }
   // The prompt already fits, so at least one new token always does.
   s.max_new_tokens = std::min(s.max_new_tokens, rules.max_context - prompt_len);
 
-  if (const json* v = optional_field(obj, "temperature")) {
+  if (const json* v = optional_field(obj, Field::kTemperature)) {
     const double t = number_field(*v, "temperature");
     if (!(t >= 0.0) || !std::isfinite(static_cast<float>(t))) {
       reject("\"temperature\" must be a number >= 0, got " + v->dump());
     }
     s.temperature = static_cast<float>(t);
   }
-  if (const json* v = optional_field(obj, "top_k")) {
+  if (const json* v = optional_field(obj, Field::kTopK)) {
     s.top_k = int_field(*v, "top_k", 0, kMaxInt64, "an integer >= 0");
   }
-  if (const json* v = optional_field(obj, "top_p")) {
+  if (const json* v = optional_field(obj, Field::kTopP)) {
     const double p = number_field(*v, "top_p");
     if (!(p > 0.0 && p <= 1.0) || static_cast<float>(p) <= 0.0f) {
       reject("\"top_p\" must be in (0, 1], got " + v->dump());
     }
     s.top_p = static_cast<float>(p);
   }
-  if (const json* v = optional_field(obj, "seed")) {
+  if (const json* v = optional_field(obj, Field::kSeed)) {
     if (v->is_number_unsigned()) {
       s.seed = v->get<uint64_t>();
     } else if (v->is_number_integer() || integral_float(*v)) {
@@ -287,14 +421,14 @@ Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
   } else {
     s.seed = derived_seed(rules.job_seed, req.id_json);
   }
-  if (const json* v = optional_field(obj, "stop")) stop_field(*v, rules, s);
-  if (const json* v = optional_field(obj, "logprobs")) {
+  if (const json* v = optional_field(obj, Field::kStop)) stop_field(*v, rules, s);
+  if (const json* v = optional_field(obj, Field::kLogprobs)) {
     if (!v->is_boolean()) {
       reject("\"logprobs\" must be true or false, not " + describe(*v));
     }
     s.logprobs = v->get<bool>();
   }
-  if (const json* v = optional_field(obj, "ignore_eos")) {
+  if (const json* v = optional_field(obj, Field::kIgnoreEos)) {
     if (!v->is_boolean()) {
       reject("\"ignore_eos\" must be true or false, not " + describe(*v));
     }
@@ -317,6 +451,10 @@ bool is_blank(std::string_view s) {
 
 }  // namespace
 
+std::span<const std::string_view> request_fields() {
+  return kFields;
+}
+
 ParsedLine parse_request_line(std::string_view text, int64_t line_no, const RequestRules& rules) {
   ParsedLine out;
   json obj;
@@ -331,22 +469,35 @@ ParsedLine parse_request_line(std::string_view text, int64_t line_no, const Requ
     out.error = error_result(line_no, "", "a request must be a JSON object, not " + describe(obj));
     return out;
   }
-  const auto id = obj.find("id");
-  if (id == obj.end()) {
-    out.error = error_result(line_no, "", "missing \"id\"");
-    return out;
-  }
-  if (!id->is_string() && !id->is_number_integer()) {
-    out.error =
-        error_result(line_no, "", "\"id\" must be a string or an integer, not " + describe(*id));
-    return out;
-  }
+  // Whatever else is wrong with the line, its result carries the id and the
+  // metadata it gave, so the user can tell which of their requests it was.
+  const json* id = find_field(obj, Field::kId);
+  const bool usable_id = id && (id->is_string() || id->is_number_integer());
   // Canonical text: the same id written with different escapes is the same id.
-  std::string id_json = id->dump();
-  try {
-    out.request = parse_fields(obj, id_json, line_no, rules);
-  } catch (const LineError& e) {
-    out.error = error_result(line_no, std::move(id_json), e.message);
+  std::string id_json = usable_id ? id->dump() : "";
+  const json* metadata = find_field(obj, Field::kMetadata);
+  // The input was valid UTF-8 (the parser checked), so nothing is replaced.
+  std::string metadata_json =
+      metadata ? metadata->dump(-1, ' ', false, json::error_handler_t::replace) : "";
+  const auto fail = [&](const std::string& message) {
+    out.error = error_result(line_no, std::move(id_json), message);
+    out.error->metadata_json = std::move(metadata_json);
+  };
+  // Fields first, so "promt" is reported as itself rather than as a missing
+  // prompt, and a typo never runs as the default.
+  if (const std::string unknown = unknown_fields_message(obj); !unknown.empty()) {
+    fail(unknown);
+  } else if (!id) {
+    fail("missing \"id\"");
+  } else if (!usable_id) {
+    fail("\"id\" must be a string or an integer, not " + describe(*id));
+  } else {
+    try {
+      out.request = parse_fields(obj, id_json, line_no, rules);
+      out.request->metadata_json = std::move(metadata_json);
+    } catch (const LineError& e) {
+      fail(e.message);
+    }
   }
   return out;
 }
@@ -404,6 +555,7 @@ std::optional<ParsedLine> RequestReader::next() {
   dup.id_json = id_json;
   dup.line = line_no_;
   dup.duplicate_id = true;
+  dup.metadata_json = parsed.request ? parsed.request->metadata_json : parsed.error->metadata_json;
   dup.error = "line " + std::to_string(line_no_) + ": duplicate id " + id_json +
               " (first on line " + std::to_string(it->second) + ")";
   ParsedLine out;

@@ -90,6 +90,14 @@ json parse_wire(std::string_view text, const char* what) {
   }
 }
 
+// The request's "metadata", last on its line: JSON text already, so written
+// as it is (the user gets back exactly the value they gave).
+void append_metadata(std::string& out, const std::string& metadata_json) {
+  if (metadata_json.empty()) return;
+  out += ",\"metadata\":";
+  out += metadata_json;
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -110,10 +118,11 @@ std::string result_to_json(const Result& r) {
     }
     out += "\"line\":" + std::to_string(r.line) + ",\"error\":";
     append_quoted(out, r.error);
+    append_metadata(out, r.metadata_json);
     out += '}';
     return out;
   }
-  out.reserve(64 + r.tokens.size() * 7 + r.logprobs.size() * 12);
+  out.reserve(64 + r.tokens.size() * 7 + r.logprobs.size() * 12 + r.metadata_json.size());
   out += "{\"id\":";
   append_id(out, r.id_json);
   if (r.has_text) {
@@ -134,6 +143,7 @@ std::string result_to_json(const Result& r) {
     }
     out += ']';
   }
+  append_metadata(out, r.metadata_json);
   out += '}';
   return out;
 }
@@ -152,6 +162,9 @@ std::string request_to_wire(const Request& r) {
             {"stop_strings", s.stop_strings},
             {"logprobs", s.logprobs},
             {"ignore_eos", s.ignore_eos}};
+  // As text, not as a value: a JSON value re-read and re-written could differ
+  // (object key order, number spelling); a string comes back byte for byte.
+  if (!r.metadata_json.empty()) j["metadata"] = r.metadata_json;
   return dump(j);
 }
 
@@ -172,6 +185,7 @@ Request request_from_wire(std::string_view text) {
     s.stop_strings = j.at("stop_strings").get<std::vector<std::string>>();
     s.logprobs = j.at("logprobs").get<bool>();
     s.ignore_eos = j.at("ignore_eos").get<bool>();
+    if (const auto m = j.find("metadata"); m != j.end()) r.metadata_json = m->get<std::string>();
     return r;
   } catch (const json::exception& e) {
     throw Error(std::string("malformed request on the wire: ") + e.what(), kExitOther);
@@ -190,6 +204,7 @@ std::string result_to_wire(const Result& r) {
             {"error", r.error},
             {"duplicate_id", r.duplicate_id}};
   if (r.has_text) j["text"] = r.text;  // cut at a stop string by the engine
+  if (!r.metadata_json.empty()) j["metadata"] = r.metadata_json;  // as text: see request_to_wire
   return dump(j);
 }
 
@@ -212,6 +227,7 @@ Result result_from_wire(std::string_view text) {
       r.text = t->get<std::string>();
       r.has_text = true;
     }
+    if (const auto m = j.find("metadata"); m != j.end()) r.metadata_json = m->get<std::string>();
     return r;
   } catch (const json::exception& e) {
     throw Error(std::string("malformed result on the wire: ") + e.what(), kExitOther);

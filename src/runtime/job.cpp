@@ -55,6 +55,7 @@ bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
         refused.line = r.line;
         refused.prompt_tokens = static_cast<int64_t>(r.prompt.size());
         refused.error = e.what();
+        refused.metadata_json = r.metadata_json;
         finished.push_back(std::move(refused));
       }
     }

@@ -110,10 +110,11 @@ TEST(JsonlRequest, TokenPromptTakesTheDefaults) {
 
 TEST(JsonlRequest, EveryFieldIsRead) {
   const Request r =
-      parse_ok(R"({"extra":{"x":[1]},"id":42,"prompt_tokens":[0,999],"max_new_tokens":5,)"
+      parse_ok(R"({"metadata":{"x":[1]},"id":42,"prompt_tokens":[0,999],"max_new_tokens":5,)"
                R"("temperature":0.7,"top_k":40,"top_p":0.9,"seed":18446744073709551615,)"
                R"("stop":[2,5],"logprobs":true,"ignore_eos":true})");
   EXPECT_EQ(r.id_json, "42");
+  EXPECT_EQ(r.metadata_json, R"({"x":[1]})");
   EXPECT_EQ(r.prompt, (std::vector<int32_t>{0, 999}));
   EXPECT_EQ(r.sampling.max_new_tokens, 5);
   EXPECT_EQ(r.sampling.temperature, 0.7f);
@@ -627,6 +628,219 @@ TEST(JsonlResultWire, MalformedWireThrows) {
     EXPECT_EQ(e.exit_code, kExitOther);
     EXPECT_NE(std::string(e.what()).find("malformed result on the wire"), std::string::npos);
   }
+}
+
+// ---------------------------------------------------------------- fields and metadata
+
+// The known fields, as the error message lists them.
+constexpr const char* kFieldList =
+    "a request's fields are id, prompt, prompt_tokens, max_new_tokens, temperature, top_k, top_p, "
+    "seed, stop, logprobs, ignore_eos, metadata (your own data can go under \"metadata\")";
+
+TEST(JsonlFields, UnknownFieldIsAnErrorNamingItAndTheNearestKnownOne) {
+  // The issue's case: this ran greedy (the default) without a word.
+  const Result r = parse_err(R"({"id":"t","prompt_tokens":[1],"temprature":0.7})");
+  EXPECT_EQ(r.error, R"(line 3: unknown field "temprature": did you mean "temperature"?)");
+  EXPECT_EQ(r.id_json, "\"t\"");
+  // Near misses of every kind: edits, a swap, case, '-' for '_', and both.
+  const std::vector<std::pair<std::string, std::string>> near = {
+      {"temperatur", "temperature"},
+      {"temperaturee", "temperature"},
+      {"tempreature", "temperature"},
+      {"Temperature", "temperature"},
+      {"TEMPERATURE", "temperature"},
+      {"max-new-tokens", "max_new_tokens"},
+      {"Max-New-Tokens", "max_new_tokens"},
+      {"max_new_token", "max_new_tokens"},
+      {"maxnewtokens", "max_new_tokens"},
+      {"prompt_token", "prompt_tokens"},
+      {"ingore_eos", "ignore_eos"},
+      {"ignore-eos", "ignore_eos"},
+      {"top-k", "top_k"},
+      {"topk", "top_k"},
+      {"Top_P", "top_p"},
+      {"seeed", "seed"},
+      {"sed", "seed"},
+      {"stops", "stop"},
+      {"logprob", "logprobs"},
+      {"log_probs", "logprobs"},
+      {"metdata", "metadata"},
+      {"meta_data", "metadata"},
+      {"ID", "id"}};
+  for (const auto& [typo, meant] : near) {
+    const Result e = parse_err(R"({"id":5,"prompt_tokens":[1],")" + typo + R"(":1})");
+    EXPECT_EQ(e.error, "line 3: unknown field \"" + typo + "\": did you mean \"" + meant + "\"?")
+        << typo;
+  }
+  // Fields are checked first: a misspelt prompt is named, not reported missing.
+  EXPECT_EQ(parse_err(R"({"id":1,"promt":"hi"})").error,
+            R"(line 3: unknown field "promt": did you mean "prompt"?)");
+  // Even when the id itself is misspelt (the line then has no id to carry).
+  const Result no_id = parse_err(R"({"Id":1,"prompt_tokens":[1]})");
+  EXPECT_EQ(no_id.error, R"(line 3: unknown field "Id": did you mean "id"?)");
+  EXPECT_EQ(no_id.id_json, "");
+}
+
+TEST(JsonlFields, UnknownFieldFarFromEveryKnownOneListsTheKnownFields) {
+  for (const std::string field : {"max_tokens", "extra", "xy", "n", "temperature_", "note"}) {
+    const Result e = parse_err(R"({"id":"q","prompt_tokens":[1],")" + field + R"(":0.7})");
+    if (field == "temperature_") {  // one edit: not far
+      EXPECT_EQ(e.error, R"(line 3: unknown field "temperature_": did you mean "temperature"?)");
+      continue;
+    }
+    EXPECT_EQ(e.error, "line 3: unknown field \"" + field + "\"; " + kFieldList) << field;
+    EXPECT_EQ(e.error.find("did you mean"), std::string::npos) << e.error;
+  }
+  // Any value, even null, is a use of the field.
+  EXPECT_EQ(parse_err(R"({"id":"q","prompt_tokens":[1],"zzz":null})").error,
+            std::string("line 3: unknown field \"zzz\"; ") + kFieldList);
+}
+
+TEST(JsonlFields, SeveralUnknownFieldsAreNamedUpToThree) {
+  // Object keys come in sorted order (nlohmann's object is a std::map).
+  EXPECT_EQ(parse_err(R"({"id":1,"prompt_tokens":[1],"topp":1,"temprature":1})").error,
+            R"(line 3: unknown fields "temprature" (did you mean "temperature"?), )"
+            R"("topp" (did you mean "top_p"?))");
+  EXPECT_EQ(parse_err(R"({"id":1,"prompt_tokens":[1],"d":4,"temprature":1,"b":1,"aaaaaa":2,"c":3})")
+                .error,
+            std::string(R"(line 3: unknown fields "aaaaaa", "b", "c" and 2 more; )") + kFieldList);
+}
+
+TEST(JsonlFields, AnUnknownFieldsNameIsQuotedAndCut) {
+  const std::string long_name(100000, 'k');
+  const Result e = parse_err(R"({"id":1,"prompt_tokens":[1],")" + long_name + R"(":1})");
+  EXPECT_EQ(e.error, "line 3: unknown field \"" + std::string(64, 'k') + "...\"; " + kFieldList);
+  // Quotes, control characters and a multi-byte character cut in half stay valid JSON text.
+  std::string odd = R"(a\"b\nc)";
+  for (int i = 0; i < 40; ++i) odd += "\xc3\xa9";  // é: 80 bytes, so the cut falls inside one
+  const Result q = parse_err(R"({"id":1,"prompt_tokens":[1],")" + odd + R"(":1})");
+  const std::string want_prefix = R"(line 3: unknown field "a\"b\nc)";
+  EXPECT_EQ(q.error.rfind(want_prefix, 0), 0u) << q.error;
+  EXPECT_TRUE(nlohmann::json::accept(result_to_json(q))) << result_to_json(q);
+  EXPECT_NE(q.error.find("...\"; a request's fields"), std::string::npos) << q.error;
+}
+
+TEST(JsonlFields, EveryKnownFieldIsAccepted) {
+  const auto fields = request_fields();
+  ASSERT_EQ(fields.size(), 12u);
+  EXPECT_EQ(fields.front(), "id");
+  EXPECT_EQ(fields.back(), "metadata");
+  for (const std::string_view f : fields) {
+    nlohmann::json j = {{"id", 1}, {"prompt_tokens", {1}}};
+    if (f != "id" && f != "prompt_tokens") j[std::string(f)] = nullptr;
+    parse_ok(j.dump());
+  }
+}
+
+TEST(JsonlFields, MetadataOfEveryJsonTypeIsKeptAsNlohmannWritesIt) {
+  // As given, when already written compactly (nlohmann's form).
+  const std::vector<std::string> compact = {
+      "null",
+      "true",
+      "false",
+      "0",
+      "-12",
+      "18446744073709551615",
+      "-9223372036854775808",
+      "1.5",
+      "-2.5e-07",
+      R"("")",
+      R"("row 17 \"quoted\" \\ \n\t é 日本 \u0001")",
+      "[]",
+      "{}",
+      R"([1,"two",3.25,null,[false,{}]])",
+      R"({"batch":"b-7","row":17,"tags":["x","y"],"nested":{"deep":[{"k":null}]}})"};
+  for (const std::string& m : compact) {
+    const std::string canonical = nlohmann::json::parse(m).dump();
+    const Request r = parse_ok(R"({"id":"m","prompt_tokens":[1],"metadata":)" + m + "}");
+    EXPECT_EQ(r.metadata_json, canonical) << m;
+    if (m.find("nested") == std::string::npos) {
+      EXPECT_EQ(canonical, m);
+    }
+
+    // Into the result line, last, and back out as the same value.
+    Result res;
+    res.id_json = r.id_json;
+    res.line = r.line;
+    res.tokens = {4, 5};
+    res.finish_reason = "length";
+    res.prompt_tokens = 1;
+    res.metadata_json = r.metadata_json;
+    const std::string line = result_to_json(res);
+    EXPECT_EQ(line, R"({"id":"m","tokens":[4,5],"finish_reason":"length","prompt_tokens":1,)"
+                    R"("completion_tokens":2,"metadata":)" +
+                        canonical + "}");
+    EXPECT_EQ(nlohmann::json::parse(line)["metadata"], nlohmann::json::parse(m)) << m;
+
+    // Through the wire between ranks, byte for byte.
+    EXPECT_EQ(request_from_wire(request_to_wire(r)).metadata_json, canonical) << m;
+    EXPECT_EQ(result_from_wire(result_to_wire(res)).metadata_json, canonical) << m;
+  }
+  // Spacing is dropped and object keys come back sorted: the same JSON value.
+  EXPECT_EQ(parse_ok(R"({"id":1,"prompt_tokens":[1],"metadata": { "z" : 1 , "a" : [ 2 ] } })")
+                .metadata_json,
+            R"({"a":[2],"z":1})");
+  // Absent: none on the result line, nor on the wire.
+  const Request none = parse_ok(R"({"id":1,"prompt_tokens":[1]})");
+  EXPECT_EQ(none.metadata_json, "");
+  EXPECT_EQ(request_to_wire(none).find("metadata"), std::string::npos);
+  EXPECT_EQ(request_from_wire(request_to_wire(none)).metadata_json, "");
+  Result plain;
+  plain.id_json = "1";
+  EXPECT_EQ(result_to_json(plain).find("metadata"), std::string::npos);
+  EXPECT_EQ(result_to_wire(plain).find("metadata"), std::string::npos);
+  EXPECT_EQ(result_from_wire(result_to_wire(plain)).metadata_json, "");
+}
+
+TEST(JsonlFields, ErrorLinesCarryTheLinesMetadata) {
+  // A rule broken after the id was read.
+  const Result bad = parse_err(R"({"id":"e","prompt_tokens":[],"metadata":{"k":[1,2]}})");
+  EXPECT_EQ(bad.metadata_json, R"({"k":[1,2]})");
+  EXPECT_EQ(
+      result_to_json(bad),
+      R"({"id":"e","line":3,"error":"line 3: \"prompt_tokens\" is empty","metadata":{"k":[1,2]}})");
+  // An unknown field.
+  const Result typo = parse_err(R"({"id":"e","prompt_tokens":[1],"topk":5,"metadata":"mine"})");
+  EXPECT_EQ(result_to_json(typo),
+            R"({"id":"e","line":3,"error":"line 3: unknown field \"topk\": did you mean )"
+            R"(\"top_k\"?","metadata":"mine"})");
+  // No usable id: the metadata still tells the user which request it was.
+  EXPECT_EQ(result_to_json(parse_err(R"({"prompt_tokens":[1],"metadata":5})")),
+            R"({"line":3,"error":"line 3: missing \"id\"","metadata":5})");
+  EXPECT_EQ(result_to_json(parse_err(R"({"id":[1],"prompt_tokens":[1],"metadata":null})")),
+            R"({"line":3,"error":"line 3: \"id\" must be a string or an integer, not an array",)"
+            R"("metadata":null})");
+  // Not JSON: nothing can be read from it, metadata included.
+  EXPECT_EQ(parse_err(R"({"id":1,"metadata":5)").metadata_json, "");
+  // Error results cross the wire with it too.
+  EXPECT_EQ(result_from_wire(result_to_wire(bad)).metadata_json, R"({"k":[1,2]})");
+
+  // A repeated id's error line carries the repeating line's metadata.
+  const std::string path = tmp_path("metadata-dup.jsonl");
+  write_file(path, R"({"id":"a","prompt_tokens":[1],"metadata":{"n":1}})"
+                   "\n"
+                   R"({"id":"a","prompt_tokens":[2],"metadata":{"n":2}})"
+                   "\n"
+                   R"({"id":"b","prompt_tokens":[2],"tempreture":1,"metadata":[3]})"
+                   "\n"
+                   R"({"id":"b","prompt_tokens":[2]})"
+                   "\n");
+  RequestReader reader(path, test_rules());
+  const auto first = reader.next(), dup = reader.next(), typo_line = reader.next(),
+             dup_plain = reader.next();
+  ASSERT_TRUE(first && first->request && dup && dup->error && typo_line && typo_line->error &&
+              dup_plain && dup_plain->error);
+  EXPECT_EQ(first->request->metadata_json, R"({"n":1})");
+  EXPECT_TRUE(dup->error->duplicate_id);
+  EXPECT_EQ(
+      result_to_json(*dup->error),
+      R"j({"duplicate_id":"a","line":2,"error":"line 2: duplicate id \"a\" (first on line 1)",)j"
+      R"j("metadata":{"n":2}})j");
+  EXPECT_EQ(typo_line->error->error,
+            R"(line 3: unknown field "tempreture": did you mean "temperature"?)");
+  EXPECT_EQ(typo_line->error->metadata_json, "[3]");
+  EXPECT_EQ(dup_plain->error->metadata_json, "");
+  EXPECT_EQ(dup_plain->error->error, "line 4: duplicate id \"b\" (first on line 3)");
 }
 
 // ---------------------------------------------------------------- output file
