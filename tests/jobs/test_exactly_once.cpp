@@ -37,15 +37,21 @@ bool has(const std::string& text, const std::string& what) {
 TEST_F(Faults, ASecondJobOnARunningJobsOutputIsRefusedNamingTheHolder) {
   const std::string out = fresh_output("locked");
   const std::string log = tmp_path("locked-first.log");
-  // The first job, in the background; the second starts once the first has
-  // written results, i.e. holds the lock and is mid-run.
+  // The first job, in the background, is paused (SIGSTOP) once it has written
+  // results, i.e. holds the lock mid-run, so that it cannot finish before the
+  // second has tried, however slow the machine; it goes on (SIGCONT) after.
+  const std::string ranks = "$(for p in $(pgrep -x tpinfer); do grep -q " +
+                            fs::path(out).filename().string() +
+                            " /proc/$p/cmdline 2>/dev/null && echo $p; done)";
   const std::string first = "( " + job(2, 1, out) + " > " + log + " 2>&1; echo $? > " + log +
-                            ".rc ) & for i in $(seq 3000); do [ $(cat " + out +
-                            " 2>/dev/null | wc -l) -ge 3 ] && break; sleep 0.01; done; ";
+                            ".rc ) & for i in $(seq 6000); do [ $(cat " + out +
+                            " 2>/dev/null | wc -l) -ge 3 ] && break; sleep 0.01; done; first=\"" +
+                            ranks + "\"; kill -STOP $first; ";
   for (const std::string second_flags : {"--resume", ""}) {
     SCOPED_TRACE("second job with '" + second_flags + "'");
     fs::remove(log + ".rc");
-    auto r = run_shell(first + job(1, 1, out, second_flags) + "; rc=$?; wait; exit $rc");
+    auto r = run_shell(first + job(1, 1, out, second_flags) +
+                       "; rc=$?; kill -CONT $first; wait; exit $rc");
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_EQ(count(r.output, "tpinfer: error"), 1u) << r.output;
     const std::regex holder("output " + out +
