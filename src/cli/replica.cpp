@@ -81,6 +81,9 @@ void check_replica_options(const ReplicaOptions& o) {
     throw UsageError("--memory-fraction must be in (0, 1]");
   check_one_of("kv-cache-dtype", o.kv_cache_dtype, {"auto", "fp8"});
   if (o.block_size < 1) throw UsageError("--block-size must be >= 1");
+  if (o.threads < 0) throw UsageError("--threads must be >= 0 (0 = cores / ranks on this node)");
+  if (o.kv_cache_mb < 0) throw UsageError("--kv-cache-mb must be >= 0 (0 = sized from memory)");
+  if (o.kv_blocks < 0) throw UsageError("--kv-blocks must be >= 0 (0 = sized from memory)");
   if (o.custom_all_reduce_kb < 0 || o.custom_all_reduce_kb > 65536)
     throw UsageError("--custom-all-reduce-kb " + std::to_string(o.custom_all_reduce_kb) +
                      " is not in 0..65536");

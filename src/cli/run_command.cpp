@@ -37,7 +37,7 @@ struct RunOptions {
   std::string model, input, output;
   int tp = 1;
   SamplingParams defaults;
-  uint64_t seed = 0;
+  int64_t seed = 0;  // a request's "seed" rule: an integer >= 0
   bool strict = false;
   bool resume = false;
   bool repair = false;
@@ -99,6 +99,7 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
   check_replica_options(o.replica);
   if (o.defaults.max_new_tokens < 1) throw UsageError("--max-new-tokens must be >= 1");
   if (o.defaults.top_k < 0) throw UsageError("--top-k must be >= 0");
+  if (o.seed < 0) throw UsageError("--seed " + std::to_string(o.seed) + ": must be >= 0");
   check_number("temperature", o.defaults.temperature, 0, false);
   check_number("top-p", o.defaults.top_p, 0, true, 1);
   check_number("collective-timeout", o.collective_timeout, 0, true);
@@ -136,7 +137,7 @@ int run_job(const RunOptions& o) {
   rules.max_context = config.max_position_embeddings;
 
   rules.defaults = o.defaults;
-  rules.job_seed = o.seed;
+  rules.job_seed = static_cast<uint64_t>(o.seed);
   // Every rank holds the tokenizer: each engine matches stop strings itself.
   std::shared_ptr<const Tokenizer> tokenizer;
   agree_on(w.world.get(), [&] {
