@@ -259,6 +259,19 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 const char* nearest_field(std::string_view unknown) {
   constexpr size_t kMaxEdits = 2;
   const std::string u = normalized(unknown);
+  // Other engines' names for our fields (OpenAI, vLLM, TGI), which no edit
+  // distance would pair.
+  static constexpr std::pair<std::string_view, const char*> kOtherNames[] = {
+      {"max_tokens", "max_new_tokens"},
+      {"max_completion_tokens", "max_new_tokens"},
+      {"stop_token_ids", "stop"},
+      {"stop_sequences", "stop"},
+      {"input_ids", "prompt_tokens"},
+      {"request_id", "id"},
+      {"custom_id", "id"},
+      {"random_seed", "seed"}};
+  for (const auto& [other, ours] : kOtherNames)
+    if (u == other) return ours;
   const char* best = nullptr;
   size_t best_edits = kMaxEdits + 1;
   for (const std::string_view f : kFields) {

@@ -666,7 +666,12 @@ TEST(JsonlFields, UnknownFieldIsAnErrorNamingItAndTheNearestKnownOne) {
       {"log_probs", "logprobs"},
       {"metdata", "metadata"},
       {"meta_data", "metadata"},
-      {"ID", "id"}};
+      {"ID", "id"},
+      // Other engines' names.
+      {"max_tokens", "max_new_tokens"},
+      {"max_completion_tokens", "max_new_tokens"},
+      {"stop_token_ids", "stop"},
+      {"custom_id", "id"}};
   for (const auto& [typo, meant] : near) {
     const Result e = parse_err(R"({"id":5,"prompt_tokens":[1],")" + typo + R"(":1})");
     EXPECT_EQ(e.error, "line 3: unknown field \"" + typo + "\": did you mean \"" + meant + "\"?")
@@ -682,7 +687,7 @@ TEST(JsonlFields, UnknownFieldIsAnErrorNamingItAndTheNearestKnownOne) {
 }
 
 TEST(JsonlFields, UnknownFieldFarFromEveryKnownOneListsTheKnownFields) {
-  for (const std::string field : {"max_tokens", "extra", "xy", "n", "temperature_", "note"}) {
+  for (const std::string field : {"max_length", "extra", "xy", "n", "temperature_", "note"}) {
     const Result e = parse_err(R"({"id":"q","prompt_tokens":[1],")" + field + R"(":0.7})");
     if (field == "temperature_") {  // one edit: not far
       EXPECT_EQ(e.error, R"(line 3: unknown field "temperature_": did you mean "temperature"?)");
