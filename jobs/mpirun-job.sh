@@ -122,7 +122,10 @@ case " $* " in *" --resume "*) again=() ;; esac
 [ -s "$output" ] && [ -f "$output.manifest.json" ] && resume=("${again[@]}")
 attempt=0
 while :; do
-  [ -z "$signal" ] || stopped 75 0
+  if [ -n "$signal" ]; then
+    [ -n "${rc:-}" ] || { echo "mpirun-job: SIG$signal before the job started" >&2; exit 75; }
+    stopped "$rc" "$started"
+  fi
   before=$(manifest_id)
   setsid mpirun "${mpirun_args[@]}" -np "$np" "$bin" run --model "$model" --input "$input" \
     --output "$output" "${resume[@]}" "$@" </dev/null &
