@@ -23,7 +23,7 @@
 set -uo pipefail
 max_restarts=3
 if [ "${1:-}" = --max-restarts ]; then max_restarts=$2; shift 2; fi
-[ $# -ge 4 ] || { sed -n '2,25p' "$0"; exit 2; }
+[ $# -ge 4 ] || { sed -n '2,22p' "$0"; exit 2; }
 # The command that picks this job up again (it passes --resume by itself).
 resume_cmd=$(
   for v in TPINFER_BIN TPINFER_MPIRUN_ARGS TPINFER_RESTART_NP; do
@@ -31,6 +31,7 @@ resume_cmd=$(
   done
   printf '%q ' "$0" --max-restarts "$max_restarts" "$@"
 )
+resume_cmd=${resume_cmd% }
 np=$1 model=$2 input=$3 output=$4
 shift 4
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,9 +44,9 @@ read -r -d "" -a mpirun_args <<<"${TPINFER_MPIRUN_ARGS:-}"  # at spaces and newl
 
 # mpirun runs in a session of its own (setsid), so that Ctrl-C, which the
 # terminal sends to its whole foreground process group, reaches this script
-# only. mpirun signalled itself (TERM, INT, HUP) would exit 1 and kill the
-# ranks 2 s later (README "Exit codes"); USR1 it forwards to the ranks, which
-# drain, and it then exits with their 75.
+# only. mpirun signalled itself (TERM, INT, HUP) would exit 1 and SIGKILL the
+# ranks 2 s later (README "When mpirun itself is signalled"); USR1 it forwards
+# to the ranks, which drain, and it then exits with their 75.
 pid="" signal=""
 on_signal() {
   if [ -z "$signal" ]; then
@@ -55,6 +56,7 @@ on_signal() {
   signal=$1
   [ -z "$pid" ] || kill -USR1 "$pid" 2>/dev/null
 }
+# shellcheck disable=SC2064 # the name of each signal goes in now
 for s in TERM INT HUP USR1; do trap "on_signal $s" "$s"; done
 
 # Waits for mpirun across the trapped signals that interrupt `wait`; bash
@@ -73,7 +75,7 @@ result_lines() { if [ -f "$output" ]; then wc -l <"$output"; else echo 0; fi; }
 meaning() {
   case $1 in
     0) echo "done" ;;
-    1) echo "an error; tpinfer's line above says which" ;;
+    1) echo "mpirun itself was signalled, or an error the lines above name" ;;
     2) echo "usage, input or model error" ;;
     75) echo "tpinfer: restartable (drained, or a peer died or hung)" ;;
     205) echo "mpirun lost contact with a host's daemon" ;;
@@ -104,8 +106,11 @@ stopped() {  # stopped RC STARTED: the end after a signal the user sent
     exit 0
   fi
   # rc 1 with the ranks drained or killed mid-step: mpirun got the signal too
-  # (kill of the process group or cgroup, systemd's default KillMode).
-  if restartable "$rc" "$2" || { [ "$rc" -eq 1 ] && { [ "$status" = drained ] || [ "$status" = running ]; }; }; then
+  # (kill of the process group or cgroup, systemd's default KillMode). 128+N
+  # before the ranks started: the USR1 came before mpirun or a rank could
+  # catch it, and nothing had run.
+  if restartable "$rc" "$2" || { [ "$rc" -eq 1 ] && { [ "$status" = drained ] || [ "$status" = running ]; }; } ||
+    { [ "$2" = 0 ] && [ "$rc" -gt 128 ] && [ "$rc" -le 192 ]; }; then
     echo "mpirun-job: stopped by SIG$signal (mpirun exit $rc: $(meaning "$rc")); $(result_lines)" \
       "result lines in $output (manifest: ${status:-none}). Resume with:" >&2
     echo "  $resume_cmd" >&2
@@ -140,7 +145,9 @@ while :; do
   [ -z "$signal" ] || stopped "$rc" "$started"
   [ "$rc" -eq 0 ] && exit 0
   if ! restartable "$rc" "$started"; then
-    echo "mpirun-job: exit $rc ($(meaning "$rc")): not restarting" >&2
+    when=""
+    [ "$rc" -le 128 ] || [ "$started" = 1 ] || when=" before the ranks started"
+    echo "mpirun-job: exit $rc ($(meaning "$rc"))$when: not restarting" >&2
     exit "$rc"
   fi
   attempt=$((attempt + 1))

@@ -72,7 +72,7 @@ signal_mpirun 10 USR1 pid 75 --resume
 # 4. --resume completes it.
 log=$work/last.log
 mpirun -np 2 "$bin" "${run[@]}" --output "$out" --resume >"$log" 2>&1 || fail "the last --resume"
-[ "$(manifest_status "$out")" = done ] || fail "manifest: $(manifest_status "$out"), want done"
+[ "$(manifest_status "$out")" = "done" ] || fail "manifest: $(manifest_status "$out"), want done"
 same=$(same_results "$work/ref.jsonl" "$out") || fail "$same"
 say "$same as the uninterrupted run"
 say "PASSED in $((SECONDS - t0)) s"

@@ -1,7 +1,7 @@
 # Sourced by the tests in tests/launchers: a private folder, the workload, and
 # the checks. The test sets `name`, `bin` (tpinfer) and `src` (source tree)
 # first. Exit codes: 0 passed, 1 failed, 77 skipped.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154 # name, bin and src come from the test
 t0=$SECONDS
 passed=0
 say() { echo "$name [$((SECONDS - t0))s]: $*"; }

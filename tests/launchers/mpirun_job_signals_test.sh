@@ -84,7 +84,7 @@ for n in 2 3 4; do
   grep -q "more from the earlier run)" "$work/job$n.log" ||
     { log=$work/job$n.log; fail "run $n did not resume"; }
 done
-[ "$(manifest_status "$out")" = done ] || fail "manifest: $(manifest_status "$out"), want done"
+[ "$(manifest_status "$out")" = "done" ] || fail "manifest: $(manifest_status "$out"), want done"
 same=$(same_results "$work/ref.jsonl" "$out") || fail "$same"
 say "$same as the uninterrupted run"
 say "PASSED in $((SECONDS - t0)) s"

@@ -133,7 +133,7 @@ resumed=$(sed -n 's/.*Results: .* (\([0-9]*\) more from the earlier run)$/\1/p' 
   fail "the restart did not resume an unfinished output (earlier results: ${resumed:-none})"
 # The restart ran on host A alone: no daemon was started on B after the kill.
 [ "$(grep -cx $addr_b "$work/agent.log")" = "$launched_b" ] || fail "the restart started a daemon on B"
-[ "$(manifest_status "$out")" = done ] || fail "manifest: $(manifest_status "$out"), want done"
+[ "$(manifest_status "$out")" = "done" ] || fail "manifest: $(manifest_status "$out"), want done"
 same=$(same_results "$work/one-host.jsonl" "$out") || fail "after the lost host: $same"
 say "resumed on host A alone from $resumed results: $same as the uninterrupted run"
 say "PASSED in $((SECONDS - t0)) s"
