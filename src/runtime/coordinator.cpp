@@ -289,6 +289,7 @@ void Coordinator::handle(const MPI_Status& st) {
 void Coordinator::drain() {
   if (draining_) return;
   draining_ = true;
+  drain_started_ = MPI_Wtime();
   for (int g = 1; g < opt_.num_groups; ++g) sends_.send(comm_, g * opt_.tp, kTagDrain, "");
 }
 
@@ -339,7 +340,6 @@ void Coordinator::check_groups_alive() const {
 }
 
 void Coordinator::finish(const std::function<void()>& idle) {
-  const double start = MPI_Wtime();
   group_done_[0] = 1;  // rank 0's TP peers now wait in await_job_end
   while (groups_done_ < opt_.num_groups - 1) {
     if (drain_signal() != 0) drain();
@@ -354,7 +354,7 @@ void Coordinator::finish(const std::function<void()>& idle) {
     check_groups_alive();
     heartbeat_stopped_groups();
     if (idle) idle();
-    if (draining_ && MPI_Wtime() - start > opt_.drain_timeout_s) {
+    if (draining_ && MPI_Wtime() - drain_started_ > opt_.drain_timeout_s) {
       writer_.sync();
       throw RestartableError("drain: " + std::to_string(opt_.num_groups - 1 - groups_done_) +
                              " group(s) did not stop within --drain-timeout " +

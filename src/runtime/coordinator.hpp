@@ -151,6 +151,7 @@ class Coordinator {
   int64_t skipped_ = 0;  // input lines already answered in the output
   bool exhausted_ = false;
   bool draining_ = false;
+  double drain_started_ = 0;  // MPI_Wtime of drain(): --drain-timeout counts from there
   int64_t lines_read_ = 0;
   int groups_done_ = 0;
   std::vector<double> last_heard_;  // per group, MPI_Wtime of its last message
