@@ -307,7 +307,7 @@ int bench_job(const BenchOptions& o) {
         b.fill_random(dst, random_fill_of(config, s, seed));
       };
     } else {
-      weights = std::make_unique<WeightReader>(o.model);
+      weights = std::make_unique<WeightReader>(o.model, o.replica.verify_weights == "on");
       weights->validate(o.tp);
       config = weights->config();
       fill = upload_from([&](const TensorShard& s) { return weights->read(s); });
