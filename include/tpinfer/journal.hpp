@@ -31,16 +31,22 @@ Finished read_finished(const std::string& path, bool repair = false);
 
 // The manifest: OUTPUT.manifest.json.
 std::string manifest_path(const std::string& output);
-// A cheap fingerprint of a file: size plus FNV-1a of its first and last MiB
-// and, for files up to 64 MiB, of all of it (inputs are hashed whole; model
-// files of many GB are not re-read at every start).
+// The fingerprint of a file's whole content: "xxh3-128:<32 hex digits>"
+// (XXH3-128 of every byte, read in large blocks; several GB/s, see
+// docs/PERF.md). Model files use model_fingerprint (weight_store.hpp), which
+// reads only their stored hashes. Throws InputError naming the file.
 std::string file_fingerprint(const std::string& path);
+// Whether `fingerprint` has the form manifests held before whole-content
+// fingerprints ("<size>:<16 hex digits>", which covered only the first and
+// last MiB of files over 64 MiB).
+bool is_legacy_fingerprint(const std::string& fingerprint);
 // Writes the manifest atomically (temp file, fsync, rename, fsync the folder).
 void write_manifest(const std::string& output, const nlohmann::json& manifest);
 // The manifest, or null JSON when there is none.
 nlohmann::json read_manifest(const std::string& output);
 // Throws UsageError naming every field where `previous` and `now` differ (the
-// "run" field, which holds layout and timing, is not compared).
+// "run" field, which holds layout and timing, is not compared). A previous
+// manifest with a legacy fingerprint is refused with a line saying so.
 void check_manifest_matches(const nlohmann::json& previous, const nlohmann::json& now,
                             const std::string& output);
 

@@ -307,7 +307,7 @@ int bench_job(const BenchOptions& o) {
         b.fill_random(dst, random_fill_of(config, s, seed));
       };
     } else {
-      weights = std::make_unique<WeightReader>(o.model);
+      weights = std::make_unique<WeightReader>(o.model, o.replica.verify_weights == "on");
       weights->validate(o.tp);
       config = weights->config();
       fill = upload_from([&](const TensorShard& s) { return weights->read(s); });
@@ -329,7 +329,7 @@ int bench_job(const BenchOptions& o) {
   b.kv_bytes_per_token = kv_bytes_per_block(config, r.model.shard, 1, r.kv_dtype);
   if (w.rank == 0)
     std::printf(
-        "tpinfer bench: %s, tp %d, backend %s, %s weights, loaded in %.1f s; %.2f GB of "
+        "tpinfer bench: %s, tp %d, backend %s, %s weights, loaded in %.2f s; %.2f GB of "
         "weights streamed per rank per step; KV cache %d blocks of %d; offline batches of up to %d "
         "sequences and %d tokens; ceilings %.0f GB/s, %.0f TFLOP/s\n",
         config.architecture.c_str(), w.tp, r.description.c_str(),

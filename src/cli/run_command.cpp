@@ -125,7 +125,7 @@ int run_job(const RunOptions& o) {
 
   std::unique_ptr<WeightReader> weights;
   agree_on(w.world.get(), [&] {
-    weights = std::make_unique<WeightReader>(o.model);
+    weights = std::make_unique<WeightReader>(o.model, o.replica.verify_weights == "on");
     weights->validate(o.tp);
   });
   const ModelConfig config = weights->config();
@@ -180,7 +180,7 @@ int run_job(const RunOptions& o) {
         {"format", "tpinfer-manifest"},
         {"version", 1},
         {"input", file_fingerprint(o.input)},
-        {"model", file_fingerprint(o.model)},
+        {"model", model_fingerprint(o.model)},
         {"settings",
          {{"max_new_tokens", d.max_new_tokens},
           {"temperature", d.temperature},

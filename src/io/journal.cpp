@@ -14,8 +14,8 @@
 #include <mutex>
 #include <vector>
 
+#include "io/content_hash.hpp"
 #include "tpinfer/error.hpp"
-#include "tpinfer/philox.hpp"
 
 namespace tpinfer {
 
@@ -158,30 +158,15 @@ std::string manifest_path(const std::string& output) {
 }
 
 std::string file_fingerprint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw InputError("cannot open " + path + " to fingerprint it");
-  const int64_t size = in.tellg();
-  constexpr int64_t kMiB = 1 << 20, kWhole = 64 * kMiB;
-  uint64_t h = fnv1a64(&size, sizeof size);
-  std::vector<char> buf(static_cast<size_t>(kMiB));
-  auto hash_range = [&](int64_t from, int64_t to) {
-    in.seekg(from);
-    for (int64_t at = from; at < to;) {
-      const int64_t n = std::min<int64_t>(kMiB, to - at);
-      in.read(buf.data(), n);
-      h = fnv1a64(buf.data(), static_cast<size_t>(n), h);
-      at += n;
-    }
-  };
-  if (size <= kWhole) {
-    hash_range(0, size);
-  } else {
-    hash_range(0, kMiB);
-    hash_range(size - kMiB, size);
-  }
-  char hex[32];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-  return std::to_string(size) + ":" + hex;
+  return "xxh3-128:" + xxh3_128_file(path);
+}
+
+bool is_legacy_fingerprint(const std::string& fingerprint) {
+  const size_t colon = fingerprint.find(':');
+  if (colon == 0 || colon == std::string::npos || fingerprint.size() - colon - 1 != 16)
+    return false;
+  return fingerprint.find_first_not_of("0123456789") == colon &&
+         fingerprint.find_first_not_of("0123456789abcdef", colon + 1) == std::string::npos;
 }
 
 void write_manifest(const std::string& output, const nlohmann::json& manifest) {
@@ -206,6 +191,18 @@ nlohmann::json read_manifest(const std::string& output) {
 
 void check_manifest_matches(const nlohmann::json& previous, const nlohmann::json& now,
                             const std::string& output) {
+  // Refused rather than upgraded: an old fingerprint that still matches proves
+  // nothing about the middle of a file over 64 MiB, which is the change it missed.
+  for (const char* key : {"input", "model"}) {
+    const auto it = previous.find(key);
+    if (it != previous.end() && it->is_string() && is_legacy_fingerprint(it->get<std::string>()))
+      throw UsageError("--resume: the manifest of " + output +
+                       " predates whole-content fingerprints (its " + key + " fingerprint " +
+                       it->dump() +
+                       " covers only the first and last MiB of a file over 64 MiB), so this "
+                       "tpinfer cannot tell whether the input and model are unchanged; finish the "
+                       "job with the tpinfer version that started it, or write to a new --output");
+  }
   std::string diffs;
   for (const auto& [key, value] : now.items()) {
     if (key == "run") continue;

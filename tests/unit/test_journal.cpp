@@ -2,6 +2,7 @@
 // last line, and the manifest that ties an output to its input and settings.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -139,6 +140,73 @@ TEST(Manifest, FingerprintFollowsTheContent) {
   std::ofstream(b) << "one two thre3";
   EXPECT_NE(file_fingerprint(a), file_fingerprint(b));
   EXPECT_THROW(file_fingerprint(tmp("journal-fp-missing")), InputError);
+}
+
+// Whole content: a byte changed in the middle of a file over 64 MiB (where the
+// old fingerprint looked only at the first and last MiB) changes it.
+TEST(Manifest, FingerprintCoversTheMiddleOfLargeFiles) {
+  const std::string path = tmp("journal-fp-large");
+  const size_t size = (size_t{65} << 20) + 12345;
+  {
+    std::string block(size_t{1} << 20, '\0');
+    for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>((i * 131) >> 3);
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    for (size_t done = 0; done < size; done += block.size())
+      out.write(block.data(), static_cast<std::streamsize>(std::min(block.size(), size - done)));
+  }
+  ASSERT_EQ(std::filesystem::file_size(path), size);
+  const std::string before = file_fingerprint(path);
+  EXPECT_EQ(before.rfind("xxh3-128:", 0), 0u) << before;
+  EXPECT_EQ(before.size(), 9u + 32u) << before;
+  EXPECT_EQ(before.find_first_not_of("0123456789abcdef", 9), std::string::npos) << before;
+  auto poke = [&](size_t at, char value) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.put(value);
+  };
+  const char original = static_cast<char>(((size / 2 % (size_t{1} << 20)) * 131) >> 3);
+  poke(size / 2, static_cast<char>(original ^ 0x20));
+  const std::string changed = file_fingerprint(path);
+  EXPECT_NE(changed, before);
+  poke(size / 2, original);
+  EXPECT_EQ(file_fingerprint(path), before);
+  std::filesystem::remove(path);
+  // XXH3-128 of no bytes (the xxHash reference value).
+  std::ofstream(tmp("journal-fp-empty"), std::ios::trunc);
+  EXPECT_EQ(file_fingerprint(tmp("journal-fp-empty")), "xxh3-128:99aa06d3014798d86001c324468d497f");
+}
+
+// A manifest from before whole-content fingerprints ("size:16 hex digits") is
+// refused with a line saying why and what to do, not reported as a changed input.
+TEST(Manifest, ALegacyFingerprintIsRefusedNamingTheWayForward) {
+  EXPECT_TRUE(is_legacy_fingerprint("1048576:0123456789abcdef"));
+  EXPECT_FALSE(is_legacy_fingerprint("xxh3-128:99aa06d3014798d86001c324468d497f"));
+  EXPECT_FALSE(is_legacy_fingerprint("content-xxh3-128:99aa06d3014798d86001c324468d497f"));
+  EXPECT_FALSE(is_legacy_fingerprint(":0123456789abcdef"));
+  EXPECT_FALSE(is_legacy_fingerprint("12:0123456789abcdeg"));
+  const std::string out = tmp("journal-legacy.jsonl");
+  const nlohmann::json now = {{"input", "xxh3-128:99aa06d3014798d86001c324468d497f"},
+                              {"model", "content-xxh3-128:00112233445566778899aabbccddeeff"},
+                              {"settings", {{"seed", 1}}}};
+  for (const char* key : {"input", "model"}) {
+    nlohmann::json old = now;
+    old[key] = "73400320:8d2c0a1b3f4e5d6c";
+    try {
+      check_manifest_matches(old, now, out);
+      FAIL() << key;
+    } catch (const UsageError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("the manifest of " + out + " predates whole-content fingerprints"),
+                std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find(std::string("its ") + key + " fingerprint \"73400320:8d2c0a1b3f4e5d6c\""),
+                std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find("write to a new --output"), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  }
+  EXPECT_NO_THROW(check_manifest_matches(now, now, out));
 }
 
 }  // namespace

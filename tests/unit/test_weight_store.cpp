@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -12,8 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "io/content_hash.hpp"
 #include "model_error_matchers.hpp"
 #include "tpinfer/error.hpp"
+#include "tpinfer/journal.hpp"
 #include "tpinfer/philox.hpp"
 #include "tpinfer/sharding.hpp"
 #include "tpinfer/weight_store.hpp"
@@ -95,6 +98,73 @@ void set_root_int_attr(const std::string& path, const char* attr, int value) {
   H5_OK(H5Aclose(a));
   H5_OK(H5Sclose(space));
   H5_OK(H5Fclose(f));
+}
+
+// Deletes every checksum attribute: the file as tpinfer wrote it before checksums.
+void strip_checksums(const std::string& path) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  H5_OK(f);
+  for (const char* a : {"content_hash", "config_xxh3"}) {
+    H5_OK(H5Adelete(f, a));
+  }
+  H5G_info_t info;
+  H5_OK(H5Gget_info(f, &info));
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    char name[256];
+    H5_OK(
+        H5Lget_name_by_idx(f, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT));
+    const hid_t ds = H5Oopen(f, name, H5P_DEFAULT);
+    H5_OK(ds);
+    for (const char* a : {"tile_shape", "tile_xxh3", "xxh3"}) {
+      if (H5Aexists(ds, a) > 0) {
+        H5_OK(H5Adelete(ds, a));
+      }
+    }
+    H5_OK(H5Oclose(ds));
+  }
+  H5_OK(H5Fclose(f));
+}
+
+// The byte offset of element `index` of dataset `name` (contiguous layout).
+uint64_t element_offset(const std::string& path, const std::string& name, uint64_t index) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  EXPECT_GE(f, 0);
+  const hid_t ds = H5Dopen2(f, name.c_str(), H5P_DEFAULT);
+  EXPECT_GE(ds, 0);
+  const hid_t type = H5Dget_type(ds);
+  const uint64_t offset = H5Dget_offset(ds) + index * H5Tget_size(type);
+  EXPECT_NE(H5Dget_offset(ds), HADDR_UNDEF);
+  H5Tclose(type);
+  H5Dclose(ds);
+  H5Fclose(f);
+  return offset;
+}
+
+// Flips the lowest bit of the byte at `offset`: in the low byte of a 16-bit or
+// 32-bit little-endian float it changes the value by one unit in the last
+// place, so the value stays finite and only a checksum can notice.
+void flip_byte(const std::string& path, uint64_t offset) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 1);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(&c, 1);
+  ASSERT_TRUE(f.good()) << path;
+}
+
+std::string root_string_attr(const std::string& path, const char* attr) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  const hid_t a = H5Aopen(f, attr, H5P_DEFAULT);
+  const hid_t type = H5Aget_type(a);
+  std::string value(H5Tget_size(type), '\0');
+  H5Aread(a, type, value.data());
+  value.resize(strlen(value.c_str()));
+  H5Tclose(type);
+  H5Aclose(a);
+  H5Fclose(f);
+  return value;
 }
 
 std::vector<float> slice_2d(const std::vector<float>& full, int64_t width, int64_t r0, int64_t nr,
@@ -347,7 +417,7 @@ TEST(WeightStore, ExplicitValuesRowAndColumnSlices) {
     const std::string path = tmp_file(dtype_name(d));
     const std::vector<float> t = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
     // 65504 is fp16's largest finite value; 65520 would round to inf, which the
-    // reader refuses (CorruptWeights tests in test_faults.cpp cover that).
+    // reader refuses (WeightChecksums.NonFiniteValuesWithoutChecksums).
     const std::vector<float> tricky = {1.00390625f, 0x1p-24f, -3.5f, 65504.0f};
     {
       WeightWriter w(path, small_config(d));
@@ -603,6 +673,9 @@ TEST(WeightStoreBadFile, WrongFormatAttributes) {
 TEST(WeightStoreBadFile, BadConfig) {
   const ModelConfig c = small_config(DType::f32);
   const std::string path = write_model(tmp_file(), c);
+  // Without checksums, so the config's own checks speak (with them, the
+  // edited config fails its checksum first: ConfigAndTokenizerChecksums).
+  strip_checksums(path);
   const std::string not_json = "{\"hidden_size\": 64,";
   edit_string_attr(path, "/", "config", &not_json);
   expect_model_error([&] { WeightReader r(path); }, {path, "config is not valid JSON"});
@@ -636,6 +709,422 @@ TEST(WeightStoreBadFile, HyperslabOutsideTheTensor) {
         r.read({n, {32}, {0}, {32}});
       },
       {path, n, "has shape [64], expected [32]"});
+  fs::remove(path);
+}
+
+// ---- checksums ---------------------------------------------------------------------
+
+// The tiles are cut so that every TP rank's hyperslab (column-parallel rows,
+// row-parallel columns, vocab slices of ceil(V/tp) rows) starts and ends on
+// tile boundaries for TP 1, 2, 4, 8 (and 16 where the model allows it).
+TEST(WeightChecksums, TileGridAlignsWithTheShardsOfCommonTpSizes) {
+  const nlohmann::json llama3_8b = {{"architectures", {"LlamaForCausalLM"}},
+                                    {"hidden_size", 4096},
+                                    {"intermediate_size", 14336},
+                                    {"num_hidden_layers", 1},
+                                    {"num_attention_heads", 32},
+                                    {"num_key_value_heads", 8},
+                                    {"vocab_size", 128256},
+                                    {"max_position_embeddings", 8192},
+                                    {"rms_norm_eps", 1e-5},
+                                    {"rope_theta", 500000.0},
+                                    {"torch_dtype", "bfloat16"}};
+  const ModelConfig c = config_from_hf_json(llama3_8b);
+  int checked = 0;
+  for (const TensorSpec& spec : expected_tensors(c)) {
+    const TileGrid g = default_tile_grid(spec.shape);
+    EXPECT_LE(g.count(), 256) << spec.name;
+    for (int tp : {1, 2, 4, 8, 16}) {
+      for (int rank = 0; rank < tp; ++rank) {
+        const TensorShard s = shard_of(c, spec, rank, tp);
+        const int64_t tile[2] = {g.tile_rows, g.tile_cols};
+        for (size_t d = 0; d < s.offset.size(); ++d) {
+          const int64_t end = s.offset[d] + s.count[d];
+          EXPECT_EQ(s.offset[d] % tile[d], 0) << spec.name << " tp " << tp << " rank " << rank;
+          EXPECT_TRUE(end % tile[d] == 0 || end == spec.shape[d])
+              << spec.name << " tp " << tp << " rank " << rank;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 651);  // 9 matrices x 2 dims + 3 vectors, each at 1+2+4+8+16 = 31 ranks
+  // The rule itself: 16 blocks where 16 divides, then 8, 4, 2; odd sizes in
+  // blocks of ceil(dim / 8).
+  EXPECT_EQ(default_tile_grid({128256, 4096}).tile_rows, 8016);
+  EXPECT_EQ(default_tile_grid({24, 4}).tile_rows, 3);
+  EXPECT_EQ(default_tile_grid({24, 6}).tile_cols, 3);
+  EXPECT_EQ(default_tile_grid({99, 64}).tile_rows, 13);
+  EXPECT_EQ(default_tile_grid({99, 64}).grid_rows(), 8);
+  EXPECT_EQ(default_tile_grid({64}).cols, 1);
+}
+
+// Every tensor carries tile_shape and tile_xxh3, equal to XXH3-64 of the tile's
+// stored bytes taken row by row (computed here from the raw uint16 data), and
+// the root content_hash is what fingerprint() reports.
+TEST(WeightChecksums, StoredTileHashesAreThoseOfTheStoredBytes) {
+  const ModelConfig c = small_config(DType::bf16);
+  const std::string path = tmp_file();
+  write_random_model(c, path, 5);
+  const std::string name = "model.layers.0.mlp.down_proj.weight";  // [64, 128]
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  const hid_t ds = H5Dopen2(f, name.c_str(), H5P_DEFAULT);
+  std::vector<uint16_t> raw(64 * 128);
+  ASSERT_GE(H5Dread(ds, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), 0);
+  uint64_t tile[2] = {0, 0};
+  std::vector<uint64_t> hashes(16 * 16);
+  const hid_t ts = H5Aopen(ds, "tile_shape", H5P_DEFAULT);
+  ASSERT_GE(H5Aread(ts, H5T_NATIVE_UINT64, tile), 0);
+  const hid_t th = H5Aopen(ds, "tile_xxh3", H5P_DEFAULT);
+  const hid_t space = H5Aget_space(th);
+  ASSERT_EQ(H5Sget_simple_extent_npoints(space), 256);
+  ASSERT_GE(H5Aread(th, H5T_NATIVE_UINT64, hashes.data()), 0);
+  H5Sclose(space);
+  H5Aclose(th);
+  H5Aclose(ts);
+  H5Dclose(ds);
+  H5Fclose(f);
+  EXPECT_EQ(tile[0], 4u);  // 64 rows in 16 tiles
+  EXPECT_EQ(tile[1], 8u);  // 128 columns in 16 tiles
+  for (int i = 0; i < 16; ++i) {
+    for (int j = 0; j < 16; ++j) {
+      std::vector<uint16_t> bytes;
+      for (int r = i * 4; r < i * 4 + 4; ++r)
+        bytes.insert(bytes.end(), raw.begin() + r * 128 + j * 8, raw.begin() + r * 128 + j * 8 + 8);
+      ASSERT_EQ(hashes[i * 16 + j], xxh3_64(bytes.data(), bytes.size() * 2)) << i << ", " << j;
+    }
+  }
+  WeightReader r(path);
+  EXPECT_TRUE(r.has_checksums());
+  const std::string stored = root_string_attr(path, "content_hash");
+  EXPECT_EQ(stored.size(), 32u);
+  EXPECT_NE(stored, std::string(32, '0'));
+  EXPECT_EQ(r.fingerprint(), "content-xxh3-128:" + stored);
+  EXPECT_EQ(model_fingerprint(path), r.fingerprint());
+  // The same model written again has the same content hash; another seed not.
+  const std::string again = tmp_file("_again"), other = tmp_file("_other");
+  write_random_model(c, again, 5);
+  write_random_model(c, other, 6);
+  EXPECT_EQ(model_fingerprint(again), r.fingerprint());
+  EXPECT_NE(model_fingerprint(other), r.fingerprint());
+  fs::remove(path);
+  fs::remove(again);
+  fs::remove(other);
+}
+
+struct FlipCase {
+  const char* name;  // tensor
+  int64_t row, col;  // the element whose byte is flipped
+  int64_t tile_row, tile_col;
+  const char* where;  // the tile as the error names it
+};
+
+// One bit flipped inside a column-parallel (gate_proj, rows split) and a
+// row-parallel (down_proj, columns split) tensor: at TP 1, 2 and 4 every rank
+// whose hyperslab holds the tile fails naming tensor and tile; the others read
+// their (untouched) shard exactly.
+TEST(WeightChecksums, AFlippedByteFailsTheShardsThatHoldItsTile) {
+  const ModelConfig c = small_config(DType::bf16);
+  const uint64_t seed = 77;
+  const FlipCase cases[] = {
+      // gate_proj [128, 64]: tiles of 8 rows x 4 cols
+      {"model.layers.1.mlp.gate_proj.weight", 70, 37, 8, 9, "tile (8, 9) (rows 64-71, cols 36-39)"},
+      // down_proj [64, 128]: tiles of 4 rows x 8 cols
+      {"model.layers.0.mlp.down_proj.weight", 10, 100, 2, 12,
+       "tile (2, 12) (rows 8-11, cols 96-103)"},
+  };
+  for (const FlipCase& fc : cases) {
+    const std::string path = tmp_file(fc.name);
+    write_random_model(c, path, seed);
+    const TensorSpec spec = [&] {
+      for (const TensorSpec& s : expected_tensors(c))
+        if (s.name == fc.name) return s;
+      return TensorSpec{};
+    }();
+    ASSERT_EQ(spec.shape.size(), 2u) << fc.name;
+    flip_byte(path, element_offset(path, fc.name, fc.row * spec.shape[1] + fc.col));
+    WeightReader r(path);
+    r.validate(4);  // metadata only: still fine
+    for (int tp : {1, 2, 4}) {
+      for (int rank = 0; rank < tp; ++rank) {
+        const TensorShard s = shard_of(c, spec, rank, tp);
+        const bool split_rows = s.count[0] != spec.shape[0];
+        const int64_t at = split_rows ? fc.row : fc.col;
+        const size_t dim = split_rows ? 0 : 1;
+        const bool holds = tp == 1 || (at >= s.offset[dim] && at < s.offset[dim] + s.count[dim]);
+        if (holds) {
+          expect_model_error([&] { r.read(s); },
+                             {"model file " + path + ": tensor " + fc.name + ": " + fc.where +
+                                  " fails its checksum (stored xxh3 ",
+                              "the file is corrupt; reconvert or copy it again"});
+        } else {
+          EXPECT_EQ(r.read(s), random_tensor_values(c, s, seed))
+              << fc.name << " tp " << tp << " rank " << rank;
+        }
+      }
+    }
+    // Another tensor of the same file reads fine.
+    const TensorShard norm = full_shard({"model.norm.weight", {64}});
+    EXPECT_EQ(r.read(norm), random_tensor_values(c, norm, seed));
+    fs::remove(path);
+  }
+}
+
+// A hyperslab that does not start or end on tile boundaries (the vocab slice of
+// 50 rows at TP 2 against tiles of 13 rows, or any row/column window) is read
+// through the whole tiles it touches: a flip in a row outside the hyperslab
+// but inside a tile it shares fails too.
+TEST(WeightChecksums, MisalignedHyperslabsAreVerifiedByWholeTiles) {
+  const ModelConfig c = small_config(DType::f16);
+  const uint64_t seed = 8;
+  const std::string path = tmp_file();
+  write_random_model(c, path, seed);
+  const std::string embed = "model.embed_tokens.weight";  // [99, 64]: tiles 13 x 4
+  const TensorSpec spec{embed, {99, 64}};
+  {
+    WeightReader r(path);
+    for (int tp : {2, 4}) {
+      for (int rank = 0; rank < tp; ++rank) {
+        const TensorShard s = shard_of(c, spec, rank, tp);
+        EXPECT_EQ(r.read(s), random_tensor_values(c, s, seed)) << "tp " << tp << " rank " << rank;
+      }
+    }
+    const TensorShard window{embed, {99, 64}, {14, 5}, {30, 22}};
+    const std::vector<float> full = random_tensor_values(c, full_shard(spec), seed);
+    EXPECT_EQ(r.read(window), slice_2d(full, 64, 14, 30, 5, 22));
+  }
+  // Row 51 is rank 1's at TP 2 (rows 50-98) but in tile row 3 (rows 39-51),
+  // which rank 0 (rows 0-49) reads too.
+  flip_byte(path, element_offset(path, embed, 51 * 64 + 2));
+  WeightReader r(path);
+  const std::string tile = "tile (3, 0) (rows 39-51, cols 0-3) fails its checksum";
+  expect_model_error([&] { r.read(shard_of(c, spec, 0, 2)); }, {embed, tile});
+  expect_model_error([&] { r.read(shard_of(c, spec, 1, 2)); }, {embed, tile});
+  // A window whose columns stop short of the flipped column, in the same tile.
+  expect_model_error([&] { r.read({embed, {99, 64}, {40, 0}, {3, 2}}); }, {embed, tile});
+  // Rows 0-38 do not touch tile row 3.
+  const TensorShard clean{embed, {99, 64}, {0, 0}, {39, 64}};
+  EXPECT_EQ(r.read(clean), random_tensor_values(c, clean, seed));
+  fs::remove(path);
+}
+
+// fp32 storage and vectors: the flip is found in the one-read fp32 path, in a
+// vector, and in a bias.
+TEST(WeightChecksums, Fp32TensorsAndVectorsAreVerified) {
+  const ModelConfig c = small_config(DType::f32);
+  const std::string path = tmp_file();
+  write_random_model(c, path, 3);
+  const std::string q = "model.layers.0.self_attn.q_proj.weight";    // [64, 64]: tiles 4 x 4
+  const std::string norm = "model.layers.1.input_layernorm.weight";  // [64]: tiles of 4
+  flip_byte(path, element_offset(path, q, 5 * 64 + 6));
+  flip_byte(path, element_offset(path, norm, 33));
+  WeightReader r(path);
+  expect_model_error(
+      [&] {
+        r.read(shard_of(c, {q, {64, 64}}, 0, 2));
+      },
+      {q, "tile (1, 1) (rows 4-7, cols 4-7) fails its checksum"});
+  expect_model_error(
+      [&] {
+        r.read(full_shard({norm, {64}}));
+      },
+      {norm, "tile 8 (elements 32-35) fails its checksum"});
+  expect_model_error([&] { r.read({norm, {64}, {34}, {1}}); }, {norm, "tile 8 "});
+  EXPECT_EQ(r.read({norm, {64}, {36}, {4}}), random_tensor_values(c, {norm, {64}, {36}, {4}}, 3));
+  fs::remove(path);
+}
+
+// A file written before checksums (simulated by deleting them) loads with one
+// warning line per file and process, and nothing is verified: the flipped
+// byte comes through as a different value. Its fingerprint is the whole file's.
+TEST(WeightChecksums, AFileWithoutChecksumsLoadsUnverifiedWithOneWarning) {
+  const ModelConfig c = small_config(DType::bf16);
+  const std::string path = tmp_file();
+  write_random_model(c, path, 4);
+  strip_checksums(path);
+  const std::string up = "model.layers.1.mlp.up_proj.weight";
+  const TensorShard s = full_shard({up, {128, 64}});
+  flip_byte(path, element_offset(path, up, 300));
+  ::testing::internal::CaptureStderr();
+  {
+    WeightReader r(path);
+    r.validate(2);
+    EXPECT_FALSE(r.has_checksums());
+    const std::vector<float> got = r.read(s), want = random_tensor_values(c, s, 4);
+    EXPECT_NE(got[300], want[300]);
+    EXPECT_EQ(got[301], want[301]);
+    EXPECT_EQ(r.fingerprint(), file_fingerprint(path));
+    WeightReader again(path);  // the same file again: no second line
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err, "tpinfer: warning: model file " + path +
+                     " has no checksums (it was written before tpinfer stored them): its weights "
+                     "load unverified; write it again with tpinfer convert or make-model to have "
+                     "every read checked\n");
+  fs::remove(path);
+}
+
+// Without checksums (or with verification off) the reader still refuses
+// non-finite weights: 0xff bytes are NaN in every dtype.
+TEST(WeightChecksums, NonFiniteValuesWithoutChecksums) {
+  const ModelConfig c = small_config(DType::bf16);
+  const std::string path = tmp_file();
+  write_random_model(c, path, 4);
+  const std::string up = "model.layers.0.mlp.up_proj.weight";
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(element_offset(path, up, 130)));
+    f.write("\xff\xff\xff\xff", 4);
+  }
+  const TensorShard s = full_shard({up, {128, 64}});
+  expect_model_error([&] { WeightReader(path, false).read(s); },
+                     {path + ": tensor " + up +
+                      " holds 2 non-finite value(s), the first at "
+                      "element 130 of the shard"});
+  expect_model_error([&] { WeightReader(path).read(s); }, {up, "tile (", "fails its checksum"});
+  strip_checksums(path);
+  expect_model_error([&] { WeightReader(path).read(s); }, {up, "non-finite", "element 130"});
+  fs::remove(path);
+}
+
+// verify=false (--verify-weights off) reads without checking, saying so once.
+TEST(WeightChecksums, VerificationOffReadsWithoutChecking) {
+  const ModelConfig c = small_config(DType::bf16);
+  const std::string path = tmp_file();
+  write_random_model(c, path, 4);
+  const std::string up = "model.layers.1.mlp.up_proj.weight";
+  const TensorShard s = full_shard({up, {128, 64}});
+  flip_byte(path, element_offset(path, up, 300));
+  ::testing::internal::CaptureStderr();
+  {
+    WeightReader r(path, /*verify=*/false);
+    EXPECT_TRUE(r.has_checksums());
+    EXPECT_NE(r.read(s)[300], random_tensor_values(c, s, 4)[300]);
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("checksum verification is off"), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  expect_model_error([&] { WeightReader(path).read(s); }, {up, "fails its checksum"});
+  fs::remove(path);
+}
+
+TEST(WeightChecksums, ConfigAndTokenizerChecksums) {
+  const ModelConfig c = small_config(DType::bf16);
+  const std::string path = tmp_file();
+  write_random_model(c, path, 2, "{\"tokenizer\": \"bytes\"}");
+  EXPECT_EQ(WeightReader(path).tokenizer_json(), "{\"tokenizer\": \"bytes\"}");
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  const hid_t ds = H5Dopen2(f, "tokenizer", H5P_DEFAULT);
+  const uint64_t tok = H5Dget_offset(ds);
+  H5Dclose(ds);
+  H5Fclose(f);
+  flip_byte(path, tok + 3);
+  {
+    WeightReader r(path);
+    EXPECT_TRUE(r.has_tokenizer());
+    expect_model_error(
+        [&] { r.tokenizer_json(); },
+        {"model file " + path + ": the tokenizer (22 bytes) fails its checksum", "reconvert"});
+  }
+  // A config that is still valid JSON and a valid config, but not the one written.
+  nlohmann::json j = config_to_json(c);
+  j["rope_theta"] = 10000.0;
+  const std::string edited = j.dump();
+  edit_string_attr(path, "/", "config", &edited);
+  expect_model_error(
+      [&] { WeightReader r(path); },
+      {"model file " + path + ": root attribute config fails its checksum", "the file is corrupt"});
+  EXPECT_EQ(WeightReader(path, false).config().rope_theta, 10000.0);
+  fs::remove(path);
+}
+
+// fingerprint() adds the stored hashes up without reading a weight: a tensor
+// whose checksums were replaced (with its data: the splice of another file)
+// reads clean, but the content hash no longer adds up. An unfinished file
+// (content_hash never set) is refused.
+TEST(WeightChecksums, FingerprintChecksThatTheHashesAddUp) {
+  const ModelConfig c = small_config(DType::bf16);
+  const std::string a = tmp_file("_a"), b = tmp_file("_b");
+  write_random_model(c, a, 1);
+  write_random_model(c, b, 2);
+  const std::string down = "model.layers.1.mlp.down_proj.weight";
+  const TensorShard s = full_shard({down, {64, 128}});
+  // Copy b's tensor (bytes and checksums) into a: a consistent tensor swap.
+  {
+    std::vector<char> bytes(64 * 128 * 2);
+    std::ifstream in(b, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(element_offset(b, down, 0)));
+    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::fstream out(a, std::ios::in | std::ios::out | std::ios::binary);
+    out.seekp(static_cast<std::streamoff>(element_offset(a, down, 0)));
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ASSERT_TRUE(in.good() && out.good());
+    std::vector<uint64_t> hashes(256);
+    const hid_t fb = H5Fopen(b.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t db = H5Dopen2(fb, down.c_str(), H5P_DEFAULT);
+    const hid_t ab = H5Aopen(db, "tile_xxh3", H5P_DEFAULT);
+    H5_OK(H5Aread(ab, H5T_NATIVE_UINT64, hashes.data()));
+    H5Aclose(ab);
+    H5Dclose(db);
+    H5Fclose(fb);
+    const hid_t fa = H5Fopen(a.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hid_t da = H5Dopen2(fa, down.c_str(), H5P_DEFAULT);
+    const hid_t aa = H5Aopen(da, "tile_xxh3", H5P_DEFAULT);
+    H5_OK(H5Awrite(aa, H5T_NATIVE_UINT64, hashes.data()));
+    H5Aclose(aa);
+    H5Dclose(da);
+    H5Fclose(fa);
+  }
+  WeightReader r(a);
+  EXPECT_EQ(r.read(s), random_tensor_values(c, s, 2));  // b's values, and they verify
+  expect_model_error([&] { r.fingerprint(); },
+                     {"model file " + a +
+                          ": its parts' checksums do not add up to its "
+                          "content_hash",
+                      "the file is corrupt or was changed after it was written"});
+  expect_model_error([&] { model_fingerprint(a); }, {a, "do not add up"});
+
+  const std::string unset(32, '0');
+  edit_string_attr(b, "/", "content_hash", &unset);
+  expect_model_error([&] { WeightReader r(b); },
+                     {"model file " + b + " was not completely written", "content_hash"});
+  fs::remove(a);
+  fs::remove(b);
+}
+
+// Tensors of other ranks than 1 and 2, and an empty one, round-trip with
+// checksums (the format's models have none, but the writer accepts them).
+TEST(WeightChecksums, ScalarsHigherRanksAndEmptyTensors) {
+  const std::string path = tmp_file();
+  std::vector<float> cube(4 * 6 * 10);
+  for (size_t i = 0; i < cube.size(); ++i) cube[i] = static_cast<float>(i % 97) - 40.0f;
+  const float one = 2.5f;
+  {
+    WeightWriter w(path, small_config(DType::bf16));
+    w.write("cube", {4, 6, 10}, cube.data());
+    w.write("scalar", {}, &one);
+    w.write("empty", {0, 5}, nullptr);
+    w.close();
+  }
+  WeightReader r(path);
+  EXPECT_EQ(r.read({"cube", {4, 6, 10}, {0, 0, 0}, {4, 6, 10}}), cube);
+  std::vector<float> part;
+  for (int i = 1; i < 3; ++i)
+    for (int j = 2; j < 5; ++j)
+      for (int k = 3; k < 7; ++k) part.push_back(cube[(i * 6 + j) * 10 + k]);
+  EXPECT_EQ(r.read({"cube", {4, 6, 10}, {1, 2, 3}, {2, 3, 4}}), part);
+  EXPECT_EQ(r.read({"scalar", {}, {}, {}}), std::vector<float>{2.5f});
+  EXPECT_EQ(r.read({"empty", {0, 5}, {0, 0}, {0, 5}}), std::vector<float>{});
+  EXPECT_NE(r.fingerprint(), "");
+  flip_byte(path, element_offset(path, "cube", 2 * 60 + 0));
+  expect_model_error(
+      [&] {
+        r.read({"cube", {4, 6, 10}, {2, 0, 0}, {1, 1, 1}});
+      },
+      {"cube", "tile (2, 0)", "fails its checksum"});
+  EXPECT_EQ(r.read({"cube", {4, 6, 10}, {0, 0, 0}, {2, 6, 10}}),
+            std::vector<float>(cube.begin(), cube.begin() + 120));
   fs::remove(path);
 }
 
