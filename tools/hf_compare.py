@@ -29,7 +29,7 @@ values, so the bf16 file holds them exactly), DIR/NAME/logits.f32 (transformers'
 fp32 logits of those weights, raw little-endian float32, rows x vocab) and
 DIR/NAME/fixture.json (prompts, rows, shapes, versions).
 
-Run on the GPU machine from the repository root (tools/gpu-hf-checks.sh does):
+Run on the GPU machine from the repository root (tools/gpu.sh hf does):
     python3 tools/hf_compare.py --tpinfer build-gpu/tpinfer --work /tmp/hfc --json $OUT/hf_compare.json
 """
 import argparse

@@ -38,7 +38,7 @@ TEST(HfFixtures, CpuLogitsMatchTransformers) {
     GTEST_SKIP()
         << kFixtures << " has no fixtures: generate them with "
         << "tools/hf_compare.py --write-fixtures tests/data/hf_fixtures (needs transformers; "
-        << "tools/gpu-hf-checks.sh does it on the GPU machine)";
+        << "tools/gpu.sh hf does it on the GPU machine)";
   fs::create_directories(TPINFER_TEST_TMP);
   for (const auto& dir : dirs) {
     const std::string name = dir.filename().string();

@@ -336,7 +336,7 @@ TEST_F(Jobs, InfoReportsPerRankBytes) {
 TEST(Demo, TheReadmeDemoJobRuns) {
   const std::string out = tmp_path("demo.jsonl");
   auto r = run_shell("BUILD_DIR=" + fs::path(TPINFER_BIN).parent_path().string() + " bash " +
-                     TPINFER_SOURCE_DIR + "/tools/run-demo.sh " + out);
+                     TPINFER_SOURCE_DIR + "/tools/demo.sh --no-build " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto res = results_by_id(out);
   EXPECT_EQ(res.size(), 36u);

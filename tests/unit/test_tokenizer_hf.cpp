@@ -2,8 +2,8 @@
 // tests/data/tokenizer/hard_strings.json: ids, decode(ids) and decode(encode(s))
 // equal for every string, and invalid UTF-8 encoded as its lossy decoding.
 // The expected ids (tests/data/tokenizer/hf_<name>.json) are written by
-// tools/tokenizer_compare.py on a machine with `tokenizers` (tools/gpu-hf-checks.sh
-// does it on the GPU machine); a missing file skips its test. The tiny_*
+// tools/tokenizer_compare.py on a machine with `tokenizers` (tools/gpu.sh hf does
+// it on the GPU machine); a missing file skips its test. The tiny_*
 // tokenizers are committed; the real ones are found as test_tokenizer.cpp finds
 // them ($TPINFER_TOKENIZER_DIR, else <build>/tokenizers; fetched by
 // tools/tokenizer_fixtures/fetch_tokenizers.sh), skipped when absent.
@@ -75,7 +75,7 @@ TEST_P(HfTokenizer, IdsAndDecodingMatchHuggingFace) {
   const fs::path expected = kData / ("hf_" + name + ".json");
   if (!fs::exists(expected))
     GTEST_SKIP() << expected.filename() << " not generated yet: run tools/tokenizer_compare.py "
-                 << "with Hugging Face tokenizers (tools/gpu-hf-checks.sh on the GPU machine)";
+                 << "with Hugging Face tokenizers (tools/gpu.sh hf on the GPU machine)";
   const fs::path path = tokenizer_file(name);
   if (!fs::exists(path))
     GTEST_SKIP() << path << " not found: set TPINFER_TOKENIZER_DIR or run "
