@@ -15,13 +15,14 @@ if [ "$_tpinfer_kit" != none ]; then
     return 2
   fi
   _tpinfer_kit_root=${GPU_KIT_ROOT:-/opt/kit}
-  # A fresh machine starts bare; a warm one already has the kit unpacked.
-  if ! compgen -G "$_tpinfer_kit_root/usr/lib/*/cmake/Boost-*" >/dev/null; then
-    mkdir -p "$_tpinfer_kit_root" || return 1
-    for _tpinfer_deb in "$_tpinfer_kit"/*.deb; do
-      dpkg -x "$_tpinfer_deb" "$_tpinfer_kit_root" || return 1
-    done
-  fi
+  # A fresh machine starts bare; a warm one has unpacked some debs already
+  # (a stamp per deb, so a kit that gained packages is completed).
+  mkdir -p "$_tpinfer_kit_root/.unpacked" || return 1
+  for _tpinfer_deb in "$_tpinfer_kit"/*.deb; do
+    [ -e "$_tpinfer_kit_root/.unpacked/$(basename "$_tpinfer_deb")" ] && continue
+    dpkg -x "$_tpinfer_deb" "$_tpinfer_kit_root" || return 1
+    : >"$_tpinfer_kit_root/.unpacked/$(basename "$_tpinfer_deb")"
+  done
   BOOST_KIT_DIR=$(compgen -G "$_tpinfer_kit_root/usr/lib/*/cmake/Boost-*" | head -1)
   export BOOST_KIT_DIR
   # find_path/find_library look in the kit too, should it carry more libraries.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Makes the GPU kit: the Debian packages the GPU machine lacks to build tpinfer
 # (docs/GPU_MACHINE.md). That machine (Ubuntu 24.04, no package access) has
-# Boost 1.83 headers but no Boost.Program_options library, so the kit carries
-# Debian 12's Boost 1.74 headers and library as .deb files; on the GPU machine
+# Boost 1.83 headers but no Boost.Program_options library, and may lack the
+# -dev files of xxHash (content hashes) and PCRE2 (the tokenizer's regexes), so
+# the kit carries Debian 12's packages of them as .deb files (CMake links their
+# static libraries there, so nothing is needed at run time); on the GPU machine
 # tools/gpu-kit-env.sh unpacks them (dpkg -x, nothing installed). Debian 12's
 # builds need glibc 2.36, older than the GPU machine's 2.39, so they run there.
 # Run it where apt works (a Debian 12 machine, this one), once; it replaces an
@@ -11,7 +13,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kit=${1:-$root/.gpu-kit}
-packages=(libboost1.74-dev libboost-program-options1.74-dev libboost-program-options1.74.0)
+packages=(libboost1.74-dev libboost-program-options1.74-dev libboost-program-options1.74.0
+          libxxhash-dev libxxhash0 libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0
+          libpcre2-posix3)
 if ! command -v apt-get >/dev/null; then
   echo "make-gpu-kit: apt-get not found: run this on a Debian 12 machine (docs/GPU_MACHINE.md)" >&2
   exit 2
