@@ -15,6 +15,7 @@
 #include <fstream>
 #include <random>
 
+#include "dataset_bytes.hpp"
 #include "faults_fixture.hpp"
 
 namespace tpinfer::test {
@@ -238,18 +239,7 @@ TEST_F(Faults, CorruptWeightsAreOneClearErrorWithExit2) {
   const std::string bad = tmp_path("faults-corrupt.h5");
   fs::copy_file(model_, bad, fs::copy_options::overwrite_existing);
   const std::string tensor = "model.layers.1.mlp.down_proj.weight";
-  haddr_t offset = HADDR_UNDEF;
-  hsize_t bytes = 0;
-  {
-    const hid_t f = H5Fopen(bad.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    ASSERT_GE(f, 0);
-    const hid_t ds = H5Dopen2(f, tensor.c_str(), H5P_DEFAULT);
-    ASSERT_GE(ds, 0);
-    offset = H5Dget_offset(ds);
-    bytes = H5Dget_storage_size(ds);
-    H5Dclose(ds);
-    H5Fclose(f);
-  }
+  const auto [offset, bytes] = dataset_bytes(bad, tensor);
   ASSERT_NE(offset, HADDR_UNDEF);
   ASSERT_GT(bytes, 256u);
   {

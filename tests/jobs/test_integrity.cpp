@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "dataset_bytes.hpp"
 #include "job_helpers.hpp"
 
 namespace tpinfer::test {
@@ -178,18 +179,7 @@ TEST(Integrity, AFlippedByteInATensorIsAnErrorNamingIt) {
   const std::string model = make_model(
       slurp(std::string(TPINFER_SOURCE_DIR) + "/inputs/demo-config.json"), "integrity-demo", 5);
   const std::string tensor = "model.layers.2.mlp.down_proj.weight";
-  haddr_t offset = HADDR_UNDEF;
-  hsize_t bytes = 0;
-  {
-    const hid_t f = H5Fopen(model.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    ASSERT_GE(f, 0);
-    const hid_t ds = H5Dopen2(f, tensor.c_str(), H5P_DEFAULT);
-    ASSERT_GE(ds, 0);
-    offset = H5Dget_offset(ds);
-    bytes = H5Dget_storage_size(ds);
-    H5Dclose(ds);
-    H5Fclose(f);
-  }
+  const auto [offset, bytes] = dataset_bytes(model, tensor);
   ASSERT_NE(offset, HADDR_UNDEF);
   ASSERT_GT(bytes, 1000u);
   {
