@@ -2,8 +2,8 @@
 
 #include <limits>
 
-#include "tpinfer/error.hpp"
-#include "tpinfer/model_config.hpp"
+#include "base/dtype.hpp"
+#include "base/error.hpp"
 
 namespace tpinfer {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "tpinfer/backend.hpp"
+#include "backend/backend.hpp"
 
 namespace tpinfer {
 

@@ -1,4 +1,4 @@
-#include "tpinfer/engine.hpp"
+#include "engine/engine.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -8,10 +8,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "base/error.hpp"
+#include "base/sampler.hpp"
 #include "engine/scheduler.hpp"
-#include "engine/stop_matcher.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/sampler.hpp"
+#include "text/stop_matcher.hpp"
 
 namespace tpinfer {
 namespace {

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "tpinfer/error.hpp"
+#include "base/error.hpp"
 
 namespace tpinfer {
 

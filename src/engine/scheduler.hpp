@@ -16,8 +16,8 @@
 #include <map>
 #include <vector>
 
+#include "base/request.hpp"
 #include "engine/kv_blocks.hpp"
-#include "tpinfer/request.hpp"
 
 namespace tpinfer {
 

@@ -5,8 +5,8 @@
 #include <limits>
 #include <stdexcept>
 
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
+#include "base/error.hpp"
+#include "model/model.hpp"
 
 namespace tpinfer {
 

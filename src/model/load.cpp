@@ -1,8 +1,8 @@
 #include <cmath>
 #include <numbers>
 
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
+#include "base/error.hpp"
+#include "model/model.hpp"
 
 namespace tpinfer {
 

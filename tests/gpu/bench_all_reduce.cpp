@@ -21,7 +21,7 @@
 
 #include "backend/cuda/collectives.hpp"
 #include "backend/cuda/ipc_all_reduce.hpp"
-#include "tpinfer/cuda_backend.hpp"
+#include "backend/cuda_backend.hpp"
 
 namespace tpinfer {
 namespace {

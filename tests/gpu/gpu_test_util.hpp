@@ -15,10 +15,11 @@
 #include <vector>
 
 #include "../paged_batch.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/batch.hpp"
-#include "tpinfer/cuda_backend.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "backend/backend.hpp"
+#include "backend/cuda_backend.hpp"
+#include "base/batch.hpp"
+#include "base/half.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer::gputest {
 

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "gpu_test_util.hpp"
+#include "model/model.hpp"
 #include "model_compare.hpp"
-#include "tpinfer/model.hpp"
 
 namespace tpinfer::gputest {
 namespace {

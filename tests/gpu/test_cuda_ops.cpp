@@ -14,9 +14,10 @@
 #include <tuple>
 #include <vector>
 
+#include "base/error.hpp"
+#include "base/half.hpp"
 #include "gpu_test_util.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer::gputest {
 namespace {

@@ -9,11 +9,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "backend/backend.hpp"
 #include "job_helpers.hpp"
 #include "logits_helpers.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "model/model.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer::test {
 namespace {

@@ -9,12 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include "../mpi_world.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/engine.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/weight_store.hpp"
-#include "tpinfer/world.hpp"
+#include "backend/backend.hpp"
+#include "base/error.hpp"
+#include "dist/world.hpp"
+#include "engine/engine.hpp"
+#include "model/model.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 namespace {

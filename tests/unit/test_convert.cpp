@@ -15,14 +15,15 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
+#include "base/error.hpp"
+#include "base/half.hpp"
+#include "model/model.hpp"
 #include "model_error_matchers.hpp"
 #include "safetensors_writer.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/hf_convert.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/tokenizer.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "text/tokenizer.hpp"
+#include "weights/hf_convert.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 namespace {

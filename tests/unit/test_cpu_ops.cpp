@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "../paged_batch.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/fp8.hpp"
+#include "backend/backend.hpp"
+#include "base/error.hpp"
+#include "base/fp8.hpp"
 
 namespace tpinfer {
 namespace {

@@ -17,13 +17,13 @@
 
 #include "../exact_sampler.hpp"
 #include "../sampling_rows.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/engine.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/sampler.hpp"
-#include "tpinfer/sampling_math.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "backend/backend.hpp"
+#include "base/error.hpp"
+#include "base/sampler.hpp"
+#include "base/sampling_math.hpp"
+#include "engine/engine.hpp"
+#include "model/model.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 namespace {

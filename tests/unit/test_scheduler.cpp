@@ -8,9 +8,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include "base/error.hpp"
 #include "engine/kv_blocks.hpp"
 #include "engine/scheduler.hpp"
-#include "tpinfer/error.hpp"
 
 namespace tpinfer {
 namespace {

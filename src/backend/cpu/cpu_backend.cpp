@@ -22,13 +22,14 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "backend/op_checks.hpp"
-#include "runtime/watchdog.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/fp8.hpp"
-#include "tpinfer/sampler.hpp"
-#include "tpinfer/world.hpp"
+#include "base/error.hpp"
+#include "base/fp8.hpp"
+#include "base/sampler.hpp"
+#include "dist/mpi_check.hpp"
+#include "dist/watchdog.hpp"
+#include "dist/world.hpp"
 
 namespace tpinfer {
 namespace {

@@ -6,9 +6,11 @@
 #include <string>
 
 #include "backend/cuda/host_convert.hpp"
-#include "runtime/watchdog.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/world.hpp"
+#include "base/error.hpp"
+#include "base/half.hpp"
+#include "dist/mpi_check.hpp"
+#include "dist/watchdog.hpp"
+#include "dist/world.hpp"
 
 namespace tpinfer::cuda {
 namespace {

@@ -16,9 +16,9 @@
 
 #include "backend/cuda/ipc_all_reduce.hpp"
 #include "backend/cuda/resources.hpp"
-#include "runtime/watchdog.hpp"
-#include "tpinfer/cuda_backend.hpp"
-#include "tpinfer/model_config.hpp"
+#include "backend/cuda_backend.hpp"
+#include "base/dtype.hpp"
+#include "dist/watchdog.hpp"
 
 namespace tpinfer::cuda {
 

@@ -4,7 +4,7 @@
 // staging, per-step metadata, dispatch to the kernels, cuBLASLt and the
 // collectives. Everything runs asynchronously on the backend's one stream;
 // download is the only op that waits for the GPU.
-#include "tpinfer/cuda_backend.hpp"
+#include "backend/cuda_backend.hpp"
 
 #include <cuda_runtime.h>
 #include <mpi.h>
@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "backend/cuda/arena.hpp"
 #include "backend/cuda/batch_state.hpp"
 #include "backend/cuda/collectives.hpp"
@@ -32,10 +33,10 @@
 #include "backend/cuda/step_graphs.hpp"
 #include "backend/memory_retry.hpp"
 #include "backend/op_checks.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/fp8.hpp"
-#include "tpinfer/world.hpp"
+#include "base/error.hpp"
+#include "base/fp8.hpp"
+#include "base/half.hpp"
+#include "dist/world.hpp"
 
 namespace tpinfer {
 namespace {

@@ -5,7 +5,8 @@
 #include "backend/cuda/device_utils.cuh"
 #include "backend/cuda/ipc_all_reduce.hpp"
 #include "backend/cuda/kernels.hpp"
-#include "tpinfer/error.hpp"
+#include "base/error.hpp"
+#include "dist/mpi_check.hpp"
 
 namespace tpinfer::cuda {
 namespace {
