@@ -18,7 +18,7 @@ std::string shape_str(const Tensor& t) {
 }
 
 void backend_fail(const char* backend, const char* op, const std::string& msg) {
-  throw Error(std::string(backend) + " backend: " + op + ": " + msg, kExitOther);
+  throw InternalError(std::string(backend) + " backend: " + op + ": " + msg);
 }
 
 #define OP_CHECK(cond, msg) TPINFER_OP_CHECK(backend, cond, op, msg)

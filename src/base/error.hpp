@@ -34,7 +34,18 @@ struct ModelError : Error {
 struct RestartableError : Error {
   explicit RestartableError(const std::string& w) : Error(w, kExitRestartable) {}
 };
+// A broken invariant: a bug in tpinfer, not in its input (TPINFER_ASSERT).
+struct InternalError : Error {
+  explicit InternalError(const std::string& w) : Error(w, kExitOther) {}
+};
 
 [[noreturn]] void throw_system_error(int err, const std::string& what, const char* file, int line);
 
 }  // namespace tpinfer
+
+// An invariant of tpinfer's own code; `what` (a string expression, evaluated
+// only on failure) says which.
+#define TPINFER_ASSERT(cond, what)                     \
+  do {                                                 \
+    if (!(cond)) throw ::tpinfer::InternalError(what); \
+  } while (0)

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "base/error.hpp"
 #include "base/philox.hpp"
 #include "base/sampling_math.hpp"
 
@@ -65,7 +66,7 @@ float sampling_weight(float logit, float max_logit, float temperature) {
 SampledToken sample_token(std::span<const float> logits, const SamplingParams& params,
                           int64_t position) {
   const int64_t vocab = static_cast<int64_t>(logits.size());
-  if (vocab == 0) throw std::invalid_argument("sample_token: empty logits");
+  if (vocab == 0) throw InternalError("sample_token: empty logits");
 
   // NaN compares false, so it never wins and is treated as -inf throughout.
   float max_logit = -std::numeric_limits<float>::infinity();
@@ -73,7 +74,7 @@ SampledToken sample_token(std::span<const float> logits, const SamplingParams& p
   for (int64_t i = 0; i < vocab; ++i)
     if (logits[i] > max_logit) max_logit = logits[i], argmax = static_cast<int32_t>(i);
   if (argmax < 0 || !std::isfinite(max_logit))
-    throw std::runtime_error(
+    throw InternalError(
         "sampler: logits have no finite maximum (NaN or overflow in the "
         "model?)");
 

@@ -144,7 +144,7 @@ void run(State& s) {
 Watchdog::Watchdog(double timeout_s, int rank, double drain_timeout_s) {
   State& s = state();
   std::lock_guard lock(s.mu);
-  if (s.running) throw Error("watchdog: a second watchdog was started", kExitOther);
+  if (s.running) throw InternalError("watchdog: a second watchdog was started");
   s.running = true;
   s.stop = false;
   s.timeout_s = timeout_s;

@@ -36,7 +36,7 @@ double unix_now() {
 
 RankStatus parse_status(const std::string& payload) {
   const auto j = nlohmann::ordered_json::parse(payload, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw Error("malformed health status on the wire", kExitOther);
+  if (j.is_discarded()) throw InternalError("malformed health status on the wire");
   return status_from_json(j);
 }
 

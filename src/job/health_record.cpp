@@ -81,7 +81,7 @@ RankStatus status_from_json(const json& j) {
     }
     return s;
   } catch (const json::exception& e) {
-    throw Error(std::string("malformed health status on the wire: ") + e.what(), kExitOther);
+    throw InternalError(std::string("malformed health status on the wire: ") + e.what());
   }
 }
 

@@ -83,10 +83,10 @@ float float_from_wire(const json& j) {
 json parse_wire(std::string_view text, const char* what) {
   try {
     json j = json::parse(text.begin(), text.end());
-    if (!j.is_object()) throw Error(std::string("malformed ") + what + " on the wire", kExitOther);
+    if (!j.is_object()) throw InternalError(std::string("malformed ") + what + " on the wire");
     return j;
   } catch (const json::exception& e) {
-    throw Error(std::string("malformed ") + what + " on the wire: " + e.what(), kExitOther);
+    throw InternalError(std::string("malformed ") + what + " on the wire: " + e.what());
   }
 }
 
@@ -188,7 +188,7 @@ Request request_from_wire(std::string_view text) {
     if (const auto m = j.find("metadata"); m != j.end()) r.metadata_json = m->get<std::string>();
     return r;
   } catch (const json::exception& e) {
-    throw Error(std::string("malformed request on the wire: ") + e.what(), kExitOther);
+    throw InternalError(std::string("malformed request on the wire: ") + e.what());
   }
 }
 
@@ -230,7 +230,7 @@ Result result_from_wire(std::string_view text) {
     if (const auto m = j.find("metadata"); m != j.end()) r.metadata_json = m->get<std::string>();
     return r;
   } catch (const json::exception& e) {
-    throw Error(std::string("malformed result on the wire: ") + e.what(), kExitOther);
+    throw InternalError(std::string("malformed result on the wire: ") + e.what());
   }
 }
 

@@ -114,10 +114,9 @@ class CpuBackend final : public Backend {
 
   Tensor alloc(const std::vector<int64_t>& shape, DType dtype) override {
     if (dtype != DType::f32 && dtype != DType::fp8_e4m3)
-      throw Error(std::string("cpu backend: alloc: dtype ") + dtype_name(dtype) +
-                      " is not supported (the cpu backend computes in float32; it also stores "
-                      "a KV cache in float8_e4m3fn)",
-                  kExitUsage);
+      throw UsageError(std::string("cpu backend: alloc: dtype ") + dtype_name(dtype) +
+                       " is not supported (the cpu backend computes in float32; it also stores "
+                       "a KV cache in float8_e4m3fn)");
     const int64_t n = checked_numel("cpu", shape);
     // aligned_alloc wants a multiple of the alignment; a zero-sized tensor still
     // gets a distinct non-null pointer.

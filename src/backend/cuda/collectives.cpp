@@ -46,10 +46,9 @@ Collectives::Collectives(MPI_Comm comm, CudaBackendOptions::Collectives kind, si
     int all_local = Comm(node).size() == size_ ? 1 : 0;
     TPINFER_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &all_local, 1, MPI_INT, MPI_MIN, comm_));
     if (!all_local)
-      throw Error(
+      throw UsageError(
           "--custom-all-reduce-kb: the ranks of a TP group span several nodes; CUDA IPC "
-          "needs them on one",
-          kExitUsage);
+          "needs them on one");
     custom_ = std::make_unique<IpcAllReduce>(comm_, custom_bytes);
   }
   if (kind_ != CudaBackendOptions::Collectives::nccl) return;

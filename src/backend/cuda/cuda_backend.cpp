@@ -89,13 +89,11 @@ class CudaBackend final : public Backend {
   CudaBackend(MPI_Comm tp_comm, const CudaBackendOptions& o) {
     const int devices = cuda_device_count();
     if (o.device < 0 || o.device >= devices)
-      throw Error("cuda backend: device " + std::to_string(o.device) + " requested but " +
-                      std::to_string(devices) + " CUDA device(s) are visible",
-                  kExitUsage);
+      throw UsageError("cuda backend: device " + std::to_string(o.device) + " requested but " +
+                       std::to_string(devices) + " CUDA device(s) are visible");
     if (!(o.memory_fraction > 0.0 && o.memory_fraction <= 1.0))
-      throw Error("cuda backend: memory_fraction " + std::to_string(o.memory_fraction) +
-                      " is outside (0, 1]",
-                  kExitUsage);
+      throw UsageError("cuda backend: memory_fraction " + std::to_string(o.memory_fraction) +
+                       " is outside (0, 1]");
     TPINFER_CUDA_CHECK(cudaSetDevice(o.device));
     comm_ = duplicate(tp_comm);
     tp_size_ = comm_.size();
