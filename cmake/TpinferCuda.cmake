@@ -79,15 +79,15 @@ file(GLOB TPINFER_CUDA_SOURCES CONFIGURE_DEPENDS
      ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.cpp ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.cu)
 add_library(tpinfer_cuda OBJECT ${TPINFER_CUDA_SOURCES})
 target_include_directories(tpinfer_cuda PRIVATE ${PROJECT_SOURCE_DIR}/src)
-target_link_libraries(tpinfer_cuda PUBLIC CUDA::cudart CUDA::cublasLt tpinfer_nccl MPI::MPI_C
+target_link_libraries(tpinfer_cuda PUBLIC CUDA::cudart CUDA::cublasLt tpinfer_nccl tpinfer_dist
                       nlohmann_json::nlohmann_json)
 target_compile_definitions(tpinfer_cuda PRIVATE OMPI_SKIP_MPICXX=1)
-# The cuda backend is part of layer backend: the same include rules.
+# The cuda backend is part of layer backend, and may use dist besides: its
+# NCCL and IPC set-up talk MPI under the watchdog (the only MPI outside dist).
 file(GLOB _tpinfer_cuda_headers CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.hpp
      ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.cuh)
 get_property(_tpinfer_backend_uses GLOBAL PROPERTY TPINFER_LAYER_USES_backend)
-get_property(_tpinfer_backend_forbid GLOBAL PROPERTY TPINFER_LAYER_FORBID_backend)
-tpinfer_check_layer(tpinfer_cuda backend "${_tpinfer_backend_uses}" "${_tpinfer_backend_forbid}"
+tpinfer_check_layer(tpinfer_cuda backend "${_tpinfer_backend_uses};dist" "hdf5.h"
                     ${TPINFER_CUDA_SOURCES} ${_tpinfer_cuda_headers})
 # -Wall -Wextra reach nvcc through -forward-unknown-to-host-compiler (host code);
 # device code: no fast-math, so expf/sincosf stay the precise versions.

@@ -11,10 +11,9 @@
 // write over an input (linear's out != x, all_gather's out != local,
 // add_rmsnorm's out != residual). alloc throws std::bad_alloc when memory runs
 // out, so a caller can retry with a smaller KV cache.
-#include <mpi.h>
-
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +22,15 @@
 #include "base/random_fill.hpp"
 
 namespace tpinfer {
+
+enum class DeviceKind { cpu, cuda };
+
+struct MemoryInfo {
+  int64_t used_bytes = 0;  // allocated so far
+  // Still allocatable in the backend's device arena; none where there is no
+  // arena and memory is bounded only by the host (the cpu backend).
+  std::optional<int64_t> arena_free_bytes;
+};
 
 struct Tensor {
   void* data = nullptr;  // device memory owned by the backend that allocated it
@@ -58,10 +66,10 @@ class Backend {
 
   // Memory. Tensors live as long as the backend.
   virtual Tensor alloc(const std::vector<int64_t>& shape, DType dtype) = 0;
-  // Bytes allocated so far, and bytes still allocatable (-1: bounded only by
-  // the host, as on the cpu backend). The run sizes the KV cache from these.
-  virtual int64_t bytes_used() const = 0;
-  virtual int64_t bytes_free() const = 0;
+  // Where the tensors live, and how much memory is used and left. The run
+  // sizes the KV cache from these.
+  virtual DeviceKind device_kind() const = 0;
+  virtual MemoryInfo memory_info() const = 0;
   virtual void upload(const Tensor& dst, const float* src) = 0;  // host fp32 -> dst's dtype
   virtual void download(const Tensor& src, float* dst) = 0;      // src's dtype -> host fp32
   // dst = the seeded random block `f` describes (random_fill.hpp), rounded to
@@ -126,9 +134,5 @@ class Backend {
   // out is [tp, local.shape...]: every rank's `local`, in rank order.
   virtual void all_gather(const Tensor& local, Tensor& out) = 0;
 };
-
-// The fp32 reference backend: OpenBLAS GEMMs, OpenMP elsewhere, MPI collectives
-// over tp_comm (which the backend duplicates; the caller keeps its own).
-std::unique_ptr<Backend> make_cpu_backend(MPI_Comm tp_comm, int threads);
 
 }  // namespace tpinfer

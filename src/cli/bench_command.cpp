@@ -17,7 +17,7 @@
 #include "engine/engine.hpp"
 #include "engine/step_profile.hpp"
 #if TPINFER_HAVE_CUDA
-#include "backend/cuda_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #endif
 #include "base/error.hpp"
 #include "base/philox.hpp"

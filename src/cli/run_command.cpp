@@ -226,13 +226,14 @@ int run_job(const RunOptions& o) {
     // job never allocates more: this is the job's memory for its whole run.
     const double mib = 1 << 20;
     char memory[96];
-    if (backend.bytes_free() >= 0)
+    const MemoryInfo m = backend.memory_info();
+    if (m.arena_free_bytes)
       std::snprintf(memory, sizeof memory, "%.0f MiB in use of its %.0f MiB arena",
-                    static_cast<double>(backend.bytes_used()) / mib,
-                    static_cast<double>(backend.bytes_used() + backend.bytes_free()) / mib);
+                    static_cast<double>(m.used_bytes) / mib,
+                    static_cast<double>(m.used_bytes + *m.arena_free_bytes) / mib);
     else
       std::snprintf(memory, sizeof memory, "%.0f MiB in use",
-                    static_cast<double>(backend.bytes_used()) / mib);
+                    static_cast<double>(m.used_bytes) / mib);
     std::fprintf(stderr,
                  "tpinfer: %d ranks = dp %d x tp %d, backend %s, model %s (%lld layers, hidden "
                  "%lld) loaded in %.2f s, KV cache %d blocks of %d tokens per rank, batches of up "

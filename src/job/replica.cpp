@@ -7,14 +7,17 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <new>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "backend/cpu/cpu_backend.hpp"
 #include "base/error.hpp"
 #include "dist/mpi_check.hpp"
+#include "dist/mpi_collectives.hpp"
 #if TPINFER_HAVE_CUDA
-#include "backend/cuda_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #endif
 
 namespace tpinfer {
@@ -39,10 +42,11 @@ int kv_blocks(const ReplicaOptions& o, const Replica& r, const World& w) {
   const int64_t blocks_per_seq =
       (m.config.max_position_embeddings + o.block_size - 1) / o.block_size;
   const int64_t want = blocks_per_seq * r.max_batch;
-  int64_t budget = r.backend->bytes_free();
-  if (budget >= 0) {
+  const std::optional<int64_t> arena_free = r.backend->memory_info().arena_free_bytes;
+  int64_t budget = 0;
+  if (arena_free) {
     // Device arena: keep a little for what the backend allocates lazily.
-    budget = std::max<int64_t>(0, budget - (int64_t{64} << 20));
+    budget = std::max<int64_t>(0, *arena_free - (int64_t{64} << 20));
   } else if (o.kv_cache_mb > 0) {
     budget = o.kv_cache_mb * (int64_t{1} << 20);
   } else {
@@ -50,8 +54,7 @@ int kv_blocks(const ReplicaOptions& o, const Replica& r, const World& w) {
     budget = node / 4 / w.local_size;
   }
   const int64_t fit = budget / per_block;
-  const int64_t blocks =
-      o.kv_cache_mb > 0 && r.backend->bytes_free() < 0 ? fit : std::min(want, fit);
+  const int64_t blocks = o.kv_cache_mb > 0 && !arena_free ? fit : std::min(want, fit);
   if (blocks < 1)
     throw UsageError("no memory left for the KV cache: one block is " + std::to_string(per_block) +
                      " bytes and " + std::to_string(budget) + " are available");
@@ -81,6 +84,7 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
   const int local = slurm_local ? std::atoi(slurm_local) : w.local_rank;
   CudaBackendOptions co;
   co.device = local % gpus;
+  co.rank = w.rank;
   // Ranks of this node on the same GPU split its memory.
   std::vector<int> devices(static_cast<size_t>(w.local_size));
   TPINFER_MPI_CHECK(
@@ -138,12 +142,13 @@ Replica make_replica(const World& w, const ModelConfig& config, const ShardFille
 #endif
   if (!r.backend) {
     const int threads = o.threads > 0 ? o.threads : default_threads(w);
-    r.backend = make_cpu_backend(w.tp_comm.get(), threads);
+    r.backend = make_cpu_backend(mpi_collectives(w.tp_comm.get()), threads);
     r.description = "cpu (" + std::to_string(threads) + " threads/rank)";
   }
-  const int64_t arena_free = r.backend->bytes_free();  // < 0: no device arena
+  // Before the load: what the arena held when the weights went in.
+  const std::optional<int64_t> arena_free = r.backend->memory_info().arena_free_bytes;
   r.kv_dtype = kv_cache_dtype(o, r.backend->compute_dtype());
-  const bool on_gpu = arena_free >= 0;
+  const bool on_gpu = r.backend->device_kind() == DeviceKind::cuda;
   r.max_batch = o.max_batch > 0 ? o.max_batch : on_gpu ? kMaxBatchCuda : kMaxBatchCpu;
   r.max_step_tokens = o.max_step_tokens > 0 ? o.max_step_tokens
                       : on_gpu              ? kMaxStepTokensCuda
@@ -155,11 +160,11 @@ Replica make_replica(const World& w, const ModelConfig& config, const ShardFille
                        std::min(r.max_batch, r.max_step_tokens));
     allocate_kv_cache(r.model, *r.backend, kv_blocks(o, r, w), o.block_size, r.kv_dtype);
   } catch (const std::bad_alloc&) {
-    if (arena_free < 0) throw;
+    if (!arena_free) throw;
     // The arena was allocated; what this rank must hold does not fit in it.
     char share[128];
     std::snprintf(share, sizeof share, "%.0f MiB share (--memory-fraction %.2f of free memory)",
-                  static_cast<double>(arena_free) / (1 << 20), o.memory_fraction);
+                  static_cast<double>(*arena_free) / (1 << 20), o.memory_fraction);
     throw ModelError("GPU memory: rank " + std::to_string(w.rank) +
                      "'s weight shards, workspace and KV cache do not fit in its " + share +
                      "; use more --tp ranks, a larger --memory-fraction, fewer ranks per GPU or "

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
-#include "backend/cuda_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 
 namespace tpinfer {
 namespace {

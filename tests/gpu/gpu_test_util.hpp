@@ -16,9 +16,11 @@
 
 #include "../paged_batch.hpp"
 #include "backend/backend.hpp"
-#include "backend/cuda_backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #include "base/batch.hpp"
 #include "base/half.hpp"
+#include "dist/mpi_collectives.hpp"
 #include "weights/weight_store.hpp"
 
 namespace tpinfer::gputest {
@@ -130,7 +132,7 @@ inline std::vector<float> llama3_inv_freq(int head_dim) {
 struct BackendPair {
   std::unique_ptr<Backend> cpu, gpu;
   explicit BackendPair(int gemv_max_rows = CudaBackendOptions{}.gemv_max_rows) {
-    cpu = make_cpu_backend(MPI_COMM_SELF, 0);
+    cpu = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 0);
     CudaBackendOptions o;
     o.memory_fraction = 0.1;
     o.gemv_max_rows = gemv_max_rows;

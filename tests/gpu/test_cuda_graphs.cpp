@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/cuda_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #include "gpu_test_util.hpp"
 #include "model/model.hpp"
 #include "model_compare.hpp"

@@ -22,7 +22,7 @@
 
 #include "../exact_sampler.hpp"
 #include "../sampling_rows.hpp"
-#include "backend/cuda_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #include "base/sampler.hpp"
 #include "gpu_test_util.hpp"
 #include "model/model.hpp"

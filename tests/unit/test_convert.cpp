@@ -16,8 +16,10 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
 #include "base/error.hpp"
 #include "base/half.hpp"
+#include "dist/mpi_collectives.hpp"
 #include "model/model.hpp"
 #include "model_error_matchers.hpp"
 #include "safetensors_writer.hpp"
@@ -228,7 +230,7 @@ TEST_F(Convert, TiedQwen2WithBiasesIgnoresAStoredLmHead) {
 std::vector<float> logits_of(const std::string& path, const std::vector<int32_t>& tokens) {
   const WeightReader r(path);
   r.validate(1);
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto backend = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 1);
   Model m = load_model(*backend, r.config(), 0, 1, [&](const TensorShard& s) { return r.read(s); });
   const int block_size = 4;
   allocate_kv_cache(m, *backend, 8, block_size);

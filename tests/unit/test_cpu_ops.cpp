@@ -17,8 +17,10 @@
 
 #include "../paged_batch.hpp"
 #include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
 #include "base/error.hpp"
 #include "base/fp8.hpp"
+#include "dist/mpi_collectives.hpp"
 
 namespace tpinfer {
 namespace {
@@ -77,7 +79,7 @@ class CpuOps : public ::testing::Test {
  protected:
   void SetUp() override {
     ensure_mpi();
-    be_ = make_cpu_backend(MPI_COMM_SELF, 2);
+    be_ = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 2);
   }
 
   std::vector<float> random(size_t n, float lo = -1.0f, float hi = 1.0f) {
@@ -115,6 +117,8 @@ class CpuOps : public ::testing::Test {
 
 TEST_F(CpuOps, AllocIsAlignedZeroedAndRoundTrips) {
   EXPECT_EQ(be_->name(), "cpu");
+  EXPECT_EQ(be_->device_kind(), DeviceKind::cpu);
+  EXPECT_FALSE(be_->memory_info().arena_free_bytes.has_value());
   EXPECT_EQ(be_->compute_dtype(), DType::f32);
   Tensor t = be_->alloc({3, 5}, DType::f32);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % 64, 0u);

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "dist/mpi_collectives.hpp"
 #include "model/model.hpp"
 #include "weights/weight_store.hpp"
 
@@ -138,7 +140,7 @@ void check_against_reference(const char* config_json) {
   const ModelConfig c = config_from_hf_json(nlohmann::json::parse(config_json));
   const uint64_t seed = 5;
   const Dense ref(c, seed);
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto backend = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 1);
   Model m = load_model(*backend, c, 0, 1,
                        [&](const TensorShard& s) { return random_tensor_values(c, s, seed); });
   const int block_size = 4;
@@ -208,7 +210,7 @@ TEST_F(ModelReference, BackendRandomFillEqualsTheFileValues) {
     "architectures": ["Qwen2ForCausalLM"], "hidden_size": 32, "intermediate_size": 48,
     "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
     "vocab_size": 37, "torch_dtype": "bfloat16"})"));
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto backend = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 1);
   for (int rank = 0; rank < 2; ++rank) {
     Model from_reader = load_model(
         *backend, c, rank, 2, [&](const TensorShard& s) { return random_tensor_values(c, s, 9); });
@@ -239,7 +241,7 @@ namespace tpinfer {
 namespace {
 
 TEST_F(ModelReference, CpuArgmaxRowsTakesTheLowestColumnOfTiesAndSkipsNaN) {
-  auto b = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto b = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 1);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   // Row 3's last column is past valid_cols and must be ignored.

@@ -18,9 +18,11 @@
 #include "../exact_sampler.hpp"
 #include "../sampling_rows.hpp"
 #include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
 #include "base/error.hpp"
 #include "base/sampler.hpp"
 #include "base/sampling_math.hpp"
+#include "dist/mpi_collectives.hpp"
 #include "engine/engine.hpp"
 #include "model/model.hpp"
 #include "weights/weight_store.hpp"
@@ -135,7 +137,7 @@ TEST(SamplingMath, ThresholdsAreExactCeilingAndFloor) {
 // ---------------------------------------------------------------- cpu backend
 
 TEST_F(SampleRows, CpuBackendIsSampleTokenRowByRowInBothLayouts) {
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 2);
+  auto backend = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 2);
   for (int64_t parts : {1, 3}) {
     const int64_t vocab = 1000, n = 60;
     const int64_t cols = parts == 1 ? vocab : (vocab + parts - 1) / parts + 2;  // padded parts
@@ -181,7 +183,7 @@ TEST_F(SampleRows, CpuBackendIsSampleTokenRowByRowInBothLayouts) {
 }
 
 TEST_F(SampleRows, CpuBackendRefusesMalformedCalls) {
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto backend = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 1);
   Tensor logits = backend->alloc({4, 10}, DType::f32);
   Tensor out = backend->alloc({2, 2}, DType::f32);
   const std::vector<RowSampling> two(2);
@@ -229,7 +231,7 @@ TEST_F(SampleRows, EngineTakesForwardsDrawsAndTheyEqualHostSampling) {
     "vocab_size": 211, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
     "torch_dtype": "float32"})"));
   auto run = [&](bool drawn_by_forward, int* drawn_steps) {
-    auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+    auto backend = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 1);
     Model m = load_model(*backend, c, 0, 1,
                          [&](const TensorShard& s) { return random_tensor_values(c, s, 5); });
     allocate_kv_cache(m, *backend, 64, 4);

@@ -14,9 +14,9 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/ipc_all_reduce.hpp"
 #include "backend/cuda/resources.hpp"
-#include "backend/cuda_backend.hpp"
 #include "base/dtype.hpp"
 #include "dist/watchdog.hpp"
 

@@ -4,7 +4,7 @@
 // staging, per-step metadata, dispatch to the kernels, cuBLASLt and the
 // collectives. Everything runs asynchronously on the backend's one stream;
 // download is the only op that waits for the GPU.
-#include "backend/cuda_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 
 #include <cuda_runtime.h>
 #include <mpi.h>
@@ -138,10 +138,8 @@ class CudaBackend final : public Backend {
         return;
       } catch (const std::bad_alloc&) {
         if (i + 1 < attempts.size()) {
-          int rank = 0;
-          MPI_Comm_rank(MPI_COMM_WORLD, &rank);
           const std::string line =
-              arena_retry_line(rank, o.device, attempts[i], attempts[i + 1], free_bytes);
+              arena_retry_line(o.rank, o.device, attempts[i], attempts[i + 1], free_bytes);
           std::fprintf(stderr, "%s\n", line.c_str());
           std::fflush(stderr);
         }
@@ -159,8 +157,10 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   DType compute_dtype() const override { return DType::bf16; }
-  int64_t bytes_used() const override { return static_cast<int64_t>(arena_->used()); }
-  int64_t bytes_free() const override { return static_cast<int64_t>(arena_->available()); }
+  DeviceKind device_kind() const override { return DeviceKind::cuda; }
+  MemoryInfo memory_info() const override {
+    return {static_cast<int64_t>(arena_->used()), static_cast<int64_t>(arena_->available())};
+  }
 
   Tensor alloc(const std::vector<int64_t>& shape, DType dtype) override {
     const int64_t n = checked_numel("cuda", shape);

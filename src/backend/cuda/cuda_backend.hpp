@@ -17,6 +17,7 @@ namespace tpinfer {
 
 struct CudaBackendOptions {
   int device = 0;
+  int rank = 0;  // this process's rank in the job, for the lines it prints
   // The backend takes free device memory x memory_fraction in one allocation at
   // construction (after its NCCL communicator and cuBLASLt handle exist); every
   // tensor, the KV cache and all per-step scratch come out of it.
