@@ -4,6 +4,7 @@
 // the backend layer knows no MPI (but for the cuda backend's own NCCL and IPC
 // set-up in src/backend/cuda).
 #include <cstdint>
+#include <memory>
 
 namespace tpinfer {
 
@@ -16,5 +17,9 @@ class HostCollectives {
   // out[r * count, (r + 1) * count) = rank r's local[0, count), on every rank.
   virtual void all_gather(const float* local, int64_t count, float* out) = 0;
 };
+
+// A group of one process: the sum is the data, the gather a copy (tests, and
+// a backend with no TP peers, need no MPI).
+std::unique_ptr<HostCollectives> single_process_collectives();
 
 }  // namespace tpinfer
