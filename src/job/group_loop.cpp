@@ -22,8 +22,10 @@ bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
     watchdog::set_step(step);
     if (health) health->tick(engine.stats().steps, engine.num_unfinished() > 0);
     // control = 'S' (stop: all done), 'D' (drain: stop now) or 'C' (continue),
-    // then the requests to add this step.
+    // then, for the TP peers, the requests to add this step in their wire form;
+    // a group of one rank keeps them as they are.
     std::string control;
+    std::vector<Request> fresh;
     if (leader) {
       if (coord) coord->serve();
       if (source->drain_requested()) control = "D";
@@ -31,9 +33,10 @@ bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
     if (leader && control.empty()) {
       if (engine.num_waiting() < refill_below) source->ask(2 * refill_below - engine.num_waiting());
       const bool idle = engine.num_unfinished() == 0;
-      std::vector<Request> fresh = source->receive(idle && source->asking());
+      fresh = source->receive(idle && source->asking());
       const bool stop = idle && fresh.empty() && source->exhausted();
-      control = (stop ? "S" : "C") + pack_requests(fresh);
+      control = stop ? "S" : "C";
+      if (w.tp > 1) control += pack_requests(fresh);
     }
     if (w.tp > 1) {
       watchdog::Guard guard("step_control");
@@ -46,7 +49,9 @@ bool run_group(const World& w, Engine& engine, Coordinator* coord, int64_t refil
     // A request the engine refuses (say, one that can never fit the KV cache)
     // becomes its error result; every TP rank refuses it alike, so they stay in step.
     std::vector<Result> finished;
-    for (auto& r : unpack_requests(control.substr(1))) {
+    // The leader too adds what its TP peers decode, so every rank adds the same.
+    if (w.tp > 1) fresh = unpack_requests(control.substr(1));
+    for (auto& r : fresh) {
       try {
         engine.add(r);
       } catch (const InputError& e) {
