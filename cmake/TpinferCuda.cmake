@@ -2,9 +2,9 @@
 #   AUTO  builds it when a working CUDA compiler, the CUDA toolkit and NCCL are found;
 #   ON    fails configuration when one of them is missing;
 #   OFF   never builds it.
-# When built, tpinfer_core carries TPINFER_HAVE_CUDA=1 and the backend's objects, and
-# links cudart, cuBLASLt and NCCL. Included from the top-level CMakeLists.txt after
-# tpinfer_core is defined; sets TPINFER_HAVE_CUDA (ON/OFF) for tests/.
+# When built, tpinfer_backend carries TPINFER_HAVE_CUDA=1 and the backend's objects,
+# and links cudart, cuBLASLt and NCCL. Included from the top-level CMakeLists.txt after
+# tpinfer_backend is defined; sets TPINFER_HAVE_CUDA (ON/OFF) for tests/.
 set(TPINFER_CUDA AUTO CACHE STRING
     "Build the CUDA backend: AUTO (when CUDA and NCCL are found), ON (required), OFF")
 set_property(CACHE TPINFER_CUDA PROPERTY STRINGS AUTO ON OFF)
@@ -73,16 +73,22 @@ add_library(tpinfer_nccl UNKNOWN IMPORTED)
 set_target_properties(tpinfer_nccl PROPERTIES IMPORTED_LOCATION "${TPINFER_NCCL_LIBRARY}"
                       INTERFACE_INCLUDE_DIRECTORIES "${TPINFER_NCCL_INCLUDE_DIR}")
 
-# An object library: its objects go into libtpinfer_core.a, its link
-# requirements (cudart, cuBLASLt, NCCL) to everything that links tpinfer_core.
+# An object library: its objects go into libtpinfer_backend.a, its link
+# requirements (cudart, cuBLASLt, NCCL) to everything that links tpinfer_backend.
 file(GLOB TPINFER_CUDA_SOURCES CONFIGURE_DEPENDS
      ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.cpp ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.cu)
 add_library(tpinfer_cuda OBJECT ${TPINFER_CUDA_SOURCES})
-target_include_directories(tpinfer_cuda PRIVATE ${PROJECT_SOURCE_DIR}/include
-                           ${PROJECT_SOURCE_DIR}/src)
-target_link_libraries(tpinfer_cuda PUBLIC CUDA::cudart CUDA::cublasLt tpinfer_nccl MPI::MPI_C
+target_include_directories(tpinfer_cuda PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(tpinfer_cuda PUBLIC CUDA::cudart CUDA::cublasLt tpinfer_nccl tpinfer_dist
                       nlohmann_json::nlohmann_json)
 target_compile_definitions(tpinfer_cuda PRIVATE OMPI_SKIP_MPICXX=1)
+# The cuda backend is part of layer backend, and may use dist besides: its
+# NCCL and IPC set-up talk MPI under the watchdog (the only MPI outside dist).
+file(GLOB _tpinfer_cuda_headers CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.hpp
+     ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.cuh)
+get_property(_tpinfer_backend_uses GLOBAL PROPERTY TPINFER_LAYER_USES_backend)
+tpinfer_check_layer(tpinfer_cuda backend "${_tpinfer_backend_uses};dist" "hdf5.h"
+                    ${TPINFER_CUDA_SOURCES} ${_tpinfer_cuda_headers})
 # -Wall -Wextra reach nvcc through -forward-unknown-to-host-compiler (host code);
 # device code: no fast-math, so expf/sincosf stay the precise versions.
 target_compile_options(tpinfer_cuda PRIVATE
@@ -90,13 +96,13 @@ target_compile_options(tpinfer_cuda PRIVATE
 set_target_properties(tpinfer_cuda PROPERTIES POSITION_INDEPENDENT_CODE ON
                       CUDA_SEPARABLE_COMPILATION OFF)
 
-target_link_libraries(tpinfer_core PUBLIC tpinfer_cuda)
-# tpinfer_core now holds CUDA objects, and existed before CUDA was enabled:
+target_link_libraries(tpinfer_backend PUBLIC tpinfer_cuda)
+# tpinfer_backend now holds CUDA objects, and existed before CUDA was enabled:
 # give it the CUDA properties its own creation could not pick up (it would
 # otherwise ask for the C++20 dialect of nvcc, which CMake 3.25 does not know).
-set_target_properties(tpinfer_core PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"
+set_target_properties(tpinfer_backend PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"
                       CUDA_STANDARD 17)
-target_compile_definitions(tpinfer_core PUBLIC TPINFER_HAVE_CUDA=1)
+target_compile_definitions(tpinfer_backend PUBLIC TPINFER_HAVE_CUDA=1)
 set(TPINFER_HAVE_CUDA ON)
 message(STATUS "CUDA backend: on (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, "
                "architectures ${CMAKE_CUDA_ARCHITECTURES}, NCCL ${TPINFER_NCCL_LIBRARY})")

@@ -12,10 +12,10 @@
 #include <span>
 #include <vector>
 
-#include "tpinfer/batch.hpp"
-#include "tpinfer/philox.hpp"
-#include "tpinfer/sampler.hpp"
-#include "tpinfer/sampling_math.hpp"
+#include "base/batch.hpp"
+#include "base/philox.hpp"
+#include "base/sampler.hpp"
+#include "base/sampling_math.hpp"
 
 namespace tpinfer::testing_exact {
 

@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "tpinfer/batch.hpp"
+#include "base/batch.hpp"
 
 namespace tpinfer::testing_exact {
 

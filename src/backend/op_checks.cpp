@@ -2,8 +2,8 @@
 
 #include <limits>
 
-#include "tpinfer/error.hpp"
-#include "tpinfer/model_config.hpp"
+#include "base/dtype.hpp"
+#include "base/error.hpp"
 
 namespace tpinfer {
 
@@ -18,7 +18,7 @@ std::string shape_str(const Tensor& t) {
 }
 
 void backend_fail(const char* backend, const char* op, const std::string& msg) {
-  throw Error(std::string(backend) + " backend: " + op + ": " + msg, kExitOther);
+  throw InternalError(std::string(backend) + " backend: " + op + ": " + msg);
 }
 
 #define OP_CHECK(cond, msg) TPINFER_OP_CHECK(backend, cond, op, msg)

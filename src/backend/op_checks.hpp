@@ -5,14 +5,14 @@
 #include <string>
 #include <vector>
 
-#include "tpinfer/backend.hpp"
+#include "backend/backend.hpp"
 
 namespace tpinfer {
 
 std::string shape_str(const std::vector<int64_t>& shape);
 std::string shape_str(const Tensor& t);
 
-// Throws Error "<backend> backend: <op>: <msg>".
+// Throws InternalError "<backend> backend: <op>: <msg>" (exit 1).
 [[noreturn]] void backend_fail(const char* backend, const char* op, const std::string& msg);
 
 // backend_fail unless cond; the message is only built when the check fails

@@ -1,8 +1,8 @@
 #include <string>
 
-#include "tpinfer/backend.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "backend/backend.hpp"
+#include "base/error.hpp"
+#include "base/random_fill.hpp"
 
 namespace tpinfer {
 

@@ -12,17 +12,17 @@
 
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
-#include "cli/replica.hpp"
+#include "cli/replica_options.hpp"
 #include "cli/roofline.hpp"
+#include "engine/engine.hpp"
 #include "engine/step_profile.hpp"
-#include "tpinfer/engine.hpp"
 #if TPINFER_HAVE_CUDA
-#include "tpinfer/cuda_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #endif
-#include "tpinfer/error.hpp"
-#include "tpinfer/jsonl.hpp"
-#include "tpinfer/philox.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "base/error.hpp"
+#include "base/philox.hpp"
+#include "job/jsonl.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 

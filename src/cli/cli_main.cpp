@@ -7,8 +7,8 @@
 #include <functional>
 #include <string>
 
+#include "base/error.hpp"
 #include "cli/commands.hpp"
-#include "tpinfer/error.hpp"
 
 namespace tpinfer {
 

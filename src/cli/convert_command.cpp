@@ -3,10 +3,10 @@
 #include <cstdio>
 #include <string>
 
+#include "base/error.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/hf_convert.hpp"
+#include "weights/hf_convert.hpp"
 
 namespace tpinfer {
 

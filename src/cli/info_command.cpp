@@ -2,11 +2,11 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "model/model.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 

@@ -24,15 +24,15 @@
 #include <string>
 #include <vector>
 
+#include "base/error.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
-#include "cli/replica.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/jsonl.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/tokenizer.hpp"
-#include "tpinfer/weight_store.hpp"
-#include "tpinfer/world.hpp"
+#include "cli/replica_options.hpp"
+#include "dist/world.hpp"
+#include "job/jsonl.hpp"
+#include "model/model.hpp"
+#include "text/tokenizer.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 

@@ -4,11 +4,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/tokenizer.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "text/tokenizer.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 

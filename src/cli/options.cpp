@@ -5,7 +5,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "tpinfer/error.hpp"
+#include "base/error.hpp"
 
 namespace tpinfer {
 

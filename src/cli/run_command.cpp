@@ -5,23 +5,25 @@
 #include <cstdio>
 #include <optional>
 
+#include "backend/backend.hpp"
+#include "base/error.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
-#include "cli/replica.hpp"
-#include "runtime/coordinator.hpp"
-#include "runtime/fault_injection.hpp"
-#include "runtime/health.hpp"
-#include "runtime/job.hpp"
-#include "runtime/job_files.hpp"
-#include "runtime/signals.hpp"
-#include "runtime/watchdog.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/engine.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/tokenizer.hpp"
-#include "tpinfer/weight_store.hpp"
-#include "tpinfer/world.hpp"
+#include "cli/replica_options.hpp"
+#include "dist/fault_injection.hpp"
+#include "dist/mpi_check.hpp"
+#include "dist/signals.hpp"
+#include "dist/watchdog.hpp"
+#include "dist/world.hpp"
+#include "engine/engine.hpp"
+#include "job/coordinator.hpp"
+#include "job/group_loop.hpp"
+#include "job/health.hpp"
+#include "job/job_files.hpp"
+#include "model/model.hpp"
+#include "text/tokenizer.hpp"
+#include "weights/content_hash.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 
@@ -224,13 +226,14 @@ int run_job(const RunOptions& o) {
     // job never allocates more: this is the job's memory for its whole run.
     const double mib = 1 << 20;
     char memory[96];
-    if (backend.bytes_free() >= 0)
+    const MemoryInfo m = backend.memory_info();
+    if (m.arena_free_bytes)
       std::snprintf(memory, sizeof memory, "%.0f MiB in use of its %.0f MiB arena",
-                    static_cast<double>(backend.bytes_used()) / mib,
-                    static_cast<double>(backend.bytes_used() + backend.bytes_free()) / mib);
+                    static_cast<double>(m.used_bytes) / mib,
+                    static_cast<double>(m.used_bytes + *m.arena_free_bytes) / mib);
     else
       std::snprintf(memory, sizeof memory, "%.0f MiB in use",
-                    static_cast<double>(backend.bytes_used()) / mib);
+                    static_cast<double>(m.used_bytes) / mib);
     std::fprintf(stderr,
                  "tpinfer: %d ranks = dp %d x tp %d, backend %s, model %s (%lld layers, hidden "
                  "%lld) loaded in %.2f s, KV cache %d blocks of %d tokens per rank, batches of up "

@@ -1,4 +1,4 @@
-#include "tpinfer/engine.hpp"
+#include "engine/engine.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -8,10 +8,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "base/error.hpp"
+#include "base/sampler.hpp"
 #include "engine/scheduler.hpp"
-#include "engine/stop_matcher.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/sampler.hpp"
+#include "text/stop_matcher.hpp"
 
 namespace tpinfer {
 namespace {
@@ -197,7 +197,7 @@ std::vector<Result> Engine::step() {
   m.stats.preemptions += step.preempted;
   if (step.chunks.empty()) {
     if (m.scheduler.num_waiting() + m.scheduler.num_running() > 0)
-      throw std::logic_error("engine: the scheduler made no progress with work pending");
+      throw InternalError("engine: the scheduler made no progress with work pending");
     return finished;
   }
 
@@ -215,10 +215,10 @@ std::vector<Result> Engine::step() {
                               m.logits.sampled_logprob.size() != want_full || !m.logits.full.empty()
                         : m.logits.full.size() != want_full * static_cast<size_t>(vocab)) ||
       (!all_full && m.logits.greedy.size() != rows))
-    throw std::runtime_error("engine: forward returned " + std::to_string(m.logits.full.size()) +
-                             " logits, " + std::to_string(m.logits.sampled.size()) + " drawn and " +
-                             std::to_string(m.logits.greedy.size()) + " greedy tokens for " +
-                             std::to_string(rows) + " rows of vocab " + std::to_string(vocab));
+    throw InternalError("engine: forward returned " + std::to_string(m.logits.full.size()) +
+                        " logits, " + std::to_string(m.logits.sampled.size()) + " drawn and " +
+                        std::to_string(m.logits.greedy.size()) + " greedy tokens for " +
+                        std::to_string(rows) + " rows of vocab " + std::to_string(vocab));
   // Each row's place among the whole (or drawn) rows; -1: greedy token only.
   std::vector<int64_t> full_row(rows, -1);
   for (size_t r = 0, k = 0; r < rows; ++r)

@@ -12,9 +12,9 @@ class KvBlockAllocator {
  public:
   explicit KvBlockAllocator(int num_blocks);
 
-  // Throws std::logic_error when no block is free (callers check free_count()).
+  // Throws InternalError when no block is free (callers check free_count()).
   int32_t allocate();
-  // Throws std::logic_error on an id out of range or a block that is not allocated.
+  // Throws InternalError on an id out of range or a block that is not allocated.
   void free(int32_t block);
 
   int num_blocks() const { return static_cast<int>(allocated_.size()); }

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "tpinfer/error.hpp"
+#include "base/error.hpp"
 
 namespace tpinfer {
 
@@ -29,7 +29,7 @@ int64_t Scheduler::blocks_for(int64_t tokens) const {
 int64_t Scheduler::add(Sequence seq) {
   const int64_t n = static_cast<int64_t>(seq.tokens.size());
   if (n == 0 || seq.max_len <= n || seq.num_computed != 0 || !seq.blocks.empty())
-    throw std::logic_error("scheduler: add() needs a fresh sequence with tokens to generate");
+    throw InternalError("scheduler: add() needs a fresh sequence with tokens to generate");
   // The last token is sampled but never run through the model, so the most K/V
   // a sequence ever holds is max_len - 1 positions (also after a preemption,
   // which recomputes only tokens it already has).
@@ -127,14 +127,14 @@ void Scheduler::commit(const StepSchedule& step) {
   for (const ScheduledChunk& c : step.chunks) {
     Sequence& s = seqs_.at(c.seq_id);
     if (s.num_computed != c.start)
-      throw std::logic_error("scheduler: commit() of a chunk that does not continue its sequence");
+      throw InternalError("scheduler: commit() of a chunk that does not continue its sequence");
     s.num_computed = c.start + c.count;
   }
 }
 
 Sequence Scheduler::finish(int64_t seq_id) {
   auto it = std::find(running_.begin(), running_.end(), seq_id);
-  if (it == running_.end()) throw std::logic_error("scheduler: finish() of a sequence not running");
+  if (it == running_.end()) throw InternalError("scheduler: finish() of a sequence not running");
   running_.erase(it);
   auto node = seqs_.extract(seq_id);
   Sequence& s = node.mapped();
@@ -151,9 +151,7 @@ const Sequence& Scheduler::sequence(int64_t seq_id) const {
 }
 
 void Scheduler::check_invariants() const {
-  auto fail = [](const std::string& what) {
-    throw std::logic_error("scheduler invariant: " + what);
-  };
+  auto fail = [](const std::string& what) { throw InternalError("scheduler invariant: " + what); };
   std::set<int64_t> queued(waiting_.begin(), waiting_.end());
   queued.insert(running_.begin(), running_.end());
   if (queued.size() != seqs_.size() || waiting_.size() + running_.size() != seqs_.size())

@@ -16,8 +16,8 @@
 #include <map>
 #include <vector>
 
+#include "base/request.hpp"
 #include "engine/kv_blocks.hpp"
-#include "tpinfer/request.hpp"
 
 namespace tpinfer {
 
@@ -82,7 +82,7 @@ class Scheduler {
   const SchedulerConfig& config() const { return config_; }
   int64_t blocks_for(int64_t tokens) const;
 
-  // Throws std::logic_error when a block is leaked or shared, or a sequence's
+  // Throws InternalError when a block is leaked or shared, or a sequence's
   // blocks do not match its state.
   void check_invariants() const;
 

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-#include "tpinfer/engine.hpp"
+#include "engine/engine.hpp"
 
 namespace tpinfer {
 

@@ -5,8 +5,8 @@
 #include <limits>
 #include <stdexcept>
 
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
+#include "base/error.hpp"
+#include "model/model.hpp"
 
 namespace tpinfer {
 
@@ -123,7 +123,7 @@ void forward(Model& m, Backend& b, const BatchLayout& batch, StepLogits& out) {
       const float token = w.host_sampled[2 * k];
       // sample_token's error for such a row (its rule, its message).
       if (token < 0.0f)
-        throw std::runtime_error(
+        throw InternalError(
             "sampler: logits have no finite maximum (NaN or overflow in the "
             "model?)");
       out.sampled.push_back(static_cast<int32_t>(token));

@@ -1,8 +1,8 @@
 #include <cmath>
 #include <numbers>
 
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
+#include "base/error.hpp"
+#include "model/model.hpp"
 
 namespace tpinfer {
 
@@ -107,7 +107,7 @@ void allocate_kv_cache(Model& m, Backend& b, int num_blocks, int block_size) {
 }
 
 void allocate_kv_cache(Model& m, Backend& b, int num_blocks, int block_size, DType dtype) {
-  if (num_blocks < 1) throw Error("KV cache needs at least one block", kExitUsage);
+  if (num_blocks < 1) throw UsageError("KV cache needs at least one block");
   m.cache.block_size = block_size;
   m.cache.num_blocks = num_blocks;
   m.cache.k.clear();

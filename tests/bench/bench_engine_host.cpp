@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.hpp"
 #include "engine/step_profile.hpp"
-#include "tpinfer/engine.hpp"
 #if TPINFER_HAVE_CUDA
 #include "backend/cuda/batch_state.hpp"
 #endif

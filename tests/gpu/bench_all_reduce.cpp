@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "backend/cuda/collectives.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/ipc_all_reduce.hpp"
-#include "tpinfer/cuda_backend.hpp"
 
 namespace tpinfer {
 namespace {

@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "tpinfer/backend.hpp"
-#include "tpinfer/cuda_backend.hpp"
+#include "backend/backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 
 namespace tpinfer {
 namespace {

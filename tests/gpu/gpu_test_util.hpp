@@ -15,10 +15,13 @@
 #include <vector>
 
 #include "../paged_batch.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/batch.hpp"
-#include "tpinfer/cuda_backend.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
+#include "base/batch.hpp"
+#include "base/half.hpp"
+#include "dist/mpi_collectives.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer::gputest {
 
@@ -129,7 +132,7 @@ inline std::vector<float> llama3_inv_freq(int head_dim) {
 struct BackendPair {
   std::unique_ptr<Backend> cpu, gpu;
   explicit BackendPair(int gemv_max_rows = CudaBackendOptions{}.gemv_max_rows) {
-    cpu = make_cpu_backend(MPI_COMM_SELF, 0);
+    cpu = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 0);
     CudaBackendOptions o;
     o.memory_fraction = 0.1;
     o.gemv_max_rows = gemv_max_rows;

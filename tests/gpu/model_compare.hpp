@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "tpinfer/backend.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/model_config.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "backend/backend.hpp"
+#include "model/model.hpp"
+#include "weights/model_config.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer::gputest {
 

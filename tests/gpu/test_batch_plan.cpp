@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "backend/cuda/batch_state.hpp"
+#include "base/error.hpp"
 #include "gpu_test_util.hpp"
-#include "tpinfer/error.hpp"
 
 namespace tpinfer::gputest {
 namespace {

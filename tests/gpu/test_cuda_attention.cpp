@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "base/error.hpp"
+#include "base/fp8.hpp"
 #include "gpu_test_util.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/fp8.hpp"
 
 namespace tpinfer::gputest {
 namespace {

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/cuda_backend.hpp"
 #include "gpu_test_util.hpp"
+#include "model/model.hpp"
 #include "model_compare.hpp"
-#include "tpinfer/cuda_backend.hpp"
-#include "tpinfer/model.hpp"
 
 namespace tpinfer::gputest {
 namespace {

@@ -13,9 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/cpu_backend.hpp"
+#include "dist/mpi_collectives.hpp"
 #include "gpu_test_util.hpp"
+#include "model/model.hpp"
 #include "model_compare.hpp"
-#include "tpinfer/model.hpp"
 
 namespace tpinfer::gputest {
 namespace {
@@ -28,7 +30,7 @@ void expect_model_matches_cpu(const char* config, bool fp8_cache, double tol) {
   const ModelConfig c = test_config(config);
   const int block_size = 16;
   const auto steps = mixed_steps(block_size, 40, c.vocab_size);
-  auto cpu = make_cpu_backend(MPI_COMM_SELF, 0);
+  auto cpu = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 0);
   CudaBackendOptions o;
   o.memory_fraction = 0.1;
   auto gpu = make_cuda_backend(MPI_COMM_SELF, o);

@@ -14,9 +14,10 @@
 #include <tuple>
 #include <vector>
 
+#include "base/error.hpp"
+#include "base/half.hpp"
 #include "gpu_test_util.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer::gputest {
 namespace {
@@ -53,9 +54,13 @@ class CudaOps : public ::testing::Test {
 // ---------------------------------------------------------------- memory
 
 TEST_F(CudaOps, AllocIsAlignedZeroedAndAccounted) {
+  const auto used = [&] { return gpu().memory_info().used_bytes; };
+  const auto arena_free = [&] { return gpu().memory_info().arena_free_bytes.value(); };
   EXPECT_EQ(gpu().name(), "cuda");
   EXPECT_EQ(gpu().compute_dtype(), DType::bf16);
-  const int64_t used0 = gpu().bytes_used(), free0 = gpu().bytes_free();
+  EXPECT_EQ(gpu().device_kind(), DeviceKind::cuda);
+  ASSERT_TRUE(gpu().memory_info().arena_free_bytes.has_value());
+  const int64_t used0 = used(), free0 = arena_free();
   EXPECT_GT(free0, int64_t{1} << 30);
   Tensor a = gpu().alloc({3, 5}, DType::bf16);
   Tensor b = gpu().alloc({7}, DType::f32);
@@ -67,17 +72,18 @@ TEST_F(CudaOps, AllocIsAlignedZeroedAndAccounted) {
   EXPECT_EQ(a.shape, (std::vector<int64_t>{3, 5}));
   for (float v : get(gpu(), a)) EXPECT_EQ(v, 0.0f);
   for (float v : get(gpu(), b)) EXPECT_EQ(v, 0.0f);
-  EXPECT_EQ(gpu().bytes_used() - used0, 3 * 256);
-  EXPECT_EQ(free0 - gpu().bytes_free(), 3 * 256);
+  EXPECT_EQ(used() - used0, 3 * 256);
+  EXPECT_EQ(free0 - arena_free(), 3 * 256);
   EXPECT_THROW(gpu().alloc({-1, 4}, DType::bf16), Error);
 }
 
 TEST_F(CudaOps, AllocPastTheArenaThrowsBadAllocAndLeavesItUsable) {
-  const int64_t free0 = gpu().bytes_free();
+  const auto arena_free = [&] { return gpu().memory_info().arena_free_bytes.value(); };
+  const int64_t free0 = arena_free();
   EXPECT_THROW(gpu().alloc({free0 / 2 + 1024}, DType::f32), std::bad_alloc);
-  EXPECT_EQ(gpu().bytes_free(), free0);
+  EXPECT_EQ(arena_free(), free0);
   Tensor t = gpu().alloc({free0 / 4 - 64}, DType::f32);  // all but 256 bytes still fit
-  EXPECT_EQ(gpu().bytes_free(), 256);
+  EXPECT_EQ(arena_free(), 256);
   EXPECT_THROW(gpu().alloc({1024}, DType::f32), std::bad_alloc);
   (void)t;
 }

@@ -22,11 +22,11 @@
 
 #include "../exact_sampler.hpp"
 #include "../sampling_rows.hpp"
+#include "backend/cuda/cuda_backend.hpp"
+#include "base/sampler.hpp"
 #include "gpu_test_util.hpp"
+#include "model/model.hpp"
 #include "model_compare.hpp"
-#include "tpinfer/cuda_backend.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/sampler.hpp"
 
 namespace tpinfer::gputest {
 namespace {

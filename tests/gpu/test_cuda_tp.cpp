@@ -20,8 +20,8 @@
 #include "../mpi_world.hpp"
 #include "backend/cuda/ipc_all_reduce.hpp"
 #include "gpu_test_util.hpp"
+#include "model/model.hpp"
 #include "model_compare.hpp"
-#include "tpinfer/model.hpp"
 
 namespace tpinfer::gputest {
 namespace {

@@ -9,9 +9,9 @@
 #include <sstream>
 
 #include "job_helpers.hpp"
-#include "tpinfer/model_config.hpp"
-#include "tpinfer/weight_store.hpp"
 #include "unit/safetensors_writer.hpp"
+#include "weights/model_config.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer::test {
 namespace {

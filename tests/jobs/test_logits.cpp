@@ -9,11 +9,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "dist/mpi_collectives.hpp"
 #include "job_helpers.hpp"
 #include "logits_helpers.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "model/model.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer::test {
 namespace {
@@ -93,7 +95,7 @@ std::vector<float> direct_logits(const std::string& model,
     try {
       MPI_Init(nullptr, nullptr);
       WeightReader weights(model);
-      auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+      auto backend = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 1);
       Model m = load_model(*backend, weights.config(), 0, 1,
                            [&](const TensorShard& s) { return weights.read(s); });
       size_t longest = 0;

@@ -9,12 +9,14 @@
 #include <nlohmann/json.hpp>
 
 #include "../mpi_world.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/engine.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/weight_store.hpp"
-#include "tpinfer/world.hpp"
+#include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "base/error.hpp"
+#include "dist/mpi_collectives.hpp"
+#include "dist/world.hpp"
+#include "engine/engine.hpp"
+#include "model/model.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 namespace {
@@ -61,7 +63,7 @@ struct Replica {
     int r = 0, n = 1;
     MPI_Comm_rank(comm, &r);
     MPI_Comm_size(comm, &n);
-    backend = make_cpu_backend(comm, 1);
+    backend = make_cpu_backend(mpi_collectives(comm), 1);
     model = load_model(*backend, c, r, n,
                        [&](const TensorShard& s) { return random_tensor_values(c, s, kSeed); });
     allocate_kv_cache(model, *backend, blocks, block_size);
@@ -206,7 +208,7 @@ INSTANTIATE_TEST_SUITE_P(Sizes, TensorParallel, ::testing::Values(2, 4),
 
 TEST(Collectives, AllReduceAndAllGatherOverTheWorld) {
   const int n = world_size(), me = world_rank();
-  auto backend = make_cpu_backend(MPI_COMM_WORLD, 1);
+  auto backend = make_cpu_backend(mpi_collectives(MPI_COMM_WORLD), 1);
   Tensor x = backend->alloc({2, 3}, DType::f32);
   std::vector<float> host(6);
   for (int i = 0; i < 6; ++i) host[i] = static_cast<float>((me + 1) * (i + 1));

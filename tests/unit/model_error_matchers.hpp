@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tpinfer/error.hpp"
+#include "base/error.hpp"
 
 namespace tpinfer::test {
 

@@ -11,9 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "tpinfer/model_config.hpp"
-#include "tpinfer/sharding.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "base/half.hpp"
+#include "weights/model_config.hpp"
+#include "weights/sharding.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer::test {
 

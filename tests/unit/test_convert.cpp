@@ -4,7 +4,6 @@
 // value by value; the converted model's forward equals the directly written
 // model's; and one clear error for each kind of bad directory.
 #include <gtest/gtest.h>
-#include <mpi.h>
 
 #include <cstring>
 #include <filesystem>
@@ -15,14 +14,17 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "base/collectives.hpp"
+#include "base/error.hpp"
+#include "base/half.hpp"
+#include "model/model.hpp"
 #include "model_error_matchers.hpp"
 #include "safetensors_writer.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/hf_convert.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/tokenizer.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "text/tokenizer.hpp"
+#include "weights/hf_convert.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 namespace {
@@ -92,11 +94,6 @@ ModelConfig qwen2_config(DType dtype) {
 
 class Convert : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    int init = 0;
-    MPI_Initialized(&init);
-    if (!init) MPI_Init(nullptr, nullptr);
-  }
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     base_ = std::string(TPINFER_TEST_TMP) + "/convert_" + info->name();
@@ -227,7 +224,7 @@ TEST_F(Convert, TiedQwen2WithBiasesIgnoresAStoredLmHead) {
 std::vector<float> logits_of(const std::string& path, const std::vector<int32_t>& tokens) {
   const WeightReader r(path);
   r.validate(1);
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto backend = make_cpu_backend(single_process_collectives(), 1);
   Model m = load_model(*backend, r.config(), 0, 1, [&](const TensorShard& s) { return r.read(s); });
   const int block_size = 4;
   allocate_kv_cache(m, *backend, 8, block_size);

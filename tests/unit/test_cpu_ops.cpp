@@ -3,7 +3,6 @@
 // backend). Outputs are poisoned with NaN before each op so that an element the
 // op forgot to write fails the comparison.
 #include <gtest/gtest.h>
-#include <mpi.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,9 +15,11 @@
 #include <vector>
 
 #include "../paged_batch.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/fp8.hpp"
+#include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "base/collectives.hpp"
+#include "base/error.hpp"
+#include "base/fp8.hpp"
 
 namespace tpinfer {
 namespace {
@@ -29,30 +30,6 @@ using test::Paging;
 using test::SeqSpec;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-// The unit-test main does not start MPI; the backend needs it for its
-// communicator. Started on first use, finalised after the last test.
-bool g_mpi_started_here = false;
-
-void ensure_mpi() {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (!initialized) {
-    ASSERT_EQ(MPI_Init(nullptr, nullptr), MPI_SUCCESS);
-    g_mpi_started_here = true;
-  }
-}
-
-class MpiFinalizer : public ::testing::Environment {
- public:
-  void TearDown() override {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (g_mpi_started_here && !finalized) MPI_Finalize();
-  }
-};
-[[maybe_unused]] ::testing::Environment* const g_mpi_env =
-    ::testing::AddGlobalTestEnvironment(new MpiFinalizer);
 
 // |got - ref| <= rtol * (|ref| + rms(ref)) for every element; NaN never passes.
 void expect_close(const std::vector<float>& got, const std::vector<double>& ref, double rtol,
@@ -75,10 +52,7 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& ref,
 
 class CpuOps : public ::testing::Test {
  protected:
-  void SetUp() override {
-    ensure_mpi();
-    be_ = make_cpu_backend(MPI_COMM_SELF, 2);
-  }
+  void SetUp() override { be_ = make_cpu_backend(single_process_collectives(), 2); }
 
   std::vector<float> random(size_t n, float lo = -1.0f, float hi = 1.0f) {
     std::uniform_real_distribution<float> d(lo, hi);
@@ -115,6 +89,8 @@ class CpuOps : public ::testing::Test {
 
 TEST_F(CpuOps, AllocIsAlignedZeroedAndRoundTrips) {
   EXPECT_EQ(be_->name(), "cpu");
+  EXPECT_EQ(be_->device_kind(), DeviceKind::cpu);
+  EXPECT_FALSE(be_->memory_info().arena_free_bytes.has_value());
   EXPECT_EQ(be_->compute_dtype(), DType::f32);
   Tensor t = be_->alloc({3, 5}, DType::f32);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % 64, 0u);

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "tpinfer/engine.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/philox.hpp"
-#include "tpinfer/sampler.hpp"
+#include "base/error.hpp"
+#include "base/philox.hpp"
+#include "base/sampler.hpp"
+#include "engine/engine.hpp"
 
 namespace tpinfer {
 namespace {

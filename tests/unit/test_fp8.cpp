@@ -1,4 +1,4 @@
-// FP8 E4M3 conversion (tpinfer/fp8.hpp) against the definition: every code's
+// FP8 E4M3 conversion (base/fp8.hpp) against the definition: every code's
 // value, and float -> code as the nearest finite value with ties to the even
 // code, saturating at 448, NaN kept; found by searching all 254 finite codes,
 // with no shared logic.
@@ -11,7 +11,7 @@
 #include <random>
 #include <vector>
 
-#include "tpinfer/fp8.hpp"
+#include "base/fp8.hpp"
 
 namespace tpinfer {
 namespace {

@@ -3,9 +3,9 @@
 // file, the metrics line, and the rules that name a rank in the log.
 #include <gtest/gtest.h>
 
-#include "runtime/health_record.hpp"
-#include "runtime/nvml.hpp"
-#include "tpinfer/error.hpp"
+#include "base/error.hpp"
+#include "job/health_record.hpp"
+#include "job/nvml.hpp"
 
 namespace tpinfer::health {
 namespace {

@@ -6,8 +6,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "tpinfer/error.hpp"
-#include "tpinfer/journal.hpp"
+#include "base/error.hpp"
+#include "job/journal.hpp"
+#include "weights/content_hash.hpp"
 
 namespace tpinfer {
 namespace {

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "tpinfer/error.hpp"
-#include "tpinfer/jsonl.hpp"
+#include "base/error.hpp"
+#include "job/jsonl.hpp"
 
 namespace tpinfer {
 namespace {

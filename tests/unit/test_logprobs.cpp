@@ -4,28 +4,22 @@
 // Checked through the engine on the cpu backend against a separate forward of
 // each whole context, computed here in double precision.
 #include <gtest/gtest.h>
-#include <mpi.h>
 
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "tpinfer/backend.hpp"
-#include "tpinfer/engine.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "base/collectives.hpp"
+#include "engine/engine.hpp"
+#include "model/model.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 namespace {
 
-class Logprobs : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    int init = 0;
-    MPI_Initialized(&init);
-    if (!init) MPI_Init(nullptr, nullptr);
-  }
-};
+class Logprobs : public ::testing::Test {};
 
 constexpr uint64_t kSeed = 9;
 constexpr int kBlock = 4, kBlocks = 64;
@@ -73,7 +67,7 @@ TEST_F(Logprobs, AreTheRawSoftmaxOfTheChosenTokensWhateverTheSampling) {
     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
     "vocab_size": 97, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
     "torch_dtype": "float32"})"));
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto backend = make_cpu_backend(single_process_collectives(), 1);
   Model m = make_model(*backend, c);
   EngineOptions eo;
   eo.vocab_size = c.vocab_size;
@@ -109,7 +103,7 @@ TEST_F(Logprobs, AreTheRawSoftmaxOfTheChosenTokensWhateverTheSampling) {
     for (Result& r : engine.step()) results.emplace(r.id_json, std::move(r));
   ASSERT_EQ(results.size(), settings.size());
 
-  auto ref_backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto ref_backend = make_cpu_backend(single_process_collectives(), 1);
   Model ref = make_model(*ref_backend, c);
   double worst = 0, temperature_shift = 0;
   for (size_t i = 0; i < settings.size(); ++i) {

@@ -2,7 +2,6 @@
 // Hugging Face Llama definition (double precision, no paging, no fusion, full
 // unsharded weights): checks how the ops are composed, not just each op.
 #include <gtest/gtest.h>
-#include <mpi.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,9 +9,11 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "tpinfer/backend.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "base/collectives.hpp"
+#include "model/model.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 namespace {
@@ -125,20 +126,13 @@ struct Dense {
   }
 };
 
-class ModelReference : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    int init = 0;
-    MPI_Initialized(&init);
-    if (!init) MPI_Init(nullptr, nullptr);
-  }
-};
+class ModelReference : public ::testing::Test {};
 
 void check_against_reference(const char* config_json) {
   const ModelConfig c = config_from_hf_json(nlohmann::json::parse(config_json));
   const uint64_t seed = 5;
   const Dense ref(c, seed);
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto backend = make_cpu_backend(single_process_collectives(), 1);
   Model m = load_model(*backend, c, 0, 1,
                        [&](const TensorShard& s) { return random_tensor_values(c, s, seed); });
   const int block_size = 4;
@@ -208,7 +202,7 @@ TEST_F(ModelReference, BackendRandomFillEqualsTheFileValues) {
     "architectures": ["Qwen2ForCausalLM"], "hidden_size": 32, "intermediate_size": 48,
     "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
     "vocab_size": 37, "torch_dtype": "bfloat16"})"));
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto backend = make_cpu_backend(single_process_collectives(), 1);
   for (int rank = 0; rank < 2; ++rank) {
     Model from_reader = load_model(
         *backend, c, rank, 2, [&](const TensorShard& s) { return random_tensor_values(c, s, 9); });
@@ -239,7 +233,7 @@ namespace tpinfer {
 namespace {
 
 TEST_F(ModelReference, CpuArgmaxRowsTakesTheLowestColumnOfTiesAndSkipsNaN) {
-  auto b = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto b = make_cpu_backend(single_process_collectives(), 1);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   // Row 3's last column is past valid_cols and must be ignored.

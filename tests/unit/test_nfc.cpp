@@ -1,4 +1,4 @@
-// NFC (src/io/unicode_nfc.cpp) on known cases, against Python's
+// NFC (src/text/unicode_nfc.cpp) on known cases, against Python's
 // unicodedata.normalize over a generated corpus (tests/data/nfc/nfc_cases.txt,
 // tools/gen_nfc_corpus.py), and through the tokenizer's NFC normalizer.
 #include <gtest/gtest.h>
@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "io/tokenizer_unicode.hpp"
-#include "io/unicode_nfc.hpp"
-#include "tpinfer/tokenizer.hpp"
+#include "text/tokenizer.hpp"
+#include "text/tokenizer_unicode.hpp"
+#include "text/unicode_nfc.hpp"
 
 namespace fs = std::filesystem;
 using tpinfer::Tokenizer;

@@ -10,11 +10,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
 #include "cli/options.hpp"
-#include "runtime/job_files.hpp"
-#include "runtime/output_lock.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/jsonl.hpp"
+#include "job/job_files.hpp"
+#include "job/jsonl.hpp"
+#include "job/output_lock.hpp"
 
 namespace tpinfer {
 namespace {

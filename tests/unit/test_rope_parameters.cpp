@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tpinfer/error.hpp"
-#include "tpinfer/model_config.hpp"
+#include "base/error.hpp"
+#include "weights/model_config.hpp"
 
 namespace tpinfer {
 namespace {

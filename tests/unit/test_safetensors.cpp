@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "base/error.hpp"
 #include "model_error_matchers.hpp"
 #include "safetensors_writer.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/safetensors.hpp"
+#include "weights/safetensors.hpp"
 
 namespace tpinfer {
 namespace {

@@ -4,7 +4,6 @@
 // oracle) against sample_token within the documented bound, and the engine
 // taking forward's drawn tokens instead of sampling whole rows itself.
 #include <gtest/gtest.h>
-#include <mpi.h>
 
 #include <cmath>
 #include <cstring>
@@ -17,13 +16,15 @@
 
 #include "../exact_sampler.hpp"
 #include "../sampling_rows.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/engine.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/sampler.hpp"
-#include "tpinfer/sampling_math.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "backend/backend.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "base/collectives.hpp"
+#include "base/error.hpp"
+#include "base/sampler.hpp"
+#include "base/sampling_math.hpp"
+#include "engine/engine.hpp"
+#include "model/model.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 namespace {
@@ -34,14 +35,7 @@ using testing_exact::Row;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-class SampleRows : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    int init = 0;
-    MPI_Initialized(&init);
-    if (!init) MPI_Init(nullptr, nullptr);
-  }
-};
+class SampleRows : public ::testing::Test {};
 
 // ---------------------------------------------------------------- arithmetic
 
@@ -135,7 +129,7 @@ TEST(SamplingMath, ThresholdsAreExactCeilingAndFloor) {
 // ---------------------------------------------------------------- cpu backend
 
 TEST_F(SampleRows, CpuBackendIsSampleTokenRowByRowInBothLayouts) {
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 2);
+  auto backend = make_cpu_backend(single_process_collectives(), 2);
   for (int64_t parts : {1, 3}) {
     const int64_t vocab = 1000, n = 60;
     const int64_t cols = parts == 1 ? vocab : (vocab + parts - 1) / parts + 2;  // padded parts
@@ -181,7 +175,7 @@ TEST_F(SampleRows, CpuBackendIsSampleTokenRowByRowInBothLayouts) {
 }
 
 TEST_F(SampleRows, CpuBackendRefusesMalformedCalls) {
-  auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+  auto backend = make_cpu_backend(single_process_collectives(), 1);
   Tensor logits = backend->alloc({4, 10}, DType::f32);
   Tensor out = backend->alloc({2, 2}, DType::f32);
   const std::vector<RowSampling> two(2);
@@ -229,7 +223,7 @@ TEST_F(SampleRows, EngineTakesForwardsDrawsAndTheyEqualHostSampling) {
     "vocab_size": 211, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
     "torch_dtype": "float32"})"));
   auto run = [&](bool drawn_by_forward, int* drawn_steps) {
-    auto backend = make_cpu_backend(MPI_COMM_SELF, 1);
+    auto backend = make_cpu_backend(single_process_collectives(), 1);
     Model m = load_model(*backend, c, 0, 1,
                          [&](const TensorShard& s) { return random_tensor_values(c, s, 5); });
     allocate_kv_cache(m, *backend, 64, 4);

@@ -9,8 +9,8 @@
 #include <set>
 #include <vector>
 
-#include "tpinfer/philox.hpp"
-#include "tpinfer/sampler.hpp"
+#include "base/philox.hpp"
+#include "base/sampler.hpp"
 
 namespace tpinfer {
 namespace {

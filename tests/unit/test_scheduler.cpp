@@ -8,9 +8,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include "base/error.hpp"
 #include "engine/kv_blocks.hpp"
 #include "engine/scheduler.hpp"
-#include "tpinfer/error.hpp"
 
 namespace tpinfer {
 namespace {
@@ -22,7 +22,7 @@ TEST(KvBlocks, HandsOutEveryBlockOnceInOrder) {
   for (int i = 0; i < 5; ++i) got.push_back(a.allocate());
   EXPECT_EQ(got, (std::vector<int32_t>{0, 1, 2, 3, 4}));
   EXPECT_EQ(a.free_count(), 0);
-  EXPECT_THROW(a.allocate(), std::logic_error);
+  EXPECT_THROW(a.allocate(), InternalError);
   for (int32_t b : got) EXPECT_TRUE(a.is_allocated(b));
   a.free(3);
   a.free(1);
@@ -37,10 +37,10 @@ TEST(KvBlocks, RejectsDoubleFreeAndBadIds) {
   KvBlockAllocator a(3);
   const int32_t b = a.allocate();
   a.free(b);
-  EXPECT_THROW(a.free(b), std::logic_error);
-  EXPECT_THROW(a.free(2), std::logic_error);  // never allocated
-  EXPECT_THROW(a.free(-1), std::logic_error);
-  EXPECT_THROW(a.free(3), std::logic_error);
+  EXPECT_THROW(a.free(b), InternalError);
+  EXPECT_THROW(a.free(2), InternalError);  // never allocated
+  EXPECT_THROW(a.free(-1), InternalError);
+  EXPECT_THROW(a.free(3), InternalError);
   EXPECT_EQ(a.free_count(), 3);
 }
 

@@ -5,9 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tpinfer/error.hpp"
-#include "tpinfer/model.hpp"
-#include "tpinfer/sharding.hpp"
+#include "base/error.hpp"
+#include "model/model.hpp"
+#include "weights/sharding.hpp"
 
 namespace tpinfer {
 namespace {

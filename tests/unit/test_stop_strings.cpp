@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "engine/stop_matcher.hpp"
-#include "tpinfer/engine.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/jsonl.hpp"
-#include "tpinfer/tokenizer.hpp"
+#include "base/error.hpp"
+#include "engine/engine.hpp"
+#include "job/jsonl.hpp"
+#include "text/stop_matcher.hpp"
+#include "text/tokenizer.hpp"
 
 namespace tpinfer {
 namespace {

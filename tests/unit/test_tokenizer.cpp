@@ -12,11 +12,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "io/tokenizer_unicode.hpp"
-#include "io/unicode_nfc.hpp"
+#include "base/error.hpp"
+#include "text/tokenizer.hpp"
+#include "text/tokenizer_unicode.hpp"
+#include "text/unicode_nfc.hpp"
 #include "tokenizer_test_data.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 using tpinfer::ModelError;

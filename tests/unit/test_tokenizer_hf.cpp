@@ -15,9 +15,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "io/tokenizer_unicode.hpp"
+#include "text/tokenizer.hpp"
+#include "text/tokenizer_unicode.hpp"
 #include "tokenizer_test_data.hpp"
-#include "tpinfer/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 using tpinfer::Tokenizer;

@@ -13,13 +13,14 @@
 #include <string>
 #include <vector>
 
-#include "io/content_hash.hpp"
+#include "base/error.hpp"
+#include "base/half.hpp"
+#include "base/philox.hpp"
+#include "job/journal.hpp"
 #include "model_error_matchers.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/journal.hpp"
-#include "tpinfer/philox.hpp"
-#include "tpinfer/sharding.hpp"
-#include "tpinfer/weight_store.hpp"
+#include "weights/content_hash.hpp"
+#include "weights/sharding.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 namespace {

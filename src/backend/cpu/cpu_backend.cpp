@@ -5,8 +5,9 @@
 //
 // All shape and batch checks run before any parallel region: an exception must
 // never leave an OpenMP region.
+#include "backend/cpu/cpu_backend.hpp"
+
 #include <cblas.h>
-#include <mpi.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -23,12 +24,9 @@
 #include <vector>
 
 #include "backend/op_checks.hpp"
-#include "runtime/watchdog.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/fp8.hpp"
-#include "tpinfer/sampler.hpp"
-#include "tpinfer/world.hpp"
+#include "base/error.hpp"
+#include "base/fp8.hpp"
+#include "base/sampler.hpp"
 
 namespace tpinfer {
 namespace {
@@ -95,28 +93,26 @@ struct FreeDeleter {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(MPI_Comm tp_comm, int threads) {
+  CpuBackend(std::unique_ptr<HostCollectives> tp, int threads) : tp_(std::move(tp)) {
     // OpenBLAS runs inside the OpenMP threads (see linear), so it gets one thread.
     openblas_set_num_threads(1);
     if (threads > 0) omp_set_num_threads(threads);
     // Every parallel region names its thread count: omp_set_num_threads only
     // sets it for the calling thread, and the ops may run on another one.
     threads_ = threads > 0 ? threads : omp_get_max_threads();
-    comm_ = duplicate(tp_comm);
-    tp_size_ = comm_.size();
+    tp_size_ = tp_->size();
   }
 
   std::string name() const override { return "cpu"; }
   DType compute_dtype() const override { return DType::f32; }
-  int64_t bytes_used() const override { return bytes_used_; }
-  int64_t bytes_free() const override { return -1; }
+  DeviceKind device_kind() const override { return DeviceKind::cpu; }
+  MemoryInfo memory_info() const override { return {bytes_used_, std::nullopt}; }
 
   Tensor alloc(const std::vector<int64_t>& shape, DType dtype) override {
     if (dtype != DType::f32 && dtype != DType::fp8_e4m3)
-      throw Error(std::string("cpu backend: alloc: dtype ") + dtype_name(dtype) +
-                      " is not supported (the cpu backend computes in float32; it also stores "
-                      "a KV cache in float8_e4m3fn)",
-                  kExitUsage);
+      throw UsageError(std::string("cpu backend: alloc: dtype ") + dtype_name(dtype) +
+                       " is not supported (the cpu backend computes in float32; it also stores "
+                       "a KV cache in float8_e4m3fn)");
     const int64_t n = checked_numel("cpu", shape);
     // aligned_alloc wants a multiple of the alignment; a zero-sized tensor still
     // gets a distinct non-null pointer.
@@ -508,15 +504,7 @@ class CpuBackend final : public Backend {
   }
 
   void all_reduce_sum(Tensor& x) override {
-    float* p = f32(x, "all_reduce_sum", "x");
-    watchdog::Guard guard("all_reduce_sum");
-    // MPI counts are int: reduce a huge tensor in pieces.
-    constexpr int64_t kChunk = int64_t{1} << 30;
-    for (int64_t off = 0; off < x.numel(); off += kChunk) {
-      const int count = static_cast<int>(std::min(kChunk, x.numel() - off));
-      TPINFER_MPI_CHECK(
-          MPI_Allreduce(MPI_IN_PLACE, p + off, count, MPI_FLOAT, MPI_SUM, comm_.get()));
-    }
+    tp_->all_reduce_sum(f32(x, "all_reduce_sum", "x"), x.numel());
   }
 
   void all_gather(const Tensor& local, Tensor& out) override {
@@ -525,15 +513,11 @@ class CpuBackend final : public Backend {
     float* o = f32(out, op, "out");
     check_all_gather_shapes("cpu", local, tp_size_, out);
     CPU_CHECK(local.numel() <= INT_MAX, op, "local " + shape_str(local) + " exceeds an MPI count");
-    watchdog::Guard guard(op);
-    TPINFER_MPI_CHECK(MPI_Allgather(l, static_cast<int>(local.numel()), MPI_FLOAT, o,
-                                    static_cast<int>(local.numel()), MPI_FLOAT, comm_.get()));
+    tp_->all_gather(l, local.numel(), o);
   }
 
  private:
-  // The backend's own duplicate of the TP communicator, so its collectives
-  // cannot match messages of the caller's.
-  Comm comm_;
+  std::unique_ptr<HostCollectives> tp_;
   int tp_size_ = 1;
   int threads_ = 1;
   int64_t bytes_used_ = 0;
@@ -546,8 +530,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(MPI_Comm tp_comm, int threads) {
-  return std::make_unique<CpuBackend>(tp_comm, threads);
+std::unique_ptr<Backend> make_cpu_backend(std::unique_ptr<HostCollectives> tp, int threads) {
+  return std::make_unique<CpuBackend>(std::move(tp), threads);
 }
 
 }  // namespace tpinfer

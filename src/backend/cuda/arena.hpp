@@ -1,11 +1,12 @@
 #pragma once
 // The device memory of one backend: a single cudaMalloc at construction, handed
 // out by bump allocation. Nothing is ever freed before the backend goes, so a
-// step never allocates and the KV cache can be sized once from bytes_free().
+// step never allocates and the KV cache can be sized once from the free memory
+// (Backend::memory_info()).
 //
 // The last `reserve` bytes are kept for the backend's own per-step scratch
 // (batch metadata, split-decode partials), which grows on first use with the
-// batch: a KV cache sized from bytes_free() then cannot starve it.
+// batch: a KV cache sized from the free memory then cannot starve it.
 #include <cstddef>
 #include <cstdint>
 

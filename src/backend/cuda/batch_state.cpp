@@ -6,7 +6,7 @@
 #include <string>
 
 #include "backend/op_checks.hpp"
-#include "tpinfer/error.hpp"
+#include "base/error.hpp"
 
 namespace tpinfer::cuda {
 

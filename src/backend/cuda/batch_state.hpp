@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "backend/cuda/kernels.hpp"
-#include "tpinfer/batch.hpp"
+#include "base/batch.hpp"
 
 namespace tpinfer::cuda {
 

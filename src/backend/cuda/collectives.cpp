@@ -6,9 +6,11 @@
 #include <string>
 
 #include "backend/cuda/host_convert.hpp"
-#include "runtime/watchdog.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/world.hpp"
+#include "base/error.hpp"
+#include "base/half.hpp"
+#include "dist/mpi_check.hpp"
+#include "dist/watchdog.hpp"
+#include "dist/world.hpp"
 
 namespace tpinfer::cuda {
 namespace {
@@ -44,10 +46,9 @@ Collectives::Collectives(MPI_Comm comm, CudaBackendOptions::Collectives kind, si
     int all_local = Comm(node).size() == size_ ? 1 : 0;
     TPINFER_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &all_local, 1, MPI_INT, MPI_MIN, comm_));
     if (!all_local)
-      throw Error(
+      throw UsageError(
           "--custom-all-reduce-kb: the ranks of a TP group span several nodes; CUDA IPC "
-          "needs them on one",
-          kExitUsage);
+          "needs them on one");
     custom_ = std::make_unique<IpcAllReduce>(comm_, custom_bytes);
   }
   if (kind_ != CudaBackendOptions::Collectives::nccl) return;

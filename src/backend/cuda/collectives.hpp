@@ -14,11 +14,11 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/ipc_all_reduce.hpp"
 #include "backend/cuda/resources.hpp"
-#include "runtime/watchdog.hpp"
-#include "tpinfer/cuda_backend.hpp"
-#include "tpinfer/model_config.hpp"
+#include "base/dtype.hpp"
+#include "dist/watchdog.hpp"
 
 namespace tpinfer::cuda {
 

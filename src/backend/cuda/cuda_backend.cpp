@@ -4,7 +4,7 @@
 // staging, per-step metadata, dispatch to the kernels, cuBLASLt and the
 // collectives. Everything runs asynchronously on the backend's one stream;
 // download is the only op that waits for the GPU.
-#include "tpinfer/cuda_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 
 #include <cuda_runtime.h>
 #include <mpi.h>
@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "backend/cuda/arena.hpp"
 #include "backend/cuda/batch_state.hpp"
 #include "backend/cuda/collectives.hpp"
@@ -32,10 +33,10 @@
 #include "backend/cuda/step_graphs.hpp"
 #include "backend/memory_retry.hpp"
 #include "backend/op_checks.hpp"
-#include "tpinfer/backend.hpp"
-#include "tpinfer/error.hpp"
-#include "tpinfer/fp8.hpp"
-#include "tpinfer/world.hpp"
+#include "base/error.hpp"
+#include "base/fp8.hpp"
+#include "base/half.hpp"
+#include "dist/world.hpp"
 
 namespace tpinfer {
 namespace {
@@ -88,13 +89,11 @@ class CudaBackend final : public Backend {
   CudaBackend(MPI_Comm tp_comm, const CudaBackendOptions& o) {
     const int devices = cuda_device_count();
     if (o.device < 0 || o.device >= devices)
-      throw Error("cuda backend: device " + std::to_string(o.device) + " requested but " +
-                      std::to_string(devices) + " CUDA device(s) are visible",
-                  kExitUsage);
+      throw UsageError("cuda backend: device " + std::to_string(o.device) + " requested but " +
+                       std::to_string(devices) + " CUDA device(s) are visible");
     if (!(o.memory_fraction > 0.0 && o.memory_fraction <= 1.0))
-      throw Error("cuda backend: memory_fraction " + std::to_string(o.memory_fraction) +
-                      " is outside (0, 1]",
-                  kExitUsage);
+      throw UsageError("cuda backend: memory_fraction " + std::to_string(o.memory_fraction) +
+                       " is outside (0, 1]");
     TPINFER_CUDA_CHECK(cudaSetDevice(o.device));
     comm_ = duplicate(tp_comm);
     tp_size_ = comm_.size();
@@ -139,10 +138,8 @@ class CudaBackend final : public Backend {
         return;
       } catch (const std::bad_alloc&) {
         if (i + 1 < attempts.size()) {
-          int rank = 0;
-          MPI_Comm_rank(MPI_COMM_WORLD, &rank);
           const std::string line =
-              arena_retry_line(rank, o.device, attempts[i], attempts[i + 1], free_bytes);
+              arena_retry_line(o.rank, o.device, attempts[i], attempts[i + 1], free_bytes);
           std::fprintf(stderr, "%s\n", line.c_str());
           std::fflush(stderr);
         }
@@ -160,8 +157,10 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   DType compute_dtype() const override { return DType::bf16; }
-  int64_t bytes_used() const override { return static_cast<int64_t>(arena_->used()); }
-  int64_t bytes_free() const override { return static_cast<int64_t>(arena_->available()); }
+  DeviceKind device_kind() const override { return DeviceKind::cuda; }
+  MemoryInfo memory_info() const override {
+    return {static_cast<int64_t>(arena_->used()), static_cast<int64_t>(arena_->available())};
+  }
 
   Tensor alloc(const std::vector<int64_t>& shape, DType dtype) override {
     const int64_t n = checked_numel("cuda", shape);

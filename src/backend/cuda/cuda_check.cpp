@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "tpinfer/error.hpp"
+#include "base/error.hpp"
 
 namespace tpinfer::cuda {
 namespace {

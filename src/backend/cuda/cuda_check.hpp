@@ -1,6 +1,6 @@
 #pragma once
 // One check macro per library (CUDA runtime, cuBLAS/cuBLASLt, NCCL), in the
-// style of tpinfer/error.hpp: each throws with file:line and the failing call.
+// style of base/error.hpp: each throws with file:line and the failing call.
 // CUDA and cuBLAS failures are tpinfer::Error (a device fault or a bad argument
 // is a bug or a broken GPU, not something a restart cures); NCCL failures are
 // RestartableError (a peer died or the fabric broke), except NCCL's own

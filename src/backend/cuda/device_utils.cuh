@@ -34,7 +34,7 @@ __device__ __forceinline__ void store8(bf16* p, const float (&f)[8]) {
   *reinterpret_cast<Bf16x8*>(p) = v;
 }
 
-// FP8 E4M3 (tpinfer/fp8.hpp): saturating round-to-nearest-even from fp32, the
+// FP8 E4M3 (base/fp8.hpp): saturating round-to-nearest-even from fp32, the
 // conversion the host's float_to_fp8_e4m3 reproduces bit for bit. In a pair,
 // .x is the low byte.
 using fp8 = __nv_fp8_storage_t;

@@ -3,7 +3,7 @@
 #include <functional>
 #include <string>
 
-#include "tpinfer/error.hpp"
+#include "base/error.hpp"
 
 namespace tpinfer::cuda {
 namespace {

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "tpinfer/weight_store.hpp"
+#include "base/half.hpp"
 
 namespace tpinfer::cuda {
 

@@ -5,7 +5,8 @@
 #include "backend/cuda/device_utils.cuh"
 #include "backend/cuda/ipc_all_reduce.hpp"
 #include "backend/cuda/kernels.hpp"
-#include "tpinfer/error.hpp"
+#include "base/error.hpp"
+#include "dist/mpi_check.hpp"
 
 namespace tpinfer::cuda {
 namespace {
@@ -125,9 +126,8 @@ IpcAllReduce::IpcAllReduce(MPI_Comm comm, size_t capacity_bytes) {
   TPINFER_MPI_CHECK(MPI_Comm_rank(comm, &rank_));
   TPINFER_MPI_CHECK(MPI_Comm_size(comm, &size_));
   if (size_ > kIpcMaxRanks)
-    throw Error("custom all-reduce: " + std::to_string(size_) + " ranks, at most " +
-                    std::to_string(kIpcMaxRanks),
-                kExitUsage);
+    throw UsageError("custom all-reduce: " + std::to_string(size_) + " ranks, at most " +
+                     std::to_string(kIpcMaxRanks));
   capacity_ = (std::max<size_t>(capacity_bytes, 256) + 255) / 256 * 256;
   void* p = nullptr;
   TPINFER_CUDA_CHECK(cudaMalloc(&p, kFlagBytes + kControlBytes + 2 * capacity_));
@@ -175,7 +175,7 @@ void IpcAllReduce::all_reduce_sum(void* data, int64_t count, DType dtype, cudaSt
     case DType::fp8_e4m3:
       break;
   }
-  throw Error("custom all-reduce: fp8 values are never reduced", kExitOther);
+  throw InternalError("custom all-reduce: fp8 values are never reduced");
 }
 
 }  // namespace tpinfer::cuda

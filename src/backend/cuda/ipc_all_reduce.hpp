@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "backend/cuda/resources.hpp"
-#include "tpinfer/model_config.hpp"
+#include "base/dtype.hpp"
 
 namespace tpinfer::cuda {
 

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "tpinfer/random_fill.hpp"
+#include "base/random_fill.hpp"
 
 namespace tpinfer::cuda {
 

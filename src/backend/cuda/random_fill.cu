@@ -6,7 +6,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_utils.cuh"
 #include "backend/cuda/kernels.hpp"
-#include "tpinfer/random_fill.hpp"
+#include "base/random_fill.hpp"
 
 namespace tpinfer::cuda {
 

@@ -1,5 +1,5 @@
 // Sampling where the logits are: one block per row draws the token that
-// sample_token (engine/sampler.cpp) draws from the same row, without sorting.
+// sample_token (base/sampler.cpp) draws from the same row, without sorting.
 //
 // The candidates' order is the 64-bit key of sampling_math.hpp (smaller
 // first). Every question the sampler asks is "where, in key order, does a
@@ -28,8 +28,8 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/launch.cuh"
-#include "tpinfer/philox.hpp"
-#include "tpinfer/sampling_math.hpp"
+#include "base/philox.hpp"
+#include "base/sampling_math.hpp"
 
 namespace tpinfer::cuda {
 

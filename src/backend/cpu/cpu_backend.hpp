@@ -1,0 +1,13 @@
+#pragma once
+// The fp32 reference backend: OpenBLAS GEMMs, OpenMP elsewhere, the TP group's
+// collectives through `tp` (dist/mpi_collectives.hpp makes them over MPI).
+#include <memory>
+
+#include "backend/backend.hpp"
+#include "base/collectives.hpp"
+
+namespace tpinfer {
+
+std::unique_ptr<Backend> make_cpu_backend(std::unique_ptr<HostCollectives> tp, int threads);
+
+}  // namespace tpinfer

@@ -1,0 +1,339 @@
+// Results out: output lines, the rank-to-rank wire form of requests and results,
+// and the append-only output file that doubles as the job's checkpoint.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "base/error.hpp"
+#include "dist/fault_injection.hpp"
+#include "job/jsonl.hpp"
+
+namespace tpinfer {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Replace, not throw, on bad UTF-8: a result line must always be writable, and
+// every string we produce is valid UTF-8 already, so nothing is changed in practice.
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void append_quoted(std::string& out, const std::string& s) {
+  out += dump(json(s));
+}
+
+void append_id(std::string& out, const std::string& id_json) {
+  // The id is already JSON text (written verbatim so it comes back exactly as
+  // the user gave it); an empty one is a caller's bug, but still valid JSON.
+  out += id_json.empty() ? "null" : id_json;
+}
+
+template <typename Int>
+void append_ints(std::string& out, const std::vector<Int>& v) {
+  out += '[';
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(v[i]);
+  }
+  out += ']';
+}
+
+// Shortest text that reads back as the same float ("-0.25", not
+// "-0.25000000372529"); JSON has no infinity, so a non-finite value is null.
+void append_float(std::string& out, float f) {
+  if (!std::isfinite(f)) {
+    out += "null";
+    return;
+  }
+  char buf[32];
+  const auto res = std::to_chars(buf, buf + sizeof buf, f);
+  out.append(buf, res.ptr);
+}
+
+// Wire floats: a float widened to double prints and parses back exactly, so
+// the round trip is bit-exact for finite values; JSON cannot hold inf or NaN,
+// so those travel as strings.
+json float_to_wire(float f) {
+  if (std::isnan(f)) return "nan";
+  if (std::isinf(f)) return f > 0 ? "inf" : "-inf";
+  return static_cast<double>(f);
+}
+
+float float_from_wire(const json& j) {
+  if (j.is_number()) return static_cast<float>(j.get<double>());
+  const std::string s = j.get<std::string>();
+  if (s == "nan") return std::numeric_limits<float>::quiet_NaN();
+  if (s == "inf") return std::numeric_limits<float>::infinity();
+  if (s == "-inf") return -std::numeric_limits<float>::infinity();
+  throw json::other_error::create(501, "bad float on the wire: " + s, &j);
+}
+
+json parse_wire(std::string_view text, const char* what) {
+  try {
+    json j = json::parse(text.begin(), text.end());
+    if (!j.is_object()) throw InternalError(std::string("malformed ") + what + " on the wire");
+    return j;
+  } catch (const json::exception& e) {
+    throw InternalError(std::string("malformed ") + what + " on the wire: " + e.what());
+  }
+}
+
+// The request's "metadata", last on its line: JSON text already, so written
+// as it is (the user gets back exactly the value they gave).
+void append_metadata(std::string& out, const std::string& metadata_json) {
+  if (metadata_json.empty()) return;
+  out += ",\"metadata\":";
+  out += metadata_json;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+std::string result_to_json(const Result& r) {
+  std::string out;
+  if (!r.error.empty()) {
+    if (r.id_json.empty()) {
+      out += '{';
+    } else {
+      // A repeated id goes under another key, so the resume journal (which
+      // collects "id"s) never counts the duplicate as the id's own result.
+      out += r.duplicate_id ? "{\"duplicate_id\":" : "{\"id\":";
+      out += r.id_json;
+      out += ',';
+    }
+    out += "\"line\":" + std::to_string(r.line) + ",\"error\":";
+    append_quoted(out, r.error);
+    append_metadata(out, r.metadata_json);
+    out += '}';
+    return out;
+  }
+  out.reserve(64 + r.tokens.size() * 7 + r.logprobs.size() * 12 + r.metadata_json.size());
+  out += "{\"id\":";
+  append_id(out, r.id_json);
+  if (r.has_text) {
+    out += ",\"text\":";
+    append_quoted(out, r.text);
+  }
+  out += ",\"tokens\":";
+  append_ints(out, r.tokens);
+  out += ",\"finish_reason\":";
+  append_quoted(out, r.finish_reason);
+  out += ",\"prompt_tokens\":" + std::to_string(r.prompt_tokens);
+  out += ",\"completion_tokens\":" + std::to_string(r.tokens.size());
+  if (!r.logprobs.empty()) {
+    out += ",\"logprobs\":[";
+    for (size_t i = 0; i < r.logprobs.size(); ++i) {
+      if (i) out += ',';
+      append_float(out, r.logprobs[i]);
+    }
+    out += ']';
+  }
+  append_metadata(out, r.metadata_json);
+  out += '}';
+  return out;
+}
+
+std::string request_to_wire(const Request& r) {
+  const SamplingParams& s = r.sampling;
+  json j = {{"id", r.id_json},
+            {"line", r.line},
+            {"prompt", r.prompt},
+            {"max_new_tokens", s.max_new_tokens},
+            {"temperature", float_to_wire(s.temperature)},
+            {"top_k", s.top_k},
+            {"top_p", float_to_wire(s.top_p)},
+            {"seed", s.seed},
+            {"stop", s.stop_token_ids},
+            {"stop_strings", s.stop_strings},
+            {"logprobs", s.logprobs},
+            {"ignore_eos", s.ignore_eos}};
+  // As text, not as a value: a JSON value re-read and re-written could differ
+  // (object key order, number spelling); a string comes back byte for byte.
+  if (!r.metadata_json.empty()) j["metadata"] = r.metadata_json;
+  return dump(j);
+}
+
+Request request_from_wire(std::string_view text) {
+  const json j = parse_wire(text, "request");
+  try {
+    Request r;
+    r.id_json = j.at("id").get<std::string>();
+    r.line = j.at("line").get<int64_t>();
+    r.prompt = j.at("prompt").get<std::vector<int32_t>>();
+    SamplingParams& s = r.sampling;
+    s.max_new_tokens = j.at("max_new_tokens").get<int64_t>();
+    s.temperature = float_from_wire(j.at("temperature"));
+    s.top_k = j.at("top_k").get<int64_t>();
+    s.top_p = float_from_wire(j.at("top_p"));
+    s.seed = j.at("seed").get<uint64_t>();
+    s.stop_token_ids = j.at("stop").get<std::vector<int32_t>>();
+    s.stop_strings = j.at("stop_strings").get<std::vector<std::string>>();
+    s.logprobs = j.at("logprobs").get<bool>();
+    s.ignore_eos = j.at("ignore_eos").get<bool>();
+    if (const auto m = j.find("metadata"); m != j.end()) r.metadata_json = m->get<std::string>();
+    return r;
+  } catch (const json::exception& e) {
+    throw InternalError(std::string("malformed request on the wire: ") + e.what());
+  }
+}
+
+std::string result_to_wire(const Result& r) {
+  json logprobs = json::array();
+  for (float f : r.logprobs) logprobs.push_back(float_to_wire(f));
+  json j = {{"id", r.id_json},
+            {"line", r.line},
+            {"tokens", r.tokens},
+            {"logprobs", std::move(logprobs)},
+            {"finish_reason", r.finish_reason},
+            {"prompt_tokens", r.prompt_tokens},
+            {"error", r.error},
+            {"duplicate_id", r.duplicate_id}};
+  if (r.has_text) j["text"] = r.text;  // cut at a stop string by the engine
+  if (!r.metadata_json.empty()) j["metadata"] = r.metadata_json;  // as text: see request_to_wire
+  return dump(j);
+}
+
+Result result_from_wire(std::string_view text) {
+  const json j = parse_wire(text, "result");
+  try {
+    Result r;
+    r.id_json = j.at("id").get<std::string>();
+    r.line = j.at("line").get<int64_t>();
+    r.tokens = j.at("tokens").get<std::vector<int32_t>>();
+    const json& lp = j.at("logprobs");
+    if (!lp.is_array()) throw json::type_error::create(302, "\"logprobs\" is not an array", &lp);
+    r.logprobs.reserve(lp.size());
+    for (const json& f : lp) r.logprobs.push_back(float_from_wire(f));
+    r.finish_reason = j.at("finish_reason").get<std::string>();
+    r.prompt_tokens = j.at("prompt_tokens").get<int64_t>();
+    r.error = j.at("error").get<std::string>();
+    r.duplicate_id = j.at("duplicate_id").get<bool>();
+    if (const auto t = j.find("text"); t != j.end()) {
+      r.text = t->get<std::string>();
+      r.has_text = true;
+    }
+    if (const auto m = j.find("metadata"); m != j.end()) r.metadata_json = m->get<std::string>();
+    return r;
+  } catch (const json::exception& e) {
+    throw InternalError(std::string("malformed result on the wire: ") + e.what());
+  }
+}
+
+OutputWriter::OutputWriter(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    throw InputError("cannot open output file " + path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd_, &st) == 0) {
+    device_ = static_cast<uint64_t>(st.st_dev);
+    inode_ = static_cast<uint64_t>(st.st_ino);
+  }
+  last_sync_ = now_s();
+}
+
+OutputWriter::~OutputWriter() {
+  if (fd_ < 0) return;
+  while (::fdatasync(fd_) != 0 && errno == EINTR) {
+  }
+  ::close(fd_);
+}
+
+void OutputWriter::write_line(const std::string& line) {
+  const auto fail = [&](int err, const std::string& extra) {
+    throw Error("cannot write output file " + path_ + ": " + std::strerror(err) + extra,
+                kExitOther);
+  };
+  if (line.find('\n') != std::string::npos) {
+    // One result per line is the checkpoint's whole format; never break it.
+    throw Error("refusing to write a line with a newline in it to output file " + path_,
+                kExitOther);
+  }
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) fail(errno, "");
+  // Only rank 0 appends, so the file's length now is where this line starts.
+  const off_t before = st.st_size;
+  const bool regular = S_ISREG(st.st_mode);
+
+  std::string buf;
+  buf.reserve(line.size() + 1);
+  buf += line;
+  buf += '\n';
+  // Test-only (TPINFER_FAULT kind=write-fail): the disk fills halfway through this line.
+  const size_t room = fault::take_write_failure() ? buf.size() / 2 : buf.size();
+  size_t done = 0;
+  while (done < buf.size()) {
+    if (done >= room) errno = ENOSPC;
+    const ssize_t n = done < room ? ::write(fd_, buf.data() + done, room - done) : -1;
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    const int err = n < 0 ? errno : EIO;
+    // A short write (disk full, file size limit) leaves part of the line behind;
+    // cut it off so the file still ends in a whole line and --resume needs no repair.
+    std::string extra;
+    if (regular && done > 0) {
+      int rc;
+      while ((rc = ::ftruncate(fd_, before)) != 0 && errno == EINTR) {
+      }
+      if (rc != 0) {
+        extra =
+            std::string(" (and removing the partial line failed: ") + std::strerror(errno) + ")";
+      }
+    }
+    fail(err, extra);
+  }
+  ++lines_;
+}
+
+void OutputWriter::sync() {
+  int rc;
+  while ((rc = ::fdatasync(fd_)) != 0 && errno == EINTR) {
+  }
+  // EINVAL / EROFS: a pipe or device that has nothing to sync (output to a FIFO).
+  if (rc != 0 && errno != EINVAL && errno != EROFS) {
+    throw Error(
+        "cannot write output file " + path_ + ": " + std::strerror(errno) + " (while syncing)",
+        kExitOther);
+  }
+  last_sync_ = now_s();
+  struct stat at_path {};
+  if (::stat(path_.c_str(), &at_path) != 0)
+    throw RestartableError("output file " + path_ + " was removed while the job ran (" +
+                           std::strerror(errno) +
+                           "): the results written to it are gone with it; run again with "
+                           "--resume to redo them");
+  if (static_cast<uint64_t>(at_path.st_dev) != device_ ||
+      static_cast<uint64_t>(at_path.st_ino) != inode_)
+    throw RestartableError("output file " + path_ +
+                           " was replaced by another file while the job ran: the results "
+                           "written since are not in it; run again with --resume to redo them");
+}
+
+void OutputWriter::sync_quietly() noexcept {
+  while (::fdatasync(fd_) != 0 && errno == EINTR) {
+  }
+}
+
+void OutputWriter::maybe_sync(double interval_s) {
+  if (now_s() - last_sync_ >= interval_s) sync();
+}
+
+}  // namespace tpinfer
