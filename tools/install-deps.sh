@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config git openmpi-bin libopenmpi-dev libhdf5-dev
           libboost-program-options-dev nlohmann-json3-dev libopenblas-dev libgtest-dev libxxhash-dev procps
-          python3 curl ca-certificates iproute2)
+          python3 python3-jinja2 curl ca-certificates iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
