@@ -8,6 +8,8 @@
 #include <cstring>
 #include <ctime>
 #include <set>
+#include <string>
+#include <string_view>
 
 #include "text/chat_template_error.hpp"
 #include "text/jinja_eval.hpp"
@@ -77,9 +79,11 @@ int64_t to_int(const std::optional<Value>& v, int64_t dflt, const std::string& w
   render_fail(what + " must be an integer, not " + type_name(*v));
 }
 
-const std::string& need_str(const Value& v, const std::string& what) {
+// `what` by value: GCC 13 warns of a dangling reference when a reference
+// parameter is bound to a temporary string in a function returning one.
+const std::string& need_str(const Value& v, std::string_view what) {
   if (v.is_undefined()) undefined_fail(v);
-  if (!v.is_string()) render_fail(what + " must be str, not " + type_name(v));
+  if (!v.is_string()) render_fail(std::string(what) + " must be str, not " + type_name(v));
   return v.s;
 }
 
