@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "cli/commands.hpp"
+#include "cli/mpi_command.hpp"
 #include "cli/options.hpp"
 #include "cli/replica_options.hpp"
 #include "cli/roofline.hpp"
@@ -427,12 +428,7 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
 }  // namespace
 
 int bench_command(int argc, char** argv) {
-  MpiSession mpi(&argc, &argv);
-  return run_reporting_errors([&] {
-    std::optional<BenchOptions> options;
-    agree_on(MPI_COMM_WORLD, [&] { options = parse_bench_options(argc, argv); });
-    return options ? bench_job(*options) : static_cast<int>(kExitOk);
-  });
+  return run_mpi_command<BenchOptions>(argc, argv, parse_bench_options, bench_job);
 }
 
 }  // namespace tpinfer

@@ -26,6 +26,7 @@
 
 #include "base/error.hpp"
 #include "cli/commands.hpp"
+#include "cli/mpi_command.hpp"
 #include "cli/options.hpp"
 #include "cli/replica_options.hpp"
 #include "dist/world.hpp"
@@ -303,12 +304,7 @@ int logits_job(const LogitsOptions& o) {
 }  // namespace
 
 int logits_command(int argc, char** argv) {
-  MpiSession mpi(&argc, &argv);
-  return run_reporting_errors([&] {
-    std::optional<LogitsOptions> options;
-    agree_on(MPI_COMM_WORLD, [&] { options = parse_logits_options(argc, argv); });
-    return options ? logits_job(*options) : static_cast<int>(kExitOk);
-  });
+  return run_mpi_command<LogitsOptions>(argc, argv, parse_logits_options, logits_job);
 }
 
 }  // namespace tpinfer

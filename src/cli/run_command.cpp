@@ -8,6 +8,7 @@
 #include "backend/backend.hpp"
 #include "base/error.hpp"
 #include "cli/commands.hpp"
+#include "cli/mpi_command.hpp"
 #include "cli/options.hpp"
 #include "cli/replica_options.hpp"
 #include "dist/fault_injection.hpp"
@@ -302,13 +303,13 @@ int run_job(const RunOptions& o) {
 }  // namespace
 
 int run_command(int argc, char** argv) {
-  MpiSession mpi(&argc, &argv);
-  install_drain_handlers();
-  return run_reporting_errors([&] {
-    std::optional<RunOptions> options;
-    agree_on(MPI_COMM_WORLD, [&] { options = parse_run_options(argc, argv); });
-    return options ? run_job(*options) : static_cast<int>(kExitOk);
-  });
+  // The drain handlers go in once MPI is up (after its own handlers), as the
+  // options are read.
+  const auto parse = [](int c, char** v) {
+    install_drain_handlers();
+    return parse_run_options(c, v);
+  };
+  return run_mpi_command<RunOptions>(argc, argv, parse, run_job);
 }
 
 }  // namespace tpinfer
