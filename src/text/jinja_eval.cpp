@@ -430,17 +430,8 @@ Renderer::Flow Renderer::exec(const Body& body) {
         return Flow::Continue;
       case StmtKind::Generation: {
         // transformers renders the body as a call block: its own scope.
-        const int outer = current_;
-        current_ = push_frame(outer);
-        try {
-          exec(s.body);
-        } catch (...) {
-          pop_frame();
-          current_ = outer;
-          throw;
-        }
-        pop_frame();
-        current_ = outer;
+        const ScopedFrame scope(*this, current_);
+        exec(s.body);
         break;
       }
     }
@@ -474,21 +465,16 @@ Renderer::Flow Renderer::exec_for(const Stmt& s) {
     // The loop filter sees the loop variables, and loop.length counts what it keeps.
     List kept;
     for (const Value& item : *items) {
-      current_ = push_frame(outer);
-      bind(frames_[size_t(current_)], item);
-      const bool keep = eval(*s.cond).truthy();
-      pop_frame();
-      current_ = outer;
-      if (keep) kept.push_back(item);
+      ScopedFrame turn(*this, outer);
+      bind(turn.frame(), item);
+      if (eval(*s.cond).truthy()) kept.push_back(item);
     }
     owned = std::move(kept);
     items = &owned;
   }
   if (items->empty()) {
-    current_ = push_frame(outer);
+    const ScopedFrame scope(*this, outer);
     exec(s.else_body);
-    pop_frame();
-    current_ = outer;
     return Flow::Normal;
   }
   auto state = std::make_shared<LoopState>();
@@ -501,21 +487,10 @@ Renderer::Flow Renderer::exec_for(const Stmt& s) {
   loop_value.loop = state;
   for (size_t k = 0; k < items->size(); ++k) {
     state->index0 = int64_t(k);
-    current_ = push_frame(outer);
-    Frame& f = frames_[size_t(current_)];
-    f.vars.emplace_back("loop", loop_value);
-    bind(f, (*items)[k]);
-    Flow fl;
-    try {
-      fl = exec(s.body);
-    } catch (...) {
-      pop_frame();
-      current_ = outer;
-      throw;
-    }
-    pop_frame();
-    current_ = outer;
-    if (fl == Flow::Break) break;
+    ScopedFrame turn(*this, outer);
+    turn.frame().vars.emplace_back("loop", loop_value);
+    bind(turn.frame(), (*items)[k]);
+    if (exec(s.body) == Flow::Break) break;
   }
   return Flow::Normal;
 }

@@ -66,6 +66,26 @@ class Renderer {
   Flow exec_for(const Stmt& s);
   int push_frame(int parent);
   void pop_frame();
+  // A frame (a loop turn, a block's or a macro's scope) made current for as
+  // long as it lives: popped, and the frame before restored, however the
+  // scope ends (a raise_exception unwinds through it).
+  class ScopedFrame {
+   public:
+    ScopedFrame(Renderer& r, int parent) : r_(r), outer_(r.current_) {
+      r.current_ = r.push_frame(parent);
+    }
+    ~ScopedFrame() {
+      r_.pop_frame();
+      r_.current_ = outer_;
+    }
+    ScopedFrame(const ScopedFrame&) = delete;
+    ScopedFrame& operator=(const ScopedFrame&) = delete;
+    Frame& frame() { return r_.frames_[size_t(r_.current_)]; }
+
+   private:
+    Renderer& r_;
+    int outer_;
+  };
   const Value* lookup(const std::string& name) const;
   Value eval_call(const Expr& e);
   Args eval_args(const Expr& e);
