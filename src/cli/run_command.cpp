@@ -176,7 +176,6 @@ int run_job(const RunOptions& o) {
         return tokenizer->decode(known, /*skip_special_tokens=*/true);
       };
     co.tp = w.tp;
-    co.drain_timeout_s = o.drain_timeout;
     // What the results depend on, compared on --resume; "run" is informational.
     const SamplingParams& d = o.defaults;
     co.manifest = {

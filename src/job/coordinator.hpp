@@ -93,7 +93,6 @@ class Coordinator {
     double progress_interval_s = 10.0;
     int num_groups = 1;
     int tp = 1;                   // group g's leader is rank g * tp
-    double drain_timeout_s = 60;  // after a drain signal, how long the groups get to stop
     bool resume = false;          // continue an existing output instead of refusing it
     bool repair = false;          // on resume: keep the first line of each request, move the rest
     nlohmann::json manifest;      // input/model fingerprints and settings of this run
@@ -151,7 +150,6 @@ class Coordinator {
   int64_t skipped_ = 0;  // input lines already answered in the output
   bool exhausted_ = false;
   bool draining_ = false;
-  double drain_started_ = 0;  // MPI_Wtime of drain(): --drain-timeout counts from there
   int64_t lines_read_ = 0;
   int groups_done_ = 0;
   std::vector<double> last_heard_;  // per group, MPI_Wtime of its last message
