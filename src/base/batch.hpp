@@ -33,9 +33,8 @@ struct BatchLayout {
   // Per logit row: 1 when the sampler needs the whole row (sampling, logprobs),
   // 0 when the greedy token is enough. Empty: every row is needed whole.
   std::vector<uint8_t> full_logits;
-  // Per logit row (empty, or one entry a row): set, the forward samples the
-  // rows needs_full() marks where the logits are (Backend::sample_rows) and
-  // returns their tokens; empty, it returns those rows whole.
+  // Per logit row: how its token is chosen (model/step_tokens draws the rows
+  // needs_full() marks with these settings).
   std::vector<RowSampling> sampling;
 
   int32_t num_tokens() const { return static_cast<int32_t>(token_ids.size()); }
@@ -43,16 +42,14 @@ struct BatchLayout {
   bool needs_full(size_t row) const { return full_logits.empty() || full_logits[row] != 0; }
 };
 
-// What one forward returns to the sampler. Greedy rows need only their argmax,
-// which the backend finds where the logits are, so the whole vocab-wide row
-// never crosses to the host.
-struct StepLogits {
-  std::vector<int32_t> greedy;  // per logit row: the argmax token (lowest id on ties)
-  std::vector<float> full;      // the rows needs_full() marks, in order, vocab floats each
-  // With BatchLayout::sampling set, instead of `full`: per row needs_full()
-  // marks, in order, the drawn token and its logprob (0 unless asked for).
-  std::vector<int32_t> sampled;
-  std::vector<float> sampled_logprob;
+// What one step gives the engine: per logit row, the token and its logprob
+// (0 unless the row's RowSampling asked for it); identical on every TP rank.
+struct StepToken {
+  int32_t token = 0;
+  float logprob = 0.0f;
+};
+struct StepTokens {
+  std::vector<StepToken> drawn;
 };
 
 }  // namespace tpinfer

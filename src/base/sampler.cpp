@@ -63,6 +63,23 @@ float sampling_weight(float logit, float max_logit, float temperature) {
   return sampling::weight(logit, max_logit, temperature);
 }
 
+int32_t greedy_token(std::span<const float> logits) {
+  float best = -std::numeric_limits<float>::infinity();
+  int32_t token = 0;
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (logits[i] > best) best = logits[i], token = static_cast<int32_t>(i);
+  return token;
+}
+
+uint64_t completion_seed(uint64_t request_seed, int index) {
+  if (index == 0) return request_seed;
+  // splitmix64 of the pair: neighbouring seeds and indices give unrelated streams.
+  uint64_t z = request_seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(index);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 SampledToken sample_token(std::span<const float> logits, const SamplingParams& params,
                           int64_t position) {
   const int64_t vocab = static_cast<int64_t>(logits.size());

@@ -24,6 +24,15 @@ struct SampledToken {
 SampledToken sample_token(std::span<const float> logits, const SamplingParams& params,
                           int64_t position);
 
+// The greedy token of a row: the first of its largest values (NaN counts as
+// -inf; 0 when no value is larger than -inf), as every backend's argmax_rows.
+int32_t greedy_token(std::span<const float> logits);
+
+// The seed of completion `index` of a request with n completions: the
+// request's own for the first (so n = 1 draws as before), a mix of both for
+// the others (each its own Philox stream).
+uint64_t completion_seed(uint64_t request_seed, int index);
+
 // A candidate's weight exp((logit - max_logit) / temperature) as the sampler
 // computes it (sampling_math.hpp), for tests that recompute a draw.
 float sampling_weight(float logit, float max_logit, float temperature);

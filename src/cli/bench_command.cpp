@@ -92,11 +92,11 @@ struct Bench {
     eo.num_blocks = r.model.cache.num_blocks;
     eo.max_running = max_running;
     eo.max_step_tokens = r.max_step_tokens;
-    return std::make_unique<Engine>(eo, ForwardFn([this](const BatchLayout& b, StepLogits& l) {
-                                      const double t0 = now_s();
-                                      forward(r.model, *r.backend, b, l);
-                                      forward_s += now_s() - t0;
-                                    }));
+    return std::make_unique<Engine>(eo, [this](const BatchLayout& b, StepTokens& out) {
+      const double t0 = now_s();
+      step_tokens(r.model, *r.backend, b, out);
+      forward_s += now_s() - t0;
+    });
   }
 
   void report(const std::string& name, double value, const std::string& unit, double roofline,
@@ -234,7 +234,9 @@ struct Bench {
       while (e->num_unfinished() > 0) {
         const EngineStats before = e->stats();
         const double s0 = now_s(), f0 = forward_s;
-        for (const auto& res : e->step()) generated += static_cast<int64_t>(res.tokens.size());
+        for (const auto& res : e->step())
+          for (const Completion& c : res.choices)
+            generated += static_cast<int64_t>(c.tokens.size());
         profile.add(before, e->stats(), now_s() - s0, forward_s - f0);
       }
       tps.push_back(generated / (now_s() - t0));

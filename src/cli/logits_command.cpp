@@ -21,10 +21,12 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/sampler.hpp"
 #include "cli/commands.hpp"
 #include "cli/mpi_command.hpp"
 #include "cli/options.hpp"
@@ -100,12 +102,9 @@ std::vector<Prompt> read_prompts(const std::string& path, const WeightReader& we
   RequestRules rules;
   rules.vocab_size = c.vocab_size;
   rules.max_context = c.max_position_embeddings;
-  std::shared_ptr<Tokenizer> tok;
-  if (weights.has_tokenizer()) {
-    tok = std::make_shared<Tokenizer>(Tokenizer::from_json(weights.tokenizer_json()));
-    rules.has_tokenizer = true;
-    rules.tokenize = [tok](const std::string& text) { return tok->encode(text, true); };
-  }
+  if (weights.has_tokenizer())
+    rules.tokenizer =
+        std::make_shared<const Tokenizer>(Tokenizer::from_json(weights.tokenizer_json()));
   RequestReader reader(path, rules);
   std::vector<Prompt> out;
   while (auto line = reader.next()) {
@@ -197,16 +196,16 @@ void write_text_file(const std::string& path, const std::string& text) {
 }
 
 // One prompt's prefill, chunk by chunk, in cache blocks 0, 1, 2, ...:
-// the logit rows (all positions, or the last) and their greedy tokens.
+// the logit rows (all positions, or the last), vocab_size floats each.
 void prefill_logits(Replica& r, const Prompt& p, bool all_positions, int chunk,
-                    const std::function<void(const StepLogits&)>& sink) {
+                    const std::function<void(const std::vector<float>&)>& sink) {
   const int bs = r.model.cache.block_size;
   const int64_t n = static_cast<int64_t>(p.tokens.size());
   BatchLayout b;
   b.block_size = bs;
   b.max_blocks_per_seq = static_cast<int32_t>((n + bs - 1) / bs);
   for (int32_t i = 0; i < b.max_blocks_per_seq; ++i) b.block_tables.push_back(i);
-  StepLogits out;
+  std::vector<float> out;
   for (int64_t start = 0; start < n; start += chunk) {
     const int64_t end = std::min(n, start + chunk);
     b.token_ids.assign(p.tokens.begin() + start, p.tokens.begin() + end);
@@ -220,7 +219,7 @@ void prefill_logits(Replica& r, const Prompt& p, bool all_positions, int chunk,
     }
     b.query_start = {0, static_cast<int32_t>(end - start)};
     b.context_len = {static_cast<int32_t>(end)};
-    forward(r.model, *r.backend, b, out);  // full_logits empty: every row whole
+    forward(r.model, *r.backend, b, out);
     if (!b.logit_rows.empty()) sink(out);
   }
 }
@@ -270,9 +269,11 @@ int logits_job(const LogitsOptions& o) {
   int64_t row = 0;
   for (const auto& p : prompts) {
     std::vector<int32_t> greedy;
-    prefill_logits(r, p, all, ro.max_step_tokens, [&](const StepLogits& l) {
-      greedy.insert(greedy.end(), l.greedy.begin(), l.greedy.end());
-      if (npy) npy->write(l.full.data(), l.full.size());
+    prefill_logits(r, p, all, ro.max_step_tokens, [&](const std::vector<float>& rows) {
+      const size_t v = static_cast<size_t>(config.vocab_size);
+      for (size_t k = 0; k < rows.size(); k += v)
+        greedy.push_back(greedy_token(std::span<const float>(rows.data() + k, v)));
+      if (npy) npy->write(rows.data(), rows.size());
     });
     if (w.rank != 0) continue;
     index_prompts.push_back({{"id", nlohmann::json::parse(p.id_json)},

@@ -151,12 +151,6 @@ int run_job(const RunOptions& o) {
   agree_on(w.world.get(), [&] {
     if (w.rank != 0) return;
     check_job_files({o.input, o.model, o.output, o.metrics});
-    // Rank 0 alone reads and writes text: prompts to ids, results to text.
-    rules.has_tokenizer = tokenizer != nullptr;
-    if (tokenizer)
-      rules.tokenize = [tokenizer](const std::string& text) {
-        return tokenizer->encode(text, true);
-      };
     Coordinator::Options co;
     co.input = o.input;
     co.output = o.output;
@@ -167,14 +161,8 @@ int run_job(const RunOptions& o) {
     co.num_groups = w.dp;
     co.resume = o.resume;
     co.repair = o.repair;
-    if (tokenizer)
-      co.detokenize = [tokenizer](const std::vector<int32_t>& ids) {
-        // Checkpoints often pad vocab_size past the tokenizer: such ids have no text.
-        std::vector<int32_t> known;
-        for (int32_t id : ids)
-          if (id >= 0 && static_cast<size_t>(id) < tokenizer->vocab_size()) known.push_back(id);
-        return tokenizer->decode(known, /*skip_special_tokens=*/true);
-      };
+    // Rank 0 alone reads and writes text: prompts to ids, results to text.
+    co.tokenizer = tokenizer;
     co.tp = w.tp;
     // What the results depend on, compared on --resume; "run" is informational.
     const SamplingParams& d = o.defaults;
@@ -254,9 +242,9 @@ int run_job(const RunOptions& o) {
   eo.max_running = r.max_batch;
   eo.max_step_tokens = r.max_step_tokens;
   eo.tokenizer = tokenizer;
-  Engine engine(eo, ForwardFn([&](const BatchLayout& batch, StepLogits& logits) {
-                  forward(r.model, backend, batch, logits);
-                }));
+  Engine engine(eo, [&](const BatchLayout& batch, StepTokens& out) {
+    step_tokens(r.model, backend, batch, out);
+  });
 
   if (coord) coord->start_clock();
   const bool drained = run_group(w, engine, coord.get(), r.max_batch, health.get());

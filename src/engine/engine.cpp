@@ -2,14 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <exception>
 #include <limits>
-#include <span>
 #include <stdexcept>
 #include <string>
 
 #include "base/error.hpp"
-#include "base/sampler.hpp"
 #include "engine/scheduler.hpp"
 #include "text/stop_matcher.hpp"
 
@@ -46,20 +43,20 @@ bool contains(const std::vector<int64_t>& v, int64_t x) {
 
 struct Engine::Impl {
   EngineOptions options;
-  ForwardFn forward;
+  StepFn run_step;
   Scheduler scheduler;
   EngineStats stats;
   std::vector<Result> ready;  // finished at add() (nothing to generate), returned by next step()
   BatchLayout batch;
-  StepLogits logits;
+  StepTokens tokens;
   StopStrings stop_strings;
 
-  Impl(EngineOptions o, ForwardFn f)
+  Impl(EngineOptions o, StepFn f)
       : options(std::move(o)),
-        forward(std::move(f)),
+        run_step(std::move(f)),
         scheduler(scheduler_config(options)),
         stop_strings(options.tokenizer) {
-    if (!forward) throw UsageError("engine: no forward function");
+    TPINFER_ASSERT(run_step, "engine: no step function");
   }
 
   void build_batch(const StepSchedule& step);
@@ -114,30 +111,18 @@ Result Engine::Impl::make_result(Sequence&& s, const char* finish_reason) {
   Result r;
   r.id_json = std::move(s.request.id_json);
   r.line = s.request.line;
-  r.tokens.assign(s.tokens.begin() + s.prompt_len, s.tokens.end());
-  if (s.request.sampling.logprobs) r.logprobs = std::move(s.logprobs);
-  r.finish_reason = finish_reason;
+  Completion& c = r.choices.emplace_back();
+  c.tokens.assign(s.tokens.begin() + s.prompt_len, s.tokens.end());
+  if (s.request.sampling.logprobs) c.logprobs = std::move(s.logprobs);
+  c.finish_reason = finish_reason;
   r.prompt_tokens = s.prompt_len;
   r.metadata_json = std::move(s.request.metadata_json);
   stats.prompt_tokens += s.prompt_len;
   return r;
 }
 
-Engine::Engine(EngineOptions options, ForwardFn forward)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(forward))) {}
-
-Engine::Engine(EngineOptions options, LogitsFn forward)
-    : Engine(std::move(options),
-             ForwardFn([f = std::move(forward)](const BatchLayout& b, StepLogits& out) {
-               // Every row whole: the sampler reads the greedy ones from it too.
-               BatchLayout all = b;
-               all.full_logits.clear();
-               all.sampling.clear();
-               f(all, out.full);
-               out.greedy.clear();
-               out.sampled.clear();
-               out.sampled_logprob.clear();
-             })) {}
+Engine::Engine(EngineOptions options, StepFn step)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(step))) {}
 
 Engine::~Engine() = default;
 
@@ -160,6 +145,9 @@ void Engine::add(Request request) {
   if (sp.top_k < 0) reject("top_k must be >= 0");
   if (!(sp.top_p > 0.0f && sp.top_p <= 1.0f)) reject("top_p must be in (0, 1]");
   if (const std::string why = impl_->stop_strings.refusal(sp); !why.empty()) reject(why);
+  if (request.n != 1) reject("n other than 1 is not supported yet");
+  if (sp.top_logprobs != 0) reject("top_logprobs is not supported yet");
+  if (sp.prompt_logprobs) reject("prompt_logprobs is not supported yet");
 
   Sequence s;
   s.prompt_len = n;
@@ -202,27 +190,11 @@ std::vector<Result> Engine::step() {
   }
 
   m.build_batch(step);
-  const int64_t vocab = m.options.vocab_size;
   const size_t rows = m.batch.logit_rows.size();
-  m.forward(m.batch, m.logits);
-  // Whole rows come back for the rows that need them, or for all (LogitsFn);
-  // or the forward drew those rows' tokens where the logits are (batch.sampling).
-  const bool all_full = m.logits.greedy.empty();
-  const bool drawn_by_forward = !m.logits.sampled.empty();
-  size_t want_full = 0;
-  for (size_t r = 0; r < rows; ++r) want_full += all_full || m.batch.needs_full(r) ? 1 : 0;
-  if ((drawn_by_forward ? m.logits.sampled.size() != want_full ||
-                              m.logits.sampled_logprob.size() != want_full || !m.logits.full.empty()
-                        : m.logits.full.size() != want_full * static_cast<size_t>(vocab)) ||
-      (!all_full && m.logits.greedy.size() != rows))
-    throw InternalError("engine: forward returned " + std::to_string(m.logits.full.size()) +
-                        " logits, " + std::to_string(m.logits.sampled.size()) + " drawn and " +
-                        std::to_string(m.logits.greedy.size()) + " greedy tokens for " +
-                        std::to_string(rows) + " rows of vocab " + std::to_string(vocab));
-  // Each row's place among the whole (or drawn) rows; -1: greedy token only.
-  std::vector<int64_t> full_row(rows, -1);
-  for (size_t r = 0, k = 0; r < rows; ++r)
-    if (all_full || m.batch.needs_full(r)) full_row[r] = static_cast<int64_t>(k++);
+  m.run_step(m.batch, m.tokens);
+  if (m.tokens.drawn.size() != rows)
+    throw InternalError("engine: the step returned " + std::to_string(m.tokens.drawn.size()) +
+                        " tokens for " + std::to_string(rows) + " logit rows");
   m.scheduler.commit(step);
   ++m.stats.steps;
   m.stats.computed_tokens += step.num_tokens;
@@ -231,29 +203,7 @@ std::vector<Result> Engine::step() {
   samplers.reserve(rows);
   for (const ScheduledChunk& c : step.chunks)
     if (c.samples) samplers.push_back(&m.scheduler.sequence(c.seq_id));
-
-  // Rows are independent and each draw depends only on its own logits, seed and
-  // position, so sampling them in parallel gives the same tokens on every rank.
-  std::vector<SampledToken> drawn(rows);
-  std::vector<std::exception_ptr> errors(rows);
-#pragma omp parallel for schedule(dynamic) if (rows > 1)
-  for (size_t r = 0; r < rows; ++r) {
-    try {
-      const Sequence& s = *samplers[r];
-      const int64_t k = full_row[r];
-      if (k < 0)
-        drawn[r].token = m.logits.greedy[r];
-      else if (drawn_by_forward)
-        drawn[r] = {m.logits.sampled[k], m.logits.sampled_logprob[k]};
-      else
-        drawn[r] = sample_token(std::span<const float>(m.logits.full.data() + k * vocab, vocab),
-                                s.request.sampling, static_cast<int64_t>(s.tokens.size()));
-    } catch (...) {
-      errors[r] = std::current_exception();
-    }
-  }
-  for (const auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  const std::vector<StepToken>& drawn = m.tokens.drawn;
 
   for (size_t r = 0; r < rows; ++r) {
     Sequence& s = *samplers[r];
@@ -273,7 +223,7 @@ std::vector<Result> Engine::step() {
     if (reason) {
       const int64_t id = s.id;
       finished.push_back(m.make_result(m.scheduler.finish(id), reason));
-      m.stop_strings.finish(id, finished.back());
+      m.stop_strings.finish(id, finished.back().choices.front());
     }
   }
   return finished;

@@ -14,12 +14,9 @@
 
 namespace tpinfer {
 
-// Runs the model over a step (model/forward): the greedy token of every
-// logit row, and the whole rows batch.needs_full() marks.
-using ForwardFn = std::function<void(const BatchLayout& batch, StepLogits& out)>;
-// The plain form: batch.logit_rows.size() whole rows of vocab_size floats (the
-// engine then finds greedy tokens on the host). Tests use it.
-using LogitsFn = std::function<void(const BatchLayout& batch, std::vector<float>& logits)>;
+// Runs the model over a step (model::step_tokens in a job): one token, with
+// its logprob when asked, per logit row of the batch.
+using StepFn = std::function<void(const BatchLayout& batch, StepTokens& out)>;
 
 struct EngineOptions {
   int64_t vocab_size = 0;
@@ -44,8 +41,7 @@ struct EngineStats {
 
 class Engine {
  public:
-  Engine(EngineOptions options, ForwardFn forward);
-  Engine(EngineOptions options, LogitsFn forward);
+  Engine(EngineOptions options, StepFn step);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;

@@ -165,9 +165,16 @@ void PendingSends::wait_all() {
   sends_.clear();
 }
 
+namespace {
+Coordinator::Options reading_text_with_tokenizer(Coordinator::Options o) {
+  o.rules.tokenizer = o.tokenizer;
+  return o;
+}
+}  // namespace
+
 Coordinator::Coordinator(MPI_Comm comm, Options options)
     : comm_(comm),
-      opt_(std::move(options)),
+      opt_(reading_text_with_tokenizer(std::move(options))),
       lock_(opt_.output),
       guard_(opt_.output, opt_.manifest),
       finished_(prepare_output(opt_)),
@@ -229,22 +236,15 @@ std::vector<Request> Coordinator::take(int64_t n) {
 
 void Coordinator::write(const std::vector<Result>& results) {
   for (const auto& r : results) {
-    // A result cut at a stop string comes with its text from the engine.
-    if (opt_.detokenize && r.error.empty() && !r.has_text) {
-      Result with_text = r;
-      with_text.text = opt_.detokenize(r.tokens);
-      with_text.has_text = true;
-      writer_.write_line(result_to_json(with_text));
-    } else {
-      writer_.write_line(result_to_json(r));
-    }
+    writer_.write_line(result_to_json(r, opt_.tokenizer.get()));
     ++tally_.done;
     guard_.result_written();
     if (!r.error.empty()) {
       ++tally_.errors;
     } else {
       tally_.prompt_tokens += r.prompt_tokens;
-      tally_.generated_tokens += static_cast<int64_t>(r.tokens.size());
+      for (const Completion& c : r.choices)
+        tally_.generated_tokens += static_cast<int64_t>(c.tokens.size());
     }
   }
   sync_and_report(false);

@@ -96,8 +96,9 @@ class Coordinator {
     bool resume = false;          // continue an existing output instead of refusing it
     bool repair = false;          // on resume: keep the first line of each request, move the rest
     nlohmann::json manifest;      // input/model fingerprints and settings of this run
-    // Token ids -> text for the results' "text", when the model has a tokenizer.
-    std::function<std::string(const std::vector<int32_t>&)> detokenize;
+    // The model's tokenizer, when it has one: text prompts in, "text" out.
+    // (rules.tokenizer is set from it.)
+    std::shared_ptr<const Tokenizer> tokenizer;
   };
   Coordinator(MPI_Comm comm, Options options);
 

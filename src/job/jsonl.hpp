@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -11,16 +12,17 @@
 #include <vector>
 
 #include "base/request.hpp"
+#include "text/tokenizer.hpp"
 
 namespace tpinfer {
 
 // What a request line may ask of this model, and the job-wide defaults.
 struct RequestRules {
   int64_t vocab_size = 0;
-  int64_t max_context = 0;     // prompt + 1 must fit; max_new_tokens is clamped to fit
-  bool has_tokenizer = false;  // text "prompt" and string "stop" need one
-  // Text -> token ids (BOS added as the model's tokenizer says), when there is one.
-  std::function<std::vector<int32_t>(const std::string&)> tokenize;
+  int64_t max_context = 0;  // prompt + 1 must fit; max_new_tokens is clamped to fit
+  // The model's tokenizer, when it has one: text "prompt" and string "stop"
+  // need it (a text prompt gets BOS as the tokenizer's post-processor says).
+  std::shared_ptr<const Tokenizer> tokenizer;
   SamplingParams defaults;  // from the command line
   uint64_t job_seed = 0;    // a request without "seed" gets hash(job_seed, id)
 };
@@ -66,11 +68,15 @@ class RequestReader {
   std::unordered_map<std::string, int64_t> first_line_of_id_;
 };
 
-// One result as a JSON line (no trailing newline):
-//  {"id":..,["text":..,]"tokens":[..],"finish_reason":..,"prompt_tokens":N,"completion_tokens":M[,"logprobs":[..]][,"metadata":..]}
+// One result as a JSON line (no trailing newline), with "text" decoded by
+// `tokenizer` (none: no text):
+//  {"id":..,["text":..,]"tokens":[..],"finish_reason":..,"prompt_tokens":N,"completion_tokens":M
+//   [,"logprobs":[..]][,"top_logprobs":[[{"token":..,"logprob":..},..],..]][,"prompt_logprobs":[null,..]][,"metadata":..]}
+//  with n > 1 completions, instead of text..finish_reason and the logprobs:
+//   "choices":[{"index":i,["text":..,]"tokens":[..],"finish_reason":..,"completion_tokens":M[,"logprobs":..]},..]
 //  errors: {"id":..,"line":N,"error":".."[,"metadata":..]} or
 //  {"duplicate_id":..,"line":N,"error":".."[,"metadata":..]}
-std::string result_to_json(const Result& r);
+std::string result_to_json(const Result& r, const Tokenizer* tokenizer = nullptr);
 // Request/Result <-> JSON text, for sending between ranks.
 std::string request_to_wire(const Request& r);
 Request request_from_wire(std::string_view text);

@@ -186,7 +186,7 @@ void stop_field(const json& v, const RequestRules& rules, SamplingParams& s) {
   const bool has_strings =
       v.is_string() || (v.is_array() && std::any_of(v.begin(), v.end(),
                                                     [](const json& e) { return e.is_string(); }));
-  if (has_strings && !rules.has_tokenizer) {
+  if (has_strings && !rules.tokenizer) {
     reject("stop strings need a tokenizer, and this model has none: give token ids in \"stop\"");
   }
   s.stop_token_ids.clear();
@@ -372,10 +372,10 @@ Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
     if (!text_prompt->is_string()) {
       reject("\"prompt\" must be a string, not " + describe(*text_prompt));
     }
-    if (!rules.has_tokenizer || !rules.tokenize) {
+    if (!rules.tokenizer) {
       reject("\"prompt\" is text, but this model has no tokenizer: give \"prompt_tokens\"");
     }
-    req.prompt = rules.tokenize(text_prompt->get_ref<const std::string&>());
+    req.prompt = rules.tokenizer->encode(text_prompt->get_ref<const std::string&>(), true);
     if (req.prompt.empty()) reject("\"prompt\" is empty");
     for (const int32_t id : req.prompt) {
       if (id < 0 || id >= rules.vocab_size) {

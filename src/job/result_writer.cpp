@@ -17,6 +17,7 @@
 #include "base/error.hpp"
 #include "dist/fault_injection.hpp"
 #include "job/jsonl.hpp"
+#include "job/result_text.hpp"
 
 namespace tpinfer {
 
@@ -104,7 +105,60 @@ double now_s() {
 
 }  // namespace
 
-std::string result_to_json(const Result& r) {
+namespace {
+
+void append_floats(std::string& out, const std::vector<float>& v) {
+  out += '[';
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ',';
+    append_float(out, v[i]);
+  }
+  out += ']';
+}
+
+// Per generated position, its k best: [[{"token":..,"logprob":..},..],..].
+void append_top_logprobs(std::string& out, const std::vector<std::vector<TokenLogprob>>& top) {
+  out += '[';
+  for (size_t i = 0; i < top.size(); ++i) {
+    if (i) out += ',';
+    out += '[';
+    for (size_t k = 0; k < top[i].size(); ++k) {
+      if (k) out += ',';
+      out += "{\"token\":" + std::to_string(top[i][k].token) + ",\"logprob\":";
+      append_float(out, top[i][k].logprob);
+      out += '}';
+    }
+    out += ']';
+  }
+  out += ']';
+}
+
+// A completion's fields, after "id" (n = 1) or inside its "choices" entry.
+void append_completion(std::string& out, const Completion& c, const Tokenizer* tokenizer) {
+  if (tokenizer) {
+    out += ",\"text\":";
+    append_quoted(out, completion_text(*tokenizer, c));
+  }
+  out += ",\"tokens\":";
+  append_ints(out, c.tokens);
+  out += ",\"finish_reason\":";
+  append_quoted(out, c.finish_reason);
+}
+
+void append_completion_logprobs(std::string& out, const Completion& c) {
+  if (!c.logprobs.empty()) {
+    out += ",\"logprobs\":";
+    append_floats(out, c.logprobs);
+  }
+  if (!c.top_logprobs.empty()) {
+    out += ",\"top_logprobs\":";
+    append_top_logprobs(out, c.top_logprobs);
+  }
+}
+
+}  // namespace
+
+std::string result_to_json(const Result& r, const Tokenizer* tokenizer) {
   std::string out;
   if (!r.error.empty()) {
     if (r.id_json.empty()) {
@@ -122,24 +176,38 @@ std::string result_to_json(const Result& r) {
     out += '}';
     return out;
   }
-  out.reserve(64 + r.tokens.size() * 7 + r.logprobs.size() * 12 + r.metadata_json.size());
+  TPINFER_ASSERT(!r.choices.empty(), "result_to_json: a result without completions");
+  int64_t completion_tokens = 0;
+  for (const Completion& c : r.choices) completion_tokens += static_cast<int64_t>(c.tokens.size());
+  out.reserve(64 + static_cast<size_t>(completion_tokens) * 7 + r.metadata_json.size());
   out += "{\"id\":";
   append_id(out, r.id_json);
-  if (r.has_text) {
-    out += ",\"text\":";
-    append_quoted(out, r.text);
-  }
-  out += ",\"tokens\":";
-  append_ints(out, r.tokens);
-  out += ",\"finish_reason\":";
-  append_quoted(out, r.finish_reason);
+  // One completion keeps the flat line of earlier versions; n of them go in
+  // "choices", each with its own text, tokens and logprobs.
+  const bool flat = r.choices.size() == 1;
+  if (flat) append_completion(out, r.choices.front(), tokenizer);
   out += ",\"prompt_tokens\":" + std::to_string(r.prompt_tokens);
-  out += ",\"completion_tokens\":" + std::to_string(r.tokens.size());
-  if (!r.logprobs.empty()) {
-    out += ",\"logprobs\":[";
-    for (size_t i = 0; i < r.logprobs.size(); ++i) {
-      if (i) out += ',';
-      append_float(out, r.logprobs[i]);
+  out += ",\"completion_tokens\":" + std::to_string(completion_tokens);
+  if (flat) {
+    append_completion_logprobs(out, r.choices.front());
+  } else {
+    out += ",\"choices\":[";
+    for (size_t i = 0; i < r.choices.size(); ++i) {
+      out += i ? ",{\"index\":" : "{\"index\":";
+      out += std::to_string(i);
+      append_completion(out, r.choices[i], tokenizer);
+      out += ",\"completion_tokens\":" + std::to_string(r.choices[i].tokens.size());
+      append_completion_logprobs(out, r.choices[i]);
+      out += '}';
+    }
+    out += ']';
+  }
+  if (!r.prompt_logprobs.empty()) {
+    // Aligned with the prompt's tokens: the first has nothing before it.
+    out += ",\"prompt_logprobs\":[null";
+    for (float f : r.prompt_logprobs) {
+      out += ',';
+      append_float(out, f);
     }
     out += ']';
   }
@@ -192,18 +260,46 @@ Request request_from_wire(std::string_view text) {
   }
 }
 
+namespace {
+
+json floats_to_wire(const std::vector<float>& v) {
+  json out = json::array();
+  for (float f : v) out.push_back(float_to_wire(f));
+  return out;
+}
+
+std::vector<float> floats_from_wire(const json& j) {
+  if (!j.is_array()) throw json::type_error::create(302, "not an array of floats", &j);
+  std::vector<float> out;
+  out.reserve(j.size());
+  for (const json& f : j) out.push_back(float_from_wire(f));
+  return out;
+}
+
+}  // namespace
+
 std::string result_to_wire(const Result& r) {
-  json logprobs = json::array();
-  for (float f : r.logprobs) logprobs.push_back(float_to_wire(f));
+  json choices = json::array();
+  for (const Completion& c : r.choices) {
+    json top = json::array();
+    for (const auto& position : c.top_logprobs) {
+      json p = json::array();
+      for (const TokenLogprob& t : position) p.push_back({t.token, float_to_wire(t.logprob)});
+      top.push_back(std::move(p));
+    }
+    choices.push_back({{"tokens", c.tokens},
+                       {"logprobs", floats_to_wire(c.logprobs)},
+                       {"top_logprobs", std::move(top)},
+                       {"finish_reason", c.finish_reason},
+                       {"text_bytes", c.text_bytes}});
+  }
   json j = {{"id", r.id_json},
             {"line", r.line},
-            {"tokens", r.tokens},
-            {"logprobs", std::move(logprobs)},
-            {"finish_reason", r.finish_reason},
+            {"choices", std::move(choices)},
             {"prompt_tokens", r.prompt_tokens},
+            {"prompt_logprobs", floats_to_wire(r.prompt_logprobs)},
             {"error", r.error},
             {"duplicate_id", r.duplicate_id}};
-  if (r.has_text) j["text"] = r.text;  // cut at a stop string by the engine
   if (!r.metadata_json.empty()) j["metadata"] = r.metadata_json;  // as text: see request_to_wire
   return dump(j);
 }
@@ -214,19 +310,22 @@ Result result_from_wire(std::string_view text) {
     Result r;
     r.id_json = j.at("id").get<std::string>();
     r.line = j.at("line").get<int64_t>();
-    r.tokens = j.at("tokens").get<std::vector<int32_t>>();
-    const json& lp = j.at("logprobs");
-    if (!lp.is_array()) throw json::type_error::create(302, "\"logprobs\" is not an array", &lp);
-    r.logprobs.reserve(lp.size());
-    for (const json& f : lp) r.logprobs.push_back(float_from_wire(f));
-    r.finish_reason = j.at("finish_reason").get<std::string>();
+    for (const json& cj : j.at("choices")) {
+      Completion& c = r.choices.emplace_back();
+      c.tokens = cj.at("tokens").get<std::vector<int32_t>>();
+      c.logprobs = floats_from_wire(cj.at("logprobs"));
+      for (const json& p : cj.at("top_logprobs")) {
+        auto& position = c.top_logprobs.emplace_back();
+        for (const json& t : p)
+          position.push_back({t.at(0).get<int32_t>(), float_from_wire(t.at(1))});
+      }
+      c.finish_reason = cj.at("finish_reason").get<std::string>();
+      c.text_bytes = cj.at("text_bytes").get<int64_t>();
+    }
     r.prompt_tokens = j.at("prompt_tokens").get<int64_t>();
+    r.prompt_logprobs = floats_from_wire(j.at("prompt_logprobs"));
     r.error = j.at("error").get<std::string>();
     r.duplicate_id = j.at("duplicate_id").get<bool>();
-    if (const auto t = j.find("text"); t != j.end()) {
-      r.text = t->get<std::string>();
-      r.has_text = true;
-    }
     if (const auto m = j.find("metadata"); m != j.end()) r.metadata_json = m->get<std::string>();
     return r;
   } catch (const json::exception& e) {

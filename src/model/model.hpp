@@ -78,12 +78,17 @@ void allocate_workspace(Model& m, Backend& backend, int64_t max_tokens, int64_t 
 // RoPE inverse frequencies [d/2], with llama3 or linear scaling applied.
 std::vector<float> rope_inv_freq(const ModelConfig& c);
 
-// One forward over a flattened step: the greedy token of every batch.logit_rows
-// entry, and for the rows that batch.needs_full() marks either the token drawn
-// on the backend (batch.sampling set) or the whole row (config.vocab_size
-// floats); identical on every TP rank.
-void forward(Model& m, Backend& backend, const BatchLayout& batch, StepLogits& out);
-// Every logit row whole (batch.full_logits must be empty).
+// The forward over a flattened step (after backend.set_batch(batch)), ending
+// at this rank's vocab slice of the logits of batch.logit_rows:
+// [logit rows, vocab_per_rank] in the workspace.
+Tensor forward(Model& m, Backend& backend, const BatchLayout& batch);
+// One engine step: the forward, then the token of every logit row
+// (model/select_tokens.cpp): the greedy token, or for the rows
+// batch.needs_full() marks, the one drawn under batch.sampling where the logits
+// are. Identical on every TP rank.
+void step_tokens(Model& m, Backend& backend, const BatchLayout& batch, StepTokens& out);
+// The forward with every logit row whole on the host (config.vocab_size floats
+// a row): for `tpinfer logits` and tests.
 void forward(Model& m, Backend& backend, const BatchLayout& batch, std::vector<float>& logits);
 
 }  // namespace tpinfer

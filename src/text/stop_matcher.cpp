@@ -55,13 +55,10 @@ bool StopStrings::push(int64_t seq_id, int32_t token) {
   return it != matchers_.end() && it->second.push(token);
 }
 
-void StopStrings::finish(int64_t seq_id, Result& result) {
+void StopStrings::finish(int64_t seq_id, Completion& completion) {
   const auto it = matchers_.find(seq_id);
   if (it == matchers_.end()) return;
-  if (it->second.matched()) {
-    result.text = it->second.text_before_stop();
-    result.has_text = true;
-  }
+  if (it->second.matched()) completion.text_bytes = static_cast<int64_t>(it->second.stop_at());
   matchers_.erase(it);
 }
 

@@ -11,7 +11,9 @@
 //
 // The tokens keep the token(s) that completed the stop string (as vLLM does):
 // "tokens" and "completion_tokens" count them, and "text" is the text before the
-// first stop string, so it is then shorter than the decode of "tokens".
+// first stop string, so it is then shorter than the decode of "tokens". The
+// matcher only says where the text is cut; the result writer decodes it
+// (job/result_text), the one place output text is made.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -34,6 +36,8 @@ class StopMatcher {
   // The generated text before the earliest stop string (all of it, and
   // without the bytes of an unfinished character, when none matched).
   std::string text_before_stop() const;
+  // Where the earliest stop string starts in the generated text (after matched()).
+  size_t stop_at() const { return match_; }
 
  private:
   const Tokenizer* tokenizer_;
@@ -55,9 +59,10 @@ class StopStrings {
   void add(int64_t seq_id, const SamplingParams& params);
   // The sequence's next generated token; true when its text now contains a stop string.
   bool push(int64_t seq_id, int32_t token);
-  // The sequence finished: when a stop string ended it, sets the result's text
-  // (cut before the stop string). Forgets the sequence either way.
-  void finish(int64_t seq_id, Result& result);
+  // The sequence finished: when a stop string ended it, sets where the
+  // completion's text is cut (Completion::text_bytes). Forgets the sequence
+  // either way.
+  void finish(int64_t seq_id, Completion& completion);
 
  private:
   std::shared_ptr<const Tokenizer> tokenizer_;

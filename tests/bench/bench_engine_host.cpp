@@ -44,18 +44,15 @@ int main(int argc, char** argv) {
 #endif
   // "forward" here is the backend's host-side packing: there is no model.
   double forward_s = 0;
-  Engine e(eo, ForwardFn([&](const BatchLayout& b, StepLogits& out) {
-             const double t0 = now_s();
+  Engine e(eo, [&](const BatchLayout& b, StepTokens& out) {
+    const double t0 = now_s();
 #if TPINFER_HAVE_CUDA
-             packed.set(b);
-             packed.attention_work(4);  // Llama-3-8B: 4 q heads a kv head
+    packed.set(b);
+    packed.attention_work(4);  // Llama-3-8B: 4 q heads a kv head
 #endif
-             out.greedy.assign(b.logit_rows.size(), 7);
-             out.full.clear();
-             out.sampled.clear();
-             out.sampled_logprob.clear();
-             forward_s += now_s() - t0;
-           }));
+    out.drawn.assign(b.logit_rows.size(), {7, 0.0f});
+    forward_s += now_s() - t0;
+  });
   for (int i = 0; i < requests; ++i) {
     Request r;
     r.id_json = std::to_string(i);

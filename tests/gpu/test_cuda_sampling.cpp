@@ -207,24 +207,23 @@ TEST(CudaSamplingForward, DrawsFromTheModelsRowsOnTheDevice) {
   whole.sampling.clear();
   std::vector<float> rows;
   forward(m, *gpu, whole, rows);  // writes the same KV as the step below
-  StepLogits out;
-  forward(m, *gpu, b, out);
-  ASSERT_EQ(out.sampled.size(), 5u);
-  ASSERT_EQ(out.sampled_logprob.size(), 5u);
-  EXPECT_TRUE(out.full.empty());
+  StepTokens out;
+  step_tokens(m, *gpu, b, out);
+  ASSERT_EQ(out.drawn.size(), 6u);
   const int64_t v = c.vocab_size;
   for (size_t i = 0; i < 5; ++i) {
     const std::span<const float> row(rows.data() + i * v, static_cast<size_t>(v));
     const RowSampling& q = b.sampling[i];
-    EXPECT_EQ(out.sampled[i], exact_sample(row, q).token) << "row " << i;
+    EXPECT_EQ(out.drawn[i].token, exact_sample(row, q).token) << "row " << i;
     const SampledToken host = sample_token(row, to_params(q), q.position);
     if (q.logprobs) {
-      EXPECT_NEAR(out.sampled_logprob[i], host.logprob, 1e-5) << "row " << i;
+      EXPECT_NEAR(out.drawn[i].logprob, host.logprob, 1e-5) << "row " << i;
     } else {
-      EXPECT_EQ(out.sampled_logprob[i], 0.0f) << "row " << i;
+      EXPECT_EQ(out.drawn[i].logprob, 0.0f) << "row " << i;
     }
   }
-  EXPECT_EQ(out.greedy[5], exact_sample(std::span<const float>(rows.data() + 5 * v, v), {}).token);
+  EXPECT_EQ(out.drawn[5].token,
+            exact_sample(std::span<const float>(rows.data() + 5 * v, v), {}).token);
 }
 
 }  // namespace

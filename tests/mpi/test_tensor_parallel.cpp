@@ -12,6 +12,7 @@
 #include "backend/backend.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "base/error.hpp"
+#include "base/sampler.hpp"
 #include "dist/mpi_collectives.hpp"
 #include "dist/world.hpp"
 #include "engine/engine.hpp"
@@ -179,8 +180,8 @@ TEST_P(TensorParallel, GreedyTokensMatchTp1) {
     eo.num_blocks = 64;
     eo.max_running = 8;
     eo.max_step_tokens = 64;
-    Engine engine(eo, [&](const BatchLayout& b, std::vector<float>& l) {
-      forward(rep.model, *rep.backend, b, l);
+    Engine engine(eo, [&](const BatchLayout& b, StepTokens& out) {
+      step_tokens(rep.model, *rep.backend, b, out);
     });
     for (int i = 0; i < 6; ++i) {
       Request r;
@@ -191,7 +192,7 @@ TEST_P(TensorParallel, GreedyTokensMatchTp1) {
     }
     std::map<std::string, std::vector<int32_t>> out;
     while (engine.num_unfinished() > 0)
-      for (auto& res : engine.step()) out[res.id_json] = res.tokens;
+      for (auto& res : engine.step()) out[res.id_json] = res.choices.at(0).tokens;
     return out;
   };
   MPI_Comm group;
@@ -284,7 +285,8 @@ namespace tpinfer {
 namespace {
 
 // The greedy fast path (argmax per vocab shard, gathered pairs) gives the
-// argmax of the whole gathered row, and whole rows come back only where asked.
+// argmax of the whole gathered row; a row drawn from the gathered vocab
+// (logprobs asked) gives the same token and the log-softmax of the whole row.
 TEST_P(TensorParallel, GreedyTokensEqualTheArgmaxOfWholeRows) {
   const int tp = GetParam();
   if (world_size() % tp != 0) GTEST_SKIP();
@@ -298,16 +300,22 @@ TEST_P(TensorParallel, GreedyTokensEqualTheArgmaxOfWholeRows) {
       forward(whole.model, *whole.backend, step, rows);
       step.full_logits.assign(step.logit_rows.size(), 0);
       step.full_logits.back() = 1;
-      StepLogits out;
-      forward(fast.model, *fast.backend, step, out);
-      ASSERT_EQ(out.greedy.size(), step.logit_rows.size());
-      for (size_t j = 0; j < out.greedy.size(); ++j) {
+      step.sampling.assign(step.logit_rows.size(), RowSampling{});
+      step.sampling.back().logprobs = true;
+      StepTokens out;
+      step_tokens(fast.model, *fast.backend, step, out);
+      ASSERT_EQ(out.drawn.size(), step.logit_rows.size());
+      for (size_t j = 0; j < out.drawn.size(); ++j) {
         const float* row = rows.data() + j * c.vocab_size;
         const auto best = std::max_element(row, row + c.vocab_size) - row;
-        EXPECT_EQ(out.greedy[j], best) << "row " << j;
+        EXPECT_EQ(out.drawn[j].token, best) << "row " << j;
       }
-      ASSERT_EQ(out.full.size(), static_cast<size_t>(c.vocab_size));
-      EXPECT_TRUE(std::equal(out.full.begin(), out.full.end(), rows.end() - c.vocab_size));
+      SamplingParams with_logprob;
+      with_logprob.logprobs = true;
+      const SampledToken last = sample_token(
+          std::span<const float>(rows.data() + rows.size() - c.vocab_size, c.vocab_size),
+          with_logprob, 0);
+      EXPECT_FLOAT_EQ(out.drawn.back().logprob, last.logprob);
     }
   }
 }

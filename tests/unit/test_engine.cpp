@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../fake_step.hpp"
 #include "base/error.hpp"
 #include "base/philox.hpp"
 #include "base/sampler.hpp"
@@ -117,23 +118,24 @@ struct PagedModel {
 // What the engine must produce, computed one request at a time with no cache.
 Result reference(const Request& r, const EngineOptions& o) {
   Result res;
+  res.choices.resize(1);
   res.id_json = r.id_json;
   res.line = r.line;
   res.prompt_tokens = static_cast<int64_t>(r.prompt.size());
   std::vector<int32_t> seq = r.prompt;
   const int64_t max_len =
       std::min<int64_t>(res.prompt_tokens + r.sampling.max_new_tokens, o.max_context);
-  res.finish_reason = "length";
+  res.choices.at(0).finish_reason = "length";
   while (static_cast<int64_t>(seq.size()) < max_len) {
     const SampledToken t =
         sample_token(context_logits(seq), r.sampling, static_cast<int64_t>(seq.size()));
     seq.push_back(t.token);
-    res.tokens.push_back(t.token);
-    if (r.sampling.logprobs) res.logprobs.push_back(t.logprob);
+    res.choices.at(0).tokens.push_back(t.token);
+    if (r.sampling.logprobs) res.choices.at(0).logprobs.push_back(t.logprob);
     const auto& stop = r.sampling.stop_token_ids;
     if (std::count(o.eos_token_ids.begin(), o.eos_token_ids.end(), t.token) ||
         std::count(stop.begin(), stop.end(), t.token)) {
-      res.finish_reason = "stop";
+      res.choices.at(0).finish_reason = "stop";
       break;
     }
   }
@@ -186,7 +188,8 @@ struct EngineRun {
 EngineRun run_engine(const EngineOptions& o, const std::vector<Request>& requests, size_t initial,
                      size_t per_step = 0) {
   PagedModel model(o);
-  Engine engine(o, [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); });
+  Engine engine(o, testing::step_from_logits(
+                       [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); }));
   EngineRun run;
   size_t next = 0;
   auto add_upto = [&](size_t n) {
@@ -217,9 +220,11 @@ void expect_matches_reference(const EngineRun& run, const std::vector<Request>& 
     auto it = run.results.find(req.id_json);
     ASSERT_NE(it, run.results.end()) << label << " " << req.id_json;
     const Result& got = it->second;
-    EXPECT_EQ(got.tokens, want.tokens) << label << " " << req.id_json;
-    EXPECT_EQ(got.logprobs, want.logprobs) << label << " " << req.id_json;
-    EXPECT_EQ(got.finish_reason, want.finish_reason) << label << " " << req.id_json;
+    EXPECT_EQ(got.choices.at(0).tokens, want.choices.at(0).tokens) << label << " " << req.id_json;
+    EXPECT_EQ(got.choices.at(0).logprobs, want.choices.at(0).logprobs)
+        << label << " " << req.id_json;
+    EXPECT_EQ(got.choices.at(0).finish_reason, want.choices.at(0).finish_reason)
+        << label << " " << req.id_json;
     EXPECT_EQ(got.prompt_tokens, want.prompt_tokens) << label;
     EXPECT_EQ(got.line, req.line) << label;
     EXPECT_TRUE(got.error.empty()) << label;
@@ -254,7 +259,7 @@ TEST(Engine, ResultsDoNotDependOnBatching) {
   for (const Request& r : reqs) {
     Request g = r;
     g.sampling.temperature = 0.0f;
-    differ += reference(g, o).tokens != reference(r, o).tokens;
+    differ += reference(g, o).choices.at(0).tokens != reference(r, o).choices.at(0).tokens;
   }
   EXPECT_GE(differ, 5);
 }
@@ -267,10 +272,11 @@ TEST(Engine, LockstepCopiesBuildIdenticalBatches) {
   std::vector<BatchLayout> seen[2];
   PagedModel models[2] = {PagedModel(o), PagedModel(o)};
   auto make = [&](int i) {
-    return std::make_unique<Engine>(o, [&, i](const BatchLayout& b, std::vector<float>& l) {
-      seen[i].push_back(b);
-      models[i].forward(b, l);
-    });
+    return std::make_unique<Engine>(
+        o, testing::step_from_logits([&, i](const BatchLayout& b, std::vector<float>& l) {
+          seen[i].push_back(b);
+          models[i].forward(b, l);
+        }));
   };
   auto a = make(0), b = make(1);
   size_t next = 0;
@@ -281,7 +287,8 @@ TEST(Engine, LockstepCopiesBuildIdenticalBatches) {
     }
     const std::vector<Result> ra = a->step(), rb = b->step();
     ASSERT_EQ(ra.size(), rb.size());
-    for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].tokens, rb[i].tokens);
+    for (size_t i = 0; i < ra.size(); ++i)
+      EXPECT_EQ(ra[i].choices.at(0).tokens, rb[i].choices.at(0).tokens);
     ASSERT_EQ(seen[0].size(), seen[1].size());
     const BatchLayout &x = seen[0].back(), &y = seen[1].back();
     ASSERT_EQ(x.token_ids, y.token_ids);
@@ -303,7 +310,7 @@ TEST(Engine, StatsCountTokensExactly) {
   int64_t prompt = 0, generated = 0;
   for (const auto& [id, r] : run.results) {
     prompt += r.prompt_tokens;
-    generated += static_cast<int64_t>(r.tokens.size());
+    generated += static_cast<int64_t>(r.choices.at(0).tokens.size());
   }
   EXPECT_EQ(run.stats.prompt_tokens, prompt);
   EXPECT_EQ(run.stats.generated_tokens, generated);
@@ -321,7 +328,9 @@ TEST(Engine, TinyCachePreemptsAndGivesSameTokens) {
     EngineOptions o = options(4, num_blocks, 16, 64);
     o.max_context = 256;  // room for the whole-cache request at the end
     PagedModel model(o);
-    Engine engine(o, [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); });
+    Engine engine(o, testing::step_from_logits([&](const BatchLayout& b, std::vector<float>& l) {
+                    model.forward(b, l);
+                  }));
     for (const Request& r : reqs) engine.add(r);
     EXPECT_EQ(engine.num_unfinished(), 16);
     std::map<std::string, Result> results;
@@ -334,7 +343,7 @@ TEST(Engine, TinyCachePreemptsAndGivesSameTokens) {
     int64_t prompt = 0, generated = 0;
     for (const auto& [id, r] : results) {
       prompt += r.prompt_tokens;
-      generated += static_cast<int64_t>(r.tokens.size());
+      generated += static_cast<int64_t>(r.choices.at(0).tokens.size());
     }
     EXPECT_EQ(run.stats.generated_tokens, generated) << "a generated token was re-sampled";
     EXPECT_GT(run.stats.computed_tokens, prompt + generated - 16) << "nothing recomputed";
@@ -348,7 +357,7 @@ TEST(Engine, TinyCachePreemptsAndGivesSameTokens) {
     std::vector<Result> last;
     for (int i = 0; i < 100 && engine.num_unfinished() > 0; ++i) last = engine.step();
     ASSERT_EQ(last.size(), 1u) << label;
-    EXPECT_EQ(last[0].tokens, reference(whole, o).tokens) << label;
+    EXPECT_EQ(last[0].choices.at(0).tokens, reference(whole, o).choices.at(0).tokens) << label;
   }
 }
 
@@ -372,29 +381,30 @@ TEST(Engine, StopsOnEosAndStopTokensIncludingThem) {
   for (Request& r : reqs) r.sampling.max_new_tokens = 40;
   EngineOptions o = options(4, 4096, 8, 64);
   const Result free_run = reference(reqs[0], o);
-  ASSERT_EQ(free_run.tokens.size(), 40u);
+  ASSERT_EQ(free_run.choices.at(0).tokens.size(), 40u);
   // A token whose first occurrence is at index k >= 3: stopping on it keeps k + 1 tokens.
   size_t k = 3;
-  while (std::find(free_run.tokens.begin(), free_run.tokens.begin() + k, free_run.tokens[k]) !=
-         free_run.tokens.begin() + k)
+  while (std::find(free_run.choices.at(0).tokens.begin(), free_run.choices.at(0).tokens.begin() + k,
+                   free_run.choices.at(0).tokens[k]) != free_run.choices.at(0).tokens.begin() + k)
     ++k;
   ASSERT_LT(k, 40u);
-  const int32_t stop = free_run.tokens[k];
-  const std::vector<int32_t> prefix(free_run.tokens.begin(), free_run.tokens.begin() + k + 1);
+  const int32_t stop = free_run.choices.at(0).tokens[k];
+  const std::vector<int32_t> prefix(free_run.choices.at(0).tokens.begin(),
+                                    free_run.choices.at(0).tokens.begin() + k + 1);
 
   // As a request stop token: only that request stops early.
   std::vector<Request> with_stop = reqs;
   with_stop[0].sampling.stop_token_ids = {99, stop};
   EngineRun run = run_engine(o, with_stop, with_stop.size());
-  EXPECT_EQ(run.results.at(reqs[0].id_json).tokens, prefix);
-  EXPECT_EQ(run.results.at(reqs[0].id_json).finish_reason, "stop");
+  EXPECT_EQ(run.results.at(reqs[0].id_json).choices.at(0).tokens, prefix);
+  EXPECT_EQ(run.results.at(reqs[0].id_json).choices.at(0).finish_reason, "stop");
   expect_matches_reference(run, with_stop, o, "stop token");
 
   // As EOS: applies to every request.
   o.eos_token_ids = {stop, 98};
   run = run_engine(o, reqs, reqs.size());
-  EXPECT_EQ(run.results.at(reqs[0].id_json).tokens, prefix);
-  EXPECT_EQ(run.results.at(reqs[0].id_json).finish_reason, "stop");
+  EXPECT_EQ(run.results.at(reqs[0].id_json).choices.at(0).tokens, prefix);
+  EXPECT_EQ(run.results.at(reqs[0].id_json).choices.at(0).finish_reason, "stop");
   expect_matches_reference(run, reqs, o, "eos");
 
   // ignore_eos: the request runs to max_new_tokens through the EOS token.
@@ -403,10 +413,11 @@ TEST(Engine, StopsOnEosAndStopTokensIncludingThem) {
   std::vector<Request> ignoring = reqs;
   ignoring[0].sampling.ignore_eos = true;
   run = run_engine(o, ignoring, ignoring.size());
-  EXPECT_EQ(run.results.at(reqs[0].id_json).tokens, free_run.tokens);
-  EXPECT_EQ(run.results.at(reqs[0].id_json).finish_reason, "length");
+  EXPECT_EQ(run.results.at(reqs[0].id_json).choices.at(0).tokens, free_run.choices.at(0).tokens);
+  EXPECT_EQ(run.results.at(reqs[0].id_json).choices.at(0).finish_reason, "length");
   for (size_t i = 1; i < reqs.size(); ++i)
-    EXPECT_EQ(run.results.at(reqs[i].id_json).tokens, with_eos.results.at(reqs[i].id_json).tokens);
+    EXPECT_EQ(run.results.at(reqs[i].id_json).choices.at(0).tokens,
+              with_eos.results.at(reqs[i].id_json).choices.at(0).tokens);
 }
 
 TEST(Engine, StopsAtMaxNewTokensAndMaxContext) {
@@ -420,20 +431,21 @@ TEST(Engine, StopsAtMaxNewTokensAndMaxContext) {
   reqs[3].prompt.assign(32, 3);           // the prompt fills the context
   const EngineRun run = run_engine(o, reqs, reqs.size());
   expect_matches_reference(run, reqs, o, "limits");
-  EXPECT_EQ(run.results.at(reqs[0].id_json).tokens.size(), 5u);
-  EXPECT_EQ(run.results.at(reqs[1].id_json).tokens.size(), 12u);
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(run.results.at(reqs[i].id_json).finish_reason, "length");
-  EXPECT_TRUE(run.results.at(reqs[2].id_json).tokens.empty());
+  EXPECT_EQ(run.results.at(reqs[0].id_json).choices.at(0).tokens.size(), 5u);
+  EXPECT_EQ(run.results.at(reqs[1].id_json).choices.at(0).tokens.size(), 12u);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(run.results.at(reqs[i].id_json).choices.at(0).finish_reason, "length");
+  EXPECT_TRUE(run.results.at(reqs[2].id_json).choices.at(0).tokens.empty());
   EXPECT_EQ(run.results.at(reqs[3].id_json).prompt_tokens, 32);
 
   // Only requests with nothing to generate: returned without calling forward.
   int calls = 0;
-  Engine engine(o, [&](const BatchLayout&, std::vector<float>&) { ++calls; });
+  Engine engine(o, [&](const BatchLayout&, StepTokens&) { ++calls; });
   engine.add(reqs[2]);
   EXPECT_EQ(engine.num_unfinished(), 1);
   const std::vector<Result> done = engine.step();
   ASSERT_EQ(done.size(), 1u);
-  EXPECT_EQ(done[0].finish_reason, "length");
+  EXPECT_EQ(done[0].choices.at(0).finish_reason, "length");
   EXPECT_EQ(engine.num_unfinished(), 0);
   EXPECT_EQ(calls, 0);
 }
@@ -442,7 +454,8 @@ TEST(Engine, RejectsBadRequestsAndStaysUsable) {
   EngineOptions o = options(4, 8, 8, 64);  // 32 cached tokens at most
   o.max_context = 64;
   PagedModel model(o);
-  Engine engine(o, [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); });
+  Engine engine(o, testing::step_from_logits(
+                       [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); }));
   Request good = make_requests(1, 7, 10, 5)[0];
   auto bad = [&](auto change) {
     Request r = good;
@@ -482,7 +495,7 @@ TEST(Engine, RejectsBadRequestsAndStaysUsable) {
 }
 
 TEST(Engine, RejectsBadOptions) {
-  auto forward = [](const BatchLayout&, std::vector<float>&) {};
+  const StepFn forward = [](const BatchLayout&, StepTokens&) {};
   EXPECT_THROW(Engine(options(0, 8, 8, 8), forward), UsageError);
   EXPECT_THROW(Engine(options(4, 0, 8, 8), forward), UsageError);
   EXPECT_THROW(Engine(options(4, 8, 0, 8), forward), UsageError);
@@ -490,20 +503,23 @@ TEST(Engine, RejectsBadOptions) {
   EngineOptions o = options(4, 8, 8, 8);
   o.vocab_size = 0;
   EXPECT_THROW(Engine(o, forward), UsageError);
-  EXPECT_THROW(Engine(options(4, 8, 8, 8), ForwardFn{}), UsageError);
+  EXPECT_THROW(Engine(options(4, 8, 8, 8), StepFn{}), InternalError);
 }
 
-TEST(Engine, ForwardReturningTheWrongLogitCountIsAnError) {
+TEST(Engine, AStepReturningTheWrongTokenCountIsAnError) {
   const EngineOptions o = options(4, 64, 8, 64);
-  Engine engine(o, [](const BatchLayout&, std::vector<float>& l) { l.assign(kVocab - 1, 0.0f); });
+  Engine engine(o, [](const BatchLayout& b, StepTokens& out) {
+    out.drawn.assign(b.logit_rows.size() + 1, {});
+  });
   engine.add(make_requests(1, 8)[0]);
-  EXPECT_THROW(engine.step(), std::runtime_error);
+  EXPECT_THROW(engine.step(), InternalError);
 }
 
 TEST(Engine, NumWaitingCountsQueuedRequests) {
   const EngineOptions o = options(4, 4096, 2, 512);
   PagedModel model(o);
-  Engine engine(o, [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); });
+  Engine engine(o, testing::step_from_logits(
+                       [&](const BatchLayout& b, std::vector<float>& l) { model.forward(b, l); }));
   for (Request r : make_requests(5, 9)) {
     r.sampling.max_new_tokens = 10;
     engine.add(r);

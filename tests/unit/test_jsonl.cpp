@@ -472,27 +472,30 @@ TEST(JsonlRequestReader, OpenAndReadFailures) {
 
 TEST(JsonlResult, FinishedResultLine) {
   Result r;
+  r.choices.resize(1);
   r.id_json = "\"a\"";
   r.line = 5;
-  r.tokens = {5, 6, 7};
-  r.finish_reason = "stop";
+  r.choices.at(0).tokens = {5, 6, 7};
+  r.choices.at(0).finish_reason = "stop";
   r.prompt_tokens = 3;
   EXPECT_EQ(result_to_json(r),
             R"({"id":"a","tokens":[5,6,7],"finish_reason":"stop","prompt_tokens":3,)"
             R"("completion_tokens":3})");
   r.id_json = "42";
-  r.tokens = {};
-  r.finish_reason = "length";
+  r.choices.at(0).tokens = {};
+  r.choices.at(0).finish_reason = "length";
   EXPECT_EQ(result_to_json(r), R"({"id":42,"tokens":[],"finish_reason":"length","prompt_tokens":3,)"
                                R"("completion_tokens":0})");
 }
 
 TEST(JsonlResult, LogprobsOnlyWhenPresentAndShortest) {
   Result r;
+  r.choices.resize(1);
   r.id_json = R"("\u00e9\"x")";  // verbatim, whatever escapes it uses
-  r.tokens = {1, 2, 3, 4, 5};
-  r.logprobs = {-0.25f, -1.5f, -0.1f, -1e-5f, -std::numeric_limits<float>::infinity()};
-  r.finish_reason = "stop";
+  r.choices.at(0).tokens = {1, 2, 3, 4, 5};
+  r.choices.at(0).logprobs = {-0.25f, -1.5f, -0.1f, -1e-5f,
+                              -std::numeric_limits<float>::infinity()};
+  r.choices.at(0).finish_reason = "stop";
   r.prompt_tokens = 1;
   const std::string line = result_to_json(r);
   EXPECT_EQ(line,
@@ -563,42 +566,44 @@ TEST(JsonlResultWire, RequestRoundTrip) {
 
 TEST(JsonlResultWire, ResultRoundTripIsBitExact) {
   Result r;
+  r.choices.resize(1);
   r.id_json = "18446744073709551615";
   r.line = 4;
-  r.tokens = {1, 2, 3};
-  r.finish_reason = "length";
+  r.choices.at(0).tokens = {1, 2, 3};
+  r.choices.at(0).finish_reason = "length";
   r.prompt_tokens = 9;
-  r.logprobs = {-0.0f,
-                0.1f,
-                -std::numeric_limits<float>::infinity(),
-                std::numeric_limits<float>::infinity(),
-                std::numeric_limits<float>::max(),
-                std::numeric_limits<float>::lowest(),
-                std::numeric_limits<float>::denorm_min(),
-                std::numeric_limits<float>::min()};
+  r.choices.at(0).logprobs = {-0.0f,
+                              0.1f,
+                              -std::numeric_limits<float>::infinity(),
+                              std::numeric_limits<float>::infinity(),
+                              std::numeric_limits<float>::max(),
+                              std::numeric_limits<float>::lowest(),
+                              std::numeric_limits<float>::denorm_min(),
+                              std::numeric_limits<float>::min()};
   // Plus many arbitrary finite bit patterns.
   uint64_t state = 12345;
-  while (r.logprobs.size() < 20000) {
+  while (r.choices.at(0).logprobs.size() < 20000) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
     const uint32_t u = static_cast<uint32_t>(state >> 32);
     float f;
     std::memcpy(&f, &u, sizeof f);
-    if (std::isfinite(f)) r.logprobs.push_back(f);
+    if (std::isfinite(f)) r.choices.at(0).logprobs.push_back(f);
   }
-  r.logprobs.push_back(std::numeric_limits<float>::quiet_NaN());
+  r.choices.at(0).logprobs.push_back(std::numeric_limits<float>::quiet_NaN());
   const Result b = result_from_wire(result_to_wire(r));
   EXPECT_EQ(b.id_json, r.id_json);
   EXPECT_EQ(b.line, 4);
-  EXPECT_EQ(b.tokens, r.tokens);
-  EXPECT_EQ(b.finish_reason, "length");
+  EXPECT_EQ(b.choices.at(0).tokens, r.choices.at(0).tokens);
+  EXPECT_EQ(b.choices.at(0).finish_reason, "length");
   EXPECT_EQ(b.prompt_tokens, 9);
   EXPECT_EQ(b.error, "");
   EXPECT_FALSE(b.duplicate_id);
-  ASSERT_EQ(b.logprobs.size(), r.logprobs.size());
-  for (size_t i = 0; i + 1 < r.logprobs.size(); ++i) {
-    ASSERT_EQ(bits(b.logprobs[i]), bits(r.logprobs[i])) << i << " " << r.logprobs[i];
+  ASSERT_EQ(b.choices.at(0).logprobs.size(), r.choices.at(0).logprobs.size());
+  for (size_t i = 0; i + 1 < r.choices.at(0).logprobs.size(); ++i) {
+    ASSERT_EQ(bits(b.choices.at(0).logprobs[i]), bits(r.choices.at(0).logprobs[i]))
+        << i << " " << r.choices.at(0).logprobs[i];
   }
-  EXPECT_TRUE(std::isnan(b.logprobs.back()));
+  EXPECT_TRUE(std::isnan(b.choices.at(0).logprobs.back()));
 
   Result e;
   e.id_json = "\"d\"";
@@ -610,8 +615,7 @@ TEST(JsonlResultWire, ResultRoundTripIsBitExact) {
   EXPECT_EQ(f.line, 8);
   EXPECT_EQ(f.error, e.error);
   EXPECT_TRUE(f.duplicate_id);
-  EXPECT_TRUE(f.logprobs.empty());
-  EXPECT_TRUE(f.tokens.empty());
+  EXPECT_TRUE(f.choices.empty());
 }
 
 TEST(JsonlResultWire, MalformedWireThrows) {
@@ -619,7 +623,9 @@ TEST(JsonlResultWire, MalformedWireThrows) {
   EXPECT_THROW(request_from_wire("[]"), Error);
   EXPECT_THROW(request_from_wire(R"({"id":"\"a\"","line":1})"), Error);
   EXPECT_THROW(result_from_wire(R"({"id":1})"), Error);
-  std::string wire = result_to_wire(Result{});
+  Result one;
+  one.choices.resize(1);
+  std::string wire = result_to_wire(one);
   wire.replace(wire.find("\"logprobs\":[]"), 13, "\"logprobs\":[\"x\"]");
   try {
     (void)result_from_wire(wire);
@@ -765,10 +771,11 @@ TEST(JsonlFields, MetadataOfEveryJsonTypeIsKeptAsNlohmannWritesIt) {
 
     // Into the result line, last, and back out as the same value.
     Result res;
+    res.choices.resize(1);
     res.id_json = r.id_json;
     res.line = r.line;
-    res.tokens = {4, 5};
-    res.finish_reason = "length";
+    res.choices.at(0).tokens = {4, 5};
+    res.choices.at(0).finish_reason = "length";
     res.prompt_tokens = 1;
     res.metadata_json = r.metadata_json;
     const std::string line = result_to_json(res);
@@ -792,6 +799,7 @@ TEST(JsonlFields, MetadataOfEveryJsonTypeIsKeptAsNlohmannWritesIt) {
   EXPECT_EQ(request_from_wire(request_to_wire(none)).metadata_json, "");
   Result plain;
   plain.id_json = "1";
+  plain.choices.resize(1);
   EXPECT_EQ(result_to_json(plain).find("metadata"), std::string::npos);
   EXPECT_EQ(result_to_wire(plain).find("metadata"), std::string::npos);
   EXPECT_EQ(result_from_wire(result_to_wire(plain)).metadata_json, "");

@@ -76,8 +76,8 @@ TEST_F(Logprobs, AreTheRawSoftmaxOfTheChosenTokensWhateverTheSampling) {
   eo.num_blocks = kBlocks;
   eo.max_running = 8;
   eo.max_step_tokens = 64;
-  Engine engine(
-      eo, ForwardFn([&](const BatchLayout& b, StepLogits& l) { forward(m, *backend, b, l); }));
+  Engine engine(eo,
+                [&](const BatchLayout& b, StepTokens& out) { step_tokens(m, *backend, b, out); });
 
   struct Setting {
     float temperature;
@@ -108,21 +108,22 @@ TEST_F(Logprobs, AreTheRawSoftmaxOfTheChosenTokensWhateverTheSampling) {
   double worst = 0, temperature_shift = 0;
   for (size_t i = 0; i < settings.size(); ++i) {
     const Result& res = results.at(std::to_string(i));
-    ASSERT_EQ(res.logprobs.size(), res.tokens.size()) << i;
-    ASSERT_EQ(res.tokens.size(), 10u) << i;
+    ASSERT_EQ(res.choices.at(0).logprobs.size(), res.choices.at(0).tokens.size()) << i;
+    ASSERT_EQ(res.choices.at(0).tokens.size(), 10u) << i;
     std::vector<int32_t> context = {3, static_cast<int32_t>(10 + i), 40, 7,
                                     static_cast<int32_t>(60 - i)};
-    for (size_t k = 0; k < res.tokens.size(); ++k) {
+    for (size_t k = 0; k < res.choices.at(0).tokens.size(); ++k) {
       const std::vector<float> logits = last_logits(ref, *ref_backend, context);
-      const double want = log_prob(logits, res.tokens[k]);
-      EXPECT_NEAR(res.logprobs[k], want, 1e-4) << "request " << i << " token " << k;
-      EXPECT_LE(res.logprobs[k], 0.0f);
-      worst = std::max(worst, std::fabs(res.logprobs[k] - want));
+      const double want = log_prob(logits, res.choices.at(0).tokens[k]);
+      EXPECT_NEAR(res.choices.at(0).logprobs[k], want, 1e-4) << "request " << i << " token " << k;
+      EXPECT_LE(res.choices.at(0).logprobs[k], 0.0f);
+      worst = std::max(worst, std::fabs(res.choices.at(0).logprobs[k] - want));
       if (settings[i].temperature > 0)
-        temperature_shift =
-            std::max(temperature_shift,
-                     std::fabs(log_prob(logits, res.tokens[k], settings[i].temperature) - want));
-      context.push_back(res.tokens[k]);
+        temperature_shift = std::max(
+            temperature_shift,
+            std::fabs(log_prob(logits, res.choices.at(0).tokens[k], settings[i].temperature) -
+                      want));
+      context.push_back(res.choices.at(0).tokens[k]);
     }
   }
   // The check tells the two readings apart: post-temperature values differ by

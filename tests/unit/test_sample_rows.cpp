@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../exact_sampler.hpp"
+#include "../fake_step.hpp"
 #include "../sampling_rows.hpp"
 #include "backend/backend.hpp"
 #include "backend/cpu/cpu_backend.hpp"
@@ -235,17 +236,19 @@ TEST_F(SampleRows, EngineTakesForwardsDrawsAndTheyEqualHostSampling) {
     eo.num_blocks = 64;
     eo.max_running = 8;
     eo.max_step_tokens = 64;
-    Engine engine(eo, ForwardFn([&](const BatchLayout& b, StepLogits& l) {
-                    if (drawn_by_forward) {
-                      forward(m, *backend, b, l);
-                      *drawn_steps += !l.sampled.empty();
-                      return;
-                    }
-                    BatchLayout host = b;  // whole rows, sampled by the engine
-                    host.sampling.clear();
-                    forward(m, *backend, host, l);
-                    EXPECT_TRUE(l.sampled.empty());
-                  }));
+    // Drawn where the logits are (the job's step), or from whole rows sampled
+    // on the host.
+    const StepFn host_sampled = testing::step_from_logits(
+        [&](const BatchLayout& b, std::vector<float>& l) { forward(m, *backend, b, l); });
+    Engine engine(eo, [&](const BatchLayout& b, StepTokens& out) {
+      if (!drawn_by_forward) return host_sampled(b, out);
+      step_tokens(m, *backend, b, out);
+      for (size_t j = 0; j < b.logit_rows.size(); ++j)
+        if (b.needs_full(j)) {
+          ++*drawn_steps;
+          break;
+        }
+    });
     for (int i = 0; i < 6; ++i) {
       Request r;
       r.id_json = std::to_string(i);
@@ -270,9 +273,9 @@ TEST_F(SampleRows, EngineTakesForwardsDrawsAndTheyEqualHostSampling) {
   ASSERT_EQ(drawn.size(), 6u);
   for (const auto& [id, r] : host) {
     const Result& d = drawn.at(id);
-    EXPECT_EQ(d.tokens, r.tokens) << "request " << id;
-    EXPECT_EQ(d.logprobs, r.logprobs) << "request " << id;
-    EXPECT_EQ(r.tokens.size(), 15u);
+    EXPECT_EQ(d.choices.at(0).tokens, r.choices.at(0).tokens) << "request " << id;
+    EXPECT_EQ(d.choices.at(0).logprobs, r.choices.at(0).logprobs) << "request " << id;
+    EXPECT_EQ(r.choices.at(0).tokens.size(), 15u);
   }
 }
 

@@ -8,14 +8,17 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "../fake_step.hpp"
 #include "base/error.hpp"
 #include "engine/engine.hpp"
 #include "job/jsonl.hpp"
+#include "job/result_text.hpp"
 #include "text/stop_matcher.hpp"
 #include "text/tokenizer.hpp"
 
@@ -189,15 +192,15 @@ constexpr int64_t kModelVocab = 600;  // past the tokenizer's 557, as padded che
 
 // A model that writes `script` whatever the prompt: the token at generated
 // position i is script[i] (prompts all have kPromptLen tokens).
-LogitsFn scripted(const std::vector<int32_t>& script) {
-  return [script](const BatchLayout& b, std::vector<float>& logits) {
+StepFn scripted(const std::vector<int32_t>& script) {
+  return testing::step_from_logits([script](const BatchLayout& b, std::vector<float>& logits) {
     logits.assign(b.logit_rows.size() * kModelVocab, 0.0f);
     for (size_t r = 0; r < b.logit_rows.size(); ++r) {
       const int32_t pos = b.positions[b.logit_rows[r]];
       const size_t i = static_cast<size_t>(pos + 1 - kPromptLen) % script.size();
       logits[r * kModelVocab + script[i]] = 10.0f;
     }
-  };
+  });
 }
 
 EngineOptions engine_options(int num_blocks = 256, bool with_tokenizer = true) {
@@ -222,6 +225,11 @@ Request request(const std::string& id, int64_t max_new, std::vector<std::string>
   return r;
 }
 
+// The result's "text", made as the result writer makes it.
+std::string text_of(const Result& r) {
+  return completion_text(gpt2(), r.choices.at(0));
+}
+
 std::map<std::string, Result> run(Engine& engine, const std::vector<Request>& reqs) {
   for (const Request& r : reqs) engine.add(r);
   std::map<std::string, Result> out;
@@ -241,23 +249,24 @@ TEST(StopStringsEngine, StopsAtTheCompletingTokenKeepsItAndCutsTheText) {
                    request("e", 40, {"mat", " the"})});
   ASSERT_EQ(results.size(), 5u);
   const Result& a = results.at("\"a\"");
-  EXPECT_EQ(a.finish_reason, "stop");
-  EXPECT_EQ(a.tokens, std::vector<int32_t>(script.begin(), script.begin() + sat.tokens));
-  ASSERT_TRUE(a.has_text);
-  EXPECT_EQ(a.text, "The cat ");
-  // Without stop strings, or when none matched: no text from the engine (rank 0
-  // decodes the tokens), the usual finish.
+  EXPECT_EQ(a.choices.at(0).finish_reason, "stop");
+  EXPECT_EQ(a.choices.at(0).tokens,
+            std::vector<int32_t>(script.begin(), script.begin() + sat.tokens));
+  EXPECT_EQ(text_of(a), "The cat ");
+  // Without stop strings, or when none matched: no cut (the text is the decode
+  // of the tokens), the usual finish.
   for (const char* id : {"\"b\"", "\"c\""}) {
-    EXPECT_EQ(results.at(id).finish_reason, "length") << id;
-    EXPECT_EQ(results.at(id).tokens.size(), 12u) << id;
-    EXPECT_FALSE(results.at(id).has_text) << id;
+    EXPECT_EQ(results.at(id).choices.at(0).finish_reason, "length") << id;
+    EXPECT_EQ(results.at(id).choices.at(0).tokens.size(), 12u) << id;
+    EXPECT_EQ(results.at(id).choices.at(0).text_bytes, -1) << id;
   }
   // Completed on the last token max_new_tokens allows: a stop, not a length.
-  EXPECT_EQ(results.at("\"d\"").finish_reason, "stop");
-  EXPECT_EQ(results.at("\"d\"").text, "The cat ");
+  EXPECT_EQ(results.at("\"d\"").choices.at(0).finish_reason, "stop");
+  EXPECT_EQ(text_of(results.at("\"d\"")), "The cat ");
   // Two stop strings: the first to appear ends it.
-  EXPECT_EQ(results.at("\"e\"").text, "The cat sat on");
-  EXPECT_EQ(results.at("\"e\"").tokens.size(), reference_stop(script, {"mat", " the"}).tokens);
+  EXPECT_EQ(text_of(results.at("\"e\"")), "The cat sat on");
+  EXPECT_EQ(results.at("\"e\"").choices.at(0).tokens.size(),
+            reference_stop(script, {"mat", " the"}).tokens);
 }
 
 TEST(StopStringsEngine, SurvivesPreemption) {
@@ -274,12 +283,12 @@ TEST(StopStringsEngine, SurvivesPreemption) {
   EXPECT_GT(tight.stats().preemptions, 0);
   ASSERT_EQ(got.size(), reqs.size());
   for (const auto& [id, w] : want) {
-    EXPECT_EQ(got.at(id).tokens, w.tokens) << id;
-    EXPECT_EQ(got.at(id).text, w.text) << id;
-    EXPECT_EQ(got.at(id).finish_reason, w.finish_reason) << id;
+    EXPECT_EQ(got.at(id).choices.at(0).tokens, w.choices.at(0).tokens) << id;
+    EXPECT_EQ(text_of(got.at(id)), text_of(w)) << id;
+    EXPECT_EQ(got.at(id).choices.at(0).finish_reason, w.choices.at(0).finish_reason) << id;
   }
-  EXPECT_EQ(want.at("\"r0\"").text, "one two three four ");
-  EXPECT_EQ(want.at("\"r4\"").finish_reason, "length");
+  EXPECT_EQ(text_of(want.at("\"r0\"")), "one two three four ");
+  EXPECT_EQ(want.at("\"r4\"").choices.at(0).finish_reason, "length");
 }
 
 TEST(StopStringsEngine, WithoutATokenizerTheRequestIsRefused) {
@@ -295,7 +304,7 @@ TEST(StopStringsEngine, WithoutATokenizerTheRequestIsRefused) {
   Engine with_tok(engine_options(), scripted({'a'}));
   EXPECT_THROW(with_tok.add(request("e", 4, {""})), InputError);  // empty: would match at once
   const auto results = run(engine, {request("b", 4, {})});
-  EXPECT_EQ(results.at("\"b\"").tokens, (std::vector<int32_t>{'a', 'a', 'a', 'a'}));
+  EXPECT_EQ(results.at("\"b\"").choices.at(0).tokens, (std::vector<int32_t>{'a', 'a', 'a', 'a'}));
 }
 
 // ---- the request line and the wire -------------------------------------------
@@ -304,7 +313,7 @@ RequestRules rules(bool has_tokenizer) {
   RequestRules r;
   r.vocab_size = 1000;
   r.max_context = 64;
-  r.has_tokenizer = has_tokenizer;
+  if (has_tokenizer) r.tokenizer = std::make_shared<const Tokenizer>(gpt2());
   r.defaults.stop_token_ids = {9};
   return r;
 }
@@ -355,17 +364,15 @@ TEST(StopStringsRequest, StopStringsAndCutTextCrossTheWire) {
   EXPECT_EQ(back.sampling.stop_token_ids, r.sampling.stop_token_ids);
 
   Result res;
+  res.choices.resize(1);
   res.id_json = "\"w\"";
-  res.tokens = {1, 2};
-  res.finish_reason = "stop";
-  res.text = "cut h\xC3\xA9re";
-  res.has_text = true;
+  res.choices.at(0).tokens = {1, 2};
+  res.choices.at(0).finish_reason = "stop";
+  res.choices.at(0).text_bytes = 7;
   const Result got = result_from_wire(result_to_wire(res));
-  EXPECT_TRUE(got.has_text);
-  EXPECT_EQ(got.text, res.text);
-  res.has_text = false;
-  res.text.clear();
-  EXPECT_FALSE(result_from_wire(result_to_wire(res)).has_text);
+  EXPECT_EQ(got.choices.at(0).text_bytes, 7);
+  res.choices.at(0).text_bytes = -1;
+  EXPECT_EQ(result_from_wire(result_to_wire(res)).choices.at(0).text_bytes, -1);
 }
 
 }  // namespace
