@@ -22,6 +22,9 @@ bool is_number(uint32_t cp) {
   if (cp < 0x80) return cp >= '0' && cp <= '9';
   return in_ranges(kNumberRanges, kNumberRanges_count, cp);
 }
+bool is_mark(uint32_t cp) {
+  return cp >= 0x300 && in_ranges(kMarkRanges, kMarkRanges_count, cp);
+}
 bool is_whitespace(uint32_t cp) {
   switch (cp) {
     case 0x09:

@@ -1,6 +1,6 @@
 #pragma once
 // Unicode helpers for the tokenizer: UTF-8 decoding and the character classes
-// the pre-tokenizer regexes use (\p{L}, \p{N}, \s). Internal to src/text.
+// the tokenizer uses (\p{L}, \p{N}, \p{M}, \s). Internal to src/text.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -16,9 +16,12 @@ extern const CodepointRange kLetterRanges[];
 extern const size_t kLetterRanges_count;
 extern const CodepointRange kNumberRanges[];
 extern const size_t kNumberRanges_count;
+extern const CodepointRange kMarkRanges[];
+extern const size_t kMarkRanges_count;
 
 bool is_letter(uint32_t cp);      // general category L*
 bool is_number(uint32_t cp);      // general category N*
+bool is_mark(uint32_t cp);        // general category M*
 bool is_whitespace(uint32_t cp);  // Unicode White_Space property (regex \s)
 
 // One decoded code point and where its bytes lie in the source string.
