@@ -100,6 +100,23 @@ struct Metaspace final : PreTokenizer {
   }
 };
 
+// A Split with a fixed pattern (Whitespace, Punctuation, Digits, ...).
+std::shared_ptr<Split> fixed_split(std::unique_ptr<SplitPattern> pattern, SplitBehavior behavior,
+                                   bool invert) {
+  auto s = std::make_shared<Split>();
+  s->pattern = std::move(pattern);
+  s->behavior = behavior;
+  s->invert = invert;
+  return s;
+}
+
+bool is_white_space(uint32_t cp) {
+  return is_whitespace(cp);
+}
+bool is_numeric(uint32_t cp) {
+  return is_number(cp);
+}  // Rust's char::is_numeric
+
 std::shared_ptr<const PreTokenizer> parse_one(const json& p, const std::string& where,
                                               bool& byte_level) {
   const std::string t = type_of(p, where);
@@ -108,19 +125,14 @@ std::shared_ptr<const PreTokenizer> parse_one(const json& p, const std::string& 
     b->add_prefix_space = opt_bool(p, "add_prefix_space");
     if (opt_bool(p, "use_regex", true))
       b->regex = SplitPattern::regex(kGpt2SplitRegex, where + ".ByteLevel");
-    byte_level = true;
+    byte_level = true;  // trim_offsets moves offsets only: nothing to do for ids
     return b;
   }
   if (t == "Split") {
-    auto s = std::make_shared<Split>();
-    if (!p.contains("pattern") || !p["pattern"].contains("Regex"))
-      bad(where + ".Split.pattern: only Regex patterns are supported");
-    s->pattern = SplitPattern::from_json(p["pattern"], where + ".Split.pattern");
-    s->behavior = parse_split_behavior(opt_str(p, "behavior"), where + ".Split.behavior");
-    s->invert = opt_bool(p, "invert");
-    if (s->behavior != SplitBehavior::kIsolated || s->invert)
-      bad(where + ".Split.behavior: only Isolated, invert=false is supported");
-    return s;
+    if (!p.contains("pattern")) bad(where + ".Split.pattern: missing");
+    return fixed_split(SplitPattern::from_json(p["pattern"], where + ".Split.pattern"),
+                       parse_split_behavior(opt_str(p, "behavior"), where + ".Split.behavior"),
+                       opt_bool(p, "invert"));
   }
   if (t == "Metaspace") {
     auto m = std::make_shared<Metaspace>();
@@ -140,7 +152,28 @@ std::shared_ptr<const PreTokenizer> parse_one(const json& p, const std::string& 
     m->split = opt_bool(p, "split", true);
     return m;
   }
-  bad(where + ".type \"" + t + "\" is not supported (ByteLevel, Split, Metaspace)");
+  if (t == "Whitespace")  // \w+|[^\w\s]+, keeping only the matches
+    return fixed_split(
+        SplitPattern::regex(R"([\p{L}\p{M}\p{N}\p{Pc}]+|[^\p{L}\p{M}\p{N}\p{Pc}\s]+)", where),
+        SplitBehavior::kRemoved, true);
+  if (t == "WhitespaceSplit")
+    return fixed_split(SplitPattern::code_points(is_white_space), SplitBehavior::kRemoved, false);
+  if (t == "Punctuation")  // Unicode P* and every ASCII punctuation character
+    return fixed_split(
+        SplitPattern::regex(R"([\p{P}!-/:-@\[-`{-~])", where),
+        parse_split_behavior(p.value("behavior", "Isolated"), where + ".Punctuation.behavior"),
+        false);
+  if (t == "Digits")
+    return fixed_split(
+        SplitPattern::code_points(is_numeric),
+        opt_bool(p, "individual_digits") ? SplitBehavior::kIsolated : SplitBehavior::kContiguous,
+        false);
+  if (t == "CharDelimiterSplit")
+    return fixed_split(SplitPattern::literal(field_str(p, "delimiter", where)),
+                       SplitBehavior::kRemoved, false);
+  bad(where + ".type \"" + t +
+      "\" is not supported (Split, ByteLevel, Metaspace, Whitespace, WhitespaceSplit, "
+      "Punctuation, Digits, CharDelimiterSplit, Sequence)");
 }
 
 }  // namespace

@@ -2,6 +2,9 @@
 // the pieces between their matches.
 #include "text/split_pattern.hpp"
 
+#include <pcre2.h>
+
+#include "base/error.hpp"
 #include "text/split_regex_builtin.hpp"
 #include "text/tokenizer_unicode.hpp"
 
@@ -19,6 +22,122 @@ class LiteralPattern final : public SplitPattern {
 
  private:
   std::string s_;
+};
+
+// Hugging Face compiles its regexes with Oniguruma, where \s is the Unicode
+// White_Space property; PCRE2's \s also takes U+180E. Spelled out instead.
+constexpr const char* kWhiteSpace =
+    "\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}"
+    "\\x{205F}\\x{3000}";
+
+std::string with_white_space_classes(const std::string& re) {
+  std::string out;
+  out.reserve(re.size() + 64);
+  bool in_class = false;
+  for (size_t i = 0; i < re.size(); ++i) {
+    const char c = re[i];
+    if (c == '\\' && i + 1 < re.size()) {
+      const char e = re[++i];
+      if (e == 's')
+        out += in_class ? std::string(kWhiteSpace) : "[" + std::string(kWhiteSpace) + "]";
+      else if (e == 'S' && !in_class)
+        out += "[^" + std::string(kWhiteSpace) + "]";
+      else
+        out += {c, e};
+      continue;
+    }
+    out += c;
+    if (!in_class && c == '[') {
+      in_class = true;
+      if (i + 1 < re.size() && re[i + 1] == '^') out += re[++i];
+      if (i + 1 < re.size() && re[i + 1] == ']') out += re[++i];  // a literal ] first
+    } else if (in_class && c == '[' && i + 1 < re.size() && re[i + 1] == ':') {
+      const size_t end = re.find(":]", i + 2);  // a POSIX class inside a class
+      if (end != std::string::npos) {
+        out.append(re, i + 1, end + 2 - (i + 1));
+        i = end + 1;
+      }
+    } else if (in_class && c == ']') {
+      in_class = false;
+    }
+  }
+  return out;
+}
+
+// What a thread needs to run any pattern: one match-data block (only the
+// whole match is read) and a JIT stack larger than the default 32 KiB, as
+// \s+(?!\S) over a long run of spaces backtracks deeply.
+struct MatchScratch {
+  pcre2_match_data* data = pcre2_match_data_create(1, nullptr);
+  pcre2_jit_stack* stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
+  pcre2_match_context* context = pcre2_match_context_create(nullptr);
+  MatchScratch() { pcre2_jit_stack_assign(context, nullptr, stack); }
+  ~MatchScratch() {
+    pcre2_match_context_free(context);
+    pcre2_jit_stack_free(stack);
+    pcre2_match_data_free(data);
+  }
+};
+
+std::string pcre2_message(int code) {
+  PCRE2_UCHAR buf[256];
+  pcre2_get_error_message(code, buf, sizeof buf);
+  return reinterpret_cast<const char*>(buf);
+}
+
+class Pcre2Pattern final : public SplitPattern {
+ public:
+  Pcre2Pattern(const std::string& re, const std::string& where) {
+    const std::string translated = with_white_space_classes(re);
+    int err = 0;
+    PCRE2_SIZE at = 0;
+    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
+                          PCRE2_UTF | PCRE2_UCP, &err, &at, nullptr);
+    if (!code_)
+      bad(where + ".Regex: " + pcre2_message(err) + " (PCRE2, at offset " + std::to_string(at) +
+          " of the pattern as translated: " + translated + ")");
+    jit_ = pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE) == 0;
+  }
+  ~Pcre2Pattern() override { pcre2_code_free(code_); }
+  Pcre2Pattern(const Pcre2Pattern&) = delete;
+  Pcre2Pattern& operator=(const Pcre2Pattern&) = delete;
+
+  // Matches left to right as Rust's onig crate iterates them: an empty match
+  // right where the last match ended is skipped by moving on one character.
+  void find(std::string_view text, std::vector<Span>& out) const override {
+    thread_local MatchScratch scratch;
+    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+    size_t from = 0;
+    size_t last_match_end = std::string_view::npos;
+    while (from <= text.size()) {
+      const int rc = jit_ ? pcre2_jit_match(code_, subject, text.size(), from, 0, scratch.data,
+                                            scratch.context)
+                          : pcre2_match(code_, subject, text.size(), from, PCRE2_NO_UTF_CHECK,
+                                        scratch.data, scratch.context);
+      if (rc == PCRE2_ERROR_NOMATCH) return;
+      if (rc < 0)
+        throw InputError("tokenizer: a split regex failed on the text: " + pcre2_message(rc));
+      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(scratch.data);
+      const size_t b = ov[0], e = ov[1];
+      if (b == e && e == last_match_end) {
+        if (from >= text.size()) return;
+        from += utf8_length(text, from);
+        continue;
+      }
+      out.push_back({b, e});
+      from = e;
+      last_match_end = e;
+    }
+  }
+
+ private:
+  static size_t utf8_length(std::string_view t, size_t i) {
+    const auto b = static_cast<unsigned char>(t[i]);
+    const size_t n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    return std::min(n, t.size() - i);
+  }
+  pcre2_code* code_ = nullptr;
+  bool jit_ = false;
 };
 
 class BuiltinRegexPattern final : public SplitPattern {
@@ -54,12 +173,12 @@ std::unique_ptr<SplitPattern> SplitPattern::literal(std::string s) {
   return std::make_unique<LiteralPattern>(std::move(s));
 }
 
-std::unique_ptr<SplitPattern> SplitPattern::regex(const std::string& re, const std::string& where) {
-  const BuiltinRegex b = recognise_builtin_regex(re);
-  if (b == BuiltinRegex::kNone)
-    bad(where +
-        ".Regex: unsupported regex (only the GPT-2, Llama 3 and Qwen2 patterns are built in)");
-  return std::make_unique<BuiltinRegexPattern>(b);
+std::unique_ptr<SplitPattern> SplitPattern::regex(const std::string& re, const std::string& where,
+                                                  bool builtin) {
+  if (builtin)
+    if (const BuiltinRegex b = recognise_builtin_regex(re); b != BuiltinRegex::kNone)
+      return std::make_unique<BuiltinRegexPattern>(b);
+  return std::make_unique<Pcre2Pattern>(re, where);
 }
 
 std::unique_ptr<SplitPattern> SplitPattern::from_json(const json& pattern,

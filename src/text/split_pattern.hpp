@@ -26,7 +26,11 @@ class SplitPattern {
   // {"String": s} or {"Regex": r}; `where` names the field for errors.
   static std::unique_ptr<SplitPattern> from_json(const json& pattern, const std::string& where);
   static std::unique_ptr<SplitPattern> literal(std::string s);
-  static std::unique_ptr<SplitPattern> regex(const std::string& re, const std::string& where);
+  // A regex in Hugging Face's (Oniguruma's) syntax, run by PCRE2 (UTF, Unicode
+  // properties, JIT), compiled once. builtin: a hand-written matcher where
+  // there is one for this pattern (split_regex_builtin.hpp).
+  static std::unique_ptr<SplitPattern> regex(const std::string& re, const std::string& where,
+                                             bool builtin = true);
   // Each code point for which pred is true is a match of its own (Hugging
   // Face's split on a char predicate).
   static std::unique_ptr<SplitPattern> code_points(bool (*pred)(uint32_t));
