@@ -2,11 +2,14 @@
 #include "text/pre_tokenizers.hpp"
 
 #include "text/split_pattern.hpp"
-#include "text/split_regex_builtin.hpp"
 #include "text/tokenizer_unicode.hpp"
 
 namespace tpinfer::tokenizer_detail {
 namespace {
+
+// GPT-2's split regex: ByteLevel's own when use_regex is on.
+constexpr const char* kGpt2SplitRegex =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 // Cuts each piece at a pattern's matches (Split, and the fixed-pattern ones).
 void split_pieces(const SplitPattern& pattern, SplitBehavior behavior, bool invert,

@@ -5,7 +5,6 @@
 #include <pcre2.h>
 
 #include "base/error.hpp"
-#include "text/split_regex_builtin.hpp"
 #include "text/tokenizer_unicode.hpp"
 
 namespace tpinfer::tokenizer_detail {
@@ -140,17 +139,6 @@ class Pcre2Pattern final : public SplitPattern {
   bool jit_ = false;
 };
 
-class BuiltinRegexPattern final : public SplitPattern {
- public:
-  explicit BuiltinRegexPattern(BuiltinRegex re) : re_(re) {}
-  void find(std::string_view text, std::vector<Span>& out) const override {
-    find_builtin_matches(re_, text, out);
-  }
-
- private:
-  BuiltinRegex re_;
-};
-
 class CodePointPattern final : public SplitPattern {
  public:
   explicit CodePointPattern(bool (*pred)(uint32_t)) : pred_(pred) {}
@@ -173,11 +161,7 @@ std::unique_ptr<SplitPattern> SplitPattern::literal(std::string s) {
   return std::make_unique<LiteralPattern>(std::move(s));
 }
 
-std::unique_ptr<SplitPattern> SplitPattern::regex(const std::string& re, const std::string& where,
-                                                  bool builtin) {
-  if (builtin)
-    if (const BuiltinRegex b = recognise_builtin_regex(re); b != BuiltinRegex::kNone)
-      return std::make_unique<BuiltinRegexPattern>(b);
+std::unique_ptr<SplitPattern> SplitPattern::regex(const std::string& re, const std::string& where) {
   return std::make_unique<Pcre2Pattern>(re, where);
 }
 

@@ -27,10 +27,9 @@ class SplitPattern {
   static std::unique_ptr<SplitPattern> from_json(const json& pattern, const std::string& where);
   static std::unique_ptr<SplitPattern> literal(std::string s);
   // A regex in Hugging Face's (Oniguruma's) syntax, run by PCRE2 (UTF, Unicode
-  // properties, JIT), compiled once. builtin: a hand-written matcher where
-  // there is one for this pattern (split_regex_builtin.hpp).
-  static std::unique_ptr<SplitPattern> regex(const std::string& re, const std::string& where,
-                                             bool builtin = true);
+  // properties, JIT), compiled once. (Hand-written matchers for the GPT-2,
+  // Llama 3 and Qwen2 patterns were slower than PCRE2's JIT and are gone.)
+  static std::unique_ptr<SplitPattern> regex(const std::string& re, const std::string& where);
   // Each code point for which pred is true is a match of its own (Hugging
   // Face's split on a char predicate).
   static std::unique_ptr<SplitPattern> code_points(bool (*pred)(uint32_t));
