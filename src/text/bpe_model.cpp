@@ -215,10 +215,24 @@ void BpeModel::encode(std::string_view piece, std::vector<int32_t>& out) const {
       return;
     }
   }
+  const bool cacheable = piece.size() <= kCacheMaxPiece;
+  if (cacheable) {
+    std::lock_guard<std::mutex> lock(cache_->mu);
+    if (auto it = cache_->ids.find(piece); it != cache_->ids.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
   std::vector<int32_t> syms;
   syms.reserve(piece.size());
   initial_symbols(piece, syms);
+  const size_t first = out.size();
   merge(syms, out);
+  if (cacheable) {
+    std::lock_guard<std::mutex> lock(cache_->mu);
+    if (cache_->ids.size() < kCacheEntries)
+      cache_->ids.emplace(std::string(piece), std::vector<int32_t>(out.begin() + first, out.end()));
+  }
 }
 
 }  // namespace tpinfer::tokenizer_detail

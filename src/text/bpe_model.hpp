@@ -4,6 +4,8 @@
 // end_of_word_suffix. Internal to src/text.
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -49,6 +51,16 @@ class BpeModel {
   bool fuse_unk_ = false;
   std::string prefix_;  // continuing_subword_prefix
   std::string suffix_;  // end_of_word_suffix
+
+  // Pieces recur (words), and merging is most of the work: the ids of short
+  // pieces are kept, up to a bound, as Hugging Face's BPE cache does.
+  struct Cache {
+    std::mutex mu;
+    std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> ids;
+  };
+  static constexpr size_t kCacheEntries = 1 << 16;
+  static constexpr size_t kCacheMaxPiece = 64;
+  std::unique_ptr<Cache> cache_ = std::make_unique<Cache>();
 };
 
 }  // namespace tpinfer::tokenizer_detail
