@@ -93,6 +93,7 @@ struct Bench {
     eo.num_blocks = r.model.cache.num_blocks;
     eo.max_running = max_running;
     eo.max_step_tokens = r.max_step_tokens;
+    eo.prefix_cache = o.replica.prefix_cache == "on";
     return std::make_unique<Engine>(eo, [this](const BatchLayout& b, StepTokens& out) {
       const double t0 = now_s();
       step_tokens(r.model, *r.backend, b, out);

@@ -44,6 +44,9 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "KV-cache storage: auto (the compute dtype: bf16 on cuda, float32 on cpu) | fp8 "
       "(float8 e4m3, unscaled: half the bytes of bf16, so more sequences fit and decode reads "
       "half; values keep 3 mantissa bits)")(
+      "prefix-cache", po::value(&o.prefix_cache)->default_value(o.prefix_cache),
+      "on | off: full KV blocks stay cached and sequences with the same prefix (few-shot "
+      "preambles, system prompts, the n completions of one prompt) compute it once")(
       "verify-weights", po::value(&o.verify_weights)->default_value(o.verify_weights),
       "check every weight read from the model file against its stored checksums (on | off; "
       "off is for measuring load speed only)");
@@ -68,6 +71,7 @@ void check_replica_options(const ReplicaOptions& o) {
   check_one_of("cuda-graphs", o.cuda_graphs, {"on", "off"});
   check_one_of("cuda-pdl", o.cuda_pdl, {"on", "off"});
   check_one_of("verify-weights", o.verify_weights, {"on", "off"});
+  check_one_of("prefix-cache", o.prefix_cache, {"on", "off"});
   if (o.cuda_gemv_rows < 0 || o.cuda_gemv_rows > 8)
     throw UsageError("--cuda-gemv-rows " + std::to_string(o.cuda_gemv_rows) + " is not in 0..8");
   if (!(o.memory_fraction > 0 && o.memory_fraction <= 1))

@@ -228,6 +228,7 @@ int run_job(const RunOptions& o) {
   eo.num_blocks = model.cache.num_blocks;
   eo.max_running = r.max_batch;
   eo.max_step_tokens = r.max_step_tokens;
+  eo.prefix_cache = o.replica.prefix_cache == "on";
   eo.tokenizer = tokenizer;
   Engine engine(eo, [&](const BatchLayout& batch, StepTokens& out) {
     step_tokens(r.model, backend, batch, out);
@@ -239,13 +240,14 @@ int run_job(const RunOptions& o) {
 
   // Sum the groups' engine counters on rank 0 (leaders only, so TP copies count once).
   const EngineStats& es = engine.stats();
-  long long mine[3] = {w.is_group_leader() ? es.computed_tokens : 0,
-                       w.is_group_leader() ? es.preemptions : 0,
-                       w.is_group_leader() ? es.steps : 0};
-  long long sum[3] = {0, 0, 0};
+  const bool leader = w.is_group_leader();
+  long long mine[5] = {leader ? es.computed_tokens : 0, leader ? es.preemptions : 0,
+                       leader ? es.steps : 0, leader ? es.cached_tokens : 0,
+                       leader ? es.evicted_blocks : 0};
+  long long sum[5] = {0, 0, 0, 0, 0};
   {
     watchdog::Guard guard("job_statistics");
-    TPINFER_MPI_CHECK(MPI_Reduce(mine, sum, 3, MPI_LONG_LONG, MPI_SUM, 0, w.world.get()));
+    TPINFER_MPI_CHECK(MPI_Reduce(mine, sum, 5, MPI_LONG_LONG, MPI_SUM, 0, w.world.get()));
   }
   if (coord) {
     const Tally& t = coord->tally();
@@ -255,10 +257,11 @@ int run_job(const RunOptions& o) {
         "tpinfer: done: %lld requests (%lld errors), %lld prompt tokens, %lld generated "
         "tokens in %.2f s of generation: %.1f generated tokens/s, %.1f tokens/s computed, %lld "
         "steps, "
-        "%lld preemptions. Results: %s%s\n",
+        "%lld preemptions, %lld prompt tokens from the prefix cache (%lld blocks evicted). "
+        "Results: %s%s\n",
         static_cast<long long>(t.done), static_cast<long long>(t.errors),
         static_cast<long long>(t.prompt_tokens), static_cast<long long>(t.generated_tokens), s,
-        t.generated_tokens / s, sum[0] / s, sum[2], sum[1], o.output.c_str(),
+        t.generated_tokens / s, sum[0] / s, sum[2], sum[1], sum[3], sum[4], o.output.c_str(),
         coord->resumed() > 0
             ? (" (" + std::to_string(coord->resumed()) + " more from the earlier run)").c_str()
             : "");

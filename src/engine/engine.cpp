@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "base/error.hpp"
+#include "base/sampler.hpp"
 #include "engine/scheduler.hpp"
 #include "text/stop_matcher.hpp"
 
@@ -25,7 +28,7 @@ SchedulerConfig scheduler_config(const EngineOptions& o) {
     throw UsageError("engine: num_blocks x block_size exceeds 2^31 slots");
   if (o.max_running < 1 || o.max_step_tokens < 1)
     throw UsageError("engine: max_running and max_step_tokens must be >= 1");
-  return {o.block_size, o.num_blocks, o.max_running, o.max_step_tokens};
+  return {o.block_size, o.num_blocks, o.max_running, o.max_step_tokens, o.prefix_cache};
 }
 
 std::string describe(const Request& r) {
@@ -47,6 +50,17 @@ struct Engine::Impl {
   Scheduler scheduler;
   EngineStats stats;
   std::vector<Result> ready;  // finished at add() (nothing to generate), returned by next step()
+  // A request's n completions: the first prefills the prompt; once it has
+  // sampled, the others are queued first in line and find the prompt's full
+  // blocks in the prefix cache. The result is returned when all n are done.
+  struct Family {
+    Request request;  // its prompt is the completions' first tokens
+    std::vector<Completion> choices;
+    int done = 0;
+    bool forked = false;
+  };
+  std::map<int64_t, Family> families;
+  int64_t next_family = 0;
   BatchLayout batch;
   StepTokens tokens;
   StopStrings stop_strings;
@@ -60,7 +74,11 @@ struct Engine::Impl {
   }
 
   void build_batch(const StepSchedule& step);
-  Result make_result(Sequence&& s, const char* finish_reason);
+  Sequence completion(const Family& f, int64_t family, int choice) const;
+  void fork(int64_t family);
+  // The sequence's completion is done; the family's result once all are.
+  std::optional<Result> complete(Sequence&& s, const char* finish_reason);
+  Result result_of(Family&& f);
 };
 
 void Engine::Impl::build_batch(const StepSchedule& step) {
@@ -107,17 +125,52 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
   }
 }
 
-Result Engine::Impl::make_result(Sequence&& s, const char* finish_reason) {
-  Result r;
-  r.id_json = std::move(s.request.id_json);
-  r.line = s.request.line;
-  Completion& c = r.choices.emplace_back();
+Sequence Engine::Impl::completion(const Family& f, int64_t family, int choice) const {
+  const Request& r = f.request;
+  const int64_t n = static_cast<int64_t>(r.prompt.size());
+  Sequence s;
+  s.prompt_len = n;
+  s.max_len = n + std::min(r.sampling.max_new_tokens, options.max_context - n);
+  s.tokens = r.prompt;
+  s.request.id_json = r.id_json;
+  s.request.line = r.line;
+  s.request.sampling = r.sampling;
+  s.request.sampling.seed = completion_seed(r.sampling.seed, choice);
+  s.family = family;
+  s.choice = choice;
+  return s;
+}
+
+void Engine::Impl::fork(int64_t family) {
+  Family& f = families.at(family);
+  f.forked = true;
+  // Pushed to the front last to first, so they run in order.
+  for (int i = f.request.n - 1; i >= 1; --i) {
+    const int64_t id = scheduler.add(completion(f, family, i), /*first=*/true);
+    stop_strings.add(id, scheduler.sequence(id).request.sampling);
+  }
+}
+
+std::optional<Result> Engine::Impl::complete(Sequence&& s, const char* finish_reason) {
+  Family& f = families.at(s.family);
+  Completion& c = f.choices.at(static_cast<size_t>(s.choice));
   c.tokens.assign(s.tokens.begin() + s.prompt_len, s.tokens.end());
   if (s.request.sampling.logprobs) c.logprobs = std::move(s.logprobs);
   c.finish_reason = finish_reason;
-  r.prompt_tokens = s.prompt_len;
-  r.metadata_json = std::move(s.request.metadata_json);
-  stats.prompt_tokens += s.prompt_len;
+  if (++f.done < f.request.n) return std::nullopt;
+  Result r = result_of(std::move(f));
+  families.erase(s.family);
+  return r;
+}
+
+Result Engine::Impl::result_of(Family&& f) {
+  Result r;
+  r.id_json = std::move(f.request.id_json);
+  r.line = f.request.line;
+  r.choices = std::move(f.choices);
+  r.prompt_tokens = static_cast<int64_t>(f.request.prompt.size());
+  r.metadata_json = std::move(f.request.metadata_json);
+  stats.prompt_tokens += r.prompt_tokens;
   return r;
 }
 
@@ -145,22 +198,31 @@ void Engine::add(Request request) {
   if (sp.top_k < 0) reject("top_k must be >= 0");
   if (!(sp.top_p > 0.0f && sp.top_p <= 1.0f)) reject("top_p must be in (0, 1]");
   if (const std::string why = impl_->stop_strings.refusal(sp); !why.empty()) reject(why);
-  if (request.n != 1) reject("n other than 1 is not supported yet");
+  if (request.n < 1 || request.n > kMaxCompletions)
+    reject("n must be in [1, " + std::to_string(kMaxCompletions) + "], got " +
+           std::to_string(request.n));
   if (sp.top_logprobs != 0) reject("top_logprobs is not supported yet");
   if (sp.prompt_logprobs) reject("prompt_logprobs is not supported yet");
 
-  Sequence s;
-  s.prompt_len = n;
-  s.max_len = n + std::min(sp.max_new_tokens, o.max_context - n);
-  s.tokens = std::move(request.prompt);
-  s.request = std::move(request);
-  if (s.max_len == n) {
+  Impl& m = *impl_;
+  const int64_t family = m.next_family;
+  Impl::Family f;
+  f.choices.resize(static_cast<size_t>(request.n));
+  f.request = std::move(request);
+  Sequence first = m.completion(f, family, 0);
+  if (first.max_len == n) {
     // No room to generate (max_new_tokens 0, or the prompt fills the context).
-    impl_->ready.push_back(impl_->make_result(std::move(s), "length"));
+    for (Completion& c : f.choices) c.finish_reason = "length";
+    m.ready.push_back(m.result_of(std::move(f)));
     return;
   }
-  const int64_t id = impl_->scheduler.add(std::move(s));
-  impl_->stop_strings.add(id, impl_->scheduler.sequence(id).request.sampling);
+  // Checked first: it throws (leaving the engine unchanged) for a sequence
+  // that can never fit, and every completion of the request is as long.
+  const int64_t id = m.scheduler.add(std::move(first));
+  ++m.next_family;
+  f.forked = f.request.n == 1;
+  m.families.emplace(family, std::move(f));
+  m.stop_strings.add(id, m.scheduler.sequence(id).request.sampling);
 }
 
 int64_t Engine::num_unfinished() const {
@@ -183,6 +245,7 @@ std::vector<Result> Engine::step() {
 
   const StepSchedule step = m.scheduler.schedule();
   m.stats.preemptions += step.preempted;
+  m.stats.cached_tokens += step.cached_tokens;
   if (step.chunks.empty()) {
     if (m.scheduler.num_waiting() + m.scheduler.num_running() > 0)
       throw InternalError("engine: the scheduler made no progress with work pending");
@@ -196,6 +259,7 @@ std::vector<Result> Engine::step() {
     throw InternalError("engine: the step returned " + std::to_string(m.tokens.drawn.size()) +
                         " tokens for " + std::to_string(rows) + " logit rows");
   m.scheduler.commit(step);
+  m.stats.evicted_blocks = m.scheduler.evicted_blocks();
   ++m.stats.steps;
   m.stats.computed_tokens += step.num_tokens;
 
@@ -220,10 +284,16 @@ std::vector<Result> Engine::step() {
       reason = "stop";
     else if (static_cast<int64_t>(s.tokens.size()) >= s.max_len)
       reason = "length";
+    // The prompt's blocks are computed and published: the other completions
+    // of the request start from them.
+    if (!m.families.at(s.family).forked) m.fork(s.family);
     if (reason) {
       const int64_t id = s.id;
-      finished.push_back(m.make_result(m.scheduler.finish(id), reason));
-      m.stop_strings.finish(id, finished.back().choices.front());
+      Sequence done = m.scheduler.finish(id);
+      Impl::Family& f = m.families.at(done.family);
+      m.stop_strings.finish(id, f.choices.at(static_cast<size_t>(done.choice)));
+      if (std::optional<Result> r = m.complete(std::move(done), reason))
+        finished.push_back(std::move(*r));
     }
   }
   return finished;

@@ -26,6 +26,10 @@ struct EngineOptions {
   int num_blocks = 0;         // KV-cache blocks available to this group
   int max_running = 64;       // sequences in flight at once
   int max_step_tokens = 512;  // token budget of one forward (prefill chunks + decodes)
+  // Full KV blocks are kept and shared by sequences with the same prefix
+  // (scheduler.hpp); off, every sequence (each of n completions too) computes
+  // its whole prompt.
+  bool prefix_cache = true;
   // The model's tokenizer, for stop strings (the same on every rank); null:
   // add() refuses requests that have stop strings.
   std::shared_ptr<const Tokenizer> tokenizer;
@@ -37,6 +41,8 @@ struct EngineStats {
   int64_t generated_tokens = 0;  // tokens sampled (including ones later recomputed)
   int64_t computed_tokens = 0;   // tokens run through forward (prefill + decode + recompute)
   int64_t preemptions = 0;
+  int64_t cached_tokens = 0;   // prompt tokens found in the prefix cache, not computed
+  int64_t evicted_blocks = 0;  // cached blocks given up for new ones
 };
 
 class Engine {

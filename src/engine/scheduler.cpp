@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string>
 
@@ -9,7 +10,8 @@
 
 namespace tpinfer {
 
-Scheduler::Scheduler(SchedulerConfig config) : config_(config), alloc_(config.num_blocks) {
+Scheduler::Scheduler(SchedulerConfig config)
+    : config_(config), pool_(config.num_blocks, std::max(1, config.block_size)) {
   if (config_.block_size < 1 || config_.num_blocks < 1 || config_.max_running < 1 ||
       config_.max_step_tokens < 1)
     throw UsageError(
@@ -26,7 +28,7 @@ int64_t Scheduler::blocks_for(int64_t tokens) const {
   return (tokens + config_.block_size - 1) / config_.block_size;
 }
 
-int64_t Scheduler::add(Sequence seq) {
+int64_t Scheduler::add(Sequence seq, bool first) {
   const int64_t n = static_cast<int64_t>(seq.tokens.size());
   if (n == 0 || seq.max_len <= n || seq.num_computed != 0 || !seq.blocks.empty())
     throw InternalError("scheduler: add() needs a fresh sequence with tokens to generate");
@@ -43,23 +45,56 @@ int64_t Scheduler::add(Sequence seq) {
                      std::to_string(config_.block_size) + " tokens)");
   seq.id = next_id_++;
   const int64_t id = seq.id;
-  waiting_.push_back(id);
+  if (first)
+    waiting_.push_front(id);
+  else
+    waiting_.push_back(id);
   seqs_.emplace(id, std::move(seq));
   return id;
 }
 
 void Scheduler::allocate_to(Sequence& s, int64_t n_blocks) {
-  while (static_cast<int64_t>(s.blocks.size()) < n_blocks) s.blocks.push_back(alloc_.allocate());
+  while (static_cast<int64_t>(s.blocks.size()) < n_blocks) s.blocks.push_back(pool_.allocate());
+}
+
+void Scheduler::release_blocks(Sequence& s) {
+  // In reverse, so the LIFO free list hands them out again in their old order.
+  for (auto it = s.blocks.rbegin(); it != s.blocks.rend(); ++it) pool_.release(*it);
+  s.blocks.clear();
+  s.num_computed = 0;
+  s.published = 0;
+}
+
+void Scheduler::take_cached_prefix(Sequence& s) {
+  const int64_t bs = config_.block_size;
+  // Whole blocks before the last token: its logits are needed, so it is computed.
+  const int64_t most = (static_cast<int64_t>(s.tokens.size()) - 1) / bs;
+  while (static_cast<int64_t>(s.blocks.size()) < most) {
+    const int64_t i = static_cast<int64_t>(s.blocks.size());
+    const int32_t b = pool_.acquire_cached(
+        i == 0 ? -1 : s.blocks.back(),
+        std::span<const int32_t>(s.tokens.data() + i * bs, static_cast<size_t>(bs)));
+    if (b < 0) break;
+    s.blocks.push_back(b);
+  }
+  s.num_computed = static_cast<int64_t>(s.blocks.size()) * bs;
+  s.published = static_cast<int64_t>(s.blocks.size());
+}
+
+void Scheduler::publish_full_blocks(Sequence& s) {
+  const int64_t bs = config_.block_size;
+  for (; s.published < s.num_computed / bs; ++s.published) {
+    const int64_t i = s.published;
+    pool_.publish(s.blocks[static_cast<size_t>(i)],
+                  i == 0 ? -1 : s.blocks[static_cast<size_t>(i - 1)],
+                  std::span<const int32_t>(s.tokens.data() + i * bs, static_cast<size_t>(bs)));
+  }
 }
 
 void Scheduler::preempt_newest() {
   const int64_t victim = running_.back();
   running_.pop_back();
-  Sequence& s = seqs_.at(victim);
-  // Freed in reverse so the LIFO free list hands them out again in their old order.
-  for (auto it = s.blocks.rbegin(); it != s.blocks.rend(); ++it) alloc_.free(*it);
-  s.blocks.clear();
-  s.num_computed = 0;
+  release_blocks(seqs_.at(victim));
   // Preempted sequences go first, oldest in front: they have waited longest.
   waiting_.push_front(victim);
 }
@@ -83,7 +118,7 @@ StepSchedule Scheduler::schedule() {
     if (s.num_computed + 1 != n) continue;
     const int64_t need = blocks_for(n) - static_cast<int64_t>(s.blocks.size());
     bool preempted_self = false;
-    while (need > alloc_.free_count()) {
+    while (need > pool_.available()) {
       preempted_self = running_.back() == s.id;
       preempt_newest();
       ++step.preempted;
@@ -110,15 +145,20 @@ StepSchedule Scheduler::schedule() {
          static_cast<int64_t>(running_.size()) < max_running_) {
     Sequence& s = seqs_.at(waiting_.front());
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    const int64_t need = blocks_for(n);
+    if (config_.prefix_cache) take_cached_prefix(s);
+    const int64_t need = blocks_for(n) - static_cast<int64_t>(s.blocks.size());
     // The watermark keeps room for the running sequences' next decode blocks;
     // with nothing running the whole cache is there (add() checked it fits).
     const int64_t reserve = running_.empty() ? 0 : watermark_;
-    if (need + reserve > alloc_.free_count()) break;
+    if (need + reserve > pool_.available()) {
+      release_blocks(s);
+      break;
+    }
     waiting_.pop_front();
-    allocate_to(s, need);
+    step.cached_tokens += s.num_computed;
+    allocate_to(s, blocks_for(n));
     running_.push_back(s.id);
-    add_chunk(s, std::min(n, budget));
+    add_chunk(s, std::min(n - s.num_computed, budget));
   }
   return step;
 }
@@ -129,6 +169,7 @@ void Scheduler::commit(const StepSchedule& step) {
     if (s.num_computed != c.start)
       throw InternalError("scheduler: commit() of a chunk that does not continue its sequence");
     s.num_computed = c.start + c.count;
+    if (config_.prefix_cache) publish_full_blocks(s);
   }
 }
 
@@ -138,8 +179,9 @@ Sequence Scheduler::finish(int64_t seq_id) {
   running_.erase(it);
   auto node = seqs_.extract(seq_id);
   Sequence& s = node.mapped();
-  for (auto b = s.blocks.rbegin(); b != s.blocks.rend(); ++b) alloc_.free(*b);
-  s.blocks.clear();
+  const int64_t computed = s.num_computed;
+  release_blocks(s);
+  s.num_computed = computed;
   return std::move(s);
 }
 
@@ -157,8 +199,7 @@ void Scheduler::check_invariants() const {
   if (queued.size() != seqs_.size() || waiting_.size() + running_.size() != seqs_.size())
     fail("a sequence is not exactly once waiting or running");
   if (static_cast<int64_t>(running_.size()) > max_running_) fail("too many running");
-  std::vector<int64_t> owner(static_cast<size_t>(config_.num_blocks), -1);
-  int64_t owned = 0;
+  std::vector<int> holders(static_cast<size_t>(config_.num_blocks), 0);
   for (int64_t id : waiting_) {
     const Sequence& s = seqs_.at(id);
     if (!s.blocks.empty() || s.num_computed != 0) fail("waiting sequence holds cache");
@@ -169,15 +210,19 @@ void Scheduler::check_invariants() const {
     if (nb < blocks_for(s.num_computed) || nb > blocks_for(static_cast<int64_t>(s.tokens.size())))
       fail("sequence " + std::to_string(id) + " holds " + std::to_string(nb) + " blocks for " +
            std::to_string(s.num_computed) + " cached of " + std::to_string(s.tokens.size()));
-    for (int32_t b : s.blocks) {
-      if (!alloc_.is_allocated(b)) fail("block " + std::to_string(b) + " used but free");
-      if (owner[static_cast<size_t>(b)] != -1) fail("block " + std::to_string(b) + " shared");
-      owner[static_cast<size_t>(b)] = id;
-      ++owned;
-    }
+    for (int32_t b : s.blocks) ++holders[static_cast<size_t>(b)];
   }
-  if (owned + alloc_.free_count() != config_.num_blocks)
-    fail(std::to_string(config_.num_blocks - owned - alloc_.free_count()) + " blocks leaked");
+  int unheld = 0;
+  for (int32_t b = 0; b < config_.num_blocks; ++b) {
+    const int h = holders[static_cast<size_t>(b)];
+    if (pool_.refs(b) != h)
+      fail("block " + std::to_string(b) + " has " + std::to_string(pool_.refs(b)) +
+           " references and " + std::to_string(h) + " holders");
+    if (h > 1 && !pool_.is_cached(b)) fail("block " + std::to_string(b) + " shared uncached");
+    unheld += h == 0;
+  }
+  if (unheld != pool_.available())
+    fail(std::to_string(unheld - pool_.available()) + " blocks leaked");
 }
 
 }  // namespace tpinfer

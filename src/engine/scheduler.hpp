@@ -11,6 +11,12 @@
 // recently admitted running sequence: its blocks are freed, it goes back to the
 // front of the waiting queue, and on re-admission its prompt and the tokens it
 // already generated are recomputed as one prefill (they are kept, not re-sampled).
+//
+// With the prefix cache on, a computed full block is published to the block
+// pool (kv_blocks.hpp) and an admitted sequence starts from the longest run of
+// cached blocks matching its tokens: it prefills only the rest (always at least
+// its last token, whose logits it needs). A preempted sequence finds its own
+// blocks again unless they were evicted meanwhile.
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -26,6 +32,7 @@ struct SchedulerConfig {
   int num_blocks = 0;
   int max_running = 64;
   int max_step_tokens = 512;
+  bool prefix_cache = false;
 };
 
 struct Sequence {
@@ -35,7 +42,10 @@ struct Sequence {
   int64_t max_len = 0;          // tokens.size() never exceeds it; the sequence ends there
   int64_t num_computed = 0;     // leading tokens whose K/V are in the cache
   std::vector<int32_t> blocks;  // blocks[i] holds positions [i*block_size, (i+1)*block_size)
+  int64_t published = 0;        // leading blocks offered to the prefix cache
   Request request;              // id, line and sampling params (the prompt lives in tokens)
+  int64_t family = 0;           // the engine's request this is a completion of
+  int choice = 0;               // which of the request's n completions
   std::vector<float> logprobs;  // per generated token, when asked
 };
 
@@ -51,6 +61,7 @@ struct StepSchedule {
   std::vector<ScheduledChunk> chunks;  // decodes, then continued prefills, then admissions
   int64_t num_tokens = 0;
   int64_t preempted = 0;
+  int64_t cached_tokens = 0;  // tokens admitted sequences found in the prefix cache
 };
 
 class Scheduler {
@@ -58,10 +69,11 @@ class Scheduler {
   explicit Scheduler(SchedulerConfig config);
 
   // Queues a sequence (tokens non-empty, max_len > tokens.size(), no blocks) and
-  // returns its id. Throws InputError, leaving the scheduler unchanged, when the
-  // sequence could not fit even in the whole cache at its longest: it would
-  // otherwise wait or thrash forever.
-  int64_t add(Sequence seq);
+  // returns its id; `first` puts it at the front of the queue. Throws
+  // InputError, leaving the scheduler unchanged, when the sequence could not
+  // fit even in the whole cache at its longest: it would otherwise wait or
+  // thrash forever.
+  int64_t add(Sequence seq, bool first = false);
 
   // Picks this step's work and allocates its blocks. Non-empty whenever a
   // sequence is unfinished (the oldest running one always fits, see add()).
@@ -78,22 +90,28 @@ class Scheduler {
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   const std::deque<int64_t>& waiting() const { return waiting_; }
   const std::vector<int64_t>& running() const { return running_; }
-  int free_blocks() const { return alloc_.free_count(); }
+  // Blocks a sequence can get: free, or cached and held by nobody.
+  int free_blocks() const { return pool_.available(); }
+  int64_t evicted_blocks() const { return pool_.evictions(); }
   const SchedulerConfig& config() const { return config_; }
   int64_t blocks_for(int64_t tokens) const;
 
-  // Throws InternalError when a block is leaked or shared, or a sequence's
-  // blocks do not match its state.
+  // Throws InternalError when a block is leaked, shared but not cached, held
+  // with a wrong reference count, or a sequence's blocks do not match its state.
   void check_invariants() const;
 
  private:
   void preempt_newest();
   void allocate_to(Sequence& s, int64_t n_blocks);
+  void release_blocks(Sequence& s);
+  // Takes the cached blocks that start s (its first tokens, up to the last).
+  void take_cached_prefix(Sequence& s);
+  void publish_full_blocks(Sequence& s);
 
   SchedulerConfig config_;
   int max_running_ = 0;  // config.max_running capped by the step budget
   int watermark_ = 0;    // blocks kept free at admission so decodes do not preempt at once
-  KvBlockAllocator alloc_;
+  KvBlockPool pool_;
   std::map<int64_t, Sequence> seqs_;
   std::deque<int64_t> waiting_;
   std::vector<int64_t> running_;  // in admission order, oldest first

@@ -228,8 +228,9 @@ std::optional<HfTokenizer> read_hf_tokenizer(const std::string& dir, const Model
       want_bos = bos_id;
       if (eos)
         out.warnings.push_back(cfg_path.string() +
-                               ": add_eos_token is true, so transformers ends every prompt with " +
-                               *eos + "; tpinfer's text prompts never get an EOS appended");
+                               ": add_eos_token is true, so text prompts end with " + *eos +
+                               ", as transformers encodes them (generation then starts after "
+                               "an end of sequence)");
     }
   }
 

@@ -65,7 +65,9 @@ struct PagedModel {
             "query_start");
     require(b.block_tables.size() == static_cast<size_t>(n_seqs) * stride, "block table size");
 
-    std::set<int32_t> used;  // no block in two sequences' tables
+    // A block may be in several sequences' tables (a shared prefix), but no
+    // sequence writes a block another one reads.
+    std::map<int32_t, int32_t> writer_of;  // block -> the sequence writing it
     for (int32_t s = 0; s < n_seqs; ++s) {
       const int32_t q0 = b.query_start[s], q1 = b.query_start[s + 1];
       require(q1 > q0, "empty sequence in batch");
@@ -79,7 +81,6 @@ struct PagedModel {
           continue;
         }
         require(blk >= 0 && blk < options.num_blocks, "block id out of range");
-        require(used.insert(blk).second, "block " + std::to_string(blk) + " shared");
       }
       for (int32_t i = q0; i < q1; ++i) {
         const int32_t pos = b.positions[i];
@@ -88,11 +89,22 @@ struct PagedModel {
                 "slot does not match the block table");
         require(b.token_ids[i] >= 0 && b.token_ids[i] < kVocab, "token id");
         slots[b.slot_mapping[i]] = b.token_ids[i];
+        const int32_t blk = b.slot_mapping[i] / bs;
+        require(writer_of.emplace(blk, s).first->second == s,
+                "block " + std::to_string(blk) + " written by two sequences");
       }
       const bool samples =
           std::find(b.logit_rows.begin(), b.logit_rows.end(), q1 - 1) != b.logit_rows.end();
       if (!samples && q1 - q0 > 1) ++partial_prefill_chunks;
     }
+
+    for (int32_t s = 0; s < n_seqs; ++s)
+      for (int32_t j = 0; j < (b.context_len[s] + bs - 1) / bs; ++j) {
+        const auto w = writer_of.find(b.block_tables[s * stride + j]);
+        require(w == writer_of.end() || w->second == s,
+                "block " + std::to_string(w == writer_of.end() ? -1 : w->first) +
+                    " written by one sequence and read by another");
+      }
 
     logits.clear();
     for (size_t r = 0; r < b.logit_rows.size(); ++r) {
@@ -513,6 +525,97 @@ TEST(Engine, AStepReturningTheWrongTokenCountIsAnError) {
   });
   engine.add(make_requests(1, 8)[0]);
   EXPECT_THROW(engine.step(), InternalError);
+}
+
+// Requests over a few shared preambles (a few-shot file), with distinct tails.
+std::vector<Request> shared_prefix_requests(int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::vector<int32_t>> preambles(3);
+  for (auto& p : preambles)
+    for (int j = 0; j < 37; ++j) p.push_back(static_cast<int32_t>(rng() % kVocab));
+  std::vector<Request> out = make_requests(n, seed + 1, 12, 12);
+  for (size_t i = 0; i < out.size(); ++i) {
+    std::vector<int32_t> prompt = preambles[rng() % preambles.size()];
+    prompt.insert(prompt.end(), out[i].prompt.begin(), out[i].prompt.end());
+    out[i].prompt = std::move(prompt);
+  }
+  return out;
+}
+
+TEST(Engine, PrefixCacheGivesTheSameTokensAndComputesSharedPreamblesOnce) {
+  const std::vector<Request> reqs = shared_prefix_requests(24, 5);
+  struct Case {
+    std::string label;
+    EngineOptions o;
+    size_t initial, per_step;
+  };
+  EngineOptions off = options(4, 4096, 8, 64);
+  off.prefix_cache = false;
+  const EngineRun without = run_engine(off, reqs, reqs.size());
+  expect_matches_reference(without, reqs, off, "cache off");
+  EXPECT_EQ(without.stats.cached_tokens, 0);
+  const std::vector<Case> cases = {
+      {"roomy", options(4, 4096, 8, 64), reqs.size(), 0},
+      {"one at a time", options(4, 4096, 1, 64), reqs.size(), 0},
+      {"block 1", options(1, 4096, 8, 16), 2, 1},
+      // Evictions and preemptions: the cache holds about three sequences.
+      {"tight", options(4, 40, 8, 64), reqs.size(), 0},
+  };
+  for (const Case& c : cases) {
+    const EngineRun run = run_engine(c.o, reqs, c.initial, c.per_step);
+    expect_matches_reference(run, reqs, c.o, c.label);
+    EXPECT_GT(run.stats.cached_tokens, 0) << c.label;
+    EXPECT_LT(run.stats.computed_tokens, without.stats.computed_tokens) << c.label;
+    if (c.label == "tight") {
+      EXPECT_GT(run.stats.evicted_blocks, 0);
+      EXPECT_GT(run.stats.preemptions, 0);
+    }
+  }
+}
+
+TEST(Engine, NCompletionsEqualSeparateRequestsWithDerivedSeedsAndSharePrompt) {
+  std::vector<Request> reqs = make_requests(6, 8, 50, 20);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].n = 1 + static_cast<int>(i % 4);
+    reqs[i].sampling.temperature = i == 0 ? 0.0f : 0.9f;
+  }
+  for (const EngineOptions& o : {options(4, 4096, 8, 64), options(4, 60, 3, 16)}) {
+    const EngineRun run = run_engine(o, reqs, reqs.size());
+    ASSERT_EQ(run.results.size(), reqs.size());
+    int64_t shared_prompt = 0;
+    for (const Request& r : reqs) {
+      const Result& got = run.results.at(r.id_json);
+      ASSERT_EQ(got.choices.size(), static_cast<size_t>(r.n)) << r.id_json;
+      for (int i = 0; i < r.n; ++i) {
+        Request one = r;
+        one.n = 1;
+        one.sampling.seed = completion_seed(r.sampling.seed, i);
+        const Result want = reference(one, o);
+        EXPECT_EQ(got.choices[i].tokens, want.choices[0].tokens) << r.id_json << " #" << i;
+        EXPECT_EQ(got.choices[i].logprobs, want.choices[0].logprobs) << r.id_json << " #" << i;
+        EXPECT_EQ(got.choices[i].finish_reason, want.choices[0].finish_reason);
+      }
+      shared_prompt += (r.n - 1) * ((static_cast<int64_t>(r.prompt.size()) - 1) / 4 * 4);
+      EXPECT_EQ(got.prompt_tokens, static_cast<int64_t>(r.prompt.size()));
+    }
+    // The later completions found the prompt's full blocks (the roomy cache
+    // keeps them all).
+    if (o.num_blocks == 4096) {
+      EXPECT_GE(run.stats.cached_tokens, shared_prompt);
+    }
+  }
+  // Sampled completions of one prompt differ from each other.
+  const EngineRun run = run_engine(options(4, 4096, 8, 64), reqs, reqs.size());
+  const Result& four = run.results.at(reqs[3].id_json);
+  ASSERT_EQ(four.choices.size(), 4u);
+  EXPECT_NE(four.choices[0].tokens, four.choices[1].tokens);
+  // n = 0 and n past the limit are refused.
+  Engine e(options(4, 64, 8, 64), [](const BatchLayout&, StepTokens&) {});
+  Request bad = reqs[0];
+  bad.n = 0;
+  EXPECT_THROW(e.add(bad), InputError);
+  bad.n = kMaxCompletions + 1;
+  EXPECT_THROW(e.add(bad), InputError);
 }
 
 TEST(Engine, NumWaitingCountsQueuedRequests) {

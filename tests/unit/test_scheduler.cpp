@@ -16,32 +16,92 @@ namespace tpinfer {
 namespace {
 
 TEST(KvBlocks, HandsOutEveryBlockOnceInOrder) {
-  KvBlockAllocator a(5);
-  EXPECT_EQ(a.free_count(), 5);
+  KvBlockPool a(5, 4);
+  EXPECT_EQ(a.available(), 5);
   std::vector<int32_t> got;
   for (int i = 0; i < 5; ++i) got.push_back(a.allocate());
   EXPECT_EQ(got, (std::vector<int32_t>{0, 1, 2, 3, 4}));
-  EXPECT_EQ(a.free_count(), 0);
+  EXPECT_EQ(a.available(), 0);
   EXPECT_THROW(a.allocate(), InternalError);
-  for (int32_t b : got) EXPECT_TRUE(a.is_allocated(b));
-  a.free(3);
-  a.free(1);
-  EXPECT_FALSE(a.is_allocated(3));
-  EXPECT_EQ(a.free_count(), 2);
+  for (int32_t b : got) EXPECT_EQ(a.refs(b), 1);
+  a.release(3);
+  a.release(1);
+  EXPECT_EQ(a.refs(3), 0);
+  EXPECT_EQ(a.available(), 2);
   // LIFO: the same calls give the same ids on every rank.
   EXPECT_EQ(a.allocate(), 1);
   EXPECT_EQ(a.allocate(), 3);
 }
 
-TEST(KvBlocks, RejectsDoubleFreeAndBadIds) {
-  KvBlockAllocator a(3);
+TEST(KvBlocks, RejectsDoubleReleaseAndBadIds) {
+  KvBlockPool a(3, 4);
   const int32_t b = a.allocate();
-  a.free(b);
-  EXPECT_THROW(a.free(b), InternalError);
-  EXPECT_THROW(a.free(2), InternalError);  // never allocated
-  EXPECT_THROW(a.free(-1), InternalError);
-  EXPECT_THROW(a.free(3), InternalError);
-  EXPECT_EQ(a.free_count(), 3);
+  a.release(b);
+  EXPECT_THROW(a.release(b), InternalError);
+  EXPECT_THROW(a.release(2), InternalError);  // never allocated
+  EXPECT_THROW(a.release(-1), InternalError);
+  EXPECT_THROW(a.release(3), InternalError);
+  EXPECT_EQ(a.available(), 3);
+}
+
+TEST(KvBlocks, CachedBlocksAreFoundByTokensAndTheBlockBefore) {
+  KvBlockPool a(6, 2);
+  const std::vector<int32_t> t01 = {7, 8}, t23 = {9, 10};
+  const int32_t first = a.allocate(), second = a.allocate();
+  a.publish(first, -1, t01);
+  a.publish(second, first, t23);
+  // Held by its writer and now by a reader: two references, nothing new used.
+  EXPECT_EQ(a.acquire_cached(-1, t01), first);
+  EXPECT_EQ(a.refs(first), 2);
+  EXPECT_EQ(a.acquire_cached(first, t23), second);
+  // The same tokens after another block, or other tokens: no hit.
+  EXPECT_EQ(a.acquire_cached(-1, t23), -1);
+  const int32_t other = a.allocate();
+  EXPECT_EQ(a.acquire_cached(other, t23), -1);
+  // A second block with equal contents is not published over the first.
+  const int32_t twin = a.allocate();
+  a.publish(twin, -1, t01);
+  EXPECT_FALSE(a.is_cached(twin));
+  EXPECT_THROW(a.acquire_cached(-1, std::vector<int32_t>{1}), InternalError);  // not a block
+}
+
+TEST(KvBlocks, UnheldCachedBlocksStayUntilEvictedLeastRecentlyReleasedFirst) {
+  KvBlockPool a(3, 1);
+  const std::vector<int32_t> x = {1}, y = {2}, z = {3};
+  const int32_t bx = a.allocate(), by = a.allocate(), bz = a.allocate();
+  a.publish(bx, -1, x);
+  a.publish(by, -1, y);
+  a.publish(bz, -1, z);
+  a.release(by);
+  a.release(bx);
+  EXPECT_EQ(a.available(), 2);             // idle blocks count as available
+  EXPECT_EQ(a.acquire_cached(-1, y), by);  // found again: held, no longer idle
+  EXPECT_EQ(a.available(), 1);
+  a.release(by);                // now bx was released before by
+  EXPECT_EQ(a.allocate(), bx);  // no free block: the least recently released goes
+  EXPECT_EQ(a.evictions(), 1);
+  EXPECT_FALSE(a.is_cached(bx));
+  EXPECT_EQ(a.acquire_cached(-1, x), -1);
+  EXPECT_EQ(a.acquire_cached(-1, y), by);
+  // Free blocks go before idle cached ones; then the idle longest is evicted.
+  a.release(bz);
+  a.release(by);
+  a.release(bx);  // uncached since its eviction: free
+  const int32_t p = a.allocate();
+  EXPECT_EQ(p, bx);
+  a.publish(p, -1, x);
+  const int32_t child = a.allocate();
+  EXPECT_EQ(child, bz);
+  a.publish(child, p, y);
+  a.release(child);
+  EXPECT_EQ(a.acquire_cached(p, y), child);
+  // The block before it replaced: the key naming it no longer matches.
+  a.release(p);
+  a.release(child);
+  EXPECT_EQ(a.allocate(), by);
+  EXPECT_EQ(a.allocate(), p);  // new contents
+  EXPECT_TRUE(a.is_cached(child));
+  EXPECT_EQ(a.acquire_cached(p, y), -1);
 }
 
 Sequence make_seq(int64_t prompt, int64_t max_len) {
@@ -181,13 +241,15 @@ TEST(Scheduler, SelfPreemptionWhenNewestNeedsABlock) {
 
 // Random arrivals and lengths; the invariants hold after every call, and two
 // schedulers fed the same calls make the same schedule with the same blocks.
+// Prompts all start 0, 1, 2, ...: with the prefix cache on, they share blocks.
 TEST(Scheduler, RandomLoadKeepsInvariantsAndIsDeterministic) {
-  for (int trial = 0; trial < 6; ++trial) {
-    const int bs = 1 + trial % 4, nb = 6 + 5 * trial, max_running = 2 + trial,
-              budget = 3 + 7 * trial;
-    Scheduler s1({bs, nb, max_running, budget}), s2({bs, nb, max_running, budget});
+  for (int trial = 0; trial < 12; ++trial) {
+    const int bs = 1 + trial % 4, nb = 6 + 5 * (trial % 6), max_running = 2 + trial % 6,
+              budget = 3 + 7 * (trial % 6);
+    const bool cache = trial >= 6;
+    Scheduler s1({bs, nb, max_running, budget, cache}), s2({bs, nb, max_running, budget, cache});
     std::mt19937 rng(trial);
-    int64_t preemptions = 0, added = 0, finished = 0;
+    int64_t preemptions = 0, added = 0, finished = 0, cached = 0;
     for (int step = 0; step < 3000 && (added < 60 || s1.num_running() + s1.num_waiting()); ++step) {
       while (added < 60 && rng() % 3 == 0) {
         const int64_t cap = static_cast<int64_t>(nb) * bs;
@@ -223,14 +285,20 @@ TEST(Scheduler, RandomLoadKeepsInvariantsAndIsDeterministic) {
       }
       ASSERT_EQ(tokens, st.num_tokens);
       preemptions += st.preempted;
+      cached += st.cached_tokens;
       finished += complete_step(s1, st).size();
       complete_step(s2, st2);
       s1.check_invariants();
     }
     EXPECT_EQ(finished, 60);
     EXPECT_EQ(s1.free_blocks(), nb);  // nothing leaked
-    if (trial < 3) {
+    if (trial % 6 < 3) {
       EXPECT_GT(preemptions, 0) << "trial " << trial << " never preempted";
+    }
+    if (cache) {
+      EXPECT_GT(cached, 0) << "trial " << trial << " never hit the prefix cache";
+    } else {
+      EXPECT_EQ(cached, 0);
     }
   }
 }
