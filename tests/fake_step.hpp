@@ -37,11 +37,17 @@ inline StepFn step_from_logits(LogitsFn logits_of) {
     const size_t rows = batch.logit_rows.size();
     const size_t vocab = rows ? logits.size() / rows : 0;
     out.drawn.assign(rows, {});
+    out.top.assign(rows, {});
     for (size_t r = 0; r < rows; ++r) {
       const std::span<const float> row(logits.data() + r * vocab, vocab);
       const RowSampling& s = batch.sampling.at(r);
+      if (s.target >= 0) {
+        out.drawn[r] = {s.target, row_logprobs(row, s.target, 0).target};
+        continue;
+      }
       const SampledToken t = sample_token(row, sampling_params(s), s.position);
       out.drawn[r] = {t.token, t.logprob};
+      if (s.top_logprobs > 0) out.top[r] = row_logprobs(row, -1, s.top_logprobs).top;
     }
   };
 }

@@ -124,6 +124,15 @@ class Backend {
   virtual void sample_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
                            const std::vector<RowSampling>& params, Tensor& out) = 0;
 
+  // Per row i of logits (laid out as for sample_rows), as fp32 [rows.size(),
+  // 1 + k, 2]: first (targets[i], its log-softmax), then the k most likely
+  // (token, log-softmax), most likely first, ties to the lower id, all as
+  // row_logprobs (sampler.hpp) computes them. (-1, 0) for a target < 0, for
+  // places past the vocab, and everywhere in a row with no finite maximum.
+  // Runs outside step recordings (the cuda backend uploads rows and targets).
+  virtual void logprob_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
+                            const std::vector<int32_t>& targets, int k, Tensor& out) = 0;
+
   // Collectives over the TP group (no-ops when it has one rank).
   virtual void all_reduce_sum(Tensor& x) = 0;
   // out is [tp, local.shape...]: every rank's `local`, in rank order.

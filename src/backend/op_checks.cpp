@@ -4,6 +4,7 @@
 
 #include "base/dtype.hpp"
 #include "base/error.hpp"
+#include "base/request.hpp"
 
 namespace tpinfer {
 
@@ -78,6 +79,28 @@ SampleRowsLayout check_sample_rows(const char* backend, const Tensor& logits, in
   if (rows.empty()) return l;
   OP_CHECK(out.dtype == DType::f32 && out.data != nullptr, "out must be float32 storage");
   check_matrix(backend, out, static_cast<int64_t>(rows.size()), 2, op, "out");
+  return l;
+}
+
+SampleRowsLayout check_logprob_rows(const char* backend, const Tensor& logits, int64_t vocab,
+                                    const std::vector<int32_t>& rows,
+                                    const std::vector<int32_t>& targets, int k, const Tensor& out) {
+  const char* op = "logprob_rows";
+  OP_CHECK(targets.size() == rows.size(), std::to_string(rows.size()) + " rows but " +
+                                              std::to_string(targets.size()) + " targets");
+  OP_CHECK(k >= 0 && k <= kMaxTopLogprobs,
+           "k " + std::to_string(k) + " outside [0, " + std::to_string(kMaxTopLogprobs) + "]");
+  const SampleRowsLayout l =
+      check_sample_rows(backend, logits, vocab, rows, std::vector<RowSampling>(rows.size()),
+                        Tensor{out.data, out.dtype, {static_cast<int64_t>(rows.size()), 2}});
+  for (int32_t t : targets)
+    OP_CHECK(t < vocab,
+             "target " + std::to_string(t) + " outside the vocab " + std::to_string(vocab));
+  if (rows.empty()) return l;
+  OP_CHECK(out.shape.size() == 3 && out.shape[0] == static_cast<int64_t>(rows.size()) &&
+               out.shape[1] == 1 + k && out.shape[2] == 2,
+           "out is " + shape_str(out) + ", expected [" + std::to_string(rows.size()) + ", " +
+               std::to_string(1 + k) + ", 2]");
   return l;
 }
 

@@ -44,6 +44,11 @@ struct SampleRowsLayout {
 SampleRowsLayout check_sample_rows(const char* backend, const Tensor& logits, int64_t vocab,
                                    const std::vector<int32_t>& rows,
                                    const std::vector<RowSampling>& params, const Tensor& out);
+// logprob_rows' arguments: the same logits layout, one target a row, k in
+// [0, kMaxTopLogprobs], out fp32 [rows, 1 + k, 2].
+SampleRowsLayout check_logprob_rows(const char* backend, const Tensor& logits, int64_t vocab,
+                                    const std::vector<int32_t>& rows,
+                                    const std::vector<int32_t>& targets, int k, const Tensor& out);
 // The shapes of each op's operands, checked alike by every backend (dtypes
 // and storage are each backend's own). Each returns the sizes the op runs
 // over; the names and orders of the operands are backend.hpp's.

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/request.hpp"
+
 namespace tpinfer {
 
 // How one logit row becomes a token: its request's sampling settings and the
@@ -14,6 +16,10 @@ struct RowSampling {
   uint64_t seed = 0;
   int64_t position = 0;
   bool logprobs = false;
+  int top_logprobs = 0;  // the k most likely tokens too (k <= kMaxTopLogprobs)
+  // >= 0: a scoring row (prompt logprobs): not sampled; the step gives this
+  // token's logprob at the row.
+  int32_t target = -1;
 };
 
 struct BatchLayout {
@@ -42,14 +48,13 @@ struct BatchLayout {
   bool needs_full(size_t row) const { return full_logits.empty() || full_logits[row] != 0; }
 };
 
-// What one step gives the engine: per logit row, the token and its logprob
-// (0 unless the row's RowSampling asked for it); identical on every TP rank.
-struct StepToken {
-  int32_t token = 0;
-  float logprob = 0.0f;
-};
+// What one step gives the engine, per logit row, identical on every TP rank:
+// the token and its logprob (0 unless the row's RowSampling asked for it; a
+// scoring row's target and its logprob), and the row's top_logprobs most
+// likely tokens (empty unless asked).
 struct StepTokens {
-  std::vector<StepToken> drawn;
+  std::vector<TokenLogprob> drawn;
+  std::vector<std::vector<TokenLogprob>> top;
 };
 
 }  // namespace tpinfer

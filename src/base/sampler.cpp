@@ -81,6 +81,33 @@ int32_t greedy_token(std::span<const float> logits) {
   return token;
 }
 
+RowLogprobs row_logprobs(std::span<const float> logits, int32_t target, int k) {
+  RowLogprobs out;
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (float x : logits)
+    if (x > max_logit) max_logit = x;
+  if (!std::isfinite(max_logit)) return out;
+  double sum = 0.0;
+  for (float x : logits)
+    if (x == x) sum += std::exp(x - max_logit);
+  const double log_sum = std::log(sum);
+  auto logprob = [&](float x) {
+    return static_cast<float>(static_cast<double>(x) - max_logit - log_sum);
+  };
+  if (target >= 0 && static_cast<size_t>(target) < logits.size())
+    out.target = logprob(sampling::rank_logit(logits[static_cast<size_t>(target)]));
+  const size_t n = std::min(logits.size(), static_cast<size_t>(std::max(k, 0)));
+  if (n == 0) return out;
+  std::vector<sampling::Key> keys(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i)
+    keys[i] = sampling::make_key(logits[i], static_cast<uint32_t>(i));
+  std::partial_sort(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(n), keys.end());
+  for (size_t i = 0; i < n; ++i)
+    out.top.push_back(
+        {static_cast<int32_t>(sampling::key_id(keys[i])), logprob(sampling::key_logit(keys[i]))});
+  return out;
+}
+
 uint64_t completion_seed(uint64_t request_seed, int index) {
   if (index == 0) return request_seed;
   // splitmix64 of the pair: neighbouring seeds and indices give unrelated streams.

@@ -4,6 +4,7 @@
 // position, so the same logits give the same token on any rank, in any batch.
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "base/batch.hpp"
 #include "base/request.hpp"
@@ -36,6 +37,16 @@ int32_t greedy_token(std::span<const float> logits);
 // request's own for the first (so n = 1 draws as before), a mix of both for
 // the others (each its own Philox stream).
 uint64_t completion_seed(uint64_t request_seed, int index);
+
+// A row's log-softmax values as sample_token computes its logprob: the
+// target's (0 when target < 0) and the k most likely tokens' (most likely
+// first, ties to the lower id, NaN as -inf; fewer when the row is shorter).
+// A row with no finite maximum gives 0 and no tokens.
+struct RowLogprobs {
+  float target = 0.0f;
+  std::vector<TokenLogprob> top;
+};
+RowLogprobs row_logprobs(std::span<const float> logits, int32_t target, int k);
 
 // A candidate's weight exp((logit - max_logit) / temperature) as the sampler
 // computes it (sampling_math.hpp), for tests that recompute a draw.

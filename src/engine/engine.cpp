@@ -56,12 +56,16 @@ struct Engine::Impl {
   struct Family {
     Request request;  // its prompt is the completions' first tokens
     std::vector<Completion> choices;
+    std::vector<float> prompt_logprobs;
     int done = 0;
     bool forked = false;
   };
   std::map<int64_t, Family> families;
   int64_t next_family = 0;
   BatchLayout batch;
+  // Per logit row: its sequence, and whether it scores a prompt position
+  // (else it samples the sequence's next token).
+  std::vector<std::pair<Sequence*, bool>> row_owner;
   StepTokens tokens;
   StopStrings stop_strings;
 
@@ -93,6 +97,7 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
   b.logit_rows.clear();
   b.full_logits.clear();
   b.sampling.clear();
+  row_owner.clear();
   int64_t max_blocks = 0;
   for (const ScheduledChunk& c : step.chunks)
     max_blocks = std::max(max_blocks, scheduler.blocks_for(c.start + c.count));
@@ -114,13 +119,29 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
     // blocks for the rest of its prompt, which the kernels must not read yet.
     std::copy_n(s.blocks.begin(), scheduler.blocks_for(context),
                 b.block_tables.begin() + static_cast<int64_t>(i) * max_blocks);
+    const SamplingParams& p = s.request.sampling;
+    if (p.prompt_logprobs) {
+      // Prompt positions not scored yet (a recompute after preemption skips
+      // those that were): the row of position pos scores token pos + 1.
+      const int64_t first = std::max(c.start, static_cast<int64_t>(s.prompt_logprobs.size()));
+      const int64_t end = std::min(c.start + c.count, s.prompt_len - 1);
+      const int32_t chunk_first_token = b.num_tokens() - static_cast<int32_t>(c.count);
+      for (int64_t pos = first; pos < end; ++pos) {
+        b.logit_rows.push_back(chunk_first_token + static_cast<int32_t>(pos - c.start));
+        b.full_logits.push_back(0);
+        RowSampling score;
+        score.target = s.tokens[static_cast<size_t>(pos + 1)];
+        b.sampling.push_back(score);
+        row_owner.emplace_back(&scheduler.sequence(c.seq_id), true);
+      }
+    }
     if (c.samples) {
       b.logit_rows.push_back(b.num_tokens() - 1);
-      const SamplingParams& p = s.request.sampling;
       b.full_logits.push_back(p.temperature > 0 || p.logprobs ? 1 : 0);
       // The token goes to position tokens.size() (this chunk ends the sequence).
       b.sampling.push_back({p.temperature, p.top_p, p.top_k, p.seed,
-                            static_cast<int64_t>(s.tokens.size()), p.logprobs});
+                            static_cast<int64_t>(s.tokens.size()), p.logprobs, p.top_logprobs});
+      row_owner.emplace_back(&scheduler.sequence(c.seq_id), false);
     }
   }
 }
@@ -136,6 +157,8 @@ Sequence Engine::Impl::completion(const Family& f, int64_t family, int choice) c
   s.request.line = r.line;
   s.request.sampling = r.sampling;
   s.request.sampling.seed = completion_seed(r.sampling.seed, choice);
+  // The prompt is scored once, by the first completion.
+  s.request.sampling.prompt_logprobs = r.sampling.prompt_logprobs && choice == 0;
   s.family = family;
   s.choice = choice;
   return s;
@@ -146,7 +169,13 @@ void Engine::Impl::fork(int64_t family) {
   f.forked = true;
   // Pushed to the front last to first, so they run in order.
   for (int i = f.request.n - 1; i >= 1; --i) {
-    const int64_t id = scheduler.add(completion(f, family, i), /*first=*/true);
+    Sequence s = completion(f, family, i);
+    if (s.max_len == s.prompt_len) {  // nothing to generate (the first only scores the prompt)
+      f.choices[static_cast<size_t>(i)].finish_reason = "length";
+      ++f.done;
+      continue;
+    }
+    const int64_t id = scheduler.add(std::move(s), /*first=*/true);
     stop_strings.add(id, scheduler.sequence(id).request.sampling);
   }
 }
@@ -154,9 +183,13 @@ void Engine::Impl::fork(int64_t family) {
 std::optional<Result> Engine::Impl::complete(Sequence&& s, const char* finish_reason) {
   Family& f = families.at(s.family);
   Completion& c = f.choices.at(static_cast<size_t>(s.choice));
-  c.tokens.assign(s.tokens.begin() + s.prompt_len, s.tokens.end());
-  if (s.request.sampling.logprobs) c.logprobs = std::move(s.logprobs);
+  if (!s.score_only) {
+    c.tokens.assign(s.tokens.begin() + s.prompt_len, s.tokens.end());
+    if (s.request.sampling.logprobs) c.logprobs = std::move(s.logprobs);
+    c.top_logprobs = std::move(s.top_logprobs);
+  }
   c.finish_reason = finish_reason;
+  if (s.choice == 0) f.prompt_logprobs = std::move(s.prompt_logprobs);
   if (++f.done < f.request.n) return std::nullopt;
   Result r = result_of(std::move(f));
   families.erase(s.family);
@@ -168,6 +201,7 @@ Result Engine::Impl::result_of(Family&& f) {
   r.id_json = std::move(f.request.id_json);
   r.line = f.request.line;
   r.choices = std::move(f.choices);
+  r.prompt_logprobs = std::move(f.prompt_logprobs);
   r.prompt_tokens = static_cast<int64_t>(f.request.prompt.size());
   r.metadata_json = std::move(f.request.metadata_json);
   stats.prompt_tokens += r.prompt_tokens;
@@ -201,8 +235,8 @@ void Engine::add(Request request) {
   if (request.n < 1 || request.n > kMaxCompletions)
     reject("n must be in [1, " + std::to_string(kMaxCompletions) + "], got " +
            std::to_string(request.n));
-  if (sp.top_logprobs != 0) reject("top_logprobs is not supported yet");
-  if (sp.prompt_logprobs) reject("prompt_logprobs is not supported yet");
+  if (sp.top_logprobs < 0 || sp.top_logprobs > kMaxTopLogprobs)
+    reject("top_logprobs must be in [0, " + std::to_string(kMaxTopLogprobs) + "]");
 
   Impl& m = *impl_;
   const int64_t family = m.next_family;
@@ -210,6 +244,12 @@ void Engine::add(Request request) {
   f.choices.resize(static_cast<size_t>(request.n));
   f.request = std::move(request);
   Sequence first = m.completion(f, family, 0);
+  if (first.max_len == n && f.request.sampling.prompt_logprobs && n >= 2) {
+    // Only the prompt's logprobs are asked (log-likelihood scoring): run it,
+    // draw one token for the step's sake and drop it.
+    first.max_len = n + 1;
+    first.score_only = true;
+  }
   if (first.max_len == n) {
     // No room to generate (max_new_tokens 0, or the prompt fills the context).
     for (Completion& c : f.choices) c.finish_reason = "length";
@@ -263,17 +303,20 @@ std::vector<Result> Engine::step() {
   ++m.stats.steps;
   m.stats.computed_tokens += step.num_tokens;
 
-  std::vector<Sequence*> samplers;
-  samplers.reserve(rows);
-  for (const ScheduledChunk& c : step.chunks)
-    if (c.samples) samplers.push_back(&m.scheduler.sequence(c.seq_id));
-  const std::vector<StepToken>& drawn = m.tokens.drawn;
-
+  const std::vector<TokenLogprob>& drawn = m.tokens.drawn;
   for (size_t r = 0; r < rows; ++r) {
-    Sequence& s = *samplers[r];
+    auto [seq, scores] = m.row_owner[r];
+    Sequence& s = *seq;
+    if (scores) {
+      s.prompt_logprobs.push_back(drawn[r].logprob);
+      continue;
+    }
     const int32_t token = drawn[r].token;
     s.tokens.push_back(token);
     if (s.request.sampling.logprobs) s.logprobs.push_back(drawn[r].logprob);
+    if (s.request.sampling.top_logprobs > 0)
+      s.top_logprobs.push_back(r < m.tokens.top.size() ? m.tokens.top[r]
+                                                       : std::vector<TokenLogprob>{});
     ++m.stats.generated_tokens;
     // The stop token stays in the output, as Hugging Face generate() returns it.
     const char* reason = nullptr;

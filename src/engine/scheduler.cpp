@@ -24,6 +24,15 @@ Scheduler::Scheduler(SchedulerConfig config)
   watermark_ = config_.num_blocks / 100;
 }
 
+int64_t Sequence::logit_rows(int64_t start, int64_t count) const {
+  int64_t rows = start + count == static_cast<int64_t>(tokens.size()) ? 1 : 0;
+  if (request.sampling.prompt_logprobs) {
+    const int64_t first = std::max(start, static_cast<int64_t>(prompt_logprobs.size()));
+    rows += std::max<int64_t>(0, std::min(start + count, prompt_len - 1) - first);
+  }
+  return rows;
+}
+
 int64_t Scheduler::blocks_for(int64_t tokens) const {
   return (tokens + config_.block_size - 1) / config_.block_size;
 }
@@ -102,11 +111,23 @@ void Scheduler::preempt_newest() {
 StepSchedule Scheduler::schedule() {
   StepSchedule step;
   int64_t budget = config_.max_step_tokens;
+  // Logit rows of the step (the workspace holds max_running_): one per
+  // sampling chunk, and one per prompt position a scoring sequence scores.
+  int64_t rows = max_running_;
   auto add_chunk = [&](const Sequence& s, int64_t count) {
     const bool samples = s.num_computed + count == static_cast<int64_t>(s.tokens.size());
     step.chunks.push_back({s.id, s.num_computed, count, samples});
     step.num_tokens += count;
     budget -= count;
+    rows -= s.logit_rows(s.num_computed, count);
+  };
+  // The longest chunk of s, up to `count` tokens, whose logit rows fit; 0: none.
+  auto fitting = [&](const Sequence& s, int64_t count) {
+    while (count > 0 && s.logit_rows(s.num_computed, count) > rows) {
+      const int64_t over = s.logit_rows(s.num_computed, count) - rows;
+      count -= std::min(count, std::max<int64_t>(1, over));
+    }
+    return count;
   };
 
   // 1. Decodes: running sequences with exactly one token left to compute, oldest
@@ -135,7 +156,9 @@ StepSchedule Scheduler::schedule() {
     if (budget <= 0) break;
     Sequence& s = seqs_.at(id);
     const int64_t left = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
-    if (left > 1) add_chunk(s, std::min(left, budget));
+    if (left <= 1) continue;
+    const int64_t count = fitting(s, std::min(left, budget));
+    if (count > 0) add_chunk(s, count);
   }
 
   // 3. Admissions, strictly FIFO (no overtaking, so a long prompt is not starved
@@ -145,7 +168,7 @@ StepSchedule Scheduler::schedule() {
          static_cast<int64_t>(running_.size()) < max_running_) {
     Sequence& s = seqs_.at(waiting_.front());
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    if (config_.prefix_cache) take_cached_prefix(s);
+    if (config_.prefix_cache && !s.scores_prompt()) take_cached_prefix(s);
     const int64_t need = blocks_for(n) - static_cast<int64_t>(s.blocks.size());
     // The watermark keeps room for the running sequences' next decode blocks;
     // with nothing running the whole cache is there (add() checked it fits).
@@ -154,11 +177,16 @@ StepSchedule Scheduler::schedule() {
       release_blocks(s);
       break;
     }
+    const int64_t count = fitting(s, std::min(n - s.num_computed, budget));
+    if (count == 0) {
+      release_blocks(s);
+      break;
+    }
     waiting_.pop_front();
     step.cached_tokens += s.num_computed;
     allocate_to(s, blocks_for(n));
     running_.push_back(s.id);
-    add_chunk(s, std::min(n - s.num_computed, budget));
+    add_chunk(s, count);
   }
   return step;
 }

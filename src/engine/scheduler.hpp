@@ -45,8 +45,22 @@ struct Sequence {
   int64_t published = 0;        // leading blocks offered to the prefix cache
   Request request;              // id, line and sampling params (the prompt lives in tokens)
   int64_t family = 0;           // the engine's request this is a completion of
+  bool score_only = false;      // runs the prompt for its logprobs; its one token is dropped
   int choice = 0;               // which of the request's n completions
   std::vector<float> logprobs;  // per generated token, when asked
+  std::vector<std::vector<TokenLogprob>> top_logprobs;  // per generated token, when asked
+  // prompt_logprobs[p]: token p+1's given tokens 0..p, when asked.
+  std::vector<float> prompt_logprobs;
+
+  // Still to score prompt positions (prompt logprobs): every prompt token's
+  // logits are needed, so nothing comes from the prefix cache.
+  bool scores_prompt() const {
+    return request.sampling.prompt_logprobs &&
+           static_cast<int64_t>(prompt_logprobs.size()) < prompt_len - 1;
+  }
+  // Logit rows of tokens [start, start + count): the prompt positions still to
+  // score, and the last token's when the chunk ends the sequence.
+  int64_t logit_rows(int64_t start, int64_t count) const;
 };
 
 // Tokens [start, start + count) of one sequence go through this step's forward.

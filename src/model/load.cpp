@@ -144,6 +144,8 @@ void allocate_workspace(Model& m, Backend& b, int64_t T, int64_t S) {
   w.host_logits.resize(static_cast<size_t>(s.tp_size * S * s.vocab_per_rank));
   w.host_argmax.resize(static_cast<size_t>(s.tp_size * S * 2));
   w.host_sampled.resize(static_cast<size_t>(S * 2));
+  w.logprobs = b.alloc({S, 1 + kMaxTopLogprobs, 2}, DType::f32);
+  w.host_logprobs.resize(static_cast<size_t>(S * (1 + kMaxTopLogprobs) * 2));
 }
 
 }  // namespace tpinfer

@@ -36,7 +36,8 @@ struct Workspace {
   Tensor argmax_local;  // [max_seqs, 2] fp32 (value, token)
   Tensor argmax_all;    // [tp, max_seqs, 2] fp32
   Tensor sampled;       // [max_seqs, 2] fp32 (token, logprob) from sample_rows
-  std::vector<float> host_logits, host_argmax, host_sampled;
+  Tensor logprobs;      // [max_seqs, 1 + kMaxTopLogprobs, 2] fp32 from logprob_rows
+  std::vector<float> host_logits, host_argmax, host_sampled, host_logprobs;
 };
 
 struct Model {

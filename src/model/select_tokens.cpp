@@ -64,17 +64,15 @@ Tensor all_vocab(Model& m, Backend& b, const Tensor& logits) {
 
 // Draws the rows that sample or want logprobs where the logits are. Runs after
 // the recording: sample_rows uploads its parameters.
-void draw_rows(Model& m, Backend& b, const BatchLayout& batch, const Tensor& logits,
-               StepTokens& out) {
+void draw_rows(Model& m, Backend& b, const BatchLayout& batch, const Tensor& all, StepTokens& out) {
   std::vector<int32_t> wanted;
   std::vector<RowSampling> params;
   for (size_t j = 0; j < batch.logit_rows.size(); ++j)
-    if (batch.needs_full(j)) {
+    if (batch.needs_full(j) && batch.sampling[j].target < 0) {
       wanted.push_back(static_cast<int32_t>(j));
       params.push_back(batch.sampling[j]);
     }
   if (wanted.empty()) return;
-  const Tensor all = all_vocab(m, b, logits);
   Tensor drawn = m.ws.sampled.first_rows(static_cast<int64_t>(wanted.size()));
   b.sample_rows(all, m.config.vocab_size, wanted, params, drawn);
   std::vector<float>& host = m.ws.host_sampled;
@@ -88,6 +86,36 @@ void draw_rows(Model& m, Backend& b, const BatchLayout& batch, const Tensor& log
   }
 }
 
+// Scoring rows' target logprobs and the top_logprobs of the rows that ask,
+// from the same logits as the drawn tokens.
+void logprob_rows(Model& m, Backend& b, const BatchLayout& batch, const Tensor& all,
+                  StepTokens& out) {
+  std::vector<int32_t> rows, targets;
+  int k = 0;
+  for (size_t j = 0; j < batch.logit_rows.size(); ++j) {
+    const RowSampling& s = batch.sampling[j];
+    if (s.target < 0 && s.top_logprobs == 0) continue;
+    rows.push_back(static_cast<int32_t>(j));
+    targets.push_back(s.target);
+    k = std::max(k, s.top_logprobs);
+  }
+  if (rows.empty()) return;
+  const int64_t stride = 2 * (1 + k);
+  Tensor got{m.ws.logprobs.data, DType::f32, {static_cast<int64_t>(rows.size()), 1 + k, 2}};
+  b.logprob_rows(all, m.config.vocab_size, rows, targets, k, got);
+  std::vector<float>& host = m.ws.host_logprobs;
+  b.download(got, host.data());
+  out.top.resize(batch.logit_rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const float* r = host.data() + static_cast<int64_t>(i) * stride;
+    const RowSampling& s = batch.sampling[static_cast<size_t>(rows[i])];
+    if (s.target >= 0) out.drawn[static_cast<size_t>(rows[i])] = {s.target, r[1]};
+    auto& top = out.top[static_cast<size_t>(rows[i])];
+    for (int t = 0; t < s.top_logprobs && r[2 + 2 * t] >= 0.0f; ++t)
+      top.push_back({static_cast<int32_t>(r[2 + 2 * t]), r[3 + 2 * t]});
+  }
+}
+
 }  // namespace
 
 void step_tokens(Model& m, Backend& b, const BatchLayout& batch, StepTokens& out) {
@@ -95,6 +123,7 @@ void step_tokens(Model& m, Backend& b, const BatchLayout& batch, StepTokens& out
   TPINFER_ASSERT(batch.sampling.size() == batch.logit_rows.size(),
                  "step_tokens: a batch needs one RowSampling per logit row");
   out.drawn.assign(static_cast<size_t>(n_out), {});
+  out.top.clear();
   b.set_batch(batch);
   // Everything up to the greedy candidates' download runs as one recording
   // where the backend keeps them (a rank with no vocab rows uploads, so it
@@ -112,7 +141,15 @@ void step_tokens(Model& m, Backend& b, const BatchLayout& batch, StepTokens& out
   }
   if (n_out == 0) return;
   merge_greedy(m, b, candidates, out);
-  draw_rows(m, b, batch, logits, out);
+  bool whole_rows = false;  // some row needs the whole vocab: gather it once
+  for (size_t j = 0; j < batch.logit_rows.size(); ++j) {
+    const RowSampling& s = batch.sampling[j];
+    whole_rows = whole_rows || batch.needs_full(j) || s.target >= 0 || s.top_logprobs > 0;
+  }
+  if (!whole_rows) return;
+  const Tensor all = all_vocab(m, b, logits);
+  draw_rows(m, b, batch, all, out);
+  logprob_rows(m, b, batch, all, out);
 }
 
 void forward(Model& m, Backend& b, const BatchLayout& batch, std::vector<float>& logits) {

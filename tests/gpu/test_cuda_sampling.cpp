@@ -35,7 +35,6 @@ using testing_exact::exact_sample;
 using testing_exact::random_rows;
 using testing_exact::Row;
 using testing_exact::sampling_bound;
-using testing_exact::to_params;
 
 std::unique_ptr<Backend> gpu_backend() {
   CudaBackendOptions o;

@@ -113,10 +113,18 @@ struct PagedModel {
       const int32_t s =
           static_cast<int32_t>(std::upper_bound(b.query_start.begin(), b.query_start.end(), row) -
                                b.query_start.begin() - 1);
-      require(s >= 0 && s < n_seqs && row == b.query_start[s + 1] - 1,
-              "logit row is not the last token of its sequence");
+      require(s >= 0 && s < n_seqs, "logit row outside the batch's sequences");
+      const bool scores = b.sampling.at(r).target >= 0;
+      if (scores) {
+        require(row + 1 == b.query_start[s + 1] || b.token_ids[row + 1] == b.sampling[r].target,
+                "a scoring row's target is not the next token");
+      } else {
+        require(row == b.query_start[s + 1] - 1,
+                "sampling row is not the last token of its sequence");
+      }
       std::vector<int32_t> context;
-      for (int32_t pos = 0; pos < b.context_len[s]; ++pos) {
+      const int32_t length = scores ? b.positions[row] + 1 : b.context_len[s];
+      for (int32_t pos = 0; pos < length; ++pos) {
         const int32_t t = slots[b.block_tables[s * stride + pos / bs] * bs + pos % bs];
         require(t >= 0, "context reads a slot never written");
         context.push_back(t);
@@ -138,12 +146,20 @@ Result reference(const Request& r, const EngineOptions& o) {
   const int64_t max_len =
       std::min<int64_t>(res.prompt_tokens + r.sampling.max_new_tokens, o.max_context);
   res.choices.at(0).finish_reason = "length";
+  if (r.sampling.prompt_logprobs)
+    for (size_t p = 1; p < r.prompt.size(); ++p) {
+      const std::vector<int32_t> before(r.prompt.begin(), r.prompt.begin() + p);
+      res.prompt_logprobs.push_back(row_logprobs(context_logits(before), r.prompt[p], 0).target);
+    }
   while (static_cast<int64_t>(seq.size()) < max_len) {
-    const SampledToken t =
-        sample_token(context_logits(seq), r.sampling, static_cast<int64_t>(seq.size()));
+    const std::vector<float> logits = context_logits(seq);
+    const SampledToken t = sample_token(logits, r.sampling, static_cast<int64_t>(seq.size()));
     seq.push_back(t.token);
     res.choices.at(0).tokens.push_back(t.token);
     if (r.sampling.logprobs) res.choices.at(0).logprobs.push_back(t.logprob);
+    if (r.sampling.top_logprobs > 0)
+      res.choices.at(0).top_logprobs.push_back(
+          row_logprobs(logits, -1, r.sampling.top_logprobs).top);
     const auto& stop = r.sampling.stop_token_ids;
     if (std::count(o.eos_token_ids.begin(), o.eos_token_ids.end(), t.token) ||
         std::count(stop.begin(), stop.end(), t.token)) {
@@ -238,6 +254,17 @@ void expect_matches_reference(const EngineRun& run, const std::vector<Request>& 
     EXPECT_EQ(got.choices.at(0).finish_reason, want.choices.at(0).finish_reason)
         << label << " " << req.id_json;
     EXPECT_EQ(got.prompt_tokens, want.prompt_tokens) << label;
+    EXPECT_EQ(got.prompt_logprobs, want.prompt_logprobs) << label << " " << req.id_json;
+    const auto& gt = got.choices.at(0).top_logprobs;
+    const auto& wt = want.choices.at(0).top_logprobs;
+    ASSERT_EQ(gt.size(), wt.size()) << label << " " << req.id_json;
+    for (size_t i = 0; i < gt.size(); ++i) {
+      ASSERT_EQ(gt[i].size(), wt[i].size()) << label << " " << req.id_json;
+      for (size_t k = 0; k < gt[i].size(); ++k) {
+        EXPECT_EQ(gt[i][k].token, wt[i][k].token) << label << " " << req.id_json;
+        EXPECT_EQ(gt[i][k].logprob, wt[i][k].logprob) << label << " " << req.id_json;
+      }
+    }
     EXPECT_EQ(got.line, req.line) << label;
     EXPECT_TRUE(got.error.empty()) << label;
   }
@@ -616,6 +643,34 @@ TEST(Engine, NCompletionsEqualSeparateRequestsWithDerivedSeedsAndSharePrompt) {
   EXPECT_THROW(e.add(bad), InputError);
   bad.n = kMaxCompletions + 1;
   EXPECT_THROW(e.add(bad), InputError);
+}
+
+// Prompt logprobs (every prompt position, through chunked prefill, preemption
+// and a recompute that must not score twice) and top logprobs, as one request
+// at a time would give them; prompt scoring alone (nothing generated) too.
+TEST(Engine, PromptLogprobsAndTopLogprobsDoNotDependOnBatching) {
+  std::vector<Request> reqs = shared_prefix_requests(14, 9);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].sampling.prompt_logprobs = i % 2 == 0;
+    reqs[i].sampling.top_logprobs = static_cast<int>(i % 4) * 3;
+    if (reqs[i].sampling.top_logprobs > 0) reqs[i].sampling.logprobs = true;
+  }
+  reqs[4].sampling.max_new_tokens = 0;  // scoring only
+  const std::vector<EngineOptions> layouts = {options(4, 4096, 8, 64), options(4, 4096, 3, 5),
+                                              options(2, 48, 8, 16), options(1, 4096, 2, 3)};
+  for (const EngineOptions& o : layouts) {
+    const EngineRun run = run_engine(o, reqs, reqs.size());
+    expect_matches_reference(run, reqs, o,
+                             "block " + std::to_string(o.block_size) + ", " +
+                                 std::to_string(o.num_blocks) + " blocks, " +
+                                 std::to_string(o.max_step_tokens) + " tokens a step");
+  }
+  const EngineRun run = run_engine(layouts[2], reqs, reqs.size());
+  EXPECT_GT(run.stats.preemptions, 0);
+  const Result& scored = run.results.at(reqs[4].id_json);
+  EXPECT_TRUE(scored.choices.at(0).tokens.empty());
+  EXPECT_EQ(scored.prompt_logprobs.size(), reqs[4].prompt.size() - 1);
+  EXPECT_EQ(run.results.at(reqs[3].id_json).choices.at(0).top_logprobs.at(0).size(), 9u);
 }
 
 TEST(Engine, NumWaitingCountsQueuedRequests) {

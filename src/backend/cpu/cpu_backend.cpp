@@ -452,6 +452,42 @@ class CpuBackend final : public Backend {
 
   // The reference: sample_token on each row, rows in parallel (each draw
   // depends only on its own row, seed and position).
+  // Logits row `row` of a sample_rows/logprob_rows layout, its first `vocab`
+  // columns contiguous (gathered from the parts when split).
+  static std::span<const float> logits_row(const float* x, const SampleRowsLayout& l, int64_t vocab,
+                                           int32_t row, std::vector<float>& gathered) {
+    if (l.parts == 1) return {x + row * l.cols, static_cast<size_t>(vocab)};
+    gathered.resize(static_cast<size_t>(vocab));
+    for (int64_t p = 0; p * l.cols < vocab; ++p)
+      std::copy_n(x + (p * l.n + row) * l.cols, std::min(l.cols, vocab - p * l.cols),
+                  gathered.data() + p * l.cols);
+    return gathered;
+  }
+
+  void logprob_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
+                    const std::vector<int32_t>& targets, int k, Tensor& out) override {
+    const char* op = "logprob_rows";
+    const SampleRowsLayout l = check_logprob_rows("cpu", logits, vocab, rows, targets, k, out);
+    if (rows.empty()) return;
+    const float* x = f32(logits, op, "logits");
+    float* o = f32(out, op, "out");
+    const int64_t m = static_cast<int64_t>(rows.size()), stride = 2 * (1 + k);
+#pragma omp parallel for num_threads(threads_) schedule(dynamic) if (m > 1)
+    for (int64_t i = 0; i < m; ++i) {
+      std::vector<float> gathered;
+      const RowLogprobs r = row_logprobs(logits_row(x, l, vocab, rows[i], gathered), targets[i], k);
+      float* oi = o + i * stride;
+      const bool none = r.top.empty() && k > 0;  // no finite maximum
+      oi[0] = targets[i] >= 0 && !none ? static_cast<float>(targets[i]) : -1.0f;
+      oi[1] = targets[i] >= 0 ? r.target : 0.0f;
+      for (int j = 0; j < k; ++j) {
+        const bool have = static_cast<size_t>(j) < r.top.size();
+        oi[2 + 2 * j] = have ? static_cast<float>(r.top[j].token) : -1.0f;
+        oi[3 + 2 * j] = have ? r.top[j].logprob : 0.0f;
+      }
+    }
+  }
+
   void sample_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
                    const std::vector<RowSampling>& params, Tensor& out) override {
     const char* op = "sample_rows";
@@ -465,15 +501,7 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < m; ++i) {
       try {
         std::vector<float> gathered;
-        const float* row = x + rows[i] * l.cols;
-        if (l.parts > 1) {  // the row's columns from each part, in order
-          gathered.resize(static_cast<size_t>(vocab));
-          for (int64_t p = 0; p * l.cols < vocab; ++p)
-            std::copy_n(x + (p * l.n + rows[i]) * l.cols, std::min(l.cols, vocab - p * l.cols),
-                        gathered.data() + p * l.cols);
-          row = gathered.data();
-        }
-        const std::span<const float> r(row, static_cast<size_t>(vocab));
+        const std::span<const float> r = logits_row(x, l, vocab, rows[i], gathered);
         // sample_token throws for such a row; here it is token -1, as on the GPU.
         bool finite = false, pos_inf = false;
         for (float v : r) {

@@ -536,6 +536,39 @@ class CudaBackend final : public Backend {
     cuda::launch_sample_rows(a, stream_.get());
   }
 
+  void logprob_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
+                    const std::vector<int32_t>& targets, int k, Tensor& out) override {
+    const char* op = "logprob_rows";
+    const SampleRowsLayout l = check_logprob_rows("cuda", logits, vocab, rows, targets, k, out);
+    CUDA_BE_CHECK(logits.dtype == DType::f32 || logits.dtype == DType::bf16, op,
+                  std::string("logits has dtype ") + dtype_name(logits.dtype) +
+                      ", expected float32 or bfloat16");
+    CUDA_BE_CHECK(!capturing_, op, "called while a step is recorded (it uploads its rows)");
+    if (rows.empty()) return;
+    const size_t m = rows.size(), bytes = 2 * m * sizeof(int32_t);
+    // The pinned copy is rewritten only after its previous upload finished.
+    TPINFER_CUDA_CHECK(cudaEventSynchronize(sample_copied_.get()));
+    sample_host_.reserve(bytes);
+    auto* host = static_cast<int32_t*>(sample_host_.data());
+    std::copy(rows.begin(), rows.end(), host);
+    std::copy(targets.begin(), targets.end(), host + m);
+    auto* dev = static_cast<int32_t*>(grow(sample_dev_, sample_cap_, bytes));
+    TPINFER_CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream_.get()));
+    TPINFER_CUDA_CHECK(cudaEventRecord(sample_copied_.get(), stream_.get()));
+    cuda::LogprobArgs a{};
+    a.logits = logits.data;
+    a.bf16_logits = logits.dtype == DType::bf16;
+    a.parts = l.parts;
+    a.n = l.n;
+    a.cols = l.cols;
+    a.vocab = vocab;
+    a.rows = dev;
+    a.m = static_cast<int64_t>(m);
+    a.k = k;
+    a.out = static_cast<float*>(out.data);
+    cuda::launch_logprob_rows(a, stream_.get());
+  }
+
   void all_reduce_sum(Tensor& x) override {
     check_storage(x, "all_reduce_sum", "x");
     if (tp_size_ == 1) return;

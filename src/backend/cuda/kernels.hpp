@@ -66,6 +66,17 @@ struct SampleArgs {
 };
 // One block per row; sampling.cu describes the method and its precision.
 void launch_sample_rows(const SampleArgs& a, cudaStream_t stream);
+struct LogprobArgs {
+  const void* logits;  // as SampleArgs
+  bool bf16_logits;
+  int64_t parts, n, cols, vocab;
+  const int32_t* rows;  // device: m row indices, then m targets (-1: none)
+  int64_t m;
+  int k;       // top tokens a row, <= 20
+  float* out;  // [m, 1 + k, 2]
+};
+// Backend::logprob_rows: one block per row (sampling.cu).
+void launch_logprob_rows(const LogprobArgs& a, cudaStream_t stream);
 
 // out[t, j] = bias[j] (or 0 when bias is null): linear with an empty inner dimension.
 void launch_fill_rows(const bf16* bias, int64_t n, int64_t m, bf16* out, cudaStream_t stream);

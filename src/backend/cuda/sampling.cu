@@ -359,7 +359,74 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(SampleArgs a) {
   }
 }
 
+// The target's log-softmax and the k most likely tokens' (Backend::logprob_rows),
+// as row_logprobs computes them: the maximum by key, the normaliser exp in
+// float summed in double in a fixed order; the i-th most likely is the smallest
+// key after the (i-1)-th's, one pass over the row each (k <= 20, and only rows
+// that asked come here).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) logprob_rows_kernel(LogprobArgs a) {
+  wait_for_prior_grids();
+  __shared__ Shared sh;
+  __shared__ float target_logit;
+  const int32_t r = a.rows[blockIdx.x], target = a.rows[a.m + blockIdx.x];
+  if (threadIdx.x == 0) target_logit = -INFINITY;
+  __syncthreads();
+  const RowRef<T> row{static_cast<const T*>(a.logits) + r * a.cols, a.n * a.cols,
+                      static_cast<int>(a.cols), static_cast<int>(a.vocab)};
+  Key best = kNoLimit;
+  row.for_each([&](uint32_t id, float x) {
+    best = kmin(best, sampling::make_key(x, id));
+    if (static_cast<int32_t>(id) == target) target_logit = sampling::rank_logit(x);
+  });
+  best = block_min(best, sh);
+  const float max_logit = sampling::key_logit(best);
+  float* out = a.out + static_cast<int64_t>(blockIdx.x) * 2 * (1 + a.k);
+  if (!isfinite(max_logit)) {
+    for (int i = threadIdx.x; i < 2 * (1 + a.k); i += kThreads) out[i] = i % 2 ? 0.0f : -1.0f;
+    return;
+  }
+  double s = 0.0;
+  row.for_each([&](uint32_t, float x) {
+    if (x == x) s += static_cast<double>(expf(x - max_logit));
+  });
+  const double log_sum = log(block_sum(s, sh));
+  auto logprob = [&](float x) {
+    return static_cast<float>(static_cast<double>(x) - max_logit - log_sum);
+  };
+  if (threadIdx.x == 0) {
+    out[0] = target >= 0 ? static_cast<float>(target) : -1.0f;
+    out[1] = target >= 0 ? logprob(target_logit) : 0.0f;
+  }
+  Key previous = best;
+  for (int i = 0; i < a.k; ++i) {
+    Key next = best;
+    if (i > 0) {
+      next = kNoLimit;
+      row.for_each([&](uint32_t id, float x) {
+        const Key key = sampling::make_key(x, id);
+        if (key > previous) next = kmin(next, key);
+      });
+      next = block_min(next, sh);
+    }
+    if (threadIdx.x == 0) {
+      const bool have = next != kNoLimit;
+      out[2 + 2 * i] = have ? static_cast<float>(sampling::key_id(next)) : -1.0f;
+      out[3 + 2 * i] = have ? logprob(sampling::key_logit(next)) : 0.0f;
+    }
+    previous = next;
+  }
+}
+
 }  // namespace
+
+void launch_logprob_rows(const LogprobArgs& a, cudaStream_t stream) {
+  if (a.m == 0) return;
+  if (a.bf16_logits)
+    launch_kernel(logprob_rows_kernel<bf16>, static_cast<unsigned>(a.m), kThreads, 0, stream, a);
+  else
+    launch_kernel(logprob_rows_kernel<float>, static_cast<unsigned>(a.m), kThreads, 0, stream, a);
+}
 
 void launch_sample_rows(const SampleArgs& a, cudaStream_t stream) {
   if (a.m == 0) return;
