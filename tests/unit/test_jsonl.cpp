@@ -220,8 +220,10 @@ TEST(JsonlRequest, PromptRules) {
             "line 3: \"prompt\" is text, but this model has no tokenizer: give "
             "\"prompt_tokens\"");
   EXPECT_EQ(e.id_json, "\"p\"");  // the id was usable, so the error line carries it
-  EXPECT_EQ(parse_err(R"({"id":"p"})").error,
-            "line 3: missing the prompt: give \"prompt_tokens\" (token ids) or \"prompt\" (text)");
+  EXPECT_EQ(
+      parse_err(R"({"id":"p"})").error,
+      "line 3: missing the prompt: give \"prompt_tokens\" (token ids) or \"prompt\" (text) or "
+      "\"messages\" (a conversation)");
   EXPECT_EQ(parse_err(R"({"id":"p","prompt":"x","prompt_tokens":[1]})").error,
             "line 3: give either \"prompt_tokens\" or \"prompt\", not both");
   EXPECT_EQ(parse_err(R"({"id":"p","prompt":5})").error,
@@ -640,8 +642,9 @@ TEST(JsonlResultWire, MalformedWireThrows) {
 
 // The known fields, as the error message lists them.
 constexpr const char* kFieldList =
-    "a request's fields are id, prompt, prompt_tokens, max_new_tokens, temperature, top_k, top_p, "
-    "seed, stop, logprobs, ignore_eos, metadata (your own data can go under \"metadata\")";
+    "a request's fields are id, prompt, prompt_tokens, messages, max_new_tokens, temperature, "
+    "top_k, top_p, seed, stop, n, logprobs, top_logprobs, prompt_logprobs, ignore_eos, metadata "
+    "(your own data can go under \"metadata\")";
 
 TEST(JsonlFields, UnknownFieldIsAnErrorNamingItAndTheNearestKnownOne) {
   // The issue's case: this ran greedy (the default) without a word.
@@ -693,7 +696,7 @@ TEST(JsonlFields, UnknownFieldIsAnErrorNamingItAndTheNearestKnownOne) {
 }
 
 TEST(JsonlFields, UnknownFieldFarFromEveryKnownOneListsTheKnownFields) {
-  for (const std::string field : {"max_length", "extra", "xy", "n", "temperature_", "note"}) {
+  for (const std::string field : {"max_length", "extra", "xy", "temperature_", "note"}) {
     const Result e = parse_err(R"({"id":"q","prompt_tokens":[1],")" + field + R"(":0.7})");
     if (field == "temperature_") {  // one edit: not far
       EXPECT_EQ(e.error, R"(line 3: unknown field "temperature_": did you mean "temperature"?)");
@@ -733,7 +736,7 @@ TEST(JsonlFields, AnUnknownFieldsNameIsQuotedAndCut) {
 
 TEST(JsonlFields, EveryKnownFieldIsAccepted) {
   const auto fields = request_fields();
-  ASSERT_EQ(fields.size(), 12u);
+  ASSERT_EQ(fields.size(), 16u);
   EXPECT_EQ(fields.front(), "id");
   EXPECT_EQ(fields.back(), "metadata");
   for (const std::string_view f : fields) {
