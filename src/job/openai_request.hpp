@@ -3,8 +3,8 @@
 //   {"custom_id": "...", "method": "POST", "url": "/v1/chat/completions" | "/v1/completions",
 //    "body": {...}}
 // read into the engine's Request, and the envelope rank 0 keeps to write the
-// line's OpenAI result (job/openai_result.hpp). docs/OPENAI_BATCH.md lists the
-// body fields; a field that would change the result and is not supported makes
+// line's OpenAI result (job/openai_result.hpp). The README ("Chat
+// conversations and OpenAI batch files") lists the body fields; a field that would change the result and is not supported makes
 // the line an error naming it (never silently ignored), bookkeeping fields
 // (user, metadata, store, service_tier) are accepted.
 #include <cstdint>

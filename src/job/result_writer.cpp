@@ -229,6 +229,9 @@ std::string request_to_wire(const Request& r) {
             {"stop", s.stop_token_ids},
             {"stop_strings", s.stop_strings},
             {"logprobs", s.logprobs},
+            {"top_logprobs", s.top_logprobs},
+            {"prompt_logprobs", s.prompt_logprobs},
+            {"n", r.n},
             {"ignore_eos", s.ignore_eos}};
   // As text, not as a value: a JSON value re-read and re-written could differ
   // (object key order, number spelling); a string comes back byte for byte.
@@ -252,6 +255,9 @@ Request request_from_wire(std::string_view text) {
     s.stop_token_ids = j.at("stop").get<std::vector<int32_t>>();
     s.stop_strings = j.at("stop_strings").get<std::vector<std::string>>();
     s.logprobs = j.at("logprobs").get<bool>();
+    s.top_logprobs = j.at("top_logprobs").get<int>();
+    s.prompt_logprobs = j.at("prompt_logprobs").get<bool>();
+    r.n = j.at("n").get<int>();
     s.ignore_eos = j.at("ignore_eos").get<bool>();
     if (const auto m = j.find("metadata"); m != j.end()) r.metadata_json = m->get<std::string>();
     return r;

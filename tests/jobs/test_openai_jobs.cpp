@@ -311,6 +311,29 @@ TEST_F(OpenAiJobs, CompletionsFileWithEchoAndTokenPrompts) {
             "line 5: \"body.suffix\" is not supported (it would change the result)");
 }
 
+// n, top_logprobs and prompt_logprobs reach every group's engine (the wire
+// between ranks carries them): one rank and two groups answer alike, whatever
+// the engine makes of them.
+TEST_F(OpenAiJobs, NTopLogprobsAndPromptLogprobsAnswerAlikeOnEveryLayout) {
+  std::vector<json> lines;
+  for (int i = 0; i < 40; ++i) {
+    json j = {
+        {"id", "r" + std::to_string(i)}, {"messages", conversation(i)}, {"max_new_tokens", 5}};
+    if (i % 4 == 1) j["n"] = 2;
+    if (i % 4 == 2) j["top_logprobs"] = 3;
+    if (i % 4 == 3) j["prompt_logprobs"] = true;
+    lines.push_back(j);
+  }
+  const std::string in = write_lines("features.jsonl", lines);
+  const std::string one = fresh("features-np1.jsonl"), two = fresh("features-np2.jsonl");
+  ASSERT_EQ(job(1, in, one).exit_code, 0);
+  ASSERT_EQ(job(2, in, two, "--max-batch 1").exit_code, 0);
+  const auto a = results_by_id(one), b = results_by_id(two);
+  ASSERT_EQ(a.size(), 40u);
+  ASSERT_EQ(b.size(), 40u);
+  for (const auto& [id, j] : a) expect_near_json(j, b.at(id), id);
+}
+
 TEST_F(OpenAiJobs, KilledAndResumedJobAnswersEveryCustomIdOnceAsAnUninterruptedOne) {
   const std::string in = write_lines("resume.jsonl", chat_requests(48));
   const std::string ref = fresh("resume-ref.jsonl"), out = fresh("resume-out.jsonl");

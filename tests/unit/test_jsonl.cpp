@@ -545,6 +545,9 @@ TEST(JsonlResultWire, RequestRoundTrip) {
   r.sampling.seed = std::numeric_limits<uint64_t>::max();
   r.sampling.stop_token_ids = {2, 32000};
   r.sampling.logprobs = true;
+  r.sampling.top_logprobs = 20;
+  r.sampling.prompt_logprobs = true;
+  r.n = 128;
   const Request b = request_from_wire(request_to_wire(r));
   EXPECT_EQ(b.id_json, r.id_json);
   EXPECT_EQ(b.line, r.line);
@@ -556,6 +559,9 @@ TEST(JsonlResultWire, RequestRoundTrip) {
   EXPECT_EQ(b.sampling.seed, std::numeric_limits<uint64_t>::max());
   EXPECT_EQ(b.sampling.stop_token_ids, r.sampling.stop_token_ids);
   EXPECT_TRUE(b.sampling.logprobs);
+  EXPECT_EQ(b.sampling.top_logprobs, 20);
+  EXPECT_TRUE(b.sampling.prompt_logprobs);
+  EXPECT_EQ(b.n, 128);
 
   r.sampling.seed = 0x8000000000000001ull;
   r.sampling.logprobs = false;
