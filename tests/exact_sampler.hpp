@@ -33,15 +33,6 @@ inline double sampling_bound(int64_t vocab) {
   return std::ldexp(static_cast<double>(vocab), -51);
 }
 
-inline SamplingParams to_params(const RowSampling& q) {
-  SamplingParams p;
-  p.temperature = q.temperature;
-  p.top_k = q.top_k;
-  p.top_p = q.top_p;
-  p.seed = q.seed;
-  p.logprobs = q.logprobs;
-  return p;
-}
 
 inline ExactDraw exact_sample(std::span<const float> logits, const RowSampling& q) {
   using sampling::U128;

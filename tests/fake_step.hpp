@@ -10,20 +10,24 @@
 #include "base/batch.hpp"
 #include "base/sampler.hpp"
 #include "engine/engine.hpp"
+#include "weights/model_config.hpp"
 
 namespace tpinfer::testing {
 
 // batch.logit_rows.size() whole rows of vocab floats.
 using LogitsFn = std::function<void(const BatchLayout& batch, std::vector<float>& logits)>;
 
-inline SamplingParams params_of(const RowSampling& r) {
-  SamplingParams p;
-  p.temperature = r.temperature;
-  p.top_p = r.top_p;
-  p.top_k = r.top_k;
-  p.seed = r.seed;
-  p.logprobs = r.logprobs;
-  return p;
+// Engine options for a model's config and a cache of num_blocks x block_size.
+inline EngineOptions engine_options_for(const ModelConfig& c, int block_size, int num_blocks,
+                                        int max_running = 8, int max_step_tokens = 64) {
+  EngineOptions eo;
+  eo.vocab_size = c.vocab_size;
+  eo.max_context = c.max_position_embeddings;
+  eo.block_size = block_size;
+  eo.num_blocks = num_blocks;
+  eo.max_running = max_running;
+  eo.max_step_tokens = max_step_tokens;
+  return eo;
 }
 
 inline StepFn step_from_logits(LogitsFn logits_of) {
@@ -36,7 +40,7 @@ inline StepFn step_from_logits(LogitsFn logits_of) {
     for (size_t r = 0; r < rows; ++r) {
       const std::span<const float> row(logits.data() + r * vocab, vocab);
       const RowSampling& s = batch.sampling.at(r);
-      const SampledToken t = sample_token(row, params_of(s), s.position);
+      const SampledToken t = sample_token(row, sampling_params(s), s.position);
       out.drawn[r] = {t.token, t.logprob};
     }
   };

@@ -23,12 +23,28 @@ the same way, so its ids equal these for the raw bytes.
     python3 tools/tokenizer_compare.py --write-corpus
     python3 tools/tokenizer_compare.py --out-dir tests/data/tokenizer \\
         llama3=.cache/tokenizers/llama3/tokenizer.json gpt2=.cache/tokenizers/gpt2/tokenizer.json
+
+  3. --bench BIN (needs `tokenizers` too): tpinfer's tokenizer (BIN is
+     build/tests/tokenizer_bench) against `tokenizers` for each NAME=TOKENIZER.json:
+     whether the ids of every corpus string are equal, and encode speed of both
+     on the same text (--text FILE, else a mixed text made from this
+     repository's docs and sources and the corpus, about --text-mb MB), one
+     thread each, line by line, best of 3 runs after a warm-up (both keep a
+     cache of words). Prints a markdown table; exits 1 when ids differ.
+
+    python3 tools/tokenizer_compare.py --bench build/tests/tokenizer_bench \\
+        llama3=build/tokenizers/llama3/tokenizer.json qwen3=build/tokenizers/qwen3/tokenizer.json
 """
 import argparse
+import glob
 import hashlib
 import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
+import time
 import unicodedata
 
 CORPUS = "tests/data/tokenizer/hard_strings.json"
@@ -201,16 +217,93 @@ def compare(name, tok_path, corpus, out_dir):
     return failures
 
 
+def bench_text(mb):
+    """Mixed text of about `mb` MB: prose (docs), code (sources), and the corpus's
+    multilingual strings, one line per line of text."""
+    parts = []
+    for pattern in ("docs/*.md", "README.md", "src/*/*.cpp", "src/*/*.hpp", "tools/*.py"):
+        for path in sorted(glob.glob(pattern)):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                parts.append(f.read())
+    with open(CORPUS, encoding="utf-8") as f:
+        multi = "\n".join(t.replace("\n", " ") for t in json.load(f)["texts"]) + "\n"
+    base = "".join(parts)
+    out, size, i = [], 0, 0
+    while size < mb * 1e6:
+        chunk = base[(i * 200_000) % max(1, len(base)):][:200_000] + multi * 10
+        out.append(chunk)
+        size += len(chunk.encode("utf-8"))
+        i += 1
+    return "".join(out)
+
+
+def bench(bin_path, pairs, text_path, mb):
+    os.environ["RAYON_NUM_THREADS"] = "1"  # before tokenizers starts its pool
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from tokenizers import Tokenizer
+    import tokenizers
+
+    with open(CORPUS, encoding="utf-8") as f:
+        texts = json.load(f)["texts"]
+    tmp = tempfile.mkdtemp(prefix="tokcmp")
+    if not text_path:
+        text_path = os.path.join(tmp, "mixed.txt")
+        with open(text_path, "w", encoding="utf-8") as f:
+            f.write(bench_text(mb))
+    with open(text_path, encoding="utf-8") as f:
+        lines = f.read().splitlines(keepends=True)
+    nbytes = sum(len(l.encode("utf-8")) for l in lines)
+    rows, failed = [], False
+    for name, path in pairs:
+        tok = Tokenizer.from_file(path)
+        want = [tok.encode(t, add_special_tokens=False).ids for t in texts]
+        got = subprocess.run([bin_path, "ids", path], check=True, capture_output=True, text=True,
+                             input="".join(json.dumps(t) + "\n" for t in texts)).stdout
+        got = [json.loads(l) for l in got.splitlines()]
+        same = sum(a == b for a, b in zip(want, got)) if len(got) == len(want) else 0
+        failed |= same != len(texts)
+        out = subprocess.run([bin_path, "speed", path, text_path, "--repeat", "4"], check=True,
+                             capture_output=True, text=True).stdout
+        ours = float(re.match(r"([0-9.]+) MB/s", out).group(1))
+        tok.encode_batch(lines, add_special_tokens=False)  # warm-up, as our best-of-4
+        best = min(timed(lambda: tok.encode_batch(lines, add_special_tokens=False))
+                   for _ in range(3))
+        theirs = nbytes / best / 1e6
+        rows.append((name, f"{same}/{len(texts)}", ours, theirs))
+    print(f"encode speed, one thread, {nbytes / 1e6:.1f} MB of mixed text line by line; "
+          f"tokenizers {tokenizers.__version__}\n")
+    print("| tokenizer | ids equal | tpinfer MB/s | tokenizers MB/s | tpinfer / tokenizers |")
+    print("|---|---|---|---|---|")
+    for name, same, ours, theirs in rows:
+        print(f"| {name} | {same} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f} |")
+    return 1 if failed else 0
+
+
+def timed(f):
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--write-corpus", action="store_true", help=f"write {CORPUS} and stop")
     ap.add_argument("--corpus", default=CORPUS)
     ap.add_argument("--out-dir", default="tests/data/tokenizer")
+    ap.add_argument("--bench", metavar="BIN", help="tpinfer's tokenizer_bench: compare and time")
+    ap.add_argument("--text", help="--bench: the text to time (default: made up, see above)")
+    ap.add_argument("--text-mb", type=float, default=4.0)
     ap.add_argument("tokenizers", nargs="*", metavar="NAME=TOKENIZER.json")
     args = ap.parse_args()
     if args.write_corpus:
         write_corpus(args.corpus)
         return 0
+    if args.bench:
+        pairs = [tuple(p.partition("=")[::2]) for p in args.tokenizers]
+        if not pairs or any(not path for _, path in pairs):
+            ap.error("--bench needs NAME=TOKENIZER.json pairs")
+        return bench(args.bench, [(n, p) for n, p in pairs if os.path.exists(p)],
+                     args.text, args.text_mb)
     if not args.tokenizers:
         ap.error("give NAME=TOKENIZER.json pairs (or --write-corpus)")
     with open(args.corpus, encoding="utf-8") as f:

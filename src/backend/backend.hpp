@@ -19,7 +19,6 @@
 
 #include "base/batch.hpp"
 #include "base/dtype.hpp"
-#include "base/random_fill.hpp"
 
 namespace tpinfer {
 
@@ -72,10 +71,6 @@ class Backend {
   virtual MemoryInfo memory_info() const = 0;
   virtual void upload(const Tensor& dst, const float* src) = 0;  // host fp32 -> dst's dtype
   virtual void download(const Tensor& src, float* dst) = 0;      // src's dtype -> host fp32
-  // dst = the seeded random block `f` describes (random_fill.hpp), rounded to
-  // f.round_to and then stored in dst's dtype. The default computes it on the
-  // host and uploads; a device backend overrides it to make weights in place.
-  virtual void fill_random(const Tensor& dst, const RandomFill& f);
 
   // Step metadata, set once before each forward; the ops below read it.
   virtual void set_batch(const BatchLayout& batch) = 0;

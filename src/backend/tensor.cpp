@@ -24,9 +24,5 @@ Tensor Tensor::rows(int64_t first, int64_t n) const {
   return view;
 }
 
-void Backend::fill_random(const Tensor& dst, const RandomFill& f) {
-  const int64_t cols = dst.shape.size() > 1 ? dst.cols() : 1;
-  upload(dst, random_fill_block(f, dst.rows(), cols).data());
-}
 
 }  // namespace tpinfer

@@ -63,6 +63,16 @@ float sampling_weight(float logit, float max_logit, float temperature) {
   return sampling::weight(logit, max_logit, temperature);
 }
 
+SamplingParams sampling_params(const RowSampling& row) {
+  SamplingParams p;
+  p.temperature = row.temperature;
+  p.top_k = row.top_k;
+  p.top_p = row.top_p;
+  p.seed = row.seed;
+  p.logprobs = row.logprobs;
+  return p;
+}
+
 int32_t greedy_token(std::span<const float> logits) {
   float best = -std::numeric_limits<float>::infinity();
   int32_t token = 0;

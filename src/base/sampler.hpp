@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 
+#include "base/batch.hpp"
 #include "base/request.hpp"
 
 namespace tpinfer {
@@ -15,6 +16,9 @@ struct SampledToken {
   // only when params.logprobs is set (a full pass over the vocabulary), else 0.
   float logprob = 0.0f;
 };
+
+// The settings sample_token reads, from a batch row's.
+SamplingParams sampling_params(const RowSampling& row);
 
 // `position` is the position the sampled token will occupy in its sequence.
 // A backend's sample_rows (backend.hpp) draws the same token from the same

@@ -23,6 +23,7 @@
 #include "base/error.hpp"
 #include "base/philox.hpp"
 #include "job/jsonl.hpp"
+#include "job/model_source.hpp"
 #include "weights/weight_store.hpp"
 
 namespace tpinfer {
@@ -296,30 +297,13 @@ std::vector<Request> read_workload(const std::string& path, const ModelConfig& c
 }
 
 int bench_job(const BenchOptions& o) {
-  World w;
-  agree_on(MPI_COMM_WORLD, [&] { w = make_world(o.tp); });
-  if (w.dp != 1) throw UsageError("bench runs one replica: start it with as many ranks as --tp");
-  ModelConfig config;
-  std::unique_ptr<WeightReader> weights;
-  ShardFiller fill;
-  agree_on(w.world.get(), [&] {
-    if (o.random_weights) {
-      config = read_hf_config_file(o.model_config);
-      check_tp_size(config, o.tp);
-      fill = [&config, seed = o.seed](Backend& b, const Tensor& dst, const TensorShard& s) {
-        b.fill_random(dst, random_fill_of(config, s, seed));
-      };
-    } else {
-      weights = std::make_unique<WeightReader>(o.model, o.replica.verify_weights == "on");
-      weights->validate(o.tp);
-      config = weights->config();
-      fill = upload_from([&](const TensorShard& s) { return weights->read(s); });
-    }
-  });
+  const World w = single_replica_world(o.tp, "bench");
+  ModelSource source = o.random_weights
+                           ? random_model(w, o.model_config, o.tp, o.seed)
+                           : open_model_file(w, o.model, o.tp, o.replica.verify_weights == "on");
+  const ModelConfig config = source.config;
   const double t0 = MPI_Wtime();
-  Replica r;
-  agree_on(w.world.get(), [&] { r = make_replica(w, config, fill, o.replica); });
-  weights.reset();
+  Replica r = load_replica(w, source, o.replica);
 
   Bench b{w, o, config, r};
   const int bytes = dtype_bytes(r.backend->compute_dtype());

@@ -18,8 +18,4 @@ int tokenize_command(int argc, char** argv);    // tpinfer tokenize
 int convert_command(int argc, char** argv);     // tpinfer convert
 int logits_command(int argc, char** argv);      // tpinfer logits
 
-// Reads a Hugging Face config.json; throws InputError / ModelError naming the file.
-struct ModelConfig;
-ModelConfig read_hf_config_file(const std::string& path);
-
 }  // namespace tpinfer

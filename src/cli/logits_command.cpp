@@ -33,6 +33,7 @@
 #include "cli/replica_options.hpp"
 #include "dist/world.hpp"
 #include "job/jsonl.hpp"
+#include "job/model_source.hpp"
 #include "model/model.hpp"
 #include "text/tokenizer.hpp"
 #include "weights/weight_store.hpp"
@@ -97,14 +98,12 @@ struct Prompt {
 
 // Rank 0 reads and tokenizes the prompts; any bad line fails the whole run
 // (a check tool must not silently drop a prompt).
-std::vector<Prompt> read_prompts(const std::string& path, const WeightReader& weights) {
-  const ModelConfig& c = weights.config();
+std::vector<Prompt> read_prompts(const std::string& path, const ModelConfig& c,
+                                 std::shared_ptr<const Tokenizer> tokenizer) {
   RequestRules rules;
   rules.vocab_size = c.vocab_size;
   rules.max_context = c.max_position_embeddings;
-  if (weights.has_tokenizer())
-    rules.tokenizer =
-        std::make_shared<const Tokenizer>(Tokenizer::from_json(weights.tokenizer_json()));
+  rules.tokenizer = std::move(tokenizer);
   RequestReader reader(path, rules);
   std::vector<Prompt> out;
   while (auto line = reader.next()) {
@@ -226,24 +225,16 @@ void prefill_logits(Replica& r, const Prompt& p, bool all_positions, int chunk,
 
 int logits_job(const LogitsOptions& o) {
   const double t_start = MPI_Wtime();
-  World w;
-  agree_on(MPI_COMM_WORLD, [&] { w = make_world(o.tp); });
-  if (w.dp != 1)
-    throw UsageError("logits runs one replica: start it with as many ranks as --tp (" +
-                     std::to_string(o.tp) + "), not " + std::to_string(w.size));
-  std::unique_ptr<WeightReader> weights;
-  agree_on(w.world.get(), [&] {
-    weights = std::make_unique<WeightReader>(o.model);
-    weights->validate(o.tp);
-  });
-  const ModelConfig config = weights->config();
+  const World w = single_replica_world(o.tp, "logits");
+  ModelSource source = open_model_file(w, o.model, o.tp, /*verify_weights=*/true);
+  const ModelConfig config = source.config;
 
   std::string wire;
   std::unique_ptr<NpyWriter> npy;
   std::vector<Prompt> prompts;
   agree_on(w.world.get(), [&] {
     if (w.rank != 0) return;
-    prompts = read_prompts(o.input, *weights);
+    prompts = read_prompts(o.input, config, source.tokenizer);
     int64_t rows = 0;
     for (const auto& p : prompts)
       rows += o.positions == "all" ? static_cast<int64_t>(p.tokens.size()) : 1;
@@ -257,12 +248,7 @@ int logits_job(const LogitsOptions& o) {
   for (const auto& p : prompts) longest = std::max(longest, p.tokens.size());
   ReplicaOptions ro = o.replica;
   ro.kv_blocks = static_cast<int64_t>((longest + ro.block_size - 1) / ro.block_size);
-  Replica r;
-  agree_on(w.world.get(), [&] {
-    r = make_replica(w, config, upload_from([&](const TensorShard& s) { return weights->read(s); }),
-                     ro);
-  });
-  weights.reset();
+  Replica r = load_replica(w, source, ro);
 
   const bool all = o.positions == "all";
   nlohmann::json index_prompts = nlohmann::json::array();

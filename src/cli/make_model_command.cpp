@@ -12,22 +12,6 @@
 
 namespace tpinfer {
 
-ModelConfig read_hf_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError("cannot open config file " + path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError("config file " + path + " is not valid JSON: " + e.what());
-  }
-  try {
-    return config_from_hf_json(j);
-  } catch (const ModelError& e) {
-    throw ModelError(path + ": " + e.what());
-  }
-}
-
 int make_model_command(int argc, char** argv) {
   std::string config_path, output, dtype, tokenizer_path;
   uint64_t seed = 0;

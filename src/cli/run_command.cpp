@@ -23,6 +23,7 @@
 #include "job/group_loop.hpp"
 #include "job/health.hpp"
 #include "job/job_files.hpp"
+#include "job/model_source.hpp"
 #include "model/model.hpp"
 #include "text/tokenizer.hpp"
 #include "weights/content_hash.hpp"
@@ -139,12 +140,10 @@ int run_job(const RunOptions& o) {
     w = make_world(o.tp);
   });
 
-  std::unique_ptr<WeightReader> weights;
-  agree_on(w.world.get(), [&] {
-    weights = std::make_unique<WeightReader>(o.model, o.replica.verify_weights == "on");
-    weights->validate(o.tp);
-  });
-  const ModelConfig config = weights->config();
+  ModelSource source = open_model_file(w, o.model, o.tp, o.replica.verify_weights == "on");
+  const ModelConfig config = source.config;
+  // Every rank holds the tokenizer: each engine matches stop strings itself.
+  const std::shared_ptr<const Tokenizer> tokenizer = source.tokenizer;
 
   // Rank 0 opens input and output before the expensive load, so a bad path fails fast.
   std::unique_ptr<Coordinator> coord;
@@ -154,13 +153,6 @@ int run_job(const RunOptions& o) {
 
   rules.defaults = o.defaults;
   rules.job_seed = static_cast<uint64_t>(o.seed);
-  // Every rank holds the tokenizer: each engine matches stop strings itself.
-  std::shared_ptr<const Tokenizer> tokenizer;
-  agree_on(w.world.get(), [&] {
-    if (weights->has_tokenizer())
-      tokenizer =
-          std::make_shared<const Tokenizer>(Tokenizer::from_json(weights->tokenizer_json()));
-  });
   agree_on(w.world.get(), [&] {
     if (w.rank != 0) return;
     check_job_files({o.input, o.model, o.output, o.metrics});
@@ -180,9 +172,9 @@ int run_job(const RunOptions& o) {
       co.input_format = o.input_format == "openai" ? InputFormat::kOpenAi : InputFormat::kTpinfer;
     // Conversations are rendered here too; a template the renderer cannot run
     // stops the job now, before the load.
-    co.rules.chat =
-        make_chat_prompt({o.chat_template, weights->chat_template(), o.model, config.eos_token_ids},
-                         tokenizer, &co.rules.no_chat_reason);
+    co.rules.chat = make_chat_prompt(
+        {o.chat_template, source.file->chat_template(), o.model, config.eos_token_ids}, tokenizer,
+        &co.rules.no_chat_reason);
     co.rules.model_name = std::filesystem::path(o.model).stem().string();
     co.tp = w.tp;
     // What the results depend on, compared on --resume; "run" is informational.
@@ -223,12 +215,7 @@ int run_job(const RunOptions& o) {
     health = std::make_unique<health::Monitor>(w, std::move(ho));
   });
 
-  Replica r;
-  agree_on(w.world.get(), [&] {
-    r = make_replica(w, config, upload_from([&](const TensorShard& s) { return weights->read(s); }),
-                     o.replica);
-  });
-  weights.reset();
+  Replica r = load_replica(w, source, o.replica);
   health->attach_gpu(r.gpu_pci_bus_id);
   const Model& model = r.model;
   Backend& backend = *r.backend;

@@ -1,13 +1,11 @@
 #pragma once
-// Text <-> token ids from a Hugging Face tokenizer.json (model type BPE):
-//  - byte-level BPE (GPT-2, Llama 3, Qwen2/3): ByteLevel byte map, the GPT-2,
-//    Llama 3 and Qwen2 split regexes (hand-coded matchers), ignore_merges, the
-//    NFC normalizer (Qwen2: Unicode tables from tools/gen_unicode_nfc.py);
-//  - SentencePiece-style BPE (Llama 2, Mistral): metaspace "▁", Prepend/Replace
-//    normalizers or the Metaspace pre-tokenizer, <0xNN> byte fallback.
-// Added tokens (special or not) are matched in the raw text before
-// pre-tokenization (leftmost-longest). An unsupported or malformed file throws
-// tpinfer::ModelError with one line naming the field.
+// Text <-> token ids from a Hugging Face tokenizer.json with a BPE model, run
+// as Hugging Face's tokenizers runs it: added tokens are cut out of the text
+// first, the rest goes through the normalizer (normalizers.hpp), the
+// pre-tokenizer (pre_tokenizers.hpp) and the model (bpe_model.hpp); the
+// post-processor (post_processor.hpp) adds the special tokens a prompt gets;
+// decoding runs the decoder (decoders.hpp). A component or option tpinfer
+// lacks is refused at load: tpinfer::ModelError, one line naming the field.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -23,7 +21,8 @@ class Tokenizer {
   static Tokenizer from_json(const std::string& tokenizer_json_text);
   static Tokenizer from_file(const std::string& path);  // reads the file, then from_json
 
-  // add_special_tokens_bos: prepend bos_id() when the tokenizer has one.
+  // add_special_tokens_bos: add the post-processor's special tokens (a BOS
+  // before the text, and whatever else its template puts around it).
   // Text that is not valid UTF-8 is encoded as its lossy decoding (U+FFFD for
   // each maximal invalid subsequence, as Python's errors="replace" gives).
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens_bos = false) const;
@@ -48,14 +47,19 @@ class Tokenizer {
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tok, bool skip_special_tokens = false);
+  StreamDecoder(const StreamDecoder& o);
+  StreamDecoder& operator=(const StreamDecoder& o);
+  StreamDecoder(StreamDecoder&&) noexcept;
+  StreamDecoder& operator=(StreamDecoder&&) noexcept;
+  ~StreamDecoder();
   std::string push(int32_t id);  // text completed so far, never a partial UTF-8 char
   std::string finish();          // flushes what is held (an incomplete char becomes U+FFFD)
 
  private:
   const Tokenizer* tok_;
   bool skip_special_;
-  bool at_start_ = true;
-  std::string pending_;
+  struct State;  // what the decoder holds between pushes
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace tpinfer

@@ -22,6 +22,15 @@ bool is_number(uint32_t cp) {
   if (cp < 0x80) return cp >= '0' && cp <= '9';
   return in_ranges(kNumberRanges, kNumberRanges_count, cp);
 }
+bool is_mark(uint32_t cp) {
+  return cp >= 0x300 && in_ranges(kMarkRanges, kMarkRanges_count, cp);
+}
+bool is_cased(uint32_t cp) {
+  return in_ranges(kCasedRanges, kCasedRanges_count, cp);
+}
+bool is_case_ignorable(uint32_t cp) {
+  return in_ranges(kCaseIgnorableRanges, kCaseIgnorableRanges_count, cp);
+}
 bool is_whitespace(uint32_t cp) {
   switch (cp) {
     case 0x09:
@@ -161,6 +170,42 @@ std::string take_complete_utf8(std::string& pending, bool final) {
     i = j;
   }
   pending.erase(0, i);
+  return out;
+}
+
+std::string to_lowercase(std::string_view s) {
+  const std::vector<CodePoint> cps = decode_utf8(s);
+  std::string out;
+  out.reserve(s.size());
+  // Skipping case-ignorable characters, is the next one in that direction cased?
+  auto cased_beyond = [&](size_t i, int dir) {
+    for (long k = static_cast<long>(i) + dir; k >= 0 && k < static_cast<long>(cps.size()); k += dir)
+      if (!is_case_ignorable(cps[k].cp)) return is_cased(cps[k].cp);
+    return false;
+  };
+  for (size_t i = 0; i < cps.size(); ++i) {
+    const uint32_t cp = cps[i].cp;
+    if (cp < 0x80) {
+      out += static_cast<char>(cp >= 'A' && cp <= 'Z' ? cp + 32 : cp);
+      continue;
+    }
+    if (cp == 0xFFFD && cps[i].len == 1) {  // an invalid byte stays as it is
+      out += s[cps[i].offset];
+      continue;
+    }
+    if (cp == 0x3A3) {
+      append_utf8(out, cased_beyond(i, -1) && !cased_beyond(i, 1) ? 0x3C2 : 0x3C3);
+      continue;
+    }
+    const LowercaseMapping* end = kLowercaseMappings + kLowercaseMappings_count;
+    const LowercaseMapping* it =
+        std::lower_bound(kLowercaseMappings, end, cp,
+                         [](const LowercaseMapping& m, uint32_t v) { return m.cp < v; });
+    if (it != end && it->cp == cp)
+      for (uint8_t k = 0; k < it->len; ++k) append_utf8(out, kLowercaseCodePoints[it->first + k]);
+    else
+      out.append(s.substr(cps[i].offset, cps[i].len));
+  }
   return out;
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // Unicode helpers for the tokenizer: UTF-8 decoding and the character classes
-// the pre-tokenizer regexes use (\p{L}, \p{N}, \s). Internal to src/text.
+// the tokenizer uses (\p{L}, \p{N}, \p{M}, \s), lowercasing. Internal to src/text.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -16,10 +16,29 @@ extern const CodepointRange kLetterRanges[];
 extern const size_t kLetterRanges_count;
 extern const CodepointRange kNumberRanges[];
 extern const size_t kNumberRanges_count;
+extern const CodepointRange kMarkRanges[];
+extern const size_t kMarkRanges_count;
+extern const CodepointRange kCasedRanges[];
+extern const size_t kCasedRanges_count;
+extern const CodepointRange kCaseIgnorableRanges[];
+extern const size_t kCaseIgnorableRanges_count;
+struct LowercaseMapping {
+  uint32_t cp;
+  uint16_t first;  // index in kLowercaseCodePoints
+  uint8_t len;
+};
+extern const LowercaseMapping kLowercaseMappings[];
+extern const size_t kLowercaseMappings_count;
+extern const uint32_t kLowercaseCodePoints[];
 
 bool is_letter(uint32_t cp);      // general category L*
 bool is_number(uint32_t cp);      // general category N*
+bool is_mark(uint32_t cp);        // general category M*
 bool is_whitespace(uint32_t cp);  // Unicode White_Space property (regex \s)
+
+// Full Unicode lowercasing, as Rust's str::to_lowercase: each character's
+// lowercase mapping, and a capital sigma that ends a word becomes final sigma.
+std::string to_lowercase(std::string_view s);
 
 // One decoded code point and where its bytes lie in the source string.
 struct CodePoint {

@@ -1,4 +1,5 @@
-// NFC (UAX #15): decompose, put combining marks in canonical order, compose.
+// Normalization forms (UAX #15): decompose, put combining marks in canonical
+// order, and for C and KC compose.
 #include "text/unicode_nfc.hpp"
 
 #include <algorithm>
@@ -34,7 +35,15 @@ const CanonicalDecomposition* find_decomposition(uint32_t cp) {
   return it != end && it->cp == cp ? it : nullptr;
 }
 
-void decompose(uint32_t cp, std::vector<uint32_t>& out) {
+const CompatDecomposition* find_compat(uint32_t cp) {
+  const CompatDecomposition* end = kCompatDecompositions + kCompatDecompositions_count;
+  const CompatDecomposition* it =
+      std::lower_bound(kCompatDecompositions, end, cp,
+                       [](const CompatDecomposition& d, uint32_t v) { return d.cp < v; });
+  return it != end && it->cp == cp ? it : nullptr;
+}
+
+void decompose(uint32_t cp, bool compat, std::vector<uint32_t>& out) {
   if (cp >= kSBase && cp < kSBase + kSCount) {
     const uint32_t s = cp - kSBase;
     out.push_back(kLBase + s / kNCount);
@@ -42,13 +51,19 @@ void decompose(uint32_t cp, std::vector<uint32_t>& out) {
     if (s % kTCount != 0) out.push_back(kTBase + s % kTCount);
     return;
   }
+  if (compat && cp >= 0xA0) {
+    if (const CompatDecomposition* k = find_compat(cp)) {
+      for (uint8_t i = 0; i < k->len; ++i) decompose(kCompatCodePoints[k->first + i], true, out);
+      return;
+    }
+  }
   const CanonicalDecomposition* d = cp >= 0xC0 ? find_decomposition(cp) : nullptr;
   if (!d) {
     out.push_back(cp);
     return;
   }
-  decompose(d->first, out);
-  if (d->second != 0) decompose(d->second, out);
+  decompose(d->first, compat, out);
+  if (d->second != 0) decompose(d->second, compat, out);
 }
 
 // The primary composites, keyed by their pair.
@@ -87,18 +102,28 @@ uint8_t canonical_combining_class(uint32_t cp) {
   return it != kCombiningClasses && cp <= (it - 1)->hi ? (it - 1)->ccc : 0;
 }
 
-std::string nfc(std::string_view text) {
-  if (std::all_of(text.begin(), text.end(),
-                  [](char c) { return static_cast<unsigned char>(c) < kFirstByteOfU0300; }))
-    return std::string(text);
+namespace {
 
+std::string to_utf8(const std::vector<uint32_t>& buf, size_t n) {
+  std::string out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (buf[i] & kRawByte)
+      out += static_cast<char>(buf[i] & 0xFF);
+    else
+      append_utf8(out, buf[i]);
+  }
+  return out;
+}
+
+std::string normalize(std::string_view text, bool compat, bool compose_pairs) {
   std::vector<uint32_t> buf;
   buf.reserve(text.size());
   for (const CodePoint& c : decode_utf8(text)) {
     if (c.cp == 0xFFFD && c.len == 1)  // an invalid byte (a real U+FFFD has 3)
       buf.push_back(kRawByte | static_cast<unsigned char>(text[c.offset]));
     else
-      decompose(c.cp, buf);
+      decompose(c.cp, compat, buf);
   }
 
   // Canonical ordering: each run of non-starters sorted by class, stably.
@@ -120,6 +145,8 @@ std::string nfc(std::string_view text) {
     }
     i = j;
   }
+
+  if (!compose_pairs) return to_utf8(buf, buf.size());
 
   // Canonical composition: a character joins the last starter unless blocked by
   // a character in between of class 0 or of a class >= its own.
@@ -146,15 +173,30 @@ std::string nfc(std::string_view text) {
     ++kept;
   }
 
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < kept; ++i) {
-    if (buf[i] & kRawByte)
-      out += static_cast<char>(buf[i] & 0xFF);
-    else
-      append_utf8(out, buf[i]);
-  }
-  return out;
+  return to_utf8(buf, kept);
+}
+
+bool ascii(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+}  // namespace
+
+std::string nfc(std::string_view text) {
+  if (std::all_of(text.begin(), text.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < kFirstByteOfU0300; }))
+    return std::string(text);
+  return normalize(text, false, true);
+}
+std::string nfd(std::string_view text) {
+  return ascii(text) ? std::string(text) : normalize(text, false, false);
+}
+std::string nfkd(std::string_view text) {
+  return ascii(text) ? std::string(text) : normalize(text, true, false);
+}
+std::string nfkc(std::string_view text) {
+  return ascii(text) ? std::string(text) : normalize(text, true, true);
 }
 
 }  // namespace tpinfer::tokenizer_detail

@@ -1,7 +1,8 @@
 #pragma once
-// Unicode Normalization Form C (UAX #15), for the tokenizer's "NFC" normalizer
-// (Qwen2's tokenizer.json has one). Internal to src/text. The tables come from
-// tools/gen_unicode_nfc.py (src/text/tokenizer_nfc_tables.cpp).
+// Unicode normalization forms C, D, KC and KD (UAX #15), for the tokenizer's
+// NFC/NFD/NFKC/NFKD normalizers (Qwen2's tokenizer.json has NFC). Internal to
+// src/text. The tables come from tools/gen_unicode_nfc.py
+// (src/text/tokenizer_nfc_tables.cpp).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -17,10 +18,18 @@ struct CanonicalDecomposition {
   uint32_t cp, first, second;  // second == 0: a singleton
   uint8_t composes;            // 1: a primary composite (not composition-excluded)
 };
+struct CompatDecomposition {
+  uint32_t cp;
+  uint16_t first;  // index in kCompatCodePoints
+  uint8_t len;
+};
 extern const CombiningClassRange kCombiningClasses[];
 extern const size_t kCombiningClasses_count;
 extern const CanonicalDecomposition kCanonicalDecompositions[];
 extern const size_t kCanonicalDecompositions_count;
+extern const CompatDecomposition kCompatDecompositions[];
+extern const size_t kCompatDecompositions_count;
+extern const uint32_t kCompatCodePoints[];
 
 uint8_t canonical_combining_class(uint32_t cp);
 
@@ -29,5 +38,10 @@ uint8_t canonical_combining_class(uint32_t cp);
 // are copied unchanged and block composition across them, as a character of
 // class 0 that composes with nothing would.
 std::string nfc(std::string_view text);
+// The other forms, by the same rules: NFD decomposes and orders only; NFKD and
+// NFKC also apply the compatibility decompositions.
+std::string nfd(std::string_view text);
+std::string nfkd(std::string_view text);
+std::string nfkc(std::string_view text);
 
 }  // namespace tpinfer::tokenizer_detail

@@ -1,6 +1,7 @@
 #include "weights/model_config.hpp"
 
 #include <algorithm>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
@@ -152,6 +153,22 @@ void validate_config(const ModelConfig& c) {
     throw ModelError("config head_dim " + std::to_string(c.head_dim) + " must be even for RoPE");
   if (c.rope_theta <= 0) throw ModelError("config rope_theta must be > 0");
   if (c.rms_norm_eps <= 0) throw ModelError("config rms_norm_eps must be > 0");
+}
+
+ModelConfig read_hf_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError("cannot open config file " + path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError("config file " + path + " is not valid JSON: " + e.what());
+  }
+  try {
+    return config_from_hf_json(j);
+  } catch (const ModelError& e) {
+    throw ModelError(path + ": " + e.what());
+  }
 }
 
 }  // namespace tpinfer

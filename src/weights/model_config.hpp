@@ -40,6 +40,8 @@ struct ModelConfig {
 
 // Parses a Hugging Face config.json object; throws ModelError naming the field and rule.
 ModelConfig config_from_hf_json(const nlohmann::json& j);
+// The same from a config.json file (InputError when unreadable or not JSON).
+ModelConfig read_hf_config_file(const std::string& path);
 // The JSON stored in the weight file's `config` attribute (HF field names, round-trips).
 nlohmann::json config_to_json(const ModelConfig& c);
 // Checks the sizes are positive and consistent; throws ModelError naming the rule.

@@ -95,7 +95,7 @@ int check_against_host(const std::vector<Row>& rows, const std::vector<float>& g
       continue;
     }
     if (exact.token < 0) continue;
-    const SampledToken host = sample_token(row.logits, to_params(row.q), row.q.position);
+    const SampledToken host = sample_token(row.logits, sampling_params(row.q), row.q.position);
     if (host.token != exact.token) {
       ++near_boundary;
       EXPECT_LE(exact.margin, sampling_bound(vocab))
@@ -215,7 +215,7 @@ TEST(CudaSamplingForward, DrawsFromTheModelsRowsOnTheDevice) {
     const std::span<const float> row(rows.data() + i * v, static_cast<size_t>(v));
     const RowSampling& q = b.sampling[i];
     EXPECT_EQ(out.drawn[i].token, exact_sample(row, q).token) << "row " << i;
-    const SampledToken host = sample_token(row, to_params(q), q.position);
+    const SampledToken host = sample_token(row, sampling_params(q), q.position);
     if (q.logprobs) {
       EXPECT_NEAR(out.drawn[i].logprob, host.logprob, 1e-5) << "row " << i;
     } else {

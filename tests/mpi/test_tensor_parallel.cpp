@@ -8,6 +8,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "../fake_step.hpp"
 #include "../mpi_world.hpp"
 #include "backend/backend.hpp"
 #include "backend/cpu/cpu_backend.hpp"
@@ -173,13 +174,7 @@ TEST_P(TensorParallel, GreedyTokensMatchTp1) {
   const ModelConfig c = config_gqa_llama3();
   auto generate = [&](MPI_Comm comm) {
     Replica rep(c, comm, 64, 4);
-    EngineOptions eo;
-    eo.vocab_size = c.vocab_size;
-    eo.max_context = c.max_position_embeddings;
-    eo.block_size = 4;
-    eo.num_blocks = 64;
-    eo.max_running = 8;
-    eo.max_step_tokens = 64;
+    const EngineOptions eo = testing::engine_options_for(c, 4, 64, 8, 64);
     Engine engine(eo, [&](const BatchLayout& b, StepTokens& out) {
       step_tokens(rep.model, *rep.backend, b, out);
     });

@@ -30,17 +30,7 @@ namespace tpinfer {
 namespace {
 
 namespace fs = std::filesystem;
-using test::bits_of;
-using test::expect_model_error;
-using test::float_of;
-using test::random_model_tensors;
-using test::st_image;
-using test::st_round;
-using test::st_tensor;
-using test::StTensor;
-using test::write_bytes;
-using test::write_hf_dir;
-using test::write_json;
+using namespace test;
 
 const fs::path kTokenizerData =
     fs::path(__FILE__).parent_path().parent_path() / "data" / "tokenizer";

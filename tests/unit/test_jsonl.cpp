@@ -472,14 +472,21 @@ TEST(JsonlRequestReader, OpenAndReadFailures) {
 
 // ---------------------------------------------------------------- output lines
 
-TEST(JsonlResult, FinishedResultLine) {
+// A result of one completion.
+Result finished(const std::string& id_json, int64_t line, std::vector<int32_t> tokens,
+                const std::string& finish_reason, int64_t prompt_tokens) {
   Result r;
+  r.id_json = id_json;
+  r.line = line;
   r.choices.resize(1);
-  r.id_json = "\"a\"";
-  r.line = 5;
-  r.choices.at(0).tokens = {5, 6, 7};
-  r.choices.at(0).finish_reason = "stop";
-  r.prompt_tokens = 3;
+  r.choices[0].tokens = std::move(tokens);
+  r.choices[0].finish_reason = finish_reason;
+  r.prompt_tokens = prompt_tokens;
+  return r;
+}
+
+TEST(JsonlResult, FinishedResultLine) {
+  Result r = finished("\"a\"", 5, {5, 6, 7}, "stop", 3);
   EXPECT_EQ(result_to_json(r),
             R"({"id":"a","tokens":[5,6,7],"finish_reason":"stop","prompt_tokens":3,)"
             R"("completion_tokens":3})");
@@ -488,6 +495,43 @@ TEST(JsonlResult, FinishedResultLine) {
   r.choices.at(0).finish_reason = "length";
   EXPECT_EQ(result_to_json(r), R"({"id":42,"tokens":[],"finish_reason":"length","prompt_tokens":3,)"
                                R"("completion_tokens":0})");
+}
+
+TEST(JsonlResult, NCompletionsGoInChoicesWithTheirOwnFields) {
+  Result r = finished("\"n\"", 2, {4, 5}, "stop", 3);
+  r.choices.push_back(r.choices[0]);
+  r.choices[1].tokens = {6, 7, 8};
+  r.choices[1].finish_reason = "length";
+  r.choices[1].logprobs = {-1.0f, -2.0f, -0.5f};
+  EXPECT_EQ(result_to_json(r),
+            R"({"id":"n","prompt_tokens":3,"completion_tokens":5,"choices":[)"
+            R"({"index":0,"tokens":[4,5],"finish_reason":"stop","completion_tokens":2},)"
+            R"({"index":1,"tokens":[6,7,8],"finish_reason":"length","completion_tokens":3,)"
+            R"("logprobs":[-1,-2,-0.5]}]})");
+}
+
+TEST(JsonlResult, TopLogprobsAndPromptLogprobsAreParallelArrays) {
+  Result r = finished("1", 1, {9, 3}, "length", 3);
+  r.choices[0].logprobs = {-0.5f, -0.25f};
+  r.choices[0].top_logprobs = {{{9, -0.5f}, {2, -1.0f}}, {{3, -0.25f}, {9, -2.0f}}};
+  r.prompt_logprobs = {-3.0f, -0.125f};
+  EXPECT_EQ(result_to_json(r),
+            R"({"id":1,"tokens":[9,3],"finish_reason":"length","prompt_tokens":3,)"
+            R"("completion_tokens":2,"logprobs":[-0.5,-0.25],"top_logprobs":[)"
+            R"([{"token":9,"logprob":-0.5},{"token":2,"logprob":-1}],)"
+            R"([{"token":3,"logprob":-0.25},{"token":9,"logprob":-2}]],)"
+            R"("prompt_logprobs":[null,-3,-0.125]})");
+  // And across the wire, bit for bit, with each completion's stop-string cut.
+  r.choices.push_back(r.choices[0]);
+  r.choices[1].text_bytes = 5;
+  const Result back = result_from_wire(result_to_wire(r));
+  ASSERT_EQ(back.choices.size(), 2u);
+  EXPECT_EQ(back.choices[1].text_bytes, 5);
+  EXPECT_EQ(back.choices[0].text_bytes, -1);
+  ASSERT_EQ(back.choices[1].top_logprobs.size(), 2u);
+  EXPECT_EQ(back.choices[1].top_logprobs[1][1].token, 9);
+  EXPECT_EQ(back.choices[1].top_logprobs[1][1].logprob, -2.0f);
+  EXPECT_EQ(back.prompt_logprobs, r.prompt_logprobs);
 }
 
 TEST(JsonlResult, LogprobsOnlyWhenPresentAndShortest) {
@@ -573,13 +617,7 @@ TEST(JsonlResultWire, RequestRoundTrip) {
 }
 
 TEST(JsonlResultWire, ResultRoundTripIsBitExact) {
-  Result r;
-  r.choices.resize(1);
-  r.id_json = "18446744073709551615";
-  r.line = 4;
-  r.choices.at(0).tokens = {1, 2, 3};
-  r.choices.at(0).finish_reason = "length";
-  r.prompt_tokens = 9;
+  Result r = finished("18446744073709551615", 4, {1, 2, 3}, "length", 9);
   r.choices.at(0).logprobs = {-0.0f,
                               0.1f,
                               -std::numeric_limits<float>::infinity(),

@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "../fake_step.hpp"
 #include "backend/backend.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "base/collectives.hpp"
@@ -69,13 +70,7 @@ TEST_F(Logprobs, AreTheRawSoftmaxOfTheChosenTokensWhateverTheSampling) {
     "torch_dtype": "float32"})"));
   auto backend = make_cpu_backend(single_process_collectives(), 1);
   Model m = make_model(*backend, c);
-  EngineOptions eo;
-  eo.vocab_size = c.vocab_size;
-  eo.max_context = c.max_position_embeddings;
-  eo.block_size = kBlock;
-  eo.num_blocks = kBlocks;
-  eo.max_running = 8;
-  eo.max_step_tokens = 64;
+  const EngineOptions eo = testing::engine_options_for(c, kBlock, kBlocks);
   Engine engine(eo,
                 [&](const BatchLayout& b, StepTokens& out) { step_tokens(m, *backend, b, out); });
 

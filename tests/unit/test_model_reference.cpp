@@ -12,6 +12,7 @@
 #include "backend/backend.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "base/collectives.hpp"
+#include "job/model_source.hpp"
 #include "model/model.hpp"
 #include "weights/weight_store.hpp"
 
@@ -206,10 +207,7 @@ TEST_F(ModelReference, BackendRandomFillEqualsTheFileValues) {
   for (int rank = 0; rank < 2; ++rank) {
     Model from_reader = load_model(
         *backend, c, rank, 2, [&](const TensorShard& s) { return random_tensor_values(c, s, 9); });
-    Model from_fill =
-        load_model(*backend, c, rank, 2, [&](Backend& b, const Tensor& dst, const TensorShard& s) {
-          b.fill_random(dst, random_fill_of(c, s, 9));
-        });
+    Model from_fill = load_model(*backend, c, rank, 2, random_weights(c, 9));
     auto host = [&](const Tensor& t) {
       std::vector<float> v(static_cast<size_t>(t.numel()));
       backend->download(t, v.data());

@@ -19,16 +19,7 @@ namespace tpinfer {
 namespace {
 
 namespace fs = std::filesystem;
-using test::bits_of;
-using test::expect_model_error;
-using test::float_of;
-using test::st_encode;
-using test::st_image;
-using test::st_raw;
-using test::st_round;
-using test::st_tensor;
-using test::StTensor;
-using test::write_bytes;
+using namespace test;
 
 std::string tmp_file(const std::string& suffix = "") {
   fs::create_directories(TPINFER_TEST_TMP);

@@ -166,8 +166,7 @@ TEST_F(SampleRows, CpuBackendIsSampleTokenRowByRowInBothLayouts) {
         EXPECT_EQ(got[2 * i], -1.0f) << which[i];
         continue;
       }
-      const SampledToken want =
-          sample_token(row.logits, testing_exact::to_params(row.q), row.q.position);
+      const SampledToken want = sample_token(row.logits, sampling_params(row.q), row.q.position);
       EXPECT_EQ(got[2 * i], static_cast<float>(want.token))
           << "parts " << parts << " row " << which[i];
       EXPECT_EQ(got[2 * i + 1], want.logprob) << "parts " << parts << " row " << which[i];
@@ -198,8 +197,7 @@ TEST(ExactSampler, SampleTokenAgreesWithItExceptWithinTheBound) {
   for (int64_t vocab : {int64_t{1000}, int64_t{32000}}) {
     const std::vector<Row> rows = random_rows(vocab, vocab == 1000 ? 3000 : 400, 77 + vocab);
     for (const Row& row : rows) {
-      const SampledToken host =
-          sample_token(row.logits, testing_exact::to_params(row.q), row.q.position);
+      const SampledToken host = sample_token(row.logits, sampling_params(row.q), row.q.position);
       const testing_exact::ExactDraw exact = testing_exact::exact_sample(row.logits, row.q);
       ++compared;
       sampled += row.q.temperature > 0 && row.q.top_k != 1;
@@ -229,13 +227,7 @@ TEST_F(SampleRows, EngineTakesForwardsDrawsAndTheyEqualHostSampling) {
                          [&](const TensorShard& s) { return random_tensor_values(c, s, 5); });
     allocate_kv_cache(m, *backend, 64, 4);
     allocate_workspace(m, *backend, 64, 8);
-    EngineOptions eo;
-    eo.vocab_size = c.vocab_size;
-    eo.max_context = c.max_position_embeddings;
-    eo.block_size = 4;
-    eo.num_blocks = 64;
-    eo.max_running = 8;
-    eo.max_step_tokens = 64;
+    const EngineOptions eo = testing::engine_options_for(c, 4, 64, 8, 64);
     // Drawn where the logits are (the job's step), or from whole rows sampled
     // on the host.
     const StepFn host_sampled = testing::step_from_logits(

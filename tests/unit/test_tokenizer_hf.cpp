@@ -126,4 +126,6 @@ TEST_P(HfTokenizer, IdsAndDecodingMatchHuggingFace) {
 
 INSTANTIATE_TEST_SUITE_P(Tokenizer, HfTokenizer,
                          ::testing::Values("tiny_gpt2", "tiny_llama3", "tiny_llama2", "gpt2",
-                                           "llama3", "llama2", "qwen3"));
+                                           "llama3", "llama2", "qwen3", "llama3_1", "gpt4o",
+                                           "gptoss", "deepseek_v3", "gemma3", "mistral_nemo",
+                                           "claude", "gemini", "gpt35turbo"));

@@ -26,9 +26,7 @@ namespace tpinfer {
 namespace {
 
 namespace fs = std::filesystem;
-using test::bits_of;
-using test::expect_model_error;
-using test::float_of;
+using namespace test;
 
 // One file per test so that ctest may run the tests in parallel.
 std::string tmp_file(const std::string& suffix = "") {

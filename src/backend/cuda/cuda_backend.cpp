@@ -206,7 +206,7 @@ class CudaBackend final : public Backend {
     }
   }
 
-  void fill_random(const Tensor& dst, const RandomFill& f) override {
+  void fill_random(const Tensor& dst, const RandomFill& f) {
     check_storage(dst, "fill_random", "dst");
     const int64_t rows = dst.rows(), cols = dst.shape.size() > 1 ? dst.cols() : 1;
     cuda::launch_fill_random(dst.data, dst.dtype, rows, cols, f, stream_.get());
@@ -694,6 +694,12 @@ std::string cuda_pci_bus_id(int device) {
     return "";
   }
   return id;
+}
+
+void cuda_fill_random(Backend& backend, const Tensor& dst, const RandomFill& f) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  TPINFER_ASSERT(cuda, "cuda_fill_random on a " + backend.name() + " backend");
+  cuda->fill_random(dst, f);
 }
 
 CudaGraphStats cuda_graph_stats(const Backend& backend) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "backend/backend.hpp"
+#include "base/random_fill.hpp"
 
 namespace tpinfer {
 
@@ -55,6 +56,11 @@ struct CudaBackendOptions {
 // when the device, cuBLASLt or the communicator cannot be set up, and
 // RestartableError when no arena size down to min_arena_bytes can be allocated.
 std::unique_ptr<Backend> make_cuda_backend(MPI_Comm tp_comm, const CudaBackendOptions& options);
+
+// dst = the seeded random block `f` describes (base/random_fill.hpp), made on
+// the GPU in place (random weights for benchmarks, without a host round trip).
+// `backend` must be a cuda backend.
+void cuda_fill_random(Backend& backend, const Tensor& dst, const RandomFill& f);
 
 // What a cuda backend has done with CUDA graphs (decode steps recorded, and
 // steps replayed from a recording); zeros for any other backend.
