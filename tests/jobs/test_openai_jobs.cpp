@@ -398,6 +398,25 @@ TEST_F(OpenAiJobs, StartUpAndStrictErrors) {
   EXPECT_NE(r.output.find("line 3: \"body.frequency_penalty\" = 1.5 is not supported"),
             std::string::npos)
       << r.output;
+  // OpenAI results are text: a model without a tokenizer is refused at start-up.
+  const std::string config = tmp_path("openai-notok-config.json"),
+                    bare = tmp_path("openai-notok.h5");
+  std::ofstream(config) << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+      "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4,
+      "num_key_value_heads": 2, "vocab_size": 600, "max_position_embeddings": 64,
+      "torch_dtype": "float32"})";
+  ASSERT_EQ(
+      tpinfer_cli("make-model --config " + config + " --output " + bare + " --seed 1").exit_code,
+      0);
+  out = fresh("notok-out.jsonl");
+  r = run_shell(std::string(kTimeout) + TPINFER_MPIRUN + " -np 1 " + TPINFER_BIN + " run --model " +
+                bare + " --input " + strict_in + " --output " + out);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("is an OpenAI batch file, whose results are text, and the model has no "
+                          "tokenizer"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(out));
   // Read as native lines, every OpenAI line is an error naming its fields.
   out = fresh("forced-native.jsonl");
   r = job(1, strict_in, out, "--input-format tpinfer");
