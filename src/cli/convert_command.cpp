@@ -28,7 +28,7 @@ std::string ids_str(const std::vector<int64_t>& ids) {
 
 int convert_command(int argc, char** argv) {
   std::string hf_dir, output, dtype;
-  bool no_tokenizer = false, quiet = false;
+  bool no_tokenizer = false, no_chat_template = false, quiet = false;
   po::options_description desc("tpinfer convert options");
   // clang-format off
   desc.add_options()
@@ -39,11 +39,16 @@ int convert_command(int argc, char** argv) {
       ("output", po::value(&output), "model file to write (HDF5, format version 1)")
       ("dtype", po::value(&dtype),
        "storage dtype: bf16 | fp16 | fp32 (default: config.json's torch_dtype, else bf16)")
-      ("no-tokenizer", po::bool_switch(&no_tokenizer), "leave tokenizer.json out")
+      ("no-tokenizer", po::bool_switch(&no_tokenizer),
+       "leave tokenizer.json out (and the chat template with it)")
+      ("no-chat-template", po::bool_switch(&no_chat_template),
+       "leave the chat template out (tokenizer_config.json's chat_template or "
+       "chat_template.jinja)")
       ("quiet", po::bool_switch(&quiet), "no progress line per tensor");
   // clang-format on
   auto vm = parse_options(
-      "usage: tpinfer convert --hf DIR --output M.h5 [--dtype bf16|fp16|fp32] [--no-tokenizer]",
+      "usage: tpinfer convert --hf DIR --output M.h5 [--dtype bf16|fp16|fp32] [--no-tokenizer] "
+      "[--no-chat-template]",
       desc, argc, argv);
   if (!vm) return kExitOk;
   require(*vm, "hf");
@@ -52,6 +57,7 @@ int convert_command(int argc, char** argv) {
   opts.hf_dir = hf_dir;
   opts.output = output;
   opts.with_tokenizer = !no_tokenizer;
+  opts.with_chat_template = !no_chat_template;
   if (!dtype.empty()) {
     try {
       opts.dtype = dtype_from_name(dtype);
@@ -85,6 +91,11 @@ int convert_command(int argc, char** argv) {
   else
     std::printf("tokenizer: none%s; requests need prompt_tokens\n",
                 no_tokenizer ? " (--no-tokenizer)" : " (no tokenizer.json)");
+  if (s.chat_template.chat)
+    std::printf("chat template: stored (%zu bytes, from %s); requests may send \"messages\"\n",
+                s.chat_template.chat->source.size(), s.chat_template.from.c_str());
+  else if (s.tokenizer)
+    std::printf("chat template: none%s\n", no_chat_template ? " (--no-chat-template)" : "");
   if (c.eos_token_ids.empty())
     std::printf(
         "generation stops at max_new_tokens only (no eos_token_id in config.json or "
@@ -97,6 +108,8 @@ int convert_command(int argc, char** argv) {
   if (s.tokenizer)
     for (const std::string& w : s.tokenizer->warnings)
       std::fprintf(stderr, "tpinfer: warning: %s\n", w.c_str());
+  for (const std::string& w : s.chat_template.warnings)
+    std::fprintf(stderr, "tpinfer: warning: %s\n", w.c_str());
   return kExitOk;
 }
 

@@ -33,6 +33,12 @@ int info_command(int argc, char** argv) {
               model.c_str(), config_to_json(c).dump().c_str(), static_cast<long long>(params),
               params / 1e9, static_cast<long long>(file_bytes));
   std::printf("tokenizer: %s\n", reader.has_tokenizer() ? "yes" : "no");
+  if (const std::optional<StoredChatTemplate> chat = reader.chat_template())
+    std::printf("chat template: yes (%zu bytes; bos_token %s, eos_token %s)\n", chat->source.size(),
+                chat->bos_token ? nlohmann::json(*chat->bos_token).dump().c_str() : "none",
+                chat->eos_token ? nlohmann::json(*chat->eos_token).dump().c_str() : "none");
+  else
+    std::printf("chat template: no (run with --chat-template FILE to send \"messages\")\n");
   std::printf("at tp %d (bytes per rank, in the file's dtype; KV cache per token in it too):\n",
               tp);
   for (int r = 0; r < tp; ++r) {

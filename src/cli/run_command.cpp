@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 
 #include "backend/backend.hpp"
@@ -17,6 +18,7 @@
 #include "dist/watchdog.hpp"
 #include "dist/world.hpp"
 #include "engine/engine.hpp"
+#include "job/chat_prompt.hpp"
 #include "job/coordinator.hpp"
 #include "job/group_loop.hpp"
 #include "job/health.hpp"
@@ -52,6 +54,8 @@ struct RunOptions {
   double collective_timeout = 300.0;
   std::string metrics;  // --metrics FILE: health metrics, one JSON line per interval
   double health_interval = 5.0;
+  std::string input_format = "auto";  // auto | tpinfer | openai
+  std::string chat_template;          // --chat-template FILE; empty: the model's
 };
 
 std::optional<RunOptions> parse_run_options(int argc, char** argv) {
@@ -93,7 +97,14 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
       "clocks, throttle reasons, ECC errors)")(
       "health-interval", po::value(&o.health_interval)->default_value(5.0),
       "seconds between health reports (metrics lines; a rank without progress is named in the "
-      "log)");
+      "log)")(
+      "input-format", po::value(&o.input_format)->default_value("auto"),
+      "auto | tpinfer | openai: tpinfer's request lines, or OpenAI Batch API lines "
+      "(custom_id, method, url, body) answered with OpenAI batch output lines; auto decides "
+      "from the first non-blank line")(
+      "chat-template", po::value(&o.chat_template),
+      "Jinja chat template file for requests with \"messages\", instead of the one stored in "
+      "the model file");
   add_replica_options(desc, o.replica);
   auto vm = parse_options(kRunUsage, desc, argc, argv);
   if (!vm) return std::nullopt;
@@ -113,6 +124,8 @@ std::optional<RunOptions> parse_run_options(int argc, char** argv) {
   // 0 syncs after every result.
   check_number("checkpoint-interval", o.checkpoint_interval, 0, false);
   if (o.repair && !o.resume) throw UsageError("--repair goes with --resume (it repairs OUTPUT)");
+  if (o.input_format != "auto" && o.input_format != "tpinfer" && o.input_format != "openai")
+    throw UsageError("--input-format " + o.input_format + ": must be auto, tpinfer or openai");
   return o;
 }
 
@@ -155,6 +168,14 @@ int run_job(const RunOptions& o) {
     co.repair = o.repair;
     // Rank 0 alone reads and writes text: prompts to ids, results to text.
     co.tokenizer = tokenizer;
+    if (o.input_format != "auto")
+      co.input_format = o.input_format == "openai" ? InputFormat::kOpenAi : InputFormat::kTpinfer;
+    // Conversations are rendered here too; a template the renderer cannot run
+    // stops the job now, before the load.
+    co.rules.chat = make_chat_prompt(
+        {o.chat_template, source.file->chat_template(), o.model, config.eos_token_ids}, tokenizer,
+        &co.rules.no_chat_reason);
+    co.rules.model_name = std::filesystem::path(o.model).stem().string();
     co.tp = w.tp;
     // What the results depend on, compared on --resume; "run" is informational.
     const SamplingParams& d = o.defaults;
@@ -174,6 +195,9 @@ int run_job(const RunOptions& o) {
     // keep it. Only named when set, so manifests written before it still match.
     if (o.replica.kv_cache_dtype != "auto")
       co.manifest["settings"]["kv_cache_dtype"] = o.replica.kv_cache_dtype;
+    // A template from a file changes the prompts as the model's own cannot
+    // (that one is in the model's fingerprint).
+    if (!o.chat_template.empty()) co.manifest["chat_template"] = file_fingerprint(o.chat_template);
     coord = std::make_unique<Coordinator>(w.world.get(), co);
   });
 

@@ -1,6 +1,7 @@
 #include "job/coordinator.hpp"
 
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include "dist/mpi_messages.hpp"
 #include "dist/signals.hpp"
 #include "dist/watchdog.hpp"
+#include "job/openai_result.hpp"
 
 namespace tpinfer {
 
@@ -166,15 +168,33 @@ void PendingSends::wait_all() {
 }
 
 namespace {
-Coordinator::Options reading_text_with_tokenizer(Coordinator::Options o) {
+// The settings the readers and the manifest need, settled before either is
+// made: the tokenizer for text, the input's format, and the job's "created".
+Coordinator::Options settled(Coordinator::Options o) {
   o.rules.tokenizer = o.tokenizer;
+  o.rules.format = o.input_format ? *o.input_format : detect_input_format(o.input);
+  if (o.rules.format == InputFormat::kOpenAi && !o.tokenizer)
+    throw ModelError("input " + o.input +
+                     " is an OpenAI batch file, whose results are text, and the model has no "
+                     "tokenizer (convert it with its tokenizer.json)");
+  o.manifest["input_format"] = input_format_name(o.rules.format);
+  int64_t created = o.created > 0 ? o.created : static_cast<int64_t>(std::time(nullptr));
+  if (o.resume) {
+    // The lines written before said this; the rest must say the same.
+    const nlohmann::json previous = read_manifest(o.output);
+    if (previous.is_object() && previous.contains("created") &&
+        previous["created"].is_number_integer())
+      created = previous["created"].get<int64_t>();
+  }
+  o.created = created;
+  o.manifest["created"] = created;
   return o;
 }
 }  // namespace
 
 Coordinator::Coordinator(MPI_Comm comm, Options options)
     : comm_(comm),
-      opt_(reading_text_with_tokenizer(std::move(options))),
+      opt_(settled(std::move(options))),
       lock_(opt_.output),
       guard_(opt_.output, opt_.manifest),
       finished_(prepare_output(opt_)),
@@ -226,6 +246,9 @@ std::vector<Request> Coordinator::take(int64_t n) {
       ++skipped_;
       continue;
     }
+    if (parsed->envelope)
+      envelopes_[parsed->request ? parsed->request->line : parsed->error->line] =
+          std::move(parsed->envelope);
     if (parsed->request)
       out.push_back(std::move(*parsed->request));
     else
@@ -236,7 +259,15 @@ std::vector<Request> Coordinator::take(int64_t n) {
 
 void Coordinator::write(const std::vector<Result>& results) {
   for (const auto& r : results) {
-    writer_.write_line(result_to_json(r, opt_.tokenizer.get()));
+    if (opt_.rules.format == InputFormat::kOpenAi) {
+      const auto it = envelopes_.find(r.line);
+      TPINFER_ASSERT(it != envelopes_.end(), "an OpenAI result for a line not read");
+      writer_.write_line(
+          openai_result_to_json(r, it->second.get(), opt_.tokenizer.get(), opt_.created));
+      envelopes_.erase(it);
+    } else {
+      writer_.write_line(result_to_json(r, opt_.tokenizer.get()));
+    }
     ++tally_.done;
     guard_.result_written();
     if (!r.error.empty()) {

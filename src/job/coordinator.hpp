@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 #include "dist/watchdog.hpp"
 #include "job/journal.hpp"
 #include "job/jsonl.hpp"
+#include "job/openai_request.hpp"
 #include "job/output_lock.hpp"
 #include "job/progress.hpp"
 
@@ -92,13 +94,19 @@ class Coordinator {
     double checkpoint_interval_s = 10.0;
     double progress_interval_s = 10.0;
     int num_groups = 1;
-    int tp = 1;                   // group g's leader is rank g * tp
-    bool resume = false;          // continue an existing output instead of refusing it
-    bool repair = false;          // on resume: keep the first line of each request, move the rest
-    nlohmann::json manifest;      // input/model fingerprints and settings of this run
+    int tp = 1;               // group g's leader is rank g * tp
+    bool resume = false;      // continue an existing output instead of refusing it
+    bool repair = false;      // on resume: keep the first line of each request, move the rest
+    nlohmann::json manifest;  // input/model fingerprints and settings of this run
     // The model's tokenizer, when it has one: text prompts in, "text" out.
     // (rules.tokenizer is set from it.)
     std::shared_ptr<const Tokenizer> tokenizer;
+    // --input-format; nullopt: detected from the input's first line. The
+    // format goes into the manifest (and rules.format).
+    std::optional<InputFormat> input_format;
+    // The job's start (Unix seconds), OpenAI results' "created": recorded in
+    // the manifest, and taken from it on --resume so resumed lines match.
+    int64_t created = 0;
   };
   Coordinator(MPI_Comm comm, Options options);
 
@@ -154,6 +162,9 @@ class Coordinator {
   int64_t lines_read_ = 0;
   int groups_done_ = 0;
   std::vector<double> last_heard_;  // per group, MPI_Wtime of its last message
+  // OpenAI lines read and not yet written, by input line: what their result
+  // line needs beyond the Result, kept here rather than sent with the request.
+  std::map<int64_t, std::shared_ptr<const OpenAiEnvelope>> envelopes_;
   std::vector<char> group_done_;
   double last_heartbeat_ = 0;  // MPI_Wtime
   // A watchdog abort (a timeout, a drain past its deadline) syncs the output

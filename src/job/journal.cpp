@@ -79,6 +79,17 @@ std::string answered_key(const std::string& line) {
     return "";
   }
   if (!j.is_object()) return "";
+  // An OpenAI batch line (its "id" is ours, derived from the custom_id): keyed
+  // by custom_id, or by input line when it has none or repeats one.
+  if (j.contains("custom_id")) {
+    const nlohmann::json& error = j.contains("error") ? j["error"] : nlohmann::json();
+    const bool by_line = j["custom_id"].is_null() ||
+                         (error.is_object() && error.value("code", "") == "duplicate_custom_id");
+    if (!by_line && j["custom_id"].is_string()) return "id:" + j["custom_id"].dump();
+    if (by_line && error.is_object() && error.contains("line") && error["line"].is_number_integer())
+      return "line:" + error["line"].dump();
+    return "";
+  }
   if (j.contains("id")) return "id:" + j["id"].dump();
   if (j.contains("line") && j["line"].is_number_integer()) return "line:" + j["line"].dump();
   return "";
@@ -201,8 +212,11 @@ void check_manifest_matches(const nlohmann::json& previous, const nlohmann::json
   }
   std::string diffs;
   for (const auto& [key, value] : now.items()) {
-    if (key == "run") continue;
-    const nlohmann::json before = previous.contains(key) ? previous[key] : nlohmann::json();
+    // "created" is taken from the previous manifest, not compared with it.
+    if (key == "run" || key == "created") continue;
+    nlohmann::json before = previous.contains(key) ? previous[key] : nlohmann::json();
+    // Manifests from before input formats were all of native files.
+    if (key == "input_format" && before.is_null()) before = "tpinfer";
     if (before != value)
       diffs +=
           (diffs.empty() ? "" : "; ") + key + " was " + before.dump() + ", now " + value.dump();

@@ -16,6 +16,18 @@
 
 namespace tpinfer {
 
+class ChatPrompt;
+struct OpenAiEnvelope;
+
+// The two kinds of input file: tpinfer's own request lines, and OpenAI Batch
+// API lines ({"custom_id", "method", "url", "body"}; job/openai_request.hpp).
+enum class InputFormat { kTpinfer, kOpenAi };
+const char* input_format_name(InputFormat f);  // "tpinfer" | "openai"
+// The format of a file from its first non-blank line: OpenAI when it is a JSON
+// object with "custom_id" or with "url" and "body"; tpinfer otherwise (an
+// empty file, a bad first line). Throws InputError if the file cannot be read.
+InputFormat detect_input_format(const std::string& path);
+
 // What a request line may ask of this model, and the job-wide defaults.
 struct RequestRules {
   int64_t vocab_size = 0;
@@ -25,17 +37,29 @@ struct RequestRules {
   std::shared_ptr<const Tokenizer> tokenizer;
   SamplingParams defaults;  // from the command line
   uint64_t job_seed = 0;    // a request without "seed" gets hash(job_seed, id)
+  InputFormat format = InputFormat::kTpinfer;
+  // The job's chat template, for "messages"; without one, such a line's error
+  // is no_chat_reason.
+  std::shared_ptr<const ChatPrompt> chat;
+  std::string no_chat_reason;
+  std::string model_name;  // an OpenAI result's "model" when the request names none
 };
 
 // One parsed line: a request, or an error result naming the line and the rule.
 struct ParsedLine {
   std::optional<Request> request;
   std::optional<Result> error;
+  // OpenAI lines: what their result line needs beyond the Result (custom_id,
+  // endpoint, model, echo), kept on rank 0 while the request runs.
+  std::shared_ptr<const OpenAiEnvelope> envelope;
 };
 
 // Parses one input line (not blank). Checks: valid JSON object; "id" is a string
 // or an integer; exactly one of "prompt_tokens" (non-empty array of ints in
-// [0, vocab)) or "prompt" (text: needs a tokenizer); optional settings with
+// [0, vocab)), "prompt" (text: needs a tokenizer) or "messages" (a
+// conversation: needs the job's chat template, job/chat_prompt.hpp); n in
+// [1, kMaxCompletions], top_logprobs in [0, kMaxTopLogprobs] (it implies
+// logprobs), prompt_logprobs: bool; optional settings with
 // their types and ranges (max_new_tokens >= 1, temperature >= 0, top_k >= 0,
 // 0 < top_p <= 1, seed >= 0 integer, stop: a string or an array of non-empty
 // strings (need a tokenizer) and token ids, logprobs: bool);
@@ -49,8 +73,9 @@ ParsedLine parse_request_line(std::string_view text, int64_t line_no, const Requ
 // Every field a request line may have, in the order the README lists them.
 std::span<const std::string_view> request_fields();
 
-// Reads a JSONL file line by line, skipping blank lines, turning repeated ids
-// into duplicate-id errors. Throws InputError if the file cannot be opened.
+// Reads a JSONL file line by line (rules.format says which parser), skipping
+// blank lines, turning repeated ids (custom_ids) into duplicate-id errors.
+// Throws InputError if the file cannot be opened.
 class RequestReader {
  public:
   RequestReader(const std::string& path, RequestRules rules);

@@ -17,8 +17,9 @@
 #include <vector>
 
 #include "base/error.hpp"
-#include "base/philox.hpp"
 #include "job/jsonl.hpp"
+#include "job/line_checks.hpp"
+#include "job/openai_request.hpp"
 
 namespace tpinfer {
 
@@ -33,21 +34,39 @@ enum class Field : size_t {
   kId,
   kPrompt,
   kPromptTokens,
+  kMessages,
   kMaxNewTokens,
   kTemperature,
   kTopK,
   kTopP,
   kSeed,
   kStop,
+  kN,
   kLogprobs,
+  kTopLogprobs,
+  kPromptLogprobs,
   kIgnoreEos,
   kMetadata,
   kCount
 };
 
 constexpr std::array<std::string_view, static_cast<size_t>(Field::kCount)> kFields = {
-    "id",    "prompt", "prompt_tokens", "max_new_tokens", "temperature", "top_k",
-    "top_p", "seed",   "stop",          "logprobs",       "ignore_eos",  "metadata"};
+    "id",
+    "prompt",
+    "prompt_tokens",
+    "messages",
+    "max_new_tokens",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+    "stop",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "prompt_logprobs",
+    "ignore_eos",
+    "metadata"};
 static_assert(std::none_of(kFields.begin(), kFields.end(),
                            [](std::string_view f) { return f.empty(); }),
               "every Field needs its name in kFields");
@@ -55,162 +74,6 @@ static_assert(std::none_of(kFields.begin(), kFields.end(),
 // The literals above end in NUL, so data() is a C string.
 const char* name_of(Field f) {
   return kFields[static_cast<size_t>(f)].data();
-}
-
-// Thrown inside the parser and turned into an error result at its top level, so
-// each check is one line and the first rule broken is the one reported.
-struct LineError {
-  std::string message;
-};
-
-[[noreturn]] void reject(std::string message) {
-  throw LineError{std::move(message)};
-}
-
-// "an integer", "a string", ...: never the value itself, which may be huge or
-// deeply nested (dumping it could take the stack or flood the output).
-std::string describe(const json& v) {
-  switch (v.type()) {
-    case json::value_t::null:
-      return "null";
-    case json::value_t::boolean:
-      return "a boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-      return "an integer";
-    case json::value_t::number_float:
-      return "a floating-point number";
-    case json::value_t::string:
-      return "a string";
-    case json::value_t::array:
-      return "an array";
-    case json::value_t::object:
-      return "an object";
-    default:
-      return std::string("a ") + v.type_name();
-  }
-}
-
-// Messages end up inside JSON output lines, which must be valid UTF-8; text
-// copied from a bad input line (nlohmann's "last read") may not be.
-std::string valid_utf8(const std::string& s) {
-  const std::string quoted = json(s).dump(-1, ' ', false, json::error_handler_t::replace);
-  return json::parse(quoted).get<std::string>();
-}
-
-// nlohmann's message without its "[json.exception...] parse error at line 1, "
-// prefix (our line number is the one that matters), with a long "last read"
-// cut in the middle so a 1 MB line does not make a 1 MB message.
-std::string short_parse_reason(const json::exception& e) {
-  std::string reason = e.what();
-  if (const auto close = reason.find("] ");
-      reason.rfind("[json.exception", 0) == 0 && close != std::string::npos) {
-    reason.erase(0, close + 2);
-  }
-  if (const auto col = reason.find("column ");
-      reason.rfind("parse error at line ", 0) == 0 && col != std::string::npos) {
-    reason.erase(0, col);
-  }
-  constexpr size_t kHead = 160, kTail = 80;
-  if (reason.size() > kHead + kTail + 5) {
-    reason = reason.substr(0, kHead) + " ... " + reason.substr(reason.size() - kTail);
-  }
-  return valid_utf8(reason);
-}
-
-// Integer fields must be JSON integers: 5.0 is rejected rather than guessed at.
-// An integral value too large for int64/uint64 arrives from nlohmann as a float;
-// that one is reported as out of range, not as a wrong type.
-bool integral_float(const json& v) {
-  if (!v.is_number_float()) return false;
-  const double d = v.get<double>();
-  return std::isfinite(d) && std::trunc(d) == d;
-}
-
-int64_t int_field(const json& v, const char* name, int64_t lo, int64_t hi, const char* range_text) {
-  bool in_range = false;
-  int64_t value = 0;
-  if (v.is_number_unsigned()) {
-    const uint64_t u = v.get<uint64_t>();
-    in_range = u <= static_cast<uint64_t>(hi) && static_cast<int64_t>(u) >= lo;
-    value = static_cast<int64_t>(u);
-  } else if (v.is_number_integer()) {
-    value = v.get<int64_t>();
-    in_range = value >= lo && value <= hi;
-  } else if (!integral_float(v)) {
-    reject(std::string("\"") + name + "\" must be an integer, not " + describe(v));
-  }
-  if (!in_range) {
-    reject(std::string("\"") + name + "\" must be " + range_text + ", got " + v.dump());
-  }
-  return value;
-}
-
-double number_field(const json& v, const char* name) {
-  if (!v.is_number()) {
-    reject(std::string("\"") + name + "\" must be a number, not " + describe(v));
-  }
-  return v.get<double>();
-}
-
-// One token id (a JSON integer, checked to be one) in [0, vocab).
-int32_t token_id(const json& t, const std::string& where, int64_t vocab_size) {
-  const int64_t limit = std::min<int64_t>(vocab_size, std::numeric_limits<int32_t>::max());
-  const bool in_range = t.is_number_unsigned() ? t.get<uint64_t>() < static_cast<uint64_t>(limit)
-                                               : t.get<int64_t>() >= 0 && t.get<int64_t>() < limit;
-  if (!in_range) {
-    reject(where + " = " + t.dump() + " is outside the vocabulary [0, " +
-           std::to_string(vocab_size) + ")");
-  }
-  return static_cast<int32_t>(t.get<int64_t>());
-}
-
-// Token ids for "prompt_tokens": every element an integer in [0, vocab).
-std::vector<int32_t> token_ids(const json& arr, const char* name, int64_t vocab_size) {
-  std::vector<int32_t> ids;
-  ids.reserve(arr.size());
-  for (size_t i = 0; i < arr.size(); ++i) {
-    const json& t = arr[i];
-    const std::string where = std::string(name) + "[" + std::to_string(i) + "]";
-    if (!t.is_number_integer()) {
-      reject(where + " must be an integer token id, not " + describe(t));
-    }
-    ids.push_back(token_id(t, where, vocab_size));
-  }
-  return ids;
-}
-
-// "stop": a string, or an array whose elements are token ids (integers) and
-// stop strings (non-empty strings; they need a tokenizer).
-void stop_field(const json& v, const RequestRules& rules, SamplingParams& s) {
-  const bool has_strings =
-      v.is_string() || (v.is_array() && std::any_of(v.begin(), v.end(),
-                                                    [](const json& e) { return e.is_string(); }));
-  if (has_strings && !rules.tokenizer) {
-    reject("stop strings need a tokenizer, and this model has none: give token ids in \"stop\"");
-  }
-  s.stop_token_ids.clear();
-  s.stop_strings.clear();
-  if (v.is_string()) {
-    if (v.get_ref<const std::string&>().empty()) reject("\"stop\" is an empty string");
-    s.stop_strings.push_back(v.get<std::string>());
-    return;
-  }
-  if (!v.is_array()) {
-    reject("\"stop\" must be a string or an array of strings and token ids, not " + describe(v));
-  }
-  for (size_t i = 0; i < v.size(); ++i) {
-    const json& e = v[i];
-    const std::string where = "stop[" + std::to_string(i) + "]";
-    if (e.is_string()) {
-      if (e.get_ref<const std::string&>().empty()) reject(where + " is an empty string");
-      s.stop_strings.push_back(e.get<std::string>());
-    } else if (e.is_number_integer()) {
-      s.stop_token_ids.push_back(token_id(e, where, rules.vocab_size));
-    } else {
-      reject(where + " must be a string or an integer token id, not " + describe(e));
-    }
-  }
 }
 
 const json* find_field(const json& obj, Field f) {
@@ -333,26 +196,6 @@ std::string unknown_fields_message(const json& obj) {
   return message + " (your own data can go under \"metadata\")";
 }
 
-// splitmix64's finaliser: FNV-1a alone leaves the low bits of similar ids
-// correlated, and the seed keys Philox directly.
-uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
-// From the id's canonical JSON text, so the seed depends on neither the line's
-// position nor its layout (spacing, key order, string escapes).
-uint64_t derived_seed(uint64_t job_seed, const std::string& id_json) {
-  unsigned char le[8];
-  for (int i = 0; i < 8; ++i) le[i] = static_cast<unsigned char>(job_seed >> (8 * i));
-  const uint64_t h = fnv1a64(id_json.data(), id_json.size(), fnv1a64(le, sizeof le));
-  return mix64(h);
-}
-
 Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
                      const RequestRules& rules) {
   Request req;
@@ -362,27 +205,24 @@ Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
 
   const json* text_prompt = optional_field(obj, Field::kPrompt);
   const json* token_prompt = optional_field(obj, Field::kPromptTokens);
-  if (text_prompt && token_prompt) {
-    reject("give either \"prompt_tokens\" or \"prompt\", not both");
+  const json* messages = optional_field(obj, Field::kMessages);
+  if (int(text_prompt != nullptr) + int(token_prompt != nullptr) + int(messages != nullptr) > 1) {
+    reject(messages ? "give one of \"prompt_tokens\", \"prompt\" and \"messages\", not several"
+                    : "give either \"prompt_tokens\" or \"prompt\", not both");
   }
-  if (!text_prompt && !token_prompt) {
-    reject("missing the prompt: give \"prompt_tokens\" (token ids) or \"prompt\" (text)");
+  if (!text_prompt && !token_prompt && !messages) {
+    reject(
+        "missing the prompt: give \"prompt_tokens\" (token ids) or \"prompt\" (text)"
+        " or \"messages\" (a conversation)");
   }
   if (text_prompt) {
     if (!text_prompt->is_string()) {
       reject("\"prompt\" must be a string, not " + describe(*text_prompt));
     }
-    if (!rules.tokenizer) {
-      reject("\"prompt\" is text, but this model has no tokenizer: give \"prompt_tokens\"");
-    }
-    req.prompt = rules.tokenizer->encode(text_prompt->get_ref<const std::string&>(), true);
-    if (req.prompt.empty()) reject("\"prompt\" is empty");
-    for (const int32_t id : req.prompt) {
-      if (id < 0 || id >= rules.vocab_size) {
-        reject("\"prompt\" encodes to token " + std::to_string(id) +
-               ", outside the model's vocab of " + std::to_string(rules.vocab_size));
-      }
-    }
+    req.prompt = encode_text_prompt(text_prompt->get_ref<const std::string&>(), "prompt", rules,
+                                    "\"prompt_tokens\"");
+  } else if (messages) {
+    req.prompt = encode_messages(*messages, "messages", rules);
   } else {
     if (!token_prompt->is_array()) {
       reject("\"prompt_tokens\" must be an array of token ids, not " + describe(*token_prompt));
@@ -390,62 +230,44 @@ Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
     if (token_prompt->empty()) reject("\"prompt_tokens\" is empty");
     req.prompt = token_ids(*token_prompt, "prompt_tokens", rules.vocab_size);
   }
-
-  const int64_t prompt_len = static_cast<int64_t>(req.prompt.size());
-  if (prompt_len > rules.max_context - 1) {
-    reject("prompt has " + std::to_string(prompt_len) + " tokens; the model's context is " +
-           std::to_string(rules.max_context) + " (a prompt may have at most " +
-           std::to_string(std::max<int64_t>(rules.max_context - 1, 0)) + ")");
-  }
-
   SamplingParams& s = req.sampling;
+  fit_context(req.prompt, rules, s);
+
   constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
   if (const json* v = optional_field(obj, Field::kMaxNewTokens)) {
     s.max_new_tokens = int_field(*v, "max_new_tokens", 1, kMaxInt64, "an integer >= 1");
+    fit_context(req.prompt, rules, s);
   }
-  // The prompt already fits, so at least one new token always does.
-  s.max_new_tokens = std::min(s.max_new_tokens, rules.max_context - prompt_len);
-
   if (const json* v = optional_field(obj, Field::kTemperature)) {
-    const double t = number_field(*v, "temperature");
-    if (!(t >= 0.0) || !std::isfinite(static_cast<float>(t))) {
-      reject("\"temperature\" must be a number >= 0, got " + v->dump());
-    }
-    s.temperature = static_cast<float>(t);
+    temperature_field(*v, "temperature", s);
   }
   if (const json* v = optional_field(obj, Field::kTopK)) {
     s.top_k = int_field(*v, "top_k", 0, kMaxInt64, "an integer >= 0");
   }
-  if (const json* v = optional_field(obj, Field::kTopP)) {
-    const double p = number_field(*v, "top_p");
-    if (!(p > 0.0 && p <= 1.0) || static_cast<float>(p) <= 0.0f) {
-      reject("\"top_p\" must be in (0, 1], got " + v->dump());
-    }
-    s.top_p = static_cast<float>(p);
-  }
+  if (const json* v = optional_field(obj, Field::kTopP)) top_p_field(*v, "top_p", s);
   if (const json* v = optional_field(obj, Field::kSeed)) {
-    if (v->is_number_unsigned()) {
-      s.seed = v->get<uint64_t>();
-    } else if (v->is_number_integer() || integral_float(*v)) {
-      reject("\"seed\" must be an integer in [0, 18446744073709551615], got " + v->dump());
-    } else {
-      reject("\"seed\" must be a non-negative integer, not " + describe(*v));
-    }
+    s.seed = seed_field(*v, "seed");
   } else {
     s.seed = derived_seed(rules.job_seed, req.id_json);
   }
-  if (const json* v = optional_field(obj, Field::kStop)) stop_field(*v, rules, s);
+  if (const json* v = optional_field(obj, Field::kStop)) stop_field(*v, "stop", rules, s);
+  if (const json* v = optional_field(obj, Field::kN)) {
+    req.n = static_cast<int>(int_field(*v, "n", 1, kMaxCompletions, "an integer in [1, 128]"));
+  }
   if (const json* v = optional_field(obj, Field::kLogprobs)) {
-    if (!v->is_boolean()) {
-      reject("\"logprobs\" must be true or false, not " + describe(*v));
-    }
-    s.logprobs = v->get<bool>();
+    s.logprobs = bool_field(*v, "logprobs");
+  }
+  if (const json* v = optional_field(obj, Field::kTopLogprobs)) {
+    s.top_logprobs = static_cast<int>(
+        int_field(*v, "top_logprobs", 0, kMaxTopLogprobs, "an integer in [0, 20]"));
+    // The k best come with the chosen token's own log-probability.
+    if (s.top_logprobs > 0) s.logprobs = true;
+  }
+  if (const json* v = optional_field(obj, Field::kPromptLogprobs)) {
+    s.prompt_logprobs = bool_field(*v, "prompt_logprobs");
   }
   if (const json* v = optional_field(obj, Field::kIgnoreEos)) {
-    if (!v->is_boolean()) {
-      reject("\"ignore_eos\" must be true or false, not " + describe(*v));
-    }
-    s.ignore_eos = v->get<bool>();
+    s.ignore_eos = bool_field(*v, "ignore_eos");
   }
   return req;
 }
@@ -556,7 +378,9 @@ std::optional<ParsedLine> RequestReader::next() {
   }
   if (!got) return std::nullopt;
 
-  ParsedLine parsed = parse_request_line(line, line_no_, rules_);
+  const bool openai = rules_.format == InputFormat::kOpenAi;
+  ParsedLine parsed = openai ? parse_openai_line(line, line_no_, rules_)
+                             : parse_request_line(line, line_no_, rules_);
   // Every usable id is claimed by its first line, even one whose line was bad:
   // that line's error result already carries the id, and an id must appear in
   // the output once (the resume journal is keyed by it).
@@ -569,11 +393,37 @@ std::optional<ParsedLine> RequestReader::next() {
   dup.line = line_no_;
   dup.duplicate_id = true;
   dup.metadata_json = parsed.request ? parsed.request->metadata_json : parsed.error->metadata_json;
-  dup.error = "line " + std::to_string(line_no_) + ": duplicate id " + id_json +
-              " (first on line " + std::to_string(it->second) + ")";
+  dup.error = "line " + std::to_string(line_no_) + ": duplicate " +
+              (openai ? "custom_id " : "id ") + id_json + " (first on line " +
+              std::to_string(it->second) + ")";
   ParsedLine out;
   out.error = std::move(dup);
+  out.envelope = std::move(parsed.envelope);
   return out;
+}
+
+const char* input_format_name(InputFormat f) {
+  return f == InputFormat::kOpenAi ? "openai" : "tpinfer";
+}
+
+InputFormat detect_input_format(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw InputError("cannot open input file " + path + ": " + std::strerror(errno));
+  char* buf = nullptr;
+  size_t cap = 0;
+  InputFormat format = InputFormat::kTpinfer;
+  ssize_t n;
+  while ((n = ::getline(&buf, &cap, f)) >= 0) {
+    const std::string_view line(buf, static_cast<size_t>(n));
+    if (is_blank(line)) continue;
+    const json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && (j.contains("custom_id") || (j.contains("url") && j.contains("body"))))
+      format = InputFormat::kOpenAi;
+    break;
+  }
+  std::free(buf);
+  std::fclose(f);
+  return format;
 }
 
 }  // namespace tpinfer

@@ -101,6 +101,9 @@ ConvertSummary convert_hf_model(
   if (opts.dtype) c.dtype = *opts.dtype;
   const HfCheckpoint ck = open_hf_checkpoint(opts.hf_dir);
   if (opts.with_tokenizer) sum.tokenizer = read_hf_tokenizer(opts.hf_dir, c);
+  // A template renders text for the tokenizer to encode: useless without it.
+  if (sum.tokenizer && opts.with_chat_template)
+    sum.chat_template = read_hf_chat_template(opts.hf_dir);
 
   // Check everything but the values before creating the output.
   const std::vector<TensorSpec> specs = expected_tensors(c);
@@ -149,6 +152,7 @@ ConvertSummary convert_hf_model(
     sum.parameters += t.numel();
   }
   if (sum.tokenizer) writer.write_tokenizer(sum.tokenizer->json);
+  if (sum.chat_template.chat) writer.write_chat_template(*sum.chat_template.chat);
   writer.close();
   std::error_code ec;
   fs::rename(partial.path, opts.output, ec);

@@ -14,6 +14,7 @@
 
 #include "weights/model_config.hpp"
 #include "weights/safetensors.hpp"
+#include "weights/weight_store.hpp"
 
 namespace tpinfer {
 
@@ -56,11 +57,28 @@ struct HfTokenizer {
 // loaded or has more tokens than `config.vocab_size`.
 std::optional<HfTokenizer> read_hf_tokenizer(const std::string& dir, const ModelConfig& config);
 
+// The chat template apply_chat_template would use: chat_template.jinja in the
+// directory when present (newer transformers save it there, and it wins over
+// tokenizer_config.json's), else tokenizer_config.json's "chat_template" (a
+// string, or a list of {"name", "template"} of which "default" is taken, as
+// transformers takes it when no name is given), with bos_token / eos_token
+// from tokenizer_config.json (else special_tokens_map.json). No template when
+// there is none, or only named ones without "default" (a warning lists them).
+// The template is parsed: one the renderer cannot run is a ModelError naming
+// the construct and its position.
+struct HfChatTemplate {
+  std::optional<StoredChatTemplate> chat;
+  std::string from;  // the file it came from
+  std::vector<std::string> warnings;
+};
+HfChatTemplate read_hf_chat_template(const std::string& dir);
+
 struct ConvertOptions {
   std::string hf_dir;
   std::string output;
   std::optional<DType> dtype;  // default: config.json's torch_dtype
   bool with_tokenizer = true;
+  bool with_chat_template = true;  // stored only with the tokenizer
 };
 
 struct ConvertedTensor {
@@ -77,6 +95,7 @@ struct ConvertSummary {
   int64_t parameters = 0;
   uint64_t output_bytes = 0;
   std::optional<HfTokenizer> tokenizer;
+  HfChatTemplate chat_template;
   std::vector<std::string> ignored;  // checkpoint tensors the model does not use
 };
 

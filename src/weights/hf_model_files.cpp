@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/error.hpp"
+#include "text/chat_template.hpp"
 #include "text/tokenizer.hpp"
 #include "weights/hf_convert.hpp"
 
@@ -244,6 +245,80 @@ std::optional<HfTokenizer> read_hf_tokenizer(const std::string& dir, const Model
     out.warnings.push_back("tpinfer's tokenizer starts text prompts with token " +
                            std::to_string(out.bos_id) + " where transformers starts them with " +
                            std::to_string(want_bos) + " (-1: none)");
+  return out;
+}
+
+HfChatTemplate read_hf_chat_template(const std::string& dir) {
+  const fs::path d(dir), cfg_path = d / "tokenizer_config.json",
+                         jinja_path = d / "chat_template.jinja",
+                         map_path = d / "special_tokens_map.json";
+  std::error_code ec;
+  nlohmann::json cfg = nlohmann::json::object();
+  if (fs::exists(cfg_path, ec)) {
+    cfg = read_json(cfg_path);
+    if (!cfg.is_object()) throw ModelError(cfg_path.string() + " is not a JSON object");
+  }
+  HfChatTemplate out;
+  StoredChatTemplate chat;
+  if (fs::exists(jinja_path, ec)) {
+    chat.source = read_bytes(jinja_path);
+    out.from = jinja_path.string();
+  } else if (cfg.contains("chat_template") && !cfg["chat_template"].is_null()) {
+    const nlohmann::json& t = cfg["chat_template"];
+    out.from = cfg_path.string();
+    if (t.is_string()) {
+      chat.source = t.get<std::string>();
+    } else if (t.is_array()) {
+      std::string names;
+      bool found = false;
+      for (const auto& e : t) {
+        if (!e.is_object() || !e.contains("name") || !e["name"].is_string() ||
+            !e.contains("template") || !e["template"].is_string())
+          throw ModelError(cfg_path.string() +
+                           ": chat_template is a list whose entries must be {\"name\": string, "
+                           "\"template\": string}, got " +
+                           e.dump().substr(0, 200));
+        names += (names.empty() ? "" : ", ") + e["name"].get<std::string>();
+        if (e["name"] == "default") {
+          chat.source = e["template"].get<std::string>();
+          found = true;
+        }
+      }
+      if (!found) {
+        out.warnings.push_back(cfg_path.string() + ": chat_template names templates (" + names +
+                               ") but none \"default\": no chat template stored (run with "
+                               "--chat-template FILE to use one)");
+        return out;
+      }
+      out.from += " (\"default\")";
+    } else {
+      throw ModelError(cfg_path.string() +
+                       ": chat_template must be a string or a list of {\"name\", \"template\"}, "
+                       "got " +
+                       std::string(t.type_name()));
+    }
+  } else {
+    return out;
+  }
+  try {
+    const ChatTemplate parsed(chat.source);
+  } catch (const ChatTemplateError& e) {
+    throw ModelError(out.from + ": chat template: " + e.what() +
+                     " (--no-chat-template converts without it)");
+  }
+  // transformers reads the special tokens from tokenizer_config.json, and from
+  // special_tokens_map.json for those it lacks.
+  nlohmann::json map = nlohmann::json::object();
+  if (fs::exists(map_path, ec)) {
+    map = read_json(map_path);
+    if (!map.is_object()) throw ModelError(map_path.string() + " is not a JSON object");
+  }
+  for (const char* key : {"bos_token", "eos_token"}) {
+    std::optional<std::string> token = token_content(cfg, key, cfg_path.string());
+    if (!token) token = token_content(map, key, map_path.string());
+    (std::string(key) == "bos_token" ? chat.bos_token : chat.eos_token) = token;
+  }
+  out.chat = std::move(chat);
   return out;
 }
 

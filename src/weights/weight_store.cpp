@@ -33,6 +33,7 @@ namespace {
 constexpr const char* kFormatName = "tpinfer";
 constexpr long long kFormatVersion = 1;
 constexpr const char* kTokenizerDataset = "tokenizer";
+constexpr const char* kChatTemplateDataset = "chat_template";
 // Reads and writes go through a buffer of at most this many bytes: large
 // enough that each piece is one big sequential I/O, small enough that loading
 // a tensor costs little memory beyond the tensor itself.
@@ -246,7 +247,7 @@ std::optional<U64Attr> read_u64_attr(hid_t obj, const char* name, const std::str
 
 // ---- checksums -------------------------------------------------------------------
 // Root: config_xxh3 (XXH3-64 of the config text) and content_hash (XXH3-128 hex
-// over the parts below); /tokenizer: xxh3 of its bytes; every tensor:
+// over the parts below); /tokenizer and /chat_template: xxh3 of their bytes; every tensor:
 // tile_shape [tile rows, tile cols] of its 2-D view and tile_xxh3 [grid rows,
 // grid cols] (docs/WEIGHT_FORMAT.md, "Checksums").
 constexpr const char* kContentHashAttr = "content_hash";
@@ -267,17 +268,25 @@ struct TensorRecord {
   std::vector<uint64_t> tile_hashes;  // grid rows x grid cols, row-major
 };
 
+// A byte dataset (/tokenizer, /chat_template): its length and hash.
 struct TokenizerRecord {
   uint64_t bytes = 0;
   uint64_t xxh3 = 0;
 };
 
+bool is_byte_dataset(const std::string& name) {
+  return name == kTokenizerDataset || name == kChatTemplateDataset;
+}
+
 // The content hash: a hash over the hashes of the parts, so it is computed
 // from metadata alone (no weight is re-read) and each part's hash is checked
 // against its bytes as they are read.
+// The chat template comes last and only when present, so the hash of a file
+// without one is what it was before templates were stored.
 std::string content_hash_of(const std::string& config_text,
                             const std::optional<TokenizerRecord>& tokenizer,
-                            const std::map<std::string, TensorRecord>& tensors) {
+                            const std::map<std::string, TensorRecord>& tensors,
+                            const std::optional<TokenizerRecord>& chat_template) {
   Xxh3Stream128 h;
   h.update_str("tpinfer content hash v1");
   h.update_str(config_text);
@@ -296,6 +305,11 @@ std::string content_hash_of(const std::string& config_text,
     h.update_u64(static_cast<uint64_t>(t.grid.tile_cols));
     h.update_u64(t.tile_hashes.size());
     for (uint64_t v : t.tile_hashes) h.update_u64(v);
+  }
+  if (chat_template) {
+    h.update_str(kChatTemplateDataset);
+    h.update_u64(chat_template->bytes);
+    h.update_u64(chat_template->xxh3);
   }
   return h.hex();
 }
@@ -495,15 +509,16 @@ void read_rows(hid_t ds, hid_t mem_type, DType dtype, int64_t row0, int64_t rows
   }
 }
 
-// The /tokenizer dataset, checked to be a 1-D byte array; nullopt when absent.
-std::optional<H5Obj> open_tokenizer(hid_t file, const std::string& path) {
-  if (TPINFER_H5_CHECK(H5Lexists(file, kTokenizerDataset, H5P_DEFAULT)) == 0) return std::nullopt;
-  H5Obj ds(TPINFER_H5_CHECK(H5Dopen2(file, kTokenizerDataset, H5P_DEFAULT)), H5Dclose);
+// A byte dataset (/tokenizer, /chat_template), checked to be a 1-D byte
+// array; nullopt when absent.
+std::optional<H5Obj> open_bytes(hid_t file, const std::string& path, const char* name) {
+  if (TPINFER_H5_CHECK(H5Lexists(file, name, H5P_DEFAULT)) == 0) return std::nullopt;
+  H5Obj ds(TPINFER_H5_CHECK(H5Dopen2(file, name, H5P_DEFAULT)), H5Dclose);
   H5Obj type(TPINFER_H5_CHECK(H5Dget_type(ds.get())), H5Tclose);
   H5Obj space(TPINFER_H5_CHECK(H5Dget_space(ds.get())), H5Sclose);
   if (TPINFER_H5_CHECK(H5Tget_class(type.get())) != H5T_INTEGER || H5Tget_size(type.get()) != 1 ||
       TPINFER_H5_CHECK(H5Sget_simple_extent_ndims(space.get())) != 1)
-    throw StoreError(path + ": dataset tokenizer is stored as " + describe_type(type.get()) +
+    throw StoreError(path + ": dataset " + name + " is stored as " + describe_type(type.get()) +
                      " of rank " + std::to_string(H5Sget_simple_extent_ndims(space.get())) +
                      ", expected a 1-D array of bytes (uint8)");
   return ds;
@@ -632,8 +647,29 @@ struct WeightWriter::Impl {
   H5Obj file;
   // What close() hashes into content_hash.
   std::string config_text;
-  std::optional<TokenizerRecord> tokenizer;
+  std::optional<TokenizerRecord> tokenizer, chat_template;
   std::map<std::string, TensorRecord> tensors;
+
+  // Writes `bytes` as the 1-D byte dataset `name` with its xxh3 attribute.
+  TokenizerRecord write_bytes(const char* name, const std::string& bytes, const char* what) {
+    if (!file) throw StoreError(path + ": cannot write the " + what + " after close()");
+    return h5_guard(path + ": cannot write the " + what, [&] {
+      const hid_t f = file.get();
+      if (TPINFER_H5_CHECK(H5Lexists(f, name, H5P_DEFAULT)) > 0)
+        throw StoreError(path + ": the " + what + " is written twice");
+      H5Obj space = simple_space({static_cast<hsize_t>(bytes.size())});
+      H5Obj ds(TPINFER_H5_CHECK(H5Dcreate2(f, name, H5T_STD_U8LE, space.get(), H5P_DEFAULT,
+                                           H5P_DEFAULT, H5P_DEFAULT)),
+               H5Dclose);
+      if (!bytes.empty())
+        TPINFER_H5_CHECK(
+            H5Dwrite(ds.get(), H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()));
+      const TokenizerRecord rec{bytes.size(), xxh3_64(bytes.data(), bytes.size())};
+      write_u64_attr(ds.get(), kTokenizerHashAttr, {}, &rec.xxh3);
+      ds.close();
+      return rec;
+    });
+  }
 };
 
 WeightWriter::WeightWriter(const std::string& path, const ModelConfig& config)
@@ -670,8 +706,8 @@ void WeightWriter::write(const std::string& name, const std::vector<int64_t>& sh
   const std::string& path = impl_->path;
   if (!impl_->file) throw StoreError(path + ": cannot write tensor " + name + " after close()");
   check_root_name(path, name);
-  if (name == kTokenizerDataset)
-    throw StoreError(path + ": the name 'tokenizer' is reserved for the tokenizer dataset");
+  if (is_byte_dataset(name))
+    throw StoreError(path + ": the name '" + name + "' is reserved for the " + name + " dataset");
   std::vector<hsize_t> dims;
   int64_t numel = 1;
   for (int64_t d : shape) {
@@ -743,31 +779,21 @@ void WeightWriter::write(const std::string& name, const std::vector<int64_t>& sh
 }
 
 void WeightWriter::write_tokenizer(const std::string& tokenizer_json) {
-  const std::string& path = impl_->path;
-  if (!impl_->file) throw StoreError(path + ": cannot write the tokenizer after close()");
-  h5_guard(path + ": cannot write the tokenizer", [&] {
-    const hid_t file = impl_->file.get();
-    if (TPINFER_H5_CHECK(H5Lexists(file, kTokenizerDataset, H5P_DEFAULT)) > 0)
-      throw StoreError(path + ": the tokenizer is written twice");
-    H5Obj space = simple_space({static_cast<hsize_t>(tokenizer_json.size())});
-    H5Obj ds(TPINFER_H5_CHECK(H5Dcreate2(file, kTokenizerDataset, H5T_STD_U8LE, space.get(),
-                                         H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)),
-             H5Dclose);
-    if (!tokenizer_json.empty())
-      TPINFER_H5_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                tokenizer_json.data()));
-    const TokenizerRecord rec{tokenizer_json.size(),
-                              xxh3_64(tokenizer_json.data(), tokenizer_json.size())};
-    write_u64_attr(ds.get(), kTokenizerHashAttr, {}, &rec.xxh3);
-    ds.close();
-    impl_->tokenizer = rec;
-  });
+  impl_->tokenizer = impl_->write_bytes(kTokenizerDataset, tokenizer_json, "tokenizer");
+}
+
+void WeightWriter::write_chat_template(const StoredChatTemplate& chat) {
+  nlohmann::json j = {{"template", chat.source}};
+  if (chat.bos_token) j["bos_token"] = *chat.bos_token;
+  if (chat.eos_token) j["eos_token"] = *chat.eos_token;
+  impl_->chat_template = impl_->write_bytes(kChatTemplateDataset, j.dump(), "chat template");
 }
 
 void WeightWriter::close() {
   if (!impl_->file) return;
   h5_guard(impl_->path + ": cannot finish writing the model file", [&] {
-    const std::string hash = content_hash_of(impl_->config_text, impl_->tokenizer, impl_->tensors);
+    const std::string hash =
+        content_hash_of(impl_->config_text, impl_->tokenizer, impl_->tensors, impl_->chat_template);
     H5Obj attr(TPINFER_H5_CHECK(H5Aopen(impl_->file.get(), kContentHashAttr, H5P_DEFAULT)),
                H5Aclose);
     H5Obj type(TPINFER_H5_CHECK(H5Aget_type(attr.get())), H5Tclose);
@@ -837,18 +863,21 @@ struct WeightReader::Impl {
   // the tokenizer and of every dataset in the file.
   std::string recompute_content_hash() const {
     const hid_t f = file.get();
-    std::optional<TokenizerRecord> tokenizer;
-    if (std::optional<H5Obj> ds = open_tokenizer(f, path)) {
-      const std::string what = path + ": dataset tokenizer";
+    const auto record_of = [&](const char* name) -> std::optional<TokenizerRecord> {
+      std::optional<H5Obj> ds = open_bytes(f, path, name);
+      if (!ds) return std::nullopt;
+      const std::string what = path + ": dataset " + name;
       const std::optional<U64Attr> h = read_u64_attr(ds->get(), kTokenizerHashAttr, what);
       if (!h || !h->dims.empty())
         throw StoreError(what + " has no scalar checksum attribute '" + kTokenizerHashAttr +
                          "' though the file has a " + kContentHashAttr + kCorruptAdvice);
       H5Obj space(TPINFER_H5_CHECK(H5Dget_space(ds->get())), H5Sclose);
-      tokenizer = TokenizerRecord{
+      return TokenizerRecord{
           static_cast<uint64_t>(TPINFER_H5_CHECK(H5Sget_simple_extent_npoints(space.get()))),
           h->values[0]};
-    }
+    };
+    const std::optional<TokenizerRecord> tokenizer = record_of(kTokenizerDataset);
+    const std::optional<TokenizerRecord> chat_template = record_of(kChatTemplateDataset);
     H5G_info_t info;
     TPINFER_H5_CHECK(H5Gget_info(f, &info));
     std::map<std::string, TensorRecord> tensors;
@@ -859,7 +888,7 @@ struct WeightReader::Impl {
       TPINFER_H5_CHECK(H5Lget_name_by_idx(f, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(),
                                           name.size(), H5P_DEFAULT));
       name.resize(static_cast<size_t>(len));
-      if (name == kTokenizerDataset) continue;
+      if (is_byte_dataset(name)) continue;
       const std::string what = path + ": tensor " + name;
       const TensorInfo t = open_tensor(name);
       auto tiles = required_tiles(t.dataset.get(), t.shape, what);
@@ -870,7 +899,36 @@ struct WeightReader::Impl {
       rec.tile_hashes = std::move(tiles.second);
       tensors.emplace(name, std::move(rec));
     }
-    return content_hash_of(config_text, tokenizer, tensors);
+    return content_hash_of(config_text, tokenizer, tensors, chat_template);
+  }
+
+  // The bytes of a byte dataset, checked against their hash when verifying;
+  // nullopt when absent.
+  std::optional<std::string> read_bytes(const char* name, const char* what) const {
+    return h5_guard(path + ": cannot read the " + what, [&]() -> std::optional<std::string> {
+      std::optional<H5Obj> ds = open_bytes(file.get(), path, name);
+      if (!ds) return std::nullopt;
+      H5Obj space(TPINFER_H5_CHECK(H5Dget_space(ds->get())), H5Sclose);
+      const hssize_t n = TPINFER_H5_CHECK(H5Sget_simple_extent_npoints(space.get()));
+      std::string bytes(static_cast<size_t>(n), '\0');
+      if (n > 0)
+        TPINFER_H5_CHECK(
+            H5Dread(ds->get(), H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()));
+      if (verifying()) {
+        const std::optional<U64Attr> stored =
+            read_u64_attr(ds->get(), kTokenizerHashAttr, path + ": dataset " + name);
+        if (!stored || !stored->dims.empty())
+          throw StoreError("model file " + path + ": dataset " + name +
+                           " has no scalar checksum attribute '" + kTokenizerHashAttr +
+                           "' though the file has a " + kContentHashAttr + kCorruptAdvice);
+        const uint64_t read = xxh3_64(bytes.data(), bytes.size());
+        if (read != stored->values[0])
+          throw StoreError("model file " + path + ": the " + what + " (" + std::to_string(n) +
+                           " bytes) fails its checksum (stored xxh3 " + hex64(stored->values[0]) +
+                           ", read " + hex64(read) + ")" + kCorruptAdvice);
+      }
+      return bytes;
+    });
   }
 };
 
@@ -984,7 +1042,10 @@ void WeightReader::validate(int tp_size) const {
                          ", expected " + shape_str(spec.shape));
     });
   }
-  h5_guard(path + ": cannot read the tokenizer", [&] { open_tokenizer(impl_->file.get(), path); });
+  h5_guard(path + ": cannot read the tokenizer",
+           [&] { open_bytes(impl_->file.get(), path, kTokenizerDataset); });
+  h5_guard(path + ": cannot read the chat template",
+           [&] { open_bytes(impl_->file.get(), path, kChatTemplateDataset); });
 }
 
 std::vector<float> WeightReader::read(const TensorShard& shard) const {
@@ -1066,31 +1127,38 @@ bool WeightReader::has_tokenizer() const {
 }
 
 std::string WeightReader::tokenizer_json() const {
-  const std::string& path = impl_->path;
-  return h5_guard(path + ": cannot read the tokenizer", [&] {
-    std::optional<H5Obj> ds = open_tokenizer(impl_->file.get(), path);
-    if (!ds) return std::string();
-    H5Obj space(TPINFER_H5_CHECK(H5Dget_space(ds->get())), H5Sclose);
-    const hssize_t n = TPINFER_H5_CHECK(H5Sget_simple_extent_npoints(space.get()));
-    std::string bytes(static_cast<size_t>(n), '\0');
-    if (n > 0)
-      TPINFER_H5_CHECK(
-          H5Dread(ds->get(), H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()));
-    if (impl_->verifying()) {
-      const std::optional<U64Attr> stored =
-          read_u64_attr(ds->get(), kTokenizerHashAttr, path + ": dataset tokenizer");
-      if (!stored || !stored->dims.empty())
-        throw StoreError("model file " + path + ": dataset tokenizer has no scalar checksum " +
-                         "attribute '" + kTokenizerHashAttr + "' though the file has a " +
-                         kContentHashAttr + kCorruptAdvice);
-      const uint64_t read = xxh3_64(bytes.data(), bytes.size());
-      if (read != stored->values[0])
-        throw StoreError("model file " + path + ": the tokenizer (" + std::to_string(n) +
-                         " bytes) fails its checksum (stored xxh3 " + hex64(stored->values[0]) +
-                         ", read " + hex64(read) + ")" + kCorruptAdvice);
-    }
-    return bytes;
+  return impl_->read_bytes(kTokenizerDataset, "tokenizer").value_or(std::string());
+}
+
+bool WeightReader::has_chat_template() const {
+  return h5_guard(impl_->path + ": cannot read the chat template", [&] {
+    return TPINFER_H5_CHECK(H5Lexists(impl_->file.get(), kChatTemplateDataset, H5P_DEFAULT)) > 0;
   });
+}
+
+std::optional<StoredChatTemplate> WeightReader::chat_template() const {
+  const std::optional<std::string> bytes = impl_->read_bytes(kChatTemplateDataset, "chat template");
+  if (!bytes) return std::nullopt;
+  const std::string what = impl_->path + ": dataset chat_template";
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(*bytes);
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelError(what + " is not valid JSON: " + e.what());
+  }
+  const auto string_field = [&](const char* key, bool required) -> std::optional<std::string> {
+    const auto it = j.is_object() ? j.find(key) : j.end();
+    if (j.is_object() && (it == j.end() || it->is_null()) && !required) return std::nullopt;
+    if (!j.is_object() || it == j.end() || !it->is_string())
+      throw ModelError(what + ": \"" + key + "\" must be a string (rule: the dataset holds " +
+                       "{\"template\": ..., \"bos_token\": ..., \"eos_token\": ...})");
+    return it->get<std::string>();
+  };
+  StoredChatTemplate out;
+  out.source = *string_field("template", true);
+  out.bos_token = string_field("bos_token", false);
+  out.eos_token = string_field("eos_token", false);
+  return out;
 }
 
 bool WeightReader::has_checksums() const {

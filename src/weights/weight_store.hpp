@@ -8,6 +8,7 @@
 // tokenizer and every tile of every tensor, and a content_hash over them.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,15 @@
 #include "weights/sharding.hpp"
 
 namespace tpinfer {
+
+// A model's chat template (Jinja source) and the special tokens transformers
+// hands it as bos_token / eos_token (tokenizer_config.json's; absent: the
+// template sees them undefined). Stored as the /chat_template dataset: the
+// UTF-8 bytes of {"template": ..., "bos_token": ..., "eos_token": ...}.
+struct StoredChatTemplate {
+  std::string source;
+  std::optional<std::string> bos_token, eos_token;
+};
 
 // Writes a model file tensor by tensor (memory stays at one tensor).
 class WeightWriter {
@@ -29,6 +39,8 @@ class WeightWriter {
   void write(const std::string& name, const std::vector<int64_t>& shape, const float* data);
   // Stores tokenizer.json bytes in the /tokenizer dataset.
   void write_tokenizer(const std::string& tokenizer_json);
+  // Stores the chat template in the /chat_template dataset.
+  void write_chat_template(const StoredChatTemplate& chat);
   // Sets content_hash (over everything written), flushes and closes; throws
   // on failure (a full disk shows here).
   void close();
@@ -63,6 +75,11 @@ class WeightReader {
   DType tensor_dtype(const std::string& name) const;
   bool has_tokenizer() const;
   std::string tokenizer_json() const;  // empty when absent
+  bool has_chat_template() const;
+  // The stored chat template (checked against its checksum like the
+  // tokenizer); nullopt when the file has none. A malformed record is a
+  // ModelError naming it.
+  std::optional<StoredChatTemplate> chat_template() const;
   // Whether the file carries checksums (root attribute content_hash).
   bool has_checksums() const;
   // What a job manifest records of this model: "content-xxh3-128:<hex>", the

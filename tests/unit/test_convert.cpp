@@ -344,6 +344,91 @@ TEST_F(Convert, GenerationConfigEosAndTokenizerConfigBos) {
   }
 }
 
+// The chat template: tokenizer_config.json's (a string, or the "default" of a
+// named list), chat_template.jinja over it, with the special tokens; stored in
+// the model file and covered by its checksums; refused when the renderer
+// cannot run it; left out with --no-chat-template or without a tokenizer.
+TEST_F(Convert, ChatTemplateIsStoredWithItsSpecialTokens) {
+  ModelConfig c = llama_config(DType::f32);
+  write_hf_dir(dir_, c, random_model_tensors(c, 1, "F32"));
+  write_bytes(dir_ + "/tokenizer.json", slurp(kTokenizerData / "tiny_llama3.tokenizer.json"));
+  const std::string tpl = "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}";
+  {  // none
+    const ConvertSummary s = convert();
+    EXPECT_FALSE(s.chat_template.chat.has_value());
+    EXPECT_FALSE(WeightReader(out_).has_chat_template());
+    EXPECT_FALSE(WeightReader(out_).chat_template().has_value());
+  }
+  const std::string hash_without = WeightReader(out_).fingerprint();
+  {  // a string, with AddedToken-style special tokens
+    write_json(dir_ + "/tokenizer_config.json", {{"chat_template", tpl},
+                                                 {"bos_token", {{"content", "<|begin_of_text|>"}}},
+                                                 {"eos_token", "<|eot_id|>"}});
+    const ConvertSummary s = convert();
+    ASSERT_TRUE(s.chat_template.chat.has_value());
+    EXPECT_EQ(s.chat_template.from, dir_ + "/tokenizer_config.json");
+    const WeightReader r(out_);
+    EXPECT_TRUE(r.has_chat_template());
+    const auto stored = r.chat_template();
+    ASSERT_TRUE(stored.has_value());
+    EXPECT_EQ(stored->source, tpl);
+    EXPECT_EQ(stored->bos_token, "<|begin_of_text|>");
+    EXPECT_EQ(stored->eos_token, "<|eot_id|>");
+    // The template is part of the model's content: the fingerprint changes with it.
+    EXPECT_NE(r.fingerprint(), hash_without);
+  }
+  {  // a named list: "default" is taken
+    write_json(
+        dir_ + "/tokenizer_config.json",
+        {{"chat_template",
+          {{{"name", "tool_use"}, {"template", "T"}}, {{"name", "default"}, {"template", tpl}}}},
+         {"eos_token", "<|eot_id|>"}});
+    const ConvertSummary s = convert();
+    ASSERT_TRUE(s.chat_template.chat.has_value());
+    EXPECT_EQ(s.chat_template.chat->source, tpl);
+    EXPECT_FALSE(s.chat_template.chat->bos_token.has_value());
+    EXPECT_FALSE(WeightReader(out_).chat_template()->bos_token.has_value());
+  }
+  {  // special_tokens_map.json gives the tokens tokenizer_config.json lacks
+    write_json(dir_ + "/special_tokens_map.json", {{"bos_token", "<|begin_of_text|>"}});
+    EXPECT_EQ(convert().chat_template.chat->bos_token, "<|begin_of_text|>");
+    fs::remove(dir_ + "/special_tokens_map.json");
+  }
+  {  // names without "default": nothing stored, and a warning says why
+    write_json(dir_ + "/tokenizer_config.json",
+               {{"chat_template", {{{"name", "rag"}, {"template", "T"}}}}});
+    const ConvertSummary s = convert();
+    EXPECT_FALSE(s.chat_template.chat.has_value());
+    ASSERT_EQ(s.chat_template.warnings.size(), 1u);
+    EXPECT_NE(s.chat_template.warnings[0].find("(rag) but none \"default\""), std::string::npos);
+    EXPECT_FALSE(WeightReader(out_).has_chat_template());
+  }
+  {  // chat_template.jinja wins over tokenizer_config.json
+    write_json(dir_ + "/tokenizer_config.json", {{"chat_template", "config's"}});
+    write_bytes(dir_ + "/chat_template.jinja", "jinja's {{ messages | length }}");
+    const ConvertSummary s = convert();
+    EXPECT_EQ(s.chat_template.from, dir_ + "/chat_template.jinja");
+    EXPECT_EQ(WeightReader(out_).chat_template()->source, "jinja's {{ messages | length }}");
+    fs::remove(dir_ + "/chat_template.jinja");
+  }
+  {  // --no-chat-template, and no tokenizer: none stored
+    ConvertOptions o;
+    o.hf_dir = dir_;
+    o.output = out_;
+    o.with_chat_template = false;
+    EXPECT_FALSE(convert_hf_model(o).chat_template.chat.has_value());
+    EXPECT_FALSE(WeightReader(out_).has_chat_template());
+    convert(std::nullopt, /*tokenizer=*/false);
+    EXPECT_FALSE(WeightReader(out_).has_chat_template());
+  }
+  // A template the renderer cannot run is refused, naming where it came from.
+  fs::remove(out_);
+  write_json(dir_ + "/tokenizer_config.json", {{"chat_template", "{% for x in y %}"}});
+  expect_convert_error({dir_ + "/tokenizer_config.json: chat template: ", "--no-chat-template"});
+  write_json(dir_ + "/tokenizer_config.json", {{"chat_template", 5}});
+  expect_convert_error({"chat_template must be a string or a list"});
+}
+
 TEST_F(Convert, MissingOrMisshapenTensors) {
   const ModelConfig c = llama_config(DType::bf16);
   std::vector<StTensor> tensors = random_model_tensors(c, 2, "BF16");

@@ -220,8 +220,10 @@ TEST(JsonlRequest, PromptRules) {
             "line 3: \"prompt\" is text, but this model has no tokenizer: give "
             "\"prompt_tokens\"");
   EXPECT_EQ(e.id_json, "\"p\"");  // the id was usable, so the error line carries it
-  EXPECT_EQ(parse_err(R"({"id":"p"})").error,
-            "line 3: missing the prompt: give \"prompt_tokens\" (token ids) or \"prompt\" (text)");
+  EXPECT_EQ(
+      parse_err(R"({"id":"p"})").error,
+      "line 3: missing the prompt: give \"prompt_tokens\" (token ids) or \"prompt\" (text) or "
+      "\"messages\" (a conversation)");
   EXPECT_EQ(parse_err(R"({"id":"p","prompt":"x","prompt_tokens":[1]})").error,
             "line 3: give either \"prompt_tokens\" or \"prompt\", not both");
   EXPECT_EQ(parse_err(R"({"id":"p","prompt":5})").error,
@@ -587,6 +589,9 @@ TEST(JsonlResultWire, RequestRoundTrip) {
   r.sampling.seed = std::numeric_limits<uint64_t>::max();
   r.sampling.stop_token_ids = {2, 32000};
   r.sampling.logprobs = true;
+  r.sampling.top_logprobs = 20;
+  r.sampling.prompt_logprobs = true;
+  r.n = 128;
   const Request b = request_from_wire(request_to_wire(r));
   EXPECT_EQ(b.id_json, r.id_json);
   EXPECT_EQ(b.line, r.line);
@@ -598,6 +603,9 @@ TEST(JsonlResultWire, RequestRoundTrip) {
   EXPECT_EQ(b.sampling.seed, std::numeric_limits<uint64_t>::max());
   EXPECT_EQ(b.sampling.stop_token_ids, r.sampling.stop_token_ids);
   EXPECT_TRUE(b.sampling.logprobs);
+  EXPECT_EQ(b.sampling.top_logprobs, 20);
+  EXPECT_TRUE(b.sampling.prompt_logprobs);
+  EXPECT_EQ(b.n, 128);
 
   r.sampling.seed = 0x8000000000000001ull;
   r.sampling.logprobs = false;
@@ -678,8 +686,9 @@ TEST(JsonlResultWire, MalformedWireThrows) {
 
 // The known fields, as the error message lists them.
 constexpr const char* kFieldList =
-    "a request's fields are id, prompt, prompt_tokens, max_new_tokens, temperature, top_k, top_p, "
-    "seed, stop, logprobs, ignore_eos, metadata (your own data can go under \"metadata\")";
+    "a request's fields are id, prompt, prompt_tokens, messages, max_new_tokens, temperature, "
+    "top_k, top_p, seed, stop, n, logprobs, top_logprobs, prompt_logprobs, ignore_eos, metadata "
+    "(your own data can go under \"metadata\")";
 
 TEST(JsonlFields, UnknownFieldIsAnErrorNamingItAndTheNearestKnownOne) {
   // The issue's case: this ran greedy (the default) without a word.
@@ -731,7 +740,7 @@ TEST(JsonlFields, UnknownFieldIsAnErrorNamingItAndTheNearestKnownOne) {
 }
 
 TEST(JsonlFields, UnknownFieldFarFromEveryKnownOneListsTheKnownFields) {
-  for (const std::string field : {"max_length", "extra", "xy", "n", "temperature_", "note"}) {
+  for (const std::string field : {"max_length", "extra", "xy", "temperature_", "note"}) {
     const Result e = parse_err(R"({"id":"q","prompt_tokens":[1],")" + field + R"(":0.7})");
     if (field == "temperature_") {  // one edit: not far
       EXPECT_EQ(e.error, R"(line 3: unknown field "temperature_": did you mean "temperature"?)");
@@ -771,7 +780,7 @@ TEST(JsonlFields, AnUnknownFieldsNameIsQuotedAndCut) {
 
 TEST(JsonlFields, EveryKnownFieldIsAccepted) {
   const auto fields = request_fields();
-  ASSERT_EQ(fields.size(), 12u);
+  ASSERT_EQ(fields.size(), 16u);
   EXPECT_EQ(fields.front(), "id");
   EXPECT_EQ(fields.back(), "metadata");
   for (const std::string_view f : fields) {
