@@ -177,6 +177,51 @@ TEST(CudaSamplingLayout, RowsWithoutAFiniteMaximumGiveMinusOne) {
   EXPECT_GE(got[6], 0.0f);
 }
 
+// logprob_rows on the device against row_logprobs on the host: the same top
+// tokens in the same order (ties to the lower id), logprobs within 1e-5, over
+// split parts and bf16 logits, with targets and rows without a finite maximum.
+TEST(CudaLogprobRows, EqualTheHostsTopTokensAndTargetLogprobs) {
+  SKIP_WITHOUT_GPU();
+  const int64_t vocab = 32003;
+  std::vector<Row> rows = random_rows(vocab, 300, 7);
+  rows[5].logits.assign(static_cast<size_t>(vocab), kNaN);
+  for (Row& row : rows)  // bf16-representable, so both dtypes hold the same values
+    for (float& x : row.logits) x = round_bf16(x);
+  auto gpu = gpu_backend();
+  const int k = kMaxTopLogprobs;
+  std::vector<int32_t> idx, targets;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    idx.push_back(static_cast<int32_t>(rows.size() - 1 - i));
+    targets.push_back(i % 3 == 0 ? -1 : static_cast<int32_t>((i * 7919) % vocab));
+  }
+  for (int64_t parts : {1, 4}) {
+    for (DType dt : {DType::f32, DType::bf16}) {
+      const Tensor logits = upload_rows(*gpu, rows, vocab, parts, dt);
+      Tensor out = poisoned(*gpu, {static_cast<int64_t>(idx.size()), 1 + k, 2}, DType::f32);
+      gpu->logprob_rows(logits, vocab, idx, targets, k, out);
+      const std::vector<float> got = get(*gpu, out);
+      for (size_t i = 0; i < idx.size(); ++i) {
+        const float* g = got.data() + i * 2 * (1 + k);
+        const Row& row = rows[static_cast<size_t>(idx[i])];
+        const RowLogprobs want = row_logprobs(row.logits, targets[i], k);
+        const std::string what =
+            std::to_string(parts) + " parts, " + dtype_name(dt) + ", row " + std::to_string(idx[i]);
+        if (want.top.empty()) {  // no finite maximum
+          EXPECT_EQ(g[0], -1.0f) << what;
+          EXPECT_EQ(g[2], -1.0f) << what;
+          continue;
+        }
+        EXPECT_EQ(g[0], targets[i] >= 0 ? static_cast<float>(targets[i]) : -1.0f) << what;
+        if (targets[i] >= 0) EXPECT_NEAR(g[1], want.target, 1e-5) << what;
+        for (int t = 0; t < k; ++t) {
+          ASSERT_EQ(g[2 + 2 * t], static_cast<float>(want.top[t].token)) << what << " top " << t;
+          EXPECT_NEAR(g[3 + 2 * t], want.top[t].logprob, 1e-5) << what << " top " << t;
+        }
+      }
+    }
+  }
+}
+
 // Through the model: forward draws on the device (batch.sampling) what
 // sample_token draws from the whole rows the same forward returns without it.
 TEST(CudaSamplingForward, DrawsFromTheModelsRowsOnTheDevice) {
