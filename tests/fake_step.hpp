@@ -4,6 +4,7 @@
 // chosen by sample_token from the row's own settings, as the backends' sample_rows
 // and argmax_rows do where the logits are.
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <vector>
 
@@ -16,6 +17,20 @@ namespace tpinfer::testing {
 
 // batch.logit_rows.size() whole rows of vocab floats.
 using LogitsFn = std::function<void(const BatchLayout& batch, std::vector<float>& logits)>;
+
+// A 2-layer fp32 Llama small enough for whole-engine tests on the cpu backend.
+inline ModelConfig tiny_llama_config(int64_t vocab) {
+  return config_from_hf_json(nlohmann::json{{"architectures", {"LlamaForCausalLM"}},
+                                            {"hidden_size", 32},
+                                            {"intermediate_size", 48},
+                                            {"num_hidden_layers", 2},
+                                            {"num_attention_heads", 4},
+                                            {"num_key_value_heads", 2},
+                                            {"vocab_size", vocab},
+                                            {"max_position_embeddings", 128},
+                                            {"rms_norm_eps", 1e-5},
+                                            {"torch_dtype", "float32"}});
+}
 
 // Engine options for a model's config and a cache of num_blocks x block_size.
 inline EngineOptions engine_options_for(const ModelConfig& c, int block_size, int num_blocks,

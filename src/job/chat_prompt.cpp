@@ -99,13 +99,7 @@ std::string ChatPrompt::render(const json& checked) const {
   return template_.render(in);
 }
 
-std::vector<int32_t> ChatPrompt::encode(const json& checked) const {
-  return tokenizer_->encode(render(checked), /*add_special_tokens_bos=*/false);
-}
-
-namespace {
-
-std::string read_template_file(const std::string& path) {
+std::string read_chat_template_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError("--chat-template " + path + ": cannot open: " + std::strerror(errno));
   std::ostringstream s;
@@ -113,6 +107,12 @@ std::string read_template_file(const std::string& path) {
   if (in.bad()) throw UsageError("--chat-template " + path + ": cannot read it");
   return s.str();
 }
+
+std::vector<int32_t> ChatPrompt::encode(const json& checked) const {
+  return tokenizer_->encode(render(checked), /*add_special_tokens_bos=*/false);
+}
+
+namespace {
 
 // The text of one special token, when the tokenizer has it.
 std::optional<std::string> token_text(const Tokenizer& tok, int64_t id) {
@@ -136,7 +136,7 @@ std::shared_ptr<const ChatPrompt> make_chat_prompt(const ChatPromptSource& src,
   }
   std::string source, from;
   if (!src.override_path.empty()) {
-    source = read_template_file(src.override_path);
+    source = read_chat_template_file(src.override_path);
     from = "--chat-template " + src.override_path;
   } else if (src.stored) {
     source = src.stored->source;

@@ -41,6 +41,9 @@ class ChatPrompt {
   std::shared_ptr<const Tokenizer> tokenizer_;
 };
 
+// A --chat-template file's text (UsageError naming it when unreadable).
+std::string read_chat_template_file(const std::string& path);
+
 // Where a job's template comes from and what its special tokens are.
 struct ChatPromptSource {
   std::string override_path;                 // --chat-template FILE; empty: the model's

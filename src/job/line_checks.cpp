@@ -260,4 +260,29 @@ uint64_t derived_seed(uint64_t job_seed, const std::string& id_json) {
   return mix64(h);
 }
 
+Result error_result(int64_t line_no, std::string id_json, const std::string& message) {
+  Result r;
+  r.id_json = std::move(id_json);
+  r.line = line_no;
+  r.error = "line " + std::to_string(line_no) + ": " + message;
+  return r;
+}
+
+std::optional<nlohmann::json> object_line(std::string_view text, int64_t line_no,
+                                          const std::string& a_what, std::optional<Result>& error) {
+  nlohmann::json obj;
+  try {
+    obj = nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::exception& e) {
+    // Not only parse_error: a number too large for a double is out_of_range.
+    error = error_result(line_no, "", "not valid JSON (" + short_parse_reason(e) + ")");
+    return std::nullopt;
+  }
+  if (!obj.is_object()) {
+    error = error_result(line_no, "", a_what + " must be a JSON object, not " + describe(obj));
+    return std::nullopt;
+  }
+  return obj;
+}
+
 }  // namespace tpinfer

@@ -4,6 +4,7 @@
 // line's error result carries.
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,13 @@ std::string describe(const nlohmann::json& v);
 std::string valid_utf8(const std::string& s);
 // nlohmann's parse message, without its prefix and cut when long.
 std::string short_parse_reason(const nlohmann::json::exception& e);
+
+// A line's error result: "line N: message".
+Result error_result(int64_t line_no, std::string id_json, const std::string& message);
+// The line as a JSON object; else nothing, with `error` set to its error
+// result (not JSON, or `a_what` -- "a request" -- is not an object).
+std::optional<nlohmann::json> object_line(std::string_view text, int64_t line_no,
+                                          const std::string& a_what, std::optional<Result>& error);
 
 // A JSON integer (5.0 is refused) in [lo, hi]; `name` is the field as messages show it.
 int64_t int_field(const nlohmann::json& v, const std::string& name, int64_t lo, int64_t hi,

@@ -196,14 +196,6 @@ void check_body_fields(const json& body, OpenAiEndpoint endpoint) {
   }
 }
 
-Result error_result(int64_t line_no, std::string id_json, const std::string& message) {
-  Result r;
-  r.id_json = std::move(id_json);
-  r.line = line_no;
-  r.error = "line " + std::to_string(line_no) + ": " + message;
-  return r;
-}
-
 }  // namespace
 
 ParsedLine parse_openai_line(std::string_view text, int64_t line_no, const RequestRules& rules) {
@@ -211,18 +203,9 @@ ParsedLine parse_openai_line(std::string_view text, int64_t line_no, const Reque
   auto env = std::make_shared<OpenAiEnvelope>();
   env->model = rules.model_name;
   out.envelope = env;
-  json obj;
-  try {
-    obj = json::parse(text.begin(), text.end());
-  } catch (const json::exception& e) {
-    out.error = error_result(line_no, "", "not valid JSON (" + short_parse_reason(e) + ")");
-    return out;
-  }
-  if (!obj.is_object()) {
-    out.error =
-        error_result(line_no, "", "a batch request must be a JSON object, not " + describe(obj));
-    return out;
-  }
+  const std::optional<json> parsed = object_line(text, line_no, "a batch request", out.error);
+  if (!parsed) return out;
+  const json& obj = *parsed;
   const json* custom_id = get(obj, "custom_id");
   std::string id_json;
   if (custom_id && custom_id->is_string()) {

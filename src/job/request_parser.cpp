@@ -272,14 +272,6 @@ Request parse_fields(const json& obj, std::string id_json, int64_t line_no,
   return req;
 }
 
-Result error_result(int64_t line_no, std::string id_json, const std::string& message) {
-  Result r;
-  r.id_json = std::move(id_json);
-  r.line = line_no;
-  r.error = "line " + std::to_string(line_no) + ": " + message;
-  return r;
-}
-
 bool is_blank(std::string_view s) {
   return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
 }
@@ -292,18 +284,9 @@ std::span<const std::string_view> request_fields() {
 
 ParsedLine parse_request_line(std::string_view text, int64_t line_no, const RequestRules& rules) {
   ParsedLine out;
-  json obj;
-  try {
-    obj = json::parse(text.begin(), text.end());
-  } catch (const json::exception& e) {
-    // Not only parse_error: a number too large for a double is out_of_range.
-    out.error = error_result(line_no, "", "not valid JSON (" + short_parse_reason(e) + ")");
-    return out;
-  }
-  if (!obj.is_object()) {
-    out.error = error_result(line_no, "", "a request must be a JSON object, not " + describe(obj));
-    return out;
-  }
+  const std::optional<json> parsed = object_line(text, line_no, "a request", out.error);
+  if (!parsed) return out;
+  const json& obj = *parsed;
   // Whatever else is wrong with the line, its result carries the id and the
   // metadata it gave, so the user can tell which of their requests it was.
   const json* id = find_field(obj, Field::kId);

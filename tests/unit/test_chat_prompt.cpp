@@ -15,6 +15,7 @@
 #include "job/chat_prompt.hpp"
 #include "job/jsonl.hpp"
 #include "job/line_checks.hpp"
+#include "tiny_chat.hpp"
 
 namespace tpinfer {
 namespace {
@@ -22,15 +23,12 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-const fs::path kTokenizerFile = fs::path(__FILE__).parent_path().parent_path() / "data" /
-                                "tokenizer" / "tiny_llama3.tokenizer.json";
 constexpr const char* kTemplate =
     "{{- bos_token }}{% for m in messages %}[{{ m.role }}]\n{{ m.content | trim }}<|eot_id|>"
     "{% endfor %}{% if add_generation_prompt %}[assistant]\n{% endif %}{{ eos_token is defined }}";
 
 std::shared_ptr<const Tokenizer> tokenizer() {
-  static const auto tok = std::make_shared<const Tokenizer>(Tokenizer::from_file(kTokenizerFile));
-  return tok;
+  return test::tiny_llama3_tokenizer();
 }
 
 std::string message_error(const json& messages) {

@@ -63,11 +63,7 @@ double log_prob(const std::vector<float>& logits, int32_t token, double temperat
 }
 
 TEST_F(Logprobs, AreTheRawSoftmaxOfTheChosenTokensWhateverTheSampling) {
-  const ModelConfig c = config_from_hf_json(nlohmann::json::parse(R"({
-    "architectures": ["LlamaForCausalLM"], "hidden_size": 32, "intermediate_size": 48,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-    "vocab_size": 97, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
-    "torch_dtype": "float32"})"));
+  const ModelConfig c = testing::tiny_llama_config(97);
   auto backend = make_cpu_backend(single_process_collectives(), 1);
   Model m = make_model(*backend, c);
   const EngineOptions eo = testing::engine_options_for(c, kBlock, kBlocks);

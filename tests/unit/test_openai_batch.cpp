@@ -17,6 +17,7 @@
 #include "job/jsonl.hpp"
 #include "job/openai_request.hpp"
 #include "job/openai_result.hpp"
+#include "tiny_chat.hpp"
 
 namespace tpinfer {
 namespace {
@@ -24,17 +25,13 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-const fs::path kTokenizerFile = fs::path(__FILE__).parent_path().parent_path() / "data" /
-                                "tokenizer" / "tiny_llama3.tokenizer.json";
-
 // Llama 3-like, with the tiny tokenizer's special tokens.
 constexpr const char* kTemplate =
     "{{- bos_token }}{% for m in messages %}[{{ m.role }}]\n{{ m.content | trim }}<|eot_id|>"
     "{% endfor %}{% if add_generation_prompt %}[assistant]\n{% endif %}";
 
 std::shared_ptr<const Tokenizer> tokenizer() {
-  static const auto tok = std::make_shared<const Tokenizer>(Tokenizer::from_file(kTokenizerFile));
-  return tok;
+  return test::tiny_llama3_tokenizer();
 }
 
 RequestRules rules() {

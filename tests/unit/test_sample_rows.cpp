@@ -216,11 +216,7 @@ TEST(ExactSampler, SampleTokenAgreesWithItExceptWithinTheBound) {
 // ---------------------------------------------------------------- engine
 
 TEST_F(SampleRows, EngineTakesForwardsDrawsAndTheyEqualHostSampling) {
-  const ModelConfig c = config_from_hf_json(nlohmann::json::parse(R"({
-    "architectures": ["LlamaForCausalLM"], "hidden_size": 32, "intermediate_size": 48,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-    "vocab_size": 211, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
-    "torch_dtype": "float32"})"));
+  const ModelConfig c = testing::tiny_llama_config(211);
   auto run = [&](bool drawn_by_forward, int* drawn_steps) {
     auto backend = make_cpu_backend(single_process_collectives(), 1);
     Model m = load_model(*backend, c, 0, 1,

@@ -502,6 +502,20 @@ class CudaBackend final : public Backend {
                              stream_.get());
   }
 
+  // The rows' parameters of a sampling kernel, on the device (stream-ordered
+  // before the kernel). The pinned copy is rewritten only after its previous
+  // upload finished.
+  const void* upload_row_params(const void* src, size_t bytes) {
+    TPINFER_CUDA_CHECK(cudaEventSynchronize(sample_copied_.get()));
+    sample_host_.reserve(bytes);
+    std::memcpy(sample_host_.data(), src, bytes);
+    void* dev = grow(sample_dev_, sample_cap_, bytes);
+    TPINFER_CUDA_CHECK(
+        cudaMemcpyAsync(dev, sample_host_.data(), bytes, cudaMemcpyHostToDevice, stream_.get()));
+    TPINFER_CUDA_CHECK(cudaEventRecord(sample_copied_.get(), stream_.get()));
+    return dev;
+  }
+
   void sample_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
                    const std::vector<RowSampling>& params, Tensor& out) override {
     const char* op = "sample_rows";
@@ -511,18 +525,14 @@ class CudaBackend final : public Backend {
                       ", expected float32 or bfloat16");
     CUDA_BE_CHECK(!capturing_, op, "called while a step is recorded (it uploads its parameters)");
     if (rows.empty()) return;
-    const size_t m = rows.size(), bytes = m * sizeof(cuda::SampleRow);
-    // The pinned copy is rewritten only after its previous upload finished.
-    TPINFER_CUDA_CHECK(cudaEventSynchronize(sample_copied_.get()));
-    sample_host_.reserve(bytes);
-    auto* host = static_cast<cuda::SampleRow*>(sample_host_.data());
+    const size_t m = rows.size();
+    std::vector<cuda::SampleRow> host(m);
     for (size_t i = 0; i < m; ++i) {
       const RowSampling& q = params[i];
       host[i] = {rows[i], q.logprobs ? 1 : 0, q.temperature, q.top_p, q.top_k, q.seed, q.position};
     }
-    auto* dev = static_cast<cuda::SampleRow*>(grow(sample_dev_, sample_cap_, bytes));
-    TPINFER_CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream_.get()));
-    TPINFER_CUDA_CHECK(cudaEventRecord(sample_copied_.get(), stream_.get()));
+    const auto* dev = static_cast<const cuda::SampleRow*>(
+        upload_row_params(host.data(), m * sizeof(cuda::SampleRow)));
     cuda::SampleArgs a{};
     a.logits = logits.data;
     a.bf16_logits = logits.dtype == DType::bf16;
@@ -545,16 +555,11 @@ class CudaBackend final : public Backend {
                       ", expected float32 or bfloat16");
     CUDA_BE_CHECK(!capturing_, op, "called while a step is recorded (it uploads its rows)");
     if (rows.empty()) return;
-    const size_t m = rows.size(), bytes = 2 * m * sizeof(int32_t);
-    // The pinned copy is rewritten only after its previous upload finished.
-    TPINFER_CUDA_CHECK(cudaEventSynchronize(sample_copied_.get()));
-    sample_host_.reserve(bytes);
-    auto* host = static_cast<int32_t*>(sample_host_.data());
-    std::copy(rows.begin(), rows.end(), host);
-    std::copy(targets.begin(), targets.end(), host + m);
-    auto* dev = static_cast<int32_t*>(grow(sample_dev_, sample_cap_, bytes));
-    TPINFER_CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream_.get()));
-    TPINFER_CUDA_CHECK(cudaEventRecord(sample_copied_.get(), stream_.get()));
+    const size_t m = rows.size();
+    std::vector<int32_t> host(rows);
+    host.insert(host.end(), targets.begin(), targets.end());
+    const auto* dev =
+        static_cast<const int32_t*>(upload_row_params(host.data(), 2 * m * sizeof(int32_t)));
     cuda::LogprobArgs a{};
     a.logits = logits.data;
     a.bf16_logits = logits.dtype == DType::bf16;

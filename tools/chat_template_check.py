@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""tpinfer's chat prompts against transformers' apply_chat_template.
+
+For each tokenizer directory (tokenizer.json + tokenizer_config.json with a
+chat_template), every conversation of tests/data/chat_templates/conversations.json
+goes through transformers' `apply_chat_template(messages, tokenize=True,
+add_generation_prompt=True)` and through `tpinfer tokenize --chat` with the same
+template and special tokens; the token ids must be equal. Prints a markdown
+table (docs/HF_CHECKS.md) and exits 1 on any difference.
+
+  tools/chat_template_check.py --tpinfer build-gpu/tpinfer DIR...
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from transformers import AutoTokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONVERSATIONS = os.path.join(HERE, "..", "tests", "data", "chat_templates", "conversations.json")
+
+
+def special(cfg, key):
+    v = cfg.get(key)
+    if isinstance(v, dict):
+        v = v.get("content")
+    return v if isinstance(v, str) else None
+
+
+def template_of(cfg, directory):
+    path = os.path.join(directory, "chat_template.jinja")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    t = cfg.get("chat_template")
+    if isinstance(t, list):
+        named = {e["name"]: e["template"] for e in t}
+        t = named.get("default")
+    return t
+
+
+def tpinfer_ids(binary, directory, template, bos, eos, conversations):
+    with tempfile.NamedTemporaryFile("w", suffix=".jinja", delete=False, encoding="utf-8") as f:
+        f.write(template)
+        template_path = f.name
+    cmd = [binary, "tokenize", "--tokenizer", os.path.join(directory, "tokenizer.json"), "--chat",
+           "--chat-template", template_path]
+    if bos:
+        cmd += ["--bos-token", bos]
+    if eos:
+        cmd += ["--eos-token", eos]
+    stdin = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in conversations)
+    out = subprocess.run(cmd, input=stdin, capture_output=True, text=True, encoding="utf-8")
+    os.unlink(template_path)
+    if out.returncode != 0:
+        return None, out.stderr.strip()
+    return [json.loads(line) for line in out.stdout.splitlines()], ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tpinfer", required=True)
+    ap.add_argument("dirs", nargs="+", help="tokenizer directories")
+    args = ap.parse_args()
+    with open(CONVERSATIONS, encoding="utf-8") as f:
+        conversations = json.load(f)
+    names = sorted(conversations)
+    print("| tokenizer | conversations | equal | first difference |")
+    print("| --- | --- | --- | --- |")
+    failed = False
+    for d in args.dirs:
+        with open(os.path.join(d, "tokenizer_config.json"), encoding="utf-8") as f:
+            cfg = json.load(f)
+        template = template_of(cfg, d)
+        if not template:
+            print(f"| {os.path.basename(d)} | - | - | no chat template |")
+            continue
+        tok = AutoTokenizer.from_pretrained(d)
+        tok.chat_template = template
+        want, skipped = {}, []
+        for name in names:
+            try:
+                want[name] = list(tok.apply_chat_template(conversations[name], tokenize=True,
+                                                          add_generation_prompt=True))
+            except Exception as e:  # the template's raise_exception: tpinfer must refuse too
+                skipped.append(name)
+        ran = [n for n in names if n not in skipped]
+        got, err = tpinfer_ids(args.tpinfer, d, template, special(cfg, "bos_token"),
+                               special(cfg, "eos_token"), [conversations[n] for n in ran])
+        if got is None:
+            failed = True
+            print(f"| {os.path.basename(d)} | {len(ran)} | 0 | tpinfer failed: {err} |")
+            continue
+        equal = sum(1 for n, g in zip(ran, got) if g == want[n])
+        first = next((n for n, g in zip(ran, got) if g != want[n]), "")
+        failed = failed or equal != len(ran)
+        note = first or ("refused by the template: " + ", ".join(skipped) if skipped else "")
+        print(f"| {os.path.basename(d)} | {len(ran)} | {equal} | {note} |")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
