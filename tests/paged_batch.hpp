@@ -90,4 +90,20 @@ inline BatchLayout single_token_batch(const std::vector<int32_t>& ids) {
   return b;
 }
 
+// Three sequences of 4, 2 and 1 tokens in blocks 0, 1, 2 of 4 tokens, whose
+// logits are wanted at `logit_rows`: the gather_rows tests' batch.
+inline BatchLayout three_sequences(std::vector<int32_t> logit_rows) {
+  BatchLayout b;
+  b.token_ids.assign(7, 1);
+  b.positions = {0, 1, 2, 3, 0, 1, 0};
+  b.slot_mapping = {0, 1, 2, 3, 4, 5, 6};
+  b.query_start = {0, 4, 6, 7};
+  b.context_len = {4, 2, 1};
+  b.max_blocks_per_seq = 1;
+  b.block_tables = {0, 1, 2};
+  b.block_size = 4;
+  b.logit_rows = std::move(logit_rows);
+  return b;
+}
+
 }  // namespace tpinfer::test

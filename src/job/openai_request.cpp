@@ -18,43 +18,25 @@ using json = nlohmann::json;
 constexpr const char* kChatUrl = "/v1/chat/completions";
 constexpr const char* kCompletionsUrl = "/v1/completions";
 
-// Body fields tpinfer reads, per endpoint, and those it accepts without effect
-// on the result. Any other field is refused: it might change the result.
-constexpr std::string_view kChatFields[] = {"messages",
-                                            "model",
-                                            "max_completion_tokens",
-                                            "max_tokens",
-                                            "temperature",
-                                            "top_p",
-                                            "n",
-                                            "stop",
-                                            "seed",
-                                            "logprobs",
-                                            "top_logprobs",
-                                            "presence_penalty",
-                                            "frequency_penalty",
-                                            "repetition_penalty",
-                                            "top_k",
-                                            "ignore_eos",
-                                            "stream"};
-constexpr std::string_view kCompletionsFields[] = {"prompt",
-                                                   "model",
-                                                   "max_tokens",
-                                                   "temperature",
-                                                   "top_p",
-                                                   "n",
-                                                   "stop",
-                                                   "seed",
-                                                   "echo",
-                                                   "logprobs",
-                                                   "presence_penalty",
-                                                   "frequency_penalty",
-                                                   "repetition_penalty",
-                                                   "top_k",
-                                                   "ignore_eos",
-                                                   "stream",
-                                                   "best_of",
-                                                   "suffix"};
+// Body fields tpinfer reads, for both endpoints and per endpoint, and those it
+// accepts without effect on the result. Any other field is refused: it might
+// change the result.
+constexpr std::string_view kSharedFields[] = {"model",
+                                              "max_tokens",
+                                              "temperature",
+                                              "top_p",
+                                              "n",
+                                              "stop",
+                                              "seed",
+                                              "logprobs",
+                                              "presence_penalty",
+                                              "frequency_penalty",
+                                              "repetition_penalty",
+                                              "top_k",
+                                              "ignore_eos",
+                                              "stream"};
+constexpr std::string_view kChatFields[] = {"messages", "max_completion_tokens", "top_logprobs"};
+constexpr std::string_view kCompletionsFields[] = {"prompt", "echo", "best_of", "suffix"};
 constexpr std::string_view kBookkeeping[] = {"user", "metadata", "store", "service_tier"};
 
 template <size_t N>
@@ -187,8 +169,9 @@ void parse_completions(const json& body, const RequestRules& rules, Request& req
 
 void check_body_fields(const json& body, OpenAiEndpoint endpoint) {
   for (const auto& [key, value] : body.items()) {
-    const bool known = endpoint == OpenAiEndpoint::kChat ? listed(kChatFields, key)
-                                                         : listed(kCompletionsFields, key);
+    const bool known = listed(kSharedFields, key) ||
+                       (endpoint == OpenAiEndpoint::kChat ? listed(kChatFields, key)
+                                                          : listed(kCompletionsFields, key));
     if (known || listed(kBookkeeping, key) || neutral(value)) continue;
     reject("\"body." + valid_utf8(key) +
            "\" is not supported by tpinfer; it would change the result, so the request is "

@@ -77,6 +77,22 @@ void read_head(const json& j, T& r) {
   if (const auto m = j.find("metadata"); m != j.end()) r.metadata_json = m->get<std::string>();
 }
 
+// A request or result from its wire text: the head, then `fill` reads the
+// rest; any missing or mistyped field is a broken invariant (ranks of one job
+// run the same binary).
+template <typename T, typename F>
+T from_wire(std::string_view text, const char* what, F&& fill) {
+  const json j = parse_wire(text, what);
+  try {
+    T r;
+    read_head(j, r);
+    fill(j, r);
+    return r;
+  } catch (const json::exception& e) {
+    throw InternalError(std::string("malformed ") + what + " on the wire: " + e.what());
+  }
+}
+
 }  // namespace
 
 std::string request_to_wire(const Request& r) {
@@ -99,10 +115,7 @@ std::string request_to_wire(const Request& r) {
 }
 
 Request request_from_wire(std::string_view text) {
-  const json j = parse_wire(text, "request");
-  try {
-    Request r;
-    read_head(j, r);
+  return from_wire<Request>(text, "request", [](const json& j, Request& r) {
     r.prompt = j.at("prompt").get<std::vector<int32_t>>();
     r.n = j.at("n").get<int>();
     SamplingParams& s = r.sampling;
@@ -117,10 +130,7 @@ Request request_from_wire(std::string_view text) {
     s.top_logprobs = j.at("top_logprobs").get<int>();
     s.prompt_logprobs = j.at("prompt_logprobs").get<bool>();
     s.ignore_eos = j.at("ignore_eos").get<bool>();
-    return r;
-  } catch (const json::exception& e) {
-    throw InternalError(std::string("malformed request on the wire: ") + e.what());
-  }
+  });
 }
 
 std::string result_to_wire(const Result& r) {
@@ -148,10 +158,7 @@ std::string result_to_wire(const Result& r) {
 }
 
 Result result_from_wire(std::string_view text) {
-  const json j = parse_wire(text, "result");
-  try {
-    Result r;
-    read_head(j, r);
+  return from_wire<Result>(text, "result", [](const json& j, Result& r) {
     for (const json& cj : j.at("choices")) {
       Completion& c = r.choices.emplace_back();
       c.tokens = cj.at("tokens").get<std::vector<int32_t>>();
@@ -168,10 +175,7 @@ Result result_from_wire(std::string_view text) {
     r.prompt_logprobs = floats_from_wire(j.at("prompt_logprobs"));
     r.error = j.at("error").get<std::string>();
     r.duplicate_id = j.at("duplicate_id").get<bool>();
-    return r;
-  } catch (const json::exception& e) {
-    throw InternalError(std::string("malformed result on the wire: ") + e.what());
-  }
+  });
 }
 
 }  // namespace tpinfer

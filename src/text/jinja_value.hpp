@@ -52,49 +52,44 @@ struct Value {
   std::shared_ptr<const LoopState> loop;
 
   Value() = default;
+  static Value of(Kind k) {
+    Value v;
+    v.kind = k;
+    return v;
+  }
   static Value undefined(std::string name = {}) {
     Value v;
     v.s = std::move(name);
     return v;
   }
-  static Value none() {
-    Value v;
-    v.kind = Kind::None;
-    return v;
-  }
+  static Value none() { return of(Kind::None); }
   static Value boolean(bool x) {
-    Value v;
-    v.kind = Kind::Bool;
+    Value v = of(Kind::Bool);
     v.b = x;
     return v;
   }
   static Value integer(int64_t x) {
-    Value v;
-    v.kind = Kind::Int;
+    Value v = of(Kind::Int);
     v.i = x;
     return v;
   }
   static Value number(double x) {
-    Value v;
-    v.kind = Kind::Float;
+    Value v = of(Kind::Float);
     v.f = x;
     return v;
   }
   static Value string(std::string x) {
-    Value v;
-    v.kind = Kind::String;
+    Value v = of(Kind::String);
     v.s = std::move(x);
     return v;
   }
   static Value make_list(List x) {
-    Value v;
-    v.kind = Kind::List;
+    Value v = of(Kind::List);
     v.list = std::make_shared<const List>(std::move(x));
     return v;
   }
   static Value make_dict(Dict x) {
-    Value v;
-    v.kind = Kind::Dict;
+    Value v = of(Kind::Dict);
     v.dict = std::make_shared<Dict>(std::move(x));
     return v;
   }

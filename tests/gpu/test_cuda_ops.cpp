@@ -273,17 +273,7 @@ TEST_F(CudaOps, GatherRowsCopiesTheLogitRows) {
   for (int64_t c : {13, 4096}) {
     const int64_t n = 7;
     auto [xc, xg] = both({n, c}, random_bf16(rng_, n * c));
-    BatchLayout b;
-    b.token_ids.assign(n, 1);
-    b.positions = {0, 1, 2, 3, 0, 1, 0};
-    b.slot_mapping = {0, 1, 2, 3, 4, 5, 6};
-    b.query_start = {0, 4, 6, 7};
-    b.context_len = {4, 2, 1};
-    b.max_blocks_per_seq = 1;
-    b.block_tables = {0, 1, 2};
-    b.block_size = 4;
-    b.logit_rows = {3, 5, 6, 0};
-    set_batch(b);
+    set_batch(test::three_sequences({3, 5, 6, 0}));
     auto [oc, og] = both_poisoned({4, c});
     cpu().gather_rows(xc, oc);
     gpu().gather_rows(xg, og);

@@ -19,11 +19,9 @@ namespace fs = std::filesystem;
 using Results = std::map<std::string, nlohmann::json>;
 
 // TP 1, 2 and 4 (KV heads split at 2, replicated at 4); fp32 storage.
-constexpr const char* kConfig = R"({
-  "architectures": ["LlamaForCausalLM"], "hidden_size": 128, "intermediate_size": 352,
-  "num_hidden_layers": 3, "num_attention_heads": 8, "num_key_value_heads": 2,
-  "vocab_size": 2000, "max_position_embeddings": 512, "rope_theta": 10000.0,
-  "rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"})";
+const std::string kConfig = config_json(
+    {"LlamaForCausalLM", 128, 352, 3, 8, 2, 2000, 512,
+     R"({"rope_theta": 10000.0, "rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 2})"});
 constexpr int kRequests = 96;
 // Bounds every run, so that a job that hangs fails its test instead of ctest's timeout.
 constexpr const char* kTimeout = "timeout -k 5 120 ";
@@ -31,12 +29,8 @@ constexpr const char* kTimeout = "timeout -k 5 120 ";
 class Faults : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fs::create_directories(TPINFER_TEST_TMP);
-    std::ofstream(tmp_path("faults-config.json")) << kConfig;
-    model_ = tmp_path("faults-model.h5");
-    auto r = tpinfer_cli("make-model --config " + tmp_path("faults-config.json") + " --output " +
-                         model_ + " --seed 11");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+    model_ = make_random_model("faults", kConfig, 11);
+    ASSERT_FALSE(model_.empty());
     // Greedy and seeded sampled requests of mixed lengths, so that a run has
     // many steps and results finish throughout it.
     input_ = tmp_path("faults-input.jsonl");

@@ -15,24 +15,18 @@ namespace fs = std::filesystem;
 
 // Large enough that a decode step takes a measurable time on the cpu, so a
 // job at --max-batch 1 spans several 0.2 s intervals.
-constexpr const char* kConfig = R"({
-  "architectures": ["LlamaForCausalLM"], "hidden_size": 256, "intermediate_size": 768,
-  "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2,
-  "vocab_size": 2048, "max_position_embeddings": 512, "rope_theta": 10000.0,
-  "rms_norm_eps": 1e-6, "tie_word_embeddings": false,
-  "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"})";
+const std::string kConfig =
+    config_json({"LlamaForCausalLM", 256, 768, 4, 8, 2, 2048, 512,
+                 R"({"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": false,
+         "bos_token_id": 1, "eos_token_id": 2})"});
 constexpr int kRequests = 16;
 constexpr int kNewTokens = 64;
 
 class Health : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fs::create_directories(TPINFER_TEST_TMP);
-    std::ofstream(tmp_path("health-config.json")) << kConfig;
-    model_ = tmp_path("health-model.h5");
-    auto r = tpinfer_cli("make-model --config " + tmp_path("health-config.json") + " --output " +
-                         model_ + " --seed 5");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+    model_ = make_random_model("health", kConfig, 5);
+    ASSERT_FALSE(model_.empty());
     input_ = tmp_path("health-input.jsonl");
     std::ofstream in(input_);
     for (int i = 0; i < kRequests; ++i) {

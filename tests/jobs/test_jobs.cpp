@@ -17,22 +17,16 @@ namespace fs = std::filesystem;
 
 // A model whose heads allow TP 1, 2, 4 with KV heads split (tp<=2) and replicated (tp=4),
 // a vocab that TP 4 does not divide, and q/k/v bias.
-constexpr const char* kConfig = R"({
-  "architectures": ["Qwen2ForCausalLM"], "hidden_size": 128, "intermediate_size": 256,
-  "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2,
-  "vocab_size": 1001, "max_position_embeddings": 256, "rope_theta": 10000.0,
-  "rms_norm_eps": 1e-6, "tie_word_embeddings": true, "attention_bias": true,
-  "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"})";
+const std::string kConfig =
+    config_json({"Qwen2ForCausalLM", 128, 256, 2, 8, 2, 1001, 256,
+                 R"({"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": true,
+         "attention_bias": true, "bos_token_id": 1, "eos_token_id": 2})"});
 
 class Jobs : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fs::create_directories(TPINFER_TEST_TMP);
-    std::ofstream(tmp_path("jobs-config.json")) << kConfig;
-    model_ = tmp_path("jobs-model.h5");
-    auto r = tpinfer_cli("make-model --config " + tmp_path("jobs-config.json") + " --output " +
-                         model_ + " --seed 3");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+    model_ = make_random_model("jobs", kConfig, 3);
+    ASSERT_FALSE(model_.empty());
     // Prompts of mixed lengths, greedy and seeded sampling, per-request limits.
     std::ofstream in(tmp_path("jobs-input.jsonl"));
     for (int i = 0; i < 24; ++i) {

@@ -24,25 +24,19 @@ namespace fs = std::filesystem;
 
 // GQA with KV heads split at TP 2, llama3 RoPE scaling, untied head, a vocab
 // that TP 2 does not divide.
-constexpr const char* kConfig = R"({
-  "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
-  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-  "vocab_size": 301, "max_position_embeddings": 512, "rope_theta": 500000.0,
-  "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                   "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
-  "rms_norm_eps": 1e-5, "tie_word_embeddings": false, "torch_dtype": "float32"})";
+const std::string kConfig =
+    config_json({"LlamaForCausalLM", 64, 96, 2, 4, 2, 301, 512,
+                 R"({"rope_theta": 500000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": false,
+         "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                          "high_freq_factor": 4.0, "original_max_position_embeddings": 64}})"});
 
 const int kLengths[] = {1, 5, 40, 70, 130};
 
 class Logits : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fs::create_directories(TPINFER_TEST_TMP);
-    std::ofstream(tmp_path("logits-config.json")) << kConfig;
-    model_ = tmp_path("logits-model.h5");
-    auto r = tpinfer_cli("make-model --config " + tmp_path("logits-config.json") + " --output " +
-                         model_ + " --seed 11");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+    model_ = make_random_model("logits", kConfig, 11);
+    ASSERT_FALSE(model_.empty());
     std::ofstream in(tmp_path("logits-in.jsonl"));
     for (size_t i = 0; i < std::size(kLengths); ++i) {
       std::vector<int> prompt;

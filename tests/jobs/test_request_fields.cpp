@@ -15,23 +15,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kConfig = R"({
-  "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
-  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-  "vocab_size": 500, "max_position_embeddings": 256, "rope_theta": 10000.0,
-  "rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"})";
+const std::string kConfig = config_json(
+    {"LlamaForCausalLM", 64, 128, 2, 4, 2, 500, 256,
+     R"({"rope_theta": 10000.0, "rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 2})"});
 // Bounds every run, so that a job that hangs fails its test instead of ctest's timeout.
 constexpr const char* kTimeout = "timeout -k 5 120 ";
 
 class RequestFields : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fs::create_directories(TPINFER_TEST_TMP);
-    std::ofstream(tmp_path("fields-config.json")) << kConfig;
-    model_ = tmp_path("fields-model.h5");
-    auto r = tpinfer_cli("make-model --config " + tmp_path("fields-config.json") + " --output " +
-                         model_ + " --seed 4");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+    model_ = make_random_model("fields", kConfig, 4);
+    ASSERT_FALSE(model_.empty());
   }
 
   static std::string fresh_output(const std::string& name) {

@@ -23,13 +23,10 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-constexpr const char* kTemplate =
-    "{{- bos_token }}{% for m in messages %}[{{ m.role }}]\n{{ m.content | trim }}<|eot_id|>"
-    "{% endfor %}{% if add_generation_prompt %}[assistant]\n{% endif %}{{ eos_token is defined }}";
+const std::string kTemplate =
+    std::string(test::kTinyLlama3Template) + "{{ eos_token is defined }}";
 
-std::shared_ptr<const Tokenizer> tokenizer() {
-  return test::tiny_llama3_tokenizer();
-}
+using test::tiny_llama3_tokenizer;
 
 std::string message_error(const json& messages) {
   try {
@@ -73,12 +70,12 @@ TEST(ChatPrompt, MessagesAreCheckedAndTextPartsJoined) {
 }
 
 TEST(ChatPrompt, RenderedWithGenerationPromptAndTokenizedWithoutASecondBos) {
-  const ChatPrompt chat(kTemplate, "<|begin_of_text|>", std::nullopt, tokenizer());
+  const ChatPrompt chat(kTemplate, "<|begin_of_text|>", std::nullopt, tiny_llama3_tokenizer());
   const json m = ChatPrompt::checked_messages({{{"role", "user"}, {"content", " hi "}}}, "m");
   const std::string text = chat.render(m);
   EXPECT_EQ(text, "<|begin_of_text|>[user]\nhi<|eot_id|>[assistant]\nFalse");
   const std::vector<int32_t> ids = chat.encode(m);
-  EXPECT_EQ(ids, tokenizer()->encode(text, false));
+  EXPECT_EQ(ids, tiny_llama3_tokenizer()->encode(text, false));
   EXPECT_EQ(ids.front(), 556);  // the template's BOS, parsed as the special token
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 556), 1);
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 557), 1);
@@ -92,26 +89,26 @@ TEST(ChatPrompt, TheJobsTemplateAndItsSpecialTokens) {
   std::string why;
   // From the file; without a stored template the tokens are the tokenizer's BOS and the model's
   // EOS.
-  auto chat = make_chat_prompt({file, std::nullopt, "m.h5", {557}}, tokenizer(), &why);
+  auto chat = make_chat_prompt({file, std::nullopt, "m.h5", {557}}, tiny_llama3_tokenizer(), &why);
   ASSERT_TRUE(chat);
   EXPECT_EQ(chat->render(m), "<|begin_of_text|>|<|eot_id|>|x");
   // The stored template's tokens go with the file's template too.
   StoredChatTemplate stored{"stored {{ messages[0].content }}", "B", std::nullopt};
-  EXPECT_EQ(make_chat_prompt({file, stored, "m.h5", {557}}, tokenizer(), &why)->render(m), "B||x");
-  EXPECT_EQ(make_chat_prompt({"", stored, "m.h5", {557}}, tokenizer(), &why)->render(m),
+  EXPECT_EQ(make_chat_prompt({file, stored, "m.h5", {557}}, tiny_llama3_tokenizer(), &why)->render(m), "B||x");
+  EXPECT_EQ(make_chat_prompt({"", stored, "m.h5", {557}}, tiny_llama3_tokenizer(), &why)->render(m),
             "stored x");
   // None: why says what to do.
-  EXPECT_FALSE(make_chat_prompt({"", std::nullopt, "m.h5", {}}, tokenizer(), &why));
+  EXPECT_FALSE(make_chat_prompt({"", std::nullopt, "m.h5", {}}, tiny_llama3_tokenizer(), &why));
   EXPECT_NE(why.find("the model m.h5 has none"), std::string::npos) << why;
   EXPECT_NE(why.find("--chat-template FILE"), std::string::npos) << why;
   EXPECT_FALSE(make_chat_prompt({"", stored, "m.h5", {}}, nullptr, &why));
   EXPECT_NE(why.find("has no tokenizer"), std::string::npos) << why;
   // A file that cannot be read is a usage error; a template that cannot run, a model error.
-  EXPECT_THROW(make_chat_prompt({file + ".missing", std::nullopt, "m.h5", {}}, tokenizer(), &why),
+  EXPECT_THROW(make_chat_prompt({file + ".missing", std::nullopt, "m.h5", {}}, tiny_llama3_tokenizer(), &why),
                UsageError);
   std::ofstream(file) << "{% for m in messages %}";
   try {
-    make_chat_prompt({file, std::nullopt, "m.h5", {}}, tokenizer(), &why);
+    make_chat_prompt({file, std::nullopt, "m.h5", {}}, tiny_llama3_tokenizer(), &why);
     FAIL() << "a broken template was accepted";
   } catch (const ModelError& e) {
     EXPECT_EQ(std::string(e.what()).rfind("--chat-template " + file + ": ", 0), 0u) << e.what();
@@ -122,10 +119,10 @@ RequestRules native_rules(bool with_chat) {
   RequestRules r;
   r.vocab_size = 600;
   r.max_context = 64;
-  r.tokenizer = tokenizer();
+  r.tokenizer = tiny_llama3_tokenizer();
   if (with_chat)
     r.chat = std::make_shared<const ChatPrompt>(kTemplate, "<|begin_of_text|>", std::nullopt,
-                                                tokenizer());
+                                                tiny_llama3_tokenizer());
   r.no_chat_reason = "no template here";
   return r;
 }
@@ -137,7 +134,7 @@ TEST(ChatPrompt, NativeRequestsTakeMessagesNTopLogprobsAndPromptLogprobs) {
   ASSERT_TRUE(p.request) << p.error->error;
   EXPECT_FALSE(p.envelope);
   EXPECT_EQ(p.request->prompt,
-            tokenizer()->encode("<|begin_of_text|>[user]\nhi<|eot_id|>[assistant]\nFalse", false));
+            tiny_llama3_tokenizer()->encode("<|begin_of_text|>[user]\nhi<|eot_id|>[assistant]\nFalse", false));
   EXPECT_EQ(p.request->n, 4);
   EXPECT_EQ(p.request->sampling.top_logprobs, 3);
   EXPECT_TRUE(p.request->sampling.logprobs);  // implied by top_logprobs

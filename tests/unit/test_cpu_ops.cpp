@@ -304,16 +304,7 @@ TEST_F(CpuOps, GatherRowsCopiesTheLogitRows) {
   const int64_t n = 7, c = 13;
   const auto xh = random(n * c);
   Tensor x = tensor({n, c}, xh);
-  BatchLayout b;
-  b.token_ids.assign(n, 1);
-  b.positions = {0, 1, 2, 3, 0, 1, 0};
-  b.slot_mapping = {0, 1, 2, 3, 4, 5, 6};
-  b.query_start = {0, 4, 6, 7};
-  b.context_len = {4, 2, 1};
-  b.max_blocks_per_seq = 1;
-  b.block_tables = {0, 1, 2};
-  b.block_size = 4;
-  b.logit_rows = {3, 5, 6};
+  const BatchLayout b = test::three_sequences({3, 5, 6});
   be_->set_batch(b);
   Tensor out = poisoned({3, c});
   be_->gather_rows(x, out);

@@ -25,26 +25,21 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-// Llama 3-like, with the tiny tokenizer's special tokens.
-constexpr const char* kTemplate =
-    "{{- bos_token }}{% for m in messages %}[{{ m.role }}]\n{{ m.content | trim }}<|eot_id|>"
-    "{% endfor %}{% if add_generation_prompt %}[assistant]\n{% endif %}";
+constexpr const char* kTemplate = test::kTinyLlama3Template;
 
-std::shared_ptr<const Tokenizer> tokenizer() {
-  return test::tiny_llama3_tokenizer();
-}
+using test::tiny_llama3_tokenizer;
 
 RequestRules rules() {
   RequestRules r;
   r.vocab_size = 600;
   r.max_context = 256;
-  r.tokenizer = tokenizer();
+  r.tokenizer = tiny_llama3_tokenizer();
   r.defaults.max_new_tokens = 32;
   r.job_seed = 11;
   r.format = InputFormat::kOpenAi;
   r.model_name = "tiny";
   r.chat = std::make_shared<const ChatPrompt>(kTemplate, "<|begin_of_text|>", "<|end_of_text|>",
-                                              tokenizer());
+                                              tiny_llama3_tokenizer());
   return r;
 }
 
@@ -110,7 +105,7 @@ TEST(OpenAiRequest, ChatBodyFieldsBecomeTheRequest) {
   EXPECT_FALSE(r.sampling.prompt_logprobs);
   // The rendered conversation, tokenized with its special tokens and one BOS.
   const std::vector<int32_t> want =
-      tokenizer()->encode("<|begin_of_text|>[user]\nHello there<|eot_id|>[assistant]\n", false);
+      tiny_llama3_tokenizer()->encode("<|begin_of_text|>[user]\nHello there<|eot_id|>[assistant]\n", false);
   EXPECT_EQ(r.prompt, want);
   EXPECT_EQ(r.prompt.front(), 556);
   EXPECT_EQ(std::count(r.prompt.begin(), r.prompt.end(), 556), 1);
@@ -139,14 +134,14 @@ TEST(OpenAiRequest, ChatBodyFieldsBecomeTheRequest) {
         {{{"role", "user"},
           {"content", {{{"type", "text"}, {"text", "a"}}, {{"type", "text"}, {"text", "b"}}}}}}}}));
   EXPECT_EQ(parts.prompt,
-            tokenizer()->encode("<|begin_of_text|>[user]\na\nb<|eot_id|>[assistant]\n", false));
+            tiny_llama3_tokenizer()->encode("<|begin_of_text|>[user]\na\nb<|eot_id|>[assistant]\n", false));
 }
 
 TEST(OpenAiRequest, CompletionsBodyFieldsBecomeTheRequest) {
   ParsedLine p = parse(completion_line(
       "p1", {{"prompt", "Once upon"}, {"max_tokens", 3}, {"echo", true}, {"logprobs", 2}}));
   ASSERT_TRUE(p.request) << p.error->error;
-  EXPECT_EQ(p.request->prompt, tokenizer()->encode("Once upon", true));
+  EXPECT_EQ(p.request->prompt, tiny_llama3_tokenizer()->encode("Once upon", true));
   EXPECT_EQ(p.request->sampling.max_new_tokens, 3);
   EXPECT_TRUE(p.request->sampling.logprobs);
   EXPECT_EQ(p.request->sampling.top_logprobs, 2);
@@ -264,7 +259,7 @@ TEST(OpenAiRequest, ChatWithoutATemplateIsThatLinesError) {
   // A template that raises: that line's error, with the template's message.
   r.chat = std::make_shared<const ChatPrompt>(
       "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}x",
-      std::nullopt, std::nullopt, tokenizer());
+      std::nullopt, std::nullopt, tiny_llama3_tokenizer());
   EXPECT_EQ(err(chat_line("x", {{"messages", {{{"role", "system"}, {"content", "s"}}}}}), r),
             "the chat template rejects \"body.messages\": first must be user");
 }
@@ -282,7 +277,7 @@ Result result_of(const std::string& id, std::vector<int32_t> tokens) {
 }
 
 TEST(OpenAiResult, ChatLineHasOpenAisShape) {
-  const std::vector<int32_t> toks = tokenizer()->encode(" Hi there", false);
+  const std::vector<int32_t> toks = tiny_llama3_tokenizer()->encode(" Hi there", false);
   Result r = result_of("c-1", toks);
   r.choices[0].logprobs.assign(toks.size(), -0.25f);
   r.choices[0].top_logprobs.assign(toks.size(), {{toks[0], -0.25f}, {557, -2.5f}});
@@ -293,7 +288,7 @@ TEST(OpenAiResult, ChatLineHasOpenAisShape) {
   env.model = "m";
   env.logprobs = true;
   env.top_logprobs = 2;
-  const json j = json::parse(openai_result_to_json(r, &env, tokenizer().get(), 1700000000));
+  const json j = json::parse(openai_result_to_json(r, &env, tiny_llama3_tokenizer().get(), 1700000000));
   EXPECT_EQ(j["custom_id"], "c-1");
   EXPECT_TRUE(j["error"].is_null());
   const std::string id = j["id"];
@@ -330,16 +325,16 @@ TEST(OpenAiResult, ChatLineHasOpenAisShape) {
                               {"total_tokens", 4 + 2 * toks.size()}}));
   // Without logprobs: null. The same custom_id gives the same ids; another, others.
   env.logprobs = false;
-  const json again = json::parse(openai_result_to_json(r, &env, tokenizer().get(), 1700000000));
+  const json again = json::parse(openai_result_to_json(r, &env, tiny_llama3_tokenizer().get(), 1700000000));
   EXPECT_TRUE(again["response"]["body"]["choices"][0]["logprobs"].is_null());
   EXPECT_EQ(again["id"], j["id"]);
   env.custom_id = "c-2";
-  EXPECT_NE(json::parse(openai_result_to_json(r, &env, tokenizer().get(), 1))["id"], j["id"]);
+  EXPECT_NE(json::parse(openai_result_to_json(r, &env, tiny_llama3_tokenizer().get(), 1))["id"], j["id"]);
 }
 
 TEST(OpenAiResult, CompletionWithEchoPutsThePromptFirst) {
-  const std::vector<int32_t> prompt = tokenizer()->encode("The cat", true);
-  const std::vector<int32_t> gen = tokenizer()->encode(" sat", false);
+  const std::vector<int32_t> prompt = tiny_llama3_tokenizer()->encode("The cat", true);
+  const std::vector<int32_t> gen = tiny_llama3_tokenizer()->encode(" sat", false);
   Result r = result_of("p", gen);
   r.prompt_tokens = static_cast<int64_t>(prompt.size());
   r.prompt_logprobs.assign(prompt.size() - 1, -1.5f);
@@ -354,7 +349,7 @@ TEST(OpenAiResult, CompletionWithEchoPutsThePromptFirst) {
   env.prompt = prompt;
   env.logprobs = true;
   env.top_logprobs = 1;
-  const json j = json::parse(openai_result_to_json(r, &env, tokenizer().get(), 5));
+  const json j = json::parse(openai_result_to_json(r, &env, tiny_llama3_tokenizer().get(), 5));
   const json& b = j["response"]["body"];
   EXPECT_EQ(b["object"], "text_completion");
   EXPECT_EQ(b["id"].get<std::string>().rfind("cmpl-", 0), 0u);
@@ -375,7 +370,7 @@ TEST(OpenAiResult, CompletionWithEchoPutsThePromptFirst) {
   for (size_t i = 1; i < n; ++i) EXPECT_LE(lp["text_offset"][i - 1], lp["text_offset"][i]);
   // No echo: the completion's text alone, offsets from 0.
   env.echo = false;
-  const json plain = json::parse(openai_result_to_json(r, &env, tokenizer().get(), 5));
+  const json plain = json::parse(openai_result_to_json(r, &env, tiny_llama3_tokenizer().get(), 5));
   EXPECT_EQ(plain["response"]["body"]["choices"][0]["text"], " sat");
   EXPECT_EQ(plain["response"]["body"]["choices"][0]["logprobs"]["tokens"].size(), gen.size());
   EXPECT_EQ(plain["response"]["body"]["choices"][0]["logprobs"]["text_offset"][0], 0);
@@ -463,7 +458,7 @@ TEST(OpenAiBatch, JournalKeysOutputLinesOnCustomId) {
   const std::string p = tmp("journal.jsonl");
   {
     std::ofstream f(p);
-    f << openai_result_to_json(ok_result, &env, tokenizer().get(), 1) << "\n"
+    f << openai_result_to_json(ok_result, &env, tiny_llama3_tokenizer().get(), 1) << "\n"
       << openai_result_to_json(dup, &env, nullptr, 1) << "\n"
       << openai_result_to_json(anonymous, nullptr, nullptr, 1) << "\n"
       << openai_result_to_json(bad_b, &env_b, nullptr, 1) << "\n";
@@ -473,7 +468,7 @@ TEST(OpenAiBatch, JournalKeysOutputLinesOnCustomId) {
   EXPECT_EQ(f.ids, (std::set<std::string>{"\"a\"", "\"b\""}));
   EXPECT_EQ(f.error_lines, (std::set<int64_t>{3, 4}));
   // A second result for "a" is refused, as for native ids.
-  std::ofstream(p, std::ios::app) << openai_result_to_json(ok_result, &env, tokenizer().get(), 1)
+  std::ofstream(p, std::ios::app) << openai_result_to_json(ok_result, &env, tiny_llama3_tokenizer().get(), 1)
                                   << "\n";
   EXPECT_THROW(read_finished(p), InputError);
 }

@@ -502,6 +502,17 @@ class CudaBackend final : public Backend {
                              stream_.get());
   }
 
+  // The logits a sampling kernel reads, checked: fp32 or bf16, and not while a
+  // step is recorded (the kernels' parameters are uploaded first).
+  cuda::LogitsRows logits_rows(const char* op, const Tensor& logits, int64_t vocab,
+                               const SampleRowsLayout& l) const {
+    CUDA_BE_CHECK(logits.dtype == DType::f32 || logits.dtype == DType::bf16, op,
+                  std::string("logits has dtype ") + dtype_name(logits.dtype) +
+                      ", expected float32 or bfloat16");
+    CUDA_BE_CHECK(!capturing_, op, "called while a step is recorded (it uploads its parameters)");
+    return {logits.data, logits.dtype == DType::bf16, l.parts, l.n, l.cols, vocab};
+  }
+
   // The rows' parameters of a sampling kernel, on the device (stream-ordered
   // before the kernel). The pinned copy is rewritten only after its previous
   // upload finished.
@@ -519,11 +530,8 @@ class CudaBackend final : public Backend {
   void sample_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
                    const std::vector<RowSampling>& params, Tensor& out) override {
     const char* op = "sample_rows";
-    const SampleRowsLayout l = check_sample_rows("cuda", logits, vocab, rows, params, out);
-    CUDA_BE_CHECK(logits.dtype == DType::f32 || logits.dtype == DType::bf16, op,
-                  std::string("logits has dtype ") + dtype_name(logits.dtype) +
-                      ", expected float32 or bfloat16");
-    CUDA_BE_CHECK(!capturing_, op, "called while a step is recorded (it uploads its parameters)");
+    const cuda::LogitsRows in =
+        logits_rows(op, logits, vocab, check_sample_rows("cuda", logits, vocab, rows, params, out));
     if (rows.empty()) return;
     const size_t m = rows.size();
     std::vector<cuda::SampleRow> host(m);
@@ -534,12 +542,7 @@ class CudaBackend final : public Backend {
     const auto* dev = static_cast<const cuda::SampleRow*>(
         upload_row_params(host.data(), m * sizeof(cuda::SampleRow)));
     cuda::SampleArgs a{};
-    a.logits = logits.data;
-    a.bf16_logits = logits.dtype == DType::bf16;
-    a.parts = l.parts;
-    a.n = l.n;
-    a.cols = l.cols;
-    a.vocab = vocab;
+    static_cast<cuda::LogitsRows&>(a) = in;
     a.rows = dev;
     a.m = static_cast<int64_t>(m);
     a.out = static_cast<float*>(out.data);
@@ -549,11 +552,8 @@ class CudaBackend final : public Backend {
   void logprob_rows(const Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
                     const std::vector<int32_t>& targets, int k, Tensor& out) override {
     const char* op = "logprob_rows";
-    const SampleRowsLayout l = check_logprob_rows("cuda", logits, vocab, rows, targets, k, out);
-    CUDA_BE_CHECK(logits.dtype == DType::f32 || logits.dtype == DType::bf16, op,
-                  std::string("logits has dtype ") + dtype_name(logits.dtype) +
-                      ", expected float32 or bfloat16");
-    CUDA_BE_CHECK(!capturing_, op, "called while a step is recorded (it uploads its rows)");
+    const cuda::LogitsRows in = logits_rows(
+        op, logits, vocab, check_logprob_rows("cuda", logits, vocab, rows, targets, k, out));
     if (rows.empty()) return;
     const size_t m = rows.size();
     std::vector<int32_t> host(rows);
@@ -561,12 +561,7 @@ class CudaBackend final : public Backend {
     const auto* dev =
         static_cast<const int32_t*>(upload_row_params(host.data(), 2 * m * sizeof(int32_t)));
     cuda::LogprobArgs a{};
-    a.logits = logits.data;
-    a.bf16_logits = logits.dtype == DType::bf16;
-    a.parts = l.parts;
-    a.n = l.n;
-    a.cols = l.cols;
-    a.vocab = vocab;
+    static_cast<cuda::LogitsRows&>(a) = in;
     a.rows = dev;
     a.m = static_cast<int64_t>(m);
     a.k = k;

@@ -56,20 +56,20 @@ struct SampleRow {
   uint64_t seed;
   int64_t position;
 };
-struct SampleArgs {
+// The logits a sampling kernel reads.
+struct LogitsRows {
   const void* logits;  // [parts, n, cols] (parts 1: [n, cols]), fp32 or bf16
   bool bf16_logits;
   int64_t parts, n, cols, vocab;  // vocab <= parts * cols, < 2^24
-  const SampleRow* rows;          // device, m entries
+};
+struct SampleArgs : LogitsRows {
+  const SampleRow* rows;  // device, m entries
   int64_t m;
   float* out;  // [m, 2]: token (-1: no finite maximum), logprob
 };
 // One block per row; sampling.cu describes the method and its precision.
 void launch_sample_rows(const SampleArgs& a, cudaStream_t stream);
-struct LogprobArgs {
-  const void* logits;  // as SampleArgs
-  bool bf16_logits;
-  int64_t parts, n, cols, vocab;
+struct LogprobArgs : LogitsRows {
   const int32_t* rows;  // device: m row indices, then m targets (-1: none)
   int64_t m;
   int k;       // top tokens a row, <= 20
