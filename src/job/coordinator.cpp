@@ -199,6 +199,7 @@ Coordinator::Coordinator(MPI_Comm comm, Options options)
       guard_(opt_.output, opt_.manifest),
       finished_(prepare_output(opt_)),
       reader_(opt_.input, opt_.rules),
+      pending_(opt_.num_groups),
       writer_(opt_.output),
       total_lines_(count_nonblank_lines(opt_.input)),
       progress_(std::max<int64_t>(0, total_lines_ - finished_.lines), opt_.progress_interval_s),
@@ -228,10 +229,14 @@ double Coordinator::elapsed_s() const {
   return progress_.elapsed_s();
 }
 
-std::vector<Request> Coordinator::take(int64_t n) {
-  std::vector<Request> out;
-  if (draining_) return out;
-  while (!exhausted_ && static_cast<int64_t>(out.size()) < n) {
+std::vector<Request> Coordinator::take(int group, int64_t n) {
+  if (draining_) return {};
+  // Read ahead of the groups, so that requests sharing a prefix can go to one
+  // group together (prefix_affinity.hpp); requests read ahead and not yet
+  // handed out when the job stops were not answered, and a resume reads them
+  // again.
+  const int64_t ahead = std::clamp<int64_t>(4 * n * opt_.num_groups, 256, 4096);
+  while (!exhausted_ && pending_.size() < ahead) {
     auto parsed = reader_.next();
     if (!parsed) {
       exhausted_ = true;
@@ -250,11 +255,11 @@ std::vector<Request> Coordinator::take(int64_t n) {
       envelopes_[parsed->request ? parsed->request->line : parsed->error->line] =
           std::move(parsed->envelope);
     if (parsed->request)
-      out.push_back(std::move(*parsed->request));
+      pending_.add(std::move(*parsed->request));
     else
       write({std::move(*parsed->error)});
   }
-  return out;
+  return pending_.take(group, n);
 }
 
 void Coordinator::write(const std::vector<Result>& results) {
@@ -297,9 +302,10 @@ void Coordinator::handle(const MPI_Status& st) {
     case kTagWant: {
       const int64_t want = std::stoll(payload);
       // Smaller chunks near the end keep groups finishing together.
-      const int64_t left = std::max<int64_t>(0, total_lines_ - lines_read_);
+      const int64_t left = std::max<int64_t>(0, total_lines_ - lines_read_) + pending_.size();
       const int64_t fair = std::max<int64_t>(1, left / (2 * opt_.num_groups));
-      sends_.send(comm_, st.MPI_SOURCE, kTagWork, pack_requests(take(std::min(want, fair))));
+      sends_.send(comm_, st.MPI_SOURCE, kTagWork,
+                  pack_requests(take(static_cast<int>(group), std::min(want, fair))));
       break;
     }
     case kTagResult:
@@ -407,7 +413,7 @@ WorkSource::WorkSource(MPI_Comm comm, Coordinator* local)
 void WorkSource::ask(int64_t n) {
   if (outstanding_ || exhausted_ || n < 1) return;
   if (local_) {
-    local_taken_ = local_->take(n);
+    local_taken_ = local_->take(/*group=*/0, n);
     if (local_taken_.empty()) exhausted_ = true;
     return;
   }

@@ -23,6 +23,7 @@
 #include "job/jsonl.hpp"
 #include "job/openai_request.hpp"
 #include "job/output_lock.hpp"
+#include "job/prefix_affinity.hpp"
 #include "job/progress.hpp"
 
 namespace tpinfer {
@@ -110,9 +111,10 @@ class Coordinator {
   };
   Coordinator(MPI_Comm comm, Options options);
 
-  // Up to `n` requests for a group; empty once the input is exhausted. Bad
-  // lines met on the way are written as error results.
-  std::vector<Request> take(int64_t n);
+  // Up to `n` requests for `group` (requests sharing a prefix go to one group:
+  // prefix_affinity.hpp); empty once the input is exhausted. Bad lines met on
+  // the way are written as error results.
+  std::vector<Request> take(int group, int64_t n);
   // Answers other leaders' messages that have arrived; never blocks.
   void serve();
   // Records finished results (from any group).
@@ -151,6 +153,7 @@ class Coordinator {
   OutputGuard guard_;  // before finished_: records what was there before it is changed
   Finished finished_;  // before reader_: preparing the output comes first
   RequestReader reader_;
+  PrefixAffinity pending_;  // read, not yet handed to a group
   OutputWriter writer_;
   PendingSends sends_;
   int64_t total_lines_ = 0;  // non-blank input lines, for the ETA
