@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 
 #include "backend/backend.hpp"
 #include "backend/cpu/cpu_backend.hpp"
@@ -194,6 +195,67 @@ TEST_F(Logits, PositionsLastIsTheLastRowOfEachPrompt) {
     EXPECT_LE(relative_error(last.row(static_cast<int64_t>(i)), all.row(r), 301), 1e-5) << i;
   }
   expect_greedy_is_argmax(last, index_last);
+}
+
+// log-softmax(row)[t], in double.
+double log_softmax_at(const float* row, int64_t cols, int64_t t) {
+  const double max = *std::max_element(row, row + cols);
+  double sum = 0;
+  for (int64_t j = 0; j < cols; ++j) sum += std::exp(row[j] - max);
+  return row[t] - max - std::log(sum);
+}
+
+// A job's prompt logprobs and top logprobs are the log-softmax of the logits
+// `tpinfer logits` writes for the same prompts: every prompt position, and the
+// k best at the first generated one (in chunks of 16 tokens, at TP 2).
+TEST_F(Logits, PromptAndTopLogprobsOfAJobAreTheLogSoftmaxOfTheLogits) {
+  auto [all, index] = run(1, "for-logprobs", "");
+  const std::string in = tmp_path("logits-logprobs-in.jsonl"),
+                    out = tmp_path("logits-logprobs-out.jsonl");
+  {
+    std::ofstream f(in);
+    for (const auto& p : index["prompts"])
+      f << nlohmann::json{{"id", p["id"]},
+                          {"prompt_tokens", p["prompt_tokens"]},
+                          {"max_new_tokens", 1},
+                          {"prompt_logprobs", true},
+                          {"top_logprobs", 5}}
+               .dump()
+        << "\n";
+  }
+  fs::remove(out);
+  const auto r = mpirun_tpinfer(2, "run --backend cpu --model " + model_ + " --input " + in +
+                                       " --output " + out + " --tp 2 --max-step-tokens 16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto results = results_by_id(out);
+  ASSERT_EQ(results.size(), std::size(kLengths));
+  for (const auto& p : index["prompts"]) {
+    const nlohmann::json& got = results.at(p["id"].dump());
+    const auto tokens = p["prompt_tokens"].get<std::vector<int64_t>>();
+    const int64_t first = p["row"].get<int64_t>(), n = static_cast<int64_t>(tokens.size());
+    // A one-token prompt has no position to score: no field.
+    ASSERT_EQ(got.contains("prompt_logprobs"), n > 1) << got;
+    const nlohmann::json pl = got.value("prompt_logprobs", nlohmann::json::array({nullptr}));
+    ASSERT_EQ(static_cast<int64_t>(pl.size()), n) << got;
+    EXPECT_TRUE(pl[0].is_null());
+    for (int64_t i = 1; i < n; ++i)
+      EXPECT_NEAR(pl[i].get<double>(), log_softmax_at(all.row(first + i - 1), all.cols, tokens[i]),
+                  1e-5)
+          << p["id"] << " position " << i;
+    // The k best after the whole prompt, most likely first.
+    const float* last = all.row(first + n - 1);
+    std::vector<int64_t> order(static_cast<size_t>(all.cols));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t a, int64_t b) { return last[a] > last[b]; });
+    const auto& top = got["top_logprobs"].at(0);
+    ASSERT_EQ(top.size(), 5u) << got;
+    for (size_t k = 0; k < 5; ++k) {
+      EXPECT_EQ(top[k]["token"].get<int64_t>(), order[k]) << p["id"] << " top " << k;
+      EXPECT_NEAR(top[k]["logprob"].get<double>(), log_softmax_at(last, all.cols, order[k]), 1e-5);
+    }
+    EXPECT_EQ(got["tokens"].at(0).get<int64_t>(), order[0]);  // greedy
+  }
 }
 
 TEST_F(Logits, BadSetupsFailWithOneLineAndExitTwo) {
