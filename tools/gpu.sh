@@ -398,7 +398,10 @@ cmd_hf() {
     tiny_gpt2=$T/tiny_gpt2.tokenizer.json tiny_llama3=$T/tiny_llama3.tokenizer.json \
     tiny_llama2=$T/tiny_llama2.tokenizer.json gpt2=.cache/tokenizers/gpt2/tokenizer.json \
     llama3=.cache/tokenizers/llama3/tokenizer.json llama2=.cache/tokenizers/llama2/tokenizer.json \
-    qwen3=.cache/tokenizers/qwen3/tokenizer.json >"$R/tokenizer_compare.log" 2>&1
+    qwen3=.cache/tokenizers/qwen3/tokenizer.json \
+    $(for n in llama3_1 gpt4o gptoss deepseek_v3 gemma3 mistral_nemo claude gemini gpt35turbo; do
+        [ -s .cache/tokenizers/$n/tokenizer.json ] && echo "$n=.cache/tokenizers/$n/tokenizer.json"
+      done) >"$R/tokenizer_compare.log" 2>&1
   summary "tokenizer_compare.py: exit $? ($(grep -c '' "$R/tokenizer_compare.log") lines, see tokenizer_compare.log)"
   TPINFER_TOKENIZER_DIR=$PWD/.cache/tokenizers build-gpu/tests/tpinfer_unit_tests \
     --gtest_filter='*Tokenizer*:*Nfc*' >"$R/tokenizer_tests.log" 2>&1
