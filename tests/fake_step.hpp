@@ -57,7 +57,9 @@ inline StepFn step_from_logits(LogitsFn logits_of) {
       const std::span<const float> row(logits.data() + r * vocab, vocab);
       const RowSampling& s = batch.sampling.at(r);
       if (s.target >= 0) {
-        out.drawn[r] = {s.target, row_logprobs(row, s.target, 0).target};
+        const RowLogprobs lp = row_logprobs(row, s.target, s.top_logprobs);
+        out.drawn[r] = {s.target, lp.target};
+        out.top[r] = lp.top;
         continue;
       }
       const SampledToken t = sample_token(row, sampling_params(s), s.position);

@@ -66,6 +66,9 @@ struct Result {
   int64_t prompt_tokens = 0;
   // When asked: prompt_tokens - 1 values, token i+1 given tokens 0..i.
   std::vector<float> prompt_logprobs;
+  // With prompt_logprobs and top_logprobs: the k most likely at each of those
+  // positions, most likely first.
+  std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;
   std::string error;          // non-empty: the line was rejected
   bool duplicate_id = false;  // error for a repeated id: written as "duplicate_id", not "id"
   std::string metadata_json;  // the request's "metadata", copied from it; empty: none

@@ -57,6 +57,7 @@ struct Engine::Impl {
     Request request;  // its prompt is the completions' first tokens
     std::vector<Completion> choices;
     std::vector<float> prompt_logprobs;
+    std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;
     int done = 0;
     bool forked = false;
   };
@@ -131,6 +132,7 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
         b.full_logits.push_back(0);
         RowSampling score;
         score.target = s.tokens[static_cast<size_t>(pos + 1)];
+        score.top_logprobs = p.top_logprobs;
         b.sampling.push_back(score);
         row_owner.emplace_back(&scheduler.sequence(c.seq_id), true);
       }
@@ -189,7 +191,10 @@ std::optional<Result> Engine::Impl::complete(Sequence&& s, const char* finish_re
     c.top_logprobs = std::move(s.top_logprobs);
   }
   c.finish_reason = finish_reason;
-  if (s.choice == 0) f.prompt_logprobs = std::move(s.prompt_logprobs);
+  if (s.choice == 0) {
+    f.prompt_logprobs = std::move(s.prompt_logprobs);
+    f.prompt_top_logprobs = std::move(s.prompt_top_logprobs);
+  }
   if (++f.done < f.request.n) return std::nullopt;
   Result r = result_of(std::move(f));
   families.erase(s.family);
@@ -202,6 +207,7 @@ Result Engine::Impl::result_of(Family&& f) {
   r.line = f.request.line;
   r.choices = std::move(f.choices);
   r.prompt_logprobs = std::move(f.prompt_logprobs);
+  r.prompt_top_logprobs = std::move(f.prompt_top_logprobs);
   r.prompt_tokens = static_cast<int64_t>(f.request.prompt.size());
   r.metadata_json = std::move(f.request.metadata_json);
   stats.prompt_tokens += r.prompt_tokens;
@@ -309,6 +315,9 @@ std::vector<Result> Engine::step() {
     Sequence& s = *seq;
     if (scores) {
       s.prompt_logprobs.push_back(drawn[r].logprob);
+      if (s.request.sampling.top_logprobs > 0)
+        s.prompt_top_logprobs.push_back(r < m.tokens.top.size() ? m.tokens.top[r]
+                                                                : std::vector<TokenLogprob>{});
       continue;
     }
     const int32_t token = drawn[r].token;

@@ -51,6 +51,7 @@ struct Sequence {
   std::vector<std::vector<TokenLogprob>> top_logprobs;  // per generated token, when asked
   // prompt_logprobs[p]: token p+1's given tokens 0..p, when asked.
   std::vector<float> prompt_logprobs;
+  std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;  // with top_logprobs too
 
   // Still to score prompt positions (prompt logprobs): every prompt token's
   // logits are needed, so nothing comes from the prefix cache.

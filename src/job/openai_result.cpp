@@ -106,8 +106,7 @@ ojson chat_logprobs(const Completion& c, const Tokenizer* tok) {
 }
 
 // The legacy completions logprobs object; with echo, the prompt's tokens
-// first (the first has nothing before it: null). Prompt positions carry only
-// their own token in top_logprobs (the engine computes no k best there).
+// first (the first has nothing before it: null), each with its k best.
 ojson completion_logprobs(const Result& r, const Completion& c, const OpenAiEnvelope& env,
                           const Tokenizer* tok) {
   ojson tokens = ojson::array(), values = ojson::array(), offsets = ojson::array();
@@ -121,9 +120,13 @@ ojson completion_logprobs(const Result& r, const Completion& c, const OpenAiEnve
       const bool known = i > 0 && i - 1 < r.prompt_logprobs.size();
       values.push_back(known ? logprob_value(r.prompt_logprobs[i - 1]) : ojson(nullptr));
       if (top.is_array()) {
-        ojson own = known ? ojson::object() : ojson(nullptr);
-        if (known) own[t] = logprob_value(r.prompt_logprobs[i - 1]);
-        top.push_back(std::move(own));
+        ojson best = known ? ojson::object() : ojson(nullptr);
+        if (known && i - 1 < r.prompt_top_logprobs.size())
+          for (const TokenLogprob& k : r.prompt_top_logprobs[i - 1])
+            best[token_string(tok, k.token)] = logprob_value(k.logprob);
+        else if (known)
+          best[t] = logprob_value(r.prompt_logprobs[i - 1]);
+        top.push_back(std::move(best));
       }
       offsets.push_back(at[i]);
     }

@@ -183,6 +183,12 @@ std::string result_to_json(const Result& r, const Tokenizer* tokenizer) {
     }
     out += ']';
   }
+  if (!r.prompt_top_logprobs.empty()) {
+    out += ",\"prompt_top_logprobs\":[null,";
+    std::string rest;
+    append_top_logprobs(rest, r.prompt_top_logprobs);
+    out.append(rest, 1, std::string::npos);  // its positions after the null
+  }
   append_metadata(out, r.metadata_json);
   out += '}';
   return out;

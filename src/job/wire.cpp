@@ -60,6 +60,26 @@ std::vector<float> floats_from_wire(const json& j) {
   return out;
 }
 
+// Per position, its k best as [token, logprob] pairs.
+json top_to_wire(const std::vector<std::vector<TokenLogprob>>& top) {
+  json out = json::array();
+  for (const auto& position : top) {
+    json p = json::array();
+    for (const TokenLogprob& t : position) p.push_back({t.token, float_to_wire(t.logprob)});
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<std::vector<TokenLogprob>> top_from_wire(const json& j) {
+  std::vector<std::vector<TokenLogprob>> out;
+  for (const json& p : j) {
+    auto& position = out.emplace_back();
+    for (const json& t : p) position.push_back({t.at(0).get<int32_t>(), float_from_wire(t.at(1))});
+  }
+  return out;
+}
+
 // What requests and results both carry: the id, the input line, and the
 // request's "metadata" as text, not as a value (a JSON value re-read and
 // re-written could differ in key order or number spelling; a string comes back
@@ -136,15 +156,9 @@ Request request_from_wire(std::string_view text) {
 std::string result_to_wire(const Result& r) {
   json choices = json::array();
   for (const Completion& c : r.choices) {
-    json top = json::array();
-    for (const auto& position : c.top_logprobs) {
-      json p = json::array();
-      for (const TokenLogprob& t : position) p.push_back({t.token, float_to_wire(t.logprob)});
-      top.push_back(std::move(p));
-    }
     choices.push_back({{"tokens", c.tokens},
                        {"logprobs", floats_to_wire(c.logprobs)},
-                       {"top_logprobs", std::move(top)},
+                       {"top_logprobs", top_to_wire(c.top_logprobs)},
                        {"finish_reason", c.finish_reason},
                        {"text_bytes", c.text_bytes}});
   }
@@ -152,6 +166,7 @@ std::string result_to_wire(const Result& r) {
   j.update({{"choices", std::move(choices)},
             {"prompt_tokens", r.prompt_tokens},
             {"prompt_logprobs", floats_to_wire(r.prompt_logprobs)},
+            {"prompt_top_logprobs", top_to_wire(r.prompt_top_logprobs)},
             {"error", r.error},
             {"duplicate_id", r.duplicate_id}});
   return dump(j);
@@ -163,16 +178,13 @@ Result result_from_wire(std::string_view text) {
       Completion& c = r.choices.emplace_back();
       c.tokens = cj.at("tokens").get<std::vector<int32_t>>();
       c.logprobs = floats_from_wire(cj.at("logprobs"));
-      for (const json& p : cj.at("top_logprobs")) {
-        auto& position = c.top_logprobs.emplace_back();
-        for (const json& t : p)
-          position.push_back({t.at(0).get<int32_t>(), float_from_wire(t.at(1))});
-      }
+      c.top_logprobs = top_from_wire(cj.at("top_logprobs"));
       c.finish_reason = cj.at("finish_reason").get<std::string>();
       c.text_bytes = cj.at("text_bytes").get<int64_t>();
     }
     r.prompt_tokens = j.at("prompt_tokens").get<int64_t>();
     r.prompt_logprobs = floats_from_wire(j.at("prompt_logprobs"));
+    r.prompt_top_logprobs = top_from_wire(j.at("prompt_top_logprobs"));
     r.error = j.at("error").get<std::string>();
     r.duplicate_id = j.at("duplicate_id").get<bool>();
   });

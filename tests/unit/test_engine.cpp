@@ -149,7 +149,10 @@ Result reference(const Request& r, const EngineOptions& o) {
   if (r.sampling.prompt_logprobs)
     for (size_t p = 1; p < r.prompt.size(); ++p) {
       const std::vector<int32_t> before(r.prompt.begin(), r.prompt.begin() + p);
-      res.prompt_logprobs.push_back(row_logprobs(context_logits(before), r.prompt[p], 0).target);
+      const RowLogprobs lp =
+          row_logprobs(context_logits(before), r.prompt[p], r.sampling.top_logprobs);
+      res.prompt_logprobs.push_back(lp.target);
+      if (r.sampling.top_logprobs > 0) res.prompt_top_logprobs.push_back(lp.top);
     }
   while (static_cast<int64_t>(seq.size()) < max_len) {
     const std::vector<float> logits = context_logits(seq);
@@ -255,6 +258,12 @@ void expect_matches_reference(const EngineRun& run, const std::vector<Request>& 
         << label << " " << req.id_json;
     EXPECT_EQ(got.prompt_tokens, want.prompt_tokens) << label;
     EXPECT_EQ(got.prompt_logprobs, want.prompt_logprobs) << label << " " << req.id_json;
+    ASSERT_EQ(got.prompt_top_logprobs.size(), want.prompt_top_logprobs.size()) << label;
+    for (size_t i = 0; i < got.prompt_top_logprobs.size(); ++i)
+      for (size_t k = 0; k < want.prompt_top_logprobs[i].size(); ++k) {
+        EXPECT_EQ(got.prompt_top_logprobs[i].at(k).token, want.prompt_top_logprobs[i][k].token);
+        EXPECT_EQ(got.prompt_top_logprobs[i].at(k).logprob, want.prompt_top_logprobs[i][k].logprob);
+      }
     const auto& gt = got.choices.at(0).top_logprobs;
     const auto& wt = want.choices.at(0).top_logprobs;
     ASSERT_EQ(gt.size(), wt.size()) << label << " " << req.id_json;
