@@ -73,6 +73,26 @@ Request bench_request(int64_t i, int64_t prompt_len, int64_t new_tokens, int64_t
   return r;
 }
 
+// For each request, the prompt tokens a perfect prefix cache would skip: its
+// longest common prefix with the request before it in lexicographic order
+// (together, each distinct prompt prefix computed once), less its last token,
+// which must be computed for the first output.
+std::vector<int64_t> shared_prefix_tokens(const std::vector<Request>& reqs) {
+  std::vector<size_t> order(reqs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return reqs[a].prompt < reqs[b].prompt; });
+  std::vector<int64_t> shared(reqs.size(), 0);
+  for (size_t k = 1; k < order.size(); ++k) {
+    const auto& prev = reqs[order[k - 1]].prompt;
+    const auto& cur = reqs[order[k]].prompt;
+    const auto lcp =
+        std::mismatch(prev.begin(), prev.end(), cur.begin(), cur.end()).first - prev.begin();
+    shared[order[k]] = std::min<int64_t>(lcp, static_cast<int64_t>(cur.size()) - 1);
+  }
+  return shared;
+}
+
 struct Bench {
   const World& w;
   const BenchOptions& o;
@@ -101,20 +121,25 @@ struct Bench {
     });
   }
 
+  // `extra`: fields a scenario adds to its JSON entry; `extra_text` ends its printed line.
   void report(const std::string& name, double value, const std::string& unit, double roofline,
-              const std::string& roofline_what, const std::vector<double>& samples) {
+              const std::string& roofline_what, const std::vector<double>& samples,
+              const nlohmann::json& extra = nlohmann::json::object(),
+              const std::string& extra_text = "") {
     const double ratio =
         roofline > 0 ? (unit == "ms/token" ? roofline / value : value / roofline) : 0;
-    results.push_back({{"scenario", name},
-                       {"value", value},
-                       {"unit", unit},
-                       {"roofline", roofline},
-                       {"roofline_basis", roofline_what},
-                       {"ratio_to_roofline", ratio},
-                       {"samples", samples}});
+    nlohmann::json entry = {{"scenario", name},
+                            {"value", value},
+                            {"unit", unit},
+                            {"roofline", roofline},
+                            {"roofline_basis", roofline_what},
+                            {"ratio_to_roofline", ratio},
+                            {"samples", samples}};
+    entry.update(extra);
+    results.push_back(std::move(entry));
     if (w.rank == 0) {
-      std::printf("%-28s %12.2f %-20s roofline %10.2f (%s)  ratio %.3f\n", name.c_str(), value,
-                  unit.c_str(), roofline, roofline_what.c_str(), ratio);
+      std::printf("%-28s %12.2f %-20s roofline %10.2f (%s)  ratio %.3f%s\n", name.c_str(), value,
+                  unit.c_str(), roofline, roofline_what.c_str(), ratio, extra_text.c_str());
       std::fflush(stdout);
     }
   }
@@ -221,12 +246,25 @@ struct Bench {
 
   void offline(const std::string& name, const std::vector<Request>& reqs) {
     std::vector<std::pair<int64_t, int64_t>> shapes;  // (prompt, outputs) a request
-    int64_t output_tokens = 0;
+    int64_t output_tokens = 0, prompt_tokens = 0;
     for (const auto& q : reqs) {
       shapes.emplace_back(static_cast<int64_t>(q.prompt.size()), q.sampling.max_new_tokens);
       output_tokens += q.sampling.max_new_tokens;
+      // Each of n completions is a sequence that takes its prompt from the
+      // cache or computes it (the engine counts cached tokens by sequence).
+      prompt_tokens += static_cast<int64_t>(q.prompt.size()) * q.n;
     }
     std::vector<double> tps;
+    // With the cache, the floor computes each distinct prompt prefix once (a
+    // shorter prompt also shortens the attention and KV reads the floor
+    // counts: it stays a lower bound).
+    if (o.replica.prefix_cache == "on") {
+      const std::vector<int64_t> shared = shared_prefix_tokens(reqs);
+      for (size_t i = 0; i < shapes.size(); ++i) shapes[i].first -= shared[i];
+    }
+    // Each repeat starts a fresh engine (an empty cache), so these are one
+    // run's counters; every repeat schedules the same way, so the last stands for all.
+    int64_t cached_tokens = 0, evicted_blocks = 0;
     for (int rep = 0; rep < o.offline_repeats; ++rep) {
       auto e = engine(r.max_batch);
       const double t0 = now_s();
@@ -242,6 +280,8 @@ struct Bench {
         profile.add(before, e->stats(), now_s() - s0, forward_s - f0);
       }
       tps.push_back(generated / (now_s() - t0));
+      cached_tokens = e->stats().cached_tokens;
+      evicted_blocks = e->stats().evicted_blocks;
       if (o.step_profile && w.rank == 0) {
         profile.print("step profile of offline " + name, now_s() - t0);
 #if TPINFER_HAVE_CUDA
@@ -261,8 +301,18 @@ struct Bench {
     m.peak_flops = o.peak_tflops * 1e12;
     m.hbm_bytes = o.hbm_gbs * 1e9;
     const RooflineFloor floor = offline_floor(shapes, m);
+    const double hit_rate =
+        prompt_tokens > 0 ? static_cast<double>(cached_tokens) / prompt_tokens : 0;
+    char text[128];
+    std::snprintf(text, sizeof text, "  prefix cache %s: hit rate %.3f, %lld blocks evicted",
+                  o.replica.prefix_cache.c_str(), hit_rate, static_cast<long long>(evicted_blocks));
     report("offline " + name, median(tps), "output tokens/s", output_tokens / floor.seconds,
-           floor.memory_bound ? "weights+KV / HBM" : "FLOPs / peak", tps);
+           floor.memory_bound ? "weights+KV / HBM" : "FLOPs / peak", tps,
+           {{"prompt_tokens", prompt_tokens},
+            {"cached_tokens", cached_tokens},
+            {"prefix_cache_hit_rate", hit_rate},
+            {"evicted_blocks", evicted_blocks}},
+           text);
   }
 };
 
@@ -362,6 +412,7 @@ int bench_job(const BenchOptions& o) {
                           {"tp", w.tp},
                           {"max_batch", r.max_batch},
                           {"max_step_tokens", r.max_step_tokens},
+                          {"prefix_cache", o.replica.prefix_cache},
                           {"hbm_gbs", o.hbm_gbs},
                           {"peak_tflops", o.peak_tflops},
                           {"results", b.results}}

@@ -209,8 +209,8 @@ int run_job(const RunOptions& o) {
     if (coord)
       ho.progress = [c = coord.get()] {
         const Tally& t = c->tally();
-        return health::JobProgress{t.done, c->total(), t.errors, t.generated_tokens,
-                                   c->elapsed_s()};
+        return health::JobProgress{t.done,         c->total(),     t.errors, t.generated_tokens,
+                                   c->elapsed_s(), t.prompt_tokens};
       };
     health = std::make_unique<health::Monitor>(w, std::move(ho));
   });
@@ -257,6 +257,10 @@ int run_job(const RunOptions& o) {
   Engine engine(eo, [&](const BatchLayout& batch, StepTokens& out) {
     step_tokens(r.model, backend, batch, out);
   });
+  if (w.is_group_leader())
+    health->attach_prefix_cache([&engine] {
+      return health::CacheCounters{engine.stats().cached_tokens, engine.stats().evicted_blocks};
+    });
 
   if (coord) coord->start_clock();
   const bool drained = run_group(w, engine, coord.get(), r.max_batch, health.get());

@@ -82,6 +82,10 @@ void Monitor::attach_gpu(const std::string& pci_bus_id) {
   if (!bus_id_.empty()) nvml_ = std::make_unique<nvml::Library>();
 }
 
+void Monitor::attach_prefix_cache(std::function<CacheCounters()> counters) {
+  cache_counters_ = std::move(counters);
+}
+
 RankStatus Monitor::sample(int64_t steps, bool has_work, bool read_gpu) {
   RankStatus s;
   s.rank = rank_;
@@ -97,6 +101,7 @@ RankStatus Monitor::sample(int64_t steps, bool has_work, bool read_gpu) {
   }
   s.gpu = gpu_;
   s.gpu_error = gpu_error_;
+  if (cache_counters_) s.prefix_cache = cache_counters_();
   return s;
 }
 

@@ -43,6 +43,10 @@ class Monitor {
   // Not called (or empty) on the cpu backend: no GPU fields.
   void attach_gpu(const std::string& pci_bus_id);
 
+  // Group leaders: reads its engine's prefix-cache counters for each status
+  // (the engine is made after the monitor, and must outlive its last tick).
+  void attach_prefix_cache(std::function<CacheCounters()> counters);
+
   // Between steps, on every rank; returns at once unless a report is due (an
   // interval has passed, or work arrived or ran out) or (rank 0) statuses
   // have arrived.
@@ -72,6 +76,7 @@ class Monitor {
   int metrics_fd_ = -1;
   std::unique_ptr<nvml::Library> nvml_;
   std::string bus_id_;
+  std::function<CacheCounters()> cache_counters_;
   std::optional<nvml::GpuReading> gpu_;  // the last reading
   std::string gpu_error_;
   double last_sample_ = -1e300;  // MPI_Wtime; the first tick reports at once

@@ -50,6 +50,9 @@ json status_to_json(const RankStatus& s) {
   json j = {{"rank", s.rank}, {"steps", s.steps}, {"has_work", s.has_work}};
   j["rss_bytes"] = s.rss_bytes >= 0 ? json(s.rss_bytes) : json(nullptr);
   if (!s.pci_bus_id.empty()) j["gpu"] = gpu_to_json(s);
+  if (s.prefix_cache)
+    j["prefix_cache"] = {{"cached_tokens", s.prefix_cache->cached_tokens},
+                         {"evicted_blocks", s.prefix_cache->evicted_blocks}};
   return j;
 }
 
@@ -79,6 +82,11 @@ RankStatus status_from_json(const json& j) {
         s.gpu = r;
       }
     }
+    if (j.contains("prefix_cache")) {
+      const json& c = j["prefix_cache"];
+      s.prefix_cache = CacheCounters{c.at("cached_tokens").get<int64_t>(),
+                                     c.at("evicted_blocks").get<int64_t>()};
+    }
     return s;
   } catch (const json::exception& e) {
     throw InternalError(std::string("malformed health status on the wire: ") + e.what());
@@ -98,12 +106,25 @@ json metrics_record(double unix_time, const JobProgress& now, const JobProgress&
     eta = left / (now.done / now.elapsed_s);
   // Whole milliseconds and tenths of a token/s: the file is read by people too.
   auto round_to = [](double v, double scale) { return std::round(v * scale) / scale; };
+  int64_t cached = 0, evicted = 0;
+  for (const json& r : ranks)
+    if (r.contains("prefix_cache")) {
+      cached += r["prefix_cache"].at("cached_tokens").get<int64_t>();
+      evicted += r["prefix_cache"].at("evicted_blocks").get<int64_t>();
+    }
+  const json hit_rate = now.prompt_tokens > 0
+                            ? json(round_to(static_cast<double>(cached) / now.prompt_tokens, 1e4))
+                            : json(nullptr);
   json j = {{"time", round_to(unix_time, 1e3)},
             {"elapsed_s", round_to(now.elapsed_s, 1e3)},
             {"requests_done", now.done},
             {"requests_total", now.total},
             {"errors", now.errors},
             {"generated_tokens", now.generated_tokens},
+            {"prompt_tokens", now.prompt_tokens},
+            {"prefix_cache_tokens", cached},
+            {"prefix_cache_hit_rate", hit_rate},
+            {"evicted_blocks", evicted},
             {"tokens_per_s", round_to(rate, 10)},
             {"recent_tokens_per_s", round_to(recent, 10)},
             // Up to whole milliseconds: work left never reads as an ETA of 0.

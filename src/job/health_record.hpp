@@ -13,6 +13,12 @@
 
 namespace tpinfer::health {
 
+// One engine's prefix-cache counters since the job (this run) started.
+struct CacheCounters {
+  int64_t cached_tokens = 0;   // prompt tokens taken from the cache
+  int64_t evicted_blocks = 0;  // cached blocks given up for new ones
+};
+
 struct RankStatus {
   int rank = 0;
   int64_t steps = 0;       // engine steps taken so far
@@ -22,6 +28,8 @@ struct RankStatus {
   std::string pci_bus_id;
   std::optional<nvml::GpuReading> gpu;  // empty: NVML absent or the GPU unknown to it
   std::string gpu_error;                // why `gpu` is empty
+  // Group leaders only (a TP group's ranks would repeat the same counters).
+  std::optional<CacheCounters> prefix_cache;
 };
 
 // The status as JSON: the wire form and the per-rank entry of a metrics line
@@ -33,13 +41,18 @@ RankStatus status_from_json(const nlohmann::ordered_json& j);
 // Rank 0's job counters (from the coordinator), for one metrics line.
 struct JobProgress {
   int64_t done = 0, total = 0, errors = 0, generated_tokens = 0;
-  double elapsed_s = 0;  // of generation (after the model load)
+  double elapsed_s = 0;       // of generation (after the model load)
+  int64_t prompt_tokens = 0;  // of the requests done without an error
 };
 
 // One metrics line: time (Unix seconds), request and token counters, tokens/s
 // over the whole run and since `previous` (the last line's counters), ETA
-// (null until a request is done), and `ranks` (status_to_json entries with
-// report_age_s and stalled added). `final`: the job's last line.
+// (null until a request is done), the prefix cache's prompt tokens, hit rate
+// (those / prompt tokens; null before any) and evicted blocks summed over the
+// ranks' latest reports, and `ranks` (status_to_json entries with report_age_s
+// and stalled added). `final`: the job's last line. The cache counts a request
+// when it is admitted and the prompt tokens when it is done, so before the
+// final line the rate runs a little ahead.
 nlohmann::ordered_json metrics_record(double unix_time, const JobProgress& now,
                                       const JobProgress& previous, nlohmann::ordered_json ranks,
                                       bool final);
