@@ -24,6 +24,13 @@ get that card's ceilings (--hbm-gbs 3031 --peak-tflops 796); bench's defaults ar
                            the gpu tests, then `tpinfer bench` (bf16, then fp8 KV cache) and
                            the transformers peer (tools/hf_baseline.py) on the same workloads;
                            SCENARIOS: comma list of decode1,decode64,prefill2048,offline (all)
+  abtree OLD_TGZ [SCENARIOS] [CONFIG]
+                           the gpu tests, then bench of this tree and of an earlier revision
+                           (OLD_TGZ: git archive --prefix=old/ REV -o .oldtree/old.tgz, carried)
+                           alternately; SCENARIOS: decode1,decode64,offline; FIXED (128/128)
+  checks                   chat prompts vs transformers' apply_chat_template and the tokenizer
+                           vs the Rust tokenizers (ids, MB/s) on .cache/tokenizers (or a carried
+                           .cache/chat-tok.tar.xz): tables for docs/HF_CHECKS.md
   ab OPTIONS_A OPTIONS_B [SCENARIOS] [CONFIG]
                            A/B of two sets of bench options, run A B A B ... so drift falls on
                            both, after the gpu tests (all but gpu_faults); SCENARIOS:
@@ -215,6 +222,67 @@ cmd_ab() {
         "${gpu_ceilings[@]}" $opts 2>&1 | tee -a "$OUT/ab_$side.log"
     done
   done
+}
+
+# The binary of an earlier revision beside this tree's, in one call: the gpu
+# tests of this tree, then bench of both alternately (new, old, new, old), so
+# drift falls on both. OLD_TGZ: `git archive --prefix=old/ REV -o .oldtree/old.tgz`
+# made on the workstation and carried (.oldtree is git-ignored).
+cmd_abtree() {
+  [ $# -ge 1 ] || die "abtree needs OLD_TGZ (git archive --prefix=old/ REV -o .oldtree/old.tgz)"
+  args_at_most abtree 3 "$@"
+  local tgz=$1 scenarios=${2:-decode1,decode64,offline} config=${3:-tools/configs/llama-3-8b.json}
+  local round side bin boost=()
+  [ -s "$tgz" ] || die "abtree: $tgz is not there (carry it)"
+  config_arg abtree "$config"
+  gpu_setup
+  gpu_build
+  if [ "${SKIP_TESTS:-0}" != 1 ]; then
+    gpu_ctest "$OUT/gpu_tests.log" "${TESTS_TIMEOUT:-300}" -L gpu
+    grep -E "Test +#|tests passed|FAILED" "$OUT/gpu_tests.log" | head -20
+  fi
+  rm -rf /tmp/abtree && mkdir -p /tmp/abtree && tar xzf "$tgz" -C /tmp/abtree || exit 1
+  [ -n "${BOOST_KIT_DIR:-}" ] && boost=(-DBoost_DIR="$BOOST_KIT_DIR")
+  cmake -S /tmp/abtree/old -B /tmp/abtree/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CUDA_ARCHITECTURES=90a "${boost[@]}" -DTPINFER_CUDA=ON -DBUILD_TESTING=OFF \
+    >"$OUT/old_configure.log" 2>&1 || { tail -20 "$OUT/old_configure.log"; exit 1; }
+  cmake --build /tmp/abtree/build -j "${JOBS:-16}" --target tpinfer >"$OUT/old_build.log" 2>&1 ||
+    { grep -m5 error "$OUT/old_build.log"; exit 1; }
+  for round in $(seq "${ROUNDS:-2}"); do
+    for side in new old; do
+      bin=./build-gpu/tpinfer
+      [ $side = old ] && bin=/tmp/abtree/build/tpinfer
+      echo "== round $round, $side"
+      "$bin" bench --model-config "$config" --random-weights --scenarios "$scenarios" \
+        --fixed "${FIXED:-128/128}" --requests "${REQUESTS:-256}" --repeats "${REPEATS:-5}" \
+        --offline-repeats 1 "${gpu_ceilings[@]}" 2>&1 | grep -vi progress | tee -a "$OUT/abtree_$side.log" |
+        grep -E "decode|prefill|offline" | head -8
+    done
+  done
+}
+
+# Chat prompts against transformers' apply_chat_template, and the tokenizer
+# against the Rust `tokenizers` (ids and encode MB/s), on the tokenizer folders
+# in TOKENIZERS (default .cache/tokenizers; .cache/chat-tok.tar.xz is unpacked
+# there when carried). Tables for docs/HF_CHECKS.md.
+cmd_checks() {
+  args_at_most checks 0 "$@"
+  local dir=${TOKENIZERS:-.cache/tokenizers} names=() pairs=() n
+  gpu_setup
+  if [ -s .cache/chat-tok.tar.xz ]; then
+    mkdir -p "$dir" && tar xJf .cache/chat-tok.tar.xz -C "$dir" || exit 1
+  fi
+  gpu_build tpinfer tokenizer_bench
+  for n in llama3 llama3_1 qwen3 deepseek_v3 gemma3; do
+    [ -s "$dir/$n/tokenizer_config.json" ] && names+=("$dir/$n")
+  done
+  for n in "$dir"/*/tokenizer.json; do pairs+=("$(basename "$(dirname "$n")")=$n"); done
+  echo "== chat templates: tpinfer tokenize --chat vs apply_chat_template"
+  python3 tools/chat_template_check.py --tpinfer build-gpu/tpinfer "${names[@]}" 2>&1 |
+    tee "$OUT/chat_template_check.md"
+  echo "== tokenizers: tpinfer vs the Rust tokenizers"
+  python3 tools/tokenizer_compare.py --bench build-gpu/tests/tokenizer_bench "${pairs[@]}" 2>&1 |
+    tee "$OUT/tokenizer_bench.md"
 }
 
 # Where the offline 1000/1000 decode step's time goes: decode attention at the
@@ -491,7 +559,7 @@ cmd_opbench() {
   return "${PIPESTATUS[0]}"
 }
 
-subcommands="build test bench ab profile multi hf ncu opbench"
+subcommands="build test bench ab abtree checks profile multi hf ncu opbench"
 if [ $# -eq 0 ]; then
   usage >&2
   exit 2
@@ -500,6 +568,6 @@ sub=$1
 shift
 case $sub in
   -h | --help | help) usage ;;
-  build | test | bench | ab | profile | multi | hf | ncu | opbench) "cmd_$sub" "$@" ;;
+  build | test | bench | ab | abtree | checks | profile | multi | hf | ncu | opbench) "cmd_$sub" "$@" ;;
   *) die "unknown subcommand '$sub' (one of: $subcommands; tools/gpu.sh --help)" ;;
 esac

@@ -259,7 +259,8 @@ int run_job(const RunOptions& o) {
   });
   if (w.is_group_leader())
     health->attach_prefix_cache([&engine] {
-      return health::CacheCounters{engine.stats().cached_tokens, engine.stats().evicted_blocks};
+      const EngineStats& s = engine.stats();
+      return health::CacheCounters{s.cached_tokens, s.evicted_blocks, s.admitted_prompt_tokens};
     });
 
   if (coord) coord->start_clock();

@@ -292,6 +292,7 @@ std::vector<Result> Engine::step() {
   const StepSchedule step = m.scheduler.schedule();
   m.stats.preemptions += step.preempted;
   m.stats.cached_tokens += step.cached_tokens;
+  m.stats.admitted_prompt_tokens += step.admitted_prompt_tokens;
   if (step.chunks.empty()) {
     if (m.scheduler.num_waiting() + m.scheduler.num_running() > 0)
       throw InternalError("engine: the scheduler made no progress with work pending");

@@ -41,7 +41,10 @@ struct EngineStats {
   int64_t generated_tokens = 0;  // tokens sampled (including ones later recomputed)
   int64_t computed_tokens = 0;   // tokens run through forward (prefill + decode + recompute)
   int64_t preemptions = 0;
-  int64_t cached_tokens = 0;   // prompt tokens found in the prefix cache, not computed
+  // Prompt tokens of the sequences admitted (each of n completions counts its
+  // prompt), and those found in the prefix cache instead of computed.
+  int64_t admitted_prompt_tokens = 0;
+  int64_t cached_tokens = 0;
   int64_t evicted_blocks = 0;  // cached blocks given up for new ones
 };
 

@@ -183,7 +183,11 @@ StepSchedule Scheduler::schedule() {
       break;
     }
     waiting_.pop_front();
-    step.cached_tokens += s.num_computed;
+    if (!s.admitted) {
+      s.admitted = true;
+      step.admitted_prompt_tokens += s.prompt_len;
+      step.cached_tokens += std::min(s.num_computed, s.prompt_len);
+    }
     allocate_to(s, blocks_for(n));
     running_.push_back(s.id);
     add_chunk(s, count);

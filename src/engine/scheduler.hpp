@@ -43,6 +43,7 @@ struct Sequence {
   int64_t num_computed = 0;     // leading tokens whose K/V are in the cache
   std::vector<int32_t> blocks;  // blocks[i] holds positions [i*block_size, (i+1)*block_size)
   int64_t published = 0;        // leading blocks offered to the prefix cache
+  bool admitted = false;        // once: a re-admission after preemption counts no prompt again
   Request request;              // id, line and sampling params (the prompt lives in tokens)
   int64_t family = 0;           // the engine's request this is a completion of
   bool score_only = false;      // runs the prompt for its logprobs; its one token is dropped
@@ -76,7 +77,10 @@ struct StepSchedule {
   std::vector<ScheduledChunk> chunks;  // decodes, then continued prefills, then admissions
   int64_t num_tokens = 0;
   int64_t preempted = 0;
-  int64_t cached_tokens = 0;  // tokens admitted sequences found in the prefix cache
+  // Sequences admitted for the first time: their prompt tokens, and those of
+  // them found in the prefix cache (the hit rate's two sides).
+  int64_t admitted_prompt_tokens = 0;
+  int64_t cached_tokens = 0;
 };
 
 class Scheduler {

@@ -52,7 +52,8 @@ json status_to_json(const RankStatus& s) {
   if (!s.pci_bus_id.empty()) j["gpu"] = gpu_to_json(s);
   if (s.prefix_cache)
     j["prefix_cache"] = {{"cached_tokens", s.prefix_cache->cached_tokens},
-                         {"evicted_blocks", s.prefix_cache->evicted_blocks}};
+                         {"evicted_blocks", s.prefix_cache->evicted_blocks},
+                         {"prompt_tokens", s.prefix_cache->prompt_tokens}};
   return j;
 }
 
@@ -84,8 +85,9 @@ RankStatus status_from_json(const json& j) {
     }
     if (j.contains("prefix_cache")) {
       const json& c = j["prefix_cache"];
-      s.prefix_cache = CacheCounters{c.at("cached_tokens").get<int64_t>(),
-                                     c.at("evicted_blocks").get<int64_t>()};
+      s.prefix_cache =
+          CacheCounters{c.at("cached_tokens").get<int64_t>(), c.at("evicted_blocks").get<int64_t>(),
+                        c.at("prompt_tokens").get<int64_t>()};
     }
     return s;
   } catch (const json::exception& e) {
@@ -106,15 +108,16 @@ json metrics_record(double unix_time, const JobProgress& now, const JobProgress&
     eta = left / (now.done / now.elapsed_s);
   // Whole milliseconds and tenths of a token/s: the file is read by people too.
   auto round_to = [](double v, double scale) { return std::round(v * scale) / scale; };
-  int64_t cached = 0, evicted = 0;
+  int64_t cached = 0, evicted = 0, admitted = 0;
   for (const json& r : ranks)
     if (r.contains("prefix_cache")) {
       cached += r["prefix_cache"].at("cached_tokens").get<int64_t>();
       evicted += r["prefix_cache"].at("evicted_blocks").get<int64_t>();
+      admitted += r["prefix_cache"].at("prompt_tokens").get<int64_t>();
     }
-  const json hit_rate = now.prompt_tokens > 0
-                            ? json(round_to(static_cast<double>(cached) / now.prompt_tokens, 1e4))
-                            : json(nullptr);
+  // Over the sequences' prompts (each of n completions has one), so <= 1.
+  const json hit_rate =
+      admitted > 0 ? json(round_to(static_cast<double>(cached) / admitted, 1e4)) : json(nullptr);
   json j = {{"time", round_to(unix_time, 1e3)},
             {"elapsed_s", round_to(now.elapsed_s, 1e3)},
             {"requests_done", now.done},

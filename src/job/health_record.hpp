@@ -17,6 +17,9 @@ namespace tpinfer::health {
 struct CacheCounters {
   int64_t cached_tokens = 0;   // prompt tokens taken from the cache
   int64_t evicted_blocks = 0;  // cached blocks given up for new ones
+  // Prompt tokens of the sequences admitted (each of n completions counts): the
+  // hit rate's denominator.
+  int64_t prompt_tokens = 0;
 };
 
 struct RankStatus {
