@@ -83,22 +83,34 @@ def main():
         want, skipped = {}, []
         for name in names:
             try:
-                want[name] = list(tok.apply_chat_template(conversations[name], tokenize=True,
-                                                          add_generation_prompt=True))
+                ids = tok.apply_chat_template(conversations[name], tokenize=True,
+                                              add_generation_prompt=True)
+                if hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
+                    ids = ids["input_ids"]
+                want[name] = list(ids)
             except Exception as e:  # the template's raise_exception: tpinfer must refuse too
                 skipped.append(name)
-        ran = [n for n in names if n not in skipped]
-        got, err = tpinfer_ids(args.tpinfer, d, template, special(cfg, "bos_token"),
-                               special(cfg, "eos_token"), [conversations[n] for n in ran])
-        if got is None:
-            failed = True
-            print(f"| {os.path.basename(d)} | {len(ran)} | 0 | tpinfer failed: {err} |")
-            continue
-        equal = sum(1 for n, g in zip(ran, got) if g == want[n])
-        first = next((n for n, g in zip(ran, got) if g != want[n]), "")
+        ran, refused, equal, first = [], [], 0, ""
+        for n in names:
+            if n in skipped:
+                continue
+            got, err = tpinfer_ids(args.tpinfer, d, template, special(cfg, "bos_token"),
+                                   special(cfg, "eos_token"), [conversations[n]])
+            if got is None:  # tpinfer refuses what would change the prompt (tool calls)
+                refused.append(f"{n} ({err.split(': ', 2)[-1][:60]})")
+                continue
+            ran.append(n)
+            if got[0] == want[n]:
+                equal += 1
+            elif not first:
+                g, w = got[0], want[n]
+                at = next((i for i in range(min(len(g), len(w))) if g[i] != w[i]), min(len(g), len(w)))
+                first = (f"{n}: token {at}: tpinfer {tok.decode(g[at:at + 8])!r} vs "
+                         f"transformers {tok.decode(w[at:at + 8])!r}")
         failed = failed or equal != len(ran)
-        note = first or ("refused by the template: " + ", ".join(skipped) if skipped else "")
-        print(f"| {os.path.basename(d)} | {len(ran)} | {equal} | {note} |")
+        notes = [x for x in [first, "raised by the template: " + ", ".join(skipped) if skipped else "",
+                             "refused by tpinfer: " + "; ".join(refused) if refused else ""] if x]
+        print(f"| {os.path.basename(d)} | {len(ran)} | {equal} | {' / '.join(notes)} |")
     sys.exit(1 if failed else 0)
 
 

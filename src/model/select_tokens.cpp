@@ -116,18 +116,12 @@ void logprob_rows(Model& m, Backend& b, const BatchLayout& batch, const Tensor& 
   }
 }
 
-}  // namespace
-
-void step_tokens(Model& m, Backend& b, const BatchLayout& batch, StepTokens& out) {
+// set_batch, then the forward and the greedy candidates as one step
+// recording where the backend keeps them (a rank with no vocab rows uploads,
+// so it does not): this rank's logits and the candidates, on the device.
+std::pair<Tensor, Tensor> recorded_forward(Model& m, Backend& b, const BatchLayout& batch) {
   const int64_t n_out = static_cast<int64_t>(batch.logit_rows.size());
-  TPINFER_ASSERT(batch.sampling.size() == batch.logit_rows.size(),
-                 "step_tokens: a batch needs one RowSampling per logit row");
-  out.drawn.assign(static_cast<size_t>(n_out), {});
-  out.top.clear();
   b.set_batch(batch);
-  // Everything up to the greedy candidates' download runs as one recording
-  // where the backend keeps them (a rank with no vocab rows uploads, so it
-  // does not).
   const bool recordable = n_out > 0 && m.shard.vocab_local > 0;
   Tensor logits = m.ws.logits_local.first_rows(n_out);
   Tensor candidates = m.shard.tp_size == 1
@@ -139,6 +133,18 @@ void step_tokens(Model& m, Backend& b, const BatchLayout& batch, StepTokens& out
     if (n_out > 0) candidates = greedy_candidates(m, b, logits);
     if (recordable) b.record_end();
   }
+  return {logits, candidates};
+}
+
+}  // namespace
+
+void step_tokens(Model& m, Backend& b, const BatchLayout& batch, StepTokens& out) {
+  const int64_t n_out = static_cast<int64_t>(batch.logit_rows.size());
+  TPINFER_ASSERT(batch.sampling.size() == batch.logit_rows.size(),
+                 "step_tokens: a batch needs one RowSampling per logit row");
+  out.drawn.assign(static_cast<size_t>(n_out), {});
+  out.top.clear();
+  const auto [logits, candidates] = recorded_forward(m, b, batch);
   if (n_out == 0) return;
   merge_greedy(m, b, candidates, out);
   bool whole_rows = false;  // some row needs the whole vocab: gather it once
@@ -156,8 +162,9 @@ void forward(Model& m, Backend& b, const BatchLayout& batch, std::vector<float>&
   const ShardLayout& s = m.shard;
   const int64_t vocab = m.config.vocab_size, vpr = s.vocab_per_rank;
   const int64_t n_out = static_cast<int64_t>(batch.logit_rows.size());
-  b.set_batch(batch);
-  const Tensor local = forward(m, b, batch);
+  // The same recorded ops as step_tokens (a recording is found by the step's
+  // shape, so both must record the same sequence).
+  const Tensor local = recorded_forward(m, b, batch).first;
   logits.assign(static_cast<size_t>(n_out * vocab), 0.0f);
   if (n_out == 0) return;
   const Tensor all = all_vocab(m, b, local);
