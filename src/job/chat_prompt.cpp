@@ -13,6 +13,10 @@ namespace tpinfer {
 
 using json = nlohmann::json;
 
+namespace {
+bool iterates_content(const std::string& source);
+}  // namespace
+
 ChatPrompt::ChatPrompt(const std::string& source, std::optional<std::string> bos_token,
                        std::optional<std::string> eos_token,
                        std::shared_ptr<const Tokenizer> tokenizer)
@@ -21,12 +25,14 @@ ChatPrompt::ChatPrompt(const std::string& source, std::optional<std::string> bos
       eos_token_(std::move(eos_token)),
       tokenizer_(std::move(tokenizer)) {
   TPINFER_ASSERT(tokenizer_ != nullptr, "ChatPrompt without a tokenizer");
+  parts_as_list_ = iterates_content(source);
 }
 
 namespace {
 
-std::string text_of_parts(const json& parts, const std::string& where) {
-  std::string text;
+// The parts, checked: text parts only, each {"type": "text", "text": ...}.
+json checked_parts(const json& parts, const std::string& where) {
+  json out = json::array();
   for (size_t j = 0; j < parts.size(); ++j) {
     const json& p = parts[j];
     const std::string at = where + "[" + std::to_string(j) + "]";
@@ -45,10 +51,26 @@ std::string text_of_parts(const json& parts, const std::string& where) {
     if (t == p.end() || !t->is_string())
       reject(at + ".text must be a string, not " +
              (t == p.end() ? std::string("missing") : describe(*t)));
-    if (j) text += '\n';
-    text += t->get_ref<const std::string&>();
+    out.push_back({{"type", "text"}, {"text", *t}});
   }
-  return text;
+  return out;
+}
+
+// Whether the template iterates a message's content itself (`{% for part in
+// message['content'] %}`, as Gemma 3's does): then it gets the list of parts,
+// as transformers gives it; otherwise the parts are joined with "\n" into one
+// string first, as vLLM does for templates that take a string.
+bool iterates_content(const std::string& source) {
+  for (size_t at = source.find("{%"); at != std::string::npos; at = source.find("{%", at + 2)) {
+    const size_t end = source.find("%}", at);
+    if (end == std::string::npos) break;
+    std::string tag = source.substr(at + 2, end - at - 2);
+    const size_t first = tag.find_first_not_of("-+ \t\r\n");
+    if (first == std::string::npos || tag.compare(first, 4, "for ") != 0) continue;
+    const size_t in = tag.find(" in ", first);
+    if (in != std::string::npos && tag.find("content", in) != std::string::npos) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -77,7 +99,7 @@ json ChatPrompt::checked_messages(const json& messages, const std::string& name)
     if (content->is_string())
       checked["content"] = *content;
     else if (content->is_array())
-      checked["content"] = text_of_parts(*content, where + ".content");
+      checked["content"] = checked_parts(*content, where + ".content");
     else
       reject(where + ".content must be a string or a list of text parts, not " +
              describe(*content));
@@ -93,6 +115,17 @@ json ChatPrompt::checked_messages(const json& messages, const std::string& name)
 std::string ChatPrompt::render(const json& checked) const {
   ChatTemplateInput in;
   in.messages = checked;
+  if (!parts_as_list_)
+    for (json& m : in.messages)
+      if (m["content"].is_array()) {
+        std::string text;
+        const json& parts = m["content"];
+        for (size_t j = 0; j < parts.size(); ++j) {
+          if (j) text += '\n';
+          text += parts[j]["text"].get_ref<const std::string&>();
+        }
+        m["content"] = text;
+      }
   in.add_generation_prompt = true;
   in.bos_token = bos_token_;
   in.eos_token = eos_token_;

@@ -24,9 +24,11 @@ class ChatPrompt {
              std::optional<std::string> eos_token, std::shared_ptr<const Tokenizer> tokenizer);
 
   // `messages` as the template gets them: an array of {"role": string,
-  // "content": string or [{"type": "text", "text": string}, ...], "name"?},
-  // text parts joined with "\n" (as vLLM does for templates that take a
-  // string). Anything else throws LineError naming the field
+  // "content": string or [{"type": "text", "text": string}, ...], "name"?}.
+  // A template that iterates content itself (Gemma 3's) gets the parts as a
+  // list, as transformers gives them; any other gets them joined with "\n"
+  // (as vLLM does for templates that take a string). Anything else throws LineError naming the
+  // field
   // ("messages[1].content[0].type"); a field that would change the prompt
   // (tool_calls, an image part) is never dropped silently.
   static nlohmann::json checked_messages(const nlohmann::json& messages, const std::string& name);
@@ -39,6 +41,7 @@ class ChatPrompt {
   ChatTemplate template_;
   std::optional<std::string> bos_token_, eos_token_;
   std::shared_ptr<const Tokenizer> tokenizer_;
+  bool parts_as_list_ = false;  // the template iterates content parts itself
 };
 
 // A --chat-template file's text (UsageError naming it when unreadable).

@@ -38,14 +38,23 @@ std::string message_error(const json& messages) {
 }
 
 TEST(ChatPrompt, MessagesAreCheckedAndTextPartsJoined) {
+  const json parts = {{{"type", "text"}, {"text", "a"}}, {{"type", "text"}, {"text", "é"}}};
   const json checked = ChatPrompt::checked_messages(
       {{{"role", "system"}, {"content", "s"}},
-       {{"role", "user"},
-        {"name", "ann"},
-        {"content", {{{"type", "text"}, {"text", "a"}}, {{"type", "text"}, {"text", "é"}}}}}},
+       {{"role", "user"}, {"name", "ann"}, {"content", parts}}},
       "messages");
   EXPECT_EQ(checked, json({{{"role", "system"}, {"content", "s"}},
-                           {{"role", "user"}, {"content", "a\né"}, {"name", "ann"}}}));
+                           {{"role", "user"}, {"content", parts}, {"name", "ann"}}}));
+  // A template that takes a string gets the parts joined with "\n"; one that
+  // iterates content (as Gemma 3's does) gets the list, as transformers gives it.
+  const ChatPrompt joined("{% for m in messages %}[{{ m.content }}]{% endfor %}", std::nullopt,
+                          std::nullopt, tiny_llama3_tokenizer());
+  EXPECT_EQ(joined.render(checked), "[s][a\né]");
+  const ChatPrompt iterating(
+      "{% for m in messages %}{% if m['content'] is string %}[{{ m['content'] }}]{% else %}"
+      "{%- for p in m['content'] %}<{{ p.text }}>{% endfor %}{% endif %}{% endfor %}",
+      std::nullopt, std::nullopt, tiny_llama3_tokenizer());
+  EXPECT_EQ(iterating.render(checked), "[s]<a><é>");
   EXPECT_EQ(message_error("x"), "\"messages\" must be an array of messages, not a string");
   EXPECT_EQ(message_error(json::array()), "\"messages\" is empty");
   EXPECT_EQ(message_error({1}),
