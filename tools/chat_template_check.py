@@ -105,8 +105,11 @@ def main():
             elif not first:
                 g, w = got[0], want[n]
                 at = next((i for i in range(min(len(g), len(w))) if g[i] != w[i]), min(len(g), len(w)))
+                text = tok.apply_chat_template(conversations[n], tokenize=False,
+                                               add_generation_prompt=True)
                 first = (f"{n}: token {at}: tpinfer {tok.decode(g[at:at + 8])!r} vs "
-                         f"transformers {tok.decode(w[at:at + 8])!r}")
+                         f"transformers {tok.decode(w[at:at + 8])!r} (its rendered text: "
+                         f"{text[-80:]!r})")
         failed = failed or equal != len(ran)
         notes = [x for x in [first, "raised by the template: " + ", ".join(skipped) if skipped else "",
                              "refused by tpinfer: " + "; ".join(refused) if refused else ""] if x]
