@@ -107,7 +107,7 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
 
   for (size_t i = 0; i < step.chunks.size(); ++i) {
     const ScheduledChunk& c = step.chunks[i];
-    const Sequence& s = scheduler.sequence(c.seq_id);
+    Sequence& s = scheduler.sequence(c.seq_id);
     for (int64_t pos = c.start; pos < c.start + c.count; ++pos) {
       b.token_ids.push_back(s.tokens[pos]);
       b.positions.push_back(static_cast<int32_t>(pos));
@@ -121,21 +121,16 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
     std::copy_n(s.blocks.begin(), scheduler.blocks_for(context),
                 b.block_tables.begin() + static_cast<int64_t>(i) * max_blocks);
     const SamplingParams& p = s.request.sampling;
-    if (p.prompt_logprobs) {
-      // Prompt positions not scored yet (a recompute after preemption skips
-      // those that were): the row of position pos scores token pos + 1.
-      const int64_t first = std::max(c.start, static_cast<int64_t>(s.prompt_logprobs.size()));
-      const int64_t end = std::min(c.start + c.count, s.prompt_len - 1);
-      const int32_t chunk_first_token = b.num_tokens() - static_cast<int32_t>(c.count);
-      for (int64_t pos = first; pos < end; ++pos) {
-        b.logit_rows.push_back(chunk_first_token + static_cast<int32_t>(pos - c.start));
-        b.full_logits.push_back(0);
-        RowSampling score;
-        score.target = s.tokens[static_cast<size_t>(pos + 1)];
-        score.top_logprobs = p.top_logprobs;
-        b.sampling.push_back(score);
-        row_owner.emplace_back(&scheduler.sequence(c.seq_id), true);
-      }
+    const auto [first, end] = s.scored_positions(c.start, c.count);
+    const int32_t chunk_first_token = b.num_tokens() - static_cast<int32_t>(c.count);
+    for (int64_t pos = first; pos < end; ++pos) {
+      b.logit_rows.push_back(chunk_first_token + static_cast<int32_t>(pos - c.start));
+      b.full_logits.push_back(0);
+      RowSampling score;
+      score.target = s.tokens[static_cast<size_t>(pos + 1)];
+      score.top_logprobs = p.top_logprobs;
+      b.sampling.push_back(score);
+      row_owner.emplace_back(&s, true);
     }
     if (c.samples) {
       b.logit_rows.push_back(b.num_tokens() - 1);
@@ -143,7 +138,7 @@ void Engine::Impl::build_batch(const StepSchedule& step) {
       // The token goes to position tokens.size() (this chunk ends the sequence).
       b.sampling.push_back({p.temperature, p.top_p, p.top_k, p.seed,
                             static_cast<int64_t>(s.tokens.size()), p.logprobs, p.top_logprobs});
-      row_owner.emplace_back(&scheduler.sequence(c.seq_id), false);
+      row_owner.emplace_back(&s, false);
     }
   }
 }

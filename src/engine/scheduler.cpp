@@ -24,13 +24,15 @@ Scheduler::Scheduler(SchedulerConfig config)
   watermark_ = config_.num_blocks / 100;
 }
 
+std::pair<int64_t, int64_t> Sequence::scored_positions(int64_t start, int64_t count) const {
+  if (!request.sampling.prompt_logprobs) return {start, start};
+  const int64_t first = std::max(start, static_cast<int64_t>(prompt_logprobs.size()));
+  return {first, std::max(first, std::min(start + count, prompt_len - 1))};
+}
+
 int64_t Sequence::logit_rows(int64_t start, int64_t count) const {
-  int64_t rows = start + count == static_cast<int64_t>(tokens.size()) ? 1 : 0;
-  if (request.sampling.prompt_logprobs) {
-    const int64_t first = std::max(start, static_cast<int64_t>(prompt_logprobs.size()));
-    rows += std::max<int64_t>(0, std::min(start + count, prompt_len - 1) - first);
-  }
-  return rows;
+  const auto [first, end] = scored_positions(start, count);
+  return (end - first) + (start + count == static_cast<int64_t>(tokens.size()) ? 1 : 0);
 }
 
 int64_t Scheduler::blocks_for(int64_t tokens) const {

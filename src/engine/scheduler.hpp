@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "base/request.hpp"
@@ -60,8 +61,12 @@ struct Sequence {
     return request.sampling.prompt_logprobs &&
            static_cast<int64_t>(prompt_logprobs.size()) < prompt_len - 1;
   }
-  // Logit rows of tokens [start, start + count): the prompt positions still to
-  // score, and the last token's when the chunk ends the sequence.
+  // The prompt positions [first, end) of tokens [start, start + count) still
+  // to score (empty unless prompt logprobs are asked; a recompute after
+  // preemption skips those already scored): position p scores token p + 1.
+  std::pair<int64_t, int64_t> scored_positions(int64_t start, int64_t count) const;
+  // Logit rows of tokens [start, start + count): the positions still to score,
+  // and the last token's when the chunk ends the sequence.
   int64_t logit_rows(int64_t start, int64_t count) const;
 };
 

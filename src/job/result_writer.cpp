@@ -88,11 +88,13 @@ void append_floats(std::string& out, const std::vector<float>& v) {
   out += ']';
 }
 
-// Per generated position, its k best: [[{"token":..,"logprob":..},..],..].
-void append_top_logprobs(std::string& out, const std::vector<std::vector<TokenLogprob>>& top) {
-  out += '[';
+// Per position, its k best: [[{"token":..,"logprob":..},..],..]; with
+// leading_null, a null first (a prompt's first token has nothing before it).
+void append_top_logprobs(std::string& out, const std::vector<std::vector<TokenLogprob>>& top,
+                         bool leading_null = false) {
+  out += leading_null ? "[null" : "[";
   for (size_t i = 0; i < top.size(); ++i) {
-    if (i) out += ',';
+    if (i || leading_null) out += ',';
     out += '[';
     for (size_t k = 0; k < top[i].size(); ++k) {
       if (k) out += ',';
@@ -184,10 +186,8 @@ std::string result_to_json(const Result& r, const Tokenizer* tokenizer) {
     out += ']';
   }
   if (!r.prompt_top_logprobs.empty()) {
-    out += ",\"prompt_top_logprobs\":[null,";
-    std::string rest;
-    append_top_logprobs(rest, r.prompt_top_logprobs);
-    out.append(rest, 1, std::string::npos);  // its positions after the null
+    out += ",\"prompt_top_logprobs\":";
+    append_top_logprobs(out, r.prompt_top_logprobs, /*leading_null=*/true);
   }
   append_metadata(out, r.metadata_json);
   out += '}';

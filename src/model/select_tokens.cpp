@@ -12,9 +12,16 @@
 namespace tpinfer {
 namespace {
 
-// Each rank's (best value, token) of its slice, all-gathered: [tp, n_out, 2].
-// Runs inside the step recording.
-Tensor greedy_candidates(Model& m, Backend& b, const Tensor& logits) {
+// Where the greedy candidates are: this rank's [n_out, 2] at TP 1, else the
+// all-gathered [tp, n_out, 2].
+Tensor candidates_of(const Model& m, int64_t n_out) {
+  if (m.shard.tp_size == 1) return m.ws.argmax_local.first_rows(n_out);
+  return Tensor{m.ws.argmax_all.data, DType::f32, {m.shard.tp_size, n_out, 2}};
+}
+
+// Each rank's (best value, token) of its slice, all-gathered into
+// candidates_of. Runs inside the step recording.
+void greedy_candidates(Model& m, Backend& b, const Tensor& logits) {
   const ShardLayout& s = m.shard;
   Workspace& w = m.ws;
   const int64_t n_out = logits.rows();
@@ -26,10 +33,10 @@ Tensor greedy_candidates(Model& m, Backend& b, const Tensor& logits) {
     for (int64_t j = 0; j < n_out; ++j) none[2 * j] = -std::numeric_limits<float>::infinity();
     b.upload(best_local, none.data());
   }
-  if (s.tp_size == 1) return best_local;
-  Tensor best_all{w.argmax_all.data, DType::f32, {s.tp_size, n_out, 2}};
-  b.all_gather(best_local, best_all);
-  return best_all;
+  if (s.tp_size > 1) {
+    Tensor all = candidates_of(m, n_out);
+    b.all_gather(best_local, all);
+  }
 }
 
 // The best of the ranks' bests (ranks hold ascending vocab slices, so the first
@@ -124,16 +131,13 @@ std::pair<Tensor, Tensor> recorded_forward(Model& m, Backend& b, const BatchLayo
   b.set_batch(batch);
   const bool recordable = n_out > 0 && m.shard.vocab_local > 0;
   Tensor logits = m.ws.logits_local.first_rows(n_out);
-  Tensor candidates = m.shard.tp_size == 1
-                          ? m.ws.argmax_local.first_rows(n_out)
-                          : Tensor{m.ws.argmax_all.data, DType::f32, {m.shard.tp_size, n_out, 2}};
   if (!(recordable && b.replay_step())) {
     if (recordable) b.record_begin();
     logits = forward(m, b, batch);
-    if (n_out > 0) candidates = greedy_candidates(m, b, logits);
+    if (n_out > 0) greedy_candidates(m, b, logits);
     if (recordable) b.record_end();
   }
-  return {logits, candidates};
+  return {logits, candidates_of(m, n_out)};
 }
 
 }  // namespace
