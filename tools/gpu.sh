@@ -35,6 +35,8 @@ get that card's ceilings (--hbm-gbs 3031 --peak-tflops 796); bench's defaults ar
                            A/B of two sets of bench options, run A B A B ... so drift falls on
                            both, after the gpu tests (all but gpu_faults); SCENARIOS:
                            decode1,decode64
+  prefix [CONFIG]          the prefix cache: its gpu test, then bench of the fewshot,
+                           system-prompt, multiturn and mixed workloads, cache off and on
   profile [CONFIG]         where the offline 1000/1000 decode step's time goes: gpu tests of
                            attention, RoPE, model, graphs and gpu_tp2, decode attention at the
                            offline shapes, decode256@1000/@1900 and offline with --step-profile
@@ -60,6 +62,7 @@ Environment (default):
            PEER_SCENARIOS, PEER_FIXED (the peer's, when they differ: its 1000/1000 alone
            takes ~4 minutes), PEER_MAX_BATCH (its first batch try, halved on OOM; 256)
   ab:      ROUNDS (2)
+  prefix:  WORKLOADS (fewshot system-prompt multiturn mixed), ROUNDS (1), SKIP_TESTS=1
   profile: EXTRA (more bench options), SCENARIOS (decode256@1000,decode256@1900,offline),
            FP8_SCENARIOS (decode256@1900,offline), SKIP_ATTENTION=1
   multi:   STAGES (comma list of tests,allreduce,bench8b,bench70b,dp; all), BENCH_REPEATS (5),
@@ -283,6 +286,37 @@ cmd_checks() {
   echo "== tokenizers: tpinfer vs the Rust tokenizers"
   python3 tools/tokenizer_compare.py --bench build-gpu/tests/tokenizer_bench "${pairs[@]}" 2>&1 |
     tee "$OUT/tokenizer_bench.md"
+}
+
+# The prefix cache's targets (docs/PERF.md): its gpu test, then bench of the
+# fewshot, system-prompt, multiturn and mixed workloads (make_workload.py, seed
+# 0) with the cache off and on, alternately, in one process each.
+cmd_prefix() {
+  args_at_most prefix 1 "$@"
+  local config=${1:-tools/configs/llama-3-8b.json} r cache kind files=()
+  config_arg CONFIG "$config"
+  gpu_setup
+  gpu_build tpinfer
+  if [ -z "${SKIP_TESTS:-}" ]; then
+    gpu_ctest "$OUT/gpu_tests.log" "${TESTS_TIMEOUT:-300}" -R gpu_prefix_cache
+    grep -E "^ok:|FAIL|identical|done:" "$OUT/gpu_tests.log" | head -40
+  fi
+  for kind in ${WORKLOADS:-fewshot system-prompt multiturn mixed}; do
+    case $kind in
+      mixed) python3 tools/make_workload.py --n 256 --isl 64-2048 --osl 32-512 --seed 0 ;;
+      *) python3 tools/make_workload.py --kind "$kind" --seed 0 ;;
+    esac >"$OUT/$kind.jsonl" || die "make_workload.py --kind $kind failed"
+    files+=(--workload "$OUT/$kind.jsonl")
+  done
+  for r in $(seq "${ROUNDS:-1}"); do
+    for cache in off on; do
+      echo "== round $r, prefix cache $cache"
+      build-gpu/tpinfer bench --model-config "$config" --random-weights --scenarios offline \
+        --fixed "" --offline-repeats 1 "${files[@]}" --prefix-cache "$cache" --step-profile \
+        "${gpu_ceilings[@]}" --json "$OUT/prefix-$cache-$r.json" >"$OUT/prefix-$cache-$r.log" 2>&1
+      grep -E "^offline|tok/s|prefix cache|error" "$OUT/prefix-$cache-$r.log"
+    done
+  done
 }
 
 # Where the offline 1000/1000 decode step's time goes: decode attention at the
@@ -568,6 +602,6 @@ sub=$1
 shift
 case $sub in
   -h | --help | help) usage ;;
-  build | test | bench | ab | abtree | checks | profile | multi | hf | ncu | opbench) "cmd_$sub" "$@" ;;
+  build | test | bench | ab | abtree | checks | prefix | profile | multi | hf | ncu | opbench) "cmd_$sub" "$@" ;;
   *) die "unknown subcommand '$sub' (one of: $subcommands; tools/gpu.sh --help)" ;;
 esac
