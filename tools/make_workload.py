@@ -33,13 +33,30 @@ shared prefix:
   (default 0: none). Shuffled.
     make_workload.py --kind multiturn > multiturn.jsonl
 
+--kind sharegpt: chat traffic shaped like ShareGPT, the data set serving
+  benchmarks replay. --n requests (default 1000), each an independent prompt
+  (nothing shared) whose prompt and output lengths are drawn from lognormal
+  distributions with means --isl-mean (default 250) and --osl-mean (default
+  200) tokens and a log standard deviation of 1.0 each, rounded and clipped to
+  --isl (default 4-4096) and --osl (default 4-2048). Why 1.0: ShareGPT's
+  lengths span two orders of magnitude with a long right tail; sigma 1.0 puts
+  the median at 0.61 of the mean (about 150 in, 120 out), 5% of requests below
+  a fifth of the median and 5% above 5x it (about 790 in, 630 out), and about
+  1.7% of outputs at 1,000 tokens or more (11 of seed 0's 1,000): those are
+  the tail that decodes almost alone at the end of an offline run. The clip bounds
+  keep prompts inside an 8K context and cut only the far tail (0.05% of
+  prompts, 0.24% of outputs), so the means stay within 1% of their targets
+  (249.4 and 198.1 over a million draws).
+    make_workload.py --kind sharegpt > sharegpt.jsonl
+
 --no-shuffle keeps the order in which the requests are made (fewshot: the
 preambles in turn; multiturn: conversation by conversation), for comparing an
-order-blind scheduler. Ids say the structure: w<i> (random, system-prompt),
-p<preamble>-q<i> (fewshot), c<conversation>-t<turn> (multiturn).
+order-blind scheduler. Ids say the structure: w<i> (random, system-prompt,
+sharegpt), p<preamble>-q<i> (fewshot), c<conversation>-t<turn> (multiturn).
 """
 import argparse
 import json
+import math
 import random
 import sys
 
@@ -49,7 +66,10 @@ DEFAULTS = {
     "fewshot": (2000, (60, 60), (8, 8), 1500),
     "system-prompt": (1000, (32, 512), (128, 128), 500),
     "multiturn": (100, (32, 256), (64, 256), 0),
+    "sharegpt": (1000, (4, 4096), (4, 2048), 0),  # the lengths: clip ranges of lognormal draws
 }
+# sharegpt: the log standard deviation of both lengths (see the help text).
+SHAREGPT_SIGMA = 1.0
 
 
 def length_range(text):
@@ -117,8 +137,24 @@ def multiturn_kind(a, rng):
     return out
 
 
+def lognormal_length(rng, mean, bounds):
+    # mu so that the unclipped distribution's mean is `mean`: E = exp(mu + sigma^2 / 2).
+    mu = math.log(mean) - SHAREGPT_SIGMA ** 2 / 2
+    lo, hi = bounds
+    return min(hi, max(lo, round(rng.lognormvariate(mu, SHAREGPT_SIGMA))))
+
+
+def sharegpt_kind(a, rng):
+    out = []
+    for i in range(a.n):
+        isl = lognormal_length(rng, a.isl_mean, a.isl)
+        osl = lognormal_length(rng, a.osl_mean, a.osl)
+        out.append(request(f"w{i}", tokens(rng, isl, a.vocab), osl))
+    return out
+
+
 KINDS = {"random": random_kind, "fewshot": fewshot_kind, "system-prompt": system_prompt_kind,
-         "multiturn": multiturn_kind}
+         "multiturn": multiturn_kind, "sharegpt": sharegpt_kind}
 
 
 def main():
@@ -127,6 +163,10 @@ def main():
     p.add_argument("--n", type=positive, help="requests (multiturn: conversations)")
     p.add_argument("--isl", type=length_range, help="prompt length or range A-B (after any shared prefix)")
     p.add_argument("--osl", type=length_range, help="output length or range A-B")
+    p.add_argument("--isl-mean", type=float,
+                   help="sharegpt: mean prompt length (tokens) of the lognormal draw")
+    p.add_argument("--osl-mean", type=float,
+                   help="sharegpt: mean output length (tokens) of the lognormal draw")
     p.add_argument("--prefix-len", type=int, help="tokens of each shared prefix (preamble, system prompt)")
     p.add_argument("--prefixes", type=positive, default=5, help="fewshot: preambles")
     p.add_argument("--turns", type=length_range, default=(2, 8), help="multiturn: turns per conversation")
@@ -144,8 +184,17 @@ def main():
     if a.prefix_len < 0 or (a.kind in ("fewshot", "system-prompt") and a.prefix_len < 1):
         p.error(f"--prefix-len must be >= {1 if a.kind in ('fewshot', 'system-prompt') else 0} "
                 f"for --kind {a.kind}")
-    if a.kind == "random" and a.prefix_len:
-        p.error("--prefix-len is for the shared-prefix kinds, not --kind random")
+    if a.kind in ("random", "sharegpt") and a.prefix_len:
+        p.error(f"--prefix-len is for the shared-prefix kinds, not --kind {a.kind}")
+    if a.kind != "sharegpt" and (a.isl_mean is not None or a.osl_mean is not None):
+        p.error("--isl-mean and --osl-mean are for --kind sharegpt")
+    if a.kind == "sharegpt":
+        a.isl_mean = 250.0 if a.isl_mean is None else a.isl_mean
+        a.osl_mean = 200.0 if a.osl_mean is None else a.osl_mean
+        for name, mean, (lo, hi) in (("--isl-mean", a.isl_mean, a.isl),
+                                     ("--osl-mean", a.osl_mean, a.osl)):
+            if not lo <= mean <= hi:
+                p.error(f"{name} {mean:g} must lie in its clip range {lo}-{hi}")
     rng = random.Random(a.seed)
     reqs = KINDS[a.kind](a, rng)
     if a.kind in ("fewshot", "multiturn") and not a.no_shuffle:
