@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONVERSATIONS = os.path.join(HERE, "..", "tests", "data", "chat_templates", "conversations.json")
@@ -60,6 +60,24 @@ def tpinfer_ids(binary, directory, template, bos, eos, conversations):
     return [json.loads(line) for line in out.stdout.splitlines()], ""
 
 
+def load_tokenizer(d):
+    """transformers' tokenizer for directory d, and a note when it had to be
+    loaded around transformers' class. transformers 5 builds a tokenizer_config's
+    `tokenizer_class` with that class's own pre-tokenizer: DeepSeek-V3 declares
+    LlamaTokenizerFast over a ByteLevel tokenizer.json, gets Metaspace and loses
+    every space (huggingface/transformers#45488). Then the faithful load of
+    tokenizer.json (PreTrainedTokenizerFast, what v4 and vLLM use) is the reference."""
+    tok = AutoTokenizer.from_pretrained(d)
+    with open(os.path.join(d, "tokenizer.json"), encoding="utf-8") as f:
+        declared = json.load(f).get("pre_tokenizer")
+    if json.loads(tok.backend_tokenizer.to_str()).get("pre_tokenizer") == declared:
+        return tok, ""
+    name = type(tok).__name__
+    return (PreTrainedTokenizerFast.from_pretrained(d),
+            f"loaded as PreTrainedTokenizerFast: transformers' {name} replaces "
+            "tokenizer.json's pre-tokenizer (huggingface/transformers#45488)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tpinfer", required=True)
@@ -78,7 +96,7 @@ def main():
         if not template:
             print(f"| {os.path.basename(d)} | - | - | no chat template |")
             continue
-        tok = AutoTokenizer.from_pretrained(d)
+        tok, loaded = load_tokenizer(d)
         tok.chat_template = template
         want, skipped = {}, []
         for name in names:
@@ -111,7 +129,7 @@ def main():
                          f"transformers {tok.decode(w[at:at + 8])!r} (its rendered text: "
                          f"{text[-80:]!r})")
         failed = failed or equal != len(ran)
-        notes = [x for x in [first, "raised by the template: " + ", ".join(skipped) if skipped else "",
+        notes = [x for x in [loaded, first, "raised by the template: " + ", ".join(skipped) if skipped else "",
                              "refused by tpinfer: " + "; ".join(refused) if refused else ""] if x]
         print(f"| {os.path.basename(d)} | {len(ran)} | {equal} | {' / '.join(notes)} |")
     sys.exit(1 if failed else 0)
