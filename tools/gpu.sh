@@ -270,11 +270,13 @@ cmd_abtree() {
 # there when carried). Tables for docs/HF_CHECKS.md.
 cmd_checks() {
   args_at_most checks 0 "$@"
-  local dir=${TOKENIZERS:-.cache/tokenizers} names=() pairs=() n
+  local dir=${TOKENIZERS:-.cache/tokenizers} names=() pairs=() n t
   gpu_setup
-  if [ -s .cache/chat-tok.tar.xz ]; then
-    mkdir -p "$dir" && tar xJf .cache/chat-tok.tar.xz -C "$dir" || exit 1
-  fi
+  # Carried subsets of .cache/tokenizers (docs/GPU_MACHINE.md): chat-tok has the
+  # five chat templates, more-tok the other tokenizers.
+  for t in .cache/chat-tok.tar.xz .cache/more-tok.tar.xz; do
+    if [ -s "$t" ]; then mkdir -p "$dir" && tar xJf "$t" -C "$dir" || exit 1; fi
+  done
   gpu_build tpinfer tokenizer_bench
   for n in llama3 llama3_1 qwen3 deepseek_v3 gemma3; do
     [ -s "$dir/$n/tokenizer_config.json" ] && names+=("$dir/$n")
