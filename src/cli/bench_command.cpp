@@ -12,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/mpi_command.hpp"
+#include "cli/op_profile_report.hpp"
 #include "cli/options.hpp"
 #include "cli/replica_options.hpp"
 #include "cli/roofline.hpp"
@@ -34,6 +35,7 @@ struct BenchOptions {
   std::string model, model_config, json_out;
   bool random_weights = false;
   bool step_profile = false;
+  bool op_profile = false;
   uint64_t seed = 0;
   int tp = 1;
   std::string scenarios = "decode1,decode64,prefill2048,offline";
@@ -266,6 +268,9 @@ struct Bench {
     // run's counters; every repeat schedules the same way, so the last stands for all.
     int64_t cached_tokens = 0, evicted_blocks = 0;
     for (int rep = 0; rep < o.offline_repeats; ++rep) {
+#if TPINFER_HAVE_CUDA
+      take_cuda_op_profile(*r.backend);  // only this run's steps
+#endif
       auto e = engine(r.max_batch);
       const double t0 = now_s();
       for (const auto& q : reqs) e->add(q);
@@ -290,6 +295,12 @@ struct Bench {
                     static_cast<long long>(g.recorded), static_cast<long long>(g.replayed));
 #endif
       }
+#if TPINFER_HAVE_CUDA
+      const OpProfile ops = take_cuda_op_profile(*r.backend);
+      if (o.op_profile && w.rank == 0)
+        std::printf("op profile of offline %s (rank 0):\n%s", name.c_str(),
+                    op_profile_report(ops, o.hbm_gbs, o.peak_tflops).c_str());
+#endif
     }
     RooflineModel m;
     m.flops_per_token = static_cast<double>(flops_per_token);
@@ -355,6 +366,9 @@ int bench_job(const BenchOptions& o) {
   const ModelConfig config = source.config;
   const double t0 = MPI_Wtime();
   Replica r = load_replica(w, source, o.replica);
+  if (o.op_profile && r.backend->device_kind() != DeviceKind::cuda)
+    throw UsageError("--op-profile times the cuda backend's ops; this run is on the " +
+                     r.backend->name() + " backend");
 
   Bench b{w, o, config, r};
   const int bytes = dtype_bytes(r.backend->compute_dtype());
@@ -433,6 +447,9 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
       "make seeded random weights on the device instead of reading a file")(
       "step-profile", po::bool_switch(&o.step_profile),
       "after each offline run, print where its time went by kind of step")(
+      "op-profile", po::bool_switch(&o.op_profile),
+      "cuda: time every op of every step on the device and print, after each offline run, "
+      "where a step's device time went (turns CUDA graphs off, so runs are slower)")(
       "seed", po::value(&o.seed)->default_value(0), "seed of the random weights")(
       "tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (= ranks)")(
       "scenarios", po::value(&o.scenarios)->default_value(o.scenarios),
@@ -458,6 +475,7 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
   if (o.random_weights != o.model.empty() || (o.random_weights && o.model_config.empty()))
     throw UsageError("give either --model M.h5 or --model-config CONFIG.json --random-weights");
   check_replica_options(o.replica);
+  o.replica.cuda_op_profile = o.op_profile;
   if (o.repeats < 1 || o.offline_repeats < 1 || o.requests < 1)
     throw UsageError("--repeats, --offline-repeats and --requests must be >= 1");
   return o;

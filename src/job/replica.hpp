@@ -27,6 +27,7 @@ struct ReplicaOptions {
   std::string kv_cache_dtype = "auto";  // auto (the compute dtype) | fp8
   std::string verify_weights = "on";    // on | off: check the model file's checksums as read
   std::string prefix_cache = "on";      // on | off: share the KV blocks of common prefixes
+  bool cuda_op_profile = false;         // cuda: time every op (bench --op-profile)
 };
 
 // A GPU decodes 256 sequences in little more time than 64 (the step streams the

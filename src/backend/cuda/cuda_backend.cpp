@@ -29,6 +29,7 @@
 #include "backend/cuda/gemm.hpp"
 #include "backend/cuda/host_convert.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/op_timer.hpp"
 #include "backend/cuda/resources.hpp"
 #include "backend/cuda/step_graphs.hpp"
 #include "backend/memory_retry.hpp"
@@ -70,6 +71,11 @@ void check_attention_shape(const AttentionShape& a, const char* op) {
   CUDA_BE_CHECK(a.q_heads <= INT_MAX / 2 && a.head_dim <= 4096, op, "attention shape too large");
 }
 
+// Bytes of one cached K or V element.
+double p_kv_bytes(const Tensor& cache) {
+  return cache.dtype == DType::fp8_e4m3 ? 1.0 : 2.0;
+}
+
 // The two caches of a layer: both bfloat16 or both float8_e4m3fn, of one
 // [num_blocks, block_size, kv_heads, head_dim] shape. Returns num_blocks.
 int64_t check_cache(const Tensor& k_cache, const Tensor& v_cache, int block_size,
@@ -107,6 +113,10 @@ class CudaBackend final : public Backend {
     gemv_max_rows_ = o.gemv_max_rows;
     cuda::set_programmatic_launch(o.programmatic_launch && prop.major >= 9);
     stream_ = cuda::make_stream();
+    if (o.op_profile) {
+      timer_ = std::make_unique<cuda::OpTimer>(stream_.get());
+      graphs_allowed_ = false;  // a recorded step would hide its ops
+    }
     // Everything that takes device memory of its own (NCCL's buffers, the
     // cuBLASLt handle, kernel attributes) comes before the arena measures what
     // is free.
@@ -221,6 +231,9 @@ class CudaBackend final : public Backend {
     const size_t n = static_cast<size_t>(src.numel());
     const size_t chunk = kStagingBytes / 2 / sizeof(float);
     const char* s = static_cast<const char*>(src.data);
+    // Until the host has converted the last chunk: the step waits for all of it.
+    const cuda::OpScope scope(timer_.get(), "download to host", 0, 0, 0,
+                              static_cast<double>(n * esz));
     auto convert = [&](size_t off, int half) {
       const size_t c = std::min(chunk, n - off);
       TPINFER_CUDA_CHECK(cudaEventSynchronize(staging_done_[half].get()));
@@ -265,7 +278,12 @@ class CudaBackend final : public Backend {
       cuda::StepGraphs::abandon_capture(stream_.get());
       capturing_ = false;
     }
+    if (timer_) timer_->step(b.num_tokens() == b.num_seqs());
+    const cuda::OpScope scope(timer_.get(), "set_batch upload");
     batch_.set(b);
+    kv_tokens_ = attended_ = 0;
+    for (const int32_t c : b.context_len) kv_tokens_ += c;
+    for (const int32_t p : b.positions) attended_ += p + 1;
     // Decode steps (one token a sequence, each sampled) are recorded and replayed.
     graphable_ = graphs_allowed_ && b.num_tokens() == b.num_seqs() &&
                  static_cast<int64_t>(b.logit_rows.size()) == b.num_tokens() &&
@@ -298,6 +316,7 @@ class CudaBackend final : public Backend {
     bf16* o = bf(out, op, "out");
     const int64_t n = batch_.layout().num_tokens();
     const auto [rows, h] = check_embed_shapes("cuda", table, n, out);
+    const cuda::OpScope scope(timer_.get(), op, 0, 0, 0, 4.0 * n * h);
     cuda::launch_embed(tab, rows, h, vocab_offset, d_.token_ids, n, o, stream_.get());
   }
 
@@ -307,6 +326,7 @@ class CudaBackend final : public Backend {
     const bf16* wp = bf(w, op, "w");
     bf16* o = bf(out, op, "out");
     const auto [n, h] = check_rmsnorm_shapes("cuda", x, w, out);
+    const cuda::OpScope scope(timer_.get(), op, 0, 0, 0, 4.0 * n * h);
     cuda::launch_rmsnorm(xp, wp, eps, n, h, o, stream_.get());
   }
 
@@ -318,6 +338,7 @@ class CudaBackend final : public Backend {
     const bf16* wp = bf(w, op, "w");
     bf16* o = bf(out, op, "out");
     const auto [n, h] = check_add_rmsnorm_shapes("cuda", residual, x, w, out);
+    const cuda::OpScope scope(timer_.get(), op, 0, 0, 0, 8.0 * n * h);
     cuda::launch_add_rmsnorm(r, xp, wp, eps, n, h, o, stream_.get());
   }
 
@@ -329,6 +350,9 @@ class CudaBackend final : public Backend {
     const bf16* bp = bias != nullptr ? bf(*bias, op, "bias") : nullptr;
     const auto [n, k, m] = check_linear_shapes("cuda", x, w, bias, out);
     if (n == 0 || m == 0) return;
+    // The weights once, the rows in and out.
+    const cuda::OpScope scope(timer_.get(), op, k, m, 2.0 * n * k * m,
+                              2.0 * (static_cast<double>(k) * m + n * (k + m)));
     if (k == 0) {  // an empty sum: cuBLASLt rejects a zero inner dimension
       cuda::launch_fill_rows(bp, n, m, o, stream_.get());
       return;
@@ -353,6 +377,8 @@ class CudaBackend final : public Backend {
     const int64_t blocks = check_cache(k_cache, v_cache, bs, a, op);
     const int64_t slots = blocks * bs;
     cache_blocks_ = blocks;
+    const double kv_bytes = (p_kv_bytes(k_cache) * 2.0) * a.kv_heads * a.head_dim;
+    const cuda::OpScope scope(timer_.get(), op, 0, 0, 0, n * (2.0 * qkv.shape[1] * 2 + kv_bytes));
     CUDA_BE_CHECK(batch_.max_slot() < slots, op,
                   "a token's slot lies outside the cache's " + std::to_string(slots) + " slots");
     cuda::RopeParams p{};
@@ -390,6 +416,10 @@ class CudaBackend final : public Backend {
     CUDA_BE_CHECK(mma || hd <= 256, op,
                   "head_dim " + std::to_string(hd) + " is not supported (at most 256)");
     if (n == 0) return;
+    // QK^T and PV over every attended position; the KV of every context read once.
+    const cuda::OpScope scope(
+        timer_.get(), op, 0, 0, 4.0 * static_cast<double>(attended_) * a.q_heads * hd,
+        static_cast<double>(kv_tokens_) * a.kv_heads * hd * 2.0 * p_kv_bytes(k_cache));
 
     cuda::AttentionParams p{};
     p.qkv = x;
@@ -471,12 +501,14 @@ class CudaBackend final : public Backend {
   }
 
   CudaGraphStats graph_stats() const { return graph_stats_; }
+  OpProfile take_op_profile() { return timer_ ? timer_->take() : OpProfile{}; }
 
   void silu_mul(const Tensor& gate_up, Tensor& out) override {
     const char* op = "silu_mul";
     const bf16* g = bf(gate_up, op, "gate_up");
     bf16* o = bf(out, op, "out");
     const auto [n, i] = check_silu_mul_shapes("cuda", gate_up, out);
+    const cuda::OpScope scope(timer_.get(), op, 0, 0, 0, 6.0 * n * i);
     cuda::launch_silu_mul(g, n, i, o, stream_.get());
   }
 
@@ -488,6 +520,7 @@ class CudaBackend final : public Backend {
     const auto [m, c] =
         check_gather_rows_shapes("cuda", x, static_cast<int64_t>(batch_.layout().logit_rows.size()),
                                  batch_.max_logit_row(), out);
+    const cuda::OpScope scope(timer_.get(), op, 0, 0, 0, 4.0 * m * c);
     cuda::launch_gather_rows(xp, c, d_.logit_rows, m, o, stream_.get());
   }
 
@@ -498,6 +531,7 @@ class CudaBackend final : public Backend {
     check_storage(out, op, "out");
     CUDA_BE_CHECK(out.dtype == DType::f32, op, "out must be float32");
     const auto [n, c] = check_argmax_rows_shapes("cuda", logits, valid_cols, out);
+    const cuda::OpScope scope(timer_.get(), op, 0, 0, 0, 2.0 * n * c);
     cuda::launch_argmax_rows(l, n, c, valid_cols, col_offset, static_cast<float*>(out.data),
                              stream_.get());
   }
@@ -533,6 +567,7 @@ class CudaBackend final : public Backend {
     const cuda::LogitsRows in =
         logits_rows(op, logits, vocab, check_sample_rows("cuda", logits, vocab, rows, params, out));
     if (rows.empty()) return;
+    const cuda::OpScope scope(timer_.get(), op);
     const size_t m = rows.size();
     std::vector<cuda::SampleRow> host(m);
     for (size_t i = 0; i < m; ++i) {
@@ -555,6 +590,7 @@ class CudaBackend final : public Backend {
     const cuda::LogitsRows in = logits_rows(
         op, logits, vocab, check_logprob_rows("cuda", logits, vocab, rows, targets, k, out));
     if (rows.empty()) return;
+    const cuda::OpScope scope(timer_.get(), op);
     const size_t m = rows.size();
     std::vector<int32_t> host(rows);
     host.insert(host.end(), targets.begin(), targets.end());
@@ -572,6 +608,7 @@ class CudaBackend final : public Backend {
   void all_reduce_sum(Tensor& x) override {
     check_storage(x, "all_reduce_sum", "x");
     if (tp_size_ == 1) return;
+    const cuda::OpScope scope(timer_.get(), "all_reduce_sum");
     collectives_->all_reduce_sum(x.data, x.numel(), x.dtype);
   }
 
@@ -590,6 +627,7 @@ class CudaBackend final : public Backend {
             cudaMemcpyAsync(out.data, local.data, bytes, cudaMemcpyDeviceToDevice, stream_.get()));
       return;
     }
+    const cuda::OpScope scope(timer_.get(), op);
     collectives_->all_gather(local.data, out.data, local.numel(), local.dtype);
   }
 
@@ -712,6 +750,8 @@ class CudaBackend final : public Backend {
   int64_t cache_blocks_ = 0;  // of the KV cache the last rope_write_kv wrote
   cuda::StepGraphs graphs_;
   CudaGraphStats graph_stats_;
+  std::unique_ptr<cuda::OpTimer> timer_;  // op_profile only
+  int64_t kv_tokens_ = 0, attended_ = 0;  // this step's contexts and attended positions, summed
 };
 
 }  // namespace
@@ -738,6 +778,11 @@ void cuda_fill_random(Backend& backend, const Tensor& dst, const RandomFill& f) 
 CudaGraphStats cuda_graph_stats(const Backend& backend) {
   const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
   return cuda ? cuda->graph_stats() : CudaGraphStats{};
+}
+
+OpProfile take_cuda_op_profile(Backend& backend) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  return cuda ? cuda->take_op_profile() : OpProfile{};
 }
 
 int cuda_device_count() {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "backend/backend.hpp"
+#include "backend/op_profile.hpp"
 #include "base/random_fill.hpp"
 
 namespace tpinfer {
@@ -49,6 +50,9 @@ struct CudaBackendOptions {
   // and later only. Process-wide: the last backend made decides. ~1 % at batch
   // 1 on an H100 (docs/CUDA_BACKEND.md).
   bool programmatic_launch = true;
+  // Time every op of every step with CUDA events (bench --op-profile,
+  // src/backend/cuda/op_timer.hpp): no CUDA graphs then, and no launch overlap.
+  bool op_profile = false;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller
@@ -68,6 +72,11 @@ struct CudaGraphStats {
   int64_t recorded = 0, replayed = 0;
 };
 CudaGraphStats cuda_graph_stats(const Backend& backend);
+
+// What a cuda backend made with op_profile timed since the last call
+// (backend/op_profile.hpp; empty otherwise, and for any other backend); waits
+// for the GPU.
+OpProfile take_cuda_op_profile(Backend& backend);
 
 // Visible CUDA devices; 0 when there is no driver or GPU. Never throws.
 int cuda_device_count();
