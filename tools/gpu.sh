@@ -37,6 +37,8 @@ get that card's ceilings (--hbm-gbs 3031 --peak-tflops 796); bench's defaults ar
                            decode1,decode64
   prefix [CONFIG]          the prefix cache: its gpu test, then bench of the fewshot,
                            system-prompt, multiturn and mixed workloads, cache off and on
+  steps [CONFIG]           where the offline runs' step time goes: bench of 128/128 (FIXED),
+                           mixed and sharegpt with --step-profile, then with --op-profile
   profile [CONFIG]         where the offline 1000/1000 decode step's time goes: gpu tests of
                            attention, RoPE, model, graphs and gpu_tp2, decode attention at the
                            offline shapes, decode256@1000/@1900 and offline with --step-profile
@@ -63,6 +65,7 @@ Environment (default):
            takes ~4 minutes), PEER_MAX_BATCH (its first batch try, halved on OOM; 256)
   ab:      ROUNDS (2)
   prefix:  WORKLOADS (fewshot system-prompt multiturn mixed), ROUNDS (1), SKIP_TESTS=1
+  steps:   FIXED (128/128), EXTRA (more bench options)
   profile: EXTRA (more bench options), SCENARIOS (decode256@1000,decode256@1900,offline),
            FP8_SCENARIOS (decode256@1900,offline), SKIP_ATTENTION=1
   multi:   STAGES (comma list of tests,allreduce,bench8b,bench70b,dp; all), BENCH_REPEATS (5),
@@ -318,6 +321,27 @@ cmd_prefix() {
         "${gpu_ceilings[@]}" --json "$OUT/prefix-$cache-$r.json" >"$OUT/prefix-$cache-$r.log" 2>&1
       grep -E "^offline|tok/s|prefix cache|error" "$OUT/prefix-$cache-$r.log"
     done
+  done
+}
+
+# Where the offline runs' time goes (issue 24): bench of 128/128, the mixed
+# and the sharegpt-like workloads with --step-profile (as they run: graphs on),
+# then again with --op-profile (every op of every step timed on the device).
+cmd_steps() {
+  args_at_most steps 1 "$@"
+  local config=${1:-tools/configs/llama-3-8b.json} pass
+  config_arg CONFIG "$config"
+  gpu_setup
+  gpu_build tpinfer
+  python3 tools/make_workload.py --n 256 --isl 64-2048 --osl 32-512 --seed 0 >"$OUT/mixed.jsonl"
+  python3 tools/make_workload.py --kind sharegpt --seed 0 >"$OUT/sharegpt.jsonl"
+  for pass in step-profile op-profile; do
+    echo "== bench --$pass ${EXTRA:-}"
+    # shellcheck disable=SC2086  # EXTRA splits into options
+    build-gpu/tpinfer bench --model-config "$config" --random-weights --scenarios offline \
+      --fixed "${FIXED:-128/128}" --offline-repeats 1 --workload "$OUT/mixed.jsonl" \
+      --workload "$OUT/sharegpt.jsonl" --"$pass" "${gpu_ceilings[@]}" ${EXTRA:-} \
+      --json "$OUT/steps-$pass.json" 2>&1 | tee "$OUT/steps-$pass.log"
   done
 }
 
@@ -604,6 +628,6 @@ sub=$1
 shift
 case $sub in
   -h | --help | help) usage ;;
-  build | test | bench | ab | abtree | checks | prefix | profile | multi | hf | ncu | opbench) "cmd_$sub" "$@" ;;
+  build | test | bench | ab | abtree | checks | prefix | steps | profile | multi | hf | ncu | opbench) "cmd_$sub" "$@" ;;
   *) die "unknown subcommand '$sub' (one of: $subcommands; tools/gpu.sh --help)" ;;
 esac
