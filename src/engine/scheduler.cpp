@@ -102,6 +102,25 @@ void Scheduler::publish_full_blocks(Sequence& s) {
   }
 }
 
+bool Scheduler::awaits_prefill(const Sequence& s,
+                               const std::vector<const Sequence*>& filling) const {
+  const int64_t bs = config_.block_size;
+  // Only whole blocks before s's last token could come from the cache.
+  const int64_t s_end = static_cast<int64_t>(s.tokens.size()) - 1;
+  if (s_end < bs) return false;
+  for (const Sequence* f : filling) {
+    // f's prompt blocks are what it publishes; a first block in common is the
+    // cheap test before the common length.
+    const int64_t limit = std::min(s_end, f->prompt_len);
+    if (limit < bs || !std::equal(s.tokens.begin(), s.tokens.begin() + bs, f->tokens.begin()))
+      continue;
+    const auto diff = std::mismatch(s.tokens.begin(), s.tokens.begin() + limit, f->tokens.begin());
+    const int64_t common_blocks = (diff.first - s.tokens.begin()) / bs;
+    if (f->published < common_blocks) return true;
+  }
+  return false;
+}
+
 void Scheduler::preempt_newest() {
   const int64_t victim = running_.back();
   running_.pop_back();
@@ -163,14 +182,31 @@ StepSchedule Scheduler::schedule() {
     if (count > 0) add_chunk(s, count);
   }
 
-  // 3. Admissions, strictly FIFO (no overtaking, so a long prompt is not starved
-  //    by short ones). None after a preemption: the cache is full and a freshly
-  //    admitted sequence would only be preempted again.
-  while (step.preempted == 0 && budget > 0 && !waiting_.empty() &&
+  // 3. Admissions in queue order (no overtaking, so a long prompt is not
+  //    starved by short ones). None after a preemption: the cache is full and a
+  //    freshly admitted sequence would only be preempted again. With the prefix
+  //    cache, a sequence that shares blocks a running prefill has yet to compute
+  //    waits for them rather than compute them a second time, and the scan goes
+  //    on past it: that wait ends when the prefill passes those blocks.
+  std::vector<const Sequence*> filling;
+  if (config_.prefix_cache)
+    for (int64_t id : running_) {
+      const Sequence& f = seqs_.at(id);
+      if (f.num_computed < f.prompt_len) filling.push_back(&f);
+    }
+  size_t at = 0;
+  while (step.preempted == 0 && budget > 0 && at < waiting_.size() &&
          static_cast<int64_t>(running_.size()) < max_running_) {
-    Sequence& s = seqs_.at(waiting_.front());
+    Sequence& s = seqs_.at(waiting_[at]);
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    if (config_.prefix_cache && !s.scores_prompt()) take_cached_prefix(s);
+    if (config_.prefix_cache && !s.scores_prompt()) {
+      if (awaits_prefill(s, filling)) {
+        ++at;
+        ++step.deferred;
+        continue;
+      }
+      take_cached_prefix(s);
+    }
     const int64_t need = blocks_for(n) - static_cast<int64_t>(s.blocks.size());
     // The watermark keeps room for the running sequences' next decode blocks;
     // with nothing running the whole cache is there (add() checked it fits).
@@ -184,7 +220,7 @@ StepSchedule Scheduler::schedule() {
       release_blocks(s);
       break;
     }
-    waiting_.pop_front();
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(at));
     if (!s.admitted) {
       s.admitted = true;
       step.admitted_prompt_tokens += s.prompt_len;
@@ -193,6 +229,7 @@ StepSchedule Scheduler::schedule() {
     allocate_to(s, blocks_for(n));
     running_.push_back(s.id);
     add_chunk(s, count);
+    if (config_.prefix_cache && s.num_computed < s.prompt_len) filling.push_back(&s);
   }
   return step;
 }

@@ -4,7 +4,7 @@
 // (no clocks, no hashing of pointers), so the TP ranks of a group, each running
 // its own copy, agree on every step without talking.
 //
-// One sequence's life: waiting (FIFO) -> admitted to running, which allocates
+// One sequence's life: waiting (in order) -> admitted to running, which allocates
 // blocks for all its current tokens at once -> prefill in chunks within the
 // step budget -> one decode token per step -> finished. A sequence whose next
 // token needs a block when none is free makes the scheduler preempt the most
@@ -16,7 +16,11 @@
 // pool (kv_blocks.hpp) and an admitted sequence starts from the longest run of
 // cached blocks matching its tokens: it prefills only the rest (always at least
 // its last token, whose logits it needs). A preempted sequence finds its own
-// blocks again unless they were evicted meanwhile.
+// blocks again unless they were evicted meanwhile. A waiting sequence whose
+// prefix a running prefill is computing waits until it is published, while
+// the sequences behind it may be admitted: an offline file grouped by prefix
+// (the coordinator's order) computes each prefix once, not once per request
+// that a large step admits together.
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -86,6 +90,9 @@ struct StepSchedule {
   // them found in the prefix cache (the hit rate's two sides).
   int64_t admitted_prompt_tokens = 0;
   int64_t cached_tokens = 0;
+  // Waiting sequences passed over because a running prefill is computing
+  // their prefix (they take it from the cache once it is published).
+  int64_t deferred = 0;
 };
 
 class Scheduler {
@@ -128,6 +135,9 @@ class Scheduler {
   void preempt_newest();
   void allocate_to(Sequence& s, int64_t n_blocks);
   void release_blocks(Sequence& s);
+  // Whether a running prefill in `filling` has yet to publish blocks that s
+  // would start with: s then waits instead of computing them too.
+  bool awaits_prefill(const Sequence& s, const std::vector<const Sequence*>& filling) const;
   // Takes the cached blocks that start s (its first tokens, up to the last).
   void take_cached_prefix(Sequence& s);
   void publish_full_blocks(Sequence& s);

@@ -239,6 +239,50 @@ TEST(Scheduler, SelfPreemptionWhenNewestNeedsABlock) {
   s.check_invariants();
 }
 
+// A large step admits many sequences at once: those sharing blocks that a
+// running prefill has yet to compute wait a step and take them from the cache,
+// while one with another prompt behind them is admitted at once.
+TEST(Scheduler, WaitsForAPrefixThatARunningPrefillComputes) {
+  Scheduler s({4, 100, 8, 64, true});
+  const int64_t a = s.add(make_seq(20, 30));  // tokens 0..19: 5 blocks
+  const int64_t b = s.add(make_seq(22, 30));  // a's 20, then 2 more
+  Sequence other = make_seq(10, 30);
+  for (int32_t& t : other.tokens) t += 100;
+  const int64_t c = s.add(std::move(other));
+  const int64_t d = s.add(make_seq(18, 30));  // a's first 16 in whole blocks
+  StepSchedule st = s.schedule();
+  s.check_invariants();
+  ASSERT_EQ(st.chunks.size(), 2u);
+  EXPECT_EQ(st.chunks[0].seq_id, a);
+  EXPECT_EQ(st.chunks[0].count, 20);
+  EXPECT_EQ(st.chunks[1].seq_id, c);
+  EXPECT_EQ(st.deferred, 2);
+  EXPECT_EQ(st.cached_tokens, 0);
+  EXPECT_EQ(s.waiting(), (std::deque<int64_t>{b, d}));
+  complete_step(s, st);
+  st = s.schedule();
+  s.check_invariants();
+  ASSERT_EQ(st.chunks.size(), 4u);  // a and c decode; b and d start from a's blocks
+  EXPECT_EQ(st.chunks[2].seq_id, b);
+  EXPECT_EQ(st.chunks[2].start, 20);
+  EXPECT_EQ(st.chunks[2].count, 2);
+  EXPECT_EQ(st.chunks[3].seq_id, d);
+  EXPECT_EQ(st.chunks[3].start, 16);
+  EXPECT_EQ(st.chunks[3].count, 2);
+  EXPECT_EQ(st.deferred, 0);
+  EXPECT_EQ(st.cached_tokens, 36);
+  EXPECT_EQ(s.sequence(b).blocks[4], s.sequence(a).blocks[4]);
+}
+
+// Without the cache nothing waits: all four start together.
+TEST(Scheduler, NothingWaitsWithoutThePrefixCache) {
+  Scheduler s({4, 100, 8, 64, false});
+  for (int64_t len : {20, 22, 18}) s.add(make_seq(len, 30));
+  const StepSchedule st = s.schedule();
+  EXPECT_EQ(st.chunks.size(), 3u);
+  EXPECT_EQ(st.deferred, 0);
+}
+
 // Random arrivals and lengths; the invariants hold after every call, and two
 // schedulers fed the same calls make the same schedule with the same blocks.
 // Prompts all start 0, 1, 2, ...: with the prefix cache on, they share blocks.
