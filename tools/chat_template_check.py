@@ -60,22 +60,33 @@ def tpinfer_ids(binary, directory, template, bos, eos, conversations):
     return [json.loads(line) for line in out.stdout.splitlines()], ""
 
 
-def load_tokenizer(d):
-    """transformers' tokenizer for directory d, and a note when it had to be
-    loaded around transformers' class. transformers 5 builds a tokenizer_config's
-    `tokenizer_class` with that class's own pre-tokenizer: DeepSeek-V3 declares
-    LlamaTokenizerFast over a ByteLevel tokenizer.json, gets Metaspace and loses
-    every space (huggingface/transformers#45488). Then the faithful load of
-    tokenizer.json (PreTrainedTokenizerFast, what v4 and vLLM use) is the reference."""
-    tok = AutoTokenizer.from_pretrained(d)
+def load_tokenizers(d):
+    """transformers' tokenizer for directory d as AutoTokenizer builds it, and
+    the faithful load of tokenizer.json (PreTrainedTokenizerFast, what v4 and
+    vLLM use) when AutoTokenizer's pre-tokenizer is not the file's, else None.
+    transformers 5 builds a tokenizer_config's `tokenizer_class` with that
+    class's own pre-tokenizer: DeepSeek-V3 declares LlamaTokenizerFast over a
+    ByteLevel tokenizer.json, gets Metaspace and loses every space
+    (huggingface/transformers#45488); another class may only restate the same
+    splits. main() compares the two loads' ids to tell which."""
+    auto = AutoTokenizer.from_pretrained(d)
     with open(os.path.join(d, "tokenizer.json"), encoding="utf-8") as f:
         declared = json.load(f).get("pre_tokenizer")
-    if json.loads(tok.backend_tokenizer.to_str()).get("pre_tokenizer") == declared:
-        return tok, ""
-    name = type(tok).__name__
-    return (PreTrainedTokenizerFast.from_pretrained(d),
-            f"loaded as PreTrainedTokenizerFast: transformers' {name} replaces "
-            "tokenizer.json's pre-tokenizer (huggingface/transformers#45488)")
+    if json.loads(auto.backend_tokenizer.to_str()).get("pre_tokenizer") == declared:
+        return auto, None
+    return auto, PreTrainedTokenizerFast.from_pretrained(d)
+
+
+def chat_ids(tok, template, messages):
+    """apply_chat_template's ids, or None when the template raises."""
+    tok.chat_template = template
+    try:
+        ids = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    except Exception:  # the template's raise_exception: tpinfer must refuse too
+        return None
+    if hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
+        ids = ids["input_ids"]
+    return list(ids)
 
 
 def main():
@@ -96,18 +107,21 @@ def main():
         if not template:
             print(f"| {os.path.basename(d)} | - | - | no chat template |")
             continue
-        tok, loaded = load_tokenizer(d)
-        tok.chat_template = template
-        want, skipped = {}, []
-        for name in names:
-            try:
-                ids = tok.apply_chat_template(conversations[name], tokenize=True,
-                                              add_generation_prompt=True)
-                if hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
-                    ids = ids["input_ids"]
-                want[name] = list(ids)
-            except Exception as e:  # the template's raise_exception: tpinfer must refuse too
-                skipped.append(name)
+        auto, faithful = load_tokenizers(d)
+        tok = faithful or auto
+        want = {n: chat_ids(tok, template, conversations[n]) for n in names}
+        skipped = [n for n in names if want[n] is None]
+        loaded = ""
+        if faithful:
+            differ = [n for n in names if want[n] is not None and
+                      chat_ids(auto, template, conversations[n]) != want[n]]
+            name = type(auto).__name__
+            loaded = (f"AutoTokenizer's {name} rebuilds tokenizer.json's pre-tokenizer and "
+                      f"gives other ids on {len(differ)} conversations (huggingface/transformers"
+                      f"#45488): compared with the file as written (PreTrainedTokenizerFast)"
+                      if differ else
+                      f"AutoTokenizer's {name} rebuilds tokenizer.json's pre-tokenizer, "
+                      f"with the same ids")
         ran, refused, equal, first = [], [], 0, ""
         for n in names:
             if n in skipped:

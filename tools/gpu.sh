@@ -303,7 +303,7 @@ cmd_prefix() {
   gpu_setup
   gpu_build tpinfer
   if [ -z "${SKIP_TESTS:-}" ]; then
-    gpu_ctest "$OUT/gpu_tests.log" "${TESTS_TIMEOUT:-300}" -R gpu_prefix_cache
+    gpu_ctest "$OUT/gpu_tests.log" "${TESTS_TIMEOUT:-300}" -R gpu_prefix_cache -V
     grep -E "^ok:|FAIL|identical|done:" "$OUT/gpu_tests.log" | head -40
   fi
   for kind in ${WORKLOADS:-fewshot system-prompt multiturn mixed}; do
