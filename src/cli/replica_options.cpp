@@ -17,6 +17,10 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "cuda-pdl", po::value(&o.cuda_pdl)->default_value(o.cuda_pdl),
       "cuda: launch each kernel as the one before it completes, before its memory flush "
       "(programmatic dependent launch, sm_90 and later; on | off)")(
+      "cuda-gemm-tune", po::value(&o.cuda_gemm_tune)->default_value(o.cuda_gemm_tune),
+      "cuda: time cuBLASLt's candidate algorithms for each weight shape and row-count bucket "
+      "on first use and keep the fastest (on | off: the heuristic's first pick, the same in "
+      "every run)")(
       "cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(o.cuda_gemv_rows),
       "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
       "cuBLASLt (0 = always cuBLASLt, at most 8)")(
@@ -70,6 +74,7 @@ void check_replica_options(const ReplicaOptions& o) {
   check_one_of("collectives", o.collectives, {"nccl", "mpi", "auto"});
   check_one_of("cuda-graphs", o.cuda_graphs, {"on", "off"});
   check_one_of("cuda-pdl", o.cuda_pdl, {"on", "off"});
+  check_one_of("cuda-gemm-tune", o.cuda_gemm_tune, {"on", "off"});
   check_one_of("verify-weights", o.verify_weights, {"on", "off"});
   check_one_of("prefix-cache", o.prefix_cache, {"on", "off"});
   if (o.cuda_gemv_rows < 0 || o.cuda_gemv_rows > 8)

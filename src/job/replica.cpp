@@ -120,6 +120,7 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
   co.gemv_max_rows = o.cuda_gemv_rows;
   co.programmatic_launch = o.cuda_pdl == "on";
   co.op_profile = o.cuda_op_profile;
+  co.gemm_tune = o.cuda_gemm_tune == "on";
   co.custom_all_reduce_bytes = static_cast<size_t>(o.custom_all_reduce_kb) * 1024;
   r.description =
       "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +

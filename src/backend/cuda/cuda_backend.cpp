@@ -123,7 +123,7 @@ class CudaBackend final : public Backend {
     if (tp_size_ > 1)
       collectives_ = std::make_unique<cuda::Collectives>(comm_.get(), o.collectives,
                                                          o.custom_all_reduce_bytes, stream_.get());
-    gemm_ = std::make_unique<cuda::Gemm>();
+    gemm_ = std::make_unique<cuda::Gemm>(o.gemm_tune);
     cuda::attention_init();
     size_t free_bytes = 0, total_bytes = 0;
     TPINFER_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -360,7 +360,7 @@ class CudaBackend final : public Backend {
     if (cuda::gemv_applies(n, k, m, xp, wp, gemv_max_rows_))
       cuda::launch_gemv(xp, wp, bp, o, n, k, m, stream_.get());
     else
-      gemm_->run(xp, wp, bp, o, n, k, m, stream_.get());
+      gemm_->run(xp, wp, bp, o, n, k, m, stream_.get(), !capturing_);
   }
 
   void rope_write_kv(Tensor& qkv, const Tensor& inv_freq, const AttentionShape& a, Tensor& k_cache,

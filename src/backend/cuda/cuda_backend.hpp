@@ -53,6 +53,10 @@ struct CudaBackendOptions {
   // Time every op of every step with CUDA events (bench --op-profile,
   // src/backend/cuda/op_timer.hpp): no CUDA graphs then, and no launch overlap.
   bool op_profile = false;
+  // linear times cuBLASLt's candidate algorithms per weight shape and row-count
+  // bucket on first use and keeps the fastest (src/backend/cuda/gemm.hpp);
+  // off: the heuristic's first pick, the same in every run.
+  bool gemm_tune = true;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller

@@ -1,12 +1,20 @@
 #include "backend/cuda/gemm.hpp"
 
+#include <algorithm>
 #include <functional>
+#include <limits>
 #include <string>
+#include <vector>
 
+#include "backend/cuda/cuda_check.hpp"
 #include "base/error.hpp"
 
 namespace tpinfer::cuda {
 namespace {
+
+constexpr int kCandidates = 8;      // of the heuristic's list, timed
+constexpr int kDecodeReps = 3;      // timed calls per candidate at decode rows
+constexpr float kMustBeat = 0.97f;  // of the heuristic's first pick's time
 
 // The largest power of two (up to 256) dividing the address: cuBLASLt's
 // heuristic may only pick kernels whose alignment needs the pointers meet.
@@ -46,16 +54,34 @@ size_t Gemm::KeyHash::operator()(const Key& k) const {
   return h;
 }
 
-Gemm::Gemm() {
+Gemm::Gemm(bool tune) : tune_(tune) {
   cublasLtHandle_t h = nullptr;
   TPINFER_CUBLAS_CHECK(cublasLtCreate(&h));
   handle_ = LtHandle(h);
+  if (tune_) {
+    start_ = make_timing_event();
+    stop_ = make_timing_event();
+  }
+}
+
+size_t Gemm::tuned_buckets() const {
+  size_t n = 0;
+  for (const auto& [shape, w] : winners_) n += w.size();
+  return n;
+}
+
+int64_t Gemm::bucket_of(int64_t n) {
+  if (n <= kDecodeRows) return (n + kRowStep - 1) / kRowStep * kRowStep;
+  int64_t b = kDecodeRows;
+  while (b < n) b *= 2;
+  return b;
 }
 
 void Gemm::set_workspace(void* ptr, size_t bytes) {
   workspace_ = ptr;
   workspace_bytes_ = bytes;
   plans_.clear();  // the heuristic's choice depends on the workspace size
+  winners_.clear();
 }
 
 Gemm::Plan Gemm::make_plan(const Key& key, const void* bias) const {
@@ -76,7 +102,17 @@ Gemm::Plan Gemm::make_plan(const Key& key, const void* bias) const {
   p.b = layout(static_cast<uint64_t>(key.k), static_cast<uint64_t>(key.n), key.k);
   // C = D = out as stored: column-major m x n.
   p.c = layout(static_cast<uint64_t>(key.m), static_cast<uint64_t>(key.n), key.m);
+  const std::vector<cublasLtMatmulAlgo_t> best = candidates(p, key, 1);
+  if (best.empty())
+    throw Error("cuda backend: linear: cuBLASLt has no algorithm for x [" + std::to_string(key.n) +
+                    ", " + std::to_string(key.k) + "], w [" + std::to_string(key.m) + ", " +
+                    std::to_string(key.k) + "]",
+                kExitOther);
+  p.algo = best[0];
+  return p;
+}
 
+std::vector<cublasLtMatmulAlgo_t> Gemm::candidates(const Plan& p, const Key& key, int count) const {
   cublasLtMatmulPreference_t pref_raw = nullptr;
   TPINFER_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref_raw));
   MatmulPreference pref(pref_raw);
@@ -85,21 +121,83 @@ Gemm::Plan Gemm::make_plan(const Key& key, const void* bias) const {
   set_pref(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_x);
   set_pref(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_out);
   set_pref(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_out);
-  cublasLtMatmulHeuristicResult_t result{};
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(count));
   int found = 0;
-  TPINFER_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(
-      handle_.get(), d, p.a.get(), p.b.get(), p.c.get(), p.c.get(), pref_raw, 1, &result, &found));
-  if (found == 0)
-    throw Error("cuda backend: linear: cuBLASLt has no algorithm for x [" + std::to_string(key.n) +
-                    ", " + std::to_string(key.k) + "], w [" + std::to_string(key.m) + ", " +
-                    std::to_string(key.k) + "]",
-                kExitOther);
-  p.algo = result.algo;
-  return p;
+  TPINFER_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_.get(), p.desc.get(), p.a.get(),
+                                                      p.b.get(), p.c.get(), p.c.get(), pref_raw,
+                                                      count, results.data(), &found));
+  std::vector<cublasLtMatmulAlgo_t> out;
+  for (int i = 0; i < found; ++i)
+    if (results[static_cast<size_t>(i)].state == CUBLAS_STATUS_SUCCESS)
+      out.push_back(results[static_cast<size_t>(i)].algo);
+  return out;
+}
+
+bool Gemm::launch(const Plan& p, const cublasLtMatmulAlgo_t& algo, const void* x, const void* w,
+                  void* out, cudaStream_t stream) const {
+  const float alpha = 1.0f, beta = 0.0f;
+  return cublasLtMatmul(handle_.get(), p.desc.get(), &alpha, w, p.a.get(), x, p.b.get(), &beta, out,
+                        p.c.get(), out, p.c.get(), &algo, workspace_, workspace_bytes_,
+                        stream) == CUBLAS_STATUS_SUCCESS;
+}
+
+cublasLtMatmulAlgo_t Gemm::fastest(const Key& key, const void* x, const void* w, const void* bias,
+                                   void* out, cudaStream_t stream, int reps) {
+  const Plan p = make_plan(key, bias);
+  cublasLtMatmulAlgo_t best = p.algo;
+  float best_ms = std::numeric_limits<float>::infinity(), first_ms = best_ms;
+  for (const cublasLtMatmulAlgo_t& algo : candidates(p, key, kCandidates)) {
+    if (!launch(p, algo, x, w, out, stream)) continue;  // warm-up; one it refuses is skipped
+    TPINFER_CUDA_CHECK(cudaEventRecord(start_.get(), stream));
+    bool ok = true;
+    for (int r = 0; r < reps && ok; ++r) ok = launch(p, algo, x, w, out, stream);
+    TPINFER_CUDA_CHECK(cudaEventRecord(stop_.get(), stream));
+    TPINFER_CUDA_CHECK(cudaEventSynchronize(stop_.get()));
+    float ms = 0;
+    TPINFER_CUDA_CHECK(cudaEventElapsedTime(&ms, start_.get(), stop_.get()));
+    if (ok && first_ms == std::numeric_limits<float>::infinity()) first_ms = ms;
+    if (ok && ms < best_ms) {
+      best_ms = ms;
+      best = algo;
+    }
+  }
+  // The heuristic's own pick unless another is clearly faster: a near tie
+  // would let timing noise choose, and two runs differ for nothing.
+  return best_ms < kMustBeat * first_ms ? best : p.algo;
+}
+
+void Gemm::tune(const Key& key, const void* x, const void* w, const void* bias, void* out,
+                cudaStream_t stream) {
+  Winners& won = winners_[shape_of(key)];
+  // Decode buckets are timed at their largest row count, on this call's
+  // leading rows (its buffers hold n rows); a larger call is timed at its own n.
+  for (int64_t r = kRowStep; r <= std::min(key.n, kDecodeRows); r += kRowStep)
+    if (!won.count(r)) {
+      Key at = key;
+      at.n = r;
+      won[r] = fastest(at, x, w, bias, out, stream, kDecodeReps);
+    }
+  if (key.n > kDecodeRows && !won.count(bucket_of(key.n)))
+    won[bucket_of(key.n)] = fastest(key, x, w, bias, out, stream, 1);
+  // Plans made before their bucket was timed (say, while a graph was recorded) take the winner.
+  for (auto& [k, p] : plans_)
+    if (shape_of(k) == shape_of(key)) adopt_winner(k, p);
+}
+
+void Gemm::adopt_winner(const Key& key, Plan& p) const {
+  const auto shape = winners_.find(shape_of(key));
+  if (shape == winners_.end()) return;
+  const auto won = shape->second.find(bucket_of(key.n));
+  if (won == shape->second.end()) return;
+  cublasLtMatmulHeuristicResult_t check{};
+  if (cublasLtMatmulAlgoCheck(handle_.get(), p.desc.get(), p.a.get(), p.b.get(), p.c.get(),
+                              p.c.get(), &won->second, &check) == CUBLAS_STATUS_SUCCESS &&
+      check.workspaceSize <= workspace_bytes_)
+    p.algo = won->second;
 }
 
 void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_t n, int64_t k,
-               int64_t m, cudaStream_t stream) {
+               int64_t m, cudaStream_t stream, bool may_time) {
   const Key key{n,
                 k,
                 m,
@@ -108,8 +206,17 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
                 alignment_of(w),
                 alignment_of(out),
                 bias ? alignment_of(bias) : 256u};
+  if (tune_ && may_time && n >= kRowStep) {
+    const Winners& won = winners_[shape_of(key)];
+    const int64_t widest = std::min(n / kRowStep * kRowStep, kDecodeRows);
+    if (!won.count(widest) || (n > kDecodeRows && !won.count(bucket_of(n))))
+      tune(key, x, w, bias, out, stream);
+  }
   auto it = plans_.find(key);
-  if (it == plans_.end()) it = plans_.emplace(key, make_plan(key, bias)).first;
+  if (it == plans_.end()) {
+    it = plans_.emplace(key, make_plan(key, bias)).first;
+    adopt_winner(key, it->second);
+  }
   Plan& p = it->second;
   if (bias) set_desc(p.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
   const float alpha = 1.0f, beta = 0.0f;

@@ -5,11 +5,25 @@
 // out^T[m, n] = op(w)[m, k] x^T[k, n] with op = transpose ("TN", the layout
 // Hopper's kernels like best).
 //
-// Descriptors, layouts and the heuristic's algorithm are built once per shape
-// (and pointer alignment) and cached: a steady-state call only sets the bias
+// Descriptors, layouts and the algorithm are built once per shape (and
+// pointer alignment) and cached: a steady-state call only sets the bias
 // pointer and launches.
+//
+// The algorithm: cuBLASLt's heuristic names its best guess first, and at the
+// row counts of batched decode (n = 32-512, near the ridge point) that guess
+// is often not the fastest of the few it lists. With tuning on, the first
+// call of a weight shape that may wait for the GPU (not while a CUDA graph is
+// recorded) times the heuristic's candidates on its own operands, for every
+// 32-row bucket of decode rows up to 512 that it has rows for, and for its own
+// power-of-two bucket above that; every later shape in a bucket takes the
+// bucket's winner (checked valid for its size). A winner must beat the
+// heuristic's pick by 3 %; still, it depends on timing, so two processes may
+// pick differently and differ in the last bits (tuning off: the same pick in
+// every run).
 #include <cstdint>
+#include <map>
 #include <unordered_map>
+#include <vector>
 
 #include "backend/cuda/resources.hpp"
 
@@ -17,13 +31,16 @@ namespace tpinfer::cuda {
 
 class Gemm {
  public:
-  Gemm();
+  explicit Gemm(bool tune = false);
   // The workspace (device memory the caller owns) cuBLASLt may use; set once
   // before the first run.
   void set_workspace(void* ptr, size_t bytes);
+  // may_time: the call may synchronize the stream (no capture in progress).
   void run(const void* x, const void* w, const void* bias, void* out, int64_t n, int64_t k,
-           int64_t m, cudaStream_t stream);
+           int64_t m, cudaStream_t stream, bool may_time = false);
   size_t cached_plans() const { return plans_.size(); }
+  // Buckets timed so far, over all weight shapes.
+  size_t tuned_buckets() const;
 
  private:
   struct Key {
@@ -40,12 +57,37 @@ class Gemm {
     MatrixLayout a, b, c;
     cublasLtMatmulAlgo_t algo{};
   };
+  // One weight shape's winners: bucket (the most rows it covers) -> algorithm.
+  using Winners = std::map<int64_t, cublasLtMatmulAlgo_t>;
+  // The tuning key: the GEMM key with n = 0.
+  static Key shape_of(Key key) {
+    key.n = 0;
+    return key;
+  }
+  static constexpr int64_t kRowStep = 32, kDecodeRows = 512;
+  // The most rows of n's bucket: 32-row steps up to 512, then powers of two.
+  static int64_t bucket_of(int64_t n);
+
   Plan make_plan(const Key& key, const void* bias) const;
+  // Up to `count` of the heuristic's algorithms for the plan's shape, best guess first.
+  std::vector<cublasLtMatmulAlgo_t> candidates(const Plan& p, const Key& key, int count) const;
+  bool launch(const Plan& p, const cublasLtMatmulAlgo_t& algo, const void* x, const void* w,
+              void* out, cudaStream_t stream) const;
+  // The fastest candidate at key's shape, timed on these operands.
+  cublasLtMatmulAlgo_t fastest(const Key& key, const void* x, const void* w, const void* bias,
+                               void* out, cudaStream_t stream, int reps);
+  // The bucket's winner for p's shape, when there is one and it is valid at p's size.
+  void adopt_winner(const Key& key, Plan& p) const;
+  void tune(const Key& key, const void* x, const void* w, const void* bias, void* out,
+            cudaStream_t stream);
 
   LtHandle handle_;
+  bool tune_ = false;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   std::unordered_map<Key, Plan, KeyHash> plans_;
+  std::unordered_map<Key, Winners, KeyHash> winners_;
+  Event start_, stop_;
 };
 
 }  // namespace tpinfer::cuda

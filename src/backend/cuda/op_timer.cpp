@@ -8,11 +8,7 @@
 namespace tpinfer::cuda {
 
 size_t OpTimer::record() {
-  if (used_ == pool_.size()) {
-    cudaEvent_t e = nullptr;
-    TPINFER_CUDA_CHECK(cudaEventCreate(&e));  // with timing, unlike make_event's
-    pool_.emplace_back(e);
-  }
+  if (used_ == pool_.size()) pool_.push_back(make_timing_event());
   TPINFER_CUDA_CHECK(cudaEventRecord(pool_[used_].get(), stream_));
   return used_++;
 }

@@ -63,6 +63,13 @@ inline Event make_event() {
   return Event(e);
 }
 
+// An event that records a time (for measuring kernels; slower to record).
+inline Event make_timing_event() {
+  cudaEvent_t e = nullptr;
+  TPINFER_CUDA_CHECK(cudaEventCreate(&e));
+  return Event(e);
+}
+
 // Page-locked host memory that grows on demand (its contents do not survive a
 // growth). Used for staging uploads, downloads, batch metadata and the
 // host-staged collectives.
