@@ -15,7 +15,7 @@ struct ReplicaOptions {
   std::string collectives = "auto";  // auto | nccl | mpi (cuda only)
   std::string cuda_graphs = "on";    // on | off (cuda only)
   std::string cuda_pdl = "on";       // on | off (cuda only): programmatic dependent launch
-  std::string cuda_gemm_tune = "on";  // on | off (cuda only): time cuBLASLt's candidates
+  std::string cuda_gemm_tune = "off";  // on | off (cuda only): time cuBLASLt's candidates
   int cuda_gemv_rows = 1;            // cuda: linear with <= this many rows uses the own GEMV
   int64_t custom_all_reduce_kb = 0;  // cuda: all-reduces up to this size use the own IPC kernel
   double memory_fraction = 0.9;      // of free GPU memory, split among ranks sharing a GPU

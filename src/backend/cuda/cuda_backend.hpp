@@ -55,8 +55,9 @@ struct CudaBackendOptions {
   bool op_profile = false;
   // linear times cuBLASLt's candidate algorithms per weight shape and row-count
   // bucket on first use and keeps the fastest (src/backend/cuda/gemm.hpp);
-  // off: the heuristic's first pick, the same in every run.
-  bool gemm_tune = true;
+  // off: the heuristic's first pick, the same in every run. Off by default
+  // until an A/B on a GPU shows it pays.
+  bool gemm_tune = false;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller
