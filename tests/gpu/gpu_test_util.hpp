@@ -131,11 +131,13 @@ inline std::vector<float> llama3_inv_freq(int head_dim) {
 // The two backends of a comparison: the fp32 cpu reference and the cuda backend.
 struct BackendPair {
   std::unique_ptr<Backend> cpu, gpu;
-  explicit BackendPair(int gemv_max_rows = CudaBackendOptions{}.gemv_max_rows) {
+  explicit BackendPair(int gemv_max_rows = CudaBackendOptions{}.gemv_max_rows,
+                       bool gemm_tune = CudaBackendOptions{}.gemm_tune) {
     cpu = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 0);
     CudaBackendOptions o;
     o.memory_fraction = 0.1;
     o.gemv_max_rows = gemv_max_rows;
+    o.gemm_tune = gemm_tune;
     gpu = make_cuda_backend(MPI_COMM_SELF, o);
   }
 };

@@ -28,10 +28,11 @@ class CudaOps : public ::testing::Test {
  protected:
   void SetUp() override {
     SKIP_WITHOUT_GPU();
-    be_ = std::make_unique<BackendPair>(gemv_rows());
+    be_ = std::make_unique<BackendPair>(gemv_rows(), gemm_tune());
   }
   // linear's rows up to which the cuda backend uses its own GEMV kernel.
   virtual int gemv_rows() const { return CudaBackendOptions{}.gemv_max_rows; }
+  virtual bool gemm_tune() const { return CudaBackendOptions{}.gemm_tune; }
   Backend& cpu() { return *be_->cpu; }
   Backend& gpu() { return *be_->gpu; }
   // The same host values on both backends (f32 on cpu, bf16 on the GPU).
@@ -166,6 +167,32 @@ INSTANTIATE_TEST_SUITE_P(
       return "n" + std::to_string(c.n) + "k" + std::to_string(c.k) + "m" + std::to_string(c.m) +
              (c.bias ? "Bias" : "") + "Gemv" + std::to_string(std::get<1>(info.param));
     });
+
+// With --cuda-gemm-tune on: the first call (600 rows) times every 32-row
+// bucket up to 512 and its own; later row counts take their bucket's winner or
+// time a new bucket. Every result against the cpu backend.
+class CudaLinearTuned : public CudaOps {
+  bool gemm_tune() const override { return true; }
+};
+
+TEST_F(CudaLinearTuned, EveryBucketsWinnerMatchesCpu) {
+  const int64_t k = 4096, m = 6144;
+  const float wr = 1.0f / std::sqrt(static_cast<float>(k));
+  const auto wh = random_bf16(rng_, m * k, -wr, wr), bh = random_bf16(rng_, m, -0.5f, 0.5f);
+  auto [wc, wg] = both({m, k}, wh);
+  auto [bc, bg] = both({m}, bh);
+  for (const int64_t n : {600, 37, 256, 300, 512, 2, 2048, 1500}) {
+    for (const bool with_bias : {false, true}) {
+      const auto xh = random_bf16(rng_, n * k);
+      auto [xc, xg] = both({n, k}, xh);
+      auto [oc, og] = both_poisoned({n, m});
+      cpu().linear(xc, wc, with_bias ? &bc : nullptr, oc);
+      gpu().linear(xg, wg, with_bias ? &bg : nullptr, og);
+      expect_close(get(gpu(), og), get(cpu(), oc), kBf16Tol,
+                   "tuned linear n=" + std::to_string(n) + (with_bias ? " with bias" : ""));
+    }
+  }
+}
 
 TEST_F(CudaOps, LinearRejectsMismatchedShapesAndDtypes) {
   Tensor x = put(gpu(), {3, 8}, random_bf16(rng_, 24), DType::bf16);

@@ -212,8 +212,12 @@ TEST(CudaLogprobRows, EqualTheHostsTopTokensAndTargetLogprobs) {
           continue;
         }
         EXPECT_EQ(g[0], targets[i] >= 0 ? static_cast<float>(targets[i]) : -1.0f) << what;
-        if (targets[i] >= 0 && std::isfinite(want.target)) EXPECT_NEAR(g[1], want.target, 1e-5) << what;
-        if (targets[i] >= 0 && !std::isfinite(want.target)) EXPECT_EQ(g[1], want.target) << what;
+        if (targets[i] >= 0 && std::isfinite(want.target)) {
+          EXPECT_NEAR(g[1], want.target, 1e-5) << what;
+        }
+        if (targets[i] >= 0 && !std::isfinite(want.target)) {
+          EXPECT_EQ(g[1], want.target) << what;
+        }
         for (int t = 0; t < k; ++t) {
           ASSERT_EQ(g[2 + 2 * t], static_cast<float>(want.top[t].token)) << what << " top " << t;
           if (std::isfinite(want.top[t].logprob))
