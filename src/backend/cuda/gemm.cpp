@@ -64,12 +64,6 @@ Gemm::Gemm(bool tune) : tune_(tune) {
   }
 }
 
-size_t Gemm::tuned_buckets() const {
-  size_t n = 0;
-  for (const auto& [shape, w] : winners_) n += w.size();
-  return n;
-}
-
 int64_t Gemm::bucket_of(int64_t n) {
   if (n <= kDecodeRows) return (n + kRowStep - 1) / kRowStep * kRowStep;
   int64_t b = kDecodeRows;

@@ -39,8 +39,6 @@ class Gemm {
   void run(const void* x, const void* w, const void* bias, void* out, int64_t n, int64_t k,
            int64_t m, cudaStream_t stream, bool may_time = false);
   size_t cached_plans() const { return plans_.size(); }
-  // Buckets timed so far, over all weight shapes.
-  size_t tuned_buckets() const;
 
  private:
   struct Key {
