@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing; does nothing when all is there.
 set -euo pipefail
 packages=(build-essential cmake pkg-config git openmpi-bin libopenmpi-dev libhdf5-dev
-          libboost-program-options-dev nlohmann-json3-dev libopenblas-dev libgtest-dev libxxhash-dev libpcre2-dev procps
+          libboost-program-options-dev nlohmann-json3-dev libgtest-dev libxxhash-dev libpcre2-dev procps
           python3 python3-jinja2 curl ca-certificates iproute2)
 missing=()
 for p in "${packages[@]}"; do

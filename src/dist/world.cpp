@@ -24,7 +24,7 @@ const bool lead_check_installed = (set_lead_process_check(&world_rank_zero), tru
 
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
-  // FUNNELED: only the main thread calls MPI; OpenMP/OpenBLAS threads never do.
+  // FUNNELED: only the main thread calls MPI; OpenMP threads never do.
   TPINFER_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
 }
 

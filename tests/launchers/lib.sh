@@ -27,7 +27,7 @@ trap 'exit 130' INT TERM HUP
 # shellcheck source=tools/mpirun-env.sh
 source "$src/tools/mpirun-env.sh"
 # Ranks outnumber the cores in CI: let them yield in collectives, one thread each.
-export OMPI_MCA_mpi_yield_when_idle=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+export OMPI_MCA_mpi_yield_when_idle=1 OMP_NUM_THREADS=1
 
 # make_input N FILE: N greedy requests (exact across restarts and layouts) of
 # 8 to 67 prompt tokens and 16 to 48 new ones.

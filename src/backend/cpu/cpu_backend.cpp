@@ -1,13 +1,13 @@
 // The fp32 reference backend. Each op is written to be read side by side with
 // its comment in backend.hpp: the cuda backend is checked against this one, so
-// clarity wins over speed wherever the two disagree. GEMMs go to OpenBLAS; the
+// clarity wins over speed wherever the two disagree. GEMMs go to
+// invariant_gemm (a row's sums never depend on the rest of the batch); the
 // rest are plain loops parallelised with OpenMP over rows (or token x head).
 //
 // All shape and batch checks run before any parallel region: an exception must
 // never leave an OpenMP region.
 #include "backend/cpu/cpu_backend.hpp"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/invariant_gemm.hpp"
 #include "backend/op_checks.hpp"
 #include "base/error.hpp"
 #include "base/fp8.hpp"
@@ -94,8 +95,6 @@ struct FreeDeleter {
 class CpuBackend final : public Backend {
  public:
   CpuBackend(std::unique_ptr<HostCollectives> tp, int threads) : tp_(std::move(tp)) {
-    // OpenBLAS runs inside the OpenMP threads (see linear), so it gets one thread.
-    openblas_set_num_threads(1);
     if (threads > 0) omp_set_num_threads(threads);
     // Every parallel region names its thread count: omp_set_num_threads only
     // sets it for the calling thread, and the ops may run on another one.
@@ -214,24 +213,9 @@ class CpuBackend final : public Backend {
     float* o = f32(out, op, "out");
     const float* bp = bias != nullptr ? f32(*bias, op, "bias") : nullptr;
     const auto [n, k, m] = check_linear_shapes("cpu", x, w, bias, out);
-    CPU_CHECK(n <= INT_MAX && m <= INT_MAX && k <= INT_MAX, op,
-              "sizes beyond the BLAS integer range: x " + shape_str(x) + ", w " + shape_str(w));
     if (n == 0 || m == 0) return;
-    if (k == 0) {  // an empty sum; BLAS would reject the leading dimension 0
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t j = 0; j < m; ++j) o[t * m + j] = bp ? bp[j] : 0.0f;
-      return;
-    }
-    float beta = 0.0f;
-    if (bp != nullptr) {  // out = bias, then out += x w^T
-      for (int64_t t = 0; t < n; ++t) std::memcpy(o + t * m, bp, m * sizeof(float));
-      beta = 1.0f;
-    }
-    // One single-threaded sgemm per OpenMP thread, each on a slice of w's rows
-    // (out's columns), so the backend has one pool of threads. OpenBLAS's own
-    // pthreads busy-wait after each call and compete with the next op's OpenMP
-    // threads for the cores: with both pools a decode step on 2 cores ran
-    // several times slower than on one thread.
+    // Each OpenMP thread takes a slice of w's rows (out's columns); how the
+    // columns are split changes no element's sum (invariant_gemm.hpp).
     const double flops = static_cast<double>(n) * static_cast<double>(m) * static_cast<double>(k);
     const int64_t by_size = std::min<int64_t>(
         m / kMinSliceCols, static_cast<int64_t>(std::min(flops / kMinSliceFlops, 1e6)));
@@ -242,11 +226,7 @@ class CpuBackend final : public Backend {
       // Slice bounds on 16-column (one cache line of out) boundaries.
       auto bound = [&](int64_t i) { return std::min(m, (m * i / parts + 15) / 16 * 16); };
       const int64_t j0 = bound(part), j1 = bound(part + 1);
-      if (j1 > j0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(n),
-                    static_cast<blasint>(j1 - j0), static_cast<blasint>(k), 1.0f, xp,
-                    static_cast<blasint>(k), wp + j0 * k, static_cast<blasint>(k), beta, o + j0,
-                    static_cast<blasint>(m));
+      if (j1 > j0) invariant_gemm(xp, wp, bp, o, n, k, m, j0, j1);
     }
   }
 

@@ -1,5 +1,5 @@
 #pragma once
-// The fp32 reference backend: OpenBLAS GEMMs, OpenMP elsewhere, the TP group's
+// The fp32 reference backend: batch-invariant GEMMs (invariant_gemm.hpp), OpenMP elsewhere, the TP group's
 // collectives through `tp` (dist/mpi_collectives.hpp makes them over MPI).
 #include <memory>
 
