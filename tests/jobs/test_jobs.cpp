@@ -446,25 +446,18 @@ namespace {
 
 // The design's promise: interrupt a job mid-run (kill -9 a random rank, or
 // SIGTERM every rank as Slurm does at preemption), restart with --resume on
-// another layout, and the output equals an uninterrupted run's, each id once.
-// Results agree up to floating-point reduction order, as the design allows: a
-// restart changes which requests share a step and how prompts are chunked, so
-// a sampled token whose draw sits on a CDF boundary can flip (q169 of these
-// 300 does, at its 6th token). So: every id once, greedy requests identical,
-// and at most 2 of the 75 sampled ones different.
+// another layout (DP 2, then DP 3), and the output equals an uninterrupted
+// run's, each id once. On the cpu backend at one TP size that is the same
+// result for every request, sampled ones included, although a restart changes
+// which requests share a step and how prompts are chunked: its sums do not
+// depend on the batch (src/backend/cpu/invariant_gemm.hpp).
 void expect_same_results(const std::string& full, const std::string& cut) {
   const auto want = results_by_id(full), got = results_by_id(cut);  // throws on a repeated id
   EXPECT_EQ(got.size(), 300u);
-  int sampled_differ = 0;
   for (const auto& [id, r] : want) {
     ASSERT_TRUE(got.count(id)) << id;
-    const bool sampled = std::stoi(id.substr(2)) % 4 == 1;  // id is "\"qN\""
-    if (!sampled)
-      EXPECT_EQ(got.at(id)["tokens"], r["tokens"]) << id;
-    else
-      sampled_differ += got.at(id)["tokens"] != r["tokens"];
+    EXPECT_EQ(got.at(id), r) << id;
   }
-  EXPECT_LE(sampled_differ, 2);
 }
 // Returns the interrupted run's exit code. With `job_script`, the job runs
 // under jobs/mpirun-job.sh, which must restart it with --resume by itself.
