@@ -57,7 +57,7 @@ Environment (default):
   GPU_KIT_ROOT    where the kit is unpacked (/opt/kit)
   JOBS            build parallelism (16)
   TESTS_TIMEOUT   test, bench: seconds for the gpu tests (300)
-  SKIP_TESTS=1    bench, ab: no gpu tests
+  SKIP_TESTS=1    bench, ab, abtree, prefix: no gpu tests
   FIXED           bench, ab: ISL/OSL list (bench 128/128,1000/1000,2048/128; ab 1000/1000)
   REPEATS         bench, ab: decode/prefill repeats (5)
   bench:   REQUESTS (256), OFFLINE_REPEATS (1), FP8=0 (no fp8 KV cache runs), SKIP_PEER=1,
@@ -129,6 +129,16 @@ gpu_ctest() {  # LOG TIMEOUT CTEST-ARGS...
   return $rc
 }
 
+# The gpu tests before a measurement, unless SKIP_TESTS=1: ctest with
+# CTEST-ARGS within TIMEOUT seconds, then the log's lines matching PATTERN.
+gpu_tests_first() {  # TIMEOUT PATTERN CTEST-ARGS...
+  [ "${SKIP_TESTS:-0}" = 1 ] && return
+  local limit=$1 pattern=$2
+  shift 2
+  gpu_ctest "$OUT/gpu_tests.log" "$limit" "$@"
+  grep -E "$pattern" "$OUT/gpu_tests.log" | head -40
+}
+
 config_arg() {  # NAME PATH: PATH must be a file
   [ -f "$2" ] || die "$1: model config '$2' does not exist (paths are relative to the checkout root)"
 }
@@ -166,10 +176,8 @@ cmd_bench() {
   config_arg bench "$config"
   gpu_setup
   gpu_build
-  if [ "${SKIP_TESTS:-0}" != 1 ]; then
-    gpu_ctest "$OUT/gpu_tests.log" "${TESTS_TIMEOUT:-300}" -L gpu
-    grep -E "tests passed|Passed|Failed|FAILED|ok:|FAIL|identical" "$OUT/gpu_tests.log" | head -40
-  fi
+  gpu_tests_first "${TESTS_TIMEOUT:-300}" "tests passed|Passed|Failed|FAILED|ok:|FAIL|identical" \
+    -L gpu
 
   # The mixed workload both engines run.
   python3 tools/make_workload.py --n "$requests" --isl 64-2048 --osl 32-512 --seed 0 \
@@ -213,10 +221,8 @@ cmd_ab() {
   config_arg ab "$config"
   gpu_setup
   gpu_build tpinfer tpinfer_gpu_tests
-  if [ "${SKIP_TESTS:-0}" != 1 ]; then
-    gpu_ctest "$OUT/gpu_tests.log" 200 -R "gpu_ops|gpu_tp2|gpu_tp4|gpu_jobs"
-    grep -E "Test +#|tests passed|FAILED|cuda_pdl|differ" "$OUT/gpu_tests.log" | head -20
-  fi
+  gpu_tests_first 200 "Test +#|tests passed|FAILED|cuda_pdl|differ" \
+    -R "gpu_ops|gpu_tp2|gpu_tp4|gpu_jobs"
   for round in $(seq "${ROUNDS:-2}"); do
     for side in A B; do
       opts=$a
@@ -243,10 +249,7 @@ cmd_abtree() {
   config_arg abtree "$config"
   gpu_setup
   gpu_build
-  if [ "${SKIP_TESTS:-0}" != 1 ]; then
-    gpu_ctest "$OUT/gpu_tests.log" "${TESTS_TIMEOUT:-300}" -L gpu
-    grep -E "Test +#|tests passed|FAILED" "$OUT/gpu_tests.log" | head -20
-  fi
+  gpu_tests_first "${TESTS_TIMEOUT:-300}" "Test +#|tests passed|FAILED" -L gpu
   rm -rf /tmp/abtree && mkdir -p /tmp/abtree && tar xzf "$tgz" -C /tmp/abtree || exit 1
   [ -n "${BOOST_KIT_DIR:-}" ] && boost=(-DBoost_DIR="$BOOST_KIT_DIR")
   cmake -S /tmp/abtree/old -B /tmp/abtree/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
@@ -302,10 +305,7 @@ cmd_prefix() {
   config_arg CONFIG "$config"
   gpu_setup
   gpu_build tpinfer
-  if [ -z "${SKIP_TESTS:-}" ]; then
-    gpu_ctest "$OUT/gpu_tests.log" "${TESTS_TIMEOUT:-300}" -R gpu_prefix_cache -V
-    grep -E "^ok:|FAIL|identical|done:" "$OUT/gpu_tests.log" | head -40
-  fi
+  gpu_tests_first "${TESTS_TIMEOUT:-300}" "^ok:|FAIL|identical|done:" -R gpu_prefix_cache -V
   for kind in ${WORKLOADS:-fewshot system-prompt multiturn mixed}; do
     case $kind in
       mixed) python3 tools/make_workload.py --n 256 --isl 64-2048 --osl 32-512 --seed 0 ;;

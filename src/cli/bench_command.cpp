@@ -269,7 +269,7 @@ struct Bench {
     int64_t cached_tokens = 0, evicted_blocks = 0;
     for (int rep = 0; rep < o.offline_repeats; ++rep) {
 #if TPINFER_HAVE_CUDA
-      take_cuda_op_profile(*r.backend);  // only this run's steps
+      if (o.op_profile) take_cuda_op_profile(*r.backend);  // only this run's steps
 #endif
       auto e = engine(r.max_batch);
       const double t0 = now_s();
@@ -296,10 +296,12 @@ struct Bench {
 #endif
       }
 #if TPINFER_HAVE_CUDA
-      const OpProfile ops = take_cuda_op_profile(*r.backend);
-      if (o.op_profile && w.rank == 0)
-        std::printf("op profile of offline %s (rank 0):\n%s", name.c_str(),
-                    op_profile_report(ops, o.hbm_gbs, o.peak_tflops).c_str());
+      if (o.op_profile) {
+        const OpProfile ops = take_cuda_op_profile(*r.backend);
+        if (w.rank == 0)
+          std::printf("op profile of offline %s (rank 0):\n%s", name.c_str(),
+                      op_profile_report(ops, o.hbm_gbs, o.peak_tflops).c_str());
+      }
 #endif
     }
     RooflineModel m;

@@ -72,7 +72,7 @@ void check_attention_shape(const AttentionShape& a, const char* op) {
 }
 
 // Bytes of one cached K or V element.
-double p_kv_bytes(const Tensor& cache) {
+double kv_element_bytes(const Tensor& cache) {
   return cache.dtype == DType::fp8_e4m3 ? 1.0 : 2.0;
 }
 
@@ -281,9 +281,11 @@ class CudaBackend final : public Backend {
     if (timer_) timer_->step(b.num_tokens() == b.num_seqs());
     const cuda::OpScope scope(timer_.get(), "set_batch upload");
     batch_.set(b);
-    kv_tokens_ = attended_ = 0;
-    for (const int32_t c : b.context_len) kv_tokens_ += c;
-    for (const int32_t p : b.positions) attended_ += p + 1;
+    if (timer_) {  // the attention's bytes and FLOPs, for the op profile only
+      kv_tokens_ = attended_ = 0;
+      for (const int32_t c : b.context_len) kv_tokens_ += c;
+      for (const int32_t p : b.positions) attended_ += p + 1;
+    }
     // Decode steps (one token a sequence, each sampled) are recorded and replayed.
     graphable_ = graphs_allowed_ && b.num_tokens() == b.num_seqs() &&
                  static_cast<int64_t>(b.logit_rows.size()) == b.num_tokens() &&
@@ -377,7 +379,7 @@ class CudaBackend final : public Backend {
     const int64_t blocks = check_cache(k_cache, v_cache, bs, a, op);
     const int64_t slots = blocks * bs;
     cache_blocks_ = blocks;
-    const double kv_bytes = (p_kv_bytes(k_cache) * 2.0) * a.kv_heads * a.head_dim;
+    const double kv_bytes = (kv_element_bytes(k_cache) * 2.0) * a.kv_heads * a.head_dim;
     const cuda::OpScope scope(timer_.get(), op, 0, 0, 0, n * (2.0 * qkv.shape[1] * 2 + kv_bytes));
     CUDA_BE_CHECK(batch_.max_slot() < slots, op,
                   "a token's slot lies outside the cache's " + std::to_string(slots) + " slots");
@@ -419,7 +421,7 @@ class CudaBackend final : public Backend {
     // QK^T and PV over every attended position; the KV of every context read once.
     const cuda::OpScope scope(
         timer_.get(), op, 0, 0, 4.0 * static_cast<double>(attended_) * a.q_heads * hd,
-        static_cast<double>(kv_tokens_) * a.kv_heads * hd * 2.0 * p_kv_bytes(k_cache));
+        static_cast<double>(kv_tokens_) * a.kv_heads * hd * 2.0 * kv_element_bytes(k_cache));
 
     cuda::AttentionParams p{};
     p.qkv = x;
@@ -751,7 +753,8 @@ class CudaBackend final : public Backend {
   cuda::StepGraphs graphs_;
   CudaGraphStats graph_stats_;
   std::unique_ptr<cuda::OpTimer> timer_;  // op_profile only
-  int64_t kv_tokens_ = 0, attended_ = 0;  // this step's contexts and attended positions, summed
+  // op_profile only: this step's contexts and attended positions, summed.
+  int64_t kv_tokens_ = 0, attended_ = 0;
 };
 
 }  // namespace

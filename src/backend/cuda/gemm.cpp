@@ -127,12 +127,11 @@ std::vector<cublasLtMatmulAlgo_t> Gemm::candidates(const Plan& p, const Key& key
   return out;
 }
 
-bool Gemm::launch(const Plan& p, const cublasLtMatmulAlgo_t& algo, const void* x, const void* w,
-                  void* out, cudaStream_t stream) const {
+cublasStatus_t Gemm::launch(const Plan& p, const cublasLtMatmulAlgo_t& algo, const void* x,
+                            const void* w, void* out, cudaStream_t stream) const {
   const float alpha = 1.0f, beta = 0.0f;
   return cublasLtMatmul(handle_.get(), p.desc.get(), &alpha, w, p.a.get(), x, p.b.get(), &beta, out,
-                        p.c.get(), out, p.c.get(), &algo, workspace_, workspace_bytes_,
-                        stream) == CUBLAS_STATUS_SUCCESS;
+                        p.c.get(), out, p.c.get(), &algo, workspace_, workspace_bytes_, stream);
 }
 
 cublasLtMatmulAlgo_t Gemm::fastest(const Key& key, const void* x, const void* w, const void* bias,
@@ -141,10 +140,12 @@ cublasLtMatmulAlgo_t Gemm::fastest(const Key& key, const void* x, const void* w,
   cublasLtMatmulAlgo_t best = p.algo;
   float best_ms = std::numeric_limits<float>::infinity(), first_ms = best_ms;
   for (const cublasLtMatmulAlgo_t& algo : candidates(p, key, kCandidates)) {
-    if (!launch(p, algo, x, w, out, stream)) continue;  // warm-up; one it refuses is skipped
+    // A warm-up; an algorithm it refuses is skipped.
+    if (launch(p, algo, x, w, out, stream) != CUBLAS_STATUS_SUCCESS) continue;
     TPINFER_CUDA_CHECK(cudaEventRecord(start_.get(), stream));
     bool ok = true;
-    for (int r = 0; r < reps && ok; ++r) ok = launch(p, algo, x, w, out, stream);
+    for (int r = 0; r < reps && ok; ++r)
+      ok = launch(p, algo, x, w, out, stream) == CUBLAS_STATUS_SUCCESS;
     TPINFER_CUDA_CHECK(cudaEventRecord(stop_.get(), stream));
     TPINFER_CUDA_CHECK(cudaEventSynchronize(stop_.get()));
     float ms = 0;
@@ -213,10 +214,7 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
   }
   Plan& p = it->second;
   if (bias) set_desc(p.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
-  const float alpha = 1.0f, beta = 0.0f;
-  TPINFER_CUBLAS_CHECK(cublasLtMatmul(handle_.get(), p.desc.get(), &alpha, w, p.a.get(), x,
-                                      p.b.get(), &beta, out, p.c.get(), out, p.c.get(), &p.algo,
-                                      workspace_, workspace_bytes_, stream));
+  TPINFER_CUBLAS_CHECK(launch(p, p.algo, x, w, out, stream));
 }
 
 }  // namespace tpinfer::cuda

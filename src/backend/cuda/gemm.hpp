@@ -69,8 +69,8 @@ class Gemm {
   Plan make_plan(const Key& key, const void* bias) const;
   // Up to `count` of the heuristic's algorithms for the plan's shape, best guess first.
   std::vector<cublasLtMatmulAlgo_t> candidates(const Plan& p, const Key& key, int count) const;
-  bool launch(const Plan& p, const cublasLtMatmulAlgo_t& algo, const void* x, const void* w,
-              void* out, cudaStream_t stream) const;
+  cublasStatus_t launch(const Plan& p, const cublasLtMatmulAlgo_t& algo, const void* x,
+                        const void* w, void* out, cudaStream_t stream) const;
   // The fastest candidate at key's shape, timed on these operands.
   cublasLtMatmulAlgo_t fastest(const Key& key, const void* x, const void* w, const void* bias,
                                void* out, cudaStream_t stream, int reps);
