@@ -62,6 +62,9 @@ class Backend {
   virtual std::string name() const = 0;
   // dtype of activations and weights this backend computes in.
   virtual DType compute_dtype() const = 0;
+  // dtype of the logits (the LM head's output): float32 where the compute
+  // dtype would round them coarsely (a bf16 logit near 10 steps by 1/16).
+  virtual DType logits_dtype() const { return compute_dtype(); }
 
   // Memory. Tensors live as long as the backend.
   virtual Tensor alloc(const std::vector<int64_t>& shape, DType dtype) = 0;

@@ -21,6 +21,12 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "cuda: time cuBLASLt's candidate algorithms for each weight shape and row-count bucket "
       "on first use and keep the fastest (on | off: the heuristic's first pick, the same in "
       "every run)")(
+      "deterministic", po::bool_switch(&o.deterministic),
+      "batch-invariant results: a request's tokens and logprobs are the same bits whatever "
+      "else shares its steps, however its prompt is chunked, and after a kill and --resume "
+      "(at one --tp). The cpu backend always is; on cuda it fixes one GEMM algorithm per "
+      "shape, one attention tile order, rank-ordered all-reduces and float32 logits, at some "
+      "speed (docs/PERF.md)")(
       "cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(o.cuda_gemv_rows),
       "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
       "cuBLASLt (0 = always cuBLASLt, at most 8)")(
@@ -76,6 +82,10 @@ void check_replica_options(const ReplicaOptions& o) {
   check_one_of("cuda-pdl", o.cuda_pdl, {"on", "off"});
   check_one_of("cuda-gemm-tune", o.cuda_gemm_tune, {"on", "off"});
   check_one_of("verify-weights", o.verify_weights, {"on", "off"});
+  if (o.deterministic && o.cuda_gemm_tune == "on")
+    throw UsageError(
+        "--deterministic with --cuda-gemm-tune on: tuning picks GEMM algorithms by timing, so "
+        "two runs may sum in other orders; drop one of them");
   check_one_of("prefix-cache", o.prefix_cache, {"on", "off"});
   if (o.cuda_gemv_rows < 0 || o.cuda_gemv_rows > 8)
     throw UsageError("--cuda-gemv-rows " + std::to_string(o.cuda_gemv_rows) + " is not in 0..8");

@@ -195,6 +195,13 @@ int run_job(const RunOptions& o) {
     // keep it. Only named when set, so manifests written before it still match.
     if (o.replica.kv_cache_dtype != "auto")
       co.manifest["settings"]["kv_cache_dtype"] = o.replica.kv_cache_dtype;
+    // A deterministic job promises the same bytes after a resume, which holds
+    // only with the mode on and at the same TP size (the sums over a layer's
+    // shards change with it): both are checked on --resume.
+    if (o.replica.deterministic) {
+      co.manifest["settings"]["deterministic"] = true;
+      co.manifest["settings"]["tp"] = w.tp;
+    }
     // A template from a file changes the prompts as the model's own cannot
     // (that one is in the model's fingerprint).
     if (!o.chat_template.empty()) co.manifest["chat_template"] = file_fingerprint(o.chat_template);

@@ -210,6 +210,28 @@ void check_manifest_matches(const nlohmann::json& previous, const nlohmann::json
                        "tpinfer cannot tell whether the input and model are unchanged; finish the "
                        "job with the tpinfer version that started it, or write to a new --output");
   }
+  // The deterministic promise, said in its own words rather than as a settings diff.
+  const auto setting = [](const nlohmann::json& m, const char* key) {
+    return m.contains("settings") && m["settings"].contains(key) ? m["settings"][key]
+                                                                 : nlohmann::json();
+  };
+  const bool was_det = setting(previous, "deterministic") == true;
+  const bool is_det = setting(now, "deterministic") == true;
+  if (was_det && !is_det)
+    throw UsageError("--resume: " + output +
+                     " was written with --deterministic (byte-identical results); resume it with "
+                     "--deterministic, or write to a new --output");
+  if (was_det && setting(previous, "tp") != setting(now, "tp"))
+    throw UsageError("--resume: " + output + " was written with --deterministic at --tp " +
+                     setting(previous, "tp").dump() +
+                     "; its results are byte-identical only at "
+                     "that TP size, so resume at --tp " +
+                     setting(previous, "tp").dump() +
+                     " (the DP size may change), or write to a new --output");
+  if (!was_det && is_det)
+    throw UsageError("--resume: " + output +
+                     " was started without --deterministic, and the results it holds were not made "
+                     "under that promise; resume without it, or write to a new --output");
   std::string diffs;
   for (const auto& [key, value] : now.items()) {
     // "created" is taken from the previous manifest, not compared with it.

@@ -121,12 +121,14 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
   co.programmatic_launch = o.cuda_pdl == "on";
   co.op_profile = o.cuda_op_profile;
   co.gemm_tune = o.cuda_gemm_tune == "on";
+  co.deterministic = o.deterministic;
   co.custom_all_reduce_bytes = static_cast<size_t>(o.custom_all_reduce_kb) * 1024;
   r.description =
       "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +
       (sharing > 1 ? ", shared by " + std::to_string(sharing) + " ranks" : "") +
       (w.tp > 1 ? std::string(", ") + (use_mpi ? "MPI" : "NCCL") + " collectives" : "") +
-      (co.programmatic_launch ? "" : ", --cuda-pdl off") + ")";
+      (co.programmatic_launch ? "" : ", --cuda-pdl off") +
+      (co.deterministic ? ", deterministic" : "") + ")";
   return make_cuda_backend(w.tp_comm.get(), co);
 }
 #endif

@@ -11,15 +11,15 @@
 namespace tpinfer {
 
 struct ReplicaOptions {
-  std::string backend = "auto";      // cpu | cuda | auto (cuda when a GPU is visible)
-  std::string collectives = "auto";  // auto | nccl | mpi (cuda only)
-  std::string cuda_graphs = "on";    // on | off (cuda only)
-  std::string cuda_pdl = "on";       // on | off (cuda only): programmatic dependent launch
+  std::string backend = "auto";        // cpu | cuda | auto (cuda when a GPU is visible)
+  std::string collectives = "auto";    // auto | nccl | mpi (cuda only)
+  std::string cuda_graphs = "on";      // on | off (cuda only)
+  std::string cuda_pdl = "on";         // on | off (cuda only): programmatic dependent launch
   std::string cuda_gemm_tune = "off";  // on | off (cuda only): time cuBLASLt's candidates
-  int cuda_gemv_rows = 1;            // cuda: linear with <= this many rows uses the own GEMV
-  int64_t custom_all_reduce_kb = 0;  // cuda: all-reduces up to this size use the own IPC kernel
-  double memory_fraction = 0.9;      // of free GPU memory, split among ranks sharing a GPU
-  int threads = 0;                   // cpu: per rank, 0 = cores / ranks on this node
+  int cuda_gemv_rows = 1;              // cuda: linear with <= this many rows uses the own GEMV
+  int64_t custom_all_reduce_kb = 0;    // cuda: all-reduces up to this size use the own IPC kernel
+  double memory_fraction = 0.9;        // of free GPU memory, split among ranks sharing a GPU
+  int threads = 0;                     // cpu: per rank, 0 = cores / ranks on this node
   int block_size = 16;
   int max_batch = 0;        // 0 = by backend: kMaxBatchCuda / kMaxBatchCpu
   int max_step_tokens = 0;  // 0 = by backend: kMaxStepTokensCuda / kMaxStepTokensCpu
@@ -29,6 +29,9 @@ struct ReplicaOptions {
   std::string verify_weights = "on";    // on | off: check the model file's checksums as read
   std::string prefix_cache = "on";      // on | off: share the KV blocks of common prefixes
   bool cuda_op_profile = false;         // cuda: time every op (bench --op-profile)
+  // Batch-invariant kernels (cuda; the cpu backend always is): a request's
+  // tokens and logprobs do not depend on the rest of the batch.
+  bool deterministic = false;
 };
 
 // A GPU decodes 256 sequences in little more time than 64 (the step streams the

@@ -136,8 +136,8 @@ void allocate_workspace(Model& m, Backend& b, int64_t T, int64_t S) {
   w.act = b.alloc({T, s.intermediate}, dt);
   w.mlp_out = b.alloc({T, h}, dt);
   w.last_hidden = b.alloc({S, h}, dt);
-  w.logits_local = b.alloc({S, s.vocab_per_rank}, dt);
-  w.logits_all = b.alloc({s.tp_size, S, s.vocab_per_rank}, dt);
+  w.logits_local = b.alloc({S, s.vocab_per_rank}, b.logits_dtype());
+  w.logits_all = b.alloc({s.tp_size, S, s.vocab_per_rank}, b.logits_dtype());
   w.argmax_local = b.alloc({S, 2}, DType::f32);
   w.argmax_all = b.alloc({s.tp_size, S, 2}, DType::f32);
   w.sampled = b.alloc({S, 2}, DType::f32);

@@ -200,8 +200,10 @@ TEST_F(CudaOps, LinearRejectsMismatchedShapesAndDtypes) {
   Tensor out = poisoned(gpu(), {3, 5}, DType::bf16);
   EXPECT_THROW(gpu().linear(x, w, nullptr, out), Error);
   Tensor w_ok = put(gpu(), {5, 8}, random_bf16(rng_, 40), DType::bf16);
+  // float32 out (the logits) is taken without a bias, refused with one.
   Tensor out_f32 = poisoned(gpu(), {3, 5}, DType::f32);
-  EXPECT_THROW(gpu().linear(x, w_ok, nullptr, out_f32), Error);
+  Tensor bias_ok = put(gpu(), {5}, random_bf16(rng_, 5), DType::bf16);
+  EXPECT_THROW(gpu().linear(x, w_ok, &bias_ok, out_f32), Error);
   Tensor bias_bad = poisoned(gpu(), {4}, DType::bf16);
   EXPECT_THROW(gpu().linear(x, w_ok, &bias_bad, out), Error);
   Tensor sq = put(gpu(), {8, 8}, random_bf16(rng_, 64), DType::bf16);

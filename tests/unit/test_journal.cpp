@@ -133,6 +133,42 @@ TEST(Manifest, WrittenAtomicallyAndComparedFieldByField) {
   }
 }
 
+// A --deterministic job resumes only with the mode on and at its TP size (the
+// DP size may change); a job started without it does not take it on resume.
+TEST(Manifest, ADeterministicJobKeepsItsModeAndTpSize) {
+  const std::string out = tmp("journal-det.jsonl");
+  const nlohmann::json plain = {
+      {"input", "xxh3-128:1"}, {"settings", {{"seed", 1}}}, {"run", {{"dp", 2}, {"tp", 2}}}};
+  nlohmann::json det = plain;
+  det["settings"]["deterministic"] = true;
+  det["settings"]["tp"] = 2;
+  auto refusal = [&](const nlohmann::json& before, const nlohmann::json& now) {
+    try {
+      check_manifest_matches(before, now, out);
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  nlohmann::json other_dp = det;
+  other_dp["run"]["dp"] = 3;
+  EXPECT_EQ(refusal(det, other_dp), "");
+  EXPECT_NE(refusal(det, plain)
+                .find("was written with --deterministic (byte-identical results); "
+                      "resume it with --deterministic"),
+            std::string::npos)
+      << refusal(det, plain);
+  nlohmann::json other_tp = det;
+  other_tp["settings"]["tp"] = 4;
+  EXPECT_NE(refusal(det, other_tp)
+                .find("--deterministic at --tp 2; its results are byte-identical "
+                      "only at that TP size, so resume at --tp 2"),
+            std::string::npos)
+      << refusal(det, other_tp);
+  EXPECT_NE(refusal(plain, det).find("was started without --deterministic"), std::string::npos)
+      << refusal(plain, det);
+}
+
 TEST(Manifest, FingerprintFollowsTheContent) {
   const std::string a = tmp("journal-fp-a"), b = tmp("journal-fp-b");
   std::ofstream(a) << "one two three";

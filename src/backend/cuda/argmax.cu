@@ -18,14 +18,22 @@ __device__ inline void better(float& v, int64_t& i, float ov, int64_t oi) {
   }
 }
 
-__global__ void argmax_rows_kernel(const bf16* logits, int64_t cols, int64_t valid_cols,
+__device__ inline float to_float(bf16 x) {
+  return __bfloat162float(x);
+}
+__device__ inline float to_float(float x) {
+  return x;
+}
+
+template <typename T>
+__global__ void argmax_rows_kernel(const T* logits, int64_t cols, int64_t valid_cols,
                                    int64_t col_offset, float* out) {
   wait_for_prior_grids();
-  const bf16* row = logits + blockIdx.x * cols;
+  const T* row = logits + blockIdx.x * cols;
   float v = -FLT_MAX * 2;  // -inf: NaN and -inf never replace it, as on the host
   int64_t i = valid_cols;  // sentinel: "no finite value yet"
   for (int64_t j = threadIdx.x; j < valid_cols; j += blockDim.x) {
-    const float x = __bfloat162float(row[j]);
+    const float x = to_float(row[j]);
     if (x > v) {  // strict: within a thread, columns rise, so ties keep the lowest
       v = x;
       i = j;
@@ -62,11 +70,15 @@ __global__ void argmax_rows_kernel(const bf16* logits, int64_t cols, int64_t val
 
 }  // namespace
 
-void launch_argmax_rows(const bf16* logits, int64_t n, int64_t cols, int64_t valid_cols,
-                        int64_t col_offset, float* out, cudaStream_t stream) {
+void launch_argmax_rows(const void* logits, bool bf16_logits, int64_t n, int64_t cols,
+                        int64_t valid_cols, int64_t col_offset, float* out, cudaStream_t stream) {
   if (n == 0) return;
-  launch_kernel(argmax_rows_kernel, static_cast<unsigned>(n), 1024, 0, stream, logits, cols,
-                valid_cols, col_offset, out);
+  if (bf16_logits)
+    launch_kernel(argmax_rows_kernel<bf16>, static_cast<unsigned>(n), 1024, 0, stream,
+                  static_cast<const bf16*>(logits), cols, valid_cols, col_offset, out);
+  else
+    launch_kernel(argmax_rows_kernel<float>, static_cast<unsigned>(n), 1024, 0, stream,
+                  static_cast<const float*>(logits), cols, valid_cols, col_offset, out);
 }
 
 }  // namespace tpinfer::cuda

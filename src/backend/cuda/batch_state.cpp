@@ -69,10 +69,11 @@ void BatchState::set(const BatchLayout& b) {
   p.token_seq = put(token_seq);
 }
 
-const AttentionWork& BatchState::attention_work(int group) {
-  if (work_.group == group) return work_;
+const AttentionWork& BatchState::attention_work(int group, bool all_prefill) {
+  if (work_.group == group && work_.all_prefill == all_prefill) return work_;
   work_ = AttentionWork{};
   work_.group = group;
+  work_.all_prefill = all_prefill;
   const BatchLayout& b = b_;
   std::vector<AttnItem> prefill;
   // Highest position among tokens [t0, t1) of a sequence (positions are
@@ -86,7 +87,7 @@ const AttentionWork& BatchState::attention_work(int group) {
     const int32_t t0 = b.query_start[s], nq = b.query_start[s + 1] - t0;
     if (nq == 0) continue;
     const int64_t rows = static_cast<int64_t>(nq) * group;
-    if (rows <= kDecodeRows) {
+    if (rows <= kDecodeRows && !all_prefill) {
       const int32_t kv_end = max_pos(t0, t0 + nq) + 1;
       work_.items.push_back({s, 0, kv_end, static_cast<int32_t>(rows)});
       work_.max_decode_kv = std::max(work_.max_decode_kv, kv_end);

@@ -19,7 +19,8 @@ struct PackedBatch {
 };
 
 struct AttentionWork {
-  int group = 0;                // q heads per kv head the items were built for (0: none yet)
+  int group = 0;  // q heads per kv head the items were built for (0: none yet)
+  bool all_prefill = false;
   std::vector<AttnItem> items;  // decode items first, then prefill items
   int n_decode = 0, n_prefill = 0;
   int max_decode_kv = 0;  // longest key range of a decode item
@@ -38,7 +39,9 @@ class BatchState {
   int32_t table_stride() const { return table_stride_; }
   // Items for G = group: a sequence with nq * G <= kDecodeRows rows is one
   // decode item; longer ones are cut into kPrefillRows-row prefill items.
-  const AttentionWork& attention_work(int group);
+  // all_prefill: every sequence takes prefill items (batch-invariant mode: one
+  // kernel, one tile order over the keys, for every row).
+  const AttentionWork& attention_work(int group, bool all_prefill = false);
 
  private:
   BatchLayout b_;

@@ -110,7 +110,10 @@ class CudaBackend final : public Backend {
     graphs_allowed_ =
         o.graphs && (tp_size_ == 1 || o.collectives == CudaBackendOptions::Collectives::nccl);
     max_graph_batch_ = o.max_graph_batch;
-    gemv_max_rows_ = o.gemv_max_rows;
+    deterministic_ = o.deterministic;
+    // Batch invariance: no GEMV for small row counts (its sums run in another
+    // order than the GEMM's), and no IPC all-reduce (its order is its own).
+    gemv_max_rows_ = o.deterministic ? 0 : o.gemv_max_rows;
     cuda::set_programmatic_launch(o.programmatic_launch && prop.major >= 9);
     stream_ = cuda::make_stream();
     if (o.op_profile) {
@@ -121,9 +124,10 @@ class CudaBackend final : public Backend {
     // cuBLASLt handle, kernel attributes) comes before the arena measures what
     // is free.
     if (tp_size_ > 1)
-      collectives_ = std::make_unique<cuda::Collectives>(comm_.get(), o.collectives,
-                                                         o.custom_all_reduce_bytes, stream_.get());
-    gemm_ = std::make_unique<cuda::Gemm>(o.gemm_tune);
+      collectives_ = std::make_unique<cuda::Collectives>(
+          comm_.get(), o.collectives, o.deterministic ? 0 : o.custom_all_reduce_bytes,
+          stream_.get());
+    gemm_ = std::make_unique<cuda::Gemm>(o.gemm_tune, o.deterministic);
     cuda::attention_init();
     size_t free_bytes = 0, total_bytes = 0;
     TPINFER_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -167,6 +171,7 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   DType compute_dtype() const override { return DType::bf16; }
+  DType logits_dtype() const override { return deterministic_ ? DType::f32 : DType::bf16; }
   DeviceKind device_kind() const override { return DeviceKind::cuda; }
   MemoryInfo memory_info() const override {
     return {static_cast<int64_t>(arena_->used()), static_cast<int64_t>(arena_->available())};
@@ -348,10 +353,26 @@ class CudaBackend final : public Backend {
     const char* op = "linear";
     const bf16* xp = bf(x, op, "x");
     const bf16* wp = bf(w, op, "w");
-    bf16* o = bf(out, op, "out");
+    // out is bf16, or float32 for the logits (without a bias).
+    const bool out_f32 = out.dtype == DType::f32 && bias == nullptr;
+    if (out_f32)
+      check_storage(out, op, "out");
+    else
+      bf(out, op, "out");
     const bf16* bp = bias != nullptr ? bf(*bias, op, "bias") : nullptr;
     const auto [n, k, m] = check_linear_shapes("cuda", x, w, bias, out);
     if (n == 0 || m == 0) return;
+    if (out_f32) {
+      const cuda::OpScope scope(timer_.get(), op, k, m, 2.0 * n * k * m,
+                                2.0 * static_cast<double>(k) * m + 2.0 * n * k + 4.0 * n * m);
+      if (k == 0)
+        TPINFER_CUDA_CHECK(
+            cudaMemsetAsync(out.data, 0, static_cast<size_t>(n * m) * 4, stream_.get()));
+      else
+        gemm_->run(xp, wp, nullptr, out.data, n, k, m, stream_.get(), !capturing_, true);
+      return;
+    }
+    bf16* o = static_cast<bf16*>(out.data);
     // The weights once, the rows in and out.
     const cuda::OpScope scope(timer_.get(), op, k, m, 2.0 * n * k * m,
                               2.0 * (static_cast<double>(k) * m + n * (k + m)));
@@ -529,13 +550,16 @@ class CudaBackend final : public Backend {
   void argmax_rows(const Tensor& logits, int64_t valid_cols, int64_t col_offset,
                    Tensor& out) override {
     const char* op = "argmax_rows";
-    const bf16* l = bf(logits, op, "logits");
+    check_storage(logits, op, "logits");
+    CUDA_BE_CHECK(logits.dtype == DType::bf16 || logits.dtype == DType::f32, op,
+                  std::string("logits has dtype ") + dtype_name(logits.dtype) +
+                      ", expected bfloat16 or float32");
     check_storage(out, op, "out");
     CUDA_BE_CHECK(out.dtype == DType::f32, op, "out must be float32");
     const auto [n, c] = check_argmax_rows_shapes("cuda", logits, valid_cols, out);
     const cuda::OpScope scope(timer_.get(), op, 0, 0, 0, 2.0 * n * c);
-    cuda::launch_argmax_rows(l, n, c, valid_cols, col_offset, static_cast<float*>(out.data),
-                             stream_.get());
+    cuda::launch_argmax_rows(logits.data, logits.dtype == DType::bf16, n, c, valid_cols, col_offset,
+                             static_cast<float*>(out.data), stream_.get());
   }
 
   // The logits a sampling kernel reads, checked: fp32 or bf16, and not while a
@@ -611,6 +635,16 @@ class CudaBackend final : public Backend {
     check_storage(x, "all_reduce_sum", "x");
     if (tp_size_ == 1) return;
     const cuda::OpScope scope(timer_.get(), "all_reduce_sum");
+    if (deterministic_ && x.dtype == DType::bf16) {
+      // Every rank's part gathered, then summed in rank order: the same sum
+      // whatever the message size (NCCL's algorithm, and its order, depend on it).
+      const int64_t count = x.numel();
+      const size_t bytes = static_cast<size_t>(count) * 2 * static_cast<size_t>(tp_size_);
+      auto* parts = static_cast<bf16*>(grow(gather_dev_, gather_cap_, bytes));
+      collectives_->all_gather(x.data, parts, count, x.dtype);
+      cuda::launch_sum_parts(parts, tp_size_, count, static_cast<bf16*>(x.data), stream_.get());
+      return;
+    }
     collectives_->all_reduce_sum(x.data, x.numel(), x.dtype);
   }
 
@@ -663,7 +697,7 @@ class CudaBackend final : public Backend {
   // and uploaded at the step's first attention call, reused by the other layers.
   cuda::AttentionPlan attention_plan(int group, int kv_heads, int head_dim) {
     if (work_group_ != group || work_kv_heads_ != kv_heads || work_head_dim_ != head_dim) {
-      const cuda::AttentionWork& w = batch_.attention_work(group);
+      const cuda::AttentionWork& w = batch_.attention_work(group, deterministic_);
       const int splits = cuda::choose_decode_splits(w.n_decode, kv_heads, w.max_decode_kv, sms_);
       const size_t item_bytes = std::max<size_t>(w.items.size(), 1) * sizeof(AttnItem);
       // While recording, the event is not waited for or recorded (a captured
@@ -707,7 +741,7 @@ class CudaBackend final : public Backend {
   }
 
   cuda::Signature signature() const {
-    return {meta_dev_, work_dev_, work_host_.data(), partial_dev_};
+    return {meta_dev_, work_dev_, work_host_.data(), partial_dev_, gather_dev_};
   }
 
   Comm comm_;  // the backend's own duplicate of the TP communicator
@@ -734,6 +768,10 @@ class CudaBackend final : public Backend {
   size_t work_cap_ = 0;
   void* partial_dev_ = nullptr;
   size_t partial_cap_ = 0;
+  // --deterministic all-reduces: every rank's part, gathered.
+  void* gather_dev_ = nullptr;
+  size_t gather_cap_ = 0;
+  bool deterministic_ = false;
   int work_group_ = 0, work_kv_heads_ = 0, work_head_dim_ = 0;
 
   // sample_rows' parameters, as uploaded.

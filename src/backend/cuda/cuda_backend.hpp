@@ -58,6 +58,13 @@ struct CudaBackendOptions {
   // off: the heuristic's first pick, the same in every run. Off by default
   // until an A/B on a GPU shows it pays.
   bool gemm_tune = false;
+  // Batch-invariant results (--deterministic): a row's outputs do not depend on
+  // the other rows of its step, on how its prompt was cut into chunks, or on
+  // decode versus prefill. One cuBLASLt algorithm per weight shape for every
+  // row count (no GEMV, no tuning), every attention row through the prefill
+  // kernel's tile order (no batch-chosen splits), all-reduces as a gather
+  // summed in rank order, and float32 logits. Bitwise only at one TP size.
+  bool deterministic = false;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller

@@ -189,6 +189,16 @@ __global__ void fill_rows_kernel(const bf16* bias, int64_t n, int64_t m, bf16* o
     out[idx] = bias ? bias[idx % m] : __float2bfloat16(0.0f);
 }
 
+__global__ void sum_parts_kernel(const bf16* in, int64_t parts, int64_t count, bf16* out) {
+  wait_for_prior_grids();
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < count;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float acc = 0.0f;
+    for (int64_t r = 0; r < parts; ++r) acc = __fadd_rn(acc, __bfloat162float(in[r * count + idx]));
+    out[idx] = __float2bfloat16(acc);
+  }
+}
+
 bool vec_ok(int64_t len, const void* a, const void* b = nullptr, const void* c = nullptr) {
   auto al = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
   return len % 8 == 0 && al(a) && al(b) && al(c);
@@ -253,6 +263,12 @@ void launch_gather_rows(const bf16* x, int64_t cols, const int32_t* rows, int64_
     launch_kernel(gather_rows_kernel<true>, m, threads, 0, stream, x, cols, rows, out);
   else
     launch_kernel(gather_rows_kernel<false>, m, threads, 0, stream, x, cols, rows, out);
+}
+
+void launch_sum_parts(const bf16* in, int64_t parts, int64_t count, bf16* out,
+                      cudaStream_t stream) {
+  if (count == 0) return;
+  launch_kernel(sum_parts_kernel, grid_for(count, 256), 256, 0, stream, in, parts, count, out);
 }
 
 void launch_fill_rows(const bf16* bias, int64_t n, int64_t m, bf16* out, cudaStream_t stream) {

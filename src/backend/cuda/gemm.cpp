@@ -15,6 +15,9 @@ namespace {
 constexpr int kCandidates = 8;      // of the heuristic's list, timed
 constexpr int kDecodeReps = 3;      // timed calls per candidate at decode rows
 constexpr float kMustBeat = 0.97f;  // of the heuristic's first pick's time
+// Deterministic mode: the fixed algorithm must serve this many rows too (a
+// full 8,192-token prefill step and then some).
+constexpr int64_t kFixedCheckRows = 65536;
 
 // The largest power of two (up to 256) dividing the address: cuBLASLt's
 // heuristic may only pick kernels whose alignment needs the pointers meet.
@@ -35,9 +38,9 @@ void set_pref(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t
   TPINFER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(p, attr, &v, sizeof v));
 }
 
-MatrixLayout layout(uint64_t rows, uint64_t cols, int64_t ld) {
+MatrixLayout layout(uint64_t rows, uint64_t cols, int64_t ld, cudaDataType_t type = CUDA_R_16BF) {
   cublasLtMatrixLayout_t l = nullptr;
-  TPINFER_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_16BF, rows, cols, ld));
+  TPINFER_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, rows, cols, ld));
   return MatrixLayout(l);
 }
 
@@ -49,12 +52,14 @@ size_t Gemm::KeyHash::operator()(const Key& k) const {
   mix(static_cast<uint64_t>(k.k));
   mix(static_cast<uint64_t>(k.m));
   mix(k.bias);
+  mix(k.out_f32);
   mix((uint64_t{k.align_x} << 32) | k.align_w);
   mix((uint64_t{k.align_out} << 32) | k.align_bias);
   return h;
 }
 
-Gemm::Gemm(bool tune) : tune_(tune) {
+Gemm::Gemm(bool tune, bool deterministic)
+    : tune_(tune && !deterministic), deterministic_(deterministic) {
   cublasLtHandle_t h = nullptr;
   TPINFER_CUBLAS_CHECK(cublasLtCreate(&h));
   handle_ = LtHandle(h);
@@ -76,9 +81,10 @@ void Gemm::set_workspace(void* ptr, size_t bytes) {
   workspace_bytes_ = bytes;
   plans_.clear();  // the heuristic's choice depends on the workspace size
   winners_.clear();
+  fixed_.clear();
 }
 
-Gemm::Plan Gemm::make_plan(const Key& key, const void* bias) const {
+Gemm::Plan Gemm::describe(const Key& key, const void* bias) const {
   Plan p;
   cublasLtMatmulDesc_t d = nullptr;
   TPINFER_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -95,7 +101,13 @@ Gemm::Plan Gemm::make_plan(const Key& key, const void* bias) const {
   // B = x as stored: column-major k x n.
   p.b = layout(static_cast<uint64_t>(key.k), static_cast<uint64_t>(key.n), key.k);
   // C = D = out as stored: column-major m x n.
-  p.c = layout(static_cast<uint64_t>(key.m), static_cast<uint64_t>(key.n), key.m);
+  p.c = layout(static_cast<uint64_t>(key.m), static_cast<uint64_t>(key.n), key.m,
+               key.out_f32 ? CUDA_R_32F : CUDA_R_16BF);
+  return p;
+}
+
+Gemm::Plan Gemm::make_plan(const Key& key, const void* bias) const {
+  Plan p = describe(key, bias);
   const std::vector<cublasLtMatmulAlgo_t> best = candidates(p, key, 1);
   if (best.empty())
     throw Error("cuda backend: linear: cuBLASLt has no algorithm for x [" + std::to_string(key.n) +
@@ -179,6 +191,46 @@ void Gemm::tune(const Key& key, const void* x, const void* w, const void* bias, 
     if (shape_of(k) == shape_of(key)) adopt_winner(k, p);
 }
 
+bool Gemm::valid_at(const Plan& p, const cublasLtMatmulAlgo_t& algo) const {
+  cublasLtMatmulHeuristicResult_t check{};
+  return cublasLtMatmulAlgoCheck(handle_.get(), p.desc.get(), p.a.get(), p.b.get(), p.c.get(),
+                                 p.c.get(), &algo, &check) == CUBLAS_STATUS_SUCCESS &&
+         check.workspaceSize <= workspace_bytes_;
+}
+
+Gemm::Plan Gemm::make_fixed_plan(const Key& key, const void* bias) {
+  const Key shape = shape_of(key);
+  auto it = fixed_.find(shape);
+  if (it == fixed_.end()) {
+    // The heuristic's list at kFixedRows rows (batched decode, where the
+    // choice costs most), first that is valid from one row to a full prefill step.
+    Key at = key;
+    at.n = kFixedRows;
+    const Plan ref = describe(at, bias);
+    at.n = 1;
+    const Plan one = describe(at, bias);
+    at.n = kFixedCheckRows;
+    const Plan many = describe(at, bias);
+    for (const cublasLtMatmulAlgo_t& algo : candidates(ref, at, kCandidates))
+      if (valid_at(one, algo) && valid_at(many, algo)) {
+        it = fixed_.emplace(shape, algo).first;
+        break;
+      }
+    if (it == fixed_.end())
+      throw Error("cuda backend: linear --deterministic: no cuBLASLt algorithm serves w [" +
+                      std::to_string(key.m) + ", " + std::to_string(key.k) + "] at every row count",
+                  kExitOther);
+  }
+  Plan p = describe(key, bias);
+  if (!valid_at(p, it->second))
+    throw Error("cuda backend: linear --deterministic: the algorithm fixed for w [" +
+                    std::to_string(key.m) + ", " + std::to_string(key.k) + "] refuses " +
+                    std::to_string(key.n) + " rows",
+                kExitOther);
+  p.algo = it->second;
+  return p;
+}
+
 void Gemm::adopt_winner(const Key& key, Plan& p) const {
   const auto shape = winners_.find(shape_of(key));
   if (shape == winners_.end()) return;
@@ -192,15 +244,33 @@ void Gemm::adopt_winner(const Key& key, Plan& p) const {
 }
 
 void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_t n, int64_t k,
-               int64_t m, cudaStream_t stream, bool may_time) {
-  const Key key{n,
-                k,
-                m,
-                bias != nullptr,
-                alignment_of(x),
-                alignment_of(w),
-                alignment_of(out),
-                bias ? alignment_of(bias) : 256u};
+               int64_t m, cudaStream_t stream, bool may_time, bool out_f32) {
+  if (out_f32 && bias)
+    throw Error("cuda backend: linear: a bias with float32 output is not supported", kExitOther);
+  Key key{n,
+          k,
+          m,
+          bias != nullptr,
+          out_f32,
+          alignment_of(x),
+          alignment_of(w),
+          alignment_of(out),
+          bias ? alignment_of(bias) : 256u};
+  if (deterministic_) {
+    // One algorithm for every row count needs one alignment class too: 16
+    // bytes (every tensor from the arena starts on 256).
+    for (uint32_t* a : {&key.align_x, &key.align_w, &key.align_out, &key.align_bias}) {
+      if (*a < 16)
+        throw Error("cuda backend: linear --deterministic: an operand is not 16-byte aligned",
+                    kExitOther);
+      *a = 16;
+    }
+    auto it = plans_.find(key);
+    if (it == plans_.end()) it = plans_.emplace(key, make_fixed_plan(key, bias)).first;
+    if (bias) set_desc(it->second.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+    TPINFER_CUBLAS_CHECK(launch(it->second, it->second.algo, x, w, out, stream));
+    return;
+  }
   if (tune_ && may_time && n >= kRowStep) {
     const Winners& won = winners_[shape_of(key)];
     const int64_t widest = std::min(n / kRowStep * kRowStep, kDecodeRows);

@@ -20,6 +20,13 @@
 // heuristic's pick by 3 %; still, it depends on timing, so two processes may
 // pick differently and differ in the last bits (tuning off: the same pick in
 // every run).
+//
+// Deterministic mode (--deterministic): one algorithm per weight shape for
+// every row count, chosen once from the heuristic's list at kFixedRows rows and
+// checked valid at any count, so that a row's outputs never depend on how many
+// rows share the call (cuBLASLt's own pick changes tiles and split-K with n,
+// and with them each output's order of summation). Output may be fp32 (the
+// logits); a bias then is refused.
 #include <cstdint>
 #include <map>
 #include <unordered_map>
@@ -31,19 +38,21 @@ namespace tpinfer::cuda {
 
 class Gemm {
  public:
-  explicit Gemm(bool tune = false);
+  explicit Gemm(bool tune = false, bool deterministic = false);
   // The workspace (device memory the caller owns) cuBLASLt may use; set once
   // before the first run.
   void set_workspace(void* ptr, size_t bytes);
   // may_time: the call may synchronize the stream (no capture in progress).
+  // out_f32: out is float32 (else bf16).
   void run(const void* x, const void* w, const void* bias, void* out, int64_t n, int64_t k,
-           int64_t m, cudaStream_t stream, bool may_time = false);
+           int64_t m, cudaStream_t stream, bool may_time = false, bool out_f32 = false);
   size_t cached_plans() const { return plans_.size(); }
 
  private:
   struct Key {
     int64_t n, k, m;
     bool bias;
+    bool out_f32;
     uint32_t align_x, align_w, align_out, align_bias;
     bool operator==(const Key&) const = default;
   };
@@ -66,7 +75,13 @@ class Gemm {
   // The most rows of n's bucket: 32-row steps up to 512, then powers of two.
   static int64_t bucket_of(int64_t n);
 
+  // Descriptors and layouts for key, without an algorithm.
+  Plan describe(const Key& key, const void* bias) const;
+  // describe() with the heuristic's first pick.
   Plan make_plan(const Key& key, const void* bias) const;
+  // Deterministic mode: the plan with the shape's one algorithm (chosen on first use).
+  Plan make_fixed_plan(const Key& key, const void* bias);
+  bool valid_at(const Plan& p, const cublasLtMatmulAlgo_t& algo) const;
   // Up to `count` of the heuristic's algorithms for the plan's shape, best guess first.
   std::vector<cublasLtMatmulAlgo_t> candidates(const Plan& p, const Key& key, int count) const;
   cublasStatus_t launch(const Plan& p, const cublasLtMatmulAlgo_t& algo, const void* x,
@@ -80,7 +95,9 @@ class Gemm {
             cudaStream_t stream);
 
   LtHandle handle_;
-  bool tune_ = false;
+  bool tune_ = false, deterministic_ = false;
+  static constexpr int64_t kFixedRows = 256;  // rows the deterministic algorithm is chosen at
+  std::unordered_map<Key, cublasLtMatmulAlgo_t, KeyHash> fixed_;  // by shape_of
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   std::unordered_map<Key, Plan, KeyHash> plans_;

@@ -43,9 +43,13 @@ void launch_silu_mul(const bf16* gate_up, int64_t n, int64_t i, bf16* out, cudaS
 // out[j] = x[rows[j]] for j < m; rows of `cols` bf16 values.
 void launch_gather_rows(const bf16* x, int64_t cols, const int32_t* rows, int64_t m, bf16* out,
                         cudaStream_t stream);
-// out[r] = (max, col_offset + argmax) of row r's first valid_cols values, fp32 pairs.
-void launch_argmax_rows(const bf16* logits, int64_t n, int64_t cols, int64_t valid_cols,
-                        int64_t col_offset, float* out, cudaStream_t stream);
+// out[r] = (max, col_offset + argmax) of row r's first valid_cols values, fp32
+// pairs; logits bf16 or (bf16_logits false) fp32.
+void launch_argmax_rows(const void* logits, bool bf16_logits, int64_t n, int64_t cols,
+                        int64_t valid_cols, int64_t col_offset, float* out, cudaStream_t stream);
+// out[i] = sum over r in 0..parts-1, in that order, of in[r * count + i], in
+// fp32, rounded once (a TP all-reduce in a fixed order: rank r's part at r).
+void launch_sum_parts(const bf16* in, int64_t parts, int64_t count, bf16* out, cudaStream_t stream);
 // ---------------------------------------------------------------- sampling
 // One row to sample (Backend::sample_rows): the logits row and its settings.
 struct SampleRow {

@@ -31,7 +31,8 @@ struct StepShape {
 };
 
 struct Signature {
-  const void *meta_dev = nullptr, *work_dev = nullptr, *work_host = nullptr, *partial_dev = nullptr;
+  const void *meta_dev = nullptr, *work_dev = nullptr, *work_host = nullptr, *partial_dev = nullptr,
+             *gather_dev = nullptr;
   bool operator==(const Signature&) const = default;
 };
 
