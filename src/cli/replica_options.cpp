@@ -27,6 +27,10 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "(at one --tp). The cpu backend always is; on cuda it fixes one GEMM algorithm per "
       "shape, one attention tile order, rank-ordered all-reduces and float32 logits, at some "
       "speed (docs/PERF.md)")(
+      "cuda-graph-max-batch",
+      po::value(&o.cuda_graph_max_batch)->default_value(o.cuda_graph_max_batch),
+      "cuda: decode steps of up to this many sequences run as CUDA graphs, one recorded per "
+      "batch size (larger ones launch their kernels one by one)")(
       "cuda-gemv-rows", po::value(&o.cuda_gemv_rows)->default_value(o.cuda_gemv_rows),
       "cuda: linear layers over at most this many rows use tpinfer's GEMV kernel instead of "
       "cuBLASLt (0 = always cuBLASLt, at most 8)")(
@@ -87,6 +91,8 @@ void check_replica_options(const ReplicaOptions& o) {
         "--deterministic with --cuda-gemm-tune on: tuning picks GEMM algorithms by timing, so "
         "two runs may sum in other orders; drop one of them");
   check_one_of("prefix-cache", o.prefix_cache, {"on", "off"});
+  if (o.cuda_graph_max_batch < 0)
+    throw UsageError("--cuda-graph-max-batch must be >= 0 (0: no CUDA graphs for decode steps)");
   if (o.cuda_gemv_rows < 0 || o.cuda_gemv_rows > 8)
     throw UsageError("--cuda-gemv-rows " + std::to_string(o.cuda_gemv_rows) + " is not in 0..8");
   if (!(o.memory_fraction > 0 && o.memory_fraction <= 1))

@@ -118,6 +118,7 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
       use_mpi ? CudaBackendOptions::Collectives::mpi : CudaBackendOptions::Collectives::nccl;
   co.graphs = o.cuda_graphs == "on";
   co.gemv_max_rows = o.cuda_gemv_rows;
+  co.max_graph_batch = o.cuda_graph_max_batch;
   co.programmatic_launch = o.cuda_pdl == "on";
   co.op_profile = o.cuda_op_profile;
   co.gemm_tune = o.cuda_gemm_tune == "on";

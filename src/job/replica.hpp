@@ -17,6 +17,7 @@ struct ReplicaOptions {
   std::string cuda_pdl = "on";         // on | off (cuda only): programmatic dependent launch
   std::string cuda_gemm_tune = "off";  // on | off (cuda only): time cuBLASLt's candidates
   int cuda_gemv_rows = 1;              // cuda: linear with <= this many rows uses the own GEMV
+  int64_t cuda_graph_max_batch = 512;  // cuda: decode steps of up to this many sequences are graphs
   int64_t custom_all_reduce_kb = 0;    // cuda: all-reduces up to this size use the own IPC kernel
   double memory_fraction = 0.9;        // of free GPU memory, split among ranks sharing a GPU
   int threads = 0;                     // cpu: per rank, 0 = cores / ranks on this node
