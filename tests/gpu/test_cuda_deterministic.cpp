@@ -22,10 +22,13 @@
 namespace tpinfer::gputest {
 namespace {
 
-std::unique_ptr<Backend> cuda_backend(bool deterministic) {
+std::unique_ptr<Backend> cuda_backend(
+    bool deterministic,
+    CudaBackendOptions::DeterministicGemm gemm = CudaBackendOptions::DeterministicGemm::fixed) {
   CudaBackendOptions o;
   o.memory_fraction = 0.1;
   o.deterministic = deterministic;
+  o.deterministic_gemm = gemm;
   return make_cuda_backend(MPI_COMM_SELF, o);
 }
 
@@ -38,10 +41,14 @@ size_t bit_differences(const std::vector<float>& a, const std::vector<float>& b)
 }
 
 // linear over the first n rows of x gives, for each of them, the bits it
-// gives inside the full call, at every n (bf16 out, and fp32 out as the logits).
-TEST(CudaDeterministic, LinearRowsAreTheSameBitsAtEveryRowCount) {
+// gives inside the full call, at every n (bf16 out, and fp32 out as the
+// logits), under each of the mode's GEMM policies.
+class CudaDeterministicLinear
+    : public ::testing::TestWithParam<CudaBackendOptions::DeterministicGemm> {};
+
+TEST_P(CudaDeterministicLinear, RowsAreTheSameBitsAtEveryRowCount) {
   SKIP_WITHOUT_GPU();
-  auto gpu = cuda_backend(true);
+  auto gpu = cuda_backend(true, GetParam());
   std::mt19937_64 rng(5);
   const int64_t full = 3000;
   struct Shape {
@@ -71,6 +78,15 @@ TEST(CudaDeterministic, LinearRowsAreTheSameBitsAtEveryRowCount) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Policies, CudaDeterministicLinear,
+                         ::testing::Values(CudaBackendOptions::DeterministicGemm::fixed,
+                                           CudaBackendOptions::DeterministicGemm::unsplit),
+                         [](const auto& info) {
+                           return info.param == CudaBackendOptions::DeterministicGemm::fixed
+                                      ? std::string("fixed")
+                                      : std::string("unsplit");
+                         });
 
 // One step's batch of sequences, each (seq, first position, count); the logit
 // row of each is its last token. Sequence s owns blocks [s * stride, (s + 1) * stride).

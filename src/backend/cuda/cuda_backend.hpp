@@ -65,6 +65,9 @@ struct CudaBackendOptions {
   // kernel's tile order (no batch-chosen splits), all-reduces as a gather
   // summed in rank order, and float32 logits. Bitwise only at one TP size.
   bool deterministic = false;
+  // How the mode keeps the GEMM batch-invariant (gemm.hpp): one algorithm per
+  // shape, or the heuristic's per-row-count pick among those without split-K.
+  enum class DeterministicGemm { fixed, unsplit } deterministic_gemm = DeterministicGemm::fixed;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller

@@ -58,8 +58,7 @@ size_t Gemm::KeyHash::operator()(const Key& k) const {
   return h;
 }
 
-Gemm::Gemm(bool tune, bool deterministic)
-    : tune_(tune && !deterministic), deterministic_(deterministic) {
+Gemm::Gemm(bool tune, DetGemm det) : tune_(tune && det == DetGemm::off), det_(det) {
   cublasLtHandle_t h = nullptr;
   TPINFER_CUBLAS_CHECK(cublasLtCreate(&h));
   handle_ = LtHandle(h);
@@ -118,11 +117,13 @@ Gemm::Plan Gemm::make_plan(const Key& key, const void* bias) const {
   return p;
 }
 
-std::vector<cublasLtMatmulAlgo_t> Gemm::candidates(const Plan& p, const Key& key, int count) const {
+std::vector<cublasLtMatmulAlgo_t> Gemm::candidates(const Plan& p, const Key& key, int count,
+                                                   bool unsplit_only) const {
   cublasLtMatmulPreference_t pref_raw = nullptr;
   TPINFER_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref_raw));
   MatmulPreference pref(pref_raw);
-  set_pref(pref_raw, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t{workspace_bytes_});
+  set_pref(pref_raw, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+           uint64_t{unsplit_only ? 0 : workspace_bytes_});
   set_pref(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_w);
   set_pref(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_x);
   set_pref(pref_raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_out);
@@ -133,9 +134,19 @@ std::vector<cublasLtMatmulAlgo_t> Gemm::candidates(const Plan& p, const Key& key
                                                       p.b.get(), p.c.get(), p.c.get(), pref_raw,
                                                       count, results.data(), &found));
   std::vector<cublasLtMatmulAlgo_t> out;
-  for (int i = 0; i < found; ++i)
-    if (results[static_cast<size_t>(i)].state == CUBLAS_STATUS_SUCCESS)
-      out.push_back(results[static_cast<size_t>(i)].algo);
+  for (int i = 0; i < found; ++i) {
+    const cublasLtMatmulHeuristicResult_t& r = results[static_cast<size_t>(i)];
+    if (r.state != CUBLAS_STATUS_SUCCESS) continue;
+    if (unsplit_only) {
+      int32_t splits = 1;
+      size_t written = 0;
+      if (cublasLtMatmulAlgoConfigGetAttribute(&r.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
+                                               sizeof splits, &written) != CUBLAS_STATUS_SUCCESS ||
+          splits > 1)
+        continue;
+    }
+    out.push_back(r.algo);
+  }
   return out;
 }
 
@@ -256,7 +267,7 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
           alignment_of(w),
           alignment_of(out),
           bias ? alignment_of(bias) : 256u};
-  if (deterministic_) {
+  if (det_ != DetGemm::off) {
     // One algorithm for every row count needs one alignment class too: 16
     // bytes (every tensor from the arena starts on 256).
     for (uint32_t* a : {&key.align_x, &key.align_w, &key.align_out, &key.align_bias}) {
@@ -266,7 +277,23 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
       *a = 16;
     }
     auto it = plans_.find(key);
-    if (it == plans_.end()) it = plans_.emplace(key, make_fixed_plan(key, bias)).first;
+    if (it == plans_.end()) {
+      if (det_ == DetGemm::fixed) {
+        it = plans_.emplace(key, make_fixed_plan(key, bias)).first;
+      } else {
+        Plan p = describe(key, bias);
+        const std::vector<cublasLtMatmulAlgo_t> best = candidates(p, key, kCandidates, true);
+        if (best.empty())
+          throw Error(
+              "cuda backend: linear --deterministic: cuBLASLt has no algorithm without "
+              "split-K for x [" +
+                  std::to_string(n) + ", " + std::to_string(k) + "], w [" + std::to_string(m) +
+                  ", " + std::to_string(k) + "]",
+              kExitOther);
+        p.algo = best[0];
+        it = plans_.emplace(key, std::move(p)).first;
+      }
+    }
     if (bias) set_desc(it->second.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
     TPINFER_CUBLAS_CHECK(launch(it->second, it->second.algo, x, w, out, stream));
     return;

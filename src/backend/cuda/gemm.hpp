@@ -26,7 +26,11 @@
 // checked valid at any count, so that a row's outputs never depend on how many
 // rows share the call (cuBLASLt's own pick changes tiles and split-K with n,
 // and with them each output's order of summation). Output may be fp32 (the
-// logits); a bias then is refused.
+// logits); a bias then is refused. DetGemm::unsplit instead takes the
+// heuristic's pick per row count among algorithms without split-K (no
+// workspace): each output is then one pass over k in k order whatever the tile,
+// which on sm_90 leaves a row's bits independent of n too (the gpu test checks
+// both), at the heuristic's speed for each n.
 #include <cstdint>
 #include <map>
 #include <unordered_map>
@@ -36,9 +40,11 @@
 
 namespace tpinfer::cuda {
 
+enum class DetGemm { off, fixed, unsplit };
+
 class Gemm {
  public:
-  explicit Gemm(bool tune = false, bool deterministic = false);
+  explicit Gemm(bool tune = false, DetGemm det = DetGemm::off);
   // The workspace (device memory the caller owns) cuBLASLt may use; set once
   // before the first run.
   void set_workspace(void* ptr, size_t bytes);
@@ -83,7 +89,9 @@ class Gemm {
   Plan make_fixed_plan(const Key& key, const void* bias);
   bool valid_at(const Plan& p, const cublasLtMatmulAlgo_t& algo) const;
   // Up to `count` of the heuristic's algorithms for the plan's shape, best guess first.
-  std::vector<cublasLtMatmulAlgo_t> candidates(const Plan& p, const Key& key, int count) const;
+  // unsplit_only: no workspace, and no algorithm that splits k.
+  std::vector<cublasLtMatmulAlgo_t> candidates(const Plan& p, const Key& key, int count,
+                                               bool unsplit_only = false) const;
   cublasStatus_t launch(const Plan& p, const cublasLtMatmulAlgo_t& algo, const void* x,
                         const void* w, void* out, cudaStream_t stream) const;
   // The fastest candidate at key's shape, timed on these operands.
@@ -95,7 +103,8 @@ class Gemm {
             cudaStream_t stream);
 
   LtHandle handle_;
-  bool tune_ = false, deterministic_ = false;
+  bool tune_ = false;
+  DetGemm det_ = DetGemm::off;
   static constexpr int64_t kFixedRows = 256;  // rows the deterministic algorithm is chosen at
   std::unordered_map<Key, cublasLtMatmulAlgo_t, KeyHash> fixed_;  // by shape_of
   void* workspace_ = nullptr;
