@@ -568,6 +568,38 @@ TEST(Resume, RefusesChangedSettingsAndOutputsWithoutAManifest) {
   EXPECT_NE(r.output.find("no manifest"), std::string::npos) << r.output;
 }
 
+// --deterministic is recorded with the TP size; a resume keeps both (on the
+// cpu backend the results are the same bytes either way).
+TEST(Resume, ADeterministicJobResumesOnlyDeterministicAtItsTpSize) {
+  const std::string in = tmp_path("resume-det-in.jsonl"), out = tmp_path("resume-det-out.jsonl"),
+                    plain = tmp_path("resume-det-plain.jsonl");
+  std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6, 7], "temperature": 0.9, "seed": 3})"
+                       "\n";
+  for (const std::string& f : {out, plain}) {
+    std::filesystem::remove(f);
+    std::filesystem::remove(f + ".manifest.json");
+  }
+  const std::string base = "run --model " + std::string(TPINFER_SOURCE_DIR) +
+                           "/inputs/demo-model.h5 --input " + in + " --max-new-tokens 6 --output ";
+  ASSERT_EQ(tpinfer_cli(base + out + " --deterministic").exit_code, 0);
+  ASSERT_EQ(tpinfer_cli(base + plain).exit_code, 0);
+  EXPECT_EQ(read_jsonl(out), read_jsonl(plain));  // the cpu backend always is
+  const nlohmann::json m = nlohmann::json::parse(std::ifstream(out + ".manifest.json"));
+  EXPECT_EQ(m["settings"]["deterministic"], true);
+  EXPECT_EQ(m["settings"]["tp"], 1);
+  auto r = tpinfer_cli(base + out + " --resume");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("was written with --deterministic"), std::string::npos) << r.output;
+  r = mpirun_tpinfer(2, base + out + " --deterministic --tp 2 --resume");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("resume at --tp 1"), std::string::npos) << r.output;
+  r = tpinfer_cli(base + out + " --deterministic --resume");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = tpinfer_cli(base + plain + " --deterministic --resume");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("started without --deterministic"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace tpinfer::test
 
