@@ -24,6 +24,9 @@ get that card's ceilings (--hbm-gbs 3031 --peak-tflops 796); bench's defaults ar
                            the gpu tests, then `tpinfer bench` (bf16, then fp8 KV cache) and
                            the transformers peer (tools/hf_baseline.py) on the same workloads;
                            SCENARIOS: comma list of decode1,decode64,prefill2048,offline (all)
+  table OLD_TGZ [CONFIG]   issue 24's rows (decode1, decode64, prefill2048, 128/128, 1000/1000,
+                           mixed, sharegpt, 1000/1000 fp8 KV) for this tree and OLD_TGZ's
+                           revision, built side by side; NEW_OPTS: options for this tree only
   abtree OLD_TGZ [SCENARIOS] [CONFIG]
                            the gpu tests, then bench of this tree and of an earlier revision
                            (OLD_TGZ: git archive --prefix=old/ REV -o .oldtree/old.tgz, carried)
@@ -267,6 +270,52 @@ cmd_abtree() {
         --offline-repeats 1 "${gpu_ceilings[@]}" 2>&1 | grep -vi progress | tee -a "$OUT/abtree_$side.log" |
         grep -E "decode|prefill|offline" | head -8
     done
+  done
+}
+
+# Issue 24's table in one call: every bench row (batch-1 and batch-64 decode,
+# 2048 prefill, offline 128/128 and 1000/1000, the mixed and sharegpt
+# workloads, 1000/1000 with the fp8 KV cache) for this tree's binary and an
+# earlier revision's (OLD_TGZ, as for abtree), both built side by side without
+# tests; NEW_OPTS: bench options for this tree's binary only.
+cmd_table() {
+  [ $# -ge 1 ] || die "table needs OLD_TGZ (git archive --prefix=old/ REV -o .oldtree/old.tgz)"
+  args_at_most table 2 "$@"
+  local tgz=$1 config=${2:-tools/configs/llama-3-8b.json} side bin opts boost=() common
+  [ -s "$tgz" ] || die "table: $tgz is not there (carry it)"
+  config_arg table "$config"
+  gpu_setup
+  rm -rf /tmp/abtree && mkdir -p /tmp/abtree && tar xzf "$tgz" -C /tmp/abtree || exit 1
+  [ -n "${BOOST_KIT_DIR:-}" ] && boost=(-DBoost_DIR="$BOOST_KIT_DIR")
+  table_build() {  # SOURCE BUILD LOG
+    cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+      "${boost[@]}" -DTPINFER_CUDA=ON -DBUILD_TESTING=OFF >"$3" 2>&1 &&
+      cmake --build "$2" -j 8 --target tpinfer >>"$3" 2>&1
+  }
+  table_build . build-table "$OUT/new_build.log" &
+  table_build /tmp/abtree/old /tmp/abtree/build "$OUT/old_build.log" &
+  wait
+  if ! [ -x build-table/tpinfer ] || ! [ -x /tmp/abtree/build/tpinfer ]; then
+    tail -20 "$OUT"/*_build.log
+    exit 1
+  fi
+  python3 tools/make_workload.py --n 256 --isl 64-2048 --osl 32-512 --seed 0 >/tmp/mixed.jsonl
+  python3 tools/make_workload.py --kind sharegpt --seed 0 >/tmp/sharegpt.jsonl
+  common=(--model-config "$config" --random-weights --requests 256 --repeats "${REPEATS:-3}"
+    --offline-repeats 1 "${gpu_ceilings[@]}")
+  for side in new old; do
+    bin=./build-table/tpinfer opts=${NEW_OPTS:-}
+    [ $side = old ] && bin=/tmp/abtree/build/tpinfer opts=""
+    echo "== $side"
+    # shellcheck disable=SC2086  # the options split into words
+    timeout 150 "$bin" bench "${common[@]}" --scenarios decode1,decode64,prefill2048,offline \
+      --fixed 128/128,1000/1000 --workload /tmp/mixed.jsonl --workload /tmp/sharegpt.jsonl $opts \
+      >"$OUT/table_$side.log" 2>&1
+    grep -vi progress "$OUT/table_$side.log" | grep -E "decode|prefill|offline|error" | head -14
+    # shellcheck disable=SC2086
+    timeout 50 "$bin" bench "${common[@]}" --scenarios offline --fixed 1000/1000 \
+      --kv-cache-dtype fp8 $opts >"$OUT/table_fp8_$side.log" 2>&1
+    grep -vi progress "$OUT/table_fp8_$side.log" | grep -E "offline|error" | head -4
   done
 }
 
@@ -619,7 +668,7 @@ cmd_opbench() {
   return "${PIPESTATUS[0]}"
 }
 
-subcommands="build test bench ab abtree checks profile multi hf ncu opbench"
+subcommands="build test bench ab abtree table checks prefix steps profile multi hf ncu opbench"
 if [ $# -eq 0 ]; then
   usage >&2
   exit 2
@@ -628,6 +677,6 @@ sub=$1
 shift
 case $sub in
   -h | --help | help) usage ;;
-  build | test | bench | ab | abtree | checks | prefix | steps | profile | multi | hf | ncu | opbench) "cmd_$sub" "$@" ;;
+  build | test | bench | ab | abtree | table | checks | prefix | steps | profile | multi | hf | ncu | opbench) "cmd_$sub" "$@" ;;
   *) die "unknown subcommand '$sub' (one of: $subcommands; tools/gpu.sh --help)" ;;
 esac
