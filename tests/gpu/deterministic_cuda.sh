@@ -7,7 +7,17 @@
 # between --max-batch 1 and the default batch. The default mode's differences
 # over the same runs are printed beside (what the mode buys).
 # usage: deterministic_cuda.sh BUILD_DIR   (exit 77: skipped, no GPU)
-source "$(dirname "$0")/gpu_job_setup.sh" "$1"
+# BACKEND=cpu runs the same checks on the cpu backend (no GPU needed): a check of the script.
+if [ "${BACKEND:-cuda}" = cpu ]; then
+  set -euo pipefail
+  root=$(cd "$(dirname "$0")/../.." && pwd)
+  B=$1/tpinfer
+  source "$root/tools/mpirun-env.sh"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+else
+  source "$(dirname "$0")/gpu_job_setup.sh" "$1"
+fi
 M=$root/inputs/demo-model.h5
 python3 -c 'import json, sys; [print(json.loads(l)["prompt"]) for l in open(sys.argv[1])]' \
   "$root/inputs/prompts-text.jsonl" | $B tokenize --model "$M" --bos >"$tmp/ids.txt"
@@ -40,7 +50,7 @@ PY
 job() {  # np out input [extra...]
   local np=$1 out=$2 input=$3
   shift 3
-  timeout -k 5 300 mpirun -np "$np" "$B" run --backend cuda --model "$M" --input "$input" \
+  timeout -k 5 300 mpirun -np "$np" "$B" run --backend "${BACKEND:-cuda}" --model "$M" --input "$input" \
     --output "$out" --memory-fraction 0.2 --checkpoint-interval 0.05 "$@"
 }
 # The target requests' lines, sorted by id.
