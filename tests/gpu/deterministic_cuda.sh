@@ -7,17 +7,8 @@
 # between --max-batch 1 and the default batch. The default mode's differences
 # over the same runs are printed beside (what the mode buys).
 # usage: deterministic_cuda.sh BUILD_DIR   (exit 77: skipped, no GPU)
-# BACKEND=cpu runs the same checks on the cpu backend (no GPU needed): a check of the script.
-if [ "${BACKEND:-cuda}" = cpu ]; then
-  set -euo pipefail
-  root=$(cd "$(dirname "$0")/../.." && pwd)
-  B=$1/tpinfer
-  source "$root/tools/mpirun-env.sh"
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-else
-  source "$(dirname "$0")/gpu_job_setup.sh" "$1"
-fi
+# BACKEND=cpu: the same checks on the cpu backend (gpu_job_setup.sh).
+source "$(dirname "$0")/gpu_job_setup.sh" "$1"
 M=$root/inputs/demo-model.h5
 python3 -c 'import json, sys; [print(json.loads(l)["prompt"]) for l in open(sys.argv[1])]' \
   "$root/inputs/prompts-text.jsonl" | $B tokenize --model "$M" --bos >"$tmp/ids.txt"

@@ -12,6 +12,7 @@
 # layout byte for byte (sorted by id), although a restart changes which
 # requests share a step.
 # usage: faults_cuda.sh BUILD_DIR   (exit 77: skipped, no GPU)
+# BACKEND=cpu: the same checks on the cpu backend (gpu_job_setup.sh).
 source "$(dirname "$0")/gpu_job_setup.sh" "$1"
 # The trained demo model (peaked distributions, as real models have; on the
 # random one every sampled token sits near some sampling boundary) over its
@@ -35,7 +36,7 @@ PY
 job() {  # np tp out [extra...]
   local np=$1 tp=$2 out=$3
   shift 3
-  timeout -k 5 300 mpirun -np "$np" "$B" run --backend cuda --model "$M" \
+  timeout -k 5 300 mpirun -np "$np" "$B" run --backend "${BACKEND:-cuda}" --model "$M" \
     --input "$tmp/in.jsonl" --output "$out" --tp "$tp" --max-batch 16 \
     --checkpoint-interval 0.05 --memory-fraction 0.2 --deterministic "$@"
 }

@@ -4,7 +4,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 B=$1/tpinfer
-if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+# BACKEND=cpu (for the scripts that run --backend "${BACKEND:-cuda}"): the same
+# checks on the cpu backend, without a GPU: a check of the script itself.
+if [ "${BACKEND:-cuda}" != cpu ] && { ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; }; then
   echo "skipped: no GPU visible"
   exit 77
 fi
