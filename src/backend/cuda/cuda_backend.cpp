@@ -641,12 +641,20 @@ class CudaBackend final : public Backend {
     const cuda::OpScope scope(timer_.get(), "all_reduce_sum");
     if (deterministic_ && x.dtype == DType::bf16) {
       // Every rank's part gathered, then summed in rank order: the same sum
-      // whatever the message size (NCCL's algorithm, and its order, depend on it).
+      // whatever the message size (NCCL's algorithm, and its order, depend on
+      // it). In pieces of at most kGatherElements a rank, so the buffer stays
+      // small next to the arena's reserve whatever the step and TP size; an
+      // element's sum does not depend on the piece it falls in.
       const int64_t count = x.numel();
-      const size_t bytes = static_cast<size_t>(count) * 2 * static_cast<size_t>(tp_size_);
+      const int64_t piece = std::min<int64_t>(count, kGatherElements);
+      const size_t bytes = static_cast<size_t>(piece) * 2 * static_cast<size_t>(tp_size_);
       auto* parts = static_cast<bf16*>(grow(gather_dev_, gather_cap_, bytes));
-      collectives_->all_gather(x.data, parts, count, x.dtype);
-      cuda::launch_sum_parts(parts, tp_size_, count, static_cast<bf16*>(x.data), stream_.get());
+      auto* data = static_cast<bf16*>(x.data);
+      for (int64_t off = 0; off < count; off += piece) {
+        const int64_t n = std::min(piece, count - off);
+        collectives_->all_gather(data + off, parts, n, x.dtype);
+        cuda::launch_sum_parts(parts, tp_size_, n, data + off, stream_.get());
+      }
       return;
     }
     collectives_->all_reduce_sum(x.data, x.numel(), x.dtype);
@@ -775,6 +783,7 @@ class CudaBackend final : public Backend {
   // --deterministic all-reduces: every rank's part, gathered.
   void* gather_dev_ = nullptr;
   size_t gather_cap_ = 0;
+  static constexpr int64_t kGatherElements = int64_t{4} << 20;  // 8 MiB of bf16 a rank
   bool deterministic_ = false;
   int work_group_ = 0, work_kv_heads_ = 0, work_head_dim_ = 0;
 

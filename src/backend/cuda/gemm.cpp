@@ -16,8 +16,9 @@ constexpr int kCandidates = 8;      // of the heuristic's list, timed
 constexpr int kDecodeReps = 3;      // timed calls per candidate at decode rows
 constexpr float kMustBeat = 0.97f;  // of the heuristic's first pick's time
 // Deterministic mode: the fixed algorithm must serve this many rows too (a
-// full 8,192-token prefill step and then some).
-constexpr int64_t kFixedCheckRows = 65536;
+// full prefill step at the default --max-step-tokens); a larger step checks
+// its own count when its plan is made, and a refusal stops the job naming it.
+constexpr int64_t kFixedCheckRows = 8192;
 
 // The largest power of two (up to 256) dividing the address: cuBLASLt's
 // heuristic may only pick kernels whose alignment needs the pointers meet.
