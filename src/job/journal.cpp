@@ -221,13 +221,12 @@ void check_manifest_matches(const nlohmann::json& previous, const nlohmann::json
     throw UsageError("--resume: " + output +
                      " was written with --deterministic (byte-identical results); resume it with "
                      "--deterministic, or write to a new --output");
-  if (was_det && setting(previous, "tp") != setting(now, "tp"))
-    throw UsageError("--resume: " + output + " was written with --deterministic at --tp " +
-                     setting(previous, "tp").dump() +
-                     "; its results are byte-identical only at "
-                     "that TP size, so resume at --tp " +
-                     setting(previous, "tp").dump() +
-                     " (the DP size may change), or write to a new --output");
+  if (was_det && setting(previous, "tp") != setting(now, "tp")) {
+    const std::string tp = setting(previous, "tp").dump();
+    throw UsageError("--resume: " + output + " was written with --deterministic at --tp " + tp +
+                     "; its results are byte-identical only at that TP size, so resume at --tp " +
+                     tp + " (the DP size may change), or write to a new --output");
+  }
   if (!was_det && is_det)
     throw UsageError("--resume: " + output +
                      " was started without --deterministic, and the results it holds were not made "

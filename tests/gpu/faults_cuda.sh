@@ -16,8 +16,9 @@
 source "$(dirname "$0")/gpu_job_setup.sh" "$1"
 # The trained demo model (peaked distributions, as real models have; on the
 # random one every sampled token sits near some sampling boundary) over its
-# 36 text prompts, given as token ids (with BOS): 400 requests, a third sampled with their own seeds, long
-# enough (EOS ignored) that a run takes many steps at --max-batch 16.
+# 36 text prompts, given as token ids (with BOS): 400 requests, a third
+# sampled with their own seeds, long enough (EOS ignored) that a run takes
+# many steps at --max-batch 16.
 M=$root/inputs/demo-model.h5
 python3 -c 'import json, sys; [print(json.loads(l)["prompt"]) for l in open(sys.argv[1])]' \
   "$root/inputs/prompts-text.jsonl" | $B tokenize --model "$M" --bos >"$tmp/ids.txt"

@@ -106,11 +106,14 @@ Gemm::Plan Gemm::describe(const Key& key, const void* bias) const {
   return p;
 }
 
-Gemm::Plan Gemm::make_plan(const Key& key, const void* bias) const {
+Gemm::Plan Gemm::make_plan(const Key& key, const void* bias, bool unsplit_only) const {
   Plan p = describe(key, bias);
-  const std::vector<cublasLtMatmulAlgo_t> best = candidates(p, key, 1);
+  // Without split-K the first few picks may all split k: ask for more.
+  const std::vector<cublasLtMatmulAlgo_t> best =
+      candidates(p, key, unsplit_only ? kCandidates : 1, unsplit_only);
   if (best.empty())
-    throw Error("cuda backend: linear: cuBLASLt has no algorithm for x [" + std::to_string(key.n) +
+    throw Error(std::string("cuda backend: linear: cuBLASLt has no algorithm") +
+                    (unsplit_only ? " without split-K" : "") + " for x [" + std::to_string(key.n) +
                     ", " + std::to_string(key.k) + "], w [" + std::to_string(key.m) + ", " +
                     std::to_string(key.k) + "]",
                 kExitOther);
@@ -248,11 +251,7 @@ void Gemm::adopt_winner(const Key& key, Plan& p) const {
   if (shape == winners_.end()) return;
   const auto won = shape->second.find(bucket_of(key.n));
   if (won == shape->second.end()) return;
-  cublasLtMatmulHeuristicResult_t check{};
-  if (cublasLtMatmulAlgoCheck(handle_.get(), p.desc.get(), p.a.get(), p.b.get(), p.c.get(),
-                              p.c.get(), &won->second, &check) == CUBLAS_STATUS_SUCCESS &&
-      check.workspaceSize <= workspace_bytes_)
-    p.algo = won->second;
+  if (valid_at(p, won->second)) p.algo = won->second;
 }
 
 void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_t n, int64_t k,
@@ -278,23 +277,11 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
       *a = 16;
     }
     auto it = plans_.find(key);
-    if (it == plans_.end()) {
-      if (det_ == DetGemm::fixed) {
-        it = plans_.emplace(key, make_fixed_plan(key, bias)).first;
-      } else {
-        Plan p = describe(key, bias);
-        const std::vector<cublasLtMatmulAlgo_t> best = candidates(p, key, kCandidates, true);
-        if (best.empty())
-          throw Error(
-              "cuda backend: linear --deterministic: cuBLASLt has no algorithm without "
-              "split-K for x [" +
-                  std::to_string(n) + ", " + std::to_string(k) + "], w [" + std::to_string(m) +
-                  ", " + std::to_string(k) + "]",
-              kExitOther);
-        p.algo = best[0];
-        it = plans_.emplace(key, std::move(p)).first;
-      }
-    }
+    if (it == plans_.end())
+      it = plans_
+               .emplace(key, det_ == DetGemm::fixed ? make_fixed_plan(key, bias)
+                                                    : make_plan(key, bias, /*unsplit_only=*/true))
+               .first;
     if (bias) set_desc(it->second.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
     TPINFER_CUBLAS_CHECK(launch(it->second, it->second.algo, x, w, out, stream));
     return;

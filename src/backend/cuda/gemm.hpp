@@ -83,8 +83,8 @@ class Gemm {
 
   // Descriptors and layouts for key, without an algorithm.
   Plan describe(const Key& key, const void* bias) const;
-  // describe() with the heuristic's first pick.
-  Plan make_plan(const Key& key, const void* bias) const;
+  // describe() with the heuristic's first pick (unsplit_only: among those without split-K).
+  Plan make_plan(const Key& key, const void* bias, bool unsplit_only = false) const;
   // Deterministic mode: the plan with the shape's one algorithm (chosen on first use).
   Plan make_fixed_plan(const Key& key, const void* bias);
   bool valid_at(const Plan& p, const cublasLtMatmulAlgo_t& algo) const;
