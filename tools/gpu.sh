@@ -30,6 +30,7 @@ get that card's ceilings (--hbm-gbs 3031 --peak-tflops 796); bench's defaults ar
   table OLD_TGZ [CONFIG]   issue 24's rows (decode1, decode64, prefill2048, 128/128, 1000/1000,
                            mixed, sharegpt, 1000/1000 fp8 KV) for this tree and OLD_TGZ's
                            revision, built side by side; NEW_OPTS: options for this tree only
+  oldbuild OLD_TGZ         only OLD_TGZ's tpinfer (in /tmp/abtree/build; table reuses it)
   abtree OLD_TGZ [SCENARIOS] [CONFIG]
                            the gpu tests, then bench of this tree and of an earlier revision
                            (OLD_TGZ: git archive --prefix=old/ REV -o .oldtree/old.tgz, carried)
@@ -284,30 +285,21 @@ cmd_abtree() {
 cmd_table() {
   [ $# -ge 1 ] || die "table needs OLD_TGZ (git archive --prefix=old/ REV -o .oldtree/old.tgz)"
   args_at_most table 2 "$@"
-  local tgz=$1 config=${2:-tools/configs/llama-3-8b.json} side bin opts boost=() common
+  local tgz=$1 config=${2:-tools/configs/llama-3-8b.json} side bin opts common
   [ -s "$tgz" ] || die "table: $tgz is not there (carry it)"
   config_arg table "$config"
   gpu_setup
-  rm -rf /tmp/abtree && mkdir -p /tmp/abtree && tar xzf "$tgz" -C /tmp/abtree || exit 1
-  [ -n "${BOOST_KIT_DIR:-}" ] && boost=(-DBoost_DIR="$BOOST_KIT_DIR")
-  table_build() {  # SOURCE BUILD LOG
-    cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
-      "${boost[@]}" -DTPINFER_CUDA=ON -DBUILD_TESTING=OFF >"$3" 2>&1 &&
-      cmake --build "$2" -j 8 --target tpinfer >>"$3" 2>&1
-  }
-  table_build . build-table "$OUT/new_build.log" &
-  table_build /tmp/abtree/old /tmp/abtree/build "$OUT/old_build.log" &
-  wait
-  if ! [ -x build-table/tpinfer ] || ! [ -x /tmp/abtree/build/tpinfer ]; then
-    tail -20 "$OUT"/*_build.log
-    exit 1
-  fi
+  # The old binary may already be there from an earlier call on this machine
+  # (old_tree_build, run beside other work); this tree's is build-gpu's.
+  old_tree_build "$tgz" &
+  JOBS=8 gpu_build tpinfer
+  wait $! || exit 1
   python3 tools/make_workload.py --n 256 --isl 64-2048 --osl 32-512 --seed 0 >/tmp/mixed.jsonl
   python3 tools/make_workload.py --kind sharegpt --seed 0 >/tmp/sharegpt.jsonl
   common=(--model-config "$config" --random-weights --requests 256 --repeats "${REPEATS:-3}"
     --offline-repeats 1 "${gpu_ceilings[@]}")
   for side in new old; do
-    bin=./build-table/tpinfer opts=${NEW_OPTS:-}
+    bin=./build-gpu/tpinfer opts=${NEW_OPTS:-}
     [ $side = old ] && bin=/tmp/abtree/build/tpinfer opts=""
     echo "== $side"
     # shellcheck disable=SC2086  # the options split into words
@@ -320,6 +312,27 @@ cmd_table() {
       --kv-cache-dtype fp8 $opts >"$OUT/table_fp8_$side.log" 2>&1
     grep -vi progress "$OUT/table_fp8_$side.log" | grep -E "offline|error" | head -4
   done
+}
+
+# Builds OLD_TGZ's tpinfer in /tmp/abtree/build (no tests), unless the same
+# archive's binary is already there; logs in $OUT/old_build.log.
+old_tree_build() {  # OLD_TGZ
+  local tgz=$1 sum boost=()
+  sum=$(md5sum <"$tgz")
+  if [ -x /tmp/abtree/build/tpinfer ] && [ "$(cat /tmp/abtree/sum 2>/dev/null)" = "$sum" ]; then
+    echo "old tree: built already"
+    return 0
+  fi
+  rm -rf /tmp/abtree && mkdir -p /tmp/abtree && tar xzf "$tgz" -C /tmp/abtree || return 1
+  [ -n "${BOOST_KIT_DIR:-}" ] && boost=(-DBoost_DIR="$BOOST_KIT_DIR")
+  if ! { cmake -S /tmp/abtree/old -B /tmp/abtree/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_CUDA_ARCHITECTURES=90a "${boost[@]}" -DTPINFER_CUDA=ON -DBUILD_TESTING=OFF &&
+      cmake --build /tmp/abtree/build -j "${OLD_JOBS:-8}" --target tpinfer; } >"$OUT/old_build.log" 2>&1; then
+    grep -m5 error "$OUT/old_build.log"
+    return 1
+  fi
+  echo "$sum" >/tmp/abtree/sum
+  echo "old tree: built"
 }
 
 # --deterministic (issue 25): its gpu tests (ops and whole-model schedules,
@@ -707,7 +720,17 @@ cmd_opbench() {
   return "${PIPESTATUS[0]}"
 }
 
-subcommands="build test bench ab abtree table det checks prefix steps profile multi hf ncu opbench"
+# Only the earlier revision's binary (e.g. beside a call's other work, for
+# `table` in the next call on the same machine).
+cmd_oldbuild() {
+  [ $# -eq 1 ] || die "oldbuild needs OLD_TGZ (git archive --prefix=old/ REV -o .oldtree/old.tgz)"
+  [ -s "$1" ] || die "oldbuild: $1 is not there (carry it)"
+  source tools/gpu-kit-env.sh || exit
+  mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
+  old_tree_build "$1"
+}
+
+subcommands="build test bench ab abtree table oldbuild det checks prefix steps profile multi hf ncu opbench"
 if [ $# -eq 0 ]; then
   usage >&2
   exit 2
@@ -716,6 +739,6 @@ sub=$1
 shift
 case $sub in
   -h | --help | help) usage ;;
-  build | test | bench | ab | abtree | table | det | checks | prefix | steps | profile | multi | hf | ncu | opbench) "cmd_$sub" "$@" ;;
+  build | test | bench | ab | abtree | table | oldbuild | det | checks | prefix | steps | profile | multi | hf | ncu | opbench) "cmd_$sub" "$@" ;;
   *) die "unknown subcommand '$sub' (one of: $subcommands; tools/gpu.sh --help)" ;;
 esac
