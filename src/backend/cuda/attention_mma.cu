@@ -15,6 +15,7 @@
 //    shared memory. Long contexts are also split across blocks (gridDim.z);
 //    a second kernel merges the splits (flash-decoding).
 // Softmax runs in base 2 on scores pre-multiplied by scale * log2(e).
+#include <climits>
 #include <cmath>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -68,6 +69,14 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) {
                : "memory");
 }
 
+// Four 8x8 b16 matrices as stored; lane l gives the address of row l % 8 of matrix l / 8.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p))
+               : "memory");
+}
+
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
@@ -77,11 +86,8 @@ __device__ __forceinline__ uint32_t ld_u32(const bf16* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
 
-// Two adjacent K elements as one bf16x2 B-fragment register: loaded as they
-// are, or (fp8) loaded as 16 bits and converted exactly.
-__device__ __forceinline__ uint32_t k_pair(const bf16* p) {
-  return ld_u32(p);
-}
+// Two adjacent fp8 K elements as one bf16x2 B-fragment register, converted
+// exactly (bf16 K's fragments come by ldmatrix).
 __device__ __forceinline__ uint32_t k_pair(const fp8* p) {
   const float2 f = fp8x2_to_float2(*reinterpret_cast<const __nv_fp8x2_storage_t*>(p));
   return pack_bf16(f.x, f.y);
@@ -241,7 +247,10 @@ __device__ __forceinline__ void load_rows(WarpRows<D>& w, const AttentionParams&
 
 // Attends the warp's rows over one smem tile of kKeys keys starting at key k0:
 // K in the cache's type C (rows of kRawStride), V in bf16 (rows of D + kPad).
-template <int D, int kKeys, typename C>
+// kMask: some key of the tile lies past a row's position or past kend (the
+// tile on the causal diagonal, or the last one); a tile every row sees whole
+// skips the per-score test.
+template <int D, int kKeys, typename C, bool kMask = true>
 __device__ __forceinline__ void attend_tile(WarpRows<D>& w, const C* ks, const bf16* vs, int k0,
                                             int kend, float scale_log2, int lane) {
   constexpr int kStride = D + kPad;
@@ -255,11 +264,26 @@ __device__ __forceinline__ void attend_tile(WarpRows<D>& w, const C* ks, const b
       // S = Q K^T: B[k = dim][n = key] is K's row-major rows, two dims per 32-bit load.
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
+    if constexpr (sizeof(C) == 2) {
+      static_assert(kN % 2 == 0, "bf16 tiles of whole 16-key pairs");
+      // bf16: K's rows are B's columns as stored, so one ldmatrix.x4 gives the
+      // fragments of two 8-key n-tiles (matrices: keys j / j + 1 x dims 0-7 / 8-15).
 #pragma unroll
-    for (int j = 0; j < kN; ++j) {
-      // Conflict-free for both types: the 8 keys' rows start in 8 distinct bank groups.
-      const C* kp = ks + (j * 8 + (lane >> 2)) * kKStride + kk * 16 + (lane & 3) * 2;
-      mma16816(s[j], w.q[kk], k_pair(kp), k_pair(kp + 8));
+      for (int j = 0; j < kN; j += 2) {
+        const int mi = lane >> 3;
+        uint32_t b[4];
+        ldsm_x4(b, reinterpret_cast<const bf16*>(ks) +
+                       ((j + (mi >> 1)) * 8 + (lane & 7)) * kKStride + kk * 16 + (mi & 1) * 8);
+        mma16816(s[j], w.q[kk], b[0], b[1]);
+        mma16816(s[j + 1], w.q[kk], b[2], b[3]);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kN; ++j) {
+        // Conflict-free: the 8 keys' rows start in 8 distinct bank groups.
+        const C* kp = ks + (j * 8 + (lane >> 2)) * kKStride + kk * 16 + (lane & 3) * 2;
+        mma16816(s[j], w.q[kk], k_pair(kp), k_pair(kp + 8));
+      }
     }
   }
   // Scale, causal mask, tile row max (over the quad that shares a row).
@@ -270,7 +294,7 @@ __device__ __forceinline__ void attend_tile(WarpRows<D>& w, const C* ks, const b
     for (int e = 0; e < 4; ++e) {
       const int key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
       const int r = e >> 1;
-      const float v = (key <= w.pos[r] && key < kend) ? s[j][e] * scale_log2 : kNegInf;
+      const float v = (!kMask || (key <= w.pos[r] && key < kend)) ? s[j][e] * scale_log2 : kNegInf;
       s[j][e] = v;
       tmax[r] = fmaxf(tmax[r], v);
     }
@@ -382,8 +406,14 @@ __global__ void __launch_bounds__(kThreads)
   load_rows(w, p, tok0, it.row0 + warp * 16, it.row0 + it.nrows, h, group, lane);
   // The warp skips tiles past its last row's position (causal), but keeps to the barriers.
   int wmax = max(w.pos[0], w.pos[1]);
+  // The first position of the warp's real rows (padding rows, pos -1, attend
+  // nothing and are never stored: whatever they compute is dropped).
+  int wmin = min(w.pos[0] < 0 ? INT_MAX : w.pos[0], w.pos[1] < 0 ? INT_MAX : w.pos[1]);
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
+  for (int o = 16; o > 0; o >>= 1) {
+    wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
+    wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
+  }
 
   const int kend = it.kv_end;
   const int n_tiles = (kend + kPrefillKeys - 1) / kPrefillKeys;
@@ -407,8 +437,13 @@ __global__ void __launch_bounds__(kThreads)
     const bf16* vs;
     T::template mma_tiles<kThreads>(
         tiles, i & 1, threadIdx.x, [] { __syncthreads(); }, ks, vs);
-    if (i * kPrefillKeys <= wmax)
-      attend_tile<D, kPrefillKeys, C>(w, ks, vs, i * kPrefillKeys, kend, p.scale_log2, lane);
+    const int k0 = i * kPrefillKeys, k_last = k0 + kPrefillKeys - 1;
+    if (k0 <= wmax) {
+      if (k_last <= wmin && k_last < kend)
+        attend_tile<D, kPrefillKeys, C, false>(w, ks, vs, k0, kend, p.scale_log2, lane);
+      else
+        attend_tile<D, kPrefillKeys, C, true>(w, ks, vs, k0, kend, p.scale_log2, lane);
+    }
     __syncthreads();  // the next iteration's copy overwrites this stage (and conversion)
   }
   reduce_row_sums(w);
