@@ -25,8 +25,8 @@ get that card's ceilings (--hbm-gbs 3031 --peak-tflops 796); bench's defaults ar
                            the transformers peer (tools/hf_baseline.py) on the same workloads;
                            SCENARIOS: comma list of decode1,decode64,prefill2048,offline (all)
   det [CONFIG]             --deterministic: its gpu tests (ops, schedules, jobs, gpu_faults),
-                           then its cost (decode1, decode64, mixed, 1000/1000) against the
-                           default mode, for both GEMM policies (fixed, unsplit)
+                           then its cost (decode1, decode64, both at long contexts too, mixed,
+                           1000/1000) against the default mode
   table OLD_TGZ [CONFIG]   issue 24's rows (decode1, decode64, prefill2048, 128/128, 1000/1000,
                            mixed, sharegpt, 1000/1000 fp8 KV) for this tree and OLD_TGZ's
                            revision, built side by side; NEW_OPTS: options for this tree only
@@ -337,18 +337,17 @@ old_tree_build() {  # OLD_TGZ
 
 # --deterministic (issue 25): its gpu tests (ops and whole-model schedules,
 # then the whole-job script, then gpu_faults, which runs under the mode), and
-# its cost: bench of batch-1 and batch-64 decode, the mixed workload and
-# offline 1000/1000, default mode vs the mode with each GEMM policy (fixed,
-# unsplit), in one call.
+# its cost: bench of batch-1 and batch-64 decode (also at long contexts), the
+# mixed workload and offline 1000/1000, the default mode and the mode, in one call.
 cmd_det() {
   args_at_most det 1 "$@"
-  local config=${1:-tools/configs/llama-3-8b.json} run common
+  local config=${1:-tools/configs/llama-3-8b.json} mode common
   config_arg det "$config"
   gpu_setup
   gpu_build tpinfer tpinfer_gpu_tests
   if [ "${SKIP_TESTS:-0}" != 1 ]; then
     timeout 150 build-gpu/tests/tpinfer_gpu_tests \
-      --gtest_filter='CudaDeterministic*:CudaOps.Linear*:CudaModel*' >"$OUT/det_gtest.log" 2>&1
+      --gtest_filter='*CudaDeterministic*:*CudaLinear*:*CudaModel*' >"$OUT/det_gtest.log" 2>&1
     echo "deterministic gtests: exit $?"
     grep -E "^\[  (PASSED|FAILED) |FAILED|Failure|default  \]|logits   \]" "$OUT/det_gtest.log" | head -40
     gpu_ctest "$OUT/det_jobs.log" 500 -R "gpu_deterministic|gpu_faults"
@@ -357,17 +356,17 @@ cmd_det() {
   python3 tools/make_workload.py --n 256 --isl 64-2048 --osl 32-512 --seed 0 >/tmp/mixed.jsonl
   # shellcheck disable=SC2054  # the commas are inside option values
   common=(--model-config "$config" --random-weights --requests 256 --repeats "${REPEATS:-3}"
-    --offline-repeats 1 "${gpu_ceilings[@]}" --scenarios decode1,decode64,offline
+    --offline-repeats 1 "${gpu_ceilings[@]}"
+    --scenarios decode1,decode64,decode1@8000,decode64@2000,offline
     --fixed 1000/1000 --workload /tmp/mixed.jsonl)
-  for run in default fixed unsplit; do
-    echo "== bench: $run"
-    case $run in
-      default) ./build-gpu/tpinfer bench "${common[@]}" >"$OUT/det_bench_$run.log" 2>&1 ;;
-      fixed) ./build-gpu/tpinfer bench "${common[@]}" --deterministic >"$OUT/det_bench_$run.log" 2>&1 ;;
-      unsplit) TPINFER_DETERMINISTIC_GEMM=unsplit ./build-gpu/tpinfer bench "${common[@]}" \
-        --deterministic >"$OUT/det_bench_$run.log" 2>&1 ;;
-    esac
-    grep -vi progress "$OUT/det_bench_$run.log" | grep -E "decode|offline|error" | head -8
+  for mode in default deterministic; do
+    echo "== bench: $mode"
+    if [ $mode = default ]; then
+      ./build-gpu/tpinfer bench "${common[@]}" >"$OUT/det_bench_$mode.log" 2>&1
+    else
+      ./build-gpu/tpinfer bench "${common[@]}" --deterministic >"$OUT/det_bench_$mode.log" 2>&1
+    fi
+    grep -vi progress "$OUT/det_bench_$mode.log" | grep -E "decode|offline|error" | head -8
   done
 }
 

@@ -123,10 +123,6 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
   co.op_profile = o.cuda_op_profile;
   co.gemm_tune = o.cuda_gemm_tune == "on";
   co.deterministic = o.deterministic;
-  // Which of the mode's two GEMM policies (cuda_backend.hpp); an environment
-  // knob while the two are compared on GPUs (docs/CUDA_BACKEND.md).
-  if (const char* g = std::getenv("TPINFER_DETERMINISTIC_GEMM"); g && std::string(g) == "unsplit")
-    co.deterministic_gemm = CudaBackendOptions::DeterministicGemm::unsplit;
   co.custom_all_reduce_bytes = static_cast<size_t>(o.custom_all_reduce_kb) * 1024;
   r.description =
       "cuda (GPU " + std::to_string(co.device) + " of " + std::to_string(gpus) +

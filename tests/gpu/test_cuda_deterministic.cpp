@@ -22,13 +22,10 @@
 namespace tpinfer::gputest {
 namespace {
 
-std::unique_ptr<Backend> cuda_backend(
-    bool deterministic,
-    CudaBackendOptions::DeterministicGemm gemm = CudaBackendOptions::DeterministicGemm::fixed) {
+std::unique_ptr<Backend> cuda_backend(bool deterministic) {
   CudaBackendOptions o;
   o.memory_fraction = 0.1;
   o.deterministic = deterministic;
-  o.deterministic_gemm = gemm;
   return make_cuda_backend(MPI_COMM_SELF, o);
 }
 
@@ -42,13 +39,11 @@ size_t bit_differences(const std::vector<float>& a, const std::vector<float>& b)
 
 // linear over the first n rows of x gives, for each of them, the bits it
 // gives inside the full call, at every n (bf16 out, and fp32 out as the
-// logits), under each of the mode's GEMM policies.
-class CudaDeterministicLinear
-    : public ::testing::TestWithParam<CudaBackendOptions::DeterministicGemm> {};
-
-TEST_P(CudaDeterministicLinear, RowsAreTheSameBitsAtEveryRowCount) {
+// logits). This is the premise of the mode's GEMM (gemm.hpp): algorithms
+// without split-K sum each output over k in one order whatever their tile.
+TEST(CudaDeterministicLinear, RowsAreTheSameBitsAtEveryRowCount) {
   SKIP_WITHOUT_GPU();
-  auto gpu = cuda_backend(true, GetParam());
+  auto gpu = cuda_backend(true);
   std::mt19937_64 rng(5);
   const int64_t full = 3000;
   struct Shape {
@@ -78,15 +73,6 @@ TEST_P(CudaDeterministicLinear, RowsAreTheSameBitsAtEveryRowCount) {
     }
   }
 }
-
-INSTANTIATE_TEST_SUITE_P(Policies, CudaDeterministicLinear,
-                         ::testing::Values(CudaBackendOptions::DeterministicGemm::fixed,
-                                           CudaBackendOptions::DeterministicGemm::unsplit),
-                         [](const auto& info) {
-                           return info.param == CudaBackendOptions::DeterministicGemm::fixed
-                                      ? std::string("fixed")
-                                      : std::string("unsplit");
-                         });
 
 // One step's batch of sequences, each (seq, first position, count); the logit
 // row of each is its last token. Sequence s owns blocks [s * stride, (s + 1) * stride).

@@ -127,11 +127,7 @@ class CudaBackend final : public Backend {
       collectives_ = std::make_unique<cuda::Collectives>(
           comm_.get(), o.collectives, o.deterministic ? 0 : o.custom_all_reduce_bytes,
           stream_.get());
-    gemm_ = std::make_unique<cuda::Gemm>(
-        o.gemm_tune, !o.deterministic ? cuda::DetGemm::off
-                     : o.deterministic_gemm == CudaBackendOptions::DeterministicGemm::unsplit
-                         ? cuda::DetGemm::unsplit
-                         : cuda::DetGemm::fixed);
+    gemm_ = std::make_unique<cuda::Gemm>(o.gemm_tune, o.deterministic);
     cuda::attention_init();
     size_t free_bytes = 0, total_bytes = 0;
     TPINFER_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));

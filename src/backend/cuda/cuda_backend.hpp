@@ -60,14 +60,11 @@ struct CudaBackendOptions {
   bool gemm_tune = false;
   // Batch-invariant results (--deterministic): a row's outputs do not depend on
   // the other rows of its step, on how its prompt was cut into chunks, or on
-  // decode versus prefill. One cuBLASLt algorithm per weight shape for every
-  // row count (no GEMV, no tuning), every attention row through the prefill
+  // decode versus prefill. cuBLASLt algorithms without split-K (no GEMV, no
+  // tuning; gemm.hpp), every attention row through the prefill
   // kernel's tile order (no batch-chosen splits), all-reduces as a gather
   // summed in rank order, and float32 logits. Bitwise only at one TP size.
   bool deterministic = false;
-  // How the mode keeps the GEMM batch-invariant (gemm.hpp): one algorithm per
-  // shape, or the heuristic's per-row-count pick among those without split-K.
-  enum class DeterministicGemm { fixed, unsplit } deterministic_gemm = DeterministicGemm::fixed;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller

@@ -15,10 +15,6 @@ namespace {
 constexpr int kCandidates = 8;      // of the heuristic's list, timed
 constexpr int kDecodeReps = 3;      // timed calls per candidate at decode rows
 constexpr float kMustBeat = 0.97f;  // of the heuristic's first pick's time
-// Deterministic mode: the fixed algorithm must serve this many rows too (a
-// full prefill step at the default --max-step-tokens); a larger step checks
-// its own count when its plan is made, and a refusal stops the job naming it.
-constexpr int64_t kFixedCheckRows = 8192;
 
 // The largest power of two (up to 256) dividing the address: cuBLASLt's
 // heuristic may only pick kernels whose alignment needs the pointers meet.
@@ -59,7 +55,8 @@ size_t Gemm::KeyHash::operator()(const Key& k) const {
   return h;
 }
 
-Gemm::Gemm(bool tune, DetGemm det) : tune_(tune && det == DetGemm::off), det_(det) {
+Gemm::Gemm(bool tune, bool deterministic)
+    : tune_(tune && !deterministic), deterministic_(deterministic) {
   cublasLtHandle_t h = nullptr;
   TPINFER_CUBLAS_CHECK(cublasLtCreate(&h));
   handle_ = LtHandle(h);
@@ -81,7 +78,6 @@ void Gemm::set_workspace(void* ptr, size_t bytes) {
   workspace_bytes_ = bytes;
   plans_.clear();  // the heuristic's choice depends on the workspace size
   winners_.clear();
-  fixed_.clear();
 }
 
 Gemm::Plan Gemm::describe(const Key& key, const void* bias) const {
@@ -213,39 +209,6 @@ bool Gemm::valid_at(const Plan& p, const cublasLtMatmulAlgo_t& algo) const {
          check.workspaceSize <= workspace_bytes_;
 }
 
-Gemm::Plan Gemm::make_fixed_plan(const Key& key, const void* bias) {
-  const Key shape = shape_of(key);
-  auto it = fixed_.find(shape);
-  if (it == fixed_.end()) {
-    // The heuristic's list at kFixedRows rows (batched decode, where the
-    // choice costs most), first that is valid from one row to a full prefill step.
-    Key at = key;
-    at.n = kFixedRows;
-    const Plan ref = describe(at, bias);
-    at.n = 1;
-    const Plan one = describe(at, bias);
-    at.n = kFixedCheckRows;
-    const Plan many = describe(at, bias);
-    for (const cublasLtMatmulAlgo_t& algo : candidates(ref, at, kCandidates))
-      if (valid_at(one, algo) && valid_at(many, algo)) {
-        it = fixed_.emplace(shape, algo).first;
-        break;
-      }
-    if (it == fixed_.end())
-      throw Error("cuda backend: linear --deterministic: no cuBLASLt algorithm serves w [" +
-                      std::to_string(key.m) + ", " + std::to_string(key.k) + "] at every row count",
-                  kExitOther);
-  }
-  Plan p = describe(key, bias);
-  if (!valid_at(p, it->second))
-    throw Error("cuda backend: linear --deterministic: the algorithm fixed for w [" +
-                    std::to_string(key.m) + ", " + std::to_string(key.k) + "] refuses " +
-                    std::to_string(key.n) + " rows",
-                kExitOther);
-  p.algo = it->second;
-  return p;
-}
-
 void Gemm::adopt_winner(const Key& key, Plan& p) const {
   const auto shape = winners_.find(shape_of(key));
   if (shape == winners_.end()) return;
@@ -267,7 +230,7 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
           alignment_of(w),
           alignment_of(out),
           bias ? alignment_of(bias) : 256u};
-  if (det_ != DetGemm::off) {
+  if (deterministic_) {
     // One algorithm for every row count needs one alignment class too: 16
     // bytes (every tensor from the arena starts on 256).
     for (uint32_t* a : {&key.align_x, &key.align_w, &key.align_out, &key.align_bias}) {
@@ -278,10 +241,7 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
     }
     auto it = plans_.find(key);
     if (it == plans_.end())
-      it = plans_
-               .emplace(key, det_ == DetGemm::fixed ? make_fixed_plan(key, bias)
-                                                    : make_plan(key, bias, /*unsplit_only=*/true))
-               .first;
+      it = plans_.emplace(key, make_plan(key, bias, /*unsplit_only=*/true)).first;
     if (bias) set_desc(it->second.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
     TPINFER_CUBLAS_CHECK(launch(it->second, it->second.algo, x, w, out, stream));
     return;

@@ -21,16 +21,17 @@
 // pick differently and differ in the last bits (tuning off: the same pick in
 // every run).
 //
-// Deterministic mode (--deterministic): one algorithm per weight shape for
-// every row count, chosen once from the heuristic's list at kFixedRows rows and
-// checked valid at any count, so that a row's outputs never depend on how many
-// rows share the call (cuBLASLt's own pick changes tiles and split-K with n,
-// and with them each output's order of summation). Output may be fp32 (the
-// logits); a bias then is refused. DetGemm::unsplit instead takes the
-// heuristic's pick per row count among algorithms without split-K (no
-// workspace): each output is then one pass over k in k order whatever the tile,
-// which on sm_90 leaves a row's bits independent of n too (the gpu test checks
-// both), at the heuristic's speed for each n.
+// Deterministic mode (--deterministic): a row's outputs must not depend on how
+// many rows share the call. cuBLASLt's pick changes tiles and split-K with n,
+// and split-K changes each output's order of summation; so the mode takes the
+// heuristic's pick per row count among algorithms without split-K and without
+// workspace, in one alignment class (16 bytes). Each output is then one pass
+// over k in k order whatever the tile, which on sm_90 leaves a row's bits
+// independent of n (CudaDeterministicLinear checks it at 16 row counts from 1
+// to 3,000 on Llama-3-8B's shapes: re-run it after a cuBLAS upgrade). It keeps
+// the heuristic's speed at each n; one fixed algorithm for every n, also tried,
+// cost 60 % at batch 1 (docs/PERF.md). No GEMV, no tuning. Output may be fp32
+// (the logits); a bias then is refused.
 #include <cstdint>
 #include <map>
 #include <unordered_map>
@@ -40,11 +41,9 @@
 
 namespace tpinfer::cuda {
 
-enum class DetGemm { off, fixed, unsplit };
-
 class Gemm {
  public:
-  explicit Gemm(bool tune = false, DetGemm det = DetGemm::off);
+  explicit Gemm(bool tune = false, bool deterministic = false);
   // The workspace (device memory the caller owns) cuBLASLt may use; set once
   // before the first run.
   void set_workspace(void* ptr, size_t bytes);
@@ -85,8 +84,6 @@ class Gemm {
   Plan describe(const Key& key, const void* bias) const;
   // describe() with the heuristic's first pick (unsplit_only: among those without split-K).
   Plan make_plan(const Key& key, const void* bias, bool unsplit_only = false) const;
-  // Deterministic mode: the plan with the shape's one algorithm (chosen on first use).
-  Plan make_fixed_plan(const Key& key, const void* bias);
   bool valid_at(const Plan& p, const cublasLtMatmulAlgo_t& algo) const;
   // Up to `count` of the heuristic's algorithms for the plan's shape, best guess first.
   // unsplit_only: no workspace, and no algorithm that splits k.
@@ -104,9 +101,7 @@ class Gemm {
 
   LtHandle handle_;
   bool tune_ = false;
-  DetGemm det_ = DetGemm::off;
-  static constexpr int64_t kFixedRows = 256;  // rows the deterministic algorithm is chosen at
-  std::unordered_map<Key, cublasLtMatmulAlgo_t, KeyHash> fixed_;  // by shape_of
+  bool deterministic_ = false;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   std::unordered_map<Key, Plan, KeyHash> plans_;
