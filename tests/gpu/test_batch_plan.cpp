@@ -54,6 +54,11 @@ TEST(CudaBatchPlan, AttentionItemsCoverEveryRowOnce) {
     }
     EXPECT_EQ(seen.size(), static_cast<size_t>(b.num_tokens()) * group);
     for (const auto& [row, count] : seen) EXPECT_EQ(count, 1);
+    // Each kernel's items, longest key range first (the launch's tail).
+    for (size_t i = 1; i < w.items.size(); ++i)
+      if (static_cast<int>(i) != w.n_decode) {
+        EXPECT_GE(w.items[i - 1].kv_end, w.items[i].kv_end) << "item " << i;
+      }
   }
 }
 

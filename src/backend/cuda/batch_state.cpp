@@ -101,6 +101,15 @@ const AttentionWork& BatchState::attention_work(int group, bool all_prefill) {
                          static_cast<int32_t>(nr)});
     }
   }
+  // Longest key range first, in each kernel's list: blocks start roughly in
+  // grid order, so the long causal items no longer start last and leave the
+  // GPU to a few of them at the end of the launch (a causal prompt's items
+  // range from one tile of keys to all of them). Order changes no result.
+  const auto longest_first = [](const AttnItem& a, const AttnItem& b) {
+    return a.kv_end > b.kv_end;
+  };
+  std::stable_sort(work_.items.begin(), work_.items.end(), longest_first);
+  std::stable_sort(prefill.begin(), prefill.end(), longest_first);
   work_.n_decode = static_cast<int>(work_.items.size());
   work_.n_prefill = static_cast<int>(prefill.size());
   work_.items.insert(work_.items.end(), prefill.begin(), prefill.end());
