@@ -316,12 +316,17 @@ struct Bench {
     const RooflineFloor floor = offline_floor(shapes, m);
     const double hit_rate =
         prompt_tokens > 0 ? static_cast<double>(cached_tokens) / prompt_tokens : 0;
-    char text[128];
-    std::snprintf(text, sizeof text, "  prefix cache %s: hit rate %.3f, %lld blocks evicted",
-                  o.replica.prefix_cache.c_str(), hit_rate, static_cast<long long>(evicted_blocks));
+    char text[192];
+    std::snprintf(text, sizeof text,
+                  "  floor: FLOPs %.2f s, bytes %.2f s; prefix cache %s: hit rate %.3f, %lld "
+                  "blocks evicted",
+                  floor.compute_s, floor.memory_s, o.replica.prefix_cache.c_str(), hit_rate,
+                  static_cast<long long>(evicted_blocks));
     report("offline " + name, median(tps), "output tokens/s", output_tokens / floor.seconds,
            floor.memory_bound ? "weights+KV / HBM" : "FLOPs / peak", tps,
            {{"prompt_tokens", prompt_tokens},
+            {"floor_flops_seconds", floor.compute_s},
+            {"floor_bytes_seconds", floor.memory_s},
             {"cached_tokens", cached_tokens},
             {"prefix_cache_hit_rate", hit_rate},
             {"evicted_blocks", evicted_blocks}},

@@ -23,6 +23,11 @@ struct RooflineModel {
 struct RooflineFloor {
   double seconds = 0;
   bool memory_bound = false;  // bytes / HBM is the larger bound (else FLOPs / peak)
+  // The two bounds apart: seconds is the larger. Their sum bounds a schedule
+  // that overlaps none of the FLOP-bound work (prompts) with the byte-bound
+  // work (decode), which is how far from the floor a run of prompt steps and
+  // then decode steps must stay.
+  double compute_s = 0, memory_s = 0;
 };
 
 // Requests as (prompt tokens, output tokens). The larger of the run's FLOPs

@@ -31,6 +31,11 @@ TEST(Roofline, OfflineLongDecodeIsBoundByWeightsAndKvBytes) {
   const RooflineFloor f = offline_floor(reqs, m);
   EXPECT_TRUE(f.memory_bound);
   EXPECT_NEAR(f.seconds, bytes / 3031e9, 1e-9 * f.seconds);
+  EXPECT_EQ(f.memory_s, f.seconds);
+  // The prompts' FLOPs, which this floor lets hide under the decode's bytes.
+  const double flops = 256 * 1999 * m.flops_per_token +
+                       m.flops_per_context * 256 * (1000.0 * 1001 / 2 + decode_contexts / 256);
+  EXPECT_NEAR(f.compute_s, flops / 796e12, 1e-9 * f.compute_s);
   EXPECT_NEAR(256000 / f.seconds, 11'900, 50);  // output tokens/s at the floor
 }
 
@@ -42,6 +47,8 @@ TEST(Roofline, OfflinePrefillIsBoundByFlops) {
   const RooflineFloor f = offline_floor(reqs, m);
   EXPECT_FALSE(f.memory_bound);
   EXPECT_NEAR(f.seconds, flops / 796e12, 1e-9 * f.seconds);
+  EXPECT_EQ(f.compute_s, f.seconds);
+  EXPECT_LT(f.memory_s, f.compute_s);
 }
 
 // The step count is bounded below by the longest request's outputs (one token a
