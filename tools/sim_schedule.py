@@ -7,10 +7,16 @@
 # and a model of the scheduler (decodes first, then prompts in queue order up
 # to the step budget; admission reserves prompt + outputs, so no eviction).
 # Prints each policy's time for 128/128, 1000/1000, the mixed and the
-# sharegpt-like workloads. usage: tools/sim_schedule.py MIXED.jsonl SHAREGPT.jsonl
+# sharegpt-like workloads. usage: [OVERLAP=none|attention|full] tools/sim_schedule.py MIXED.jsonl
+# SHAREGPT.jsonl (make_workload.py seed 0: --n 256 --isl 64-2048 --osl 32-512, and --kind sharegpt)
 import json, math, sys
 # Cost model of one H100 step (Llama-3-8B bf16), calibrated on session 9/11 op profiles.
 PEAK=796e12; BW=3031e9; W=15.01e9; KVB=131072; FPT=2*7.505e9; FPC=4.0*32*32*128
+# OVERLAP (env): none (as tpinfer runs now), attention (decode attention beside
+# prompt attention, each 15 % slower for sharing the GPU), full (decode attention
+# beside all of a step's FLOP-bound work).
+OVERLAP = __import__('os').environ.get('OVERLAP', 'none')
+
 def step_time(prompt_chunks, decode_ctx):
     # prompt_chunks: list of (start, count); decode_ctx: list of contexts
     n = sum(c for s,c in prompt_chunks) + len(decode_ctx)
@@ -19,6 +25,11 @@ def step_time(prompt_chunks, decode_ctx):
     t_pa = pf/(90e12) if pf else 0
     t_da = sum(decode_ctx)*KVB/(0.88*BW)
     t_small = n*2.0e-6 + 0.45e-3 + 0.9e-3*(1 if decode_ctx else 0)
+    if OVERLAP == 'attention':
+        return t_lin + t_small + max(t_pa, t_da) + 0.15*min(t_pa, t_da)
+    if OVERLAP == 'full' and prompt_chunks:
+        comp = t_lin + t_pa + t_small
+        return max(comp, t_da) + 0.1*min(comp, t_da)
     return t_lin + t_pa + t_da + t_small
 
 def simulate(reqs, budget=8192, max_batch=256, order=None, kv_tokens=444880, decode_budget=None):
@@ -68,6 +79,7 @@ for name, reqs in wl.items():
                       ('decode steps budget 512', {'decode_budget': 512}),
                       ('longest output first', {'order': 'longest_output'}),
                       ('longest first + 2048', {'order': 'longest_output', 'decode_budget': 2048}),
-                      ('longest first + 1024', {'order': 'longest_output', 'decode_budget': 1024})]:
+                      ('longest first + 1024', {'order': 'longest_output', 'decode_budget': 1024}),
+                      ('longest first + 512', {'order': 'longest_output', 'decode_budget': 512})]:
         t, steps, o = simulate(reqs, **kw)
         print(f"  {label:28s} {t:6.2f} s  {o/t:8.0f} tok/s  {steps} steps")
