@@ -116,6 +116,8 @@ struct Bench {
     eo.max_running = max_running;
     eo.max_step_tokens = r.max_step_tokens;
     eo.prefix_cache = o.replica.prefix_cache == "on";
+    eo.decode_step_tokens = o.replica.decode_step_tokens;
+    eo.longest_output_first = o.replica.admission == "longest-output";
     return std::make_unique<Engine>(eo, [this](const BatchLayout& b, StepTokens& out) {
       const double t0 = now_s();
       step_tokens(r.model, *r.backend, b, out);

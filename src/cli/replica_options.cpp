@@ -58,6 +58,12 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "KV-cache storage: auto (the compute dtype: bf16 on cuda, float32 on cpu) | fp8 "
       "(float8 e4m3, unscaled: half the bytes of bf16, so more sequences fit and decode reads "
       "half; values keep 3 mantissa bits)")(
+      "decode-step-tokens", po::value(&o.decode_step_tokens)->default_value(o.decode_step_tokens),
+      "tokens of a step that carries decodes, decodes + prompt chunks (0 = --max-step-tokens): "
+      "smaller spreads prompts over more steps beside the decodes")(
+      "admission", po::value(&o.admission)->default_value(o.admission),
+      "arrival | longest-output: the order waiting requests start in (longest-output: most "
+      "max_new_tokens first, so the longest decodes do not start last)")(
       "prefix-cache", po::value(&o.prefix_cache)->default_value(o.prefix_cache),
       "on | off: full KV blocks stay cached and sequences with the same prefix (few-shot "
       "preambles, system prompts, the n completions of one prompt) compute it once")(
@@ -91,6 +97,7 @@ void check_replica_options(const ReplicaOptions& o) {
         "--deterministic with --cuda-gemm-tune on: tuning picks GEMM algorithms by timing, so "
         "two runs may sum in other orders; drop one of them");
   check_one_of("prefix-cache", o.prefix_cache, {"on", "off"});
+  check_one_of("admission", o.admission, {"arrival", "longest-output"});
   if (o.cuda_graph_max_batch < 0)
     throw UsageError("--cuda-graph-max-batch must be >= 0 (0: no CUDA graphs for decode steps)");
   if (o.cuda_gemv_rows < 0 || o.cuda_gemv_rows > 8)
@@ -105,6 +112,7 @@ void check_replica_options(const ReplicaOptions& o) {
   if (o.custom_all_reduce_kb < 0 || o.custom_all_reduce_kb > 65536)
     throw UsageError("--custom-all-reduce-kb " + std::to_string(o.custom_all_reduce_kb) +
                      " is not in 0..65536");
+  if (o.decode_step_tokens < 0) throw UsageError("--decode-step-tokens must be >= 0");
   if (o.max_batch < 0 || o.max_step_tokens < 0)
     throw UsageError(
         "--max-batch and --max-step-tokens must be >= 1, or 0 for the backend's default");

@@ -260,6 +260,8 @@ int run_job(const RunOptions& o) {
   eo.max_running = r.max_batch;
   eo.max_step_tokens = r.max_step_tokens;
   eo.prefix_cache = o.replica.prefix_cache == "on";
+  eo.decode_step_tokens = o.replica.decode_step_tokens;
+  eo.longest_output_first = o.replica.admission == "longest-output";
   eo.tokenizer = tokenizer;
   Engine engine(eo, [&](const BatchLayout& batch, StepTokens& out) {
     step_tokens(r.model, backend, batch, out);

@@ -28,7 +28,9 @@ SchedulerConfig scheduler_config(const EngineOptions& o) {
     throw UsageError("engine: num_blocks x block_size exceeds 2^31 slots");
   if (o.max_running < 1 || o.max_step_tokens < 1)
     throw UsageError("engine: max_running and max_step_tokens must be >= 1");
-  return {o.block_size, o.num_blocks, o.max_running, o.max_step_tokens, o.prefix_cache};
+  if (o.decode_step_tokens < 0) throw UsageError("engine: decode_step_tokens must be >= 0");
+  return {o.block_size,   o.num_blocks,         o.max_running,         o.max_step_tokens,
+          o.prefix_cache, o.decode_step_tokens, o.longest_output_first};
 }
 
 std::string describe(const Request& r) {

@@ -30,6 +30,8 @@ struct EngineOptions {
   // (scheduler.hpp); off, every sequence (each of n completions too) computes
   // its whole prompt.
   bool prefix_cache = true;
+  int decode_step_tokens = 0;         // SchedulerConfig::decode_step_tokens
+  bool longest_output_first = false;  // SchedulerConfig::longest_output_first
   // The model's tokenizer, for stop strings (the same on every rank); null:
   // add() refuses requests that have stop strings.
   std::shared_ptr<const Tokenizer> tokenizer;

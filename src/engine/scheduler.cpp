@@ -1,6 +1,7 @@
 #include "engine/scheduler.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 #include <span>
 #include <stdexcept>
@@ -56,11 +57,26 @@ int64_t Scheduler::add(Sequence seq, bool first) {
                      std::to_string(config_.block_size) + " tokens)");
   seq.id = next_id_++;
   const int64_t id = seq.id;
-  if (first)
-    waiting_.push_front(id);
-  else
-    waiting_.push_back(id);
+  const int64_t new_tokens = seq.max_len - n;
   seqs_.emplace(id, std::move(seq));
+  if (first) {
+    waiting_.push_front(id);
+  } else if (config_.longest_output_first) {
+    // Behind every preempted sequence, every further completion of a request
+    // (queued first to find its prompt cached) and every one with at least as
+    // many new tokens to make.
+    auto at = waiting_.end();
+    while (at != waiting_.begin()) {
+      const Sequence& w = seqs_.at(*std::prev(at));
+      if (w.admitted || w.choice > 0 ||
+          w.max_len - static_cast<int64_t>(w.tokens.size()) >= new_tokens)
+        break;
+      --at;
+    }
+    waiting_.insert(at, id);
+  } else {
+    waiting_.push_back(id);
+  }
   return id;
 }
 
@@ -170,6 +186,10 @@ StepSchedule Scheduler::schedule() {
     allocate_to(s, blocks_for(n));
     add_chunk(s, 1);
   }
+
+  // A step with decodes takes prompt tokens up to decode_step_tokens in all.
+  if (config_.decode_step_tokens > 0 && step.num_tokens > 0)
+    budget = std::min<int64_t>(budget, config_.decode_step_tokens - step.num_tokens);
 
   // 2. Running sequences still in prefill: their blocks were allocated at
   //    admission, so only the token budget limits them.

@@ -38,6 +38,14 @@ struct SchedulerConfig {
   int max_running = 64;
   int max_step_tokens = 512;
   bool prefix_cache = false;
+  // Token budget of a step that carries decode tokens (decodes + prompt
+  // chunks); 0: max_step_tokens. Smaller keeps prompts beside decodes over
+  // more steps instead of a few steps of prompts alone, while decodes wait.
+  int decode_step_tokens = 0;
+  // Waiting sequences in order of new tokens to make, most first (stable;
+  // preempted ones still lead): the longest decodes start first, so the run
+  // ends with fewer steps of a small batch. Off: arrival order.
+  bool longest_output_first = false;
 };
 
 struct Sequence {

@@ -29,6 +29,8 @@ struct ReplicaOptions {
   std::string kv_cache_dtype = "auto";  // auto (the compute dtype) | fp8
   std::string verify_weights = "on";    // on | off: check the model file's checksums as read
   std::string prefix_cache = "on";      // on | off: share the KV blocks of common prefixes
+  int decode_step_tokens = 0;           // token budget of a step with decodes (0 = max_step_tokens)
+  std::string admission = "arrival";    // arrival | longest-output: the waiting queue's order
   bool cuda_op_profile = false;         // cuda: time every op (bench --op-profile)
   // Batch-invariant kernels (cuda; the cpu backend always is): a request's
   // tokens and logprobs do not depend on the rest of the batch.

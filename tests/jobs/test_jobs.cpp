@@ -147,6 +147,12 @@ TEST_F(Jobs, SmallBatchesAndStepsMatch) {
   // Other batch neighbours, chunked prefill: the same results.
   expect_same(reference(), run_layout(1, 1, "small", "--max-batch 3 --max-step-tokens 16"));
 }
+TEST_F(Jobs, LongestOutputFirstAndSmallDecodeStepsMatch) {
+  // Another start order and prompts spread beside decodes: the same results.
+  expect_same(reference(), run_layout(2, 1, "order",
+                                      "--admission longest-output --decode-step-tokens 12 "
+                                      "--max-batch 6 --max-step-tokens 64"));
+}
 TEST_F(Jobs, PreemptionUnderATinyKvCacheMatches) {
   // 40 blocks of 4 tokens hold the longest request (29 blocks) but not the batch:
   // sequences are preempted and recomputed.

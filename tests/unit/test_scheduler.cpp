@@ -185,6 +185,51 @@ TEST(Scheduler, ChunkedPrefillWithinTheBudget) {
   s.check_invariants();
 }
 
+// A step that carries decodes takes prompt tokens only up to
+// decode_step_tokens in all; a step without decodes keeps max_step_tokens.
+TEST(Scheduler, DecodeStepsTakeFewerPromptTokens) {
+  SchedulerConfig c{4, 100, 8, 16};
+  c.decode_step_tokens = 6;
+  Scheduler s(c);
+  const int64_t a = s.add(make_seq(2, 20)), b = s.add(make_seq(2, 20));
+  StepSchedule st = s.schedule();  // no decodes yet: both prompts, 4 tokens
+  EXPECT_EQ(st.num_tokens, 4);
+  complete_step(s, st);
+  const int64_t big = s.add(make_seq(30, 40));
+  st = s.schedule();  // two decodes, then 4 of the 30 prompt tokens
+  ASSERT_EQ(st.chunks.size(), 3u);
+  EXPECT_EQ(st.chunks[0].seq_id, a);
+  EXPECT_EQ(st.chunks[1].seq_id, b);
+  EXPECT_EQ(st.chunks[2].seq_id, big);
+  EXPECT_EQ(st.chunks[2].count, 4);
+  EXPECT_EQ(st.num_tokens, 6);
+  complete_step(s, st);
+  s.check_invariants();
+}
+
+// Longest output first: waiting sequences by new tokens to make, most first,
+// equal ones in arrival order.
+TEST(Scheduler, LongestOutputFirstOrdersTheWaitingQueue) {
+  SchedulerConfig c{4, 100, 1, 64};  // one running at a time: admission order is visible
+  c.longest_output_first = true;
+  Scheduler s(c);
+  const int64_t short1 = s.add(make_seq(2, 5));
+  const int64_t long1 = s.add(make_seq(2, 30));
+  const int64_t mid = s.add(make_seq(10, 20));
+  const int64_t long2 = s.add(make_seq(3, 31));
+  const int64_t short2 = s.add(make_seq(4, 7));
+  std::vector<int64_t> order;
+  for (int steps = 0; s.num_running() + s.num_waiting() > 0; ++steps) {
+    ASSERT_LT(steps, 200);
+    const StepSchedule st = s.schedule();
+    for (const ScheduledChunk& ch : st.chunks)
+      if (ch.start == 0) order.push_back(ch.seq_id);
+    complete_step(s, st);
+    s.check_invariants();
+  }
+  EXPECT_EQ(order, (std::vector<int64_t>{long1, long2, mid, short1, short2}));
+}
+
 TEST(Scheduler, PreemptsNewestAndRecomputesWithoutResampling) {
   Scheduler s({2, 4, 8, 64});
   const int64_t a = s.add(make_seq(3, 9));
