@@ -332,11 +332,17 @@ TEST(Scheduler, NothingWaitsWithoutThePrefixCache) {
 // schedulers fed the same calls make the same schedule with the same blocks.
 // Prompts all start 0, 1, 2, ...: with the prefix cache on, they share blocks.
 TEST(Scheduler, RandomLoadKeepsInvariantsAndIsDeterministic) {
-  for (int trial = 0; trial < 12; ++trial) {
+  // Trials 12-17 with longest-output-first admission and small decode steps.
+  for (int trial = 0; trial < 18; ++trial) {
     const int bs = 1 + trial % 4, nb = 6 + 5 * (trial % 6), max_running = 2 + trial % 6,
               budget = 3 + 7 * (trial % 6);
-    const bool cache = trial >= 6;
-    Scheduler s1({bs, nb, max_running, budget, cache}), s2({bs, nb, max_running, budget, cache});
+    const bool cache = trial < 12 ? trial >= 6 : trial % 2 == 0;
+    SchedulerConfig config{bs, nb, max_running, budget, cache};
+    if (trial >= 12) {
+      config.longest_output_first = true;
+      config.decode_step_tokens = 2 + trial % 5;
+    }
+    Scheduler s1(config), s2(config);
     std::mt19937 rng(trial);
     int64_t preemptions = 0, added = 0, finished = 0, cached = 0;
     for (int step = 0; step < 3000 && (added < 60 || s1.num_running() + s1.num_waiting()); ++step) {
@@ -381,12 +387,12 @@ TEST(Scheduler, RandomLoadKeepsInvariantsAndIsDeterministic) {
     }
     EXPECT_EQ(finished, 60);
     EXPECT_EQ(s1.free_blocks(), nb);  // nothing leaked
-    if (trial % 6 < 3) {
+    if (trial % 6 < 3 && trial < 12) {
       EXPECT_GT(preemptions, 0) << "trial " << trial << " never preempted";
     }
-    if (cache) {
+    if (cache && trial < 12) {
       EXPECT_GT(cached, 0) << "trial " << trial << " never hit the prefix cache";
-    } else {
+    } else if (!cache) {
       EXPECT_EQ(cached, 0);
     }
   }
