@@ -251,19 +251,13 @@ cmd_abtree() {
   [ $# -ge 1 ] || die "abtree needs OLD_TGZ (git archive --prefix=old/ REV -o .oldtree/old.tgz)"
   args_at_most abtree 3 "$@"
   local tgz=$1 scenarios=${2:-decode1,decode64,offline} config=${3:-tools/configs/llama-3-8b.json}
-  local round side bin boost=()
+  local round side bin
   [ -s "$tgz" ] || die "abtree: $tgz is not there (carry it)"
   config_arg abtree "$config"
   gpu_setup
   gpu_build
   gpu_tests_first "${TESTS_TIMEOUT:-300}" "Test +#|tests passed|FAILED" -L gpu
-  rm -rf /tmp/abtree && mkdir -p /tmp/abtree && tar xzf "$tgz" -C /tmp/abtree || exit 1
-  [ -n "${BOOST_KIT_DIR:-}" ] && boost=(-DBoost_DIR="$BOOST_KIT_DIR")
-  cmake -S /tmp/abtree/old -B /tmp/abtree/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_CUDA_ARCHITECTURES=90a "${boost[@]}" -DTPINFER_CUDA=ON -DBUILD_TESTING=OFF \
-    >"$OUT/old_configure.log" 2>&1 || { tail -20 "$OUT/old_configure.log"; exit 1; }
-  cmake --build /tmp/abtree/build -j "${JOBS:-16}" --target tpinfer >"$OUT/old_build.log" 2>&1 ||
-    { grep -m5 error "$OUT/old_build.log"; exit 1; }
+  OLD_JOBS=${JOBS:-16} old_tree_build "$tgz" || exit 1
   for round in $(seq "${ROUNDS:-2}"); do
     for side in new old; do
       bin=./build-gpu/tpinfer

@@ -324,8 +324,8 @@ struct Bench {
                   "blocks evicted",
                   floor.compute_s, floor.memory_s, o.replica.prefix_cache.c_str(), hit_rate,
                   static_cast<long long>(evicted_blocks));
-    report("offline " + name, median(tps), "output tokens/s", output_tokens / floor.seconds,
-           floor.memory_bound ? "weights+KV / HBM" : "FLOPs / peak", tps,
+    report("offline " + name, median(tps), "output tokens/s", output_tokens / floor.seconds(),
+           floor.memory_bound() ? "weights+KV / HBM" : "FLOPs / peak", tps,
            {{"prompt_tokens", prompt_tokens},
             {"floor_flops_seconds", floor.compute_s},
             {"floor_bytes_seconds", floor.memory_s},

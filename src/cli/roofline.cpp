@@ -26,7 +26,7 @@ RooflineFloor offline_floor(const std::vector<std::pair<int64_t, int64_t>>& requ
       (m.flops_per_token * tokens + m.flops_per_context * contexts) / m.peak_flops;
   const double memory_s =
       (steps * m.weight_bytes + decode_contexts * m.kv_bytes_per_token) / m.hbm_bytes;
-  return {std::max(compute_s, memory_s), memory_s > compute_s, compute_s, memory_s};
+  return {compute_s, memory_s};
 }
 
 }  // namespace tpinfer

@@ -20,14 +20,14 @@ struct RooflineModel {
   double hbm_bytes = 1;           // per second
 };
 
+// The run's FLOPs at the matrix ceiling and its bytes at the HBM ceiling. The
+// floor is the larger; their sum bounds a schedule that overlaps none of the
+// FLOP-bound work (prompts) with the byte-bound work (decode), which is how
+// far from the floor a run of prompt steps and then decode steps must stay.
 struct RooflineFloor {
-  double seconds = 0;
-  bool memory_bound = false;  // bytes / HBM is the larger bound (else FLOPs / peak)
-  // The two bounds apart: seconds is the larger. Their sum bounds a schedule
-  // that overlaps none of the FLOP-bound work (prompts) with the byte-bound
-  // work (decode), which is how far from the floor a run of prompt steps and
-  // then decode steps must stay.
   double compute_s = 0, memory_s = 0;
+  double seconds() const { return compute_s > memory_s ? compute_s : memory_s; }
+  bool memory_bound() const { return memory_s > compute_s; }  // else FLOPs / peak
 };
 
 // Requests as (prompt tokens, output tokens). The larger of the run's FLOPs

@@ -29,14 +29,14 @@ TEST(Roofline, OfflineLongDecodeIsBoundByWeightsAndKvBytes) {
   const double decode_contexts = 256 * (999.0 * 1000 + 999.0 * 1000 / 2);
   const double bytes = 1000 * 15.01e9 + decode_contexts * 131072;
   const RooflineFloor f = offline_floor(reqs, m);
-  EXPECT_TRUE(f.memory_bound);
-  EXPECT_NEAR(f.seconds, bytes / 3031e9, 1e-9 * f.seconds);
-  EXPECT_EQ(f.memory_s, f.seconds);
+  EXPECT_TRUE(f.memory_bound());
+  EXPECT_NEAR(f.seconds(), bytes / 3031e9, 1e-9 * f.seconds());
+  EXPECT_EQ(f.memory_s, f.seconds());
   // The prompts' FLOPs, which this floor lets hide under the decode's bytes.
   const double flops = 256 * 1999 * m.flops_per_token +
                        m.flops_per_context * 256 * (1000.0 * 1001 / 2 + decode_contexts / 256);
   EXPECT_NEAR(f.compute_s, flops / 796e12, 1e-9 * f.compute_s);
-  EXPECT_NEAR(256000 / f.seconds, 11'900, 50);  // output tokens/s at the floor
+  EXPECT_NEAR(256000 / f.seconds(), 11'900, 50);  // output tokens/s at the floor
 }
 
 // 8 x 2048/1: all prefill, two 8192-token steps; the FLOPs bound.
@@ -45,9 +45,9 @@ TEST(Roofline, OfflinePrefillIsBoundByFlops) {
   const std::vector<std::pair<int64_t, int64_t>> reqs(8, {2048, 1});
   const double flops = 8 * 2048 * m.flops_per_token + m.flops_per_context * 8 * (2048.0 * 2049 / 2);
   const RooflineFloor f = offline_floor(reqs, m);
-  EXPECT_FALSE(f.memory_bound);
-  EXPECT_NEAR(f.seconds, flops / 796e12, 1e-9 * f.seconds);
-  EXPECT_EQ(f.compute_s, f.seconds);
+  EXPECT_FALSE(f.memory_bound());
+  EXPECT_NEAR(f.seconds(), flops / 796e12, 1e-9 * f.seconds());
+  EXPECT_EQ(f.compute_s, f.seconds());
   EXPECT_LT(f.memory_s, f.compute_s);
 }
 
@@ -59,11 +59,11 @@ TEST(Roofline, StepsAreBoundedByTheLongestRequestAndTheStepBudget) {
   m.max_batch = 256;
   m.max_step_tokens = 100;
   // 10 / 100: 99 decode tokens fit one step of 256, yet they take 100 steps.
-  EXPECT_DOUBLE_EQ(offline_floor({{10, 100}}, m).seconds, 100);
+  EXPECT_DOUBLE_EQ(offline_floor({{10, 100}}, m).seconds(), 100);
   // 1000 prompt tokens, no outputs beyond the first: 10 steps of 100 tokens.
-  EXPECT_DOUBLE_EQ(offline_floor({{1000, 1}}, m).seconds, 10);
+  EXPECT_DOUBLE_EQ(offline_floor({{1000, 1}}, m).seconds(), 10);
   // No outputs at all counts no decode tokens (and no negative ones).
-  EXPECT_DOUBLE_EQ(offline_floor({{50, 0}}, m).seconds, 1);
+  EXPECT_DOUBLE_EQ(offline_floor({{50, 0}}, m).seconds(), 1);
 }
 
 }  // namespace

@@ -231,8 +231,8 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
           alignment_of(out),
           bias ? alignment_of(bias) : 256u};
   if (deterministic_) {
-    // One algorithm for every row count needs one alignment class too: 16
-    // bytes (every tensor from the arena starts on 256).
+    // One alignment class (16 bytes; every tensor from the arena starts on
+    // 256), so that the pick for a row count never follows a pointer's alignment.
     for (uint32_t* a : {&key.align_x, &key.align_w, &key.align_out, &key.align_bias}) {
       if (*a < 16)
         throw Error("cuda backend: linear --deterministic: an operand is not 16-byte aligned",
