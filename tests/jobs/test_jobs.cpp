@@ -216,6 +216,21 @@ TEST_F(Jobs, BadCudaOptionsAreUsageErrors) {
       << bad.output;
 }
 
+// The scheduling options' bad values: one line naming the option, exit 2.
+TEST_F(Jobs, BadSchedulingOptionsAreUsageErrors) {
+  const std::string common = "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
+                             " --output " + tmp_path("jobs-out-sched.jsonl");
+  auto bad = mpirun_tpinfer(1, common + " --admission shortest");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--admission shortest is not one of arrival, longest-output"),
+            std::string::npos)
+      << bad.output;
+  bad = mpirun_tpinfer(1, common + " --decode-step-tokens -1");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--decode-step-tokens must be >= 0"), std::string::npos) << bad.output;
+  EXPECT_FALSE(fs::exists(tmp_path("jobs-out-sched.jsonl")));
+}
+
 TEST_F(Jobs, BadLinesBecomeErrorResultsAndTheJobGoesOn) {
   const std::string in = tmp_path("jobs-bad.jsonl"), out = tmp_path("jobs-bad-out.jsonl");
   std::ofstream(in) << R"({"id": "a", "prompt_tokens": [5, 6, 7], "max_new_tokens": 3})"
