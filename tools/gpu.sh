@@ -341,7 +341,7 @@ cmd_det() {
   gpu_build tpinfer tpinfer_gpu_tests
   if [ "${SKIP_TESTS:-0}" != 1 ]; then
     timeout 150 build-gpu/tests/tpinfer_gpu_tests \
-      --gtest_filter='*CudaDeterministic*:*CudaLinear*:*CudaModel*' >"$OUT/det_gtest.log" 2>&1
+      --gtest_filter='*CudaDeterministic*:*CudaLinear*:*CudaModel*:*Attention*:CudaBatchPlan*' >"$OUT/det_gtest.log" 2>&1
     echo "deterministic gtests: exit $?"
     grep -E "^\[  (PASSED|FAILED) |FAILED|Failure|default  \]|logits   \]" "$OUT/det_gtest.log" | head -40
     gpu_ctest "$OUT/det_jobs.log" 500 -R "gpu_deterministic|gpu_faults"

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <random>
+#include <set>
 #include <tuple>
 #include <vector>
 
@@ -132,6 +133,46 @@ TEST(CudaBatchPlan, RejectsInconsistentLayouts) {
   b.block_tables[0] = -1;  // inside seq 0's context: attention must refuse it
   st.set(b);
   EXPECT_GT(st.max_block(), int64_t{1} << 40);
+}
+
+// Batch-invariant mode's key chunks: small items go first and split when
+// their states fit the budget; every item stays exactly once; the grid's
+// chunk count is a power of two covering every split item.
+TEST(CudaBatchPlan, KeyChunksSplitSmallItemsWithinTheBudget) {
+  const std::vector<AttnItem> items = {{0, 0, 4000, 64},  {1, 0, 10, 4},   {2, 0, 1300, 4},
+                                       {0, 64, 4000, 64}, {3, 0, 513, 16}, {4, 0, 300, 40}};
+  const int chunk = 512, kvh = 8, hd = 128;
+  const auto same_items = [&](const cuda::ChunkPlan& p) {
+    std::multiset<std::tuple<int, int, int, int>> a, b;
+    for (const AttnItem& it : items) a.insert({it.seq, it.row0, it.kv_end, it.nrows});
+    for (const AttnItem& it : p.items) b.insert({it.seq, it.row0, it.kv_end, it.nrows});
+    return a == b;
+  };
+  const cuda::ChunkPlan split = cuda::plan_key_chunks(items.data(), 6, chunk, kvh, hd, 1 << 30);
+  EXPECT_TRUE(same_items(split));
+  ASSERT_EQ(split.n_split, 3);
+  EXPECT_EQ(split.items[0].seq, 1);  // the small ones, in their order
+  EXPECT_EQ(split.items[1].seq, 2);
+  EXPECT_EQ(split.items[2].seq, 3);
+  EXPECT_EQ(split.split_chunks, 4);  // 1,300 keys: 3 chunks, rounded up
+  EXPECT_EQ(split.split_row_stride, 16);
+  EXPECT_TRUE(split.others_chunked);  // 4,000 keys
+  EXPECT_EQ(split.state_bytes, size_t{3} * kvh * 16 * 4 * (hd + 2) * sizeof(float));
+
+  // Over the budget: nothing splits, the order stays.
+  const cuda::ChunkPlan whole =
+      cuda::plan_key_chunks(items.data(), 6, chunk, kvh, hd, split.state_bytes - 1);
+  EXPECT_TRUE(same_items(whole));
+  EXPECT_EQ(whole.n_split, 0);
+  EXPECT_EQ(whole.items[1].seq, 1);
+  EXPECT_TRUE(whole.others_chunked);
+
+  // No item past one chunk among the rest: they run whole.
+  const cuda::ChunkPlan short_rest =
+      cuda::plan_key_chunks(items.data() + 4, 2, chunk, kvh, hd, 1 << 30);
+  EXPECT_EQ(short_rest.n_split, 1);
+  EXPECT_EQ(short_rest.split_chunks, 2);
+  EXPECT_FALSE(short_rest.others_chunked);
 }
 
 }  // namespace

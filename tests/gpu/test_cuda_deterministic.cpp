@@ -101,7 +101,12 @@ BatchLayout step_of(const std::vector<Entry>& entries, const std::vector<std::ve
 }
 
 // The logits of sequence 0's last position (kLen - 1) under each schedule.
-constexpr int kLen = 200, kSeqs = 4, kBlock = 16, kStride = kLen / kBlock + 2;
+// kLen spans three of the mode's 512-key chunks (cuda::kDetChunkKeys), so
+// that its attention runs every way the mode has: whole (rows whose step has
+// no second chunk), chunks folded in registers (its long prefill steps), and
+// split over blocks and folded by a second kernel (its decode steps and other
+// small items); the logits must not tell them apart.
+constexpr int kLen = 1200, kSeqs = 4, kBlock = 16, kStride = kLen / kBlock + 2;
 
 std::vector<std::vector<float>> last_logits_by_schedule(Model& m, Backend& b, int64_t vocab) {
   std::mt19937_64 rng(31);

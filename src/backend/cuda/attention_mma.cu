@@ -357,19 +357,126 @@ __device__ __forceinline__ void reduce_row_sums(WarpRows<D>& w) {
   }
 }
 
+// The warp's rows out, normalized: o / l (o, l: the rows' outputs and full
+// sums, w's or a folded total's). The batch-invariant fold kernel divides the
+// same way (1 / l, then a product), so both give a row the same bits.
 template <int D>
-__device__ __forceinline__ void store_rows(const WarpRows<D>& w, const AttentionParams& p,
+__device__ __forceinline__ void store_rows(const float (&o)[D / 8][4], const float (&l)[2],
+                                           const WarpRows<D>& w, const AttentionParams& p,
                                            int lane) {
   const int64_t out_stride = static_cast<int64_t>(p.q_heads) * D;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     if (w.pos[r] < 0) continue;
-    const float inv = 1.0f / w.l[r];
-    bf16* o = p.out + w.tok[r] * out_stride + static_cast<int64_t>(w.head[r]) * D + (lane & 3) * 2;
+    const float inv = 1.0f / l[r];
+    bf16* out =
+        p.out + w.tok[r] * out_stride + static_cast<int64_t>(w.head[r]) * D + (lane & 3) * 2;
 #pragma unroll
     for (int n = 0; n < D / 8; ++n)
-      *reinterpret_cast<uint32_t*>(o + n * 8) =
-          pack_bf16(w.o[n][2 * r] * inv, w.o[n][2 * r + 1] * inv);
+      *reinterpret_cast<uint32_t*>(out + n * 8) =
+          pack_bf16(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+  }
+}
+
+// ---- batch-invariant mode's key chunks (AttentionPlan::chunk_keys)
+//
+// A row's chunk state is (m, l, o) over the chunk's keys, l quad-reduced; l = 0
+// means the row sees no key of the chunk. States fold in chunk order, the
+// first one with a key copied as it is; the same operations, with explicit
+// roundings (no FMA contraction that could differ between kernels), in the
+// folding prefill kernel and in the fold kernel of split items.
+struct FoldWeights {
+  float a, b;
+};
+// Folds (mc, lc) into (m, l), both with keys; returns the weights of the outputs.
+__device__ __forceinline__ FoldWeights fold_state(float& m, float& l, float mc, float lc) {
+  const float mn = fmaxf(m, mc);
+  const FoldWeights f{exp2f(__fsub_rn(m, mn)), exp2f(__fsub_rn(mc, mn))};
+  l = __fadd_rn(__fmul_rn(l, f.a), __fmul_rn(lc, f.b));
+  m = mn;
+  return f;
+}
+__device__ __forceinline__ float fold_output(float o, float oc, FoldWeights f) {
+  return __fadd_rn(__fmul_rn(o, f.a), __fmul_rn(oc, f.b));
+}
+
+// The fold of a warp's finished chunks so far (l = 0: none with a key yet).
+template <int D>
+struct ChunkTotal {
+  float o[D / 8][4];
+  float m[2], l[2];
+};
+
+// Ends the warp's current chunk: its states (sums quad-reduced) fold into t,
+// and w starts the next chunk from nothing.
+template <int D>
+__device__ __forceinline__ void end_chunk(WarpRows<D>& w, ChunkTotal<D>& t) {
+  reduce_row_sums(w);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (w.l[r] == 0.0f) continue;  // no key of this chunk is the row's
+    if (t.l[r] == 0.0f) {
+      t.m[r] = w.m[r];
+      t.l[r] = w.l[r];
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        t.o[n][2 * r] = w.o[n][2 * r];
+        t.o[n][2 * r + 1] = w.o[n][2 * r + 1];
+      }
+    } else {
+      const FoldWeights f = fold_state(t.m[r], t.l[r], w.m[r], w.l[r]);
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        t.o[n][2 * r] = fold_output(t.o[n][2 * r], w.o[n][2 * r], f);
+        t.o[n][2 * r + 1] = fold_output(t.o[n][2 * r + 1], w.o[n][2 * r + 1], f);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    w.m[r] = kNegInf;
+    w.l[r] = 0.0f;
+  }
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) w.o[n][e] = 0.0f;
+}
+
+// Entry (item, h, row, chunk) of chunk_state: outputs at [entry * D], (m, l) at
+// [entries * D + 2 * entry].
+__device__ __forceinline__ int64_t chunk_entry(const AttentionPlan& plan, int kv_heads, int item,
+                                               int h, int row, int chunk) {
+  return ((static_cast<int64_t>(item) * kv_heads + h) * plan.split_row_stride + row) *
+             plan.split_chunks +
+         chunk;
+}
+__device__ __forceinline__ int64_t chunk_entries(const AttentionPlan& plan, int kv_heads) {
+  return static_cast<int64_t>(plan.n_split) * kv_heads * plan.split_row_stride * plan.split_chunks;
+}
+
+// A split item's chunk (this block's) left in chunk_state, sums quad-reduced.
+template <int D>
+__device__ __forceinline__ void store_chunk_state(WarpRows<D>& w, const AttentionPlan& plan,
+                                                  const AttentionParams& p, int row_base, int h,
+                                                  int chunk, int lane) {
+  reduce_row_sums(w);
+  const int64_t entries = chunk_entries(plan, p.kv_heads);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (w.pos[r] < 0) continue;
+    const int row = row_base + (lane >> 2) + 8 * r;
+    const int64_t e = chunk_entry(plan, p.kv_heads, blockIdx.x, h, row, chunk);
+    float* o = plan.chunk_state + e * D + (lane & 3) * 2;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      o[n * 8] = w.o[n][2 * r];
+      o[n * 8 + 1] = w.o[n][2 * r + 1];
+    }
+    if ((lane & 3) == 0) {
+      plan.chunk_state[entries * D + 2 * e] = w.m[r];
+      plan.chunk_state[entries * D + 2 * e + 1] = w.l[r];
+    }
   }
 }
 
@@ -388,10 +495,17 @@ constexpr size_t tile_smem_bytes() {
   return PrefillTiles<D, C>::kBytes;
 }
 
+// How a prefill launch goes over its items' keys (AttentionPlan::chunk_keys):
+// whole: one softmax state over all of them (the default mode, and the
+// batch-invariant mode when no item has a second chunk); folded: a state per
+// chunk, folded in registers; one_chunk: block z does chunk z of a split item
+// and leaves its state in chunk_state.
+enum class KeyPass { whole, folded, one_chunk };
+
 // C: the cache's element type (bf16, or fp8 converted to bf16 tiles after landing).
-template <int D, typename C>
+template <int D, typename C, KeyPass kPass>
 __global__ void __launch_bounds__(kThreads)
-    attn_prefill_kernel(AttentionParams p, const AttnItem* items) {
+    attn_prefill_kernel(AttentionParams p, AttentionPlan plan, const AttnItem* items) {
   wait_for_prior_grids();
   extern __shared__ uint4 smem_raw[];
   char* tiles = reinterpret_cast<char*>(smem_raw);
@@ -401,6 +515,15 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int tok0 = p.query_start[it.seq];
   const int32_t* table = p.block_tables + static_cast<int64_t>(it.seq) * p.table_stride;
+
+  const int kend = it.kv_end;
+  int t_begin = 0, t_end = (kend + kPrefillKeys - 1) / kPrefillKeys;
+  if constexpr (kPass == KeyPass::one_chunk) {
+    const int k_begin = static_cast<int>(blockIdx.z) * plan.chunk_keys;
+    if (k_begin >= kend) return;  // past the item's keys: the whole block, before any barrier
+    t_begin = k_begin / kPrefillKeys;
+    t_end = min(t_end, (k_begin + plan.chunk_keys) / kPrefillKeys);
+  }
 
   WarpRows<D> w;
   load_rows(w, p, tok0, it.row0 + warp * 16, it.row0 + it.nrows, h, group, lane);
@@ -414,18 +537,24 @@ __global__ void __launch_bounds__(kThreads)
     wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
     wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
   }
+  ChunkTotal<D> total;
+  if constexpr (kPass == KeyPass::folded) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) total.m[r] = total.l[r] = 0.0f;
+  }
+  const int chunk_tiles = kPass == KeyPass::folded ? plan.chunk_keys / kPrefillKeys : 0;
 
-  const int kend = it.kv_end;
-  const int n_tiles = (kend + kPrefillKeys - 1) / kPrefillKeys;
-  load_tile<D, kPrefillKeys, kThreads>(T::stage_k(tiles, 0), T::stage_v(tiles, 0), p, table, h, 0,
-                                       kend, tile_first_slot<kPrefillKeys>(p, table, 0, kend),
-                                       threadIdx.x);
+  const int first = t_begin * kPrefillKeys;
+  load_tile<D, kPrefillKeys, kThreads>(
+      T::stage_k(tiles, 0), T::stage_v(tiles, 0), p, table, h, first, kend,
+      tile_first_slot<kPrefillKeys>(p, table, first, kend), threadIdx.x);
   cp_async_commit();
-  for (int i = 0; i < n_tiles; ++i) {
-    if (i + 1 < n_tiles) {
-      const int s = (i + 1) & 1, k0 = (i + 1) * kPrefillKeys;
+  for (int i = t_begin; i < t_end; ++i) {
+    const int stage = (i - t_begin) & 1;
+    if (i + 1 < t_end) {
+      const int k0 = (i + 1) * kPrefillKeys;
       load_tile<D, kPrefillKeys, kThreads>(
-          T::stage_k(tiles, s), T::stage_v(tiles, s), p, table, h, k0, kend,
+          T::stage_k(tiles, stage ^ 1), T::stage_v(tiles, stage ^ 1), p, table, h, k0, kend,
           tile_first_slot<kPrefillKeys>(p, table, k0, kend), threadIdx.x);
       cp_async_commit();
       cp_async_wait<1>();
@@ -436,7 +565,7 @@ __global__ void __launch_bounds__(kThreads)
     const C* ks;
     const bf16* vs;
     T::template mma_tiles<kThreads>(
-        tiles, i & 1, threadIdx.x, [] { __syncthreads(); }, ks, vs);
+        tiles, stage, threadIdx.x, [] { __syncthreads(); }, ks, vs);
     const int k0 = i * kPrefillKeys, k_last = k0 + kPrefillKeys - 1;
     if (k0 <= wmax) {
       if (k_last <= wmin && k_last < kend)
@@ -445,9 +574,18 @@ __global__ void __launch_bounds__(kThreads)
         attend_tile<D, kPrefillKeys, C, true>(w, ks, vs, k0, kend, p.scale_log2, lane);
     }
     __syncthreads();  // the next iteration's copy overwrites this stage (and conversion)
+    if constexpr (kPass == KeyPass::folded) {
+      if ((i + 1) % chunk_tiles == 0 || i + 1 == t_end) end_chunk(w, total);
+    }
   }
-  reduce_row_sums(w);
-  store_rows(w, p, lane);
+  if constexpr (kPass == KeyPass::whole) {
+    reduce_row_sums(w);
+    store_rows(w.o, w.l, w, p, lane);
+  } else if constexpr (kPass == KeyPass::folded) {
+    store_rows(total.o, total.l, w, p, lane);
+  } else {
+    store_chunk_state(w, plan, p, warp * 16, h, static_cast<int>(blockIdx.z), lane);
+  }
 }
 
 template <int D, typename C>
@@ -596,10 +734,51 @@ __global__ void attn_merge_splits_kernel(AttentionParams p, AttentionPlan plan) 
   }
 }
 
+// Batch-invariant mode: each split item's rows, their chunk states folded in
+// chunk order (fold_state, as the folding prefill kernel does), normalized as
+// store_rows does.
+__global__ void attn_fold_chunks_kernel(AttentionParams p, AttentionPlan plan,
+                                        const AttnItem* items) {
+  wait_for_prior_grids();
+  const AttnItem it = items[blockIdx.x];
+  const int h = blockIdx.y, group = p.q_heads / p.kv_heads, d_all = p.head_dim;
+  const int chunks = (it.kv_end + plan.chunk_keys - 1) / plan.chunk_keys;
+  const int64_t entries = chunk_entries(plan, p.kv_heads);
+  const float* ml = plan.chunk_state + entries * d_all;
+  const int tok0 = p.query_start[it.seq];
+  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * d_all;
+  for (int idx = threadIdx.x; idx < it.nrows * d_all; idx += blockDim.x) {
+    const int row = idx / d_all, d = idx % d_all;
+    float m = 0.0f, l = 0.0f, o = 0.0f;
+    for (int z = 0; z < chunks; ++z) {
+      const int64_t e = chunk_entry(plan, p.kv_heads, blockIdx.x, h, row, z);
+      const float lc = ml[2 * e + 1];
+      if (lc == 0.0f) continue;  // no key of this chunk is the row's
+      const float oc = plan.chunk_state[e * d_all + d];
+      if (l == 0.0f) {
+        m = ml[2 * e];
+        l = lc;
+        o = oc;
+      } else {
+        o = fold_output(o, oc, fold_state(m, l, ml[2 * e], lc));
+      }
+    }
+    const float inv = 1.0f / l;
+    const int r = it.row0 + row;
+    const int64_t tok = tok0 + r / group;
+    const int head = h * group + r % group;
+    p.out[tok * out_stride + static_cast<int64_t>(head) * d_all + d] = __float2bfloat16(o * inv);
+  }
+}
+
 template <int D, typename C>
 void init_for() {
   constexpr size_t smem = tile_smem_bytes<D, C>();
-  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C>,
+  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C, KeyPass::whole>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C, KeyPass::folded>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C, KeyPass::one_chunk>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<D, C>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -609,9 +788,24 @@ template <int D, typename C>
 void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream) {
   constexpr size_t smem = tile_smem_bytes<D, C>();
   const unsigned kvh = static_cast<unsigned>(p.kv_heads);
-  if (plan.n_prefill > 0) {
-    launch_kernel(attn_prefill_kernel<D, C>, dim3(plan.n_prefill, kvh), kThreads, smem, stream, p,
+  // Batch-invariant mode's split items first (their chunks, then the fold), then the rest.
+  if (plan.n_split > 0) {
+    const unsigned n = static_cast<unsigned>(plan.n_split);
+    launch_kernel(attn_prefill_kernel<D, C, KeyPass::one_chunk>,
+                  dim3(n, kvh, static_cast<unsigned>(plan.split_chunks)), kThreads, smem, stream, p,
+                  plan, plan.prefill_items);
+    launch_kernel(attn_fold_chunks_kernel, dim3(n, kvh), kThreads, 0, stream, p, plan,
                   plan.prefill_items);
+  }
+  if (plan.n_prefill > plan.n_split) {
+    const dim3 grid(static_cast<unsigned>(plan.n_prefill - plan.n_split), kvh);
+    const AttnItem* rest = plan.prefill_items + plan.n_split;
+    if (plan.others_chunked)
+      launch_kernel(attn_prefill_kernel<D, C, KeyPass::folded>, grid, kThreads, smem, stream, p,
+                    plan, rest);
+    else
+      launch_kernel(attn_prefill_kernel<D, C, KeyPass::whole>, grid, kThreads, smem, stream, p,
+                    plan, rest);
   }
   if (plan.n_decode > 0) {
     const unsigned items = static_cast<unsigned>(plan.n_decode);

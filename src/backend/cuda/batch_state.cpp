@@ -116,6 +116,41 @@ const AttentionWork& BatchState::attention_work(int group, bool all_prefill) {
   return work_;
 }
 
+ChunkPlan plan_key_chunks(const AttnItem* items, int n_items, int chunk_keys, int kv_heads,
+                          int head_dim, size_t state_budget) {
+  ChunkPlan plan;
+  const auto chunks_of = [&](const AttnItem& it) {
+    return (it.kv_end + chunk_keys - 1) / chunk_keys;
+  };
+  int n_small = 0, most_chunks = 1, stride = 0;
+  for (int i = 0; i < n_items; ++i)
+    if (items[i].nrows <= kDecodeRows) {
+      ++n_small;
+      most_chunks = std::max(most_chunks, chunks_of(items[i]));
+      stride = std::max(stride, static_cast<int>(items[i].nrows));
+    }
+  int pow2 = 1;
+  while (pow2 < most_chunks) pow2 *= 2;
+  const size_t bytes = static_cast<size_t>(n_small) * kv_heads * stride * pow2 *
+                       (static_cast<size_t>(head_dim) + 2) * sizeof(float);
+  const bool split = n_small > 0 && bytes <= state_budget;
+  plan.items.reserve(static_cast<size_t>(n_items));
+  for (int i = 0; i < n_items; ++i)
+    if (split && items[i].nrows <= kDecodeRows) plan.items.push_back(items[i]);
+  for (int i = 0; i < n_items; ++i)
+    if (!(split && items[i].nrows <= kDecodeRows)) {
+      plan.items.push_back(items[i]);
+      plan.others_chunked = plan.others_chunked || chunks_of(items[i]) > 1;
+    }
+  if (split) {
+    plan.n_split = n_small;
+    plan.split_chunks = pow2;
+    plan.split_row_stride = stride;
+    plan.state_bytes = bytes;
+  }
+  return plan;
+}
+
 int choose_decode_splits(int n_decode, int kv_heads, int max_kv, int sms) {
   // A decode block holds ~3 blocks an SM; aim for ~4 waves of them, so the
   // last, partial wave costs little, but give every split about 256 keys or

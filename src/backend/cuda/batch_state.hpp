@@ -52,6 +52,23 @@ class BatchState {
   std::vector<int32_t> padded_tables_;
 };
 
+// Batch-invariant mode's plan of key chunks (AttentionPlan::chunk_keys) for
+// one step's prefill items: `items` reordered with the split ones first.
+// Items of <= kDecodeRows rows split (one block per chunk) when the states of
+// all of them fit in state_budget bytes, so that a long context at a small
+// batch spreads over blocks; the others fold their chunks in registers, or
+// run whole when none has a second chunk. The choice changes no bits, only
+// speed. split_chunks is a power of two, so that a CUDA graph of a decode
+// step replays while its contexts grow.
+struct ChunkPlan {
+  std::vector<AttnItem> items;
+  int n_split = 0, split_chunks = 0, split_row_stride = 0;
+  bool others_chunked = false;
+  size_t state_bytes = 0;  // of chunk_state
+};
+ChunkPlan plan_key_chunks(const AttnItem* items, int n_items, int chunk_keys, int kv_heads,
+                          int head_dim, size_t state_budget);
+
 // Splits of each decode item's keys over blocks (flash-decoding): about four
 // waves of blocks on `sms` multiprocessors, about 256 keys a split or more, at
 // most kMaxSplits, and none empty for the longest context max_kv. Each item

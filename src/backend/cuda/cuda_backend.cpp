@@ -48,6 +48,10 @@ using cuda::bf16;
 constexpr size_t kStagingBytes = size_t{32} << 20;   // two halves, double-buffered
 constexpr size_t kGemmWorkspace = size_t{32} << 20;  // what cuBLASLt asks for on Hopper
 constexpr size_t kMaxReserve = size_t{256} << 20;    // per-step scratch headroom
+// Batch-invariant mode: the most a step's split attention items may leave as
+// chunk states (cuda::plan_key_chunks; Llama-3-8B at batch 256 splits up to
+// 8 chunks, contexts of 4,096 keys, in 34 MB).
+constexpr size_t kChunkStateBudget = size_t{64} << 20;
 
 #define CUDA_BE_CHECK(cond, op, msg) TPINFER_OP_CHECK("cuda", cond, op, msg)
 
@@ -478,11 +482,11 @@ class CudaBackend final : public Backend {
     // The tensor-core attention's items of this step go up before the graph
     // runs (record_begin planned them outside the recording, so the graph holds
     // no upload of its own). The generic kernel needs none.
-    int splits = 0;
+    cuda::AttentionPlan plan{};
     if (work_group_seen_ != 0)
-      splits = attention_plan(work_group_seen_, work_kv_heads_seen_, work_head_dim_seen_).splits;
+      plan = attention_plan(work_group_seen_, work_kv_heads_seen_, work_head_dim_seen_);
     const BatchLayout& b = batch_.layout();
-    const cuda::StepShape shape = step_shape(splits);
+    const cuda::StepShape shape = step_shape(work_group_seen_ != 0 ? &plan : nullptr);
     cuda::RecordedStep* r = graphs_.find(shape, signature());
     if (!r) return false;
     // The checks the ops would make, for what differs between steps of a shape.
@@ -518,7 +522,7 @@ class CudaBackend final : public Backend {
     if (!capturing_) return;
     capturing_ = false;
     cuda::RecordedStep& r = graphs_.finish_capture(
-        stream_.get(), step_shape(work_group_ != 0 ? plan_.splits : 0), signature(), cache_blocks_);
+        stream_.get(), step_shape(work_group_ != 0 ? &plan_ : nullptr), signature(), cache_blocks_);
     TPINFER_CUDA_CHECK(cudaGraphLaunch(r.exec.get(), stream_.get()));
     ++graph_stats_.recorded;
   }
@@ -707,12 +711,18 @@ class CudaBackend final : public Backend {
     if (work_group_ != group || work_kv_heads_ != kv_heads || work_head_dim_ != head_dim) {
       const cuda::AttentionWork& w = batch_.attention_work(group, deterministic_);
       const int splits = cuda::choose_decode_splits(w.n_decode, kv_heads, w.max_decode_kv, sms_);
-      const size_t item_bytes = std::max<size_t>(w.items.size(), 1) * sizeof(AttnItem);
+      // Batch-invariant mode: every item is a prefill item; its key chunks.
+      cuda::ChunkPlan chunks;
+      if (deterministic_)
+        chunks = cuda::plan_key_chunks(w.items.data(), static_cast<int>(w.items.size()),
+                                       cuda::kDetChunkKeys, kv_heads, head_dim, kChunkStateBudget);
+      const std::vector<AttnItem>& items = deterministic_ ? chunks.items : w.items;
+      const size_t item_bytes = std::max<size_t>(items.size(), 1) * sizeof(AttnItem);
       // While recording, the event is not waited for or recorded (a captured
       // event cannot be waited on later); the last step's download drained the stream.
       if (!capturing_) TPINFER_CUDA_CHECK(cudaEventSynchronize(work_copied_.get()));
       work_host_.reserve(item_bytes);
-      std::memcpy(work_host_.data(), w.items.data(), w.items.size() * sizeof(AttnItem));
+      std::memcpy(work_host_.data(), items.data(), items.size() * sizeof(AttnItem));
       auto* dev = static_cast<AttnItem*>(grow(work_dev_, work_cap_, item_bytes));
       TPINFER_CUDA_CHECK(cudaMemcpyAsync(dev, work_host_.data(), item_bytes, cudaMemcpyHostToDevice,
                                          stream_.get()));
@@ -734,6 +744,17 @@ class CudaBackend final : public Backend {
         plan_.partial_o = part;
         plan_.partial_lse = part + rows * static_cast<size_t>(head_dim);
       }
+      if (deterministic_) {
+        // No decode items in this mode, so the decode splits' buffer holds the chunk states.
+        plan_.chunk_keys = cuda::kDetChunkKeys;
+        plan_.n_split = chunks.n_split;
+        plan_.split_chunks = chunks.split_chunks;
+        plan_.split_row_stride = chunks.split_row_stride;
+        plan_.others_chunked = chunks.others_chunked ? 1 : 0;
+        if (chunks.n_split > 0)
+          plan_.chunk_state =
+              static_cast<float*>(grow(partial_dev_, partial_cap_, chunks.state_bytes));
+      }
       work_group_ = work_group_seen_ = group;
       work_kv_heads_ = work_kv_heads_seen_ = kv_heads;
       work_head_dim_ = work_head_dim_seen_ = head_dim;
@@ -741,11 +762,18 @@ class CudaBackend final : public Backend {
     return plan_;
   }
 
-  // splits: of the tensor-core decode attention; 0 for the generic kernel.
-  cuda::StepShape step_shape(int splits) const {
+  // plan: the tensor-core attention's of this step; none for the generic kernel.
+  cuda::StepShape step_shape(const cuda::AttentionPlan* plan) const {
     const BatchLayout& b = batch_.layout();
-    return {b.num_tokens(), b.num_seqs(), batch_.table_stride(),
-            static_cast<int64_t>(b.logit_rows.size()), splits};
+    cuda::StepShape shape{b.num_tokens(), b.num_seqs(), batch_.table_stride(),
+                          static_cast<int64_t>(b.logit_rows.size())};
+    if (plan) {
+      shape.splits = plan->splits;
+      shape.n_split = plan->n_split;
+      shape.split_chunks = plan->split_chunks;
+      shape.others_chunked = plan->others_chunked;
+    }
+    return shape;
   }
 
   cuda::Signature signature() const {

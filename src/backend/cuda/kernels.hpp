@@ -160,7 +160,28 @@ struct AttentionPlan {
   // (blockIdx.x = head), so the rows of a cache block, which interleave the
   // heads, are read at about the same time; 0: items first (blockIdx.x = item).
   int head_major;
+
+  // Batch-invariant mode (chunk_keys > 0; every item is a prefill item): a
+  // row's keys are cut at the fixed multiples of chunk_keys, each chunk's
+  // softmax state is computed from nothing over its 64-key tiles in order,
+  // and the states with a key the row sees are folded in chunk order. So a
+  // long context can spread over blocks, and a row's bits still depend on its
+  // position alone. The first n_split prefill items (<= kDecodeRows rows
+  // each) run one block per chunk (gridDim.z = split_chunks) and leave their
+  // states in chunk_state for a fold kernel; the rest fold in registers
+  // (others_chunked) or, when none of them has a second chunk, run as usual.
+  int chunk_keys;
+  int n_split;
+  int split_chunks;      // >= the chunks of every split item
+  int split_row_stride;  // rows per split item in chunk_state (its largest nrows)
+  int others_chunked;
+  float* chunk_state;  // [n_split, kv_heads, split_row_stride, split_chunks] x (head_dim outputs),
+                       // then the same entries' (max, sum) pairs
 };
+
+// Batch-invariant mode's key chunk: keys per chunk (a multiple of the 64-key tile).
+constexpr int kDetChunkKeys = 512;
+static_assert(kDetChunkKeys % 64 == 0, "a chunk is whole 64-key prefill tiles");
 
 // Whether the tensor-core kernels are built for this head_dim (else: generic).
 bool attention_mma_supported(int head_dim);

@@ -26,7 +26,13 @@ using GraphExec = Owned<cudaGraphExec_t, cudaGraphExecDestroy>;
 struct StepShape {
   int64_t n_tokens = 0, n_seqs = 0, table_stride = 0, logit_rows = 0;
   int splits = 0;
-  auto tie() const { return std::tie(n_tokens, n_seqs, table_stride, logit_rows, splits); }
+  // Batch-invariant mode's attention launches (AttentionPlan): split items,
+  // the grid's chunks, and whether the rest fold their chunks.
+  int n_split = 0, split_chunks = 0, others_chunked = 0;
+  auto tie() const {
+    return std::tie(n_tokens, n_seqs, table_stride, logit_rows, splits, n_split, split_chunks,
+                    others_chunked);
+  }
   bool operator<(const StepShape& o) const { return tie() < o.tie(); }
 };
 
