@@ -173,6 +173,14 @@ TEST(CudaBatchPlan, KeyChunksSplitSmallItemsWithinTheBudget) {
   EXPECT_EQ(short_rest.n_split, 1);
   EXPECT_EQ(short_rest.split_chunks, 2);
   EXPECT_FALSE(short_rest.others_chunked);
+
+  // No small item with a second chunk: nothing to gain from a split.
+  const std::vector<AttnItem> short_small = {{0, 0, 4000, 64}, {1, 0, 512, 4}};
+  const cuda::ChunkPlan none =
+      cuda::plan_key_chunks(short_small.data(), 2, chunk, kvh, hd, 1 << 30);
+  EXPECT_EQ(none.n_split, 0);
+  EXPECT_EQ(none.items[1].seq, 1);
+  EXPECT_TRUE(none.others_chunked);
 }
 
 }  // namespace

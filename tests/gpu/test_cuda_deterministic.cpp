@@ -135,6 +135,9 @@ std::vector<std::vector<float>> last_logits_by_schedule(Model& m, Backend& b, in
       s.push_back({{3, 40 + i, 1}, {1, 60 + 20 * i, 20}, {0, kLen - 5 + i, 1}, {2, 30 + i, 1}});
     schedules.push_back(s);
   }
+  // A small step across the first chunk boundary (positions 510-513: a split
+  // item whose first rows see nothing of its second chunk), then the rest.
+  schedules.push_back({{{0, 0, 510}}, {{0, 510, 4}}, {{0, 514, kLen - 514}}});
   std::vector<std::vector<float>> out;
   for (const Steps& steps : schedules) {
     std::vector<float> last;
@@ -159,11 +162,12 @@ TEST_P(CudaDeterministicModel, ASequencesLogitsDoNotDependOnItsSchedule) {
   const auto [config, fp8] = GetParam();
   const ModelConfig c = test_config(config);
   const char* names[] = {"in 64-token chunks", "prefill then decode", "batched with others",
-                         "decoded beside others"};
+                         "decoded beside others", "a 4-token step across a chunk boundary"};
   std::vector<float> default_logits;
   for (bool deterministic : {false, true}) {
     auto gpu = cuda_backend(deterministic);
     Model m = load_test_model(*gpu, c, MPI_COMM_SELF, kSeqs * kStride, kBlock);
+    allocate_workspace(m, *gpu, kLen, kSeqs);  // steps of up to kLen tokens
     if (fp8) allocate_kv_cache(m, *gpu, kSeqs * kStride, kBlock, DType::fp8_e4m3);
     if (deterministic) {
       ASSERT_EQ(m.ws.logits_local.dtype, DType::f32);

@@ -28,6 +28,8 @@ class DeviceArena {
 
   size_t capacity() const { return capacity_; }
   size_t used() const { return offset_; }
+  // Bytes allocate_internal() can still hand out.
+  size_t internal_available() const { return capacity_ - offset_; }
   // Bytes allocate() can still hand out.
   size_t available() const {
     return offset_ + reserve_ >= capacity_ ? 0 : capacity_ - reserve_ - offset_;

@@ -400,17 +400,30 @@ __device__ __forceinline__ float fold_output(float o, float oc, FoldWeights f) {
   return __fadd_rn(__fmul_rn(o, f.a), __fmul_rn(oc, f.b));
 }
 
-// The fold of a warp's finished chunks so far (l = 0: none with a key yet).
+// The fold of a warp's finished chunks so far (l = 0: none with a key yet):
+// (m, l) in registers, the outputs in the warp's shared memory (touched once
+// a chunk, and registers are full: kept there they spilled), row-major with
+// rows kTotalStride floats apart. Each lane reads back only what it wrote.
+template <int D>
+constexpr int kTotalStride = D + 4;
+template <int D>
+constexpr size_t kTotalBytes = 4 * 16 * kTotalStride<D> * sizeof(float);  // four warps
 template <int D>
 struct ChunkTotal {
-  float o[D / 8][4];
+  float* o;  // this warp's 16 rows
   float m[2], l[2];
 };
+
+// Where lane's output element (n, 2 r + e) of the warp's rows lies in a total.
+template <int D>
+__device__ __forceinline__ int total_index(int n, int r, int lane) {
+  return ((lane >> 2) + 8 * r) * kTotalStride<D> + n * 8 + (lane & 3) * 2;
+}
 
 // Ends the warp's current chunk: its states (sums quad-reduced) fold into t,
 // and w starts the next chunk from nothing.
 template <int D>
-__device__ __forceinline__ void end_chunk(WarpRows<D>& w, ChunkTotal<D>& t) {
+__device__ __forceinline__ void end_chunk(WarpRows<D>& w, ChunkTotal<D>& t, int lane) {
   reduce_row_sums(w);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -419,16 +432,17 @@ __device__ __forceinline__ void end_chunk(WarpRows<D>& w, ChunkTotal<D>& t) {
       t.m[r] = w.m[r];
       t.l[r] = w.l[r];
 #pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        t.o[n][2 * r] = w.o[n][2 * r];
-        t.o[n][2 * r + 1] = w.o[n][2 * r + 1];
-      }
+      for (int n = 0; n < D / 8; ++n)
+        *reinterpret_cast<float2*>(t.o + total_index<D>(n, r, lane)) =
+            make_float2(w.o[n][2 * r], w.o[n][2 * r + 1]);
     } else {
       const FoldWeights f = fold_state(t.m[r], t.l[r], w.m[r], w.l[r]);
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) {
-        t.o[n][2 * r] = fold_output(t.o[n][2 * r], w.o[n][2 * r], f);
-        t.o[n][2 * r + 1] = fold_output(t.o[n][2 * r + 1], w.o[n][2 * r + 1], f);
+        float2* o = reinterpret_cast<float2*>(t.o + total_index<D>(n, r, lane));
+        const float2 v = *o;
+        *o =
+            make_float2(fold_output(v.x, w.o[n][2 * r], f), fold_output(v.y, w.o[n][2 * r + 1], f));
       }
     }
   }
@@ -441,6 +455,19 @@ __device__ __forceinline__ void end_chunk(WarpRows<D>& w, ChunkTotal<D>& t) {
   for (int n = 0; n < D / 8; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) w.o[n][e] = 0.0f;
+}
+
+// The total's outputs back into w's registers (w is done), for store_rows.
+template <int D>
+__device__ __forceinline__ void load_total(WarpRows<D>& w, const ChunkTotal<D>& t, int lane) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      const float2 v = *reinterpret_cast<const float2*>(t.o + total_index<D>(n, r, lane));
+      w.o[n][2 * r] = v.x;
+      w.o[n][2 * r + 1] = v.y;
+    }
 }
 
 // Entry (item, h, row, chunk) of chunk_state: outputs at [entry * D], (m, l) at
@@ -539,6 +566,9 @@ __global__ void __launch_bounds__(kThreads)
   }
   ChunkTotal<D> total;
   if constexpr (kPass == KeyPass::folded) {
+    // After the tile sets (launched with their bytes and kTotalBytes).
+    total.o =
+        reinterpret_cast<float*>(tiles + tile_smem_bytes<D, C>()) + warp * 16 * kTotalStride<D>;
 #pragma unroll
     for (int r = 0; r < 2; ++r) total.m[r] = total.l[r] = 0.0f;
   }
@@ -575,14 +605,15 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();  // the next iteration's copy overwrites this stage (and conversion)
     if constexpr (kPass == KeyPass::folded) {
-      if ((i + 1) % chunk_tiles == 0 || i + 1 == t_end) end_chunk(w, total);
+      if ((i + 1) % chunk_tiles == 0 || i + 1 == t_end) end_chunk(w, total, lane);
     }
   }
   if constexpr (kPass == KeyPass::whole) {
     reduce_row_sums(w);
     store_rows(w.o, w.l, w, p, lane);
   } else if constexpr (kPass == KeyPass::folded) {
-    store_rows(total.o, total.l, w, p, lane);
+    load_total(w, total, lane);
+    store_rows(w.o, total.l, w, p, lane);
   } else {
     store_chunk_state(w, plan, p, warp * 16, h, static_cast<int>(blockIdx.z), lane);
   }
@@ -777,7 +808,8 @@ void init_for() {
   TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C, KeyPass::whole>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C, KeyPass::folded>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          smem + kTotalBytes<D>));
   TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C, KeyPass::one_chunk>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<D, C>,
@@ -801,8 +833,8 @@ void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_
     const dim3 grid(static_cast<unsigned>(plan.n_prefill - plan.n_split), kvh);
     const AttnItem* rest = plan.prefill_items + plan.n_split;
     if (plan.others_chunked)
-      launch_kernel(attn_prefill_kernel<D, C, KeyPass::folded>, grid, kThreads, smem, stream, p,
-                    plan, rest);
+      launch_kernel(attn_prefill_kernel<D, C, KeyPass::folded>, grid, kThreads,
+                    smem + kTotalBytes<D>, stream, p, plan, rest);
     else
       launch_kernel(attn_prefill_kernel<D, C, KeyPass::whole>, grid, kThreads, smem, stream, p,
                     plan, rest);

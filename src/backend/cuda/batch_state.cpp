@@ -133,7 +133,8 @@ ChunkPlan plan_key_chunks(const AttnItem* items, int n_items, int chunk_keys, in
   while (pow2 < most_chunks) pow2 *= 2;
   const size_t bytes = static_cast<size_t>(n_small) * kv_heads * stride * pow2 *
                        (static_cast<size_t>(head_dim) + 2) * sizeof(float);
-  const bool split = n_small > 0 && bytes <= state_budget;
+  // With no second chunk among them, splitting buys nothing but a launch.
+  const bool split = n_small > 0 && most_chunks > 1 && bytes <= state_budget;
   plan.items.reserve(static_cast<size_t>(n_items));
   for (int i = 0; i < n_items; ++i)
     if (split && items[i].nrows <= kDecodeRows) plan.items.push_back(items[i]);

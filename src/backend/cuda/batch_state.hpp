@@ -54,12 +54,12 @@ class BatchState {
 
 // Batch-invariant mode's plan of key chunks (AttentionPlan::chunk_keys) for
 // one step's prefill items: `items` reordered with the split ones first.
-// Items of <= kDecodeRows rows split (one block per chunk) when the states of
-// all of them fit in state_budget bytes, so that a long context at a small
-// batch spreads over blocks; the others fold their chunks in registers, or
-// run whole when none has a second chunk. The choice changes no bits, only
-// speed. split_chunks is a power of two, so that a CUDA graph of a decode
-// step replays while its contexts grow.
+// Items of <= kDecodeRows rows split (one block per chunk) when one of them
+// has a second chunk and the states of all of them fit in state_budget bytes,
+// so that a long context at a small batch spreads over blocks; the others fold their chunks in
+// registers, or run whole when none has a second chunk. The choice changes no bits, only speed.
+// split_chunks is a power of two, so that a CUDA graph of a decode step replays while its contexts
+// grow.
 struct ChunkPlan {
   std::vector<AttnItem> items;
   int n_split = 0, split_chunks = 0, split_row_stride = 0;

@@ -713,9 +713,17 @@ class CudaBackend final : public Backend {
       const int splits = cuda::choose_decode_splits(w.n_decode, kv_heads, w.max_decode_kv, sms_);
       // Batch-invariant mode: every item is a prefill item; its key chunks.
       cuda::ChunkPlan chunks;
-      if (deterministic_)
+      if (deterministic_) {
+        // What the states may take: the buffer there is, or what a growth
+        // (to twice it, or more) can get from half of what the reserve still
+        // holds (the rest stays for the other scratch buffers); items that do
+        // not fit fold in registers instead, to the same bits.
+        const size_t half = arena_->internal_available() / 2;
+        const size_t can = 2 * partial_cap_ <= half ? half : partial_cap_;
         chunks = cuda::plan_key_chunks(w.items.data(), static_cast<int>(w.items.size()),
-                                       cuda::kDetChunkKeys, kv_heads, head_dim, kChunkStateBudget);
+                                       cuda::kDetChunkKeys, kv_heads, head_dim,
+                                       std::min(kChunkStateBudget, can));
+      }
       const std::vector<AttnItem>& items = deterministic_ ? chunks.items : w.items;
       const size_t item_bytes = std::max<size_t>(items.size(), 1) * sizeof(AttnItem);
       // While recording, the event is not waited for or recorded (a captured
@@ -771,6 +779,7 @@ class CudaBackend final : public Backend {
       shape.splits = plan->splits;
       shape.n_split = plan->n_split;
       shape.split_chunks = plan->split_chunks;
+      shape.split_row_stride = plan->split_row_stride;
       shape.others_chunked = plan->others_chunked;
     }
     return shape;

@@ -28,10 +28,10 @@ struct StepShape {
   int splits = 0;
   // Batch-invariant mode's attention launches (AttentionPlan): split items,
   // the grid's chunks, and whether the rest fold their chunks.
-  int n_split = 0, split_chunks = 0, others_chunked = 0;
+  int n_split = 0, split_chunks = 0, split_row_stride = 0, others_chunked = 0;
   auto tie() const {
     return std::tie(n_tokens, n_seqs, table_stride, logit_rows, splits, n_split, split_chunks,
-                    others_chunked);
+                    split_row_stride, others_chunked);
   }
   bool operator<(const StepShape& o) const { return tie() < o.tie(); }
 };
