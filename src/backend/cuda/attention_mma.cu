@@ -15,6 +15,7 @@
 //    shared memory. Long contexts are also split across blocks (gridDim.z);
 //    a second kernel merges the splits (flash-decoding).
 // Softmax runs in base 2 on scores pre-multiplied by scale * log2(e).
+#include <algorithm>
 #include <climits>
 #include <cmath>
 
@@ -803,13 +804,16 @@ __global__ void attn_fold_chunks_kernel(AttentionParams p, AttentionPlan plan,
 }
 
 template <int D, typename C>
-void init_for() {
+void init_for(bool deterministic) {
   constexpr size_t smem = tile_smem_bytes<D, C>();
   TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C, KeyPass::whole>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C, KeyPass::folded>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          smem + kTotalBytes<D>));
+  // Only the batch-invariant mode folds chunks (and needs more than some GPUs
+  // give a block: attention_folded_smem_bytes).
+  if (deterministic)
+    TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C, KeyPass::folded>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            smem + kTotalBytes<D>));
   TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D, C, KeyPass::one_chunk>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<D, C>,
@@ -857,11 +861,18 @@ bool attention_mma_supported(int head_dim) {
   return head_dim == 64 || head_dim == 128;
 }
 
-void attention_init() {
-  init_for<64, bf16>();
-  init_for<128, bf16>();
-  init_for<64, fp8>();
-  init_for<128, fp8>();
+void attention_init(bool deterministic) {
+  init_for<64, bf16>(deterministic);
+  init_for<128, bf16>(deterministic);
+  init_for<64, fp8>(deterministic);
+  init_for<128, fp8>(deterministic);
+}
+
+size_t attention_folded_smem_bytes() {
+  return std::max({tile_smem_bytes<64, bf16>() + kTotalBytes<64>,
+                   tile_smem_bytes<128, bf16>() + kTotalBytes<128>,
+                   tile_smem_bytes<64, fp8>() + kTotalBytes<64>,
+                   tile_smem_bytes<128, fp8>() + kTotalBytes<128>});
 }
 
 void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan,

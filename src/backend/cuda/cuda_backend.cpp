@@ -132,7 +132,14 @@ class CudaBackend final : public Backend {
           comm_.get(), o.collectives, o.deterministic ? 0 : o.custom_all_reduce_bytes,
           stream_.get());
     gemm_ = std::make_unique<cuda::Gemm>(o.gemm_tune, o.deterministic);
-    cuda::attention_init();
+    if (o.deterministic &&
+        static_cast<size_t>(prop.sharedMemPerBlockOptin) < cuda::attention_folded_smem_bytes())
+      throw Error("cuda backend: --deterministic needs " +
+                      std::to_string(cuda::attention_folded_smem_bytes()) +
+                      " bytes of shared memory per block for its attention; " + prop.name +
+                      " allows " + std::to_string(prop.sharedMemPerBlockOptin),
+                  kExitOther);
+    cuda::attention_init(o.deterministic);
     size_t free_bytes = 0, total_bytes = 0;
     TPINFER_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     allocate_arena(o, free_bytes);

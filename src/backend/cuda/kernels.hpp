@@ -185,8 +185,11 @@ static_assert(kDetChunkKeys % 64 == 0, "a chunk is whole 64-key prefill tiles");
 
 // Whether the tensor-core kernels are built for this head_dim (else: generic).
 bool attention_mma_supported(int head_dim);
-// Sets the kernels' shared-memory limits; once per device, before the first launch.
-void attention_init();
+// Sets the kernels' shared-memory limits; once per device, before the first
+// launch (deterministic: the batch-invariant mode's folding kernel's too).
+void attention_init(bool deterministic);
+// Shared memory a block of the batch-invariant mode's folding kernel takes, at most.
+size_t attention_folded_smem_bytes();
 void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream);
 // Any even head_dim <= 256; one warp per (token, q head).
 void launch_attention_generic(const AttentionParams& p, cudaStream_t stream);
