@@ -14,6 +14,10 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "cuda TP collectives: nccl | mpi (host-staged) | auto (mpi exactly when a TP group's "
       "ranks share a GPU)")("cuda-graphs", po::value(&o.cuda_graphs)->default_value(o.cuda_graphs),
                             "cuda: run decode steps as CUDA graphs (on | off)")(
+      "cuda-attention-streams",
+      po::value(&o.cuda_attention_streams)->default_value(o.cuda_attention_streams),
+      "cuda: 1 | 2: with 2, a step's decode rows' attention runs on a second stream beside its "
+      "prefill rows' (off by default until measured)")(
       "cuda-pdl", po::value(&o.cuda_pdl)->default_value(o.cuda_pdl),
       "cuda: launch each kernel as the one before it completes, before its memory flush "
       "(programmatic dependent launch, sm_90 and later; on | off)")(
@@ -90,6 +94,8 @@ void check_replica_options(const ReplicaOptions& o) {
   check_one_of("collectives", o.collectives, {"nccl", "mpi", "auto"});
   check_one_of("cuda-graphs", o.cuda_graphs, {"on", "off"});
   check_one_of("cuda-pdl", o.cuda_pdl, {"on", "off"});
+  if (o.cuda_attention_streams != 1 && o.cuda_attention_streams != 2)
+    throw UsageError("--cuda-attention-streams must be 1 or 2");
   check_one_of("cuda-gemm-tune", o.cuda_gemm_tune, {"on", "off"});
   check_one_of("verify-weights", o.verify_weights, {"on", "off"});
   if (o.deterministic && o.cuda_gemm_tune == "on")

@@ -141,6 +141,36 @@ TEST_P(CudaGraphs, DecodeShapedFirstStepsAndGrowingBatches) {
   EXPECT_GE(st.replayed, 2);  // the repeated batches of 8 and of 3
 }
 
+// --cuda-attention-streams 2: in steps with both decode and prefill rows,
+// decode attention runs on a second stream beside prefill attention; the
+// kernels are the same, so the logits are the same bits as on one stream.
+TEST_P(CudaGraphs, DecodeAttentionBesidePrefillMatchesOneStream) {
+  SKIP_WITHOUT_GPU();
+  const ModelConfig c = test_config(GetParam());
+  const int block_size = 16;
+  // Three sequences, in the same batch order in every step (every one with
+  // tokens in each): prefill chunks, then decodes beside the others' chunks,
+  // then decodes only.
+  std::mt19937_64 rng(13);
+  const Paging paging = make_paging({{0, 155}, {0, 155}, {0, 170}}, block_size, rng);
+  CudaBackendOptions one, two;
+  one.memory_fraction = two.memory_fraction = 0.05;
+  two.attention_side_stream = true;
+  auto a = make_cuda_backend(MPI_COMM_SELF, one), b = make_cuda_backend(MPI_COMM_SELF, two);
+  Model ma = load_test_model(*a, c, MPI_COMM_SELF, paging.num_blocks, block_size);
+  Model mb = load_test_model(*b, c, MPI_COMM_SELF, paging.num_blocks, block_size);
+  const std::vector<std::vector<SeqSpec>> steps = {{{0, 150}, {0, 50}, {0, 10}},
+                                                   {{150, 1}, {50, 100}, {10, 54}},
+                                                   {{151, 1}, {150, 1}, {64, 100}},
+                                                   {{152, 1}, {151, 1}, {164, 1}},
+                                                   {{153, 1}, {152, 1}, {165, 5}}};
+  for (size_t t = 0; t < steps.size(); ++t) {
+    const BatchLayout batch = make_batch(steps[t], paging);
+    expect_same_step(ma, *a, mb, *b, batch, "step " + std::to_string(t));
+    if (HasFatalFailure()) return;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Configs, CudaGraphs,
                          ::testing::Values("llama3_gqa_d64", "mistral_mha_d128",
                                            "qwen2_bias_tied_d16"),

@@ -820,10 +820,23 @@ void init_for(bool deterministic) {
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
 
+// The decode items first (on decode_stream, which may run beside `stream`),
+// then the prefill items.
 template <int D, typename C>
-void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream) {
+void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream,
+                cudaStream_t decode_stream) {
   constexpr size_t smem = tile_smem_bytes<D, C>();
   const unsigned kvh = static_cast<unsigned>(p.kv_heads);
+  if (plan.n_decode > 0) {
+    const unsigned items = static_cast<unsigned>(plan.n_decode);
+    const dim3 grid =
+        plan.head_major ? dim3(kvh, items, plan.splits) : dim3(items, kvh, plan.splits);
+    launch_kernel(attn_decode_kernel<D, C>, grid, kThreads, smem, decode_stream, p, plan);
+    if (plan.splits > 1) {
+      launch_kernel(attn_merge_splits_kernel, dim3(plan.n_decode, kvh), kThreads, 0, decode_stream,
+                    p, plan);
+    }
+  }
   // Batch-invariant mode's split items first (their chunks, then the fold), then the rest.
   if (plan.n_split > 0) {
     const unsigned n = static_cast<unsigned>(plan.n_split);
@@ -842,16 +855,6 @@ void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_
     else
       launch_kernel(attn_prefill_kernel<D, C, KeyPass::whole>, grid, kThreads, smem, stream, p,
                     plan, rest);
-  }
-  if (plan.n_decode > 0) {
-    const unsigned items = static_cast<unsigned>(plan.n_decode);
-    const dim3 grid =
-        plan.head_major ? dim3(kvh, items, plan.splits) : dim3(items, kvh, plan.splits);
-    launch_kernel(attn_decode_kernel<D, C>, grid, kThreads, smem, stream, p, plan);
-    if (plan.splits > 1) {
-      launch_kernel(attn_merge_splits_kernel, dim3(plan.n_decode, kvh), kThreads, 0, stream, p,
-                    plan);
-    }
   }
 }
 
@@ -875,14 +878,16 @@ size_t attention_folded_smem_bytes() {
                    tile_smem_bytes<128, fp8>() + kTotalBytes<128>});
 }
 
-void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan,
-                          cudaStream_t stream) {
+void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream,
+                          cudaStream_t decode_stream) {
   switch (p.head_dim) {
     case 64:
-      p.fp8_cache ? launch_for<64, fp8>(p, plan, stream) : launch_for<64, bf16>(p, plan, stream);
+      p.fp8_cache ? launch_for<64, fp8>(p, plan, stream, decode_stream)
+                  : launch_for<64, bf16>(p, plan, stream, decode_stream);
       break;
     case 128:
-      p.fp8_cache ? launch_for<128, fp8>(p, plan, stream) : launch_for<128, bf16>(p, plan, stream);
+      p.fp8_cache ? launch_for<128, fp8>(p, plan, stream, decode_stream)
+                  : launch_for<128, bf16>(p, plan, stream, decode_stream);
       break;
     default:
       throw_cuda_error(static_cast<int>(cudaErrorInvalidValue), "launch_attention_mma(head_dim)",

@@ -120,6 +120,11 @@ class CudaBackend final : public Backend {
     gemv_max_rows_ = o.deterministic ? 0 : o.gemv_max_rows;
     cuda::set_programmatic_launch(o.programmatic_launch && prop.major >= 9);
     stream_ = cuda::make_stream();
+    if (o.attention_side_stream) {
+      side_stream_ = cuda::make_stream();
+      side_fork_ = cuda::make_event();
+      side_join_ = cuda::make_event();
+    }
     if (o.op_profile) {
       timer_ = std::make_unique<cuda::OpTimer>(stream_.get());
       graphs_allowed_ = false;  // a recorded step would hide its ops
@@ -478,10 +483,21 @@ class CudaBackend final : public Backend {
       cuda::launch_attention_generic(p, stream_.get());
       return;
     }
-    cuda::launch_attention_mma(p,
-                               attention_plan(static_cast<int>(a.q_heads / a.kv_heads),
-                                              static_cast<int>(a.kv_heads), static_cast<int>(hd)),
-                               stream_.get());
+    const cuda::AttentionPlan plan =
+        attention_plan(static_cast<int>(a.q_heads / a.kv_heads), static_cast<int>(a.kv_heads),
+                       static_cast<int>(hd));
+    // Decode rows beside prefill rows: fork the side stream from the step's
+    // stream and join it back (a graph records both branches).
+    const bool beside = side_stream_ && plan.n_decode > 0 && plan.n_prefill > 0;
+    if (beside) {
+      TPINFER_CUDA_CHECK(cudaEventRecord(side_fork_.get(), stream_.get()));
+      TPINFER_CUDA_CHECK(cudaStreamWaitEvent(side_stream_.get(), side_fork_.get(), 0));
+    }
+    cuda::launch_attention_mma(p, plan, stream_.get(), beside ? side_stream_.get() : stream_.get());
+    if (beside) {
+      TPINFER_CUDA_CHECK(cudaEventRecord(side_join_.get(), side_stream_.get()));
+      TPINFER_CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), side_join_.get(), 0));
+    }
   }
 
   bool replay_step() override {
@@ -800,6 +816,9 @@ class CudaBackend final : public Backend {
   int tp_size_ = 1;
   int sms_ = 1;
   cuda::Stream stream_;
+  // --cuda-attention-streams 2: decode attention's stream, forked and joined per call.
+  cuda::Stream side_stream_;
+  cuda::Event side_fork_, side_join_;
   std::unique_ptr<cuda::Collectives> collectives_;
   std::unique_ptr<cuda::Gemm> gemm_;
   std::unique_ptr<cuda::DeviceArena> arena_;

@@ -65,6 +65,9 @@ struct CudaBackendOptions {
   // kernel's tile order (no batch-chosen splits), all-reduces as a gather
   // summed in rank order, and float32 logits. Bitwise only at one TP size.
   bool deterministic = false;
+  // Decode rows' attention on a second stream, beside the prefill rows' in a
+  // step that has both (memory-bound beside compute-bound work).
+  bool attention_side_stream = false;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller

@@ -190,7 +190,10 @@ bool attention_mma_supported(int head_dim);
 void attention_init(bool deterministic);
 // Shared memory a block of the batch-invariant mode's folding kernel takes, at most.
 size_t attention_folded_smem_bytes();
-void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream);
+// decode_stream: where the decode items' kernels go (the caller forks it from
+// and joins it to `stream`; the same stream: one after the other).
+void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream,
+                          cudaStream_t decode_stream);
 // Any even head_dim <= 256; one warp per (token, q head).
 void launch_attention_generic(const AttentionParams& p, cudaStream_t stream);
 
