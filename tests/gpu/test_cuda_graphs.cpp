@@ -149,26 +149,31 @@ TEST_P(CudaGraphs, DecodeAttentionBesidePrefillMatchesOneStream) {
   const ModelConfig c = test_config(GetParam());
   const int block_size = 16;
   // Three sequences, in the same batch order in every step (every one with
-  // tokens in each): prefill chunks, then decodes beside the others' chunks,
-  // then decodes only.
+  // tokens in each): sequence 0 prefills 600 tokens beside the others (then
+  // decodes past 256 keys, so its decode attention splits and merges on the
+  // side stream), sequence 1 decodes early, sequence 2 prefills beside decodes.
   std::mt19937_64 rng(13);
-  const Paging paging = make_paging({{0, 155}, {0, 155}, {0, 170}}, block_size, rng);
+  const Paging paging = make_paging({{0, 603}, {0, 55}, {0, 211}}, block_size, rng);
   CudaBackendOptions one, two;
   one.memory_fraction = two.memory_fraction = 0.05;
   two.attention_side_stream = true;
   auto a = make_cuda_backend(MPI_COMM_SELF, one), b = make_cuda_backend(MPI_COMM_SELF, two);
   Model ma = load_test_model(*a, c, MPI_COMM_SELF, paging.num_blocks, block_size);
   Model mb = load_test_model(*b, c, MPI_COMM_SELF, paging.num_blocks, block_size);
-  const std::vector<std::vector<SeqSpec>> steps = {{{0, 150}, {0, 50}, {0, 10}},
-                                                   {{150, 1}, {50, 100}, {10, 54}},
-                                                   {{151, 1}, {150, 1}, {64, 100}},
-                                                   {{152, 1}, {151, 1}, {164, 1}},
-                                                   {{153, 1}, {152, 1}, {165, 5}}};
+  const std::vector<std::vector<SeqSpec>> steps = {
+      {{0, 200}, {0, 50}, {0, 5}},     {{200, 200}, {50, 1}, {5, 50}},
+      {{400, 200}, {51, 1}, {55, 50}}, {{600, 1}, {52, 1}, {105, 100}},
+      {{601, 1}, {53, 1}, {205, 1}},   {{602, 1}, {54, 1}, {206, 5}}};
   for (size_t t = 0; t < steps.size(); ++t) {
     const BatchLayout batch = make_batch(steps[t], paging);
     expect_same_step(ma, *a, mb, *b, batch, "step " + std::to_string(t));
     if (HasFatalFailure()) return;
   }
+  // The tensor-core kernels took the side stream (the generic kernel has none).
+  if (c.head_dim == 64 || c.head_dim == 128) {
+    EXPECT_GT(cuda_graph_stats(*b).beside, 0);
+  }
+  EXPECT_EQ(cuda_graph_stats(*a).beside, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, CudaGraphs,

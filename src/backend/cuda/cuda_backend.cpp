@@ -183,6 +183,7 @@ class CudaBackend final : public Backend {
     if (capturing_) cuda::StepGraphs::abandon_capture(stream_.get());
     // Nothing may still run on memory the members are about to free.
     if (stream_) (void)cudaStreamSynchronize(stream_.get());
+    if (side_stream_) (void)cudaStreamSynchronize(side_stream_.get());
   }
 
   std::string name() const override { return "cuda"; }
@@ -493,10 +494,20 @@ class CudaBackend final : public Backend {
       TPINFER_CUDA_CHECK(cudaEventRecord(side_fork_.get(), stream_.get()));
       TPINFER_CUDA_CHECK(cudaStreamWaitEvent(side_stream_.get(), side_fork_.get(), 0));
     }
-    cuda::launch_attention_mma(p, plan, stream_.get(), beside ? side_stream_.get() : stream_.get());
+    try {
+      cuda::launch_attention_mma(p, plan, stream_.get(),
+                                 beside ? side_stream_.get() : stream_.get());
+    } catch (...) {
+      if (beside) {  // joined all the same, so that nothing runs on unawaited
+        (void)cudaEventRecord(side_join_.get(), side_stream_.get());
+        (void)cudaStreamWaitEvent(stream_.get(), side_join_.get(), 0);
+      }
+      throw;
+    }
     if (beside) {
       TPINFER_CUDA_CHECK(cudaEventRecord(side_join_.get(), side_stream_.get()));
       TPINFER_CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), side_join_.get(), 0));
+      ++graph_stats_.beside;
     }
   }
 

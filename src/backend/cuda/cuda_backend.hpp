@@ -85,6 +85,7 @@ void cuda_fill_random(Backend& backend, const Tensor& dst, const RandomFill& f);
 // steps replayed from a recording); zeros for any other backend.
 struct CudaGraphStats {
   int64_t recorded = 0, replayed = 0;
+  int64_t beside = 0;  // attention calls whose decode items ran on the side stream
 };
 CudaGraphStats cuda_graph_stats(const Backend& backend);
 
