@@ -530,9 +530,16 @@ constexpr size_t tile_smem_bytes() {
 // and leaves its state in chunk_state.
 enum class KeyPass { whole, folded, one_chunk };
 
+// Blocks an SM should hold at once: at 2 (190 registers at head_dim 128) an SM
+// runs 8 warps; 3 caps registers at 168 (a few spilled setup values) for 12.
+// An A/B knob until measured (-DTPINFER_PREFILL_MIN_BLOCKS=3 in CMAKE_CUDA_FLAGS).
+#ifndef TPINFER_PREFILL_MIN_BLOCKS
+#define TPINFER_PREFILL_MIN_BLOCKS 1
+#endif
+
 // C: the cache's element type (bf16, or fp8 converted to bf16 tiles after landing).
 template <int D, typename C, KeyPass kPass>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, TPINFER_PREFILL_MIN_BLOCKS)
     attn_prefill_kernel(AttentionParams p, AttentionPlan plan, const AttnItem* items) {
   wait_for_prior_grids();
   extern __shared__ uint4 smem_raw[];
