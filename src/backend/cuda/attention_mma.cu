@@ -533,13 +533,19 @@ enum class KeyPass { whole, folded, one_chunk };
 // Blocks an SM should hold at once: at 2 (190 registers at head_dim 128) an SM
 // runs 8 warps; 3 caps registers at 168 (a few spilled setup values) for 12.
 // An A/B knob until measured (-DTPINFER_PREFILL_MIN_BLOCKS=3 in CMAKE_CUDA_FLAGS).
-#ifndef TPINFER_PREFILL_MIN_BLOCKS
-#define TPINFER_PREFILL_MIN_BLOCKS 1
+#ifdef TPINFER_PREFILL_MIN_BLOCKS
+#define TPINFER_PREFILL_BOUNDS __launch_bounds__(kThreads, TPINFER_PREFILL_MIN_BLOCKS)
+#else
+#define TPINFER_PREFILL_BOUNDS __launch_bounds__(kThreads)
+#endif
+// Likewise: one barrier a key tile (the next tile's copy issued after it).
+#ifndef TPINFER_PREFILL_ONE_BARRIER
+#define TPINFER_PREFILL_ONE_BARRIER 0
 #endif
 
 // C: the cache's element type (bf16, or fp8 converted to bf16 tiles after landing).
 template <int D, typename C, KeyPass kPass>
-__global__ void __launch_bounds__(kThreads, TPINFER_PREFILL_MIN_BLOCKS)
+__global__ void TPINFER_PREFILL_BOUNDS
     attn_prefill_kernel(AttentionParams p, AttentionPlan plan, const AttnItem* items) {
   wait_for_prior_grids();
   extern __shared__ uint4 smem_raw[];
@@ -589,6 +595,20 @@ __global__ void __launch_bounds__(kThreads, TPINFER_PREFILL_MIN_BLOCKS)
   cp_async_commit();
   for (int i = t_begin; i < t_end; ++i) {
     const int stage = (i - t_begin) & 1;
+#if TPINFER_PREFILL_ONE_BARRIER
+    // Tile i is the only copy in flight; once every warp is past this barrier
+    // the other stage (tile i - 1's) is free, so tile i + 1 goes there now and
+    // lands while tile i is computed: one barrier a tile instead of two.
+    cp_async_wait<0>();
+    __syncthreads();
+    if (i + 1 < t_end) {
+      const int k0 = (i + 1) * kPrefillKeys;
+      load_tile<D, kPrefillKeys, kThreads>(
+          T::stage_k(tiles, stage ^ 1), T::stage_v(tiles, stage ^ 1), p, table, h, k0, kend,
+          tile_first_slot<kPrefillKeys>(p, table, k0, kend), threadIdx.x);
+      cp_async_commit();
+    }
+#else
     if (i + 1 < t_end) {
       const int k0 = (i + 1) * kPrefillKeys;
       load_tile<D, kPrefillKeys, kThreads>(
@@ -600,6 +620,7 @@ __global__ void __launch_bounds__(kThreads, TPINFER_PREFILL_MIN_BLOCKS)
       cp_async_wait<0>();
     }
     __syncthreads();
+#endif
     const C* ks;
     const bf16* vs;
     T::template mma_tiles<kThreads>(
@@ -611,7 +632,9 @@ __global__ void __launch_bounds__(kThreads, TPINFER_PREFILL_MIN_BLOCKS)
       else
         attend_tile<D, kPrefillKeys, C, true>(w, ks, vs, k0, kend, p.scale_log2, lane);
     }
+#if !TPINFER_PREFILL_ONE_BARRIER
     __syncthreads();  // the next iteration's copy overwrites this stage (and conversion)
+#endif
     if constexpr (kPass == KeyPass::folded) {
       if ((i + 1) % chunk_tiles == 0 || i + 1 == t_end) end_chunk(w, total, lane);
     }
