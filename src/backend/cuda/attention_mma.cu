@@ -1,5 +1,6 @@
-// Paged causal attention on the tensor cores (mma.sync m16n8k16, bf16 inputs,
-// fp32 accumulators), flash-attention style: scores, online softmax and P.V stay
+// Paged causal attention on the tensor cores (mma.sync m16n8k16, fp32
+// accumulators; bf16 inputs over a bf16 cache, f16 over an fp8 one, see
+// MmaInput), flash-attention style: scores, online softmax and P.V stay
 // in registers; K/V tiles come from the paged cache into shared memory with
 // cp.async, double-buffered.
 //
@@ -52,18 +53,38 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-// d += a * b: A 16x16 row-major, B 16x8 column-major, fp32 accumulators.
+// The tensor cores' input type over a cache of type C. bf16 for a bf16 cache.
+// f16 for an fp8 one: e4m3 -> f16x2 is one exact conversion where e4m3 -> bf16x2
+// is four (via f16 and f32), and that conversion bounds the fp8 kernels. f16
+// holds every e4m3 and every bf16 of [2^-14, 65504] exactly, so Q and K/V enter
+// exactly (Q is clamped to f16's range), and P in [0, 1] is rounded more finely.
+template <typename C>
+constexpr bool kF16Mma = sizeof(C) == 1;
+
+// 16-bit tile elements as the tensor cores read them (bf16 or f16 bits).
+using Bits16 = uint16_t;
+
+// d += a * b: A 16x16 row-major, B 16x8 column-major, fp32 accumulators;
+// inputs bf16, or f16 when kF16.
+template <bool kF16>
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                          uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  if constexpr (kF16)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Four transposed 8x8 b16 matrices; lane l gives the address of row l % 8 of matrix l / 8.
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) {
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const Bits16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_u32(p))
@@ -71,7 +92,7 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) {
 }
 
 // Four 8x8 b16 matrices as stored; lane l gives the address of row l % 8 of matrix l / 8.
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* p) {
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const Bits16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_u32(p))
@@ -83,15 +104,46 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
+// Two values as one A-fragment register of the tensor cores' input type.
+template <bool kF16>
+__device__ __forceinline__ uint32_t pack_input(float lo, float hi) {
+  if constexpr (kF16) {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  } else {
+    return pack_bf16(lo, hi);
+  }
+}
+
 __device__ __forceinline__ uint32_t ld_u32(const bf16* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
 
-// Two adjacent fp8 K elements as one bf16x2 B-fragment register, converted
-// exactly (bf16 K's fragments come by ldmatrix).
+// Two adjacent q elements (bf16) as an A-fragment register of the input type:
+// as stored for bf16; for f16 clamped to +-65504 (no q of a real model comes
+// near; a larger one would otherwise become inf), else exact.
+template <bool kF16>
+__device__ __forceinline__ uint32_t q_pair(const bf16* p) {
+  const uint32_t v = ld_u32(p);
+  if constexpr (kF16) {
+    constexpr float kMax = 65504.0f;
+    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v));
+    return pack_input<true>(fminf(fmaxf(f.x, -kMax), kMax), fminf(fmaxf(f.y, -kMax), kMax));
+  } else {
+    return v;
+  }
+}
+
+// Two adjacent fp8 elements as f16x2 bits, one exact conversion.
+__device__ __forceinline__ uint32_t fp8_pair_f16(__nv_fp8x2_storage_t v) {
+  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(v, __NV_E4M3);
+  return static_cast<uint32_t>(h.x) | static_cast<uint32_t>(h.y) << 16;
+}
+
+// Two adjacent fp8 K elements as one f16x2 B-fragment register (bf16 K's
+// fragments come by ldmatrix).
 __device__ __forceinline__ uint32_t k_pair(const fp8* p) {
-  const float2 f = fp8x2_to_float2(*reinterpret_cast<const __nv_fp8x2_storage_t*>(p));
-  return pack_bf16(f.x, f.y);
+  return fp8_pair_f16(*reinterpret_cast<const __nv_fp8x2_storage_t*>(p));
 }
 
 // The cache slot of key k0 when the tile [k0, k0 + kKeys) lies in one cache
@@ -113,14 +165,14 @@ template <int D, typename C>
 constexpr int kRawStride = D + kPerChunk<C>;
 
 // Shared memory of one tile set: two stages of (K, V) tiles of kKeys keys as the
-// cache stores them, and for an fp8 cache one V tile converted to bf16 (the
+// cache stores them, and for an fp8 cache one V tile converted to f16 (the
 // tensor-core step reads K's fragments straight from the fp8 stage, converting
 // in registers; V's come by ldmatrix.trans, which needs 16-bit elements).
 template <int D, typename C, int kKeys>
 struct TileSet {
   static constexpr int kRaw = kKeys * kRawStride<D, C> * static_cast<int>(sizeof(C));
   static constexpr int kConv =
-      sizeof(C) == 1 ? kKeys * (D + kPad) * static_cast<int>(sizeof(bf16)) : 0;
+      sizeof(C) == 1 ? kKeys * (D + kPad) * static_cast<int>(sizeof(Bits16)) : 0;
   static constexpr int kBytes = 2 * 2 * kRaw + kConv;
   __device__ static C* stage_k(char* base, int s) {
     return reinterpret_cast<C*>(base + 2 * s * kRaw);
@@ -128,13 +180,15 @@ struct TileSet {
   __device__ static C* stage_v(char* base, int s) {
     return reinterpret_cast<C*>(base + (2 * s + 1) * kRaw);
   }
-  __device__ static bf16* conv_v(char* base) { return reinterpret_cast<bf16*>(base + 4 * kRaw); }
+  __device__ static Bits16* conv_v(char* base) {
+    return reinterpret_cast<Bits16*>(base + 4 * kRaw);
+  }
   // The tiles the tensor-core step reads for landed stage s: K as stored (rows
-  // of kRawStride), and V as a bf16 tile: the stage itself, or (fp8) the
+  // of kRawStride), and V as a 16-bit tile: the stage itself, or (fp8) the
   // stage's V converted by kLanes threads, then `sync`.
   template <int kLanes, typename Sync>
   __device__ static void mma_tiles(char* base, int s, int tid, Sync sync, const C*& ks,
-                                   const bf16*& vs);
+                                   const Bits16*& vs);
 };
 
 // Copies keys [k0, k0 + kKeys) of kv head h of one sequence into ks / vs (rows
@@ -167,41 +221,39 @@ __device__ __forceinline__ void load_tile(C* ks, C* vs, const AttentionParams& p
   }
 }
 
-// An fp8 tile as landed (rows of kRawStride) -> bf16 rows of D + kPad, exact
-// (every e4m3 value is a bf16 value). 16 values a thread and step.
+// An fp8 tile as landed (rows of kRawStride) -> f16 rows of D + kPad, exact.
+// 16 values a thread and step.
 template <int D, int kKeys, int kLanes>
-__device__ __forceinline__ void convert_tile(const fp8* src, bf16* dst, int tid) {
+__device__ __forceinline__ void convert_tile(const fp8* src, Bits16* dst, int tid) {
   constexpr int kChunks = D / 16;
 #pragma unroll 1
   for (int c = tid; c < kKeys * kChunks; c += kLanes) {
     const int r = c / kChunks, col = (c % kChunks) * 16;
     const uint4 raw = *reinterpret_cast<const uint4*>(src + r * kRawStride<D, fp8> + col);
     const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-    Bf16x8 out[2];
+    uint32_t out[8];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const float2 lo = fp8x2_to_float2(static_cast<__nv_fp8x2_storage_t>(words[i] & 0xffffu));
-      const float2 hi = fp8x2_to_float2(static_cast<__nv_fp8x2_storage_t>(words[i] >> 16));
-      out[i / 2].h[(i % 2) * 2] = __floats2bfloat162_rn(lo.x, lo.y);
-      out[i / 2].h[(i % 2) * 2 + 1] = __floats2bfloat162_rn(hi.x, hi.y);
+      out[2 * i] = fp8_pair_f16(static_cast<__nv_fp8x2_storage_t>(words[i] & 0xffffu));
+      out[2 * i + 1] = fp8_pair_f16(static_cast<__nv_fp8x2_storage_t>(words[i] >> 16));
     }
-    bf16* d = dst + r * (D + kPad) + col;
-    *reinterpret_cast<Bf16x8*>(d) = out[0];
-    *reinterpret_cast<Bf16x8*>(d + 8) = out[1];
+    uint4* d = reinterpret_cast<uint4*>(dst + r * (D + kPad) + col);
+    d[0] = make_uint4(out[0], out[1], out[2], out[3]);
+    d[1] = make_uint4(out[4], out[5], out[6], out[7]);
   }
 }
 
 template <int D, typename C, int kKeys>
 template <int kLanes, typename Sync>
 __device__ void TileSet<D, C, kKeys>::mma_tiles(char* base, int s, int tid, Sync sync, const C*& ks,
-                                                const bf16*& vs) {
+                                                const Bits16*& vs) {
   ks = stage_k(base, s);
   if constexpr (sizeof(C) == 1) {
     convert_tile<D, kKeys, kLanes>(stage_v(base, s), conv_v(base), tid);
     sync();
     vs = conv_v(base);
   } else {
-    vs = stage_v(base, s);
+    vs = reinterpret_cast<const Bits16*>(stage_v(base, s));
   }
 }
 
@@ -219,8 +271,8 @@ struct WarpRows {
 };
 
 // Rows [row_base, row_base + 16) of the sequence whose tokens start at tok0;
-// rows >= row_end are padding.
-template <int D>
+// rows >= row_end are padding. q in the tensor cores' input type (kF16Mma).
+template <int D, bool kF16>
 __device__ __forceinline__ void load_rows(WarpRows<D>& w, const AttentionParams& p, int tok0,
                                           int row_base, int row_end, int h, int group, int lane) {
 #pragma unroll
@@ -236,8 +288,8 @@ __device__ __forceinline__ void load_rows(WarpRows<D>& w, const AttentionParams&
         p.qkv + w.tok[r] * p.qkv_stride + static_cast<int64_t>(w.head[r]) * D + (lane & 3) * 2;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      w.q[kk][r] = valid ? ld_u32(q + kk * 16) : 0u;          // a0 / a1: columns k..k+1
-      w.q[kk][r + 2] = valid ? ld_u32(q + kk * 16 + 8) : 0u;  // a2 / a3: columns k+8..k+9
+      w.q[kk][r] = valid ? q_pair<kF16>(q + kk * 16) : 0u;          // a0 / a1: columns k..k+1
+      w.q[kk][r + 2] = valid ? q_pair<kF16>(q + kk * 16 + 8) : 0u;  // a2 / a3: columns k+8..k+9
     }
   }
 #pragma unroll
@@ -247,12 +299,13 @@ __device__ __forceinline__ void load_rows(WarpRows<D>& w, const AttentionParams&
 }
 
 // Attends the warp's rows over one smem tile of kKeys keys starting at key k0:
-// K in the cache's type C (rows of kRawStride), V in bf16 (rows of D + kPad).
+// K in the cache's type C (rows of kRawStride), V in the input type (rows of
+// D + kPad).
 // kMask: some key of the tile lies past a row's position or past kend (the
 // tile on the causal diagonal, or the last one); a tile every row sees whole
 // skips the per-score test.
 template <int D, int kKeys, typename C, bool kMask = true>
-__device__ __forceinline__ void attend_tile(WarpRows<D>& w, const C* ks, const bf16* vs, int k0,
+__device__ __forceinline__ void attend_tile(WarpRows<D>& w, const C* ks, const Bits16* vs, int k0,
                                             int kend, float scale_log2, int lane) {
   constexpr int kStride = D + kPad;
   constexpr int kKStride = kRawStride<D, C>;
@@ -273,17 +326,17 @@ __device__ __forceinline__ void attend_tile(WarpRows<D>& w, const C* ks, const b
       for (int j = 0; j < kN; j += 2) {
         const int mi = lane >> 3;
         uint32_t b[4];
-        ldsm_x4(b, reinterpret_cast<const bf16*>(ks) +
+        ldsm_x4(b, reinterpret_cast<const Bits16*>(ks) +
                        ((j + (mi >> 1)) * 8 + (lane & 7)) * kKStride + kk * 16 + (mi & 1) * 8);
-        mma16816(s[j], w.q[kk], b[0], b[1]);
-        mma16816(s[j + 1], w.q[kk], b[2], b[3]);
+        mma16816<false>(s[j], w.q[kk], b[0], b[1]);
+        mma16816<false>(s[j + 1], w.q[kk], b[2], b[3]);
       }
     } else {
 #pragma unroll
       for (int j = 0; j < kN; ++j) {
         // Conflict-free: the 8 keys' rows start in 8 distinct bank groups.
         const C* kp = ks + (j * 8 + (lane >> 2)) * kKStride + kk * 16 + (lane & 3) * 2;
-        mma16816(s[j], w.q[kk], k_pair(kp), k_pair(kp + 8));
+        mma16816<true>(s[j], w.q[kk], k_pair(kp), k_pair(kp + 8));
       }
     }
   }
@@ -332,18 +385,19 @@ __device__ __forceinline__ void attend_tile(WarpRows<D>& w, const C* ks, const b
   // fragment of one 16-key k-step; V's B fragments come transposed by ldmatrix.
 #pragma unroll
   for (int kk = 0; kk < kKeys / 16; ++kk) {
-    const uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
-                           pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                           pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                           pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-    const bf16* vrow =
+    constexpr bool kF16 = kF16Mma<C>;
+    const uint32_t a[4] = {pack_input<kF16>(s[2 * kk][0], s[2 * kk][1]),
+                           pack_input<kF16>(s[2 * kk][2], s[2 * kk][3]),
+                           pack_input<kF16>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                           pack_input<kF16>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+    const Bits16* vrow =
         vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kStride + (lane >> 4) * 8;
 #pragma unroll
     for (int nn = 0; nn < D / 16; ++nn) {
       uint32_t b[4];
       ldsm_x4_trans(b, vrow + nn * 16);
-      mma16816(w.o[2 * nn], a, b[0], b[1]);
-      mma16816(w.o[2 * nn + 1], a, b[2], b[3]);
+      mma16816<kF16>(w.o[2 * nn], a, b[0], b[1]);
+      mma16816<kF16>(w.o[2 * nn + 1], a, b[2], b[3]);
     }
   }
 }
@@ -543,7 +597,7 @@ enum class KeyPass { whole, folded, one_chunk };
 #define TPINFER_PREFILL_ONE_BARRIER 0
 #endif
 
-// C: the cache's element type (bf16, or fp8 converted to bf16 tiles after landing).
+// C: the cache's element type (bf16; or fp8: K converted in registers, V to f16 tiles).
 template <int D, typename C, KeyPass kPass>
 __global__ void TPINFER_PREFILL_BOUNDS
     attn_prefill_kernel(AttentionParams p, AttentionPlan plan, const AttnItem* items) {
@@ -567,7 +621,7 @@ __global__ void TPINFER_PREFILL_BOUNDS
   }
 
   WarpRows<D> w;
-  load_rows(w, p, tok0, it.row0 + warp * 16, it.row0 + it.nrows, h, group, lane);
+  load_rows<D, kF16Mma<C>>(w, p, tok0, it.row0 + warp * 16, it.row0 + it.nrows, h, group, lane);
   // The warp skips tiles past its last row's position (causal), but keeps to the barriers.
   int wmax = max(w.pos[0], w.pos[1]);
   // The first position of the warp's real rows (padding rows, pos -1, attend
@@ -622,7 +676,7 @@ __global__ void TPINFER_PREFILL_BOUNDS
     __syncthreads();
 #endif
     const C* ks;
-    const bf16* vs;
+    const Bits16* vs;
     T::template mma_tiles<kThreads>(
         tiles, stage, threadIdx.x, [] { __syncthreads(); }, ks, vs);
     const int k0 = i * kPrefillKeys, k_last = k0 + kPrefillKeys - 1;
@@ -683,7 +737,7 @@ __global__ void __launch_bounds__(kThreads)
   int64_t next_slot = tile_first_slot<kDecodeKeys>(p, table, first + step, k_end);
 
   WarpRows<D> w;
-  load_rows(w, p, tok0, it.row0, it.row0 + it.nrows, h, group, lane);
+  load_rows<D, kF16Mma<C>>(w, p, tok0, it.row0, it.row0 + it.nrows, h, group, lane);
 
   for (int i = 0; i < tiles; ++i) {
     if (i + 1 < tiles) {
@@ -698,7 +752,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncwarp();  // every lane's copies of this stage have landed
     const C* ks;
-    const bf16* vs;
+    const Bits16* vs;
     T::template mma_tiles<32>(
         mine, i & 1, lane, [] { __syncwarp(); }, ks, vs);
     attend_tile<D, kDecodeKeys, C>(w, ks, vs, first + i * step, k_end, p.scale_log2, lane);
