@@ -18,6 +18,11 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       po::value(&o.cuda_attention_streams)->default_value(o.cuda_attention_streams),
       "cuda: 1 | 2: with 2, a step's decode rows' attention runs on a second stream beside its "
       "prefill rows' (off by default until measured)")(
+      "cuda-prefill-attention",
+      po::value(&o.cuda_prefill_attention)->default_value(o.cuda_prefill_attention),
+      "cuda: mma | wgmma: the kernel of prefill attention over a bf16 KV cache at head_dim 128 "
+      "(wgmma: Hopper's warpgroup MMA, sm_90 only, untested until measured; --deterministic, "
+      "an fp8 cache and other head dims keep mma)")(
       "cuda-pdl", po::value(&o.cuda_pdl)->default_value(o.cuda_pdl),
       "cuda: launch each kernel as the one before it completes, before its memory flush "
       "(programmatic dependent launch, sm_90 and later; on | off)")(
@@ -96,6 +101,7 @@ void check_replica_options(const ReplicaOptions& o) {
   check_one_of("cuda-pdl", o.cuda_pdl, {"on", "off"});
   if (o.cuda_attention_streams != 1 && o.cuda_attention_streams != 2)
     throw UsageError("--cuda-attention-streams must be 1 or 2");
+  check_one_of("cuda-prefill-attention", o.cuda_prefill_attention, {"mma", "wgmma"});
   check_one_of("cuda-gemm-tune", o.cuda_gemm_tune, {"on", "off"});
   check_one_of("verify-weights", o.verify_weights, {"on", "off"});
   if (o.deterministic && o.cuda_gemm_tune == "on")

@@ -85,7 +85,9 @@ void bench_linear(Bench& b, const char* name, int64_t k, int64_t m) {
 
 // Attention over `seqs` sequences of `ctx` cached tokens each, `nq` queries
 // each (nq = 1: decode; nq = ctx: a whole causal prefill).
-void bench_attention(Bench& b, int seqs, int ctx, int nq, DType cache_dtype = DType::bf16) {
+// tag: a prefix for the line (the backend's kernel choice).
+void bench_attention(Bench& b, int seqs, int ctx, int nq, DType cache_dtype = DType::bf16,
+                     const std::string& tag = "") {
   const int qh = 32, kvh = 8, hd = 128, bs = 16;
   const AttentionShape a{qh, kvh, hd, 1.0f / std::sqrt(128.0f)};
   const int per_seq = (ctx + bs - 1) / bs;
@@ -119,7 +121,7 @@ void bench_attention(Bench& b, int seqs, int ctx, int nq, DType cache_dtype = DT
   const double io = 2.0 * n * qh * hd * 2;
   const double pairs = nq == 1 ? static_cast<double>(ctx) : 0.5 * ctx * (ctx + 1.0);
   const double flops = 4.0 * seqs * pairs * qh * hd;
-  report(std::string(cache_dtype == DType::fp8_e4m3 ? "attention fp8 " : "attention ") +
+  report(tag + (cache_dtype == DType::fp8_e4m3 ? "attention fp8 " : "attention ") +
              std::to_string(seqs) + " seqs x " + std::to_string(ctx) + " ctx, " +
              std::to_string(nq) + " q",
          sec, kv + io, flops);
@@ -210,6 +212,15 @@ int main(int argc, char** argv) {
       bench_attention(b, 1, 8192, 1);
       bench_attention(b, 8, 4096, 1);
       bench_attention(b, 1, 2048, 2048);
+      bench_attention(b, 4, 2048, 2048);
+      // The same prefills on the Hopper wgmma kernel (--cuda-prefill-attention wgmma).
+      Bench w;
+      CudaBackendOptions ow = o;
+      ow.prefill_wgmma = true;
+      w.be = make_cuda_backend(MPI_COMM_SELF, ow);
+      w.probe = w.be->alloc({1}, DType::f32);
+      bench_attention(w, 1, 2048, 2048, DType::bf16, "wgmma ");
+      bench_attention(w, 4, 2048, 2048, DType::bf16, "wgmma ");
     }
     if (want("rows")) {
       bench_rows(b);

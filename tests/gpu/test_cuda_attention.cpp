@@ -2,7 +2,9 @@
 // batches over shuffled block tables, GQA ratios 1 to 8, block sizes 16 and 32,
 // head dims 64 and 128 (tensor-core kernels) and 12, 16, 96, 256 (generic
 // kernel), contexts up to 3000 tokens (split decode), and scores in the
-// hundreds (the softmax must subtract its running maximum).
+// hundreds (the softmax must subtract its running maximum). The bf16 head_dim
+// 128 layouts run again with the Hopper wgmma prefill kernel
+// (--cuda-prefill-attention wgmma), which must also match the mma.sync one.
 //
 // The cache holds bf16-exact values at every context position and NaN in every
 // other slot, and the k / v parts of qkv are NaN: reading anything but the
@@ -27,19 +29,21 @@ constexpr double kTol = 1e-2;
 struct AttentionCase {
   int q_heads, kv_heads, head_dim, block_size;
   bool fp8_cache = false;  // both backends hold the cache in float8 e4m3
+  bool wgmma = false;      // the cuda backend's prefill items on the wgmma kernel
 };
 
 std::string case_name(const AttentionCase& c) {
   return "q" + std::to_string(c.q_heads) + "kv" + std::to_string(c.kv_heads) + "d" +
          std::to_string(c.head_dim) + "bs" + std::to_string(c.block_size) +
-         (c.fp8_cache ? "fp8" : "");
+         (c.fp8_cache ? "fp8" : "") + (c.wgmma ? "wgmma" : "");
 }
 
 class CudaAttention : public ::testing::TestWithParam<AttentionCase> {
  protected:
   void SetUp() override {
     SKIP_WITHOUT_GPU();
-    be_ = std::make_unique<BackendPair>();
+    be_ = std::make_unique<BackendPair>(CudaBackendOptions{}.gemv_max_rows,
+                                        CudaBackendOptions{}.gemm_tune, GetParam().wgmma);
   }
 
   // Runs attention over `seqs` on both backends and compares. Sequences at
@@ -135,6 +139,13 @@ TEST_P(CudaAttention, SingleLongDecodeMatchesCpu) {
   run(GetParam(), {{2999, 1}}, 0, "single decode, huge scores");
 }
 
+// Long causal prefills: from 0 (every tile of a row's keys, the diagonal
+// masked) and a chunk continuing a cached prefix, the second with huge scores.
+TEST_P(CudaAttention, LongPrefillsMatchCpu) {
+  const std::vector<SeqSpec> seqs = {{0, 700}, {300, 400}};
+  run(GetParam(), seqs, 1, "long prefills");
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Layouts, CudaAttention,
     ::testing::Values(AttentionCase{8, 8, 128, 16}, AttentionCase{8, 4, 128, 32},
@@ -148,6 +159,70 @@ INSTANTIATE_TEST_SUITE_P(
                       AttentionCase{8, 2, 64, 16, true}, AttentionCase{4, 2, 16, 16, true},
                       AttentionCase{2, 1, 256, 16, true}),
     [](const auto& info) { return case_name(info.param); });
+
+// The bf16 head_dim 128 layouts with the prefill items on the wgmma kernel.
+INSTANTIATE_TEST_SUITE_P(Wgmma, CudaAttention,
+                         ::testing::Values(AttentionCase{8, 8, 128, 16, false, true},
+                                           AttentionCase{8, 4, 128, 32, false, true},
+                                           AttentionCase{16, 4, 128, 16, false, true},
+                                           AttentionCase{32, 4, 128, 32, false, true},
+                                           AttentionCase{32, 8, 128, 64, false, true}),
+                         [](const auto& info) { return case_name(info.param); });
+
+// The wgmma prefill kernel against the mma.sync one on Llama-3-8B's attention
+// shape: a 2048-token causal prefill alone, then beside a chunk continuing a
+// prefix and a decode; the two differ only in summation order.
+TEST(CudaAttentionWgmma, MatchesMmaOnLongCausalPrefill) {
+  SKIP_WITHOUT_GPU();
+  std::unique_ptr<Backend> be[2];
+  for (int w = 0; w < 2; ++w) {
+    CudaBackendOptions o;
+    o.memory_fraction = 0.1;
+    o.prefill_wgmma = w == 1;
+    be[w] = make_cuda_backend(MPI_COMM_SELF, o);
+  }
+  std::mt19937_64 rng(2048);
+  const int qh = 32, kvh = 8, hd = 128;
+  const AttentionShape a{qh, kvh, hd, 1.0f / std::sqrt(128.0f)};
+  for (int bs : {16, 64}) {
+    for (const auto& seqs : {std::vector<SeqSpec>{{0, 2048}},
+                             std::vector<SeqSpec>{{0, 2048}, {500, 300}, {1000, 1}}}) {
+      Paging paging = make_paging(seqs, bs, rng);
+      const BatchLayout b = make_batch(seqs, paging);
+      const int64_t kvw = static_cast<int64_t>(kvh) * hd;
+      const int64_t slots = static_cast<int64_t>(paging.num_blocks) * bs;
+      std::vector<float> kcache(slots * kvw, kNaN), vcache(slots * kvw, kNaN);
+      for (size_t s = 0; s < seqs.size(); ++s)
+        for (int j = 0; j < seqs[s].context(); ++j) {
+          const int64_t slot = paging.slot(static_cast<int>(s), j);
+          const auto kh = random_bf16(rng, kvw, -2.0f, 2.0f), vh = random_bf16(rng, kvw);
+          std::copy(kh.begin(), kh.end(), kcache.begin() + slot * kvw);
+          std::copy(vh.begin(), vh.end(), vcache.begin() + slot * kvw);
+        }
+      const int64_t n = b.num_tokens(), row = static_cast<int64_t>(qh + 2 * kvh) * hd;
+      std::vector<float> xh(n * row, kNaN);
+      for (int64_t t = 0; t < n; ++t) {
+        const auto q = random_bf16(rng, static_cast<size_t>(qh) * hd, -2.0f, 2.0f);
+        std::copy(q.begin(), q.end(), xh.begin() + t * row);
+      }
+      const std::vector<int64_t> cache_shape = {paging.num_blocks, bs, kvh, hd};
+      std::vector<float> out[2];
+      for (int w = 0; w < 2; ++w) {
+        Backend& g = *be[w];
+        g.set_batch(b);
+        Tensor kc = put(g, cache_shape, kcache, DType::bf16);
+        Tensor vc = put(g, cache_shape, vcache, DType::bf16);
+        Tensor x = put(g, {n, row}, xh, DType::bf16);
+        Tensor o = poisoned(g, {n, qh * hd}, DType::bf16);
+        g.attention(x, kc, vc, a, o);
+        out[w] = get(g, o);
+      }
+      expect_close(out[1], out[0], kTol,
+                   "wgmma vs mma, block size " + std::to_string(bs) + ", " +
+                       std::to_string(seqs.size()) + " sequences");
+    }
+  }
+}
 
 TEST(CudaAttentionChecks, RejectsBadLayouts) {
   SKIP_WITHOUT_GPU();

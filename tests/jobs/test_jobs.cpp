@@ -214,6 +214,11 @@ TEST_F(Jobs, BadCudaOptionsAreUsageErrors) {
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_NE(bad.output.find("--cuda-pdl maybe is not one of on, off"), std::string::npos)
       << bad.output;
+  bad = mpirun_tpinfer(1, common + " --cuda-prefill-attention tma");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--cuda-prefill-attention tma is not one of mma, wgmma"),
+            std::string::npos)
+      << bad.output;
 }
 
 // The scheduling options' bad values: one line naming the option, exit 2.

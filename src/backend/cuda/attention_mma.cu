@@ -599,8 +599,8 @@ enum class KeyPass { whole, folded, one_chunk };
 
 // C: the cache's element type (bf16; or fp8: K converted in registers, V to f16 tiles).
 template <int D, typename C, KeyPass kPass>
-__global__ void TPINFER_PREFILL_BOUNDS
-    attn_prefill_kernel(AttentionParams p, AttentionPlan plan, const AttnItem* items) {
+__global__ void TPINFER_PREFILL_BOUNDS attn_prefill_kernel(AttentionParams p, AttentionPlan plan,
+                                                           const AttnItem* items) {
   wait_for_prior_grids();
   extern __shared__ uint4 smem_raw[];
   char* tiles = reinterpret_cast<char*>(smem_raw);
@@ -936,6 +936,8 @@ void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_
     if (plan.others_chunked)
       launch_kernel(attn_prefill_kernel<D, C, KeyPass::folded>, grid, kThreads,
                     smem + kTotalBytes<D>, stream, p, plan, rest);
+    else if (D == 128 && sizeof(C) == 2 && plan.prefill_wgmma && plan.chunk_keys == 0)
+      launch_attention_wgmma_prefill(p, rest, plan.n_prefill - plan.n_split, stream);
     else
       launch_kernel(attn_prefill_kernel<D, C, KeyPass::whole>, grid, kThreads, smem, stream, p,
                     plan, rest);

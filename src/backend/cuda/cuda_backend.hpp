@@ -68,6 +68,11 @@ struct CudaBackendOptions {
   // Decode rows' attention on a second stream, beside the prefill rows' in a
   // step that has both (memory-bound beside compute-bound work).
   bool attention_side_stream = false;
+  // Prefill attention over a bf16 cache at head_dim 128 on Hopper's warpgroup
+  // MMA (wgmma, src/backend/cuda/attention_wgmma.cu) instead of mma.sync; sm_90
+  // only (the backend refuses it elsewhere). Ignored in the batch-invariant mode,
+  // for an fp8 cache and at other head dims (mma.sync there). UNTESTED on a GPU.
+  bool prefill_wgmma = false;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller

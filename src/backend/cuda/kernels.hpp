@@ -177,6 +177,11 @@ struct AttentionPlan {
   int others_chunked;
   float* chunk_state;  // [n_split, kv_heads, split_row_stride, split_chunks] x (head_dim outputs),
                        // then the same entries' (max, sum) pairs
+
+  // 1: the prefill items of a bf16 cache at head_dim 128 run the Hopper wgmma
+  // kernel (attention_wgmma.cu) instead of the mma.sync one; only where the
+  // keys go as one pass (chunk_keys 0: not the batch-invariant mode).
+  int prefill_wgmma;
 };
 
 // Batch-invariant mode's key chunk: keys per chunk (a multiple of the 64-key tile).
@@ -194,6 +199,13 @@ size_t attention_folded_smem_bytes();
 // and joins it to `stream`; the same stream: one after the other).
 void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream,
                           cudaStream_t decode_stream);
+// The Hopper (sm_90a) prefill kernel of attention_wgmma.cu: head_dim 128, a
+// bf16 cache, keys in one pass. Init sets its shared-memory limit (once per
+// device, before its first launch); launch runs n_items prefill items (device
+// array) over p's kv heads, as launch_attention_mma's prefill items run.
+void attention_wgmma_init();
+void launch_attention_wgmma_prefill(const AttentionParams& p, const AttnItem* items, int n_items,
+                                    cudaStream_t stream);
 // Any even head_dim <= 256; one warp per (token, q head).
 void launch_attention_generic(const AttentionParams& p, cudaStream_t stream);
 
