@@ -394,6 +394,11 @@ __global__ void __launch_bounds__(kWgThreads)
     wgmma_commit();
     wgmma_wait_all();
     fence_regs(o);
+    // P's registers stay P's until the wgmmas that read them are waited for.
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) asm volatile("" : "+r"(pa[kk][q])::"memory");
   }
 
   // The rows out, normalized (o / l, l summed over the quad), as store_rows does.
