@@ -55,7 +55,13 @@ TEST(CudaDeterministicLinear, RowsAreTheSameBitsAtEveryRowCount) {
   for (const Shape s :
        {Shape{4096, 6144, false, DType::bf16}, Shape{4096, 4096, false, DType::bf16},
         Shape{14336, 4096, false, DType::bf16}, Shape{4096, 16000, false, DType::f32},
-        Shape{512, 96, true, DType::bf16}}) {
+        Shape{512, 96, true, DType::bf16},
+        // The schedule test's models (model_compare.hpp): mistral_mha_d128's
+        // qkv, o, gate_up, down, LM head; qwen2_bias_tied_d16's.
+        Shape{512, 1536, false, DType::bf16}, Shape{512, 512, false, DType::bf16},
+        Shape{768, 512, false, DType::bf16}, Shape{512, 500, false, DType::f32},
+        Shape{64, 128, true, DType::bf16}, Shape{64, 192, false, DType::bf16},
+        Shape{96, 64, false, DType::bf16}, Shape{64, 301, false, DType::f32}}) {
     const Tensor x = put(*gpu, {full, s.k}, random_bf16(rng, full * s.k), DType::bf16);
     const Tensor w = put(*gpu, {s.m, s.k}, random_bf16(rng, s.m * s.k, -0.05f, 0.05f), DType::bf16);
     Tensor bias;
@@ -63,7 +69,8 @@ TEST(CudaDeterministicLinear, RowsAreTheSameBitsAtEveryRowCount) {
     Tensor out = gpu->alloc({full, s.m}, s.out);
     gpu->linear(x, w, s.bias ? &bias : nullptr, out);
     const std::vector<float> whole = get(*gpu, out);
-    for (int64_t n : {1, 2, 3, 7, 8, 9, 16, 33, 64, 100, 255, 256, 257, 512, 1000, 2048}) {
+    for (int64_t n : {1, 2, 3, 7, 8, 9, 16, 23, 33, 64, 100, 255, 256, 257, 512, 686, 1000, 1072,
+                      1157, 1190, 1200, 1235, 2048}) {
       Tensor o = gpu->alloc({n, s.m}, s.out);
       gpu->linear(x.first_rows(n), w, s.bias ? &bias : nullptr, o);
       const std::vector<float> part = get(*gpu, o);
