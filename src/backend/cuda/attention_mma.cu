@@ -1,6 +1,6 @@
 // Paged causal attention on the tensor cores (mma.sync m16n8k16, fp32
 // accumulators; bf16 inputs over a bf16 cache, f16 over an fp8 one, see
-// MmaInput), flash-attention style: scores, online softmax and P.V stay
+// kF16Mma), flash-attention style: scores, online softmax and P.V stay
 // in registers; K/V tiles come from the paged cache into shared memory with
 // cp.async, double-buffered.
 //
@@ -584,22 +584,9 @@ constexpr size_t tile_smem_bytes() {
 // and leaves its state in chunk_state.
 enum class KeyPass { whole, folded, one_chunk };
 
-// Blocks an SM should hold at once: at 2 (190 registers at head_dim 128) an SM
-// runs 8 warps; 3 caps registers at 168 (a few spilled setup values) for 12.
-// An A/B knob until measured (-DTPINFER_PREFILL_MIN_BLOCKS=3 in CMAKE_CUDA_FLAGS).
-#ifdef TPINFER_PREFILL_MIN_BLOCKS
-#define TPINFER_PREFILL_BOUNDS __launch_bounds__(kThreads, TPINFER_PREFILL_MIN_BLOCKS)
-#else
-#define TPINFER_PREFILL_BOUNDS __launch_bounds__(kThreads)
-#endif
-// Likewise: one barrier a key tile (the next tile's copy issued after it).
-#ifndef TPINFER_PREFILL_ONE_BARRIER
-#define TPINFER_PREFILL_ONE_BARRIER 0
-#endif
-
 // C: the cache's element type (bf16; or fp8: K converted in registers, V to f16 tiles).
 template <int D, typename C, KeyPass kPass>
-__global__ void TPINFER_PREFILL_BOUNDS attn_prefill_kernel(AttentionParams p, AttentionPlan plan,
+__global__ void __launch_bounds__(kThreads) attn_prefill_kernel(AttentionParams p, AttentionPlan plan,
                                                            const AttnItem* items) {
   wait_for_prior_grids();
   extern __shared__ uint4 smem_raw[];
@@ -649,20 +636,6 @@ __global__ void TPINFER_PREFILL_BOUNDS attn_prefill_kernel(AttentionParams p, At
   cp_async_commit();
   for (int i = t_begin; i < t_end; ++i) {
     const int stage = (i - t_begin) & 1;
-#if TPINFER_PREFILL_ONE_BARRIER
-    // Tile i is the only copy in flight; once every warp is past this barrier
-    // the other stage (tile i - 1's) is free, so tile i + 1 goes there now and
-    // lands while tile i is computed: one barrier a tile instead of two.
-    cp_async_wait<0>();
-    __syncthreads();
-    if (i + 1 < t_end) {
-      const int k0 = (i + 1) * kPrefillKeys;
-      load_tile<D, kPrefillKeys, kThreads>(
-          T::stage_k(tiles, stage ^ 1), T::stage_v(tiles, stage ^ 1), p, table, h, k0, kend,
-          tile_first_slot<kPrefillKeys>(p, table, k0, kend), threadIdx.x);
-      cp_async_commit();
-    }
-#else
     if (i + 1 < t_end) {
       const int k0 = (i + 1) * kPrefillKeys;
       load_tile<D, kPrefillKeys, kThreads>(
@@ -674,7 +647,6 @@ __global__ void TPINFER_PREFILL_BOUNDS attn_prefill_kernel(AttentionParams p, At
       cp_async_wait<0>();
     }
     __syncthreads();
-#endif
     const C* ks;
     const Bits16* vs;
     T::template mma_tiles<kThreads>(
@@ -686,9 +658,7 @@ __global__ void TPINFER_PREFILL_BOUNDS attn_prefill_kernel(AttentionParams p, At
       else
         attend_tile<D, kPrefillKeys, C, true>(w, ks, vs, k0, kend, p.scale_log2, lane);
     }
-#if !TPINFER_PREFILL_ONE_BARRIER
     __syncthreads();  // the next iteration's copy overwrites this stage (and conversion)
-#endif
     if constexpr (kPass == KeyPass::folded) {
       if ((i + 1) % chunk_tiles == 0 || i + 1 == t_end) end_chunk(w, total, lane);
     }

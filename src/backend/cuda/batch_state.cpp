@@ -1,7 +1,6 @@
 #include "backend/cuda/batch_state.hpp"
 
 #include <algorithm>
-#include <cstdlib>
 #include <bit>
 #include <cstdint>
 #include <string>
@@ -157,11 +156,7 @@ int choose_decode_splits(int n_decode, int kv_heads, int max_kv, int sms) {
   // A decode block holds ~3 blocks an SM; aim for ~4 waves of them, so the
   // last, partial wave costs little, but give every split about 256 keys or
   // more (4 tiles a warp) so the prologue and the merge stay small next to it.
-  // A/B knob, not for merging: TPINFER_DECODE_SPLIT_KEYS (default 256).
-  static const int64_t kMinKeys = [] {
-    const char* v = std::getenv("TPINFER_DECODE_SPLIT_KEYS");
-    return v ? std::max<int64_t>(16, std::atoll(v)) : int64_t{256};
-  }();
+  constexpr int64_t kMinKeys = 256;
   int splits = 1;
   const int64_t base = static_cast<int64_t>(n_decode) * kv_heads;
   if (base > 0 && max_kv > kMinKeys) {
