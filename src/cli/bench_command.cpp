@@ -107,18 +107,7 @@ struct Bench {
   double forward_s = 0;  // wall time inside forward(), summed (for --step-profile)
 
   std::unique_ptr<Engine> engine(int max_running) {
-    EngineOptions eo;
-    eo.vocab_size = c.vocab_size;
-    eo.max_context = c.max_position_embeddings;
-    eo.eos_token_ids = c.eos_token_ids;
-    eo.block_size = o.replica.block_size;
-    eo.num_blocks = r.model.cache.num_blocks;
-    eo.max_running = max_running;
-    eo.max_step_tokens = r.max_step_tokens;
-    eo.prefix_cache = o.replica.prefix_cache == "on";
-    eo.decode_step_tokens = o.replica.decode_step_tokens;
-    eo.longest_output_first = o.replica.admission == "longest-output";
-    return std::make_unique<Engine>(eo, [this](const BatchLayout& b, StepTokens& out) {
+    return std::make_unique<Engine>(engine_options(c, r, o.replica, max_running), [this](const BatchLayout& b, StepTokens& out) {
       const double t0 = now_s();
       step_tokens(r.model, *r.backend, b, out);
       forward_s += now_s() - t0;

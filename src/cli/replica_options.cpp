@@ -17,12 +17,13 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "cuda-attention-streams",
       po::value(&o.cuda_attention_streams)->default_value(o.cuda_attention_streams),
       "cuda: 1 | 2: with 2, a step's decode rows' attention runs on a second stream beside its "
-      "prefill rows' (off by default until measured)")(
+      "prefill rows' (pays beside --admission longest-output --decode-step-tokens 512 on "
+      "mixed lengths; nothing alone)")(
       "cuda-prefill-attention",
       po::value(&o.cuda_prefill_attention)->default_value(o.cuda_prefill_attention),
       "cuda: mma | wgmma: the kernel of prefill attention over a bf16 KV cache at head_dim 128 "
-      "(wgmma: Hopper's warpgroup MMA, sm_90 only, untested until measured; --deterministic, "
-      "an fp8 cache and other head dims keep mma)")(
+      "(wgmma: Hopper's warpgroup MMA, sm_90 only; --deterministic, an fp8 cache and other "
+      "head dims keep mma)")(
       "cuda-pdl", po::value(&o.cuda_pdl)->default_value(o.cuda_pdl),
       "cuda: launch each kernel as the one before it completes, before its memory flush "
       "(programmatic dependent launch, sm_90 and later; on | off)")(

@@ -251,17 +251,7 @@ int run_job(const RunOptions& o) {
                  memory);
   }
 
-  EngineOptions eo;
-  eo.vocab_size = config.vocab_size;
-  eo.max_context = config.max_position_embeddings;
-  eo.eos_token_ids = config.eos_token_ids;
-  eo.block_size = o.replica.block_size;
-  eo.num_blocks = model.cache.num_blocks;
-  eo.max_running = r.max_batch;
-  eo.max_step_tokens = r.max_step_tokens;
-  eo.prefix_cache = o.replica.prefix_cache == "on";
-  eo.decode_step_tokens = o.replica.decode_step_tokens;
-  eo.longest_output_first = o.replica.admission == "longest-output";
+  EngineOptions eo = engine_options(config, r, o.replica, r.max_batch);
   eo.tokenizer = tokenizer;
   Engine engine(eo, [&](const BatchLayout& batch, StepTokens& out) {
     step_tokens(r.model, backend, batch, out);

@@ -180,4 +180,20 @@ Replica make_replica(const World& w, const ModelConfig& config, const ShardFille
   return r;
 }
 
+EngineOptions engine_options(const ModelConfig& config, const Replica& r, const ReplicaOptions& o,
+                             int max_running) {
+  EngineOptions eo;
+  eo.vocab_size = config.vocab_size;
+  eo.max_context = config.max_position_embeddings;
+  eo.eos_token_ids = config.eos_token_ids;
+  eo.block_size = o.block_size;
+  eo.num_blocks = r.model.cache.num_blocks;
+  eo.max_running = max_running;
+  eo.max_step_tokens = r.max_step_tokens;
+  eo.prefix_cache = o.prefix_cache == "on";
+  eo.decode_step_tokens = o.decode_step_tokens;
+  eo.longest_output_first = o.admission == "longest-output";
+  return eo;
+}
+
 }  // namespace tpinfer

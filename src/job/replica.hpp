@@ -6,6 +6,7 @@
 
 #include "backend/backend.hpp"
 #include "dist/world.hpp"
+#include "engine/engine.hpp"
 #include "model/model.hpp"
 
 namespace tpinfer {
@@ -61,5 +62,10 @@ struct Replica {
 // left (cuda) or from --kv-cache-mb / the node's memory (cpu).
 Replica make_replica(const World& w, const ModelConfig& config, const ShardFiller& fill,
                      const ReplicaOptions& o);
+
+// The engine's options for this replica: the model's limits, its KV cache, and
+// the scheduling options; max_running sequences in flight (bench sweeps it).
+EngineOptions engine_options(const ModelConfig& config, const Replica& r, const ReplicaOptions& o,
+                             int max_running);
 
 }  // namespace tpinfer
