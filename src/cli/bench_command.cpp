@@ -107,11 +107,12 @@ struct Bench {
   double forward_s = 0;  // wall time inside forward(), summed (for --step-profile)
 
   std::unique_ptr<Engine> engine(int max_running) {
-    return std::make_unique<Engine>(engine_options(c, r, o.replica, max_running), [this](const BatchLayout& b, StepTokens& out) {
-      const double t0 = now_s();
-      step_tokens(r.model, *r.backend, b, out);
-      forward_s += now_s() - t0;
-    });
+    return std::make_unique<Engine>(engine_options(c, r, o.replica, max_running),
+                                    [this](const BatchLayout& b, StepTokens& out) {
+                                      const double t0 = now_s();
+                                      step_tokens(r.model, *r.backend, b, out);
+                                      forward_s += now_s() - t0;
+                                    });
   }
 
   // `extra`: fields a scenario adds to its JSON entry; `extra_text` ends its printed line.

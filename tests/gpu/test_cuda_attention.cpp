@@ -38,6 +38,31 @@ std::string case_name(const AttentionCase& c) {
          (c.fp8_cache ? "fp8" : "") + (c.wgmma ? "wgmma" : "");
 }
 
+// A cache's K and V, [slots, kv heads x head dim] each: random values at every
+// cached position of seqs (NaN in the slots nobody wrote), K in
+// [-k_range, k_range], V in [-v_range, v_range], rounded through e4m3 when fp8.
+struct CacheValues {
+  std::vector<float> k, v;
+};
+CacheValues random_cache(const std::vector<SeqSpec>& seqs, const Paging& paging, int block_size,
+                         int64_t kvw, std::mt19937_64& rng, float k_range, float v_range,
+                         bool fp8) {
+  const int64_t slots = static_cast<int64_t>(paging.num_blocks) * block_size;
+  CacheValues c{std::vector<float>(slots * kvw, kNaN), std::vector<float>(slots * kvw, kNaN)};
+  for (size_t s = 0; s < seqs.size(); ++s)
+    for (int j = 0; j < seqs[s].context(); ++j) {
+      const int64_t slot = paging.slot(static_cast<int>(s), j);
+      auto kh = random_bf16(rng, kvw, -k_range, k_range);
+      auto vh = random_bf16(rng, kvw, -v_range, v_range);
+      if (fp8)
+        for (auto* v : {&kh, &vh})
+          for (float& x : *v) x = fp8_e4m3_to_float(float_to_fp8_e4m3(x));
+      std::copy(kh.begin(), kh.end(), c.k.begin() + slot * kvw);
+      std::copy(vh.begin(), vh.end(), c.v.begin() + slot * kvw);
+    }
+  return c;
+}
+
 class CudaAttention : public ::testing::TestWithParam<AttentionCase> {
  protected:
   void SetUp() override {
@@ -64,26 +89,15 @@ class CudaAttention : public ::testing::TestWithParam<AttentionCase> {
     cpu.set_batch(b);
     gpu.set_batch(b);
 
-    const int64_t kvw = static_cast<int64_t>(kvh) * hd;
-    const int64_t slots = static_cast<int64_t>(paging.num_blocks) * bs;
-    std::vector<float> kcache(slots * kvw, kNaN), vcache(slots * kvw, kNaN);
-    for (size_t s = 0; s < seqs.size(); ++s)
-      for (int j = 0; j < seqs[s].context(); ++j) {
-        const int64_t slot = paging.slot(static_cast<int>(s), j);
-        auto kh = random_bf16(rng_, kvw), vh = random_bf16(rng_, kvw, -3.0f, 3.0f);
-        if (c.fp8_cache)
-          for (auto* v : {&kh, &vh})
-            for (float& x : *v) x = fp8_e4m3_to_float(float_to_fp8_e4m3(x));
-        std::copy(kh.begin(), kh.end(), kcache.begin() + slot * kvw);
-        std::copy(vh.begin(), vh.end(), vcache.begin() + slot * kvw);
-      }
+    const CacheValues cache = random_cache(seqs, paging, bs, static_cast<int64_t>(kvh) * hd, rng_,
+                                           1.0f, 3.0f, c.fp8_cache);
     const std::vector<int64_t> cache_shape = {paging.num_blocks, bs, kvh, hd};
     const DType cpu_cache = c.fp8_cache ? DType::fp8_e4m3 : DType::f32;
     const DType gpu_cache = c.fp8_cache ? DType::fp8_e4m3 : DType::bf16;
-    Tensor kc = put(cpu, cache_shape, kcache, cpu_cache);
-    Tensor vc = put(cpu, cache_shape, vcache, cpu_cache);
-    Tensor kg = put(gpu, cache_shape, kcache, gpu_cache);
-    Tensor vg = put(gpu, cache_shape, vcache, gpu_cache);
+    Tensor kc = put(cpu, cache_shape, cache.k, cpu_cache);
+    Tensor vc = put(cpu, cache_shape, cache.v, cpu_cache);
+    Tensor kg = put(gpu, cache_shape, cache.k, gpu_cache);
+    Tensor vg = put(gpu, cache_shape, cache.v, gpu_cache);
 
     const int64_t n = b.num_tokens(), row = static_cast<int64_t>(qh + 2 * kvh) * hd;
     std::vector<float> xh(n * row, kNaN);
@@ -198,16 +212,8 @@ TEST(CudaAttentionWgmma, MatchesMmaOnLongCausalPrefill) {
                              std::vector<SeqSpec>{{0, 2048}, {500, 300}, {1000, 1}}}) {
       Paging paging = make_paging(seqs, bs, rng);
       const BatchLayout b = make_batch(seqs, paging);
-      const int64_t kvw = static_cast<int64_t>(kvh) * hd;
-      const int64_t slots = static_cast<int64_t>(paging.num_blocks) * bs;
-      std::vector<float> kcache(slots * kvw, kNaN), vcache(slots * kvw, kNaN);
-      for (size_t s = 0; s < seqs.size(); ++s)
-        for (int j = 0; j < seqs[s].context(); ++j) {
-          const int64_t slot = paging.slot(static_cast<int>(s), j);
-          const auto kh = random_bf16(rng, kvw, -2.0f, 2.0f), vh = random_bf16(rng, kvw);
-          std::copy(kh.begin(), kh.end(), kcache.begin() + slot * kvw);
-          std::copy(vh.begin(), vh.end(), vcache.begin() + slot * kvw);
-        }
+      const CacheValues cache =
+          random_cache(seqs, paging, bs, static_cast<int64_t>(kvh) * hd, rng, 2.0f, 1.0f, false);
       const int64_t n = b.num_tokens(), row = static_cast<int64_t>(qh + 2 * kvh) * hd;
       std::vector<float> xh(n * row, kNaN);
       for (int64_t t = 0; t < n; ++t) {
@@ -219,8 +225,8 @@ TEST(CudaAttentionWgmma, MatchesMmaOnLongCausalPrefill) {
       for (int w = 0; w < 2; ++w) {
         Backend& g = *be[w];
         g.set_batch(b);
-        Tensor kc = put(g, cache_shape, kcache, DType::bf16);
-        Tensor vc = put(g, cache_shape, vcache, DType::bf16);
+        Tensor kc = put(g, cache_shape, cache.k, DType::bf16);
+        Tensor vc = put(g, cache_shape, cache.v, DType::bf16);
         Tensor x = put(g, {n, row}, xh, DType::bf16);
         Tensor o = poisoned(g, {n, qh * hd}, DType::bf16);
         g.attention(x, kc, vc, a, o);

@@ -63,6 +63,15 @@ class Jobs : public ::testing::Test {
     return results_by_id(out);
   }
 
+  // A run of the demo job with `args` added to `common` is a usage error:
+  // exit 2 and the line `message`.
+  void expect_usage_error(const std::string& common, const std::string& args,
+                          const std::string& message) {
+    const auto bad = mpirun_tpinfer(1, common + " " + args);
+    EXPECT_EQ(bad.exit_code, 2) << args << "\n" << bad.output;
+    EXPECT_NE(bad.output.find(message), std::string::npos) << args << "\n" << bad.output;
+  }
+
   static void expect_same(const std::map<std::string, nlohmann::json>& a,
                           const std::map<std::string, nlohmann::json>& b) {
     ASSERT_EQ(a.size(), 24u);
@@ -206,33 +215,20 @@ TEST_F(Jobs, Fp8KvCacheRunsAndHoldsFourTimesTheBlocks) {
 TEST_F(Jobs, BadCudaOptionsAreUsageErrors) {
   const std::string common = "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
                              " --output " + tmp_path("jobs-out-ar.jsonl");
-  auto bad = mpirun_tpinfer(1, common + " --custom-all-reduce-kb -4");
-  EXPECT_EQ(bad.exit_code, 2) << bad.output;
-  EXPECT_NE(bad.output.find("--custom-all-reduce-kb -4 is not in 0..65536"), std::string::npos)
-      << bad.output;
-  bad = mpirun_tpinfer(1, common + " --cuda-pdl maybe");
-  EXPECT_EQ(bad.exit_code, 2) << bad.output;
-  EXPECT_NE(bad.output.find("--cuda-pdl maybe is not one of on, off"), std::string::npos)
-      << bad.output;
-  bad = mpirun_tpinfer(1, common + " --cuda-prefill-attention tma");
-  EXPECT_EQ(bad.exit_code, 2) << bad.output;
-  EXPECT_NE(bad.output.find("--cuda-prefill-attention tma is not one of mma, wgmma"),
-            std::string::npos)
-      << bad.output;
+  expect_usage_error(common, "--custom-all-reduce-kb -4",
+                     "--custom-all-reduce-kb -4 is not in 0..65536");
+  expect_usage_error(common, "--cuda-pdl maybe", "--cuda-pdl maybe is not one of on, off");
+  expect_usage_error(common, "--cuda-prefill-attention tma",
+                     "--cuda-prefill-attention tma is not one of mma, wgmma");
 }
 
 // The scheduling options' bad values: one line naming the option, exit 2.
 TEST_F(Jobs, BadSchedulingOptionsAreUsageErrors) {
   const std::string common = "run --model " + model_ + " --input " + tmp_path("jobs-input.jsonl") +
                              " --output " + tmp_path("jobs-out-sched.jsonl");
-  auto bad = mpirun_tpinfer(1, common + " --admission shortest");
-  EXPECT_EQ(bad.exit_code, 2) << bad.output;
-  EXPECT_NE(bad.output.find("--admission shortest is not one of arrival, longest-output"),
-            std::string::npos)
-      << bad.output;
-  bad = mpirun_tpinfer(1, common + " --decode-step-tokens -1");
-  EXPECT_EQ(bad.exit_code, 2) << bad.output;
-  EXPECT_NE(bad.output.find("--decode-step-tokens must be >= 0"), std::string::npos) << bad.output;
+  expect_usage_error(common, "--admission shortest",
+                     "--admission shortest is not one of arrival, longest-output");
+  expect_usage_error(common, "--decode-step-tokens -1", "--decode-step-tokens must be >= 0");
   EXPECT_FALSE(fs::exists(tmp_path("jobs-out-sched.jsonl")));
 }
 
