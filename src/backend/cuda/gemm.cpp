@@ -15,6 +15,27 @@ namespace {
 constexpr int kCandidates = 8;      // of the heuristic's list, timed
 constexpr int kDecodeReps = 3;      // timed calls per candidate at decode rows
 constexpr float kMustBeat = 0.97f;  // of the heuristic's first pick's time
+constexpr int64_t kFamilyRows = 256;  // deterministic mode: rows the family is picked at
+constexpr int kFamilyCandidates = 32;  // of the heuristic's list, searched for the family
+
+template <class T>
+T algo_config(const cublasLtMatmulAlgo_t& a, cublasLtMatmulAlgoConfigAttributes_t attr) {
+  T v{};
+  size_t written = 0;
+  TPINFER_CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&a, attr, &v, sizeof v, &written));
+  return v;
+}
+
+// What decides a kernel's order of summation within an output, beside split-K:
+// the kernel (algorithm id), its MMA instruction shape and its custom option.
+bool same_family(const cublasLtMatmulAlgo_t& a, const cublasLtMatmulAlgo_t& b) {
+  return algo_config<int32_t>(a, CUBLASLT_ALGO_CONFIG_ID) ==
+             algo_config<int32_t>(b, CUBLASLT_ALGO_CONFIG_ID) &&
+         algo_config<uint16_t>(a, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID) ==
+             algo_config<uint16_t>(b, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID) &&
+         algo_config<uint32_t>(a, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION) ==
+             algo_config<uint32_t>(b, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION);
+}
 
 // The largest power of two (up to 256) dividing the address: cuBLASLt's
 // heuristic may only pick kernels whose alignment needs the pointers meet.
@@ -115,6 +136,36 @@ Gemm::Plan Gemm::make_plan(const Key& key, const void* bias, bool unsplit_only) 
                 kExitOther);
   p.algo = best[0];
   return p;
+}
+
+Gemm::Plan Gemm::make_family_plan(const Key& key, const void* bias) {
+  const Key shape = shape_of(key);
+  auto fam = families_.find(shape);
+  if (fam == families_.end()) {
+    Key ref = key;
+    ref.n = kFamilyRows;
+    fam = families_.emplace(shape, make_plan(ref, bias, /*unsplit_only=*/true).algo).first;
+  }
+  Plan p = describe(key, bias);
+  for (const cublasLtMatmulAlgo_t& algo : candidates(p, key, kFamilyCandidates, true))
+    if (same_family(algo, fam->second)) {
+      p.algo = algo;
+      return p;
+    }
+  // None listed at this n: the reference pick itself, when it runs at this n
+  // without workspace.
+  cublasLtMatmulHeuristicResult_t check{};
+  if (cublasLtMatmulAlgoCheck(handle_.get(), p.desc.get(), p.a.get(), p.b.get(), p.c.get(),
+                              p.c.get(), &fam->second, &check) == CUBLAS_STATUS_SUCCESS &&
+      check.workspaceSize == 0) {
+    p.algo = fam->second;
+    return p;
+  }
+  throw Error("cuda backend: linear --deterministic: cuBLASLt has no algorithm of the family "
+              "chosen at " + std::to_string(kFamilyRows) + " rows for x [" +
+                  std::to_string(key.n) + ", " + std::to_string(key.k) + "], w [" +
+                  std::to_string(key.m) + ", " + std::to_string(key.k) + "]",
+              kExitOther);
 }
 
 std::vector<cublasLtMatmulAlgo_t> Gemm::candidates(const Plan& p, const Key& key, int count,
@@ -241,7 +292,7 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
     }
     auto it = plans_.find(key);
     if (it == plans_.end())
-      it = plans_.emplace(key, make_plan(key, bias, /*unsplit_only=*/true)).first;
+      it = plans_.emplace(key, make_family_plan(key, bias)).first;
     if (bias) set_desc(it->second.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
     TPINFER_CUBLAS_CHECK(launch(it->second, it->second.algo, x, w, out, stream));
     return;

@@ -25,13 +25,18 @@
 // many rows share the call. cuBLASLt's pick changes tiles and split-K with n,
 // and split-K changes each output's order of summation; so the mode takes the
 // heuristic's pick per row count among algorithms without split-K and without
-// workspace, in one alignment class (16 bytes). Each output is then one pass
-// over k in k order whatever the tile, which on sm_90 leaves a row's bits
-// independent of n (CudaDeterministicLinear checks it at 16 row counts from 1
-// to 3,000 on Llama-3-8B's shapes: re-run it after a cuBLAS upgrade). It keeps
-// the heuristic's speed at each n; one fixed algorithm for every n, also tried,
-// cost 60 % at batch 1 (docs/PERF.md). No GEMV, no tuning. Output may be fp32
-// (the logits); a bias then is refused.
+// workspace, in one alignment class (16 bytes), and of one family per weight
+// shape: the algorithm id, MMA instruction shape and custom option of the
+// heuristic's pick at kFamilyRows rows. Tile, stages and swizzle still follow
+// n. Without split-K an output is one pass over k in k order whatever the
+// tile; the family is what the heuristic alone did not hold: on an H100 it
+// changed kernels for small fp32-output shapes (w [301, 64] at 1-16 rows)
+// and those gave other bits (docs/PERF.md, session 12).
+// CudaDeterministicLinear checks rows bit for bit at 23 row counts from 1 to
+// 3,000, on Llama-3-8B's shapes and the test models': re-run it after a cuBLAS
+// upgrade. One fixed algorithm for every n, also tried, cost 60 % at batch 1
+// (docs/PERF.md). No GEMV, no tuning. Output may be fp32 (the logits); a bias
+// then is refused.
 #include <cstdint>
 #include <map>
 #include <unordered_map>
@@ -84,6 +89,8 @@ class Gemm {
   Plan describe(const Key& key, const void* bias) const;
   // describe() with the heuristic's first pick (unsplit_only: among those without split-K).
   Plan make_plan(const Key& key, const void* bias, bool unsplit_only = false) const;
+  // Deterministic mode's plan: the heuristic's first unsplit pick of the shape's family.
+  Plan make_family_plan(const Key& key, const void* bias);
   bool valid_at(const Plan& p, const cublasLtMatmulAlgo_t& algo) const;
   // Up to `count` of the heuristic's algorithms for the plan's shape, best guess first.
   // unsplit_only: no workspace, and no algorithm that splits k.
@@ -106,6 +113,9 @@ class Gemm {
   size_t workspace_bytes_ = 0;
   std::unordered_map<Key, Plan, KeyHash> plans_;
   std::unordered_map<Key, Winners, KeyHash> winners_;
+  // Deterministic mode: per weight shape (shape_of), the reference pick whose
+  // family every row count's algorithm must share.
+  std::unordered_map<Key, cublasLtMatmulAlgo_t, KeyHash> families_;
   Event start_, stop_;
 };
 
