@@ -26,7 +26,10 @@
 // the canonical SW128 layout, K-major for Q and K, MN-major for V (there a
 // "row" is one key = one k index, 64 n elements wide).
 //
-// UNTESTED on a GPU: see docs/CUDA_BACKEND.md (--cuda-prefill-attention).
+// Its tests pass on an H100 (docs/CUDA_BACKEND.md, --cuda-prefill-attention).
+// Below it, attn_prefill_wgmma_pipe_kernel (--cuda-prefill-attention
+// wgmma-pipe): the same with FlashAttention-3's intra-warpgroup pipelining;
+// UNTESTED on a GPU.
 #include <climits>
 #include <cmath>
 
@@ -420,19 +423,346 @@ __global__ void __launch_bounds__(kWgThreads)
   }
 }
 
+// ---------------------------------------------------------------------------
+// The pipelined kernel (--cuda-prefill-attention wgmma-pipe): FlashAttention-3's
+// intra-warpgroup overlap of softmax and wgmma, same items, grid and warpgroup
+// as above. Per tile j (S_j already in one accumulator set, sc):
+//   issue S_{j+1} = Q K_{j+1}^T into the other set (sn), not waited for;
+//   softmax of S_j (scores -> probabilities, m, l) while S_{j+1} runs;
+//   wait for O += P_{j-1} V_{j-1} (wait_group 1: S_{j+1} may stay in flight),
+//   rescale O;
+//   P_j (bf16) from sc, issue O += P_j V_j, not waited for;
+//   wait for S_{j+1} (wait_group 1: P_j V_j may stay in flight).
+// So the tensor cores always have a group queued while the warpgroup does the
+// softmax, and P_j V_j runs across the next step's barrier and S issue.
+//
+// Shared memory: Q, two K stages, three V stages (K_{j+1} must land before
+// S_{j+1} is issued while V_{j-1} and V_j may still be read by P V). One
+// cp.async group a step, committed right after the step's barrier: K_{j+2}
+// into K_j's stage and V_{j+1} into V_{j-2}'s, both waited for at the next
+// step's barrier.
+// ---------------------------------------------------------------------------
+
+constexpr int kKStages = 2, kVStages = 3;
+constexpr size_t kPipeSmem = kQBytes + (kKStages + kVStages) * kTileBytes + kAlign;
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Waits until at most N of this warpgroup's most recent wgmma groups are
+// pending (groups complete in commit order).
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#if TPINFER_WGMMA_ARCH
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+__device__ __forceinline__ void fence_p(uint32_t (&pa)[kKeys / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) asm volatile("" : "+r"(pa[kk][q])::"memory");
+}
+
+// Keys [k0, k0 + kKeys) of kv head h of one cache (K or V) into the swizzled
+// tile at shared address dst, keys >= kend zero-filled: load_kv for one cache.
+__device__ __forceinline__ void load_tile(uint32_t dst, const bf16* cache, const AttentionParams& p,
+                                          const int32_t* table, int h, int k0, int kend, int tid) {
+  const int c = tid & 15;
+  const bool one_block = p.block_size % kKeys == 0;
+  const int64_t first_slot =
+      one_block && k0 < kend
+          ? static_cast<int64_t>(table[k0 / p.block_size]) * p.block_size + k0 % p.block_size
+          : 0;
+#pragma unroll
+  for (int j = 0; j < kKeys * 16 / kWgThreads; ++j) {
+    const int r = (tid >> 4) + j * (kWgThreads / 16);
+    const int key = k0 + r;
+    const bool valid = key < kend;
+    int64_t off = 0;
+    if (valid) {
+      const int64_t slot =
+          one_block
+              ? first_slot + r
+              : static_cast<int64_t>(table[key / p.block_size]) * p.block_size + key % p.block_size;
+      off = (slot * p.kv_heads + h) * kD + c * 8;
+    }
+    cp_async16(dst + swz(r, c, kKeys), cache + off, valid);
+  }
+}
+
+// Issues S = Q K^T (one wgmma group, not waited for): softmax_tile's s layout.
+__device__ __forceinline__ void issue_qk(float (&s)[kKeys / 2], uint32_t q_s, uint32_t ks) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kD / 16; ++kk) {
+    const uint64_t da = make_desc(q_s + (kk >> 2) * (kRows * kHalfBytes) + (kk & 3) * 32, 16, 1024);
+    const uint64_t db = make_desc(ks + (kk >> 2) * (kKeys * kHalfBytes) + (kk & 3) * 32, 16, 1024);
+    wgmma_ss_m64n64k16(s, da, db, kk > 0 ? 1 : 0);
+  }
+  wgmma_commit();
+}
+
+// Issues O += P V (one wgmma group, not waited for), P the A fragments of the
+// tile's 4 16-key steps, V the MN-major tile at vs (as the simple kernel).
+__device__ __forceinline__ void issue_pv(float (&o)[kD / 2], const uint32_t (&pa)[kKeys / 16][4],
+                                         uint32_t vs) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    const uint64_t dv = make_desc(vs + kk * 16 * kHalfBytes, kKeys * kHalfBytes, 1024);
+    wgmma_rs_m64n128k16_tb(o, pa[kk], dv);
+  }
+  wgmma_commit();
+}
+
+// softmax_tile without the rescale of o (o may be in flight): s -> p in place,
+// m and l updated, alpha = the factor o must be scaled by.
+template <bool kMask>
+__device__ __forceinline__ void softmax_scores(float (&s)[kKeys / 2], float (&m)[2], float (&l)[2],
+                                               float (&alpha)[2], const int (&pos)[2], int k0,
+                                               int kend, float scale_log2, int lane) {
+  float tmax[2] = {kNegInf, kNegInf};
+#pragma unroll
+  for (int j = 0; j < kKeys / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
+      const int r = e >> 1;
+      const float v =
+          (!kMask || (key <= pos[r] && key < kend)) ? s[4 * j + e] * scale_log2 : kNegInf;
+      s[4 * j + e] = v;
+      tmax[r] = fmaxf(tmax[r], v);
+    }
+  float base[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 1));
+    tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 2));
+    const float m_new = fmaxf(m[r], tmax[r]);
+    base[r] = m_new == kNegInf ? 0.0f : m_new;
+    alpha[r] = exp2f(m[r] - base[r]);
+    m[r] = m_new;
+  }
+  float rsum[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int i = 0; i < kKeys / 2; ++i) {
+    const float pe = exp2f(s[i] - base[(i >> 1) & 1]);
+    s[i] = pe;
+    rsum[(i >> 1) & 1] += pe;
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rsum[r];
+}
+
+// What one pipeline step needs besides the accumulators.
+struct PipeCtx {
+  const AttentionParams* p;
+  const int32_t* table;
+  uint32_t q_s, k_s, v_s;  // Q; K stage s at k_s + s kTileBytes; V stage s at v_s + s kTileBytes
+  int h, tid, lane, kend, tiles, bmin;
+  int pos[2];
+};
+
+// Step j of the pipeline. On entry S_j is in sc (waited for, fenced) and
+// O += P_{j-1} V_{j-1} may be in flight; kNext: a tile j + 1 exists (its S goes
+// into sn). On exit (kNext) S_{j+1} is in sn, waited for, and P_j V_j may be in
+// flight; (!kNext) P_j V_j may be in flight and nothing else.
+template <bool kNext>
+__device__ __forceinline__ void pipe_step(const PipeCtx& c, int j, float (&sc)[kKeys / 2],
+                                          float (&sn)[kKeys / 2], float (&o)[kD / 2],
+                                          uint32_t (&pa)[kKeys / 16][4], float (&m)[2],
+                                          float (&l)[2]) {
+  // Every copy issued so far (K_{j+1}, V_j) landed, visible to the async
+  // proxy, then to every thread. Past the barrier every thread has also waited
+  // for S_j (the last reader of K_j's stage) and P_{j-2} V_{j-2} (the last
+  // reader of V_{j-2}'s stage): the refills below overwrite only those.
+  cp_async_wait<0>();
+  fence_proxy_async();
+  __syncthreads();
+  if (j + 2 < c.tiles)
+    load_tile(c.k_s + (j & 1) * kTileBytes, static_cast<const bf16*>(c.p->k_cache), *c.p, c.table,
+              c.h, (j + 2) * kKeys, c.kend, c.tid);
+  if (kNext)
+    load_tile(c.v_s + ((j + 1) % kVStages) * kTileBytes, static_cast<const bf16*>(c.p->v_cache),
+              *c.p, c.table, c.h, (j + 1) * kKeys, c.kend, c.tid);
+  cp_async_commit();  // possibly empty: the next step's wait covers it either way
+
+  // In flight after this: P_{j-1} V_{j-1} (j > 0), then S_{j+1}.
+  if (kNext) issue_qk(sn, c.q_s, c.k_s + ((j + 1) & 1) * kTileBytes);
+
+  float alpha[2];
+  const int k0 = j * kKeys, k_last = k0 + kKeys - 1;
+  if (k_last <= c.bmin && k_last < c.kend)
+    softmax_scores<false>(sc, m, l, alpha, c.pos, k0, c.kend, c.p->scale_log2, c.lane);
+  else
+    softmax_scores<true>(sc, m, l, alpha, c.pos, k0, c.kend, c.p->scale_log2, c.lane);
+
+  // P_{j-1} V_{j-1} done (the older group); O and P_{j-1}'s registers are ours again.
+  if (kNext)
+    wgmma_wait<1>();
+  else
+    wgmma_wait<0>();
+  fence_regs(o);
+  fence_p(pa);
+#pragma unroll
+  for (int n = 0; n < kD / 8; ++n) {
+    o[4 * n] *= alpha[0];
+    o[4 * n + 1] *= alpha[0];
+    o[4 * n + 2] *= alpha[1];
+    o[4 * n + 3] *= alpha[1];
+  }
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) pa[kk][q] = pack_bf16(sc[8 * kk + 2 * q], sc[8 * kk + 2 * q + 1]);
+  // In flight after this: S_{j+1} (kNext), then P_j V_j.
+  issue_pv(o, pa, c.v_s + (j % kVStages) * kTileBytes);
+
+  if (kNext) {
+    wgmma_wait<1>();  // S_{j+1} (the older group) done; P_j V_j may run on
+    fence_regs(sn);
+  }
+}
+
+__global__ void __launch_bounds__(kWgThreads, 2)
+    attn_prefill_wgmma_pipe_kernel(AttentionParams p, const AttnItem* items) {
+  wait_for_prior_grids();
+  extern __shared__ uint4 smem_raw[];
+  __shared__ int block_min[kWgThreads / 32];
+  PipeCtx c;
+  c.p = &p;
+  const uint32_t raw = smem_addr(smem_raw);
+  c.q_s = (raw + (kAlign - 1)) & ~static_cast<uint32_t>(kAlign - 1);
+  c.k_s = c.q_s + kQBytes;
+  c.v_s = c.k_s + kKStages * kTileBytes;
+
+  const AttnItem it = items[blockIdx.x];
+  const int h = blockIdx.y, group = p.q_heads / p.kv_heads;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  c.h = h;
+  c.tid = tid;
+  c.lane = lane;
+  const int tok0 = p.query_start[it.seq];
+  c.table = p.block_tables + static_cast<int64_t>(it.seq) * p.table_stride;
+  c.kend = it.kv_end;
+  c.tiles = (c.kend + kKeys - 1) / kKeys;
+
+  // Copy group 1: Q (rows past the item's zero-filled) and K_0. Group 2: K_1
+  // and V_0, waited for at step 0's barrier.
+  for (int ch = tid; ch < kRows * 16; ch += kWgThreads) {
+    const int r = ch >> 4, cc = ch & 15;
+    const int row = it.row0 + r;
+    const bool valid = r < it.nrows;
+    const bf16* src = p.qkv;
+    if (valid)
+      src += (tok0 + row / group) * p.qkv_stride +
+             static_cast<int64_t>(h * group + row % group) * kD + cc * 8;
+    cp_async16(c.q_s + swz(r, cc, kRows), src, valid);
+  }
+  const bf16* k_cache = static_cast<const bf16*>(p.k_cache);
+  const bf16* v_cache = static_cast<const bf16*>(p.v_cache);
+  load_tile(c.k_s, k_cache, p, c.table, h, 0, c.kend, tid);
+  cp_async_commit();
+  if (c.tiles > 1) load_tile(c.k_s + kTileBytes, k_cache, p, c.table, h, kKeys, c.kend, tid);
+  load_tile(c.v_s, v_cache, p, c.table, h, 0, c.kend, tid);
+  cp_async_commit();
+
+  int64_t tok[2];
+  int head[2];
+  float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = it.row0 + warp * 16 + (lane >> 2) + 8 * r;
+    tok[r] = tok0 + row / group;
+    head[r] = h * group + row % group;
+    c.pos[r] = row < it.row0 + it.nrows ? p.positions[tok[r]] : -1;
+  }
+  int wmin = min(c.pos[0] < 0 ? INT_MAX : c.pos[0], c.pos[1] < 0 ? INT_MAX : c.pos[1]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
+  if (lane == 0) block_min[warp] = wmin;
+  // Group 1 landed and made visible to the async proxy before the barrier
+  // that also publishes block_min.
+  cp_async_wait<1>();
+  fence_proxy_async();
+  __syncthreads();
+  c.bmin = block_min[0];
+#pragma unroll
+  for (int w = 1; w < kWgThreads / 32; ++w) c.bmin = min(c.bmin, block_min[w]);
+
+  float o[kD / 2];
+#pragma unroll
+  for (int i = 0; i < kD / 2; ++i) o[i] = 0.0f;
+  float s0[kKeys / 2], s1[kKeys / 2];
+#pragma unroll
+  for (int i = 0; i < kKeys / 2; ++i) s0[i] = s1[i] = 0.0f;
+  uint32_t pa[kKeys / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) pa[kk][q] = 0;
+
+  // S_0, waited for at once (nothing to overlap it with yet).
+  issue_qk(s0, c.q_s, c.k_s);
+  wgmma_wait<0>();
+  fence_regs(s0);
+
+  // Steps in pairs so that each accumulator set keeps its registers (S_j in s0
+  // for even j, s1 for odd); the last one or two steps without a next tile.
+  int j = 0;
+  for (; j + 2 < c.tiles; j += 2) {
+    pipe_step<true>(c, j, s0, s1, o, pa, m, l);
+    pipe_step<true>(c, j + 1, s1, s0, o, pa, m, l);
+  }
+  if (c.tiles - j >= 2) {
+    pipe_step<true>(c, j, s0, s1, o, pa, m, l);
+    pipe_step<false>(c, j + 1, s1, s0, o, pa, m, l);
+  } else {
+    pipe_step<false>(c, j, s0, s1, o, pa, m, l);
+  }
+  wgmma_wait<0>();
+  fence_regs(o);
+  fence_p(pa);
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * kD;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (c.pos[r] < 0) continue;
+    const float inv = 1.0f / l[r];
+    bf16* out = p.out + tok[r] * out_stride + static_cast<int64_t>(head[r]) * kD + (lane & 3) * 2;
+#pragma unroll
+    for (int n = 0; n < kD / 8; ++n)
+      *reinterpret_cast<uint32_t*>(out + n * 8) =
+          pack_bf16(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
+  }
+}
+
 }  // namespace
 
 void attention_wgmma_init() {
   TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_wgmma_kernel,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, kWgmmaSmem));
+  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_wgmma_pipe_kernel,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, kPipeSmem));
 }
 
 void launch_attention_wgmma_prefill(const AttentionParams& p, const AttnItem* items, int n_items,
-                                    cudaStream_t stream) {
+                                    bool pipelined, cudaStream_t stream) {
   if (n_items <= 0) return;
-  launch_kernel(attn_prefill_wgmma_kernel,
-                dim3(static_cast<unsigned>(n_items), static_cast<unsigned>(p.kv_heads)), kWgThreads,
-                kWgmmaSmem, stream, p, items);
+  const dim3 grid(static_cast<unsigned>(n_items), static_cast<unsigned>(p.kv_heads));
+  if (pipelined)
+    launch_kernel(attn_prefill_wgmma_pipe_kernel, grid, kWgThreads, kPipeSmem, stream, p, items);
+  else
+    launch_kernel(attn_prefill_wgmma_kernel, grid, kWgThreads, kWgmmaSmem, stream, p, items);
 }
 
 }  // namespace tpinfer::cuda
