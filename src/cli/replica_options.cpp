@@ -21,9 +21,10 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "mixed lengths; nothing alone)")(
       "cuda-prefill-attention",
       po::value(&o.cuda_prefill_attention)->default_value(o.cuda_prefill_attention),
-      "cuda: mma | wgmma: the kernel of prefill attention over a bf16 KV cache at head_dim 128 "
-      "(wgmma: Hopper's warpgroup MMA, sm_90 only; --deterministic, an fp8 cache and other "
-      "head dims keep mma)")(
+      "cuda: mma | wgmma | wgmma-pipe: the kernel of prefill attention over a bf16 KV cache at "
+      "head_dim 128 (wgmma: Hopper's warpgroup MMA, sm_90 only; wgmma-pipe: the same with "
+      "FlashAttention-3's intra-warpgroup pipelining, not yet run on a GPU; --deterministic, an "
+      "fp8 cache and other head dims keep mma)")(
       "cuda-pdl", po::value(&o.cuda_pdl)->default_value(o.cuda_pdl),
       "cuda: launch each kernel as the one before it completes, before its memory flush "
       "(programmatic dependent launch, sm_90 and later; on | off)")(
@@ -102,7 +103,7 @@ void check_replica_options(const ReplicaOptions& o) {
   check_one_of("cuda-pdl", o.cuda_pdl, {"on", "off"});
   if (o.cuda_attention_streams != 1 && o.cuda_attention_streams != 2)
     throw UsageError("--cuda-attention-streams must be 1 or 2");
-  check_one_of("cuda-prefill-attention", o.cuda_prefill_attention, {"mma", "wgmma"});
+  check_one_of("cuda-prefill-attention", o.cuda_prefill_attention, {"mma", "wgmma", "wgmma-pipe"});
   check_one_of("cuda-gemm-tune", o.cuda_gemm_tune, {"on", "off"});
   check_one_of("verify-weights", o.verify_weights, {"on", "off"});
   if (o.deterministic && o.cuda_gemm_tune == "on")

@@ -3,8 +3,9 @@
 // head dims 64 and 128 (tensor-core kernels) and 12, 16, 96, 256 (generic
 // kernel), contexts up to 3000 tokens (split decode), and scores in the
 // hundreds (the softmax must subtract its running maximum). The bf16 head_dim
-// 128 layouts run again with the Hopper wgmma prefill kernel
-// (--cuda-prefill-attention wgmma), which must also match the mma.sync one.
+// 128 layouts run again with the Hopper wgmma prefill kernels
+// (--cuda-prefill-attention wgmma and wgmma-pipe), which must also match the
+// mma.sync one.
 //
 // The cache holds bf16-exact values at every context position and NaN in every
 // other slot, and the k / v parts of qkv are NaN: reading anything but the
@@ -29,13 +30,20 @@ constexpr double kTol = 1e-2;
 struct AttentionCase {
   int q_heads, kv_heads, head_dim, block_size;
   bool fp8_cache = false;  // both backends hold the cache in float8 e4m3
-  bool wgmma = false;      // the cuda backend's prefill items on the wgmma kernel
+  // The cuda backend's prefill items' kernel (bf16 cache, head_dim 128).
+  CudaBackendOptions::PrefillAttention prefill = CudaBackendOptions::PrefillAttention::mma;
 };
+
+constexpr auto kWgmma = CudaBackendOptions::PrefillAttention::wgmma;
+constexpr auto kWgmmaPipe = CudaBackendOptions::PrefillAttention::wgmma_pipe;
 
 std::string case_name(const AttentionCase& c) {
   return "q" + std::to_string(c.q_heads) + "kv" + std::to_string(c.kv_heads) + "d" +
          std::to_string(c.head_dim) + "bs" + std::to_string(c.block_size) +
-         (c.fp8_cache ? "fp8" : "") + (c.wgmma ? "wgmma" : "");
+         (c.fp8_cache ? "fp8" : "") +
+         (c.prefill == kWgmma       ? "wgmma"
+          : c.prefill == kWgmmaPipe ? "wgmmapipe"
+                                    : "");
 }
 
 // A cache's K and V, [slots, kv heads x head dim] each: random values at every
@@ -68,7 +76,7 @@ class CudaAttention : public ::testing::TestWithParam<AttentionCase> {
   void SetUp() override {
     SKIP_WITHOUT_GPU();
     be_ = std::make_unique<BackendPair>(CudaBackendOptions{}.gemv_max_rows,
-                                        CudaBackendOptions{}.gemm_tune, GetParam().wgmma);
+                                        CudaBackendOptions{}.gemm_tune, GetParam().prefill);
   }
 
   // Runs attention over `seqs` on both backends and compares. Sequences at
@@ -185,23 +193,31 @@ INSTANTIATE_TEST_SUITE_P(
 
 // The bf16 head_dim 128 layouts with the prefill items on the wgmma kernel.
 INSTANTIATE_TEST_SUITE_P(Wgmma, CudaAttention,
-                         ::testing::Values(AttentionCase{8, 8, 128, 16, false, true},
-                                           AttentionCase{8, 4, 128, 32, false, true},
-                                           AttentionCase{16, 4, 128, 16, false, true},
-                                           AttentionCase{32, 4, 128, 32, false, true},
-                                           AttentionCase{32, 8, 128, 64, false, true}),
+                         ::testing::Values(AttentionCase{8, 8, 128, 16, false, kWgmma},
+                                           AttentionCase{8, 4, 128, 32, false, kWgmma},
+                                           AttentionCase{16, 4, 128, 16, false, kWgmma},
+                                           AttentionCase{32, 4, 128, 32, false, kWgmma},
+                                           AttentionCase{32, 8, 128, 64, false, kWgmma}),
                          [](const auto& info) { return case_name(info.param); });
 
-// The wgmma prefill kernel against the mma.sync one on Llama-3-8B's attention
+// The same layouts on the pipelined wgmma kernel.
+INSTANTIATE_TEST_SUITE_P(WgmmaPipe, CudaAttention,
+                         ::testing::Values(AttentionCase{8, 8, 128, 16, false, kWgmmaPipe},
+                                           AttentionCase{8, 4, 128, 32, false, kWgmmaPipe},
+                                           AttentionCase{16, 4, 128, 16, false, kWgmmaPipe},
+                                           AttentionCase{32, 4, 128, 32, false, kWgmmaPipe},
+                                           AttentionCase{32, 8, 128, 64, false, kWgmmaPipe}),
+                         [](const auto& info) { return case_name(info.param); });
+
+// A wgmma prefill kernel against the mma.sync one on Llama-3-8B's attention
 // shape: a 2048-token causal prefill alone, then beside a chunk continuing a
 // prefix and a decode; the two differ only in summation order.
-TEST(CudaAttentionWgmma, MatchesMmaOnLongCausalPrefill) {
-  SKIP_WITHOUT_GPU();
+void expect_wgmma_matches_mma(CudaBackendOptions::PrefillAttention kernel) {
   std::unique_ptr<Backend> be[2];
   for (int w = 0; w < 2; ++w) {
     CudaBackendOptions o;
     o.memory_fraction = 0.1;
-    o.prefill_wgmma = w == 1;
+    if (w == 1) o.prefill_attention = kernel;
     be[w] = make_cuda_backend(MPI_COMM_SELF, o);
   }
   std::mt19937_64 rng(2048);
@@ -233,10 +249,20 @@ TEST(CudaAttentionWgmma, MatchesMmaOnLongCausalPrefill) {
         out[w] = get(g, o);
       }
       expect_close(out[1], out[0], kTol,
-                   "wgmma vs mma, block size " + std::to_string(bs) + ", " +
-                       std::to_string(seqs.size()) + " sequences");
+                   std::string(kernel == kWgmma ? "wgmma" : "wgmma-pipe") + " vs mma, block size " +
+                       std::to_string(bs) + ", " + std::to_string(seqs.size()) + " sequences");
     }
   }
+}
+
+TEST(CudaAttentionWgmma, MatchesMmaOnLongCausalPrefill) {
+  SKIP_WITHOUT_GPU();
+  expect_wgmma_matches_mma(kWgmma);
+}
+
+TEST(CudaAttentionWgmma, PipeMatchesMmaOnLongCausalPrefill) {
+  SKIP_WITHOUT_GPU();
+  expect_wgmma_matches_mma(kWgmmaPipe);
 }
 
 TEST(CudaAttentionChecks, RejectsBadLayouts) {

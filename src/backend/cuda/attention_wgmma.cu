@@ -583,6 +583,10 @@ __device__ __forceinline__ void pipe_step(const PipeCtx& c, int j, float (&sc)[k
   cp_async_wait<0>();
   fence_proxy_async();
   __syncthreads();
+
+  // In flight after this: P_{j-1} V_{j-1} (j > 0), then S_{j+1}. Issued before
+  // the refills, whose block-table reads would otherwise delay it.
+  if (kNext) issue_qk(sn, c.q_s, c.k_s + ((j + 1) & 1) * kTileBytes);
   if (j + 2 < c.tiles)
     load_tile(c.k_s + (j & 1) * kTileBytes, static_cast<const bf16*>(c.p->k_cache), *c.p, c.table,
               c.h, (j + 2) * kKeys, c.kend, c.tid);
@@ -591,15 +595,17 @@ __device__ __forceinline__ void pipe_step(const PipeCtx& c, int j, float (&sc)[k
               *c.p, c.table, c.h, (j + 1) * kKeys, c.kend, c.tid);
   cp_async_commit();  // possibly empty: the next step's wait covers it either way
 
-  // In flight after this: P_{j-1} V_{j-1} (j > 0), then S_{j+1}.
-  if (kNext) issue_qk(sn, c.q_s, c.k_s + ((j + 1) & 1) * kTileBytes);
-
+  // The softmax of S_j runs while S_{j+1} (and maybe P_{j-1} V_{j-1}) does:
+  // the empty asm on sc before and after it keep the compiler from hoisting it
+  // above the issue or sinking it below the wait.
+  fence_regs(sc);
   float alpha[2];
   const int k0 = j * kKeys, k_last = k0 + kKeys - 1;
   if (k_last <= c.bmin && k_last < c.kend)
     softmax_scores<false>(sc, m, l, alpha, c.pos, k0, c.kend, c.p->scale_log2, c.lane);
   else
     softmax_scores<true>(sc, m, l, alpha, c.pos, k0, c.kend, c.p->scale_log2, c.lane);
+  fence_regs(sc);
 
   // P_{j-1} V_{j-1} done (the older group); O and P_{j-1}'s registers are ours again.
   if (kNext)
