@@ -190,14 +190,15 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// Copies keys [k0, k0 + kKeys) of kv head h into the swizzled K and V tiles at
-// shared addresses ks / vs; keys >= kend become zeros (masked keys never bring
-// NaN or garbage from slots nobody wrote into P V). Thread tid copies chunk
-// tid % 16 of keys tid / 16 + 8 j: a key's 256 bytes by 16 neighbouring threads.
-__device__ __forceinline__ void load_kv(uint32_t ks, uint32_t vs, const AttentionParams& p,
-                                        const int32_t* table, int h, int k0, int kend, int tid) {
-  const bf16* k_cache = static_cast<const bf16*>(p.k_cache);
-  const bf16* v_cache = static_cast<const bf16*>(p.v_cache);
+// Copies keys [k0, k0 + kKeys) of kv head h of each of N caches into the
+// swizzled tile at shared address dst[i]; keys >= kend become zeros (masked keys
+// never bring NaN or garbage from slots nobody wrote into P V). Thread tid
+// copies chunk tid % 16 of keys tid / 16 + 8 j: a key's 256 bytes by 16
+// neighbouring threads.
+template <int N>
+__device__ __forceinline__ void load_tiles(const uint32_t (&dst)[N], const bf16* const (&cache)[N],
+                                           const AttentionParams& p, const int32_t* table, int h,
+                                           int k0, int kend, int tid) {
   const int c = tid & 15;
   // The tile in one cache block: one table entry for all of its keys.
   const bool one_block = p.block_size % kKeys == 0;
@@ -219,20 +220,69 @@ __device__ __forceinline__ void load_kv(uint32_t ks, uint32_t vs, const Attentio
       off = (slot * p.kv_heads + h) * kD + c * 8;
     }
     const uint32_t at = swz(r, c, kKeys);
-    cp_async16(ks + at, k_cache + off, valid);
-    cp_async16(vs + at, v_cache + off, valid);
+#pragma unroll
+    for (int i = 0; i < N; ++i) cp_async16(dst[i] + at, cache[i] + off, valid);
   }
+}
+
+// The K and V tiles of keys [k0, k0 + kKeys) at ks / vs.
+__device__ __forceinline__ void load_kv(uint32_t ks, uint32_t vs, const AttentionParams& p,
+                                        const int32_t* table, int h, int k0, int kend, int tid) {
+  load_tiles<2>({ks, vs},
+                {static_cast<const bf16*>(p.k_cache), static_cast<const bf16*>(p.v_cache)}, p,
+                table, h, k0, kend, tid);
+}
+
+// The warpgroup's P registers: no reordering across this point (an async
+// wgmma may still read them before it, or they may be rewritten after it).
+__device__ __forceinline__ void fence_p(uint32_t (&pa)[kKeys / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) asm volatile("" : "+r"(pa[kk][q])::"memory");
+}
+
+// Issues S = Q K^T (one wgmma group, not waited for) over the 8 16-dim steps
+// of head_dim, into softmax_scores' s layout. K-major SW128 operands: start =
+// the step's 32 bytes within its column half (the hardware applies the swizzle
+// to the computed addresses), SBO = 1024 (8-row atoms of 128-byte rows, one
+// after the other), LBO unused for swizzled K-major (16: encoded 1).
+__device__ __forceinline__ void issue_qk(float (&s)[kKeys / 2], uint32_t q_s, uint32_t ks) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kD / 16; ++kk) {
+    const uint64_t da = make_desc(q_s + (kk >> 2) * (kRows * kHalfBytes) + (kk & 3) * 32, 16, 1024);
+    const uint64_t db = make_desc(ks + (kk >> 2) * (kKeys * kHalfBytes) + (kk & 3) * 32, 16, 1024);
+    wgmma_ss_m64n64k16(s, da, db, kk > 0 ? 1 : 0);
+  }
+  wgmma_commit();
+}
+
+// Issues O += P V (one wgmma group, not waited for) over the tile's 4 16-key
+// steps, P the A fragments (pack_p). V MN-major SW128 (transposed B): start =
+// the step's first key row (2048 bytes a step: two 8-key atoms), SBO = 1024 (the
+// next 8 keys), LBO = the second column half (dims 64-127), kKeys rows of 128
+// bytes further.
+__device__ __forceinline__ void issue_pv(float (&o)[kD / 2], const uint32_t (&pa)[kKeys / 16][4],
+                                         uint32_t vs) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    const uint64_t dv = make_desc(vs + kk * 16 * kHalfBytes, kKeys * kHalfBytes, 1024);
+    wgmma_rs_m64n128k16_tb(o, pa[kk], dv);
+  }
+  wgmma_commit();
 }
 
 // One tile's scores s (the m64n64 accumulators: s[4 j + e] is row g + 8 (e / 2),
 // key k0 + 8 j + 2 t + e % 2 for g = lane / 4, t = lane % 4) -> probabilities in
-// place, the rows' running max m and sum l (this lane's share) updated and the
-// outputs o rescaled. kMask: some key of the tile lies past some row's position
-// or past kend.
+// place, the rows' running max m and sum l (this lane's share) updated, and
+// alpha = the factor the outputs must be scaled by. kMask: some key of the tile
+// lies past some row's position or past kend.
 template <bool kMask>
-__device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&o)[kD / 2],
-                                             float (&m)[2], float (&l)[2], const int (&pos)[2],
-                                             int k0, int kend, float scale_log2, int lane) {
+__device__ __forceinline__ void softmax_scores(float (&s)[kKeys / 2], float (&m)[2], float (&l)[2],
+                                               float (&alpha)[2], const int (&pos)[2], int k0,
+                                               int kend, float scale_log2, int lane) {
   float tmax[2] = {kNegInf, kNegInf};
 #pragma unroll
   for (int j = 0; j < kKeys / 8; ++j)
@@ -245,13 +295,12 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&o)[k
       s[4 * j + e] = v;
       tmax[r] = fmaxf(tmax[r], v);
     }
-  float alpha[2], base[2];
+  float base[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 1));
     tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 2));
     const float m_new = fmaxf(m[r], tmax[r]);
-    // A row with no key yet keeps m = -inf: subtract 0 instead (exp2(-inf) = 0).
     base[r] = m_new == kNegInf ? 0.0f : m_new;
     alpha[r] = exp2f(m[r] - base[r]);
     m[r] = m_new;
@@ -265,12 +314,102 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&o)[k
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rsum[r];
+}
+
+// The outputs o (the m64n128 accumulators) scaled by their rows' alpha.
+__device__ __forceinline__ void rescale_rows(float (&o)[kD / 2], const float (&alpha)[2]) {
 #pragma unroll
   for (int n = 0; n < kD / 8; ++n) {
     o[4 * n] *= alpha[0];
     o[4 * n + 1] *= alpha[0];
     o[4 * n + 2] *= alpha[1];
     o[4 * n + 3] *= alpha[1];
+  }
+}
+
+// P in bf16 as the A fragments of the tile's 4 16-key steps: keys 16 kk ..
+// 16 kk + 15 are the accumulators of key groups 2 kk and 2 kk + 1 (a0a1: row g
+// keys 2t.., a2a3: row g + 8, a4a5 / a6a7: keys 8 + 2t..).
+__device__ __forceinline__ void pack_p(const float (&s)[kKeys / 2], uint32_t (&pa)[kKeys / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) pa[kk][q] = pack_bf16(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
+}
+
+// Q of the item's rows into its swizzled tile at q_s (rows past the item's
+// zero-filled); the caller commits the copy group.
+__device__ __forceinline__ void load_q(uint32_t q_s, const AttentionParams& p, const AttnItem& it,
+                                       int h, int group, int tok0, int tid) {
+  for (int c = tid; c < kRows * 16; c += kWgThreads) {
+    const int r = c >> 4, ch = c & 15;
+    const int row = it.row0 + r;
+    const bool valid = r < it.nrows;
+    const bf16* src = p.qkv;
+    if (valid)
+      src += (tok0 + row / group) * p.qkv_stride +
+             static_cast<int64_t>(h * group + row % group) * kD + ch * 8;
+    cp_async16(q_s + swz(r, ch, kRows), src, valid);
+  }
+}
+
+// This lane's rows: g and g + 8 of the warp's 16 (pos -1: padding).
+struct LaneRows {
+  int pos[2];
+  int64_t tok[2];
+  int head[2];
+};
+__device__ __forceinline__ LaneRows lane_rows(const AttentionParams& p, const AttnItem& it, int h,
+                                              int group, int tok0, int warp, int lane) {
+  LaneRows rows;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = it.row0 + warp * 16 + (lane >> 2) + 8 * r;
+    rows.tok[r] = tok0 + row / group;
+    rows.head[r] = h * group + row % group;
+    rows.pos[r] = row < it.row0 + it.nrows ? p.positions[rows.tok[r]] : -1;
+  }
+  return rows;
+}
+
+// The first position of the block's real rows: tiles wholly at or before it
+// (and before kend) need no mask. Padding rows (pos -1) attend nothing and
+// are never stored, so whatever they compute is dropped. post_warp_min before
+// a barrier, block_min_of after it.
+__device__ __forceinline__ void post_warp_min(const LaneRows& rows, int* block_min, int warp,
+                                              int lane) {
+  int wmin = min(rows.pos[0] < 0 ? INT_MAX : rows.pos[0], rows.pos[1] < 0 ? INT_MAX : rows.pos[1]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
+  if (lane == 0) block_min[warp] = wmin;
+}
+__device__ __forceinline__ int block_min_of(const int* block_min) {
+  int bmin = block_min[0];
+#pragma unroll
+  for (int w = 1; w < kWgThreads / 32; ++w) bmin = min(bmin, block_min[w]);
+  return bmin;
+}
+
+// The rows out, normalized (o / l, l summed over the quad), as store_rows does.
+__device__ __forceinline__ void store_out(const float (&o)[kD / 2], float (&l)[2],
+                                          const LaneRows& rows, const AttentionParams& p,
+                                          int lane) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * kD;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (rows.pos[r] < 0) continue;
+    const float inv = 1.0f / l[r];
+    bf16* out =
+        p.out + rows.tok[r] * out_stride + static_cast<int64_t>(rows.head[r]) * kD + (lane & 3) * 2;
+#pragma unroll
+    for (int n = 0; n < kD / 8; ++n)
+      *reinterpret_cast<uint32_t*>(out + n * 8) =
+          pack_bf16(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
   }
 }
 
@@ -292,44 +431,16 @@ __global__ void __launch_bounds__(kWgThreads)
   const int kend = it.kv_end;
   const int tiles = (kend + kKeys - 1) / kKeys;  // kv_end: the item's last position + 1
 
-  // Q into its swizzled tile (rows past the item's zero-filled), then the
-  // first key tile: one copy group.
-  for (int c = tid; c < kRows * 16; c += kWgThreads) {
-    const int r = c >> 4, ch = c & 15;
-    const int row = it.row0 + r;
-    const bool valid = r < it.nrows;
-    const bf16* src = p.qkv;
-    if (valid)
-      src += (tok0 + row / group) * p.qkv_stride +
-             static_cast<int64_t>(h * group + row % group) * kD + ch * 8;
-    cp_async16(q_s + swz(r, ch, kRows), src, valid);
-  }
+  // Q, then the first key tile: one copy group.
+  load_q(q_s, p, it, h, group, tok0, tid);
   load_kv(kv_s, kv_s + kTileBytes, p, table, h, 0, kend, tid);
   cp_async_commit();
 
-  // This lane's rows: g and g + 8 of the warp's 16.
-  int pos[2];
-  int64_t tok[2];
-  int head[2];
+  const LaneRows rows = lane_rows(p, it, h, group, tok0, warp, lane);
   float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = it.row0 + warp * 16 + (lane >> 2) + 8 * r;
-    tok[r] = tok0 + row / group;
-    head[r] = h * group + row % group;
-    pos[r] = row < it.row0 + it.nrows ? p.positions[tok[r]] : -1;
-  }
-  // The first position of the block's real rows: tiles wholly at or before it
-  // (and before kend) need no mask. Padding rows (pos -1) attend nothing and
-  // are never stored, so whatever they compute is dropped.
-  int wmin = min(pos[0] < 0 ? INT_MAX : pos[0], pos[1] < 0 ? INT_MAX : pos[1]);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
-  if (lane == 0) block_min[warp] = wmin;
+  post_warp_min(rows, block_min, warp, lane);
   __syncthreads();
-  int bmin = block_min[0];
-#pragma unroll
-  for (int w = 1; w < kWgThreads / 32; ++w) bmin = min(bmin, block_min[w]);
+  const int bmin = block_min_of(block_min);
 
   float o[kD / 2];
 #pragma unroll
@@ -348,20 +459,7 @@ __global__ void __launch_bounds__(kWgThreads)
     fence_proxy_async();
     __syncthreads();
 
-    // S = Q K^T over the 8 16-dim steps of head_dim. K-major SW128 operands:
-    // start = the step's 32 bytes within its column half (the hardware applies
-    // the swizzle to the computed addresses), SBO = 1024 (8-row atoms of 128-byte
-    // rows, one after the other), LBO unused for swizzled K-major (16: encoded 1).
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      const uint64_t da =
-          make_desc(q_s + (kk >> 2) * (kRows * kHalfBytes) + (kk & 3) * 32, 16, 1024);
-      const uint64_t db =
-          make_desc(ks + (kk >> 2) * (kKeys * kHalfBytes) + (kk & 3) * 32, 16, 1024);
-      wgmma_ss_m64n64k16(s, da, db, kk > 0 ? 1 : 0);
-    }
-    wgmma_commit();
+    issue_qk(s, q_s, ks);
     // The next tile's copy goes out while the tensor cores work.
     if (i + 1 < tiles) {
       const uint32_t nks = kv_s + 2 * (stage ^ 1) * kTileBytes;
@@ -372,55 +470,22 @@ __global__ void __launch_bounds__(kWgThreads)
     fence_regs(s);
 
     const int k0 = i * kKeys, k_last = k0 + kKeys - 1;
+    float alpha[2];
     if (k_last <= bmin && k_last < kend)
-      softmax_tile<false>(s, o, m, l, pos, k0, kend, p.scale_log2, lane);
+      softmax_scores<false>(s, m, l, alpha, rows.pos, k0, kend, p.scale_log2, lane);
     else
-      softmax_tile<true>(s, o, m, l, pos, k0, kend, p.scale_log2, lane);
+      softmax_scores<true>(s, m, l, alpha, rows.pos, k0, kend, p.scale_log2, lane);
+    rescale_rows(o, alpha);
 
-    // O += P V over the tile's 4 16-key steps. P: keys 16 kk .. 16 kk + 15 are
-    // the accumulators of key groups 2 kk and 2 kk + 1, which is the A fragment
-    // (a0a1: row g keys 2t.., a2a3: row g + 8, a4a5 / a6a7: keys 8 + 2t..).
-    // V MN-major SW128 (transposed B): start = the step's first key row (2048
-    // bytes a step: two 8-key atoms), SBO = 1024 (the next 8 keys), LBO = the
-    // second column half (dims 64-127), kKeys rows of 128 bytes further.
     uint32_t pa[kKeys / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) pa[kk][q] = pack_bf16(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk) {
-      const uint64_t dv = make_desc(vs + kk * 16 * kHalfBytes, kKeys * kHalfBytes, 1024);
-      wgmma_rs_m64n128k16_tb(o, pa[kk], dv);
-    }
-    wgmma_commit();
+    pack_p(s, pa);
+    issue_pv(o, pa, vs);
     wgmma_wait_all();
     fence_regs(o);
-    // P's registers stay P's until the wgmmas that read them are waited for.
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) asm volatile("" : "+r"(pa[kk][q])::"memory");
+    fence_p(pa);  // P's registers stay P's until the wgmmas that read them are waited for
   }
 
-  // The rows out, normalized (o / l, l summed over the quad), as store_rows does.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * kD;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (pos[r] < 0) continue;
-    const float inv = 1.0f / l[r];
-    bf16* out = p.out + tok[r] * out_stride + static_cast<int64_t>(head[r]) * kD + (lane & 3) * 2;
-#pragma unroll
-    for (int n = 0; n < kD / 8; ++n)
-      *reinterpret_cast<uint32_t*>(out + n * 8) =
-          pack_bf16(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
-  }
+  store_out(o, l, rows, p, lane);
 }
 
 // ---------------------------------------------------------------------------
@@ -460,102 +525,10 @@ __device__ __forceinline__ void wgmma_wait() {
 #endif
 }
 
-__device__ __forceinline__ void fence_p(uint32_t (&pa)[kKeys / 16][4]) {
-#pragma unroll
-  for (int kk = 0; kk < kKeys / 16; ++kk)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) asm volatile("" : "+r"(pa[kk][q])::"memory");
-}
-
-// Keys [k0, k0 + kKeys) of kv head h of one cache (K or V) into the swizzled
-// tile at shared address dst, keys >= kend zero-filled: load_kv for one cache.
+// One cache's (K or V) tile of keys [k0, k0 + kKeys) at dst.
 __device__ __forceinline__ void load_tile(uint32_t dst, const bf16* cache, const AttentionParams& p,
                                           const int32_t* table, int h, int k0, int kend, int tid) {
-  const int c = tid & 15;
-  const bool one_block = p.block_size % kKeys == 0;
-  const int64_t first_slot =
-      one_block && k0 < kend
-          ? static_cast<int64_t>(table[k0 / p.block_size]) * p.block_size + k0 % p.block_size
-          : 0;
-#pragma unroll
-  for (int j = 0; j < kKeys * 16 / kWgThreads; ++j) {
-    const int r = (tid >> 4) + j * (kWgThreads / 16);
-    const int key = k0 + r;
-    const bool valid = key < kend;
-    int64_t off = 0;
-    if (valid) {
-      const int64_t slot =
-          one_block
-              ? first_slot + r
-              : static_cast<int64_t>(table[key / p.block_size]) * p.block_size + key % p.block_size;
-      off = (slot * p.kv_heads + h) * kD + c * 8;
-    }
-    cp_async16(dst + swz(r, c, kKeys), cache + off, valid);
-  }
-}
-
-// Issues S = Q K^T (one wgmma group, not waited for): softmax_tile's s layout.
-__device__ __forceinline__ void issue_qk(float (&s)[kKeys / 2], uint32_t q_s, uint32_t ks) {
-  wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < kD / 16; ++kk) {
-    const uint64_t da = make_desc(q_s + (kk >> 2) * (kRows * kHalfBytes) + (kk & 3) * 32, 16, 1024);
-    const uint64_t db = make_desc(ks + (kk >> 2) * (kKeys * kHalfBytes) + (kk & 3) * 32, 16, 1024);
-    wgmma_ss_m64n64k16(s, da, db, kk > 0 ? 1 : 0);
-  }
-  wgmma_commit();
-}
-
-// Issues O += P V (one wgmma group, not waited for), P the A fragments of the
-// tile's 4 16-key steps, V the MN-major tile at vs (as the simple kernel).
-__device__ __forceinline__ void issue_pv(float (&o)[kD / 2], const uint32_t (&pa)[kKeys / 16][4],
-                                         uint32_t vs) {
-  wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < kKeys / 16; ++kk) {
-    const uint64_t dv = make_desc(vs + kk * 16 * kHalfBytes, kKeys * kHalfBytes, 1024);
-    wgmma_rs_m64n128k16_tb(o, pa[kk], dv);
-  }
-  wgmma_commit();
-}
-
-// softmax_tile without the rescale of o (o may be in flight): s -> p in place,
-// m and l updated, alpha = the factor o must be scaled by.
-template <bool kMask>
-__device__ __forceinline__ void softmax_scores(float (&s)[kKeys / 2], float (&m)[2], float (&l)[2],
-                                               float (&alpha)[2], const int (&pos)[2], int k0,
-                                               int kend, float scale_log2, int lane) {
-  float tmax[2] = {kNegInf, kNegInf};
-#pragma unroll
-  for (int j = 0; j < kKeys / 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
-      const int r = e >> 1;
-      const float v =
-          (!kMask || (key <= pos[r] && key < kend)) ? s[4 * j + e] * scale_log2 : kNegInf;
-      s[4 * j + e] = v;
-      tmax[r] = fmaxf(tmax[r], v);
-    }
-  float base[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 1));
-    tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 2));
-    const float m_new = fmaxf(m[r], tmax[r]);
-    base[r] = m_new == kNegInf ? 0.0f : m_new;
-    alpha[r] = exp2f(m[r] - base[r]);
-    m[r] = m_new;
-  }
-  float rsum[2] = {0.0f, 0.0f};
-#pragma unroll
-  for (int i = 0; i < kKeys / 2; ++i) {
-    const float pe = exp2f(s[i] - base[(i >> 1) & 1]);
-    s[i] = pe;
-    rsum[(i >> 1) & 1] += pe;
-  }
-#pragma unroll
-  for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rsum[r];
+  load_tiles<1>({dst}, {cache}, p, table, h, k0, kend, tid);
 }
 
 // What one pipeline step needs besides the accumulators.
@@ -564,7 +537,7 @@ struct PipeCtx {
   const int32_t* table;
   uint32_t q_s, k_s, v_s;  // Q; K stage s at k_s + s kTileBytes; V stage s at v_s + s kTileBytes
   int h, tid, lane, kend, tiles, bmin;
-  int pos[2];
+  LaneRows rows;
 };
 
 // Step j of the pipeline. On entry S_j is in sc (waited for, fenced) and
@@ -602,9 +575,9 @@ __device__ __forceinline__ void pipe_step(const PipeCtx& c, int j, float (&sc)[k
   float alpha[2];
   const int k0 = j * kKeys, k_last = k0 + kKeys - 1;
   if (k_last <= c.bmin && k_last < c.kend)
-    softmax_scores<false>(sc, m, l, alpha, c.pos, k0, c.kend, c.p->scale_log2, c.lane);
+    softmax_scores<false>(sc, m, l, alpha, c.rows.pos, k0, c.kend, c.p->scale_log2, c.lane);
   else
-    softmax_scores<true>(sc, m, l, alpha, c.pos, k0, c.kend, c.p->scale_log2, c.lane);
+    softmax_scores<true>(sc, m, l, alpha, c.rows.pos, k0, c.kend, c.p->scale_log2, c.lane);
   fence_regs(sc);
 
   // P_{j-1} V_{j-1} done (the older group); O and P_{j-1}'s registers are ours again.
@@ -614,17 +587,8 @@ __device__ __forceinline__ void pipe_step(const PipeCtx& c, int j, float (&sc)[k
     wgmma_wait<0>();
   fence_regs(o);
   fence_p(pa);
-#pragma unroll
-  for (int n = 0; n < kD / 8; ++n) {
-    o[4 * n] *= alpha[0];
-    o[4 * n + 1] *= alpha[0];
-    o[4 * n + 2] *= alpha[1];
-    o[4 * n + 3] *= alpha[1];
-  }
-#pragma unroll
-  for (int kk = 0; kk < kKeys / 16; ++kk)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) pa[kk][q] = pack_bf16(sc[8 * kk + 2 * q], sc[8 * kk + 2 * q + 1]);
+  rescale_rows(o, alpha);
+  pack_p(sc, pa);
   // In flight after this: S_{j+1} (kNext), then P_j V_j.
   issue_pv(o, pa, c.v_s + (j % kVStages) * kTileBytes);
 
@@ -659,16 +623,7 @@ __global__ void __launch_bounds__(kWgThreads, 2)
 
   // Copy group 1: Q (rows past the item's zero-filled) and K_0. Group 2: K_1
   // and V_0, waited for at step 0's barrier.
-  for (int ch = tid; ch < kRows * 16; ch += kWgThreads) {
-    const int r = ch >> 4, cc = ch & 15;
-    const int row = it.row0 + r;
-    const bool valid = r < it.nrows;
-    const bf16* src = p.qkv;
-    if (valid)
-      src += (tok0 + row / group) * p.qkv_stride +
-             static_cast<int64_t>(h * group + row % group) * kD + cc * 8;
-    cp_async16(c.q_s + swz(r, cc, kRows), src, valid);
-  }
+  load_q(c.q_s, p, it, h, group, tok0, tid);
   const bf16* k_cache = static_cast<const bf16*>(p.k_cache);
   const bf16* v_cache = static_cast<const bf16*>(p.v_cache);
   load_tile(c.k_s, k_cache, p, c.table, h, 0, c.kend, tid);
@@ -677,28 +632,15 @@ __global__ void __launch_bounds__(kWgThreads, 2)
   load_tile(c.v_s, v_cache, p, c.table, h, 0, c.kend, tid);
   cp_async_commit();
 
-  int64_t tok[2];
-  int head[2];
+  c.rows = lane_rows(p, it, h, group, tok0, warp, lane);
   float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = it.row0 + warp * 16 + (lane >> 2) + 8 * r;
-    tok[r] = tok0 + row / group;
-    head[r] = h * group + row % group;
-    c.pos[r] = row < it.row0 + it.nrows ? p.positions[tok[r]] : -1;
-  }
-  int wmin = min(c.pos[0] < 0 ? INT_MAX : c.pos[0], c.pos[1] < 0 ? INT_MAX : c.pos[1]);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
-  if (lane == 0) block_min[warp] = wmin;
+  post_warp_min(c.rows, block_min, warp, lane);
   // Group 1 landed and made visible to the async proxy before the barrier
   // that also publishes block_min.
   cp_async_wait<1>();
   fence_proxy_async();
   __syncthreads();
-  c.bmin = block_min[0];
-#pragma unroll
-  for (int w = 1; w < kWgThreads / 32; ++w) c.bmin = min(c.bmin, block_min[w]);
+  c.bmin = block_min_of(block_min);
 
   float o[kD / 2];
 #pragma unroll
@@ -733,23 +675,7 @@ __global__ void __launch_bounds__(kWgThreads, 2)
   wgmma_wait<0>();
   fence_regs(o);
   fence_p(pa);
-
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * kD;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (c.pos[r] < 0) continue;
-    const float inv = 1.0f / l[r];
-    bf16* out = p.out + tok[r] * out_stride + static_cast<int64_t>(head[r]) * kD + (lane & 3) * 2;
-#pragma unroll
-    for (int n = 0; n < kD / 8; ++n)
-      *reinterpret_cast<uint32_t*>(out + n * 8) =
-          pack_bf16(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
-  }
+  store_out(o, l, c.rows, p, lane);
 }
 
 }  // namespace
