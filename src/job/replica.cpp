@@ -122,9 +122,9 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
   co.programmatic_launch = o.cuda_pdl == "on";
   co.attention_side_stream = o.cuda_attention_streams == 2;
   co.prefill_attention =
-      o.cuda_prefill_attention == "wgmma"        ? CudaBackendOptions::PrefillAttention::wgmma
-      : o.cuda_prefill_attention == "wgmma-pipe" ? CudaBackendOptions::PrefillAttention::wgmma_pipe
-                                                 : CudaBackendOptions::PrefillAttention::mma;
+      o.cuda_prefill_attention == "wgmma" ? CudaBackendOptions::PrefillAttention::wgmma
+      : o.cuda_prefill_attention == "mma" ? CudaBackendOptions::PrefillAttention::mma
+                                          : CudaBackendOptions::PrefillAttention::automatic;
   co.op_profile = o.cuda_op_profile;
   co.gemm_tune = o.cuda_gemm_tune == "on";
   co.deterministic = o.deterministic;

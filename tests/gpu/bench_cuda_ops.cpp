@@ -62,7 +62,7 @@ struct Bench {
 };
 
 void report(const std::string& what, double sec, double bytes, double flops) {
-  std::printf("%-48s %9.1f us  %7.0f GB/s  %7.1f TFLOP/s\n", what.c_str(), sec * 1e6,
+  std::printf("%-44s %9.1f us  %7.0f GB/s  %7.1f TFLOP/s\n", what.c_str(), sec * 1e6,
               bytes / sec / 1e9, flops / sec / 1e12);
   std::fflush(stdout);
 }
@@ -184,6 +184,7 @@ int main(int argc, char** argv) {
     Bench b;
     CudaBackendOptions o;
     o.memory_fraction = 0.5;
+    o.prefill_attention = CudaBackendOptions::PrefillAttention::mma;  // the wgmma lines say so
     // TPINFER_BENCH_GEMV_ROWS=0 times linear on cuBLASLt alone (the A/B of gemv.cu).
     if (const char* g = std::getenv("TPINFER_BENCH_GEMV_ROWS")) o.gemv_max_rows = std::atoi(g);
     std::printf("gemv for linear over <= %d rows\n", o.gemv_max_rows);
@@ -192,7 +193,7 @@ int main(int argc, char** argv) {
     // Optional argument: only the group named (linear, attention, rows).
     const std::string only = argc > 1 ? argv[1] : "";
     auto want = [&](const char* group) { return only.empty() || only == group; };
-    std::printf("%-48s %12s %12s %15s\n", "op (Llama-3-8B shapes)", "median", "rate", "");
+    std::printf("%-44s %12s %12s %15s\n", "op (Llama-3-8B shapes)", "median", "rate", "");
     if (want("linear")) {
       bench_linear(b, "qkv", 4096, 6144);
       bench_linear(b, "o_proj", 4096, 4096);
@@ -213,19 +214,14 @@ int main(int argc, char** argv) {
       bench_attention(b, 8, 4096, 1);
       bench_attention(b, 1, 2048, 2048);
       bench_attention(b, 4, 2048, 2048);
-      // The same prefills on the Hopper wgmma kernels (--cuda-prefill-attention
-      // wgmma, then wgmma-pipe), one backend at a time.
-      for (const auto& [kernel, label] :
-           {std::pair{CudaBackendOptions::PrefillAttention::wgmma, "wgmma "},
-            std::pair{CudaBackendOptions::PrefillAttention::wgmma_pipe, "wgmma-pipe "}}) {
-        Bench w;
-        CudaBackendOptions ow = o;
-        ow.prefill_attention = kernel;
-        w.be = make_cuda_backend(MPI_COMM_SELF, ow);
-        w.probe = w.be->alloc({1}, DType::f32);
-        bench_attention(w, 1, 2048, 2048, DType::bf16, label);
-        bench_attention(w, 4, 2048, 2048, DType::bf16, label);
-      }
+      // The same prefills on the Hopper wgmma kernel (--cuda-prefill-attention wgmma).
+      Bench w;
+      CudaBackendOptions ow = o;
+      ow.prefill_attention = CudaBackendOptions::PrefillAttention::wgmma;
+      w.be = make_cuda_backend(MPI_COMM_SELF, ow);
+      w.probe = w.be->alloc({1}, DType::f32);
+      bench_attention(w, 1, 2048, 2048, DType::bf16, "wgmma ");
+      bench_attention(w, 4, 2048, 2048, DType::bf16, "wgmma ");
     }
     if (want("rows")) {
       bench_rows(b);

@@ -3,9 +3,8 @@
 // head dims 64 and 128 (tensor-core kernels) and 12, 16, 96, 256 (generic
 // kernel), contexts up to 3000 tokens (split decode), and scores in the
 // hundreds (the softmax must subtract its running maximum). The bf16 head_dim
-// 128 layouts run again with the Hopper wgmma prefill kernels
-// (--cuda-prefill-attention wgmma and wgmma-pipe), which must also match the
-// mma.sync one.
+// 128 layouts run again with the Hopper wgmma prefill kernel
+// (--cuda-prefill-attention wgmma), which must also match the mma.sync one.
 //
 // The cache holds bf16-exact values at every context position and NaN in every
 // other slot, and the k / v parts of qkv are NaN: reading anything but the
@@ -35,15 +34,11 @@ struct AttentionCase {
 };
 
 constexpr auto kWgmma = CudaBackendOptions::PrefillAttention::wgmma;
-constexpr auto kWgmmaPipe = CudaBackendOptions::PrefillAttention::wgmma_pipe;
 
 std::string case_name(const AttentionCase& c) {
   return "q" + std::to_string(c.q_heads) + "kv" + std::to_string(c.kv_heads) + "d" +
          std::to_string(c.head_dim) + "bs" + std::to_string(c.block_size) +
-         (c.fp8_cache ? "fp8" : "") +
-         (c.prefill == kWgmma       ? "wgmma"
-          : c.prefill == kWgmmaPipe ? "wgmmapipe"
-                                    : "");
+         (c.fp8_cache ? "fp8" : "") + (c.prefill == kWgmma ? "wgmma" : "");
 }
 
 // A cache's K and V, [slots, kv heads x head dim] each: random values at every
@@ -200,24 +195,16 @@ INSTANTIATE_TEST_SUITE_P(Wgmma, CudaAttention,
                                            AttentionCase{32, 8, 128, 64, false, kWgmma}),
                          [](const auto& info) { return case_name(info.param); });
 
-// The same layouts on the pipelined wgmma kernel.
-INSTANTIATE_TEST_SUITE_P(WgmmaPipe, CudaAttention,
-                         ::testing::Values(AttentionCase{8, 8, 128, 16, false, kWgmmaPipe},
-                                           AttentionCase{8, 4, 128, 32, false, kWgmmaPipe},
-                                           AttentionCase{16, 4, 128, 16, false, kWgmmaPipe},
-                                           AttentionCase{32, 4, 128, 32, false, kWgmmaPipe},
-                                           AttentionCase{32, 8, 128, 64, false, kWgmmaPipe}),
-                         [](const auto& info) { return case_name(info.param); });
-
-// A wgmma prefill kernel against the mma.sync one on Llama-3-8B's attention
+// The wgmma prefill kernel against the mma.sync one on Llama-3-8B's attention
 // shape: a 2048-token causal prefill alone, then beside a chunk continuing a
 // prefix and a decode; the two differ only in summation order.
-void expect_wgmma_matches_mma(CudaBackendOptions::PrefillAttention kernel) {
+TEST(CudaAttentionWgmma, MatchesMmaOnLongCausalPrefill) {
+  SKIP_WITHOUT_GPU();
   std::unique_ptr<Backend> be[2];
   for (int w = 0; w < 2; ++w) {
     CudaBackendOptions o;
     o.memory_fraction = 0.1;
-    if (w == 1) o.prefill_attention = kernel;
+    o.prefill_attention = w == 1 ? kWgmma : CudaBackendOptions::PrefillAttention::mma;
     be[w] = make_cuda_backend(MPI_COMM_SELF, o);
   }
   std::mt19937_64 rng(2048);
@@ -249,20 +236,10 @@ void expect_wgmma_matches_mma(CudaBackendOptions::PrefillAttention kernel) {
         out[w] = get(g, o);
       }
       expect_close(out[1], out[0], kTol,
-                   std::string(kernel == kWgmma ? "wgmma" : "wgmma-pipe") + " vs mma, block size " +
-                       std::to_string(bs) + ", " + std::to_string(seqs.size()) + " sequences");
+                   "wgmma vs mma, block size " + std::to_string(bs) + ", " +
+                       std::to_string(seqs.size()) + " sequences");
     }
   }
-}
-
-TEST(CudaAttentionWgmma, MatchesMmaOnLongCausalPrefill) {
-  SKIP_WITHOUT_GPU();
-  expect_wgmma_matches_mma(kWgmma);
-}
-
-TEST(CudaAttentionWgmma, PipeMatchesMmaOnLongCausalPrefill) {
-  SKIP_WITHOUT_GPU();
-  expect_wgmma_matches_mma(kWgmmaPipe);
 }
 
 TEST(CudaAttentionChecks, RejectsBadLayouts) {

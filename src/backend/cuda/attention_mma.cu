@@ -907,8 +907,7 @@ void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_
       launch_kernel(attn_prefill_kernel<D, C, KeyPass::folded>, grid, kThreads,
                     smem + kTotalBytes<D>, stream, p, plan, rest);
     else if (D == 128 && sizeof(C) == 2 && plan.prefill_wgmma && plan.chunk_keys == 0)
-      launch_attention_wgmma_prefill(p, rest, plan.n_prefill - plan.n_split,
-                                     plan.prefill_wgmma == 2, stream);
+      launch_attention_wgmma_prefill(p, rest, plan.n_prefill - plan.n_split, stream);
     else
       launch_kernel(attn_prefill_kernel<D, C, KeyPass::whole>, grid, kThreads, smem, stream, p,
                     plan, rest);

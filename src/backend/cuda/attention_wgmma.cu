@@ -1,7 +1,7 @@
 // Paged causal prefill attention on Hopper's warpgroup MMA (wgmma.mma_async,
 // sm_90a), flash-attention style without warp specialization: an alternative
 // to attention_mma.cu's attn_prefill_kernel<128, bf16, KeyPass::whole>, chosen
-// by --cuda-prefill-attention wgmma (CudaBackendOptions::prefill_wgmma) for a
+// by --cuda-prefill-attention wgmma (CudaBackendOptions::prefill_attention) for a
 // bf16 cache at head_dim 128 outside the batch-invariant mode.
 //
 // Same items, rows and grid as the mma.sync kernel: block (item, kv head), one
@@ -27,9 +27,6 @@
 // "row" is one key = one k index, 64 n elements wide).
 //
 // Its tests pass on an H100 (docs/CUDA_BACKEND.md, --cuda-prefill-attention).
-// Below it, attn_prefill_wgmma_pipe_kernel (--cuda-prefill-attention
-// wgmma-pipe): the same with FlashAttention-3's intra-warpgroup pipelining;
-// UNTESTED on a GPU.
 #include <climits>
 #include <cmath>
 
@@ -190,15 +187,17 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// Copies keys [k0, k0 + kKeys) of kv head h of each of N caches into the
-// swizzled tile at shared address dst[i]; keys >= kend become zeros (masked keys
-// never bring NaN or garbage from slots nobody wrote into P V). Thread tid
-// copies chunk tid % 16 of keys tid / 16 + 8 j: a key's 256 bytes by 16
-// neighbouring threads.
-template <int N>
-__device__ __forceinline__ void load_tiles(const uint32_t (&dst)[N], const bf16* const (&cache)[N],
-                                           const AttentionParams& p, const int32_t* table, int h,
-                                           int k0, int kend, int tid) {
+// Copies keys [k0, k0 + kKeys) of kv head h into the swizzled K and V tiles at
+// shared addresses ks / vs; keys >= kend become zeros (masked keys never bring
+// NaN or garbage from slots nobody wrote into P V). Thread tid copies chunk
+// tid % 16 of keys tid / 16 + 8 j: a key's 256 bytes by 16 neighbouring threads.
+// (The K / V pair as a loop over two tiles: the same SASS as the kernel measured
+// on the H100, whose load was shared with a one-tile variant.)
+__device__ __forceinline__ void load_kv(uint32_t ks, uint32_t vs, const AttentionParams& p,
+                                        const int32_t* table, int h, int k0, int kend, int tid) {
+  const uint32_t dst[2] = {ks, vs};
+  const bf16* const cache[2] = {static_cast<const bf16*>(p.k_cache),
+                                static_cast<const bf16*>(p.v_cache)};
   const int c = tid & 15;
   // The tile in one cache block: one table entry for all of its keys.
   const bool one_block = p.block_size % kKeys == 0;
@@ -221,16 +220,8 @@ __device__ __forceinline__ void load_tiles(const uint32_t (&dst)[N], const bf16*
     }
     const uint32_t at = swz(r, c, kKeys);
 #pragma unroll
-    for (int i = 0; i < N; ++i) cp_async16(dst[i] + at, cache[i] + off, valid);
+    for (int i = 0; i < 2; ++i) cp_async16(dst[i] + at, cache[i] + off, valid);
   }
-}
-
-// The K and V tiles of keys [k0, k0 + kKeys) at ks / vs.
-__device__ __forceinline__ void load_kv(uint32_t ks, uint32_t vs, const AttentionParams& p,
-                                        const int32_t* table, int h, int k0, int kend, int tid) {
-  load_tiles<2>({ks, vs},
-                {static_cast<const bf16*>(p.k_cache), static_cast<const bf16*>(p.v_cache)}, p,
-                table, h, k0, kend, tid);
 }
 
 // The warpgroup's P registers: no reordering across this point (an async
@@ -488,213 +479,18 @@ __global__ void __launch_bounds__(kWgThreads)
   store_out(o, l, rows, p, lane);
 }
 
-// ---------------------------------------------------------------------------
-// The pipelined kernel (--cuda-prefill-attention wgmma-pipe): FlashAttention-3's
-// intra-warpgroup overlap of softmax and wgmma, same items, grid and warpgroup
-// as above. Per tile j (S_j already in one accumulator set, sc):
-//   issue S_{j+1} = Q K_{j+1}^T into the other set (sn), not waited for;
-//   softmax of S_j (scores -> probabilities, m, l) while S_{j+1} runs;
-//   wait for O += P_{j-1} V_{j-1} (wait_group 1: S_{j+1} may stay in flight),
-//   rescale O;
-//   P_j (bf16) from sc, issue O += P_j V_j, not waited for;
-//   wait for S_{j+1} (wait_group 1: P_j V_j may stay in flight).
-// So the tensor cores always have a group queued while the warpgroup does the
-// softmax, and P_j V_j runs across the next step's barrier and S issue.
-//
-// Shared memory: Q, two K stages, three V stages (K_{j+1} must land before
-// S_{j+1} is issued while V_{j-1} and V_j may still be read by P V). One
-// cp.async group a step, committed right after the step's barrier: K_{j+2}
-// into K_j's stage and V_{j+1} into V_{j-2}'s, both waited for at the next
-// step's barrier.
-// ---------------------------------------------------------------------------
-
-constexpr int kKStages = 2, kVStages = 3;
-constexpr size_t kPipeSmem = kQBytes + (kKStages + kVStages) * kTileBytes + kAlign;
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-// Waits until at most N of this warpgroup's most recent wgmma groups are
-// pending (groups complete in commit order).
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-#if TPINFER_WGMMA_ARCH
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-#endif
-}
-
-// One cache's (K or V) tile of keys [k0, k0 + kKeys) at dst.
-__device__ __forceinline__ void load_tile(uint32_t dst, const bf16* cache, const AttentionParams& p,
-                                          const int32_t* table, int h, int k0, int kend, int tid) {
-  load_tiles<1>({dst}, {cache}, p, table, h, k0, kend, tid);
-}
-
-// What one pipeline step needs besides the accumulators.
-struct PipeCtx {
-  const AttentionParams* p;
-  const int32_t* table;
-  uint32_t q_s, k_s, v_s;  // Q; K stage s at k_s + s kTileBytes; V stage s at v_s + s kTileBytes
-  int h, tid, lane, kend, tiles, bmin;
-  LaneRows rows;
-};
-
-// Step j of the pipeline. On entry S_j is in sc (waited for, fenced) and
-// O += P_{j-1} V_{j-1} may be in flight; kNext: a tile j + 1 exists (its S goes
-// into sn). On exit (kNext) S_{j+1} is in sn, waited for, and P_j V_j may be in
-// flight; (!kNext) P_j V_j may be in flight and nothing else.
-template <bool kNext>
-__device__ __forceinline__ void pipe_step(const PipeCtx& c, int j, float (&sc)[kKeys / 2],
-                                          float (&sn)[kKeys / 2], float (&o)[kD / 2],
-                                          uint32_t (&pa)[kKeys / 16][4], float (&m)[2],
-                                          float (&l)[2]) {
-  // Every copy issued so far (K_{j+1}, V_j) landed, visible to the async
-  // proxy, then to every thread. Past the barrier every thread has also waited
-  // for S_j (the last reader of K_j's stage) and P_{j-2} V_{j-2} (the last
-  // reader of V_{j-2}'s stage): the refills below overwrite only those.
-  cp_async_wait<0>();
-  fence_proxy_async();
-  __syncthreads();
-
-  // In flight after this: P_{j-1} V_{j-1} (j > 0), then S_{j+1}. Issued before
-  // the refills, whose block-table reads would otherwise delay it.
-  if (kNext) issue_qk(sn, c.q_s, c.k_s + ((j + 1) & 1) * kTileBytes);
-  if (j + 2 < c.tiles)
-    load_tile(c.k_s + (j & 1) * kTileBytes, static_cast<const bf16*>(c.p->k_cache), *c.p, c.table,
-              c.h, (j + 2) * kKeys, c.kend, c.tid);
-  if (kNext)
-    load_tile(c.v_s + ((j + 1) % kVStages) * kTileBytes, static_cast<const bf16*>(c.p->v_cache),
-              *c.p, c.table, c.h, (j + 1) * kKeys, c.kend, c.tid);
-  cp_async_commit();  // possibly empty: the next step's wait covers it either way
-
-  // The softmax of S_j runs while S_{j+1} (and maybe P_{j-1} V_{j-1}) does:
-  // the empty asm on sc before and after it keep the compiler from hoisting it
-  // above the issue or sinking it below the wait.
-  fence_regs(sc);
-  float alpha[2];
-  const int k0 = j * kKeys, k_last = k0 + kKeys - 1;
-  if (k_last <= c.bmin && k_last < c.kend)
-    softmax_scores<false>(sc, m, l, alpha, c.rows.pos, k0, c.kend, c.p->scale_log2, c.lane);
-  else
-    softmax_scores<true>(sc, m, l, alpha, c.rows.pos, k0, c.kend, c.p->scale_log2, c.lane);
-  fence_regs(sc);
-
-  // P_{j-1} V_{j-1} done (the older group); O and P_{j-1}'s registers are ours again.
-  if (kNext)
-    wgmma_wait<1>();
-  else
-    wgmma_wait<0>();
-  fence_regs(o);
-  fence_p(pa);
-  rescale_rows(o, alpha);
-  pack_p(sc, pa);
-  // In flight after this: S_{j+1} (kNext), then P_j V_j.
-  issue_pv(o, pa, c.v_s + (j % kVStages) * kTileBytes);
-
-  if (kNext) {
-    wgmma_wait<1>();  // S_{j+1} (the older group) done; P_j V_j may run on
-    fence_regs(sn);
-  }
-}
-
-__global__ void __launch_bounds__(kWgThreads, 2)
-    attn_prefill_wgmma_pipe_kernel(AttentionParams p, const AttnItem* items) {
-  wait_for_prior_grids();
-  extern __shared__ uint4 smem_raw[];
-  __shared__ int block_min[kWgThreads / 32];
-  PipeCtx c;
-  c.p = &p;
-  const uint32_t raw = smem_addr(smem_raw);
-  c.q_s = (raw + (kAlign - 1)) & ~static_cast<uint32_t>(kAlign - 1);
-  c.k_s = c.q_s + kQBytes;
-  c.v_s = c.k_s + kKStages * kTileBytes;
-
-  const AttnItem it = items[blockIdx.x];
-  const int h = blockIdx.y, group = p.q_heads / p.kv_heads;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  c.h = h;
-  c.tid = tid;
-  c.lane = lane;
-  const int tok0 = p.query_start[it.seq];
-  c.table = p.block_tables + static_cast<int64_t>(it.seq) * p.table_stride;
-  c.kend = it.kv_end;
-  c.tiles = (c.kend + kKeys - 1) / kKeys;
-
-  // Copy group 1: Q (rows past the item's zero-filled) and K_0. Group 2: K_1
-  // and V_0, waited for at step 0's barrier.
-  load_q(c.q_s, p, it, h, group, tok0, tid);
-  const bf16* k_cache = static_cast<const bf16*>(p.k_cache);
-  const bf16* v_cache = static_cast<const bf16*>(p.v_cache);
-  load_tile(c.k_s, k_cache, p, c.table, h, 0, c.kend, tid);
-  cp_async_commit();
-  if (c.tiles > 1) load_tile(c.k_s + kTileBytes, k_cache, p, c.table, h, kKeys, c.kend, tid);
-  load_tile(c.v_s, v_cache, p, c.table, h, 0, c.kend, tid);
-  cp_async_commit();
-
-  c.rows = lane_rows(p, it, h, group, tok0, warp, lane);
-  float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
-  post_warp_min(c.rows, block_min, warp, lane);
-  // Group 1 landed and made visible to the async proxy before the barrier
-  // that also publishes block_min.
-  cp_async_wait<1>();
-  fence_proxy_async();
-  __syncthreads();
-  c.bmin = block_min_of(block_min);
-
-  float o[kD / 2];
-#pragma unroll
-  for (int i = 0; i < kD / 2; ++i) o[i] = 0.0f;
-  float s0[kKeys / 2], s1[kKeys / 2];
-#pragma unroll
-  for (int i = 0; i < kKeys / 2; ++i) s0[i] = s1[i] = 0.0f;
-  uint32_t pa[kKeys / 16][4];
-#pragma unroll
-  for (int kk = 0; kk < kKeys / 16; ++kk)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) pa[kk][q] = 0;
-
-  // S_0, waited for at once (nothing to overlap it with yet).
-  issue_qk(s0, c.q_s, c.k_s);
-  wgmma_wait<0>();
-  fence_regs(s0);
-
-  // Steps in pairs so that each accumulator set keeps its registers (S_j in s0
-  // for even j, s1 for odd); the last one or two steps without a next tile.
-  int j = 0;
-  for (; j + 2 < c.tiles; j += 2) {
-    pipe_step<true>(c, j, s0, s1, o, pa, m, l);
-    pipe_step<true>(c, j + 1, s1, s0, o, pa, m, l);
-  }
-  if (c.tiles - j >= 2) {
-    pipe_step<true>(c, j, s0, s1, o, pa, m, l);
-    pipe_step<false>(c, j + 1, s1, s0, o, pa, m, l);
-  } else {
-    pipe_step<false>(c, j, s0, s1, o, pa, m, l);
-  }
-  wgmma_wait<0>();
-  fence_regs(o);
-  fence_p(pa);
-  store_out(o, l, c.rows, p, lane);
-}
-
 }  // namespace
 
 void attention_wgmma_init() {
   TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_wgmma_kernel,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, kWgmmaSmem));
-  TPINFER_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_wgmma_pipe_kernel,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, kPipeSmem));
 }
 
 void launch_attention_wgmma_prefill(const AttentionParams& p, const AttnItem* items, int n_items,
-                                    bool pipelined, cudaStream_t stream) {
+                                    cudaStream_t stream) {
   if (n_items <= 0) return;
   const dim3 grid(static_cast<unsigned>(n_items), static_cast<unsigned>(p.kv_heads));
-  if (pipelined)
-    launch_kernel(attn_prefill_wgmma_pipe_kernel, grid, kWgThreads, kPipeSmem, stream, p, items);
-  else
-    launch_kernel(attn_prefill_wgmma_kernel, grid, kWgThreads, kWgmmaSmem, stream, p, items);
+  launch_kernel(attn_prefill_wgmma_kernel, grid, kWgThreads, kWgmmaSmem, stream, p, items);
 }
 
 }  // namespace tpinfer::cuda

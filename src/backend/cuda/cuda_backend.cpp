@@ -145,18 +145,17 @@ class CudaBackend final : public Backend {
                       " allows " + std::to_string(prop.sharedMemPerBlockOptin),
                   kExitOther);
     cuda::attention_init(o.deterministic);
-    // --cuda-prefill-attention wgmma | wgmma-pipe: batch-invariant mode keeps
-    // its own tile order.
+    // --cuda-prefill-attention wgmma: batch-invariant mode keeps its own tile order.
     using PA = CudaBackendOptions::PrefillAttention;
-    prefill_wgmma_ = (o.deterministic || o.prefill_attention == PA::mma) ? 0
-                     : o.prefill_attention == PA::wgmma                  ? 1
-                                                                         : 2;
-    if (prefill_wgmma_ != 0) {
+    prefill_wgmma_ =
+        !o.deterministic && (o.prefill_attention == PA::wgmma ||
+                             (o.prefill_attention == PA::automatic && prop.major == 9));
+    if (prefill_wgmma_) {
       if (prop.major != 9)
-        throw UsageError(std::string("--cuda-prefill-attention ") +
-                         (prefill_wgmma_ == 1 ? "wgmma" : "wgmma-pipe") +
-                         " needs an sm_90 GPU (H100, H200); " + prop.name + " is sm_" +
-                         std::to_string(prop.major) + std::to_string(prop.minor));
+        throw UsageError(std::string("--cuda-prefill-attention wgmma needs an sm_90 GPU (H100, "
+                                     "H200); ") +
+                         prop.name + " is sm_" + std::to_string(prop.major) +
+                         std::to_string(prop.minor));
       cuda::attention_wgmma_init();
     }
     size_t free_bytes = 0, total_bytes = 0;
@@ -792,7 +791,7 @@ class CudaBackend final : public Backend {
       // The kv heads of one sequence in consecutive blocks: a cache block
       // interleaves them, so blocks running side by side share DRAM rows.
       plan_.head_major = w.n_decode <= 65535 ? 1 : 0;  // gridDim.y's limit
-      plan_.prefill_wgmma = prefill_wgmma_;
+      plan_.prefill_wgmma = prefill_wgmma_ ? 1 : 0;
       if (splits > 1) {
         const size_t rows = static_cast<size_t>(w.n_decode) * kv_heads * cuda::kDecodeRows *
                             static_cast<size_t>(splits);
@@ -870,8 +869,7 @@ class CudaBackend final : public Backend {
   size_t gather_cap_ = 0;
   static constexpr int64_t kGatherElements = int64_t{4} << 20;  // 8 MiB of bf16 a rank
   bool deterministic_ = false;
-  // AttentionPlan::prefill_wgmma: 0 mma, 1 wgmma, 2 wgmma-pipe (0 with deterministic_).
-  int prefill_wgmma_ = 0;
+  bool prefill_wgmma_ = false;  // --cuda-prefill-attention wgmma (never with deterministic_)
   int work_group_ = 0, work_kv_heads_ = 0, work_head_dim_ = 0;
 
   // sample_rows' parameters, as uploaded.

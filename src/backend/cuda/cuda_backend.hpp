@@ -70,12 +70,11 @@ struct CudaBackendOptions {
   bool attention_side_stream = false;
   // Prefill attention over a bf16 cache at head_dim 128: mma.sync, or Hopper's
   // warpgroup MMA (wgmma, src/backend/cuda/attention_wgmma.cu; tested on an
-  // H100), or wgmma with FlashAttention-3's intra-warpgroup pipelining
-  // (wgmma_pipe; UNTESTED on a GPU). The wgmma kernels are sm_90 only (the
-  // backend refuses them elsewhere) and ignored in the batch-invariant mode,
-  // for an fp8 cache and at other head dims (mma.sync there).
-  enum class PrefillAttention { mma, wgmma, wgmma_pipe };
-  PrefillAttention prefill_attention = PrefillAttention::mma;
+  // H100). The wgmma kernel is sm_90 only (the backend refuses it elsewhere)
+  // and ignored in the batch-invariant mode, for an fp8 cache and at other head
+  // dims (mma.sync there). automatic: wgmma on sm_90, mma.sync elsewhere.
+  enum class PrefillAttention { automatic, mma, wgmma };
+  PrefillAttention prefill_attention = PrefillAttention::automatic;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller

@@ -179,9 +179,8 @@ struct AttentionPlan {
                        // then the same entries' (max, sum) pairs
 
   // 1: the prefill items of a bf16 cache at head_dim 128 run the Hopper wgmma
-  // kernel (attention_wgmma.cu) instead of the mma.sync one, 2: its pipelined
-  // variant; only where the keys go as one pass (chunk_keys 0: not the
-  // batch-invariant mode).
+  // kernel (attention_wgmma.cu) instead of the mma.sync one; only where the
+  // keys go as one pass (chunk_keys 0: not the batch-invariant mode).
   int prefill_wgmma;
 };
 
@@ -200,15 +199,13 @@ size_t attention_folded_smem_bytes();
 // and joins it to `stream`; the same stream: one after the other).
 void launch_attention_mma(const AttentionParams& p, const AttentionPlan& plan, cudaStream_t stream,
                           cudaStream_t decode_stream);
-// The Hopper (sm_90a) prefill kernels of attention_wgmma.cu: head_dim 128, a
-// bf16 cache, keys in one pass. Init sets their shared-memory limits (once per
-// device, before the first launch); launch runs n_items prefill items (device
-// array) over p's kv heads, as launch_attention_mma's prefill items run, on the
-// simple kernel or (pipelined) the one with FlashAttention-3's intra-warpgroup
-// overlap of softmax and wgmma.
+// The Hopper (sm_90a) prefill kernel of attention_wgmma.cu: head_dim 128, a
+// bf16 cache, keys in one pass. Init sets its shared-memory limit (once per
+// device, before its first launch); launch runs n_items prefill items (device
+// array) over p's kv heads, as launch_attention_mma's prefill items run.
 void attention_wgmma_init();
 void launch_attention_wgmma_prefill(const AttentionParams& p, const AttnItem* items, int n_items,
-                                    bool pipelined, cudaStream_t stream);
+                                    cudaStream_t stream);
 // Any even head_dim <= 256; one warp per (token, q head).
 void launch_attention_generic(const AttentionParams& p, cudaStream_t stream);
 
