@@ -392,6 +392,16 @@ class CudaBackend final : public Backend {
     const bf16* bp = bias != nullptr ? bf(*bias, op, "bias") : nullptr;
     const auto [n, k, m] = check_linear_shapes("cuda", x, w, bias, out);
     if (n == 0 || m == 0) return;
+    // --deterministic: small weights take the kernel whose order of summation
+    // is fixed by construction (cuBLASLt's picks for them vary with n; gemm.hpp).
+    if (deterministic_ && k > 0 && m * k < cuda::kDeterministicGemvElements &&
+        cuda::gemv_rows_applies(n, k, m, xp, wp)) {
+      const cuda::OpScope scope(
+          timer_.get(), op, k, m, 2.0 * n * k * m,
+          2.0 * (static_cast<double>(k) * m + n * k) + (out_f32 ? 4.0 : 2.0) * n * m);
+      cuda::launch_gemv_rows(xp, wp, bp, out.data, out_f32, n, k, m, stream_.get());
+      return;
+    }
     if (out_f32) {
       const cuda::OpScope scope(timer_.get(), op, k, m, 2.0 * n * k * m,
                                 2.0 * static_cast<double>(k) * m + 2.0 * n * k + 4.0 * n * m);

@@ -3,29 +3,18 @@
 #include <algorithm>
 #include <functional>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "base/error.hpp"
-#include "base/half.hpp"
 
 namespace tpinfer::cuda {
 namespace {
 
-constexpr int kCandidates = 8;          // of the heuristic's list, timed
-constexpr int kDecodeReps = 3;          // timed calls per candidate at decode rows
-constexpr float kMustBeat = 0.97f;      // of the heuristic's first pick's time
-constexpr int kUnsplitCandidates = 16;  // deterministic mode: of the heuristic's list, tried
-
-template <class T>
-T algo_config(const cublasLtMatmulAlgo_t& a, cublasLtMatmulAlgoConfigAttributes_t attr) {
-  T v{};
-  size_t written = 0;
-  TPINFER_CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&a, attr, &v, sizeof v, &written));
-  return v;
-}
+constexpr int kCandidates = 8;      // of the heuristic's list, timed
+constexpr int kDecodeReps = 3;      // timed calls per candidate at decode rows
+constexpr float kMustBeat = 0.97f;  // of the heuristic's first pick's time
 
 // The largest power of two (up to 256) dividing the address: cuBLASLt's
 // heuristic may only pick kernels whose alignment needs the pointers meet.
@@ -89,8 +78,6 @@ void Gemm::set_workspace(void* ptr, size_t bytes) {
   workspace_bytes_ = bytes;
   plans_.clear();  // the heuristic's choice depends on the workspace size
   winners_.clear();
-  equivalents_.clear();
-  probe_loaded_.reset();
 }
 
 Gemm::Plan Gemm::describe(const Key& key, const void* bias) const {
@@ -128,146 +115,6 @@ Gemm::Plan Gemm::make_plan(const Key& key, const void* bias, bool unsplit_only) 
                 kExitOther);
   p.algo = best[0];
   return p;
-}
-
-std::array<int64_t, 9> Gemm::config_of(const cublasLtMatmulAlgo_t& a) {
-  return {algo_config<int32_t>(a, CUBLASLT_ALGO_CONFIG_ID),
-          algo_config<uint32_t>(a, CUBLASLT_ALGO_CONFIG_TILE_ID),
-          algo_config<uint32_t>(a, CUBLASLT_ALGO_CONFIG_STAGES_ID),
-          algo_config<int32_t>(a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
-          algo_config<uint32_t>(a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME),
-          algo_config<uint32_t>(a, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING),
-          algo_config<uint32_t>(a, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION),
-          algo_config<uint16_t>(a, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID),
-          algo_config<uint16_t>(a, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID)};
-}
-
-bool Gemm::runs_unsplit_at(const Plan& p, const cublasLtMatmulAlgo_t& algo) const {
-  cublasLtMatmulHeuristicResult_t check{};
-  return cublasLtMatmulAlgoCheck(handle_.get(), p.desc.get(), p.a.get(), p.b.get(), p.c.get(),
-                                 p.c.get(), &algo, &check) == CUBLAS_STATUS_SUCCESS &&
-         check.workspaceSize == 0;
-}
-
-Gemm::Equivalents& Gemm::equivalents_of(const Key& key, const void* bias) {
-  const Key shape = shape_of(key);
-  auto it = equivalents_.find(shape);
-  if (it != equivalents_.end()) return it->second;
-  Key ref = key;
-  ref.n = kReferenceRows;
-  Equivalents eq;
-  eq.reference = make_plan(ref, bias, /*unsplit_only=*/true).algo;
-  eq.verdicts[config_of(eq.reference)] = true;
-  return equivalents_.emplace(shape, std::move(eq)).first->second;
-}
-
-// Random operands in the workspace (free in this mode: no algorithm it runs
-// uses workspace): x [kProbeRows, k], w [m', k], bias [m'], out twice.
-Gemm::Plan Gemm::load_probe(const Key& shape, Probe& probe, cudaStream_t stream) {
-  const int64_t k = shape.k;
-  const size_t out_size = shape.out_f32 ? 4 : 2;
-  auto round_up = [](size_t b) { return (b + 255) / 256 * 256; };
-  const size_t x_bytes = round_up(static_cast<size_t>(kProbeRows * k) * 2);
-  int64_t m = std::min<int64_t>(shape.m, kProbeCols);
-  auto bytes_at = [&](int64_t cols) {
-    return x_bytes + round_up(static_cast<size_t>(cols * k) * 2) + round_up(cols * 2) +
-           2 * round_up(static_cast<size_t>(kProbeRows * cols) * out_size);
-  };
-  while (m > 16 && bytes_at(m) > workspace_bytes_) m = (m / 2 + 15) / 16 * 16;
-  if (workspace_ == nullptr || bytes_at(m) > workspace_bytes_)
-    throw Error("cuda backend: linear --deterministic: the GEMM workspace (" +
-                    std::to_string(workspace_bytes_) + " bytes) cannot hold the probe of w [" +
-                    std::to_string(shape.m) + ", " + std::to_string(k) + "]",
-                kExitOther);
-  auto* base = static_cast<char*>(workspace_);
-  probe.x = base;
-  probe.w = base + x_bytes;
-  probe.bias = static_cast<char*>(probe.w) + round_up(static_cast<size_t>(m * k) * 2);
-  probe.out[0] = static_cast<char*>(probe.bias) + round_up(m * 2);
-  probe.out[1] =
-      static_cast<char*>(probe.out[0]) + round_up(static_cast<size_t>(kProbeRows * m) * out_size);
-  probe.out_bytes = static_cast<size_t>(kProbeRows * m) * out_size;
-  if (!(probe_loaded_ && *probe_loaded_ == shape)) {
-    std::mt19937 rng(static_cast<uint32_t>(k * 131 + shape.m));
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    std::vector<uint16_t> host(static_cast<size_t>(std::max(kProbeRows, m) * k));
-    auto upload = [&](void* dst, size_t count, float scale) {
-      for (size_t i = 0; i < count; ++i) host[i] = float_to_bf16(scale * u(rng));
-      TPINFER_CUDA_CHECK(
-          cudaMemcpyAsync(dst, host.data(), count * 2, cudaMemcpyHostToDevice, stream));
-      TPINFER_CUDA_CHECK(cudaStreamSynchronize(stream));
-    };
-    upload(probe.x, static_cast<size_t>(kProbeRows * k), 1.0f);
-    upload(probe.w, static_cast<size_t>(m * k), 0.05f);
-    upload(probe.bias, static_cast<size_t>(m), 1.0f);
-    probe_loaded_ = shape;
-  }
-  Key at = shape;
-  at.n = kProbeRows;
-  at.m = m;
-  return describe(at, shape.bias ? probe.bias : nullptr);
-}
-
-std::vector<uint8_t> Gemm::probe_output(const Plan& p, const Probe& probe,
-                                        const cublasLtMatmulAlgo_t& algo, int slot,
-                                        cudaStream_t stream) const {
-  const float alpha = 1.0f, beta = 0.0f;
-  TPINFER_CUBLAS_CHECK(cublasLtMatmul(handle_.get(), p.desc.get(), &alpha, probe.w, p.a.get(),
-                                      probe.x, p.b.get(), &beta, probe.out[slot], p.c.get(),
-                                      probe.out[slot], p.c.get(), &algo, nullptr, 0, stream));
-  std::vector<uint8_t> host(probe.out_bytes);
-  TPINFER_CUDA_CHECK(
-      cudaMemcpyAsync(host.data(), probe.out[slot], host.size(), cudaMemcpyDeviceToHost, stream));
-  TPINFER_CUDA_CHECK(cudaStreamSynchronize(stream));
-  return host;
-}
-
-bool Gemm::gives_reference_bits(const Key& key, Equivalents& eq, const cublasLtMatmulAlgo_t& algo,
-                                cudaStream_t stream) {
-  const Key shape = shape_of(key);
-  Probe probe;
-  const Plan p = load_probe(shape, probe, stream);
-  if (!runs_unsplit_at(p, eq.reference))
-    throw Error(
-        "cuda backend: linear --deterministic: the reference algorithm does not run on "
-        "the probe of w [" +
-            std::to_string(shape.m) + ", " + std::to_string(shape.k) + "]",
-        kExitOther);
-  if (!runs_unsplit_at(p, algo)) return false;  // cannot be compared: not used
-  if (eq.reference_bits.empty())
-    eq.reference_bits = probe_output(p, probe, eq.reference, 0, stream);
-  return probe_output(p, probe, algo, 1, stream) == eq.reference_bits;
-}
-
-Gemm::Plan Gemm::make_deterministic_plan(const Key& key, const void* bias, bool may_probe,
-                                         cudaStream_t stream) {
-  Equivalents& eq = equivalents_of(key, bias);
-  Plan p = describe(key, bias);
-  for (const cublasLtMatmulAlgo_t& algo : candidates(p, key, kUnsplitCandidates, true)) {
-    const auto config = config_of(algo);
-    auto verdict = eq.verdicts.find(config);
-    if (verdict == eq.verdicts.end()) {
-      if (!may_probe) continue;  // a capture is recording: no probe now
-      verdict = eq.verdicts.emplace(config, gives_reference_bits(key, eq, algo, stream)).first;
-    }
-    if (verdict->second) {
-      p.algo = algo;
-      return p;
-    }
-  }
-  // None of the heuristic's picks at this n is known to give the reference's
-  // bits: the reference algorithm itself, run at this n.
-  if (runs_unsplit_at(p, eq.reference)) {
-    p.algo = eq.reference;
-    return p;
-  }
-  throw Error(
-      "cuda backend: linear --deterministic: cuBLASLt has no algorithm that gives the "
-      "bits of the one chosen at " +
-          std::to_string(kReferenceRows) + " rows for x [" + std::to_string(key.n) + ", " +
-          std::to_string(key.k) + "], w [" + std::to_string(key.m) + ", " + std::to_string(key.k) +
-          "]",
-      kExitOther);
 }
 
 std::vector<cublasLtMatmulAlgo_t> Gemm::candidates(const Plan& p, const Key& key, int count,
@@ -394,7 +241,7 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
     }
     auto it = plans_.find(key);
     if (it == plans_.end())
-      it = plans_.emplace(key, make_deterministic_plan(key, bias, may_time, stream)).first;
+      it = plans_.emplace(key, make_plan(key, bias, /*unsplit_only=*/true)).first;
     if (bias) set_desc(it->second.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
     TPINFER_CUBLAS_CHECK(launch(it->second, it->second.algo, x, w, out, stream));
     return;

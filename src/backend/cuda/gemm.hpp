@@ -22,29 +22,22 @@
 // every run).
 //
 // Deterministic mode (--deterministic): a row's outputs must not depend on how
-// many rows share the call. cuBLASLt's pick changes kernels, tiles and
-// split-K with n, and those can change each output's order of summation. The
-// mode's premise: one algorithm configuration (kernel, tile, stages, MMA
-// shape, ... without split-K and without workspace) sums each output the same
-// way at every n, since n only changes its grid. So each weight shape has a
-// reference, the heuristic's unsplit pick at kReferenceRows rows, and a row
-// count takes the heuristic's first unsplit pick at that n whose
-// configuration gives the reference's bits on a probe: random operands of the
-// shape's k, kProbeRows rows, run once per configuration when the stream may
-// wait (not while a graph is recorded; then only configurations already
-// probed count). Else it runs the reference configuration itself at n. So
-// batch 1 keeps a fast kernel where one gives the same bits (on an H100 every
-// Llama-3-8B shape did), and where none does, as for small fp32-output
-// shapes (w [301, 64] at 1-16 rows, docs/PERF.md session 12), it is the
-// reference that runs. All operands in one alignment class (16 bytes).
-// CudaDeterministicLinear checks rows bit for bit at 23 row counts from 1 to
-// 3,000, on Llama-3-8B's shapes and the test models': re-run it after a cuBLAS
-// upgrade. No GEMV, no tuning. Output may be fp32 (the logits); a bias
-// then is refused.
-#include <array>
+// many rows share the call. cuBLASLt's pick changes tiles and split-K with n,
+// and split-K changes each output's order of summation; so the mode takes the
+// heuristic's pick per row count among algorithms without split-K and without
+// workspace, in one alignment class (16 bytes). On sm_90 that leaves a row's
+// bits independent of n for Llama-3-8B's shapes (CudaDeterministicLinear
+// checks 23 row counts from 1 to 3,000: re-run it after a cuBLAS upgrade), but
+// not for small weights: an fp32 LM head w [500, 512] at 1 row gave other bits
+// (docs/PERF.md, sessions 12-13), and neither one algorithm family nor one
+// probed configuration per shape held. So the backend sends weights of fewer
+// than kDeterministicGemvElements elements to launch_gemv_rows (gemv.cu),
+// whose order of summation is fixed by construction, and only larger ones
+// here. It keeps the heuristic's speed at each n; one fixed algorithm for
+// every n, also tried, cost 60 % at batch 1 (docs/PERF.md). No tuning.
+// Output may be fp32 (the logits); a bias then is refused.
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -95,32 +88,6 @@ class Gemm {
   Plan describe(const Key& key, const void* bias) const;
   // describe() with the heuristic's first pick (unsplit_only: among those without split-K).
   Plan make_plan(const Key& key, const void* bias, bool unsplit_only = false) const;
-  // Deterministic mode: per weight shape, the reference algorithm and which
-  // configurations were probed to give its bits.
-  using Config = std::array<int64_t, 9>;
-  static Config config_of(const cublasLtMatmulAlgo_t& a);
-  struct Equivalents {
-    cublasLtMatmulAlgo_t reference{};
-    std::map<Config, bool> verdicts;      // true: the reference's bits on the probe
-    std::vector<uint8_t> reference_bits;  // its probe output
-  };
-  struct Probe {
-    void *x = nullptr, *w = nullptr, *bias = nullptr, *out[2] = {nullptr, nullptr};
-    size_t out_bytes = 0;
-  };
-  static constexpr int64_t kReferenceRows = 256, kProbeRows = 64, kProbeCols = 512;
-  Equivalents& equivalents_of(const Key& key, const void* bias);
-  // The probe's operands for shape, in the workspace; its plan.
-  Plan load_probe(const Key& shape, Probe& probe, cudaStream_t stream);
-  std::vector<uint8_t> probe_output(const Plan& p, const Probe& probe,
-                                    const cublasLtMatmulAlgo_t& algo, int slot,
-                                    cudaStream_t stream) const;
-  bool gives_reference_bits(const Key& key, Equivalents& eq, const cublasLtMatmulAlgo_t& algo,
-                            cudaStream_t stream);
-  bool runs_unsplit_at(const Plan& p, const cublasLtMatmulAlgo_t& algo) const;
-  // may_probe: the stream may wait (no capture in progress).
-  Plan make_deterministic_plan(const Key& key, const void* bias, bool may_probe,
-                               cudaStream_t stream);
   bool valid_at(const Plan& p, const cublasLtMatmulAlgo_t& algo) const;
   // Up to `count` of the heuristic's algorithms for the plan's shape, best guess first.
   // unsplit_only: no workspace, and no algorithm that splits k.
@@ -143,8 +110,6 @@ class Gemm {
   size_t workspace_bytes_ = 0;
   std::unordered_map<Key, Plan, KeyHash> plans_;
   std::unordered_map<Key, Winners, KeyHash> winners_;
-  std::unordered_map<Key, Equivalents, KeyHash> equivalents_;  // by shape_of
-  std::optional<Key> probe_loaded_;  // the shape whose probe operands the workspace holds
   Event start_, stop_;
 };
 

@@ -5,7 +5,14 @@
 // with the streaming hint); x (n x k, a few KB) is re-read from L1/L2. cuBLASLt
 // reaches 2.4 - 2.9 TB/s on the 32 MB qkv / o_proj weights of an 8B model at
 // n = 1 (docs/CUDA_BACKEND.md); this kernel is what a measurement picks there.
+//
+// launch_gemv_rows: any n, for --deterministic's small weights (gemm.hpp).
+// Each output is summed in one order whatever n: lane l takes 8-element
+// pieces l, l + 32, ... of k in order, then the warp's fixed tree sum. Row
+// groups of kMaxGemvRows go on the grid's y, each streaming w again (from L2:
+// the weights it is meant for are small).
 #include <array>
+#include <type_traits>
 #include <utility>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -79,6 +86,50 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+template <class Out>
+__device__ __forceinline__ void store(Out* out, size_t i, float v) {
+  if constexpr (std::is_same_v<Out, float>)
+    out[i] = v;
+  else
+    out[i] = __float2bfloat16(v);
+}
+
+template <class Out>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_rows_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
+                     const bf16* __restrict__ bias, Out* __restrict__ out, int k8, int m, int n) {
+  constexpr int N = kMaxGemvRows;
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  const int first = static_cast<int>(blockIdx.y) * N;
+  const int rows = min(N, n - first);
+  wait_for_prior_grids();
+  if (row >= m) return;
+  const int4* wr = reinterpret_cast<const int4*>(w) + static_cast<size_t>(row) * k8;
+  const int4* xv = reinterpret_cast<const int4*>(x) + static_cast<size_t>(first) * k8;
+  float acc[N];
+#pragma unroll
+  for (int r = 0; r < N; ++r) acc[r] = 0.0f;
+  for (int i = lane; i < k8; i += 32) {
+    float wf[8];
+    to_float8(__ldg(wr + i), wf);
+#pragma unroll
+    for (int r = 0; r < N; ++r) {
+      if (r >= rows) break;
+      float xf[8];
+      to_float8(__ldg(xv + static_cast<size_t>(r) * k8 + i), xf);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[r] = fmaf(wf[j], xf[j], acc[r]);
+    }
+  }
+  const float b = bias != nullptr ? __bfloat162float(bias[row]) : 0.0f;
+#pragma unroll
+  for (int r = 0; r < N; ++r) {
+    const float s = warp_sum(acc[r]);
+    if (lane == r && r < rows) store(out, static_cast<size_t>(first + r) * m + row, s + b);
+  }
+}
+
 template <int N>
 void launch_rows(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t k, int64_t m,
                  cudaStream_t stream) {
@@ -98,6 +149,24 @@ constexpr auto launchers_by_rows(std::integer_sequence<int, I...>) {
 bool gemv_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w, int max_rows) {
   return n >= 1 && n <= max_rows && n <= kMaxGemvRows && k % 8 == 0 && k / 8 < (int64_t{1} << 30) &&
          m < (int64_t{1} << 31) - kWarps && aligned16_host(x) && aligned16_host(w);
+}
+
+bool gemv_rows_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w) {
+  return n >= 1 && n / kMaxGemvRows < 65535 && k % 8 == 0 && k / 8 < (int64_t{1} << 30) &&
+         m < (int64_t{1} << 31) - kWarps && aligned16_host(x) && aligned16_host(w);
+}
+
+void launch_gemv_rows(const bf16* x, const bf16* w, const bf16* bias, void* out, bool out_f32,
+                      int64_t n, int64_t k, int64_t m, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((m + kWarps - 1) / kWarps),
+                  static_cast<unsigned>((n + kMaxGemvRows - 1) / kMaxGemvRows));
+  const auto k8 = static_cast<int>(k / 8);
+  if (out_f32)
+    launch_kernel(gemv_rows_kernel<float>, grid, kWarps * 32, 0, stream, x, w, bias,
+                  static_cast<float*>(out), k8, static_cast<int>(m), static_cast<int>(n));
+  else
+    launch_kernel(gemv_rows_kernel<bf16>, grid, kWarps * 32, 0, stream, x, w, bias,
+                  static_cast<bf16*>(out), k8, static_cast<int>(m), static_cast<int>(n));
 }
 
 void launch_gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t n, int64_t k,

@@ -27,6 +27,13 @@ constexpr int kMaxGemvRows = 8;
 bool gemv_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w, int max_rows);
 void launch_gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t n, int64_t k,
                  int64_t m, cudaStream_t stream);
+// linear at any n with each output's order of summation independent of n
+// (--deterministic's small weights); out is float32 when out_f32, else bf16.
+// Whether it takes the shape: k a multiple of 8, x and w 16-byte aligned.
+constexpr int64_t kDeterministicGemvElements = int64_t{1} << 22;  // weights below: this path
+bool gemv_rows_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w);
+void launch_gemv_rows(const bf16* x, const bf16* w, const bf16* bias, void* out, bool out_f32,
+                      int64_t n, int64_t k, int64_t m, cudaStream_t stream);
 
 // ---------------------------------------------------------------- elementwise
 // out[t] = table[token_ids[t] - vocab_offset] when that row exists, else zeros.
