@@ -219,7 +219,7 @@ TEST_F(Jobs, BadCudaOptionsAreUsageErrors) {
                      "--custom-all-reduce-kb -4 is not in 0..65536");
   expect_usage_error(common, "--cuda-pdl maybe", "--cuda-pdl maybe is not one of on, off");
   expect_usage_error(common, "--cuda-prefill-attention tma",
-                     "--cuda-prefill-attention tma is not one of mma, wgmma");
+                     "--cuda-prefill-attention tma is not one of auto, mma, wgmma");
 }
 
 // The scheduling options' bad values: one line naming the option, exit 2.
