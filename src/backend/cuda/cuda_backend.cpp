@@ -809,6 +809,13 @@ class CudaBackend final : public Backend {
             grow(partial_dev_, partial_cap_, rows * (static_cast<size_t>(head_dim) + 1) * 4));
         plan_.partial_o = part;
         plan_.partial_lse = part + rows * static_cast<size_t>(head_dim);
+        // Zero once when it grows; the decode kernel leaves every count zero.
+        const size_t counts = static_cast<size_t>(w.n_decode) * kv_heads * sizeof(int);
+        if (counts > counts_cap_) {
+          grow(counts_dev_, counts_cap_, counts);
+          TPINFER_CUDA_CHECK(cudaMemsetAsync(counts_dev_, 0, counts_cap_, stream_.get()));
+        }
+        plan_.split_counts = static_cast<int*>(counts_dev_);
       }
       if (deterministic_) {
         // No decode items in this mode, so the decode splits' buffer holds the chunk states.
@@ -844,7 +851,7 @@ class CudaBackend final : public Backend {
   }
 
   cuda::Signature signature() const {
-    return {meta_dev_, work_dev_, work_host_.data(), partial_dev_, gather_dev_};
+    return {meta_dev_, work_dev_, work_host_.data(), partial_dev_, gather_dev_, counts_dev_};
   }
 
   Comm comm_;  // the backend's own duplicate of the TP communicator
@@ -874,6 +881,8 @@ class CudaBackend final : public Backend {
   size_t work_cap_ = 0;
   void* partial_dev_ = nullptr;
   size_t partial_cap_ = 0;
+  void* counts_dev_ = nullptr;  // AttentionPlan::split_counts
+  size_t counts_cap_ = 0;
   // --deterministic all-reduces: every rank's part, gathered.
   void* gather_dev_ = nullptr;
   size_t gather_cap_ = 0;

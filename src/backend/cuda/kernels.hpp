@@ -159,8 +159,11 @@ struct AttentionPlan {
   const AttnItem* decode_items;  // rows <= kDecodeRows each
   int n_decode;
   int splits;  // key-range splits of each decode item (1: no partials); see decode_split_chunk
-  float* partial_o;               // [n_decode, kv_heads, kDecodeRows, splits, head_dim]
-  float* partial_lse;             // [n_decode, kv_heads, kDecodeRows, splits]
+  float* partial_o;    // [n_decode, kv_heads, kDecodeRows, splits, head_dim]
+  float* partial_lse;  // [n_decode, kv_heads, kDecodeRows, splits]
+  // [n_decode, kv_heads], zero between launches: splits finished so far; the
+  // last of an item's splits merges them and sets its count back to zero.
+  int* split_counts;
   const AttnItem* prefill_items;  // rows <= kPrefillRows each
   int n_prefill;
   // Decode grid order: 1 puts the kv heads of one item in consecutive blocks
