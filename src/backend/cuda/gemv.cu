@@ -36,6 +36,42 @@ __device__ __forceinline__ void to_float8(const int4& v, float (&f)[8]) {
   }
 }
 
+template <class Out>
+__device__ __forceinline__ void store(Out* out, size_t i, float v) {
+  if constexpr (std::is_same_v<Out, float>)
+    out[i] = v;
+  else
+    out[i] = __float2bfloat16(v);
+}
+
+// acc[r] += w . x[r] over one 8-element piece i of k, for rows r < rows (<= N).
+template <int N>
+__device__ __forceinline__ void fma_piece(const int4& w, const int4* xv, int k8, int i, int rows,
+                                          float (&acc)[N]) {
+  float wf[8];
+  to_float8(w, wf);
+#pragma unroll
+  for (int r = 0; r < N; ++r) {
+    if (r >= rows) break;
+    float xf[8];
+    to_float8(__ldg(xv + static_cast<size_t>(r) * k8 + i), xf);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[r] = fmaf(wf[j], xf[j], acc[r]);
+  }
+}
+
+// The warp's sums (fixed tree order), plus the bias: out[first + r][row] for r < rows.
+template <int N, class Out>
+__device__ __forceinline__ void store_sums(float (&acc)[N], const bf16* bias, int row, int m,
+                                           int first, int rows, int lane, Out* out) {
+  const float b = bias != nullptr ? __bfloat162float(bias[row]) : 0.0f;
+#pragma unroll
+  for (int r = 0; r < N; ++r) {
+    const float s = warp_sum(acc[r]);
+    if (lane == r && r < rows) store(out, static_cast<size_t>(first + r) * m + row, s + b);
+  }
+}
+
 template <int N>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
@@ -67,31 +103,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * 32;
       if (i >= k8) break;
-      float wf[8];
-      to_float8(wv[u], wf);
-#pragma unroll
-      for (int r = 0; r < N; ++r) {
-        float xf[8];
-        to_float8(__ldg(xv + static_cast<size_t>(r) * k8 + i), xf);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[r] = fmaf(wf[j], xf[j], acc[r]);
-      }
+      fma_piece<N>(wv[u], xv, k8, i, N, acc);
     }
   }
-  const float b = bias != nullptr ? __bfloat162float(bias[row]) : 0.0f;
-#pragma unroll
-  for (int r = 0; r < N; ++r) {
-    const float s = warp_sum(acc[r]);
-    if (lane == r) out[static_cast<size_t>(r) * m + row] = __float2bfloat16(s + b);
-  }
-}
-
-template <class Out>
-__device__ __forceinline__ void store(Out* out, size_t i, float v) {
-  if constexpr (std::is_same_v<Out, float>)
-    out[i] = v;
-  else
-    out[i] = __float2bfloat16(v);
+  store_sums<N>(acc, bias, row, m, 0, N, lane, out);
 }
 
 template <class Out>
@@ -110,24 +125,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   float acc[N];
 #pragma unroll
   for (int r = 0; r < N; ++r) acc[r] = 0.0f;
-  for (int i = lane; i < k8; i += 32) {
-    float wf[8];
-    to_float8(__ldg(wr + i), wf);
-#pragma unroll
-    for (int r = 0; r < N; ++r) {
-      if (r >= rows) break;
-      float xf[8];
-      to_float8(__ldg(xv + static_cast<size_t>(r) * k8 + i), xf);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[r] = fmaf(wf[j], xf[j], acc[r]);
-    }
-  }
-  const float b = bias != nullptr ? __bfloat162float(bias[row]) : 0.0f;
-#pragma unroll
-  for (int r = 0; r < N; ++r) {
-    const float s = warp_sum(acc[r]);
-    if (lane == r && r < rows) store(out, static_cast<size_t>(first + r) * m + row, s + b);
-  }
+  for (int i = lane; i < k8; i += 32) fma_piece<N>(__ldg(wr + i), xv, k8, i, rows, acc);
+  store_sums<N>(acc, bias, row, m, first, rows, lane, out);
 }
 
 template <int N>
