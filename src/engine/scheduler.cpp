@@ -191,8 +191,9 @@ StepSchedule Scheduler::schedule() {
 
   // A step with decodes takes prompt tokens up to decode_step_tokens in all,
   // but for a sequence with at least as many tokens to make as any decode
-  // still has: started later, it would end the run later (equal outputs, as
-  // in a file of 128/128 requests, then fill the batch at full budget).
+  // still has, less one (a prompt cut over two steps loses one): started
+  // later, it would end the run later (equal outputs, as in a file of 128/128
+  // requests, then fill the batch at full budget).
   const bool capped = config_.decode_step_tokens > 0 && step.num_tokens > 0;
   auto room = [&](const Sequence& s) {
     const bool cannot_wait = s.max_len - static_cast<int64_t>(s.tokens.size()) + 1 >= horizon;
@@ -228,16 +229,15 @@ StepSchedule Scheduler::schedule() {
          static_cast<int64_t>(running_.size()) < max_running_) {
     Sequence& s = seqs_.at(waiting_[at]);
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    const int64_t limit = room(s);
-    if (limit <= 0) break;  // no overtaking
-    if (config_.prefix_cache && !s.scores_prompt()) {
-      if (awaits_prefill(s, filling)) {
-        ++at;
-        ++step.deferred;
-        continue;
-      }
-      take_cached_prefix(s);
+    const bool from_cache = config_.prefix_cache && !s.scores_prompt();
+    if (from_cache && awaits_prefill(s, filling)) {
+      ++at;
+      ++step.deferred;
+      continue;
     }
+    const int64_t limit = room(s);
+    if (limit <= 0) break;  // no overtaking (a deferred sequence is not overtaken: it waits)
+    if (from_cache) take_cached_prefix(s);
     const int64_t need = blocks_for(n) - static_cast<int64_t>(s.blocks.size());
     // The watermark keeps room for the running sequences' next decode blocks;
     // with nothing running the whole cache is there (add() checked it fits).

@@ -245,6 +245,36 @@ TEST(Scheduler, DecodeStepsGiveTheFullBudgetToASequenceThatCannotWait) {
   t.check_invariants();
 }
 
+// A capped sequence that waits for a running prefill's blocks (prefix cache)
+// is passed over like any deferred one: the exempt sequence behind it starts.
+TEST(Scheduler, ADeferredCappedSequenceDoesNotHoldBackOneThatCannotWait) {
+  SchedulerConfig c{4, 100, 8, 16};
+  c.decode_step_tokens = 6;
+  c.prefix_cache = true;
+  Scheduler s(c);
+  s.add(make_seq(2, 20));
+  complete_step(s, s.schedule());                   // decodes next, 17 tokens still to make
+  const int64_t filling = s.add(make_seq(21, 23));  // 2 to make: capped
+  StepSchedule st = s.schedule();
+  ASSERT_EQ(st.chunks.size(), 2u);
+  EXPECT_EQ(st.chunks[1].count, 5);  // the cap of 6 less the decode
+  complete_step(s, st);
+  const int64_t shares = s.add(make_seq(20, 22));  // filling's prefix, not yet published: waits
+  Sequence own = make_seq(20, 60);                 // 40 to make: exempt
+  for (int32_t& t : own.tokens) t += 100;
+  const int64_t urgent = s.add(std::move(own));
+  st = s.schedule();
+  EXPECT_EQ(st.deferred, 1);
+  ASSERT_EQ(st.chunks.size(), 3u);
+  EXPECT_EQ(st.chunks[1].seq_id, filling);
+  EXPECT_EQ(st.chunks[1].count, 5);
+  EXPECT_EQ(st.chunks[2].seq_id, urgent);
+  EXPECT_EQ(st.chunks[2].count, 10);  // the rest of max_step_tokens
+  for (const ScheduledChunk& ch : st.chunks) EXPECT_NE(ch.seq_id, shares);
+  complete_step(s, st);
+  s.check_invariants();
+}
+
 // Longest output first: waiting sequences by new tokens to make, most first,
 // equal ones in arrival order.
 TEST(Scheduler, LongestOutputFirstOrdersTheWaitingQueue) {
