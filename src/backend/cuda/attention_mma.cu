@@ -830,6 +830,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   __shared__ int merges;
   if (threadIdx.x == 0) {
+    __threadfence();  // orders the block's stores, seen through the barrier, before the count
     int* count = plan.split_counts + static_cast<int64_t>(item) * p.kv_heads + h;
     merges = atomicAdd(count, 1) == plan.splits - 1;
     if (merges) *count = 0;  // every split has counted: ready for the next launch

@@ -11,6 +11,7 @@
 // pieces l, l + 32, ... of k in order, then the warp's fixed tree sum. Row
 // groups of kMaxGemvRows go on the grid's y, each streaming w again (from L2:
 // the weights it is meant for are small).
+#include <algorithm>
 #include <array>
 #include <type_traits>
 #include <utility>
@@ -151,21 +152,30 @@ bool gemv_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w,
 }
 
 bool gemv_rows_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w) {
-  return n >= 1 && n / kMaxGemvRows < 65535 && k % 8 == 0 && k / 8 < (int64_t{1} << 30) &&
-         m < (int64_t{1} << 31) - kWarps && aligned16_host(x) && aligned16_host(w);
+  return n >= 1 && k % 8 == 0 && k / 8 < (int64_t{1} << 30) && m < (int64_t{1} << 31) - kWarps &&
+         aligned16_host(x) && aligned16_host(w);
 }
 
 void launch_gemv_rows(const bf16* x, const bf16* w, const bf16* bias, void* out, bool out_f32,
                       int64_t n, int64_t k, int64_t m, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((m + kWarps - 1) / kWarps),
-                  static_cast<unsigned>((n + kMaxGemvRows - 1) / kMaxGemvRows));
+  // Launches of at most 65,535 row groups (grid.y's limit): every row is
+  // summed the same way in any of them.
+  constexpr int64_t kLaunchRows = int64_t{65535} * kMaxGemvRows;
   const auto k8 = static_cast<int>(k / 8);
-  if (out_f32)
-    launch_kernel(gemv_rows_kernel<float>, grid, kWarps * 32, 0, stream, x, w, bias,
-                  static_cast<float*>(out), k8, static_cast<int>(m), static_cast<int>(n));
-  else
-    launch_kernel(gemv_rows_kernel<bf16>, grid, kWarps * 32, 0, stream, x, w, bias,
-                  static_cast<bf16*>(out), k8, static_cast<int>(m), static_cast<int>(n));
+  for (int64_t r0 = 0; r0 < n; r0 += kLaunchRows) {
+    const int64_t rows = std::min(kLaunchRows, n - r0);
+    const dim3 grid(static_cast<unsigned>((m + kWarps - 1) / kWarps),
+                    static_cast<unsigned>((rows + kMaxGemvRows - 1) / kMaxGemvRows));
+    const bf16* xs = x + r0 * k;
+    if (out_f32)
+      launch_kernel(gemv_rows_kernel<float>, grid, kWarps * 32, 0, stream, xs, w, bias,
+                    static_cast<float*>(out) + r0 * m, k8, static_cast<int>(m),
+                    static_cast<int>(rows));
+    else
+      launch_kernel(gemv_rows_kernel<bf16>, grid, kWarps * 32, 0, stream, xs, w, bias,
+                    static_cast<bf16*>(out) + r0 * m, k8, static_cast<int>(m),
+                    static_cast<int>(rows));
+  }
 }
 
 void launch_gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t n, int64_t k,
