@@ -9,14 +9,18 @@
 # to make as the longest running decode; admission reserves prompt + outputs,
 # so no eviction).
 # Prints each policy's time for 128/128, 1000/1000, the mixed and the
-# sharegpt-like workloads. usage: [OVERLAP=none|attention|full] tools/sim_schedule.py MIXED.jsonl
+# sharegpt-like workloads. usage: [OVERLAP=none|attention|full|nano] tools/sim_schedule.py MIXED.jsonl
 # SHAREGPT.jsonl (make_workload.py seed 0: --n 256 --isl 64-2048 --osl 32-512, and --kind sharegpt)
 import json, sys
 # Cost model of one H100 step (Llama-3-8B bf16), calibrated on session 9/11 op profiles.
 PEAK=796e12; BW=3031e9; W=15.01e9; KVB=131072; FPT=2*7.505e9; FPC=4.0*32*32*128
-# OVERLAP (env): none (as tpinfer runs now), attention (decode attention beside
-# prompt attention, each 15 % slower for sharing the GPU), full (decode attention
-# beside all of a step's FLOP-bound work).
+# OVERLAP (env): none (one stream), attention (decode attention beside prompt
+# attention, each 15 % slower for sharing the GPU: --cuda-attention-streams 2),
+# full (decode attention beside all of a step's FLOP-bound work, for free: an
+# upper bound), nano (NanoFlow-style: the decode rows and the prompt rows as two
+# batches on two streams through every layer; each reads the weights, so the
+# step is the larger of both streams' bytes at the HBM and both streams' FLOPs
+# at the peak, plus 10 % of the smaller for sharing the SMs).
 OVERLAP = __import__('os').environ.get('OVERLAP', 'none')
 # Prefill attention's TFLOP/s in a real prompt step: 90 with mma.sync (session 9),
 # 143 with the wgmma kernel (session 12's op profile).
@@ -35,6 +39,11 @@ def step_time(prompt_chunks, decode_ctx):
     if OVERLAP == 'full' and prompt_chunks:
         comp = t_lin + t_pa + t_small
         return max(comp, t_da) + 0.1*min(comp, t_da)
+    if OVERLAP == 'nano' and prompt_chunks and decode_ctx:
+        n_p = n - len(decode_ctx)
+        mem = 2*W/(0.72*BW) + t_da  # both batches read the weights; decode reads the KV
+        comp = FPT*n/(0.78*PEAK) + t_pa
+        return max(mem, comp) + 0.1*min(mem, comp) + t_small + 0.45e-3  # two streams' small ops
     return t_lin + t_pa + t_da + t_small
 
 def simulate(reqs, budget=8192, max_batch=256, order=None, kv_tokens=444880, decode_budget=None,
