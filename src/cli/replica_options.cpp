@@ -17,13 +17,14 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "cuda-attention-streams",
       po::value(&o.cuda_attention_streams)->default_value(o.cuda_attention_streams),
       "cuda: 1 | 2: with 2, a step's decode rows' attention runs on a second stream beside its "
-      "prefill rows' (pays beside --admission longest-output --decode-step-tokens 512 on "
-      "mixed lengths; nothing alone)")(
+      "prefill rows' (pays beside the default --admission and --decode-step-tokens on mixed "
+      "lengths; nothing alone)")(
       "cuda-prefill-attention",
       po::value(&o.cuda_prefill_attention)->default_value(o.cuda_prefill_attention),
-      "cuda: mma | wgmma: the kernel of prefill attention over a bf16 KV cache at head_dim 128 "
-      "(wgmma: Hopper's warpgroup MMA, sm_90 only; --deterministic, an fp8 cache and other "
-      "head dims keep mma)")(
+      "cuda: auto | mma | wgmma: the kernel of prefill attention over a bf16 KV cache at "
+      "head_dim 128 (wgmma: Hopper's warpgroup MMA, sm_90 only, 1.26x mma's TFLOP/s on an "
+      "H100; auto: wgmma on sm_90, else mma; --deterministic, an fp8 cache and other head dims "
+      "keep mma)")(
       "cuda-pdl", po::value(&o.cuda_pdl)->default_value(o.cuda_pdl),
       "cuda: launch each kernel as the one before it completes, before its memory flush "
       "(programmatic dependent launch, sm_90 and later; on | off)")(
@@ -70,7 +71,8 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "half; values keep 3 mantissa bits)")(
       "decode-step-tokens", po::value(&o.decode_step_tokens)->default_value(o.decode_step_tokens),
       "tokens of a step that carries decodes, decodes + prompt chunks (0 = --max-step-tokens): "
-      "smaller spreads prompts over more steps beside the decodes")(
+      "smaller spreads prompts over more steps beside the decodes; a request with as many "
+      "tokens to make as the longest running decode is not held back (docs/PERF.md)")(
       "admission", po::value(&o.admission)->default_value(o.admission),
       "arrival | longest-output: the order waiting requests start in (longest-output: most "
       "max_new_tokens first, so the longest decodes do not start last)")(
@@ -102,7 +104,7 @@ void check_replica_options(const ReplicaOptions& o) {
   check_one_of("cuda-pdl", o.cuda_pdl, {"on", "off"});
   if (o.cuda_attention_streams != 1 && o.cuda_attention_streams != 2)
     throw UsageError("--cuda-attention-streams must be 1 or 2");
-  check_one_of("cuda-prefill-attention", o.cuda_prefill_attention, {"mma", "wgmma"});
+  check_one_of("cuda-prefill-attention", o.cuda_prefill_attention, {"auto", "mma", "wgmma"});
   check_one_of("cuda-gemm-tune", o.cuda_gemm_tune, {"on", "off"});
   check_one_of("verify-weights", o.verify_weights, {"on", "off"});
   if (o.deterministic && o.cuda_gemm_tune == "on")

@@ -148,6 +148,7 @@ void Scheduler::preempt_newest() {
 StepSchedule Scheduler::schedule() {
   StepSchedule step;
   int64_t budget = config_.max_step_tokens;
+  int64_t horizon = 0;  // the most tokens a decoding sequence has still to make
   // Logit rows of the step (the workspace holds max_running_): one per
   // sampling chunk, and one per prompt position a scoring sequence scores.
   int64_t rows = max_running_;
@@ -185,11 +186,20 @@ StepSchedule Scheduler::schedule() {
     if (preempted_self) break;  // it was the last running sequence
     allocate_to(s, blocks_for(n));
     add_chunk(s, 1);
+    horizon = std::max(horizon, s.max_len - n);
   }
 
-  // A step with decodes takes prompt tokens up to decode_step_tokens in all.
-  if (config_.decode_step_tokens > 0 && step.num_tokens > 0)
-    budget = std::min<int64_t>(budget, config_.decode_step_tokens - step.num_tokens);
+  // A step with decodes takes prompt tokens up to decode_step_tokens in all,
+  // but for a sequence with at least as many tokens to make as any decode
+  // still has, less one (a prompt cut over two steps loses one): started
+  // later, it would end the run later (equal outputs, as in a file of 128/128
+  // requests, then fill the batch at full budget).
+  const bool capped = config_.decode_step_tokens > 0 && step.num_tokens > 0;
+  auto room = [&](const Sequence& s) {
+    const bool cannot_wait = s.max_len - static_cast<int64_t>(s.tokens.size()) + 1 >= horizon;
+    if (!capped || cannot_wait) return budget;
+    return std::min<int64_t>(budget, config_.decode_step_tokens - step.num_tokens);
+  };
 
   // 2. Running sequences still in prefill: their blocks were allocated at
   //    admission, so only the token budget limits them.
@@ -197,8 +207,8 @@ StepSchedule Scheduler::schedule() {
     if (budget <= 0) break;
     Sequence& s = seqs_.at(id);
     const int64_t left = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
-    if (left <= 1) continue;
-    const int64_t count = fitting(s, std::min(left, budget));
+    if (left <= 1 || room(s) <= 0) continue;
+    const int64_t count = fitting(s, std::min(left, room(s)));
     if (count > 0) add_chunk(s, count);
   }
 
@@ -219,14 +229,15 @@ StepSchedule Scheduler::schedule() {
          static_cast<int64_t>(running_.size()) < max_running_) {
     Sequence& s = seqs_.at(waiting_[at]);
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    if (config_.prefix_cache && !s.scores_prompt()) {
-      if (awaits_prefill(s, filling)) {
-        ++at;
-        ++step.deferred;
-        continue;
-      }
-      take_cached_prefix(s);
+    const bool from_cache = config_.prefix_cache && !s.scores_prompt();
+    if (from_cache && awaits_prefill(s, filling)) {
+      ++at;
+      ++step.deferred;
+      continue;
     }
+    const int64_t limit = room(s);
+    if (limit <= 0) break;  // no overtaking (a deferred sequence is not overtaken: it waits)
+    if (from_cache) take_cached_prefix(s);
     const int64_t need = blocks_for(n) - static_cast<int64_t>(s.blocks.size());
     // The watermark keeps room for the running sequences' next decode blocks;
     // with nothing running the whole cache is there (add() checked it fits).
@@ -235,7 +246,7 @@ StepSchedule Scheduler::schedule() {
       release_blocks(s);
       break;
     }
-    const int64_t count = fitting(s, std::min(n - s.num_computed, budget));
+    const int64_t count = fitting(s, std::min(n - s.num_computed, limit));
     if (count == 0) {
       release_blocks(s);
       break;

@@ -39,8 +39,11 @@ struct SchedulerConfig {
   int max_step_tokens = 512;
   bool prefix_cache = false;
   // Token budget of a step that carries decode tokens (decodes + prompt
-  // chunks); 0: max_step_tokens. Smaller keeps prompts beside decodes over
-  // more steps instead of a few steps of prompts alone, while decodes wait.
+  // chunks); 0: max_step_tokens. Smaller spreads prompts over the decode
+  // steps, which then have compute to spare, instead of a few steps of prompts
+  // alone followed by decode steps of a shrinking batch. A sequence with at
+  // least as many tokens to make as the longest running decode is exempt: it
+  // cannot start later without ending the run later.
   int decode_step_tokens = 0;
   // Waiting sequences in order of new tokens to make, most first (stable;
   // preempted ones still lead): the longest decodes start first, so the run

@@ -121,7 +121,10 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
   co.max_graph_batch = o.cuda_graph_max_batch;
   co.programmatic_launch = o.cuda_pdl == "on";
   co.attention_side_stream = o.cuda_attention_streams == 2;
-  co.prefill_wgmma = o.cuda_prefill_attention == "wgmma";
+  co.prefill_attention =
+      o.cuda_prefill_attention == "wgmma" ? CudaBackendOptions::PrefillAttention::wgmma
+      : o.cuda_prefill_attention == "mma" ? CudaBackendOptions::PrefillAttention::mma
+                                          : CudaBackendOptions::PrefillAttention::automatic;
   co.op_profile = o.cuda_op_profile;
   co.gemm_tune = o.cuda_gemm_tune == "on";
   co.deterministic = o.deterministic;

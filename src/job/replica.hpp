@@ -16,9 +16,10 @@ struct ReplicaOptions {
   std::string collectives = "auto";  // auto | nccl | mpi (cuda only)
   std::string cuda_graphs = "on";    // on | off (cuda only)
   std::string cuda_pdl = "on";       // on | off (cuda only): programmatic dependent launch
-  int cuda_attention_streams = 1;    // cuda: 2 runs decode attention beside prefill attention
-  std::string cuda_prefill_attention = "mma";  // cuda: mma | wgmma (Hopper) prefill attention
-  std::string cuda_gemm_tune = "off";          // on | off (cuda only): time cuBLASLt's candidates
+  int cuda_attention_streams = 2;    // cuda: 2 runs decode attention beside prefill attention
+  std::string cuda_prefill_attention =
+      "auto";                          // cuda: auto | mma | wgmma (Hopper) prefill attention
+  std::string cuda_gemm_tune = "off";  // on | off (cuda only): time cuBLASLt's candidates
   int cuda_gemv_rows = 1;              // cuda: linear with <= this many rows uses the own GEMV
   int64_t cuda_graph_max_batch = 512;  // cuda: decode steps of up to this many sequences are graphs
   int64_t custom_all_reduce_kb = 0;    // cuda: all-reduces up to this size use the own IPC kernel
@@ -32,9 +33,9 @@ struct ReplicaOptions {
   std::string kv_cache_dtype = "auto";  // auto (the compute dtype) | fp8
   std::string verify_weights = "on";    // on | off: check the model file's checksums as read
   std::string prefix_cache = "on";      // on | off: share the KV blocks of common prefixes
-  int decode_step_tokens = 0;           // token budget of a step with decodes (0 = max_step_tokens)
-  std::string admission = "arrival";    // arrival | longest-output: the waiting queue's order
-  bool cuda_op_profile = false;         // cuda: time every op (bench --op-profile)
+  int decode_step_tokens = 512;         // token budget of a step with decodes (0 = max_step_tokens)
+  std::string admission = "longest-output";  // arrival | longest-output: the waiting queue's order
+  bool cuda_op_profile = false;              // cuda: time every op (bench --op-profile)
   // Batch-invariant kernels (cuda; the cpu backend always is): a request's
   // tokens and logprobs do not depend on the rest of the batch.
   bool deterministic = false;

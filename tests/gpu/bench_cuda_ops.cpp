@@ -73,7 +73,10 @@ void bench_linear(Bench& b, const char* name, int64_t k, int64_t m) {
   const int copies = std::max(1, static_cast<int>(std::ceil(160e6 / wbytes)));
   std::vector<Tensor> w;
   for (int i = 0; i < copies; ++i) w.push_back(b.random({m, k}, 0.02f));
-  for (int64_t n : {1, 2, 4, 8, 64}) {
+  // Decode batches, the ridge point (256), and prompt steps: 8,192 rows (the
+  // default step budget) against 8,045 (where a mixed step's qkv ran at 0.84
+  // of its roofline while 8,192-row steps got 0.45-0.61; docs/PERF.md).
+  for (int64_t n : {1, 2, 4, 8, 64, 256, 2048, 8045, 8192}) {
     Tensor x = b.random({n, k}, 1.0f), out = b.be->alloc({n, m}, DType::bf16);
     const double sec = b.time([&](int i) { b.be->linear(x, w[i % copies], nullptr, out); });
     const double bytes = wbytes + 2.0 * n * (k + m);
@@ -184,6 +187,7 @@ int main(int argc, char** argv) {
     Bench b;
     CudaBackendOptions o;
     o.memory_fraction = 0.5;
+    o.prefill_attention = CudaBackendOptions::PrefillAttention::mma;  // the wgmma lines say so
     // TPINFER_BENCH_GEMV_ROWS=0 times linear on cuBLASLt alone (the A/B of gemv.cu).
     if (const char* g = std::getenv("TPINFER_BENCH_GEMV_ROWS")) o.gemv_max_rows = std::atoi(g);
     std::printf("gemv for linear over <= %d rows\n", o.gemv_max_rows);
@@ -216,7 +220,7 @@ int main(int argc, char** argv) {
       // The same prefills on the Hopper wgmma kernel (--cuda-prefill-attention wgmma).
       Bench w;
       CudaBackendOptions ow = o;
-      ow.prefill_wgmma = true;
+      ow.prefill_attention = CudaBackendOptions::PrefillAttention::wgmma;
       w.be = make_cuda_backend(MPI_COMM_SELF, ow);
       w.probe = w.be->alloc({1}, DType::f32);
       bench_attention(w, 1, 2048, 2048, DType::bf16, "wgmma ");

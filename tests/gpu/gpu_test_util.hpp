@@ -133,13 +133,14 @@ struct BackendPair {
   std::unique_ptr<Backend> cpu, gpu;
   explicit BackendPair(int gemv_max_rows = CudaBackendOptions{}.gemv_max_rows,
                        bool gemm_tune = CudaBackendOptions{}.gemm_tune,
-                       bool prefill_wgmma = CudaBackendOptions{}.prefill_wgmma) {
+                       CudaBackendOptions::PrefillAttention prefill_attention =
+                           CudaBackendOptions{}.prefill_attention) {
     cpu = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 0);
     CudaBackendOptions o;
     o.memory_fraction = 0.1;
     o.gemv_max_rows = gemv_max_rows;
     o.gemm_tune = gemm_tune;
-    o.prefill_wgmma = prefill_wgmma;
+    o.prefill_attention = prefill_attention;
     gpu = make_cuda_backend(MPI_COMM_SELF, o);
   }
 };

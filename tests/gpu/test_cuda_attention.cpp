@@ -29,13 +29,16 @@ constexpr double kTol = 1e-2;
 struct AttentionCase {
   int q_heads, kv_heads, head_dim, block_size;
   bool fp8_cache = false;  // both backends hold the cache in float8 e4m3
-  bool wgmma = false;      // the cuda backend's prefill items on the wgmma kernel
+  // The cuda backend's prefill items' kernel (bf16 cache, head_dim 128).
+  CudaBackendOptions::PrefillAttention prefill = CudaBackendOptions::PrefillAttention::mma;
 };
+
+constexpr auto kWgmma = CudaBackendOptions::PrefillAttention::wgmma;
 
 std::string case_name(const AttentionCase& c) {
   return "q" + std::to_string(c.q_heads) + "kv" + std::to_string(c.kv_heads) + "d" +
          std::to_string(c.head_dim) + "bs" + std::to_string(c.block_size) +
-         (c.fp8_cache ? "fp8" : "") + (c.wgmma ? "wgmma" : "");
+         (c.fp8_cache ? "fp8" : "") + (c.prefill == kWgmma ? "wgmma" : "");
 }
 
 // A cache's K and V, [slots, kv heads x head dim] each: random values at every
@@ -68,7 +71,7 @@ class CudaAttention : public ::testing::TestWithParam<AttentionCase> {
   void SetUp() override {
     SKIP_WITHOUT_GPU();
     be_ = std::make_unique<BackendPair>(CudaBackendOptions{}.gemv_max_rows,
-                                        CudaBackendOptions{}.gemm_tune, GetParam().wgmma);
+                                        CudaBackendOptions{}.gemm_tune, GetParam().prefill);
   }
 
   // Runs attention over `seqs` on both backends and compares. Sequences at
@@ -185,11 +188,11 @@ INSTANTIATE_TEST_SUITE_P(
 
 // The bf16 head_dim 128 layouts with the prefill items on the wgmma kernel.
 INSTANTIATE_TEST_SUITE_P(Wgmma, CudaAttention,
-                         ::testing::Values(AttentionCase{8, 8, 128, 16, false, true},
-                                           AttentionCase{8, 4, 128, 32, false, true},
-                                           AttentionCase{16, 4, 128, 16, false, true},
-                                           AttentionCase{32, 4, 128, 32, false, true},
-                                           AttentionCase{32, 8, 128, 64, false, true}),
+                         ::testing::Values(AttentionCase{8, 8, 128, 16, false, kWgmma},
+                                           AttentionCase{8, 4, 128, 32, false, kWgmma},
+                                           AttentionCase{16, 4, 128, 16, false, kWgmma},
+                                           AttentionCase{32, 4, 128, 32, false, kWgmma},
+                                           AttentionCase{32, 8, 128, 64, false, kWgmma}),
                          [](const auto& info) { return case_name(info.param); });
 
 // The wgmma prefill kernel against the mma.sync one on Llama-3-8B's attention
@@ -201,7 +204,7 @@ TEST(CudaAttentionWgmma, MatchesMmaOnLongCausalPrefill) {
   for (int w = 0; w < 2; ++w) {
     CudaBackendOptions o;
     o.memory_fraction = 0.1;
-    o.prefill_wgmma = w == 1;
+    o.prefill_attention = w == 1 ? kWgmma : CudaBackendOptions::PrefillAttention::mma;
     be[w] = make_cuda_backend(MPI_COMM_SELF, o);
   }
   std::mt19937_64 rng(2048);

@@ -162,6 +162,12 @@ TEST_F(Jobs, LongestOutputFirstAndSmallDecodeStepsMatch) {
                                       "--admission longest-output --decode-step-tokens 12 "
                                       "--max-batch 6 --max-step-tokens 64"));
 }
+TEST_F(Jobs, ArrivalOrderWithoutTheDecodeStepCapMatches) {
+  // The scheduling before its defaults changed (file order, no cap): the same results.
+  expect_same(reference(), run_layout(1, 1, "arrival",
+                                      "--admission arrival --decode-step-tokens 0 "
+                                      "--max-batch 6 --max-step-tokens 64"));
+}
 TEST_F(Jobs, PreemptionUnderATinyKvCacheMatches) {
   // 40 blocks of 4 tokens hold the longest request (29 blocks) but not the batch:
   // sequences are preempted and recomputed.
@@ -219,7 +225,7 @@ TEST_F(Jobs, BadCudaOptionsAreUsageErrors) {
                      "--custom-all-reduce-kb -4 is not in 0..65536");
   expect_usage_error(common, "--cuda-pdl maybe", "--cuda-pdl maybe is not one of on, off");
   expect_usage_error(common, "--cuda-prefill-attention tma",
-                     "--cuda-prefill-attention tma is not one of mma, wgmma");
+                     "--cuda-prefill-attention tma is not one of auto, mma, wgmma");
 }
 
 // The scheduling options' bad values: one line naming the option, exit 2.

@@ -207,6 +207,74 @@ TEST(Scheduler, DecodeStepsTakeFewerPromptTokens) {
   s.check_invariants();
 }
 
+// The cap spares a sequence that cannot wait: one with as many tokens to make
+// as the longest running decode (a file of equal requests fills its batch at
+// the full budget).
+TEST(Scheduler, DecodeStepsGiveTheFullBudgetToASequenceThatCannotWait) {
+  SchedulerConfig c{4, 100, 8, 16};
+  c.decode_step_tokens = 6;
+  Scheduler s(c);
+  const int64_t a = s.add(make_seq(2, 20)), b = s.add(make_seq(2, 20));
+  complete_step(s, s.schedule());  // a and b decode next, 17 tokens still to make each
+  const int64_t patient = s.add(make_seq(30, 40));  // 10 to make: capped
+  const int64_t urgent = s.add(make_seq(30, 48));   // 18 to make: the full budget
+  StepSchedule st = s.schedule();
+  ASSERT_EQ(st.chunks.size(), 4u);
+  EXPECT_EQ(st.chunks[0].seq_id, a);
+  EXPECT_EQ(st.chunks[1].seq_id, b);
+  EXPECT_EQ(st.chunks[2].seq_id, patient);
+  EXPECT_EQ(st.chunks[2].count, 4);  // up to the cap
+  EXPECT_EQ(st.chunks[3].seq_id, urgent);
+  EXPECT_EQ(st.chunks[3].count, 10);  // the rest of max_step_tokens
+  complete_step(s, st);
+  s.check_invariants();
+
+  SchedulerConfig lo = c;
+  lo.longest_output_first = true;
+  Scheduler t(lo);
+  t.add(make_seq(2, 20));
+  t.add(make_seq(2, 20));
+  complete_step(t, t.schedule());
+  t.add(make_seq(30, 40));
+  const int64_t first = t.add(make_seq(30, 48));  // longest output: admitted first
+  st = t.schedule();
+  ASSERT_EQ(st.chunks.size(), 3u);
+  EXPECT_EQ(st.chunks[2].seq_id, first);
+  EXPECT_EQ(st.chunks[2].count, 14);  // 16 - 2 decodes, past the cap of 6
+  complete_step(t, st);
+  t.check_invariants();
+}
+
+// A capped sequence that waits for a running prefill's blocks (prefix cache)
+// is passed over like any deferred one: the exempt sequence behind it starts.
+TEST(Scheduler, ADeferredCappedSequenceDoesNotHoldBackOneThatCannotWait) {
+  SchedulerConfig c{4, 100, 8, 16};
+  c.decode_step_tokens = 6;
+  c.prefix_cache = true;
+  Scheduler s(c);
+  s.add(make_seq(2, 20));
+  complete_step(s, s.schedule());                   // decodes next, 17 tokens still to make
+  const int64_t filling = s.add(make_seq(21, 23));  // 2 to make: capped
+  StepSchedule st = s.schedule();
+  ASSERT_EQ(st.chunks.size(), 2u);
+  EXPECT_EQ(st.chunks[1].count, 5);  // the cap of 6 less the decode
+  complete_step(s, st);
+  const int64_t shares = s.add(make_seq(20, 22));  // filling's prefix, not yet published: waits
+  Sequence own = make_seq(20, 60);                 // 40 to make: exempt
+  for (int32_t& t : own.tokens) t += 100;
+  const int64_t urgent = s.add(std::move(own));
+  st = s.schedule();
+  EXPECT_EQ(st.deferred, 1);
+  ASSERT_EQ(st.chunks.size(), 3u);
+  EXPECT_EQ(st.chunks[1].seq_id, filling);
+  EXPECT_EQ(st.chunks[1].count, 5);
+  EXPECT_EQ(st.chunks[2].seq_id, urgent);
+  EXPECT_EQ(st.chunks[2].count, 10);  // the rest of max_step_tokens
+  for (const ScheduledChunk& ch : st.chunks) EXPECT_NE(ch.seq_id, shares);
+  complete_step(s, st);
+  s.check_invariants();
+}
+
 // Longest output first: waiting sequences by new tokens to make, most first,
 // equal ones in arrival order.
 TEST(Scheduler, LongestOutputFirstOrdersTheWaitingQueue) {

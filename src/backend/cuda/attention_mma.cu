@@ -13,8 +13,9 @@
 //  - prefill: 64 rows (4 warps x 16) share 64-key tiles; no split.
 //  - decode: up to 16 rows (one warp tile); the block's 4 warps take turns over
 //    16-key tiles of the block's key range, then merge their softmax states in
-//    shared memory. Long contexts are also split across blocks (gridDim.z);
-//    a second kernel merges the splits (flash-decoding).
+//    shared memory. Long contexts are also split across blocks (gridDim.z)
+//    (flash-decoding); the last block of an item's splits to finish merges
+//    them, so a layer's decode attention is one kernel, not two.
 // Softmax runs in base 2 on scores pre-multiplied by scale * log2(e).
 #include <algorithm>
 #include <climits>
@@ -586,8 +587,8 @@ enum class KeyPass { whole, folded, one_chunk };
 
 // C: the cache's element type (bf16; or fp8: K converted in registers, V to f16 tiles).
 template <int D, typename C, KeyPass kPass>
-__global__ void __launch_bounds__(kThreads) attn_prefill_kernel(AttentionParams p, AttentionPlan plan,
-                                                           const AttnItem* items) {
+__global__ void __launch_bounds__(kThreads)
+    attn_prefill_kernel(AttentionParams p, AttentionPlan plan, const AttnItem* items) {
   wait_for_prior_grids();
   extern __shared__ uint4 smem_raw[];
   char* tiles = reinterpret_cast<char*>(smem_raw);
@@ -671,6 +672,46 @@ __global__ void __launch_bounds__(kThreads) attn_prefill_kernel(AttentionParams 
     store_rows(w.o, total.l, w, p, lane);
   } else {
     store_chunk_state(w, plan, p, warp * 16, h, static_cast<int>(blockIdx.z), lane);
+  }
+}
+
+// Merges the splits of one decode item's rows at kv head h:
+// out = sum_z 2^(lse_z - M) o_z / sum_z 2^(lse_z - M). The weights of a row's
+// splits go to shared memory first (one warp a row), so the per-element loop
+// is a plain dot over splits with loads kept in flight. The partials come from
+// other blocks of this grid: read through L2 (ld.cg), never a stale L1 line.
+__device__ void merge_splits(const AttentionParams& p, const AttentionPlan& plan, int item, int h,
+                             float (*weight)[kMaxSplits]) {
+  const AttnItem it = plan.decode_items[item];
+  const int group = p.q_heads / p.kv_heads, d_all = p.head_dim;
+  const int splits = plan.splits;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  // Row r's splits are at base + r * splits + z (see the decode kernel).
+  const int64_t base = (static_cast<int64_t>(item) * p.kv_heads + h) * kDecodeRows * splits;
+  for (int row = warp; row < it.nrows; row += warps) {
+    const float* lse = plan.partial_lse + base + static_cast<int64_t>(row) * splits;
+    float mx = kNegInf;
+    for (int z = lane; z < splits; z += 32) mx = fmaxf(mx, __ldcg(lse + z));
+    mx = warp_max(mx);  // finite: split 0 holds key 0, which every row attends
+    float den = 0.0f;
+    for (int z = lane; z < splits; z += 32) den += exp2f(__ldcg(lse + z) - mx);  // -inf -> 0
+    den = warp_sum(den);
+    for (int z = lane; z < splits; z += 32) weight[row][z] = exp2f(__ldcg(lse + z) - mx) / den;
+  }
+  __syncthreads();
+  const int tok0 = p.query_start[it.seq];
+  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * d_all;
+  for (int idx = threadIdx.x; idx < it.nrows * d_all; idx += blockDim.x) {
+    const int row = idx / d_all, d = idx % d_all;
+    const float* po = plan.partial_o + (base + static_cast<int64_t>(row) * splits) * d_all + d;
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int z = 0; z < splits; ++z)
+      acc += weight[row][z] * __ldcg(po + static_cast<int64_t>(z) * d_all);
+    const int r = it.row0 + row;
+    const int64_t tok = tok0 + r / group;
+    const int head = h * group + r % group;
+    p.out[tok * out_stride + static_cast<int64_t>(head) * d_all + d] = __float2bfloat16(acc);
   }
 }
 
@@ -780,44 +821,25 @@ __global__ void __launch_bounds__(kThreads)
       if (d == 0) plan.partial_lse[part] = den > 0.0f ? mx + log2f(den) : kNegInf;
     }
   }
-}
-
-// Merges the splits of each decode row: out = sum_z 2^(lse_z - M) o_z / sum_z 2^(lse_z - M).
-// The weights of a row's splits go to shared memory first (one warp a row), so
-// the per-element loop is a plain dot over splits with loads kept in flight.
-__global__ void attn_merge_splits_kernel(AttentionParams p, AttentionPlan plan) {
-  wait_for_prior_grids();
-  __shared__ float weight[kDecodeRows][kMaxSplits];
-  const AttnItem it = plan.decode_items[blockIdx.x];
-  const int h = blockIdx.y, group = p.q_heads / p.kv_heads, d_all = p.head_dim;
-  const int splits = plan.splits;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-  // Row r's splits are at base + r * splits + z (see the decode kernel).
-  const int64_t base = (static_cast<int64_t>(blockIdx.x) * p.kv_heads + h) * kDecodeRows * splits;
-  for (int row = warp; row < it.nrows; row += warps) {
-    const float* lse = plan.partial_lse + base + static_cast<int64_t>(row) * splits;
-    float mx = kNegInf;
-    for (int z = lane; z < splits; z += 32) mx = fmaxf(mx, lse[z]);
-    mx = warp_max(mx);  // finite: split 0 holds key 0, which every row attends
-    float den = 0.0f;
-    for (int z = lane; z < splits; z += 32) den += exp2f(lse[z] - mx);  // -inf -> 0
-    den = warp_sum(den);
-    for (int z = lane; z < splits; z += 32) weight[row][z] = exp2f(lse[z] - mx) / den;
+  if (plan.splits == 1) return;
+  static_assert(sizeof(float) * kDecodeRows * kMaxSplits <= 4 * T::kBytes,
+                "the merge weights fit in the tile buffers");
+  // The last of the item's splits to finish merges them: each block's
+  // partials are made visible device-wide before it counts itself.
+  __threadfence();
+  __syncthreads();
+  __shared__ int merges;
+  if (threadIdx.x == 0) {
+    __threadfence();  // orders the block's stores, seen through the barrier, before the count
+    int* count = plan.split_counts + static_cast<int64_t>(item) * p.kv_heads + h;
+    merges = atomicAdd(count, 1) == plan.splits - 1;
+    if (merges) *count = 0;  // every split has counted: ready for the next launch
   }
   __syncthreads();
-  const int tok0 = p.query_start[it.seq];
-  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * d_all;
-  for (int idx = threadIdx.x; idx < it.nrows * d_all; idx += blockDim.x) {
-    const int row = idx / d_all, d = idx % d_all;
-    const float* po = plan.partial_o + (base + static_cast<int64_t>(row) * splits) * d_all + d;
-    float acc = 0.0f;
-#pragma unroll 8
-    for (int z = 0; z < splits; ++z) acc += weight[row][z] * po[static_cast<int64_t>(z) * d_all];
-    const int r = it.row0 + row;
-    const int64_t tok = tok0 + r / group;
-    const int head = h * group + r % group;
-    p.out[tok * out_stride + static_cast<int64_t>(head) * d_all + d] = __float2bfloat16(acc);
-  }
+  if (!merges) return;
+  __threadfence();
+  // The tile buffers are free: the merge weights go there.
+  merge_splits(p, plan, item, h, reinterpret_cast<float(*)[kMaxSplits]>(smem_raw));
 }
 
 // Batch-invariant mode: each split item's rows, their chunk states folded in
@@ -886,10 +908,6 @@ void launch_for(const AttentionParams& p, const AttentionPlan& plan, cudaStream_
     const dim3 grid =
         plan.head_major ? dim3(kvh, items, plan.splits) : dim3(items, kvh, plan.splits);
     launch_kernel(attn_decode_kernel<D, C>, grid, kThreads, smem, decode_stream, p, plan);
-    if (plan.splits > 1) {
-      launch_kernel(attn_merge_splits_kernel, dim3(plan.n_decode, kvh), kThreads, 0, decode_stream,
-                    p, plan);
-    }
   }
   // Batch-invariant mode's split items first (their chunks, then the fold), then the rest.
   if (plan.n_split > 0) {

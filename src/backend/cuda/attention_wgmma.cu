@@ -1,7 +1,7 @@
 // Paged causal prefill attention on Hopper's warpgroup MMA (wgmma.mma_async,
 // sm_90a), flash-attention style without warp specialization: an alternative
 // to attention_mma.cu's attn_prefill_kernel<128, bf16, KeyPass::whole>, chosen
-// by --cuda-prefill-attention wgmma (CudaBackendOptions::prefill_wgmma) for a
+// by --cuda-prefill-attention wgmma (CudaBackendOptions::prefill_attention) for a
 // bf16 cache at head_dim 128 outside the batch-invariant mode.
 //
 // Same items, rows and grid as the mma.sync kernel: block (item, kv head), one
@@ -26,7 +26,7 @@
 // the canonical SW128 layout, K-major for Q and K, MN-major for V (there a
 // "row" is one key = one k index, 64 n elements wide).
 //
-// UNTESTED on a GPU: see docs/CUDA_BACKEND.md (--cuda-prefill-attention).
+// Its tests pass on an H100 (docs/CUDA_BACKEND.md, --cuda-prefill-attention).
 #include <climits>
 #include <cmath>
 
@@ -191,10 +191,13 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 // shared addresses ks / vs; keys >= kend become zeros (masked keys never bring
 // NaN or garbage from slots nobody wrote into P V). Thread tid copies chunk
 // tid % 16 of keys tid / 16 + 8 j: a key's 256 bytes by 16 neighbouring threads.
+// (The K / V pair as a loop over two tiles: the same SASS as the kernel measured
+// on the H100, whose load was shared with a one-tile variant.)
 __device__ __forceinline__ void load_kv(uint32_t ks, uint32_t vs, const AttentionParams& p,
                                         const int32_t* table, int h, int k0, int kend, int tid) {
-  const bf16* k_cache = static_cast<const bf16*>(p.k_cache);
-  const bf16* v_cache = static_cast<const bf16*>(p.v_cache);
+  const uint32_t dst[2] = {ks, vs};
+  const bf16* const cache[2] = {static_cast<const bf16*>(p.k_cache),
+                                static_cast<const bf16*>(p.v_cache)};
   const int c = tid & 15;
   // The tile in one cache block: one table entry for all of its keys.
   const bool one_block = p.block_size % kKeys == 0;
@@ -216,20 +219,61 @@ __device__ __forceinline__ void load_kv(uint32_t ks, uint32_t vs, const Attentio
       off = (slot * p.kv_heads + h) * kD + c * 8;
     }
     const uint32_t at = swz(r, c, kKeys);
-    cp_async16(ks + at, k_cache + off, valid);
-    cp_async16(vs + at, v_cache + off, valid);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) cp_async16(dst[i] + at, cache[i] + off, valid);
   }
+}
+
+// The warpgroup's P registers: no reordering across this point (an async
+// wgmma may still read them before it, or they may be rewritten after it).
+__device__ __forceinline__ void fence_p(uint32_t (&pa)[kKeys / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) asm volatile("" : "+r"(pa[kk][q])::"memory");
+}
+
+// Issues S = Q K^T (one wgmma group, not waited for) over the 8 16-dim steps
+// of head_dim, into softmax_scores' s layout. K-major SW128 operands: start =
+// the step's 32 bytes within its column half (the hardware applies the swizzle
+// to the computed addresses), SBO = 1024 (8-row atoms of 128-byte rows, one
+// after the other), LBO unused for swizzled K-major (16: encoded 1).
+__device__ __forceinline__ void issue_qk(float (&s)[kKeys / 2], uint32_t q_s, uint32_t ks) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kD / 16; ++kk) {
+    const uint64_t da = make_desc(q_s + (kk >> 2) * (kRows * kHalfBytes) + (kk & 3) * 32, 16, 1024);
+    const uint64_t db = make_desc(ks + (kk >> 2) * (kKeys * kHalfBytes) + (kk & 3) * 32, 16, 1024);
+    wgmma_ss_m64n64k16(s, da, db, kk > 0 ? 1 : 0);
+  }
+  wgmma_commit();
+}
+
+// Issues O += P V (one wgmma group, not waited for) over the tile's 4 16-key
+// steps, P the A fragments (pack_p). V MN-major SW128 (transposed B): start =
+// the step's first key row (2048 bytes a step: two 8-key atoms), SBO = 1024 (the
+// next 8 keys), LBO = the second column half (dims 64-127), kKeys rows of 128
+// bytes further.
+__device__ __forceinline__ void issue_pv(float (&o)[kD / 2], const uint32_t (&pa)[kKeys / 16][4],
+                                         uint32_t vs) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    const uint64_t dv = make_desc(vs + kk * 16 * kHalfBytes, kKeys * kHalfBytes, 1024);
+    wgmma_rs_m64n128k16_tb(o, pa[kk], dv);
+  }
+  wgmma_commit();
 }
 
 // One tile's scores s (the m64n64 accumulators: s[4 j + e] is row g + 8 (e / 2),
 // key k0 + 8 j + 2 t + e % 2 for g = lane / 4, t = lane % 4) -> probabilities in
-// place, the rows' running max m and sum l (this lane's share) updated and the
-// outputs o rescaled. kMask: some key of the tile lies past some row's position
-// or past kend.
+// place, the rows' running max m and sum l (this lane's share) updated, and
+// alpha = the factor the outputs must be scaled by. kMask: some key of the tile
+// lies past some row's position or past kend.
 template <bool kMask>
-__device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&o)[kD / 2],
-                                             float (&m)[2], float (&l)[2], const int (&pos)[2],
-                                             int k0, int kend, float scale_log2, int lane) {
+__device__ __forceinline__ void softmax_scores(float (&s)[kKeys / 2], float (&m)[2], float (&l)[2],
+                                               float (&alpha)[2], const int (&pos)[2], int k0,
+                                               int kend, float scale_log2, int lane) {
   float tmax[2] = {kNegInf, kNegInf};
 #pragma unroll
   for (int j = 0; j < kKeys / 8; ++j)
@@ -242,13 +286,12 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&o)[k
       s[4 * j + e] = v;
       tmax[r] = fmaxf(tmax[r], v);
     }
-  float alpha[2], base[2];
+  float base[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 1));
     tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(0xffffffffu, tmax[r], 2));
     const float m_new = fmaxf(m[r], tmax[r]);
-    // A row with no key yet keeps m = -inf: subtract 0 instead (exp2(-inf) = 0).
     base[r] = m_new == kNegInf ? 0.0f : m_new;
     alpha[r] = exp2f(m[r] - base[r]);
     m[r] = m_new;
@@ -262,12 +305,102 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&o)[k
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rsum[r];
+}
+
+// The outputs o (the m64n128 accumulators) scaled by their rows' alpha.
+__device__ __forceinline__ void rescale_rows(float (&o)[kD / 2], const float (&alpha)[2]) {
 #pragma unroll
   for (int n = 0; n < kD / 8; ++n) {
     o[4 * n] *= alpha[0];
     o[4 * n + 1] *= alpha[0];
     o[4 * n + 2] *= alpha[1];
     o[4 * n + 3] *= alpha[1];
+  }
+}
+
+// P in bf16 as the A fragments of the tile's 4 16-key steps: keys 16 kk ..
+// 16 kk + 15 are the accumulators of key groups 2 kk and 2 kk + 1 (a0a1: row g
+// keys 2t.., a2a3: row g + 8, a4a5 / a6a7: keys 8 + 2t..).
+__device__ __forceinline__ void pack_p(const float (&s)[kKeys / 2], uint32_t (&pa)[kKeys / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) pa[kk][q] = pack_bf16(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
+}
+
+// Q of the item's rows into its swizzled tile at q_s (rows past the item's
+// zero-filled); the caller commits the copy group.
+__device__ __forceinline__ void load_q(uint32_t q_s, const AttentionParams& p, const AttnItem& it,
+                                       int h, int group, int tok0, int tid) {
+  for (int c = tid; c < kRows * 16; c += kWgThreads) {
+    const int r = c >> 4, ch = c & 15;
+    const int row = it.row0 + r;
+    const bool valid = r < it.nrows;
+    const bf16* src = p.qkv;
+    if (valid)
+      src += (tok0 + row / group) * p.qkv_stride +
+             static_cast<int64_t>(h * group + row % group) * kD + ch * 8;
+    cp_async16(q_s + swz(r, ch, kRows), src, valid);
+  }
+}
+
+// This lane's rows: g and g + 8 of the warp's 16 (pos -1: padding).
+struct LaneRows {
+  int pos[2];
+  int64_t tok[2];
+  int head[2];
+};
+__device__ __forceinline__ LaneRows lane_rows(const AttentionParams& p, const AttnItem& it, int h,
+                                              int group, int tok0, int warp, int lane) {
+  LaneRows rows;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = it.row0 + warp * 16 + (lane >> 2) + 8 * r;
+    rows.tok[r] = tok0 + row / group;
+    rows.head[r] = h * group + row % group;
+    rows.pos[r] = row < it.row0 + it.nrows ? p.positions[rows.tok[r]] : -1;
+  }
+  return rows;
+}
+
+// The first position of the block's real rows: tiles wholly at or before it
+// (and before kend) need no mask. Padding rows (pos -1) attend nothing and
+// are never stored, so whatever they compute is dropped. post_warp_min before
+// a barrier, block_min_of after it.
+__device__ __forceinline__ void post_warp_min(const LaneRows& rows, int* block_min, int warp,
+                                              int lane) {
+  int wmin = min(rows.pos[0] < 0 ? INT_MAX : rows.pos[0], rows.pos[1] < 0 ? INT_MAX : rows.pos[1]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
+  if (lane == 0) block_min[warp] = wmin;
+}
+__device__ __forceinline__ int block_min_of(const int* block_min) {
+  int bmin = block_min[0];
+#pragma unroll
+  for (int w = 1; w < kWgThreads / 32; ++w) bmin = min(bmin, block_min[w]);
+  return bmin;
+}
+
+// The rows out, normalized (o / l, l summed over the quad), as store_rows does.
+__device__ __forceinline__ void store_out(const float (&o)[kD / 2], float (&l)[2],
+                                          const LaneRows& rows, const AttentionParams& p,
+                                          int lane) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * kD;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (rows.pos[r] < 0) continue;
+    const float inv = 1.0f / l[r];
+    bf16* out =
+        p.out + rows.tok[r] * out_stride + static_cast<int64_t>(rows.head[r]) * kD + (lane & 3) * 2;
+#pragma unroll
+    for (int n = 0; n < kD / 8; ++n)
+      *reinterpret_cast<uint32_t*>(out + n * 8) =
+          pack_bf16(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
   }
 }
 
@@ -289,44 +422,16 @@ __global__ void __launch_bounds__(kWgThreads)
   const int kend = it.kv_end;
   const int tiles = (kend + kKeys - 1) / kKeys;  // kv_end: the item's last position + 1
 
-  // Q into its swizzled tile (rows past the item's zero-filled), then the
-  // first key tile: one copy group.
-  for (int c = tid; c < kRows * 16; c += kWgThreads) {
-    const int r = c >> 4, ch = c & 15;
-    const int row = it.row0 + r;
-    const bool valid = r < it.nrows;
-    const bf16* src = p.qkv;
-    if (valid)
-      src += (tok0 + row / group) * p.qkv_stride +
-             static_cast<int64_t>(h * group + row % group) * kD + ch * 8;
-    cp_async16(q_s + swz(r, ch, kRows), src, valid);
-  }
+  // Q, then the first key tile: one copy group.
+  load_q(q_s, p, it, h, group, tok0, tid);
   load_kv(kv_s, kv_s + kTileBytes, p, table, h, 0, kend, tid);
   cp_async_commit();
 
-  // This lane's rows: g and g + 8 of the warp's 16.
-  int pos[2];
-  int64_t tok[2];
-  int head[2];
+  const LaneRows rows = lane_rows(p, it, h, group, tok0, warp, lane);
   float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = it.row0 + warp * 16 + (lane >> 2) + 8 * r;
-    tok[r] = tok0 + row / group;
-    head[r] = h * group + row % group;
-    pos[r] = row < it.row0 + it.nrows ? p.positions[tok[r]] : -1;
-  }
-  // The first position of the block's real rows: tiles wholly at or before it
-  // (and before kend) need no mask. Padding rows (pos -1) attend nothing and
-  // are never stored, so whatever they compute is dropped.
-  int wmin = min(pos[0] < 0 ? INT_MAX : pos[0], pos[1] < 0 ? INT_MAX : pos[1]);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
-  if (lane == 0) block_min[warp] = wmin;
+  post_warp_min(rows, block_min, warp, lane);
   __syncthreads();
-  int bmin = block_min[0];
-#pragma unroll
-  for (int w = 1; w < kWgThreads / 32; ++w) bmin = min(bmin, block_min[w]);
+  const int bmin = block_min_of(block_min);
 
   float o[kD / 2];
 #pragma unroll
@@ -345,20 +450,7 @@ __global__ void __launch_bounds__(kWgThreads)
     fence_proxy_async();
     __syncthreads();
 
-    // S = Q K^T over the 8 16-dim steps of head_dim. K-major SW128 operands:
-    // start = the step's 32 bytes within its column half (the hardware applies
-    // the swizzle to the computed addresses), SBO = 1024 (8-row atoms of 128-byte
-    // rows, one after the other), LBO unused for swizzled K-major (16: encoded 1).
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      const uint64_t da =
-          make_desc(q_s + (kk >> 2) * (kRows * kHalfBytes) + (kk & 3) * 32, 16, 1024);
-      const uint64_t db =
-          make_desc(ks + (kk >> 2) * (kKeys * kHalfBytes) + (kk & 3) * 32, 16, 1024);
-      wgmma_ss_m64n64k16(s, da, db, kk > 0 ? 1 : 0);
-    }
-    wgmma_commit();
+    issue_qk(s, q_s, ks);
     // The next tile's copy goes out while the tensor cores work.
     if (i + 1 < tiles) {
       const uint32_t nks = kv_s + 2 * (stage ^ 1) * kTileBytes;
@@ -369,55 +461,22 @@ __global__ void __launch_bounds__(kWgThreads)
     fence_regs(s);
 
     const int k0 = i * kKeys, k_last = k0 + kKeys - 1;
+    float alpha[2];
     if (k_last <= bmin && k_last < kend)
-      softmax_tile<false>(s, o, m, l, pos, k0, kend, p.scale_log2, lane);
+      softmax_scores<false>(s, m, l, alpha, rows.pos, k0, kend, p.scale_log2, lane);
     else
-      softmax_tile<true>(s, o, m, l, pos, k0, kend, p.scale_log2, lane);
+      softmax_scores<true>(s, m, l, alpha, rows.pos, k0, kend, p.scale_log2, lane);
+    rescale_rows(o, alpha);
 
-    // O += P V over the tile's 4 16-key steps. P: keys 16 kk .. 16 kk + 15 are
-    // the accumulators of key groups 2 kk and 2 kk + 1, which is the A fragment
-    // (a0a1: row g keys 2t.., a2a3: row g + 8, a4a5 / a6a7: keys 8 + 2t..).
-    // V MN-major SW128 (transposed B): start = the step's first key row (2048
-    // bytes a step: two 8-key atoms), SBO = 1024 (the next 8 keys), LBO = the
-    // second column half (dims 64-127), kKeys rows of 128 bytes further.
     uint32_t pa[kKeys / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) pa[kk][q] = pack_bf16(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk) {
-      const uint64_t dv = make_desc(vs + kk * 16 * kHalfBytes, kKeys * kHalfBytes, 1024);
-      wgmma_rs_m64n128k16_tb(o, pa[kk], dv);
-    }
-    wgmma_commit();
+    pack_p(s, pa);
+    issue_pv(o, pa, vs);
     wgmma_wait_all();
     fence_regs(o);
-    // P's registers stay P's until the wgmmas that read them are waited for.
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) asm volatile("" : "+r"(pa[kk][q])::"memory");
+    fence_p(pa);  // P's registers stay P's until the wgmmas that read them are waited for
   }
 
-  // The rows out, normalized (o / l, l summed over the quad), as store_rows does.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  const int64_t out_stride = static_cast<int64_t>(p.q_heads) * kD;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (pos[r] < 0) continue;
-    const float inv = 1.0f / l[r];
-    bf16* out = p.out + tok[r] * out_stride + static_cast<int64_t>(head[r]) * kD + (lane & 3) * 2;
-#pragma unroll
-    for (int n = 0; n < kD / 8; ++n)
-      *reinterpret_cast<uint32_t*>(out + n * 8) =
-          pack_bf16(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
-  }
+  store_out(o, l, rows, p, lane);
 }
 
 }  // namespace
@@ -430,9 +489,8 @@ void attention_wgmma_init() {
 void launch_attention_wgmma_prefill(const AttentionParams& p, const AttnItem* items, int n_items,
                                     cudaStream_t stream) {
   if (n_items <= 0) return;
-  launch_kernel(attn_prefill_wgmma_kernel,
-                dim3(static_cast<unsigned>(n_items), static_cast<unsigned>(p.kv_heads)), kWgThreads,
-                kWgmmaSmem, stream, p, items);
+  const dim3 grid(static_cast<unsigned>(n_items), static_cast<unsigned>(p.kv_heads));
+  launch_kernel(attn_prefill_wgmma_kernel, grid, kWgThreads, kWgmmaSmem, stream, p, items);
 }
 
 }  // namespace tpinfer::cuda

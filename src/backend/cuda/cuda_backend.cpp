@@ -146,7 +146,10 @@ class CudaBackend final : public Backend {
                   kExitOther);
     cuda::attention_init(o.deterministic);
     // --cuda-prefill-attention wgmma: batch-invariant mode keeps its own tile order.
-    prefill_wgmma_ = o.prefill_wgmma && !o.deterministic;
+    using PA = CudaBackendOptions::PrefillAttention;
+    prefill_wgmma_ =
+        !o.deterministic && (o.prefill_attention == PA::wgmma ||
+                             (o.prefill_attention == PA::automatic && prop.major == 9));
     if (prefill_wgmma_) {
       if (prop.major != 9)
         throw UsageError(std::string("--cuda-prefill-attention wgmma needs an sm_90 GPU (H100, "
@@ -389,6 +392,16 @@ class CudaBackend final : public Backend {
     const bf16* bp = bias != nullptr ? bf(*bias, op, "bias") : nullptr;
     const auto [n, k, m] = check_linear_shapes("cuda", x, w, bias, out);
     if (n == 0 || m == 0) return;
+    // --deterministic: small weights take the kernel whose order of summation
+    // is fixed by construction (cuBLASLt's picks for them vary with n; gemm.hpp).
+    if (deterministic_ && k > 0 && m * k < cuda::kDeterministicGemvElements &&
+        cuda::gemv_rows_applies(n, k, m, xp, wp)) {
+      const cuda::OpScope scope(
+          timer_.get(), op, k, m, 2.0 * n * k * m,
+          2.0 * (static_cast<double>(k) * m + n * k) + (out_f32 ? 4.0 : 2.0) * n * m);
+      cuda::launch_gemv_rows(xp, wp, bp, out.data, out_f32, n, k, m, stream_.get());
+      return;
+    }
     if (out_f32) {
       const cuda::OpScope scope(timer_.get(), op, k, m, 2.0 * n * k * m,
                                 2.0 * static_cast<double>(k) * m + 2.0 * n * k + 4.0 * n * m);
@@ -796,6 +809,13 @@ class CudaBackend final : public Backend {
             grow(partial_dev_, partial_cap_, rows * (static_cast<size_t>(head_dim) + 1) * 4));
         plan_.partial_o = part;
         plan_.partial_lse = part + rows * static_cast<size_t>(head_dim);
+        // Zero once when it grows; the decode kernel leaves every count zero.
+        const size_t counts = static_cast<size_t>(w.n_decode) * kv_heads * sizeof(int);
+        if (counts > counts_cap_) {
+          grow(counts_dev_, counts_cap_, counts);
+          TPINFER_CUDA_CHECK(cudaMemsetAsync(counts_dev_, 0, counts_cap_, stream_.get()));
+        }
+        plan_.split_counts = static_cast<int*>(counts_dev_);
       }
       if (deterministic_) {
         // No decode items in this mode, so the decode splits' buffer holds the chunk states.
@@ -831,7 +851,7 @@ class CudaBackend final : public Backend {
   }
 
   cuda::Signature signature() const {
-    return {meta_dev_, work_dev_, work_host_.data(), partial_dev_, gather_dev_};
+    return {meta_dev_, work_dev_, work_host_.data(), partial_dev_, gather_dev_, counts_dev_};
   }
 
   Comm comm_;  // the backend's own duplicate of the TP communicator
@@ -861,6 +881,8 @@ class CudaBackend final : public Backend {
   size_t work_cap_ = 0;
   void* partial_dev_ = nullptr;
   size_t partial_cap_ = 0;
+  void* counts_dev_ = nullptr;  // AttentionPlan::split_counts
+  size_t counts_cap_ = 0;
   // --deterministic all-reduces: every rank's part, gathered.
   void* gather_dev_ = nullptr;
   size_t gather_cap_ = 0;

@@ -68,11 +68,13 @@ struct CudaBackendOptions {
   // Decode rows' attention on a second stream, beside the prefill rows' in a
   // step that has both (memory-bound beside compute-bound work).
   bool attention_side_stream = false;
-  // Prefill attention over a bf16 cache at head_dim 128 on Hopper's warpgroup
-  // MMA (wgmma, src/backend/cuda/attention_wgmma.cu) instead of mma.sync; sm_90
-  // only (the backend refuses it elsewhere). Ignored in the batch-invariant mode,
-  // for an fp8 cache and at other head dims (mma.sync there). UNTESTED on a GPU.
-  bool prefill_wgmma = false;
+  // Prefill attention over a bf16 cache at head_dim 128: mma.sync, or Hopper's
+  // warpgroup MMA (wgmma, src/backend/cuda/attention_wgmma.cu; tested on an
+  // H100). The wgmma kernel is sm_90 only (the backend refuses it elsewhere)
+  // and ignored in the batch-invariant mode, for an fp8 cache and at other head
+  // dims (mma.sync there). automatic: wgmma on sm_90, mma.sync elsewhere.
+  enum class PrefillAttention { automatic, mma, wgmma };
+  PrefillAttention prefill_attention = PrefillAttention::automatic;
 };
 
 // The backend on options.device over tp_comm (which it duplicates; the caller

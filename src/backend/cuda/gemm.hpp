@@ -25,13 +25,17 @@
 // many rows share the call. cuBLASLt's pick changes tiles and split-K with n,
 // and split-K changes each output's order of summation; so the mode takes the
 // heuristic's pick per row count among algorithms without split-K and without
-// workspace, in one alignment class (16 bytes). Each output is then one pass
-// over k in k order whatever the tile, which on sm_90 leaves a row's bits
-// independent of n (CudaDeterministicLinear checks it at 16 row counts from 1
-// to 3,000 on Llama-3-8B's shapes: re-run it after a cuBLAS upgrade). It keeps
-// the heuristic's speed at each n; one fixed algorithm for every n, also tried,
-// cost 60 % at batch 1 (docs/PERF.md). No GEMV, no tuning. Output may be fp32
-// (the logits); a bias then is refused.
+// workspace, in one alignment class (16 bytes). On sm_90 that leaves a row's
+// bits independent of n for Llama-3-8B's shapes (CudaDeterministicLinear
+// checks 23 row counts from 1 to 3,000: re-run it after a cuBLAS upgrade), but
+// not for small weights: an fp32 LM head w [500, 512] at 1 row gave other bits
+// (docs/PERF.md, sessions 12-13), and neither one algorithm family nor one
+// probed configuration per shape held. So the backend sends weights of fewer
+// than kDeterministicGemvElements elements to launch_gemv_rows (gemv.cu),
+// whose order of summation is fixed by construction, and only larger ones
+// here. It keeps the heuristic's speed at each n; one fixed algorithm for
+// every n, also tried, cost 60 % at batch 1 (docs/PERF.md). No tuning.
+// Output may be fp32 (the logits); a bias then is refused.
 #include <cstdint>
 #include <map>
 #include <unordered_map>

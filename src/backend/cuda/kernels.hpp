@@ -27,6 +27,13 @@ constexpr int kMaxGemvRows = 8;
 bool gemv_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w, int max_rows);
 void launch_gemv(const bf16* x, const bf16* w, const bf16* bias, bf16* out, int64_t n, int64_t k,
                  int64_t m, cudaStream_t stream);
+// linear at any n with each output's order of summation independent of n
+// (--deterministic's small weights); out is float32 when out_f32, else bf16.
+// Whether it takes the shape: k a multiple of 8, x and w 16-byte aligned.
+constexpr int64_t kDeterministicGemvElements = int64_t{1} << 22;  // weights below: this path
+bool gemv_rows_applies(int64_t n, int64_t k, int64_t m, const void* x, const void* w);
+void launch_gemv_rows(const bf16* x, const bf16* w, const bf16* bias, void* out, bool out_f32,
+                      int64_t n, int64_t k, int64_t m, cudaStream_t stream);
 
 // ---------------------------------------------------------------- elementwise
 // out[t] = table[token_ids[t] - vocab_offset] when that row exists, else zeros.
@@ -152,8 +159,11 @@ struct AttentionPlan {
   const AttnItem* decode_items;  // rows <= kDecodeRows each
   int n_decode;
   int splits;  // key-range splits of each decode item (1: no partials); see decode_split_chunk
-  float* partial_o;               // [n_decode, kv_heads, kDecodeRows, splits, head_dim]
-  float* partial_lse;             // [n_decode, kv_heads, kDecodeRows, splits]
+  float* partial_o;    // [n_decode, kv_heads, kDecodeRows, splits, head_dim]
+  float* partial_lse;  // [n_decode, kv_heads, kDecodeRows, splits]
+  // [n_decode, kv_heads], zero between launches: splits finished so far; the
+  // last of an item's splits merges them and sets its count back to zero.
+  int* split_counts;
   const AttnItem* prefill_items;  // rows <= kPrefillRows each
   int n_prefill;
   // Decode grid order: 1 puts the kv heads of one item in consecutive blocks

@@ -38,7 +38,7 @@ struct StepShape {
 
 struct Signature {
   const void *meta_dev = nullptr, *work_dev = nullptr, *work_host = nullptr, *partial_dev = nullptr,
-             *gather_dev = nullptr;
+             *gather_dev = nullptr, *counts_dev = nullptr;
   bool operator==(const Signature&) const = default;
 };
 
