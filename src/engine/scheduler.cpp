@@ -207,8 +207,9 @@ StepSchedule Scheduler::schedule() {
     if (budget <= 0) break;
     Sequence& s = seqs_.at(id);
     const int64_t left = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
-    if (left <= 1 || room(s) <= 0) continue;
-    const int64_t count = fitting(s, std::min(left, room(s)));
+    const int64_t limit = left > 1 ? room(s) : 0;
+    if (limit <= 0) continue;
+    const int64_t count = fitting(s, std::min(left, limit));
     if (count > 0) add_chunk(s, count);
   }
 

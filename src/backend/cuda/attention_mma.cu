@@ -35,25 +35,6 @@ constexpr int kPrefillKeys = 64;  // keys per prefill tile (shared by the 4 warp
 constexpr int kDecodeKeys = 16;   // keys per decode tile (one warp's own)
 constexpr float kNegInf = -INFINITY;
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared, bypassing L1; zero-filled when !valid (src unread).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  const int bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
-               "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
 // The tensor cores' input type over a cache of type C. bf16 for a bf16 cache.
 // f16 for an fp8 one: e4m3 -> f16x2 is one exact conversion where e4m3 -> bf16x2
 // is four (via f16 and f32), and that conversion bounds the fp8 kernels. f16
@@ -98,11 +79,6 @@ __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const Bits16* p) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_u32(p))
                : "memory");
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
 }
 
 // Two values as one A-fragment register of the tensor cores' input type.

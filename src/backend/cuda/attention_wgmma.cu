@@ -58,24 +58,6 @@ constexpr size_t kWgmmaSmem = kQBytes + 4 * kTileBytes + kAlign;  // + slack to 
 constexpr float kNegInf = -INFINITY;
 static_assert(kRows == 64, "one wgmma M tile an item");
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared (a shared address), bypassing L1; zero-filled when
-// !valid (src unread).
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
-
 // The generic proxy's writes (cp.async, landed) made visible to the async
 // proxy, through which wgmma reads its shared-memory operands.
 __device__ __forceinline__ void fence_proxy_async() {
@@ -180,11 +162,6 @@ __device__ __forceinline__ void wgmma_rs_m64n128k16_tb(float (&d)[64], const uin
   (void)d, (void)a, (void)desc_b;
   __trap();
 #endif
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
 }
 
 // Copies keys [k0, k0 + kKeys) of kv head h into the swizzled K and V tiles at
@@ -410,7 +387,7 @@ __global__ void __launch_bounds__(kWgThreads)
   extern __shared__ uint4 smem_raw[];
   __shared__ int block_min[kWgThreads / 32];
   // The tiles from the first 1024-byte boundary of the dynamic shared memory.
-  const uint32_t raw = smem_addr(smem_raw);
+  const uint32_t raw = smem_u32(smem_raw);
   const uint32_t q_s = (raw + (kAlign - 1)) & ~static_cast<uint32_t>(kAlign - 1);
   const uint32_t kv_s = q_s + kQBytes;  // stage s: K at + 2 s kTileBytes, V right after
 
@@ -446,7 +423,7 @@ __global__ void __launch_bounds__(kWgThreads)
     // Tile i (and at i = 0 Q) is the only copy in flight: landed, made visible
     // to the async proxy, then to every thread. Past the barrier, every thread
     // has also waited for its wgmmas of tile i - 1, so that stage is free.
-    cp_async_wait_all();
+    cp_async_wait<0>();
     fence_proxy_async();
     __syncthreads();
 
