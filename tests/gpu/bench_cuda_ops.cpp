@@ -76,7 +76,7 @@ void bench_linear(Bench& b, const char* name, int64_t k, int64_t m) {
   // Decode batches, the ridge point (256), and prompt steps: 8,192 rows (the
   // default step budget) against 8,045 (where a mixed step's qkv ran at 0.84
   // of its roofline while 8,192-row steps got 0.45-0.61; docs/PERF.md).
-  for (int64_t n : {1, 2, 4, 8, 64, 256, 2048, 8045, 8192}) {
+  for (int64_t n : {1, 2, 4, 8, 64, 256, 2048, 8045, 8064, 8192}) {
     Tensor x = b.random({n, k}, 1.0f), out = b.be->alloc({n, m}, DType::bf16);
     const double sec = b.time([&](int i) { b.be->linear(x, w[i % copies], nullptr, out); });
     const double bytes = wbytes + 2.0 * n * (k + m);
