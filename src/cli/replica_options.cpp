@@ -30,8 +30,8 @@ void add_replica_options(po::options_description& desc, ReplicaOptions& o) {
       "(programmatic dependent launch, sm_90 and later; on | off)")(
       "cuda-gemm-tune", po::value(&o.cuda_gemm_tune)->default_value(o.cuda_gemm_tune),
       "cuda: time cuBLASLt's candidate algorithms for each weight shape and row-count bucket "
-      "on first use and keep the fastest (on; prompts: only above 512 rows; off: the "
-      "heuristic's first pick, the same in every run)")(
+      "on first use and keep the fastest (on | off: the heuristic's first pick, the same in "
+      "every run)")(
       "deterministic", po::bool_switch(&o.deterministic),
       "batch-invariant results: a request's tokens and logprobs are the same bits whatever "
       "else shares its steps, however its prompt is chunked, and after a kill and --resume "
@@ -105,12 +105,12 @@ void check_replica_options(const ReplicaOptions& o) {
   if (o.cuda_attention_streams != 1 && o.cuda_attention_streams != 2)
     throw UsageError("--cuda-attention-streams must be 1 or 2");
   check_one_of("cuda-prefill-attention", o.cuda_prefill_attention, {"auto", "mma", "wgmma"});
-  check_one_of("cuda-gemm-tune", o.cuda_gemm_tune, {"on", "prompts", "off"});
+  check_one_of("cuda-gemm-tune", o.cuda_gemm_tune, {"on", "off"});
   check_one_of("verify-weights", o.verify_weights, {"on", "off"});
-  if (o.deterministic && o.cuda_gemm_tune != "off")
-    throw UsageError("--deterministic with --cuda-gemm-tune " + o.cuda_gemm_tune +
-                     ": tuning picks GEMM algorithms by timing, so "
-                     "two runs may sum in other orders; drop one of them");
+  if (o.deterministic && o.cuda_gemm_tune == "on")
+    throw UsageError(
+        "--deterministic with --cuda-gemm-tune on: tuning picks GEMM algorithms by timing, so "
+        "two runs may sum in other orders; drop one of them");
   check_one_of("prefix-cache", o.prefix_cache, {"on", "off"});
   check_one_of("admission", o.admission, {"arrival", "longest-output"});
   if (o.cuda_graph_max_batch < 0)

@@ -126,9 +126,7 @@ std::unique_ptr<Backend> make_cuda(const World& w, const ModelConfig& config,
       : o.cuda_prefill_attention == "mma" ? CudaBackendOptions::PrefillAttention::mma
                                           : CudaBackendOptions::PrefillAttention::automatic;
   co.op_profile = o.cuda_op_profile;
-  co.gemm_tune = o.cuda_gemm_tune == "on"        ? CudaBackendOptions::GemmTune::on
-                 : o.cuda_gemm_tune == "prompts" ? CudaBackendOptions::GemmTune::prompts
-                                                 : CudaBackendOptions::GemmTune::off;
+  co.gemm_tune = o.cuda_gemm_tune == "on";
   co.deterministic = o.deterministic;
   co.custom_all_reduce_bytes = static_cast<size_t>(o.custom_all_reduce_kb) * 1024;
   r.description =

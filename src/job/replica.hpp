@@ -19,7 +19,7 @@ struct ReplicaOptions {
   int cuda_attention_streams = 2;    // cuda: 2 runs decode attention beside prefill attention
   std::string cuda_prefill_attention =
       "auto";                          // cuda: auto | mma | wgmma (Hopper) prefill attention
-  std::string cuda_gemm_tune = "off";  // on | prompts | off (cuda only): time cuBLASLt's candidates
+  std::string cuda_gemm_tune = "off";  // on | off (cuda only): time cuBLASLt's candidates
   int cuda_gemv_rows = 1;              // cuda: linear with <= this many rows uses the own GEMV
   int64_t cuda_graph_max_batch = 512;  // cuda: decode steps of up to this many sequences are graphs
   int64_t custom_all_reduce_kb = 0;    // cuda: all-reduces up to this size use the own IPC kernel

@@ -132,7 +132,7 @@ inline std::vector<float> llama3_inv_freq(int head_dim) {
 struct BackendPair {
   std::unique_ptr<Backend> cpu, gpu;
   explicit BackendPair(int gemv_max_rows = CudaBackendOptions{}.gemv_max_rows,
-                       CudaBackendOptions::GemmTune gemm_tune = CudaBackendOptions{}.gemm_tune,
+                       bool gemm_tune = CudaBackendOptions{}.gemm_tune,
                        CudaBackendOptions::PrefillAttention prefill_attention =
                            CudaBackendOptions{}.prefill_attention) {
     cpu = make_cpu_backend(mpi_collectives(MPI_COMM_SELF), 0);

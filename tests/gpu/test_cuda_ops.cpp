@@ -32,7 +32,7 @@ class CudaOps : public ::testing::Test {
   }
   // linear's rows up to which the cuda backend uses its own GEMV kernel.
   virtual int gemv_rows() const { return CudaBackendOptions{}.gemv_max_rows; }
-  virtual CudaBackendOptions::GemmTune gemm_tune() const { return CudaBackendOptions{}.gemm_tune; }
+  virtual bool gemm_tune() const { return CudaBackendOptions{}.gemm_tune; }
   Backend& cpu() { return *be_->cpu; }
   Backend& gpu() { return *be_->gpu; }
   // The same host values on both backends (f32 on cpu, bf16 on the GPU).
@@ -171,45 +171,27 @@ INSTANTIATE_TEST_SUITE_P(
 // With --cuda-gemm-tune on: the first call (600 rows) times every 32-row
 // bucket up to 512 and its own; later row counts take their bucket's winner or
 // time a new bucket. Every result against the cpu backend.
-// Tuned linears: every bucket's winner still gives the cpu backend's result.
 class CudaLinearTuned : public CudaOps {
- protected:
-  CudaBackendOptions::GemmTune gemm_tune() const override {
-    return CudaBackendOptions::GemmTune::on;
-  }
-  void expect_every_buckets_winner_matches_cpu() {
-    const int64_t k = 4096, m = 6144;
-    const float wr = 1.0f / std::sqrt(static_cast<float>(k));
-    const auto wh = random_bf16(rng_, m * k, -wr, wr), bh = random_bf16(rng_, m, -0.5f, 0.5f);
-    auto [wc, wg] = both({m, k}, wh);
-    auto [bc, bg] = both({m}, bh);
-    for (const int64_t n : {600, 37, 256, 300, 512, 2, 2048, 1500}) {
-      for (const bool with_bias : {false, true}) {
-        const auto xh = random_bf16(rng_, n * k);
-        auto [xc, xg] = both({n, k}, xh);
-        auto [oc, og] = both_poisoned({n, m});
-        cpu().linear(xc, wc, with_bias ? &bc : nullptr, oc);
-        gpu().linear(xg, wg, with_bias ? &bg : nullptr, og);
-        expect_close(get(gpu(), og), get(cpu(), oc), kBf16Tol,
-                     "tuned linear n=" + std::to_string(n) + (with_bias ? " with bias" : ""));
-      }
-    }
-  }
-};
-
-// Only the buckets above 512 rows timed (--cuda-gemm-tune prompts).
-class CudaLinearTunedPrompts : public CudaLinearTuned {
-  CudaBackendOptions::GemmTune gemm_tune() const override {
-    return CudaBackendOptions::GemmTune::prompts;
-  }
+  bool gemm_tune() const override { return true; }
 };
 
 TEST_F(CudaLinearTuned, EveryBucketsWinnerMatchesCpu) {
-  expect_every_buckets_winner_matches_cpu();
-}
-
-TEST_F(CudaLinearTunedPrompts, EveryBucketsWinnerMatchesCpu) {
-  expect_every_buckets_winner_matches_cpu();
+  const int64_t k = 4096, m = 6144;
+  const float wr = 1.0f / std::sqrt(static_cast<float>(k));
+  const auto wh = random_bf16(rng_, m * k, -wr, wr), bh = random_bf16(rng_, m, -0.5f, 0.5f);
+  auto [wc, wg] = both({m, k}, wh);
+  auto [bc, bg] = both({m}, bh);
+  for (const int64_t n : {600, 37, 256, 300, 512, 2, 2048, 1500}) {
+    for (const bool with_bias : {false, true}) {
+      const auto xh = random_bf16(rng_, n * k);
+      auto [xc, xg] = both({n, k}, xh);
+      auto [oc, og] = both_poisoned({n, m});
+      cpu().linear(xc, wc, with_bias ? &bc : nullptr, oc);
+      gpu().linear(xg, wg, with_bias ? &bg : nullptr, og);
+      expect_close(get(gpu(), og), get(cpu(), oc), kBf16Tol,
+                   "tuned linear n=" + std::to_string(n) + (with_bias ? " with bias" : ""));
+    }
+  }
 }
 
 TEST_F(CudaOps, LinearRejectsMismatchedShapesAndDtypes) {

@@ -136,9 +136,7 @@ class CudaBackend final : public Backend {
       collectives_ = std::make_unique<cuda::Collectives>(
           comm_.get(), o.collectives, o.deterministic ? 0 : o.custom_all_reduce_bytes,
           stream_.get());
-    gemm_ = std::make_unique<cuda::Gemm>(o.gemm_tune == CudaBackendOptions::GemmTune::on,
-                                         o.gemm_tune != CudaBackendOptions::GemmTune::off,
-                                         o.deterministic);
+    gemm_ = std::make_unique<cuda::Gemm>(o.gemm_tune, o.deterministic);
     if (o.deterministic &&
         static_cast<size_t>(prop.sharedMemPerBlockOptin) < cuda::attention_folded_smem_bytes())
       throw Error("cuda backend: --deterministic needs " +

@@ -55,12 +55,9 @@ struct CudaBackendOptions {
   bool op_profile = false;
   // linear times cuBLASLt's candidate algorithms per weight shape and row-count
   // bucket on first use and keeps the fastest (src/backend/cuda/gemm.hpp);
-  // off: the heuristic's first pick, the same in every run; prompts: only the
-  // buckets above 512 rows (prompt steps), where one row count's pick ran at
-  // 0.45-0.61 of the roofline and a neighbour's at 0.84. Decode buckets gained
-  // nothing on an H100 (docs/PERF.md, session 11).
-  enum class GemmTune { off, prompts, on };
-  GemmTune gemm_tune = GemmTune::off;
+  // off: the heuristic's first pick, the same in every run. Off by default
+  // until an A/B on a GPU shows it pays.
+  bool gemm_tune = false;
   // Batch-invariant results (--deterministic): a row's outputs do not depend on
   // the other rows of its step, on how its prompt was cut into chunks, or on
   // decode versus prefill. cuBLASLt algorithms without split-K (no GEMV, no

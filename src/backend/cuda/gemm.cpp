@@ -56,14 +56,12 @@ size_t Gemm::KeyHash::operator()(const Key& k) const {
   return h;
 }
 
-Gemm::Gemm(bool tune_decode_rows, bool tune_prompt_rows, bool deterministic)
-    : tune_decode_(tune_decode_rows && !deterministic),
-      tune_prompts_(tune_prompt_rows && !deterministic),
-      deterministic_(deterministic) {
+Gemm::Gemm(bool tune, bool deterministic)
+    : tune_(tune && !deterministic), deterministic_(deterministic) {
   cublasLtHandle_t h = nullptr;
   TPINFER_CUBLAS_CHECK(cublasLtCreate(&h));
   handle_ = LtHandle(h);
-  if (tune_decode_ || tune_prompts_) {
+  if (tune_) {
     start_ = make_timing_event();
     stop_ = make_timing_event();
   }
@@ -208,13 +206,13 @@ void Gemm::tune(const Key& key, const void* x, const void* w, const void* bias, 
   Winners& won = winners_[shape_of(key)];
   // Decode buckets are timed at their largest row count, on this call's
   // leading rows (its buffers hold n rows); a larger call is timed at its own n.
-  for (int64_t r = kRowStep; tune_decode_ && r <= std::min(key.n, kDecodeRows); r += kRowStep)
+  for (int64_t r = kRowStep; r <= std::min(key.n, kDecodeRows); r += kRowStep)
     if (!won.count(r)) {
       Key at = key;
       at.n = r;
       won[r] = fastest(at, x, w, bias, out, stream, kDecodeReps);
     }
-  if (tune_prompts_ && key.n > kDecodeRows && !won.count(bucket_of(key.n)))
+  if (key.n > kDecodeRows && !won.count(bucket_of(key.n)))
     won[bucket_of(key.n)] = fastest(key, x, w, bias, out, stream, 2);
   // Plans made before their bucket was timed (say, while a graph was recorded) take the winner.
   for (auto& [k, p] : plans_)
@@ -265,11 +263,10 @@ void Gemm::run(const void* x, const void* w, const void* bias, void* out, int64_
     TPINFER_CUBLAS_CHECK(launch(it->second, it->second.algo, x, w, out, stream));
     return;
   }
-  if (may_time && n >= kRowStep && (tune_decode_ || (tune_prompts_ && n > kDecodeRows))) {
+  if (tune_ && may_time && n >= kRowStep) {
     const Winners& won = winners_[shape_of(key)];
     const int64_t widest = std::min(n / kRowStep * kRowStep, kDecodeRows);
-    if ((tune_decode_ && !won.count(widest)) ||
-        (tune_prompts_ && n > kDecodeRows && !won.count(bucket_of(n))))
+    if (!won.count(widest) || (n > kDecodeRows && !won.count(bucket_of(n))))
       tune(key, x, w, bias, out, stream);
   }
   auto it = plans_.find(key);

@@ -15,8 +15,7 @@
 // call of a weight shape that may wait for the GPU (not while a CUDA graph is
 // recorded) times the heuristic's candidates on its own operands, for every
 // 32-row bucket of decode rows up to 512 that it has rows for, and for its own
-// power-of-two bucket above that (each half alone may be tuned: the backend's
-// "prompts" setting times only the buckets above 512 rows); every later shape in a bucket takes the
+// power-of-two bucket above that; every later shape in a bucket takes the
 // bucket's winner (checked valid for its size). A winner must beat the
 // heuristic's pick by 3 %; still, it depends on timing, so two processes may
 // pick differently and differ in the last bits (tuning off: the same pick in
@@ -48,10 +47,7 @@ namespace tpinfer::cuda {
 
 class Gemm {
  public:
-  // tune_decode_rows: time the 32-row buckets up to 512 rows; tune_prompt_rows:
-  // the power-of-two buckets above.
-  explicit Gemm(bool tune_decode_rows = false, bool tune_prompt_rows = false,
-                bool deterministic = false);
+  explicit Gemm(bool tune = false, bool deterministic = false);
   // The workspace (device memory the caller owns) cuBLASLt may use; set once
   // before the first run.
   void set_workspace(void* ptr, size_t bytes);
@@ -108,7 +104,7 @@ class Gemm {
             cudaStream_t stream);
 
   LtHandle handle_;
-  bool tune_decode_ = false, tune_prompts_ = false;
+  bool tune_ = false;
   bool deterministic_ = false;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
