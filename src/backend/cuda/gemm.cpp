@@ -1,7 +1,6 @@
 #include "backend/cuda/gemm.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
@@ -163,23 +162,7 @@ cublasLtMatmulAlgo_t Gemm::fastest(const Key& key, const void* x, const void* w,
   const Plan p = make_plan(key, bias);
   cublasLtMatmulAlgo_t best = p.algo;
   float best_ms = std::numeric_limits<float>::infinity(), first_ms = best_ms;
-  std::vector<cublasLtMatmulAlgo_t> list = candidates(p, key, kCandidates);
-  // Above the decode rows the heuristic's list can change wholesale with a
-  // few rows (qkv at 8,192 rows ran at 0.45-0.61 of its roofline, at 8,045
-  // at 0.84): the first picks of slightly smaller row counts join the race.
-  if (key.n > kDecodeRows)
-    for (const int64_t fewer : {key.n / 64, key.n / 32}) {
-      Key near = key;
-      near.n = key.n - fewer;
-      const Plan q = describe(near, bias);
-      for (const cublasLtMatmulAlgo_t& algo : candidates(q, near, 2))
-        if (valid_at(p, algo) &&
-            std::none_of(list.begin(), list.end(), [&](const cublasLtMatmulAlgo_t& a) {
-              return std::memcmp(&a, &algo, sizeof a) == 0;
-            }))
-          list.push_back(algo);
-    }
-  for (const cublasLtMatmulAlgo_t& algo : list) {
+  for (const cublasLtMatmulAlgo_t& algo : candidates(p, key, kCandidates)) {
     // A warm-up; an algorithm it refuses is skipped.
     if (launch(p, algo, x, w, out, stream) != CUBLAS_STATUS_SUCCESS) continue;
     TPINFER_CUDA_CHECK(cudaEventRecord(start_.get(), stream));
@@ -213,7 +196,7 @@ void Gemm::tune(const Key& key, const void* x, const void* w, const void* bias, 
       won[r] = fastest(at, x, w, bias, out, stream, kDecodeReps);
     }
   if (key.n > kDecodeRows && !won.count(bucket_of(key.n)))
-    won[bucket_of(key.n)] = fastest(key, x, w, bias, out, stream, 2);
+    won[bucket_of(key.n)] = fastest(key, x, w, bias, out, stream, 1);
   // Plans made before their bucket was timed (say, while a graph was recorded) take the winner.
   for (auto& [k, p] : plans_)
     if (shape_of(k) == shape_of(key)) adopt_winner(k, p);
