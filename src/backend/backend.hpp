@@ -73,7 +73,11 @@ class Backend {
   virtual DeviceKind device_kind() const = 0;
   virtual MemoryInfo memory_info() const = 0;
   virtual void upload(const Tensor& dst, const float* src) = 0;  // host fp32 -> dst's dtype
-  virtual void download(const Tensor& src, float* dst) = 0;      // src's dtype -> host fp32
+  // Host 16-bit values as a weight file stores them (src_dtype bf16 or f16)
+  // -> dst's dtype; bits of dst's own dtype go as they are, without a float32
+  // copy on the host (the model load's path for 16-bit files).
+  virtual void upload_bits(const Tensor& dst, const uint16_t* src, DType src_dtype) = 0;
+  virtual void download(const Tensor& src, float* dst) = 0;  // src's dtype -> host fp32
 
   // Step metadata, set once before each forward; the ops below read it.
   virtual void set_batch(const BatchLayout& batch) = 0;

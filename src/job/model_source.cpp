@@ -18,8 +18,25 @@ ModelSource open_model_file(const World& w, const std::string& path, int tp, boo
       s.tokenizer =
           std::make_shared<const Tokenizer>(Tokenizer::from_json(s.file->tokenizer_json()));
   });
-  s.fill = upload_from([file = s.file.get()](const TensorShard& t) { return file->read(t); });
+  s.fill = upload_stored(*s.file);
   return s;
+}
+
+ShardFiller upload_stored(const WeightReader& file) {
+  // One host buffer, grown to the largest 16-bit shard and reused (the filler
+  // runs one shard at a time).
+  auto bits = std::make_shared<std::vector<uint16_t>>();
+  const ShardFiller as_float = upload_from([&file](const TensorShard& t) { return file.read(t); });
+  return [&file, bits, as_float](Backend& b, const Tensor& dst, const TensorShard& shard) {
+    const DType stored = file.tensor_dtype(shard.name);
+    if (stored != DType::bf16 && stored != DType::f16) return as_float(b, dst, shard);
+    if (dst.numel() != shard.numel())
+      throw ModelError("tensor " + shard.name + ": a shard of " + std::to_string(shard.numel()) +
+                       " values for a tensor of " + std::to_string(dst.numel()));
+    bits->resize(static_cast<size_t>(shard.numel()));
+    file.read_into(shard, stored, bits->data());
+    b.upload_bits(dst, bits->data(), stored);
+  };
 }
 
 ModelSource random_model(const World& w, const std::string& config_json_path, int tp,

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dist/world.hpp"
 #include "job/replica.hpp"
@@ -29,6 +30,10 @@ ModelSource open_model_file(const World& w, const std::string& path, int tp, boo
 // Collective: a Hugging Face config.json and seeded random weights.
 ModelSource random_model(const World& w, const std::string& config_json_path, int tp,
                          uint64_t seed);
+// The file's shards: a 16-bit tensor goes to the backend as its stored bits
+// (Backend::upload_bits: no float32 copy on the host), others as float32.
+// `file` must outlive the filler.
+ShardFiller upload_stored(const WeightReader& file);
 // The seeded random weights of `config`, made where the tensor lives (on the
 // GPU by its own kernel; on the host for the cpu backend).
 ShardFiller random_weights(const ModelConfig& config, uint64_t seed);

@@ -488,15 +488,20 @@ void widen(DType, const float* src, float* dst, size_t n) {
   std::copy(src, src + n, dst);
 }
 
+// A 16-bit tensor read as its stored bits (WeightReader::read_into).
+void widen(DType, const uint16_t* src, uint16_t* dst, size_t n) {
+  std::copy(src, src + n, dst);
+}
+
 // Reads rows [row0, row0 + rows) x columns [col0, col0 + cols) of a 2-D
 // dataset with `width` columns. The file is read as whole rows, a block at a
 // time, so every read is one large contiguous I/O; a column slice (row-parallel
 // tensors) is then picked in memory. This beats HDF5's own strided hyperslab
 // read of a contiguous dataset, which goes through its small sieve buffer
 // (see docs/WEIGHT_FORMAT.md for the measurements).
-template <typename Stored>
+template <typename Stored, typename Out>
 void read_rows(hid_t ds, hid_t mem_type, DType dtype, int64_t row0, int64_t rows, int64_t width,
-               int64_t col0, int64_t cols, float* out) {
+               int64_t col0, int64_t cols, Out* out) {
   const int64_t per_block =
       std::max<int64_t>(1, static_cast<int64_t>(kBlockBytes / sizeof(Stored)) / width);
   std::vector<Stored> buf(static_cast<size_t>(std::min(rows, per_block) * width));
@@ -537,16 +542,31 @@ struct TensorInfo {
 // of 0xff bytes, a bad conversion) that would otherwise only show as nonsense
 // tokens. Kept beside the checksums for files without them (and for garbage
 // written with its checksums, e.g. by a faulty converter).
-void check_finite(const std::vector<float>& v, const std::string& what) {
+bool non_finite(float x) {  // exponent bits all ones; integer ops, so it vectorises
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return (bits & 0x7f800000u) == 0x7f800000u;
+}
+
+// The same test on the stored bits of a 16-bit value.
+bool non_finite_bits(DType dtype, uint16_t bits) {
+  const uint16_t exponent = dtype == DType::bf16 ? 0x7f80u : 0x7c00u;
+  return (bits & exponent) == exponent;
+}
+
+template <typename Out>
+void check_finite(DType stored, const Out* v, size_t n, const std::string& what) {
+  const auto bad_at = [&](size_t i) {
+    if constexpr (std::is_same_v<Out, float>)
+      return non_finite(v[i]);
+    else
+      return non_finite_bits(stored, v[i]);
+  };
   size_t bad = 0;
-  for (float x : v) {  // exponent bits all ones; integer ops, so it vectorises
-    uint32_t bits;
-    std::memcpy(&bits, &x, sizeof bits);
-    bad += (bits & 0x7f800000u) == 0x7f800000u;
-  }
+  for (size_t i = 0; i < n; ++i) bad += bad_at(i);
   if (bad == 0) return;
   size_t first = 0;
-  while (std::isfinite(v[first])) ++first;
+  while (!bad_at(first)) ++first;
   throw StoreError(what + " holds " + std::to_string(bad) +
                    " non-finite value(s), the first at element " + std::to_string(first) +
                    " of the shard (rule: weights are finite; the file is corrupt)");
@@ -554,9 +574,9 @@ void check_finite(const std::vector<float>& v, const std::string& what) {
 
 // Copies the part of one row of a rank >= 3 tensor (the sub-tensor of shape
 // shape[1:]) that the hyperslab selects, widening to fp32.
-template <typename Stored>
+template <typename Stored, typename Out>
 void gather_row(DType dtype, const Stored* row, const std::vector<int64_t>& shape,
-                const TensorShard& shard, float* out) {
+                const TensorShard& shard, Out* out) {
   const size_t rank = shape.size();
   std::vector<int64_t> stride(rank, 1);  // element strides inside one row (dims 1..rank-1)
   for (size_t d = rank - 1; d-- > 1;) stride[d] = stride[d + 1] * shape[d + 1];
@@ -582,9 +602,9 @@ void gather_row(DType dtype, const Stored* row, const std::vector<int64_t>& shap
 // hashes every tile the hyperslab touches from the bytes as read, and widens
 // the hyperslab into `out`. A tile whose hash differs from the stored one
 // throws before read() returns anything.
-template <typename Stored>
+template <typename Stored, typename Out>
 void read_verified(hid_t ds, hid_t mem_type, const TensorInfo& t, const TensorShard& shard,
-                   const std::function<void(int64_t, int64_t, uint64_t)>& check, float* out) {
+                   const std::function<void(int64_t, int64_t, uint64_t)>& check, Out* out) {
   const TileGrid& g = t.grid;
   const size_t rank = t.shape.size();
   const int64_t r0 = rank == 0 ? 0 : shard.offset[0], nr = rank == 0 ? 1 : shard.count[0];
@@ -599,7 +619,7 @@ void read_verified(hid_t ds, hid_t mem_type, const TensorInfo& t, const TensorSh
 
   // fp32 whole rows exactly on tile boundaries: the file's bytes are the
   // values, so they go straight into `out` in one read and are hashed there.
-  if constexpr (std::is_same_v<Stored, float>) {
+  if constexpr (std::is_same_v<Stored, float> && std::is_same_v<Out, float>) {
     if (rank == 2 && nc == g.cols && row_begin == r0 && row_end == r0 + nr) {
       read_slab(ds, mem_type, {static_cast<hsize_t>(r0), 0},
                 {static_cast<hsize_t>(nr), static_cast<hsize_t>(g.cols)}, out);
@@ -628,13 +648,60 @@ void read_verified(hid_t ds, hid_t mem_type, const TensorInfo& t, const TensorSh
     }
     for (int64_t r = first; r < last; ++r) {
       const Stored* row = buf.data() + (r - b) * g.cols;
-      float* dst = out + (r - r0) * out_row;
+      Out* dst = out + (r - r0) * out_row;
       if (rank >= 3)
         gather_row(t.dtype, row, t.shape, shard, dst);
       else
         widen(t.dtype, row + c0, dst, static_cast<size_t>(nc));
     }
   }
+}
+
+// One validated hyperslab of `t` into `out`: float32 (widened), or the stored
+// 16-bit values themselves (Out = uint16_t; the caller checked the dtype).
+// Verifying, it reads the whole tiles the hyperslab touches and checks each.
+template <typename Out>
+void read_hyperslab(const TensorInfo& t, const std::string& path, const TensorShard& shard,
+                    Out* out) {
+  const hid_t ds = t.dataset.get();
+  const bool f32 = t.dtype == DType::f32;
+  const hid_t mem_type = f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT16;
+  const size_t rank = t.shape.size();
+  const auto n = static_cast<size_t>(shard.numel());
+  if (t.verify) {
+    const auto check = [&](int64_t i, int64_t j, uint64_t h) {
+      const uint64_t stored = t.tile_hashes[static_cast<size_t>(i * t.grid.grid_cols() + j)];
+      if (h != stored)
+        throw StoreError(tile_error(path, shard.name, t.shape, t.grid, i, j, stored, h));
+    };
+    if constexpr (std::is_same_v<Out, float>) {
+      if (f32) return read_verified<float>(ds, mem_type, t, shard, check, out);
+    }
+    return read_verified<uint16_t>(ds, mem_type, t, shard, check, out);
+  }
+  if (rank == 2) {
+    const int64_t width = t.shape[1];
+    if constexpr (std::is_same_v<Out, float>) {
+      if (f32 && shard.count[1] == width)  // whole rows of fp32: straight into `out`
+        return read_slab(ds, mem_type, {static_cast<hsize_t>(shard.offset[0]), 0},
+                         {static_cast<hsize_t>(shard.count[0]), static_cast<hsize_t>(width)}, out);
+      if (f32)
+        return read_rows<float>(ds, mem_type, t.dtype, shard.offset[0], shard.count[0], width,
+                                shard.offset[1], shard.count[1], out);
+    }
+    return read_rows<uint16_t>(ds, mem_type, t.dtype, shard.offset[0], shard.count[0], width,
+                               shard.offset[1], shard.count[1], out);
+  }
+  // Vectors and scalars are small; other ranks do not occur in this format's
+  // models, so HDF5's general hyperslab read is good enough for them.
+  const std::vector<hsize_t> start(shard.offset.begin(), shard.offset.end());
+  const std::vector<hsize_t> count(shard.count.begin(), shard.count.end());
+  if constexpr (std::is_same_v<Out, float>) {
+    if (f32) return read_slab(ds, mem_type, start, count, out);
+  }
+  std::vector<uint16_t> buf(n);
+  read_slab(ds, mem_type, start, count, buf.data());
+  widen(t.dtype, buf.data(), out, n);
 }
 
 }  // namespace
@@ -1048,11 +1115,11 @@ void WeightReader::validate(int tp_size) const {
            [&] { open_bytes(impl_->file.get(), path, kChatTemplateDataset); });
 }
 
-std::vector<float> WeightReader::read(const TensorShard& shard) const {
+void WeightReader::read_into(const TensorShard& shard, DType as, void* out) const {
   const std::string& path = impl_->path;
-  std::vector<float> values = h5_guard(path + ": cannot read tensor " + shard.name, [&] {
+  const std::string what = path + ": tensor " + shard.name;
+  const DType stored = h5_guard(path + ": cannot read tensor " + shard.name, [&] {
     const TensorInfo t = impl_->open_tensor(shard.name);
-    const std::string what = path + ": tensor " + shard.name;
     if (t.shape != shard.full_shape)
       throw StoreError(what + " has shape " + shape_str(t.shape) + ", expected " +
                        shape_str(shard.full_shape));
@@ -1066,52 +1133,26 @@ std::vector<float> WeightReader::read(const TensorShard& shard) const {
         throw StoreError(what + ": hyperslab offset " + shape_str(shard.offset) + " count " +
                          shape_str(shard.count) + " lies outside its shape " + shape_str(t.shape));
     }
-    std::vector<float> out(static_cast<size_t>(shard.numel()));
-    if (out.empty()) return out;
-    const hid_t ds = t.dataset.get();
-    const bool f32 = t.dtype == DType::f32;
-    const hid_t mem_type = f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT16;
-    if (t.verify) {
-      const auto check = [&](int64_t i, int64_t j, uint64_t h) {
-        const uint64_t stored = t.tile_hashes[static_cast<size_t>(i * t.grid.grid_cols() + j)];
-        if (h != stored)
-          throw StoreError(tile_error(path, shard.name, t.shape, t.grid, i, j, stored, h));
-      };
-      if (f32)
-        read_verified<float>(ds, mem_type, t, shard, check, out.data());
-      else
-        read_verified<uint16_t>(ds, mem_type, t, shard, check, out.data());
-      return out;
-    }
-
-    if (rank == 2) {
-      const int64_t width = t.shape[1];
-      if (f32 && shard.count[1] == width) {  // whole rows of fp32: straight into `out`
-        read_slab(ds, mem_type, {static_cast<hsize_t>(shard.offset[0]), 0},
-                  {static_cast<hsize_t>(shard.count[0]), static_cast<hsize_t>(width)}, out.data());
-      } else if (f32) {
-        read_rows<float>(ds, mem_type, t.dtype, shard.offset[0], shard.count[0], width,
-                         shard.offset[1], shard.count[1], out.data());
-      } else {
-        read_rows<uint16_t>(ds, mem_type, t.dtype, shard.offset[0], shard.count[0], width,
-                            shard.offset[1], shard.count[1], out.data());
-      }
-      return out;
-    }
-    // Vectors and scalars are small; other ranks do not occur in this format's
-    // models, so HDF5's general hyperslab read is good enough for them.
-    const std::vector<hsize_t> start(shard.offset.begin(), shard.offset.end());
-    const std::vector<hsize_t> count(shard.count.begin(), shard.count.end());
-    if (f32) {
-      read_slab(ds, mem_type, start, count, out.data());
-    } else {
-      std::vector<uint16_t> buf(out.size());
-      read_slab(ds, mem_type, start, count, buf.data());
-      widen(t.dtype, buf.data(), out.data(), out.size());
-    }
-    return out;
+    if (as != DType::f32 && as != t.dtype)
+      throw StoreError(what + " is stored as " + dtype_name(t.dtype) + "; it reads as float32 " +
+                       "or as its stored bits, not as " + dtype_name(as));
+    if (shard.numel() == 0) return t.dtype;
+    if (as == DType::f32)
+      read_hyperslab(t, path, shard, static_cast<float*>(out));
+    else
+      read_hyperslab(t, path, shard, static_cast<uint16_t*>(out));
+    return t.dtype;
   });
-  check_finite(values, path + ": tensor " + shard.name);
+  const auto n = static_cast<size_t>(shard.numel());
+  if (as == DType::f32)
+    check_finite(stored, static_cast<const float*>(out), n, what);
+  else
+    check_finite(stored, static_cast<const uint16_t*>(out), n, what);
+}
+
+std::vector<float> WeightReader::read(const TensorShard& shard) const {
+  std::vector<float> values(static_cast<size_t>(std::max<int64_t>(0, shard.numel())));
+  read_into(shard, DType::f32, values.data());
   return values;
 }
 

@@ -71,6 +71,10 @@ class WeightReader {
   // Reads one hyperslab as fp32 (converting from the stored dtype). Verifying,
   // it reads the whole tiles the hyperslab touches and checks each one.
   std::vector<float> read(const TensorShard& shard) const;
+  // The same into `out` (shard.numel() elements), as float32 or, with `as` the
+  // tensor's stored 16-bit dtype, as its stored bits unconverted (what a bf16
+  // backend uploads as is). Any other `as` is a ModelError naming both dtypes.
+  void read_into(const TensorShard& shard, DType as, void* out) const;
   // The stored dtype of one tensor.
   DType tensor_dtype(const std::string& name) const;
   bool has_tokenizer() const;

@@ -20,6 +20,7 @@
 #include "base/collectives.hpp"
 #include "base/error.hpp"
 #include "base/fp8.hpp"
+#include "base/half.hpp"
 
 namespace tpinfer {
 namespace {
@@ -102,6 +103,35 @@ TEST_F(CpuOps, AllocIsAlignedZeroedAndRoundTrips) {
   Tensor odd = be_->alloc({7}, DType::f32);  // each allocation aligned, not just the first
   EXPECT_EQ(reinterpret_cast<uintptr_t>(odd.data) % 64, 0u);
   EXPECT_NE(odd.data, t.data);
+}
+
+// A weight file's 16-bit values, widened into the float32 tensor (and through
+// float32 into an fp8 one); other source dtypes are refused.
+TEST_F(CpuOps, UploadBitsWidensBf16AndFp16) {
+  const std::vector<float> want = {1.0f, -2.5f, 0.099609375f, 65504.0f, -0.0f};
+  std::vector<uint16_t> bf(want.size()), half(want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    bf[i] = float_to_bf16(want[i]);
+    half[i] = float_to_fp16(want[i]);
+  }
+  Tensor t = be_->alloc({5}, DType::f32);
+  be_->upload_bits(t, bf.data(), DType::bf16);
+  std::vector<float> got = get(t);
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], bf16_to_float(bf[i])) << i;
+  be_->upload_bits(t, half.data(), DType::f16);
+  got = get(t);
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], fp16_to_float(half[i])) << i;
+  EXPECT_TRUE(std::signbit(got[4]));
+  Tensor kv = be_->alloc({5}, DType::fp8_e4m3);
+  be_->upload_bits(kv, bf.data(), DType::bf16);
+  EXPECT_EQ(get(kv), (std::vector<float>{1.0f, -2.5f, 0.1015625f, 448.0f, -0.0f}));
+  try {
+    be_->upload_bits(t, bf.data(), DType::f32);
+    FAIL() << "a float32 source was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rule: bfloat16 or float16 bits"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_F(CpuOps, AllocRejectsOtherDtypes) {

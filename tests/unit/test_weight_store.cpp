@@ -407,6 +407,48 @@ TEST_P(WeightStoreRoundTrip, EveryShardOfEveryTensorAtTp124) {
   fs::remove(path);
 }
 
+// read_into as the stored dtype gives the stored bits: widened, read()'s
+// values, with the tile checks on and off, for every shard at TP 1, 2, 4
+// (row and column slices); float32 files only read as float32.
+TEST_P(WeightStoreRoundTrip, StoredBitsOfEveryShardWidenToRead) {
+  const ModelConfig c = small_config(GetParam());
+  const std::string path = tmp_file();
+  write_random_model(c, path, 99);
+  ::testing::internal::CaptureStderr();  // verify=false warns once
+  for (const bool verify : {true, false}) {
+    WeightReader r(path, verify);
+    for (int tp : {1, 2, 4})
+      for (const TensorSpec& spec : expected_tensors(c))
+        for (int rank = 0; rank < tp; ++rank) {
+          const TensorShard sh = shard_of(c, spec, rank, tp);
+          const std::vector<float> want = r.read(sh);
+          if (GetParam() == DType::f32) {
+            std::vector<uint16_t> bits(want.size());
+            expect_model_error([&] { r.read_into(sh, DType::bf16, bits.data()); },
+                               {spec.name, "is stored as float32",
+                                "reads as float32 or as its stored bits, not as bfloat16"});
+            continue;
+          }
+          std::vector<uint16_t> bits(want.size(), 0xffff);
+          r.read_into(sh, GetParam(), bits.data());
+          std::vector<float> widened(bits.size());
+          for (size_t i = 0; i < bits.size(); ++i)
+            widened[i] =
+                GetParam() == DType::bf16 ? bf16_to_float(bits[i]) : fp16_to_float(bits[i]);
+          ASSERT_EQ(widened, want) << spec.name << " tp " << tp << " rank " << rank;
+          std::vector<float> into(want.size(), -1.0f);
+          r.read_into(sh, DType::f32, into.data());
+          ASSERT_EQ(into, want);
+          const DType other = GetParam() == DType::bf16 ? DType::f16 : DType::bf16;
+          expect_model_error([&] { r.read_into(sh, other, bits.data()); },
+                             {spec.name, std::string("is stored as ") + dtype_name(GetParam()),
+                              std::string("not as ") + dtype_name(other)});
+        }
+  }
+  ::testing::internal::GetCapturedStderr();
+  fs::remove(path);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllDtypes, WeightStoreRoundTrip,
                          ::testing::Values(DType::f32, DType::bf16, DType::f16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
@@ -981,6 +1023,11 @@ TEST(WeightChecksums, NonFiniteValuesWithoutChecksums) {
                      {path + ": tensor " + up +
                       " holds 2 non-finite value(s), the first at "
                       "element 130 of the shard"});
+  std::vector<uint16_t> bits(static_cast<size_t>(s.numel()));
+  expect_model_error([&] { WeightReader(path, false).read_into(s, DType::bf16, bits.data()); },
+                     {path + ": tensor " + up +
+                      " holds 2 non-finite value(s), the first at "
+                      "element 130 of the shard"});
   expect_model_error([&] { WeightReader(path).read(s); }, {up, "tile (", "fails its checksum"});
   strip_checksums(path);
   expect_model_error([&] { WeightReader(path).read(s); }, {up, "non-finite", "element 130"});
@@ -1115,6 +1162,14 @@ TEST(WeightChecksums, ScalarsHigherRanksAndEmptyTensors) {
   EXPECT_EQ(r.read({"cube", {4, 6, 10}, {1, 2, 3}, {2, 3, 4}}), part);
   EXPECT_EQ(r.read({"scalar", {}, {}, {}}), std::vector<float>{2.5f});
   EXPECT_EQ(r.read({"empty", {0, 5}, {0, 0}, {0, 5}}), std::vector<float>{});
+  // The same as stored bf16 bits (the cube's values are exact in bf16).
+  std::vector<uint16_t> bits(part.size());
+  r.read_into({"cube", {4, 6, 10}, {1, 2, 3}, {2, 3, 4}}, DType::bf16, bits.data());
+  for (size_t i = 0; i < bits.size(); ++i) EXPECT_EQ(bf16_to_float(bits[i]), part[i]) << i;
+  uint16_t scalar_bits = 0;
+  r.read_into({"scalar", {}, {}, {}}, DType::bf16, &scalar_bits);
+  EXPECT_EQ(bf16_to_float(scalar_bits), 2.5f);
+  r.read_into({"empty", {0, 5}, {0, 0}, {0, 5}}, DType::bf16, nullptr);
   EXPECT_NE(r.fingerprint(), "");
   flip_byte(path, element_offset(path, "cube", 2 * 60 + 0));
   expect_model_error(

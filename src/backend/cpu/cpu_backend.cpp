@@ -27,6 +27,7 @@
 #include "backend/op_checks.hpp"
 #include "base/error.hpp"
 #include "base/fp8.hpp"
+#include "base/half.hpp"
 #include "base/sampler.hpp"
 
 namespace tpinfer {
@@ -136,6 +137,29 @@ class CpuBackend final : public Backend {
     }
     float* d = f32(dst, "upload", "dst");
     if (dst.numel() > 0) std::memcpy(d, src, static_cast<size_t>(dst.numel()) * sizeof(float));
+  }
+
+  void upload_bits(const Tensor& dst, const uint16_t* src, DType src_dtype) override {
+    CPU_CHECK(src != nullptr || dst.numel() == 0, "upload_bits", "null source");
+    CPU_CHECK(
+        src_dtype == DType::bf16 || src_dtype == DType::f16, "upload_bits",
+        std::string("source dtype ") + dtype_name(src_dtype) + " (rule: bfloat16 or float16 bits)");
+    const auto n = static_cast<size_t>(dst.numel());
+    // bf16 is the top half of a float32: a shift the compiler vectorises.
+    const auto widen = [&](float* d) {
+      if (src_dtype == DType::bf16) {
+        for (size_t i = 0; i < n; ++i) {
+          const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
+          std::memcpy(d + i, &bits, sizeof bits);
+        }
+      } else {
+        for (size_t i = 0; i < n; ++i) d[i] = fp16_to_float(src[i]);
+      }
+    };
+    if (dst.dtype == DType::f32) return widen(f32(dst, "upload_bits", "dst"));  // in place
+    std::vector<float> wide(n);
+    widen(wide.data());
+    upload(dst, wide.data());
   }
 
   void download(const Tensor& src, float* dst) override {

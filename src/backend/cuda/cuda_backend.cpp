@@ -221,15 +221,7 @@ class CudaBackend final : public Backend {
   void upload(const Tensor& dst, const float* src) override {
     check_storage(dst, "upload", "dst");
     CUDA_BE_CHECK(src != nullptr || dst.numel() == 0, "upload", "null source");
-    const size_t esz = static_cast<size_t>(dtype_bytes(dst.dtype));
-    const size_t n = static_cast<size_t>(dst.numel());
-    const size_t chunk = kStagingBytes / 2 / sizeof(float);
-    char* d = static_cast<char*>(dst.data);
-    for (size_t off = 0, i = 0; off < n; off += chunk, ++i) {
-      const size_t c = std::min(chunk, n - off);
-      const int half = static_cast<int>(i & 1);
-      TPINFER_CUDA_CHECK(cudaEventSynchronize(staging_done_[half].get()));
-      void* buf = staging_half(half);
+    staged_upload(dst, sizeof(float), [&](void* buf, size_t off, size_t c) {
       switch (dst.dtype) {
         case DType::f32:
           std::memcpy(buf, src + off, c * sizeof(float));
@@ -245,6 +237,43 @@ class CudaBackend final : public Backend {
             static_cast<uint8_t*>(buf)[k] = float_to_fp8_e4m3(src[off + k]);
           break;
       }
+    });
+  }
+
+  // Bits of dst's own dtype are staged as they are; others go through float32.
+  void upload_bits(const Tensor& dst, const uint16_t* src, DType src_dtype) override {
+    check_storage(dst, "upload_bits", "dst");
+    CUDA_BE_CHECK(src != nullptr || dst.numel() == 0, "upload_bits", "null source");
+    CUDA_BE_CHECK(
+        src_dtype == DType::bf16 || src_dtype == DType::f16, "upload_bits",
+        std::string("source dtype ") + dtype_name(src_dtype) + " (rule: bfloat16 or float16 bits)");
+    if (dst.dtype == src_dtype) {
+      staged_upload(dst, sizeof(uint16_t), [&](void* buf, size_t off, size_t c) {
+        std::memcpy(buf, src + off, c * sizeof(uint16_t));
+      });
+      return;
+    }
+    std::vector<float> wide(static_cast<size_t>(dst.numel()));
+    for (size_t i = 0; i < wide.size(); ++i)
+      wide[i] = src_dtype == DType::bf16 ? bf16_to_float(src[i]) : fp16_to_float(src[i]);
+    upload(dst, wide.data());
+  }
+
+  // dst's elements in chunks of half the pinned staging buffer (measured in
+  // source elements of src_bytes): fill(buf, first, count) writes a chunk in
+  // dst's dtype into one half while the other half's copy runs.
+  template <class Fill>
+  void staged_upload(const Tensor& dst, size_t src_bytes, const Fill& fill) {
+    const size_t esz = static_cast<size_t>(dtype_bytes(dst.dtype));
+    const size_t n = static_cast<size_t>(dst.numel());
+    const size_t chunk = kStagingBytes / 2 / std::max(src_bytes, esz);
+    char* d = static_cast<char*>(dst.data);
+    for (size_t off = 0, i = 0; off < n; off += chunk, ++i) {
+      const size_t c = std::min(chunk, n - off);
+      const int half = static_cast<int>(i & 1);
+      TPINFER_CUDA_CHECK(cudaEventSynchronize(staging_done_[half].get()));
+      void* buf = staging_half(half);
+      fill(buf, off, c);
       TPINFER_CUDA_CHECK(
           cudaMemcpyAsync(d + off * esz, buf, c * esz, cudaMemcpyHostToDevice, stream_.get()));
       TPINFER_CUDA_CHECK(cudaEventRecord(staging_done_[half].get(), stream_.get()));
