@@ -78,6 +78,31 @@ TEST_F(CudaOps, AllocIsAlignedZeroedAndAccounted) {
   EXPECT_THROW(gpu().alloc({-1, 4}, DType::bf16), Error);
 }
 
+// A weight file's 16-bit values: bf16 bits into a bf16 tensor as they are
+// (more than one staging chunk, so both halves of the pinned buffer serve),
+// fp16 bits converted through float32; other source dtypes refused.
+TEST_F(CudaOps, UploadBitsStagesStoredBitsAsTheyAre) {
+  const int64_t n = (int64_t{9} << 20) + 3;
+  std::vector<uint16_t> bits(static_cast<size_t>(n));
+  std::vector<float> want(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) {
+    bits[i] = static_cast<uint16_t>((i * 2654435761u) >> 16) & 0xbfffu;  // finite, both signs
+    want[i] = bf16_to_float(bits[i]);
+  }
+  Tensor t = gpu().alloc({n}, DType::bf16);
+  gpu().upload_bits(t, bits.data(), DType::bf16);
+  EXPECT_EQ(get(gpu(), t), want);
+  const std::vector<float> small = {1.0f, -2.5f, 0.099609375f, 3.0e-5f};
+  std::vector<uint16_t> half(small.size());
+  for (size_t i = 0; i < small.size(); ++i) half[i] = float_to_fp16(small[i]);
+  Tensor u = gpu().alloc({4}, DType::bf16);
+  gpu().upload_bits(u, half.data(), DType::f16);
+  const std::vector<float> got = get(gpu(), u);
+  for (size_t i = 0; i < small.size(); ++i)
+    EXPECT_EQ(got[i], bf16_to_float(float_to_bf16(fp16_to_float(half[i])))) << i;
+  EXPECT_THROW(gpu().upload_bits(u, half.data(), DType::f32), Error);
+}
+
 TEST_F(CudaOps, AllocPastTheArenaThrowsBadAllocAndLeavesItUsable) {
   const auto arena_free = [&] { return gpu().memory_info().arena_free_bytes.value(); };
   const int64_t free0 = arena_free();
