@@ -573,7 +573,8 @@ void check_finite(DType stored, const Out* v, size_t n, const std::string& what)
 }
 
 // Copies the part of one row of a rank >= 3 tensor (the sub-tensor of shape
-// shape[1:]) that the hyperslab selects, widening to fp32.
+// shape[1:]) that the hyperslab selects, widening to fp32 (Out = float) or
+// copying the stored bits (Out = uint16_t).
 template <typename Stored, typename Out>
 void gather_row(DType dtype, const Stored* row, const std::vector<int64_t>& shape,
                 const TensorShard& shard, Out* out) {
@@ -600,7 +601,7 @@ void gather_row(DType dtype, const Stored* row, const std::vector<int64_t>& shap
 // whole rows of the tensor's 2-D view in blocks of at most kBlockBytes (each
 // one contiguous read; a column shard reads whole rows anyway, see read_rows),
 // hashes every tile the hyperslab touches from the bytes as read, and widens
-// the hyperslab into `out`. A tile whose hash differs from the stored one
+// (or, Out = uint16_t, copies) the hyperslab into `out`. A tile whose hash differs from the stored one
 // throws before read() returns anything.
 template <typename Stored, typename Out>
 void read_verified(hid_t ds, hid_t mem_type, const TensorInfo& t, const TensorShard& shard,
