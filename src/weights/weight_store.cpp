@@ -465,23 +465,8 @@ void read_slab(hid_t ds, hid_t mem_type, const std::vector<hsize_t>& start,
   TPINFER_H5_CHECK(H5Dread(ds, mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, buf));
 }
 
-// Widening runs over every loaded weight, so it must not cost a call per
-// element: bf16 is the top half of an fp32 (a shift the compiler vectorises),
-// fp16 goes through a 65536-entry table built once from fp16_to_float.
 void widen(DType d, const uint16_t* src, float* dst, size_t n) {
-  if (d == DType::bf16) {
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
-      std::memcpy(dst + i, &bits, sizeof bits);
-    }
-    return;
-  }
-  static const std::vector<float> table = [] {
-    std::vector<float> t(65536);
-    for (uint32_t h = 0; h < t.size(); ++h) t[h] = fp16_to_float(static_cast<uint16_t>(h));
-    return t;
-  }();
-  for (size_t i = 0; i < n; ++i) dst[i] = table[src[i]];
+  widen_to_float(d, src, dst, n);
 }
 
 void widen(DType, const float* src, float* dst, size_t n) {
@@ -601,8 +586,8 @@ void gather_row(DType dtype, const Stored* row, const std::vector<int64_t>& shap
 // whole rows of the tensor's 2-D view in blocks of at most kBlockBytes (each
 // one contiguous read; a column shard reads whole rows anyway, see read_rows),
 // hashes every tile the hyperslab touches from the bytes as read, and widens
-// (or, Out = uint16_t, copies) the hyperslab into `out`. A tile whose hash differs from the stored one
-// throws before read() returns anything.
+// (or, Out = uint16_t, copies) the hyperslab into `out`. A tile whose hash differs from the stored
+// one throws before read() returns anything.
 template <typename Stored, typename Out>
 void read_verified(hid_t ds, hid_t mem_type, const TensorInfo& t, const TensorShard& shard,
                    const std::function<void(int64_t, int64_t, uint64_t)>& check, Out* out) {
@@ -887,7 +872,9 @@ struct WeightReader::Impl {
 
   // Opens tensor `name`, checking it is a dataset with a known dtype attribute
   // and the storage type that dtype requires.
-  TensorInfo open_tensor(const std::string& name) const {
+  // with_tiles: also read the tile grid and hashes when verifying (what a
+  // read needs; a dtype or shape query does not).
+  TensorInfo open_tensor(const std::string& name, bool with_tiles = true) const {
     check_root_name(path, name);
     const std::string what = path + ": tensor " + name;
     if (TPINFER_H5_CHECK(H5Lexists(file.get(), name.c_str(), H5P_DEFAULT)) == 0)
@@ -918,7 +905,7 @@ struct WeightReader::Impl {
           (t.dtype == DType::f32 ? " (rule: float32 is stored as 32-bit IEEE float)"
                                  : " (rule: bfloat16 and float16 are stored as 16-bit unsigned "
                                    "integer bit patterns)"));
-    if (verifying()) {
+    if (with_tiles && verifying()) {
       auto tiles = required_tiles(t.dataset.get(), t.shape, what);
       t.verify = true;
       t.grid = tiles.first;
@@ -1159,7 +1146,7 @@ std::vector<float> WeightReader::read(const TensorShard& shard) const {
 
 DType WeightReader::tensor_dtype(const std::string& name) const {
   return h5_guard(impl_->path + ": cannot read tensor " + name,
-                  [&] { return impl_->open_tensor(name).dtype; });
+                  [&] { return impl_->open_tensor(name, /*with_tiles=*/false).dtype; });
 }
 
 bool WeightReader::has_tokenizer() const {

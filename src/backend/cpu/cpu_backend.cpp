@@ -145,20 +145,10 @@ class CpuBackend final : public Backend {
         src_dtype == DType::bf16 || src_dtype == DType::f16, "upload_bits",
         std::string("source dtype ") + dtype_name(src_dtype) + " (rule: bfloat16 or float16 bits)");
     const auto n = static_cast<size_t>(dst.numel());
-    // bf16 is the top half of a float32: a shift the compiler vectorises.
-    const auto widen = [&](float* d) {
-      if (src_dtype == DType::bf16) {
-        for (size_t i = 0; i < n; ++i) {
-          const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
-          std::memcpy(d + i, &bits, sizeof bits);
-        }
-      } else {
-        for (size_t i = 0; i < n; ++i) d[i] = fp16_to_float(src[i]);
-      }
-    };
-    if (dst.dtype == DType::f32) return widen(f32(dst, "upload_bits", "dst"));  // in place
+    if (dst.dtype == DType::f32)  // widened in place
+      return widen_to_float(src_dtype, src, f32(dst, "upload_bits", "dst"), n);
     std::vector<float> wide(n);
-    widen(wide.data());
+    widen_to_float(src_dtype, src, wide.data(), n);
     upload(dst, wide.data());
   }
 

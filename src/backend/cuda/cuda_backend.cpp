@@ -254,8 +254,7 @@ class CudaBackend final : public Backend {
       return;
     }
     std::vector<float> wide(static_cast<size_t>(dst.numel()));
-    for (size_t i = 0; i < wide.size(); ++i)
-      wide[i] = src_dtype == DType::bf16 ? bf16_to_float(src[i]) : fp16_to_float(src[i]);
+    widen_to_float(src_dtype, src, wide.data(), wide.size());
     upload(dst, wide.data());
   }
 
